@@ -1,0 +1,80 @@
+import path from 'node:path';
+import Fastify from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify';
+import fastifyStatic from '@fastify/static';
+import type { AuditStore } from '../audit/store';
+import { registerHealthRoutes } from './routes/health';
+import type { ReadinessReport } from './routes/health';
+import { registerRequestRoutes } from './routes/requests';
+
+export type { ReadinessReport } from './routes/health';
+
+export interface AdminAppOptions {
+  store: AuditStore;
+  /** Readiness apart from the audit log (policy loaded, ...); /readyz adds `audit_writable`. */
+  ready: () => ReadinessReport;
+  logger?: boolean;
+}
+
+/** web-admin/ at the package root: two levels up from both src/admin and dist/admin. */
+export const WEB_ADMIN_DIR = path.resolve(__dirname, '..', '..', 'web-admin');
+
+/**
+ * Sent on every response, errors and 404s included. The UI loads nothing from elsewhere and has
+ * no inline script, so `default-src 'self'` costs nothing and blunts any XSS through logged
+ * hostnames or paths; frame-ancestors/base-uri/form-action are not covered by default-src.
+ */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  'content-security-policy': "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+});
+
+function addSecurityHeaders(request: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<unknown> {
+  reply.headers(SECURITY_HEADERS);
+  // Audit records name clients and destinations: keep them out of browser and proxy caches.
+  if (request.url.startsWith('/api/')) reply.header('cache-control', 'no-store');
+  return Promise.resolve(payload);
+}
+
+/** Errors as `{ error }`; a 5xx hides its message (it may carry paths or SQL) and is logged. */
+function sendError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const status = error.statusCode !== undefined && error.statusCode >= 400 ? error.statusCode : 500;
+  if (status >= 500) {
+    request.log.error({ err: error }, 'admin request failed');
+    return reply.code(status).send({ error: 'internal error' });
+  }
+  return reply.code(status).send({ error: error.message });
+}
+
+/** Ajv's "must NOT have additional properties" does not say which one; a user needs the name. */
+function formatSchemaErrors(errors: FastifySchemaValidationError[], dataVar: string): Error {
+  const messages = errors.map((error) => {
+    const extra = error.params.additionalProperty;
+    if (error.keyword === 'additionalProperties' && typeof extra === 'string') {
+      return `${dataVar} parameter "${extra}" is not supported`;
+    }
+    return `${dataVar}${error.instancePath} ${error.message ?? 'is invalid'}`;
+  });
+  return new Error(messages.join(', '));
+}
+
+/** The admin HTTP app (SPEC §5), not listening: the caller listens, tests use inject(). */
+export function buildAdminApp(opts: AdminAppOptions): FastifyInstance {
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    // Without this Fastify strips unknown query parameters before validation; we want them
+    // rejected (see requests.ts).
+    ajv: { customOptions: { removeAdditional: false } },
+    schemaErrorFormatter: formatSchemaErrors,
+  });
+  app.addHook('onSend', addSecurityHeaders);
+  app.setErrorHandler(sendError);
+  app.setNotFoundHandler((_request, reply) => reply.code(404).send({ error: 'not found' }));
+
+  registerHealthRoutes(app, { ready: opts.ready, auditWritable: () => opts.store.isWritable() });
+  registerRequestRoutes(app, { db: opts.store.db });
+  app.register(fastifyStatic, { root: WEB_ADMIN_DIR, prefix: '/', index: 'index.html' });
+  return app;
+}

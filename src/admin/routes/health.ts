@@ -1,0 +1,31 @@
+import type { FastifyInstance } from 'fastify';
+
+export interface ReadinessReport {
+  ok: boolean;
+  detail: Record<string, unknown>;
+}
+
+export interface HealthRoutesOptions {
+  /** Readiness of everything but the audit log (policy loaded, ...), from the serve command. */
+  ready: () => ReadinessReport;
+  /** The audit log accepts writes (AuditStore.isWritable). */
+  auditWritable: () => boolean;
+}
+
+/**
+ * Liveness and readiness (SPEC §5). Both stay open when an admin token is set: orchestrators
+ * probe them without credentials, and they reveal nothing beyond up/down and the detail.
+ */
+export function registerHealthRoutes(app: FastifyInstance, opts: HealthRoutesOptions): void {
+  app.get('/healthz', async () => ({ status: 'ok' }));
+
+  app.get('/readyz', async (_request, reply) => {
+    const report = opts.ready();
+    const auditWritable = opts.auditWritable();
+    const ready = report.ok && auditWritable;
+    // `ready` last, so a detail key of the same name cannot contradict the status code.
+    return reply
+      .code(ready ? 200 : 503)
+      .send({ ...report.detail, audit_writable: auditWritable, ready });
+  });
+}

@@ -1,0 +1,183 @@
+import type Database from 'better-sqlite3';
+import type { AuditRecordJson } from './record-types';
+import type { Action } from '../policy/types';
+import type { RequestKind } from '../proxy/target-types';
+
+/** The fields of an audit record as the API returns them, in SPEC §4 order. */
+export const AUDIT_RECORD_FIELDS = [
+  'id', 'started_at', 'ended_at', 'duration_ms', 'client_ip', 'client_port', 'clients', 'user',
+  'kind', 'method', 'scheme', 'host', 'port', 'path', 'resolved_ip', 'decision', 'would_deny',
+  'rule', 'rule_source', 'reason', 'status', 'bytes_up', 'bytes_down', 'error', 'policy_version',
+] as const satisfies readonly (keyof AuditRecordJson)[];
+
+/** Compile-time check that AUDIT_RECORD_FIELDS names every field of AuditRecordJson. */
+type UnlistedField = Exclude<keyof AuditRecordJson, (typeof AUDIT_RECORD_FIELDS)[number]>;
+export type AuditRecordFieldsComplete = [UnlistedField] extends [never] ? true : UnlistedField;
+const fieldsComplete: AuditRecordFieldsComplete = true;
+void fieldsComplete;
+
+export const DEFAULT_PAGE_LIMIT = 50;
+export const MAX_PAGE_LIMIT = 1000;
+
+/** Bad input to a query (a malformed cursor, a limit out of range): the route answers 400. */
+export class QueryInputError extends Error {
+  constructor(
+    readonly param: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'QueryInputError';
+  }
+}
+
+export interface ListRequestsOptions {
+  limit?: number;
+  cursor?: string | null;
+}
+
+export interface RequestPage {
+  items: AuditRecordJson[];
+  next_cursor: string | null;
+}
+
+/** A row of `requests` as SQLite returns it. */
+interface RequestRow {
+  id: number;
+  started_at_ms: number;
+  ended_at_ms: number | null;
+  client_ip: string;
+  client_port: number;
+  clients: string;
+  user: string | null;
+  kind: RequestKind;
+  method: string | null;
+  scheme: string | null;
+  host: string | null;
+  port: number | null;
+  path: string | null;
+  resolved_ip: string | null;
+  decision: Action;
+  would_deny: number;
+  rule: string | null;
+  rule_source: string | null;
+  reason: string;
+  status: number | null;
+  bytes_up: number;
+  bytes_down: number;
+  error: string | null;
+  policy_version: string | null;
+}
+
+const ROW_COLUMNS = `id, started_at_ms, ended_at_ms, client_ip, client_port, clients, user, kind,
+  method, scheme, host, port, path, resolved_ip, decision, would_deny, rule, rule_source, reason,
+  status, bytes_up, bytes_down, error, policy_version`;
+
+function parseClients(text: string): string[] {
+  const value: unknown = JSON.parse(text);
+  return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
+}
+
+/** The one mapping from a stored row to the API shape (SPEC §4). */
+export function rowToJson(row: RequestRow): AuditRecordJson {
+  return {
+    id: row.id,
+    started_at: new Date(row.started_at_ms).toISOString(),
+    ended_at: row.ended_at_ms === null ? null : new Date(row.ended_at_ms).toISOString(),
+    // Wall-clock times can step backwards (NTP); a negative duration would only mislead.
+    duration_ms: row.ended_at_ms === null ? null : Math.max(0, row.ended_at_ms - row.started_at_ms),
+    client_ip: row.client_ip,
+    client_port: row.client_port,
+    clients: parseClients(row.clients),
+    user: row.user,
+    kind: row.kind,
+    method: row.method,
+    scheme: row.scheme,
+    host: row.host,
+    port: row.port,
+    path: row.path,
+    resolved_ip: row.resolved_ip,
+    decision: row.decision,
+    would_deny: row.would_deny === 1,
+    rule: row.rule,
+    rule_source: row.rule_source,
+    reason: row.reason,
+    status: row.status,
+    bytes_up: row.bytes_up,
+    bytes_down: row.bytes_down,
+    error: row.error,
+    policy_version: row.policy_version,
+  };
+}
+
+/** The cursor is opaque to clients: base64url of the last id returned. */
+export function encodeCursor(lastId: number): string {
+  return Buffer.from(String(lastId), 'utf8').toString('base64url');
+}
+
+/**
+ * Decodes a cursor, accepting only what encodeCursor produces. Node's base64 decoder skips
+ * characters it does not know, so the round trip is compared to reject anything non-canonical.
+ */
+export function decodeCursor(cursor: string): number {
+  const invalid = new QueryInputError('cursor', 'cursor is not valid; use next_cursor from a previous page');
+  if (!/^[A-Za-z0-9_-]{1,32}$/.test(cursor)) throw invalid;
+  const text = Buffer.from(cursor, 'base64url').toString('utf8');
+  if (!/^[1-9][0-9]{0,15}$/.test(text)) throw invalid;
+  const id = Number(text);
+  if (!Number.isSafeInteger(id) || encodeCursor(id) !== cursor) throw invalid;
+  return id;
+}
+
+function checkLimit(limit: number | undefined): number {
+  if (limit === undefined) return DEFAULT_PAGE_LIMIT;
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE_LIMIT) {
+    throw new QueryInputError('limit', `limit must be an integer from 1 to ${MAX_PAGE_LIMIT}`);
+  }
+  return limit;
+}
+
+function prepareQueries(db: Database.Database) {
+  return {
+    page: db.prepare(
+      `SELECT ${ROW_COLUMNS} FROM requests WHERE id < @before ORDER BY id DESC LIMIT @take`,
+    ),
+    byId: db.prepare(`SELECT ${ROW_COLUMNS} FROM requests WHERE id = ?`),
+  };
+}
+
+/** Statements prepared once per connection; a closed connection's entry goes with it. */
+const preparedByDb = new WeakMap<Database.Database, ReturnType<typeof prepareQueries>>();
+
+function queriesFor(db: Database.Database): ReturnType<typeof prepareQueries> {
+  let queries = preparedByDb.get(db);
+  if (queries === undefined) {
+    queries = prepareQueries(db);
+    preparedByDb.set(db, queries);
+  }
+  return queries;
+}
+
+/**
+ * One page of records, newest first. Keyset pagination (`id < cursor`) rather than OFFSET: a page
+ * costs the same wherever it is (a range walk down the rowid B-tree), and records written between
+ * two requests can neither shift a record into a second page nor appear in a later one, because
+ * ids only grow (AUTOINCREMENT).
+ */
+export function listRequests(db: Database.Database, opts: ListRequestsOptions = {}): RequestPage {
+  const limit = checkLimit(opts.limit);
+  // No cursor: start above every id. A plain `id < ?` keeps the query a range scan; an
+  // `? IS NULL OR id < ?` would make SQLite filter row by row from the top.
+  const before =
+    opts.cursor === undefined || opts.cursor === null ? Number.MAX_SAFE_INTEGER : decodeCursor(opts.cursor);
+  // One row more than asked tells whether another page exists, without an empty last page.
+  const rows = queriesFor(db).page.all({ before, take: limit + 1 }) as RequestRow[];
+  const items = rows.slice(0, limit).map(rowToJson);
+  const hasMore = rows.length > limit;
+  return { items, next_cursor: hasMore ? encodeCursor(items[items.length - 1].id) : null };
+}
+
+/** One record by id, or null. */
+export function getRequest(db: Database.Database, id: number): AuditRecordJson | null {
+  const row = queriesFor(db).byId.get(id) as RequestRow | undefined;
+  return row === undefined ? null : rowToJson(row);
+}

@@ -1,0 +1,78 @@
+import type { RequestKind } from '../proxy/target-types';
+import type { Action } from '../policy/types';
+
+/** What is known when a record is opened (before the first byte is forwarded). */
+export interface AuditOpen {
+  startedAt: Date;
+  clientIp: string;
+  clientPort: number;
+  clients: string[];
+  user: string | null;
+  kind: RequestKind;
+  method: string | null;
+  scheme: string | null;
+  /** Normalised host, or the raw (truncated) text for a malformed target, or null. */
+  host: string | null;
+  port: number | null;
+  path: string | null;
+  resolvedIp: string | null;
+  decision: Action;
+  wouldDeny: boolean;
+  rule: string | null;
+  ruleSource: string | null;
+  reason: string;
+  policyVersion: string | null;
+}
+
+/** What is known when the connection or exchange ends. */
+export interface AuditCompletion {
+  endedAt: Date;
+  status: number | null;
+  bytesUp: number;
+  bytesDown: number;
+  error: string | null;
+}
+
+/** A record as the admin API returns it (SPEC §4): snake_case, ISO-8601 UTC times. */
+export interface AuditRecordJson {
+  id: number;
+  started_at: string;
+  ended_at: string | null;
+  duration_ms: number | null;
+  client_ip: string;
+  client_port: number;
+  clients: string[];
+  user: string | null;
+  kind: RequestKind;
+  method: string | null;
+  scheme: string | null;
+  host: string | null;
+  port: number | null;
+  path: string | null;
+  resolved_ip: string | null;
+  decision: Action;
+  would_deny: boolean;
+  rule: string | null;
+  rule_source: string | null;
+  reason: string;
+  status: number | null;
+  bytes_up: number;
+  bytes_down: number;
+  error: string | null;
+  policy_version: string | null;
+}
+
+/**
+ * The audit sink the proxy writes through (STYLE habit 5: passed in, never imported).
+ * Every method is synchronous and durable on return (WAL commit): a record opened here is on
+ * disk before the proxy forwards a byte. Methods throw when the database cannot be written;
+ * the proxy answers 503 then (fail closed).
+ */
+export interface AuditSink {
+  /** Insert an open record (ended_at null); returns its id. */
+  open(record: AuditOpen): number;
+  /** Fill in the end of a record opened with open(). */
+  complete(id: number, completion: AuditCompletion): void;
+  /** Insert a finished record in one step (denied, malformed, failed before forwarding). */
+  record(record: AuditOpen, completion: AuditCompletion): number;
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+import { runPolicyCheck, runPolicyTest } from './commands/policy';
+import { runServe } from './commands/serve';
+
+const USAGE = `tollgate - an egress proxy with policies as code and an audit trail
+
+usage:
+  tollgate serve [options]                 run the proxy and the admin UI
+  tollgate policy check [--policies DIR]   validate policy files
+  tollgate policy test [options] TARGET    explain the decision for one request
+
+Run "tollgate <command> --help" for a command's options.
+`;
+
+/** Dispatch to one function per subcommand; each returns the process exit code. */
+async function main(argv: string[]): Promise<number> {
+  const [command, sub, ...rest] = argv;
+  if (command === 'serve') return runServe(argv.slice(1));
+  if (command === 'policy' && sub === 'check') return runPolicyCheck(rest);
+  if (command === 'policy' && sub === 'test') return runPolicyTest(rest);
+  const asked = command === undefined || command === '--help' || command === '-h' || command === 'help';
+  (asked ? process.stdout : process.stderr).write(USAGE);
+  return asked ? 0 : 2;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`tollgate: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

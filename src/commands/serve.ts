@@ -1,0 +1,75 @@
+import { parseArgs } from 'node:util';
+import { ConfigError, resolveServeConfig, SERVE_OPTIONS } from '../config';
+import type { ServeOptionName } from '../config';
+import { createLogger } from '../log';
+import { startServing } from '../serve';
+
+function serveHelp(): string {
+  const rows = Object.values(SERVE_OPTIONS).map(
+    (o) => `  --${o.flag.padEnd(16)} ${o.env.padEnd(26)} ${o.help} (default ${o.fallback})`,
+  );
+  return [
+    'usage: tollgate serve [options]',
+    '',
+    '  flag               environment variable       meaning',
+    ...rows,
+    `  ${''.padEnd(18)} TOLLGATE_ADMIN_TOKEN       admin API token; required for a non-loopback admin address`,
+    '',
+    'Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the policies.',
+    '',
+  ].join('\n');
+}
+
+/** `tollgate serve`: run until SIGTERM/SIGINT. */
+export async function runServe(args: string[]): Promise<number> {
+  const options = Object.fromEntries(
+    Object.values(SERVE_OPTIONS).map((o) => [o.flag, { type: 'string' as const }]),
+  );
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true });
+  } catch (err) {
+    process.stderr.write(`tollgate serve: ${(err as Error).message}\n\n${serveHelp()}`);
+    return 2;
+  }
+  const values = parsed.values as Record<string, string | boolean | undefined>;
+  if (values.help) {
+    process.stdout.write(serveHelp());
+    return 0;
+  }
+  const flags: Partial<Record<ServeOptionName, string>> = {};
+  for (const [name, spec] of Object.entries(SERVE_OPTIONS) as Array<[ServeOptionName, { flag: string }]>) {
+    const value = values[spec.flag];
+    if (typeof value === 'string') flags[name] = value;
+  }
+  const log = createLogger();
+  try {
+    const running = await startServing(resolveServeConfig(flags, process.env), log);
+    return await untilStopped(running.shutdown, () => running.holder.reload(), log);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    log.fatal(err.message);
+    process.stderr.write(`tollgate serve: ${err.message}\n`);
+    return 1;
+  }
+}
+
+function untilStopped(shutdown: () => Promise<void>, reload: () => void, log: ReturnType<typeof createLogger>): Promise<number> {
+  return new Promise((resolve) => {
+    process.on('SIGHUP', () => reload());
+    const stop = (signal: string): void => {
+      log.info({ signal }, 'stopping');
+      process.removeAllListeners('SIGTERM');
+      process.removeAllListeners('SIGINT');
+      shutdown().then(
+        () => resolve(0),
+        (err: unknown) => {
+          log.error({ err }, 'shutdown failed');
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+}

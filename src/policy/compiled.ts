@@ -1,0 +1,104 @@
+import type { Minimatch } from 'minimatch';
+import { compileHostMatcher, type HostMatcher } from './host-match';
+import type { IpRange } from './ip-range';
+import { compilePathPatterns } from './path-match';
+import { sourceOf } from './problems';
+import type { PolicyFileSpec, PortSpec, RangeSpec, RuleSpec } from './schema';
+import type { Action, Mode, NetworkPolicy, RangeEntry } from './types';
+
+/** A rule with everything decide() needs precompiled, so a decision does no parsing. */
+export interface CompiledRule {
+  name: string;
+  action: Action;
+  /** 'FILE:LINE' of the rule's `- name:` item. */
+  source: string;
+  /** The rule's own mode, or null to follow settings.mode. */
+  mode: Mode | null;
+  /** Client group names, or null for every client. */
+  clients: readonly string[] | null;
+  hosts: HostMatcher;
+  /** The host entries as normalised text (display only). */
+  hostPatterns: readonly string[];
+  ports: PortSpec;
+  methods: ReadonlySet<string> | null;
+  paths: readonly Minimatch[] | null;
+  pathPatterns: readonly string[] | null;
+  /** YYYY-MM-DD as written, and the first instant (ms since epoch) it no longer matches. */
+  expires: string | null;
+  expiresAt: number | null;
+}
+
+export interface CompiledClient {
+  name: string;
+  /** 'FILE:LINE' of the group's name. */
+  source: string;
+  sources: readonly IpRange[];
+}
+
+export interface PolicySettings {
+  default: Action;
+  mode: Mode;
+  /** 'FILE:LINE' of `default:` (or of `settings:` when default is implied); null with no settings block. */
+  source: string | null;
+}
+
+/** A loaded policy: every file of the folder, validated and compiled, all or nothing. */
+export interface Policy {
+  /** 'sha256:' + the first 12 hex digits of the hash of the file names and contents. */
+  version: string;
+  /** File names in load order. */
+  files: readonly string[];
+  settings: PolicySettings;
+  network: NetworkPolicy;
+  rules: readonly CompiledRule[];
+  clients: readonly CompiledClient[];
+}
+
+const DEFAULT_SETTINGS: PolicySettings = { default: 'deny', mode: 'enforce', source: null };
+
+function compileRule(file: string, rule: RuleSpec): CompiledRule {
+  return {
+    name: rule.name,
+    action: rule.action,
+    source: sourceOf(file, rule.line),
+    mode: rule.mode,
+    clients: rule.clients?.map((c) => c.value) ?? null,
+    hosts: compileHostMatcher(rule.hosts),
+    hostPatterns: rule.hostPatterns,
+    ports: rule.ports,
+    methods: rule.methods === null ? null : new Set(rule.methods),
+    paths: rule.paths === null ? null : compilePathPatterns(rule.paths),
+    pathPatterns: rule.paths,
+    expires: rule.expires?.date ?? null,
+    expiresAt: rule.expires?.endsAt ?? null,
+  };
+}
+
+function compileSettings(files: readonly PolicyFileSpec[]): PolicySettings {
+  for (const { file, settings } of files) {
+    if (settings === null) continue;
+    return { default: settings.default, mode: settings.mode, source: sourceOf(file, settings.defaultLine ?? settings.line) };
+  }
+  return DEFAULT_SETTINGS;
+}
+
+function rangeEntries(file: string, ranges: readonly RangeSpec[]): RangeEntry[] {
+  return ranges.map((r) => ({ cidr: r.range.cidr, source: sourceOf(file, r.line) }));
+}
+
+/** Files must already be valid, one by one and together (checkPolicySet). */
+export function compilePolicy(files: readonly PolicyFileSpec[], version: string): Policy {
+  return {
+    version,
+    files: files.map((f) => f.file),
+    settings: compileSettings(files),
+    network: {
+      allowRanges: files.flatMap((f) => rangeEntries(f.file, f.network.allowRanges)),
+      denyRanges: files.flatMap((f) => rangeEntries(f.file, f.network.denyRanges)),
+    },
+    rules: files.flatMap((f) => f.rules.map((r) => compileRule(f.file, r))),
+    clients: files.flatMap((f) =>
+      f.clients.map((c) => ({ name: c.name, source: sourceOf(f.file, c.line), sources: c.sources.map((s) => s.range) })),
+    ),
+  };
+}

@@ -1,0 +1,74 @@
+import { suggestion } from './closest-name';
+import { isOverBroad } from './host-match';
+import { sourceOf, type Problem } from './problems';
+import type { PolicyFileSpec } from './schema';
+
+/**
+ * Checks that need every file at once: names unique across the folder, one settings block,
+ * rules naming only client groups that exist somewhere. Problems fail the load; warnings do not.
+ */
+export function checkPolicySet(files: readonly PolicyFileSpec[]): Problem[] {
+  return [...checkSettings(files), ...checkUniqueNames(files), ...checkClientReferences(files)];
+}
+
+function checkSettings(files: readonly PolicyFileSpec[]): Problem[] {
+  const problems: Problem[] = [];
+  let first: string | null = null;
+  for (const { file, settings } of files) {
+    if (settings === null) continue;
+    if (first === null) first = sourceOf(file, settings.line);
+    else problems.push({ file, line: settings.line, message: `a second "settings" block (the first is at ${first}); keep settings in one file` });
+  }
+  return problems;
+}
+
+function checkUniqueNames(files: readonly PolicyFileSpec[]): Problem[] {
+  const problems: Problem[] = [];
+  const rules = new Map<string, string>();
+  const clients = new Map<string, string>();
+  for (const { file, rules: fileRules, clients: fileClients } of files) {
+    for (const { name, line } of fileRules) noteName(problems, rules, 'rule', name, file, line);
+    for (const { name, line } of fileClients) noteName(problems, clients, 'client group', name, file, line);
+  }
+  return problems;
+}
+
+function noteName(problems: Problem[], seen: Map<string, string>, kind: string, name: string, file: string, line: number): void {
+  const first = seen.get(name);
+  if (first === undefined) seen.set(name, sourceOf(file, line));
+  else problems.push({ file, line, message: `duplicate ${kind} name "${name}" (first defined at ${first}); ${kind} names must be unique across all files` });
+}
+
+function checkClientReferences(files: readonly PolicyFileSpec[]): Problem[] {
+  const known = files.flatMap((f) => f.clients.map((c) => c.name));
+  const problems: Problem[] = [];
+  for (const { file, rules } of files) {
+    for (const rule of rules) {
+      for (const ref of rule.clients ?? []) {
+        if (known.includes(ref.value)) continue;
+        const message = `rule "${rule.name}": unknown client group "${ref.value}"${suggestion(ref.value, known)}`;
+        problems.push({ file, line: ref.line, message });
+      }
+    }
+  }
+  return problems;
+}
+
+/** Legal but probably not what the author meant. */
+export function policySetWarnings(files: readonly PolicyFileSpec[]): Problem[] {
+  const warnings: Problem[] = [];
+  for (const { file, rules, clients } of files) {
+    for (const client of clients.filter((c) => c.sources.length === 0)) {
+      warnings.push({ file, line: client.line, message: `client group "${client.name}" has no "sources", so no request belongs to it` });
+    }
+    for (const rule of rules) {
+      for (const pattern of rule.hostPatterns.filter(isOverBroad)) {
+        warnings.push({ file, line: rule.line, message: `rule "${rule.name}": host pattern "${pattern}" is very broad` });
+      }
+      if (rule.mode === 'report' && rule.action === 'allow') {
+        warnings.push({ file, line: rule.line, message: `rule "${rule.name}": "mode: report" has no effect on an allow rule` });
+      }
+    }
+  }
+  return warnings;
+}

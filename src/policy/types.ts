@@ -1,0 +1,54 @@
+import type { HostKind, RequestKind } from '../proxy/target-types';
+
+export type Action = 'allow' | 'deny';
+export type Mode = 'enforce' | 'report';
+
+/** Everything decide() needs to know about one request; built by the proxy from a Target. */
+export interface RequestFacts {
+  kind: RequestKind;
+  host: string;
+  hostKind: HostKind;
+  port: number;
+  /** Upper-case; 'CONNECT' for tunnels. */
+  method: string;
+  /** Plain HTTP only, without query; null for CONNECT. */
+  path: string | null;
+  /** The client's source address as the socket reports it (IPv4-mapped IPv6 already unmapped). */
+  sourceIp: string;
+  /** Proxy username, or null. */
+  user: string | null;
+  /** The clock, passed in so decide() stays pure. */
+  now: Date;
+}
+
+/**
+ * The outcome of the policy (STYLE habit 1). The proxy acts on `action` and the audit records
+ * every field verbatim.
+ */
+export interface Decision {
+  /** What the proxy does: 'allow' also when report mode lets a policy denial through. */
+  action: Action;
+  /** The deciding rule's name, '(default)' when none matched, '(guard)' for the destination guard. */
+  rule: string;
+  /** 'FILE:LINE' of the deciding rule (or of settings.default); null for the guard's built-ins. */
+  ruleSource: string | null;
+  reason: string;
+  /** True when the policy denied but report mode (global or per rule) let it through. */
+  wouldDeny: boolean;
+  /** Names of the client groups the request belongs to, in policy order. */
+  clients: string[];
+}
+
+/** A CIDR range as written in a policy, with where it was written. */
+export interface RangeEntry {
+  /** As written, e.g. '10.0.0.0/8'. */
+  cidr: string;
+  /** 'FILE:LINE' */
+  source: string;
+}
+
+/** The destination-guard part of a policy, merged from all files. */
+export interface NetworkPolicy {
+  allowRanges: RangeEntry[];
+  denyRanges: RangeEntry[];
+}

@@ -1,0 +1,85 @@
+import { watch } from 'node:fs';
+import type { FSWatcher } from 'node:fs';
+import type { Logger } from 'pino';
+import type { ActivePolicy } from '../proxy/context';
+import { compileGuard } from './guard';
+import type { SelfAddress } from './guard';
+import { formatProblem, loadPolicy } from './load';
+import type { Policy } from './load';
+
+/** Editors write a file in several steps; wait for them to settle before loading. */
+const RELOAD_DEBOUNCE_MS = 250;
+
+export interface ReloadResult {
+  readonly ok: boolean;
+  readonly at: string;
+  readonly version: string;
+  readonly problems: string[];
+}
+
+/**
+ * Holds the policy in force and swaps it whole: a load is all or nothing, and an invalid
+ * edit keeps the last good policy (SPEC §2). Requests read `active` once, at their start.
+ */
+export class PolicyHolder {
+  private current: ActivePolicy;
+  private last: ReloadResult;
+  private watcher: FSWatcher | null = null;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    readonly dir: string,
+    initial: Policy,
+    private readonly self: () => SelfAddress[],
+    private readonly log: Logger,
+  ) {
+    this.current = { policy: initial, guard: compileGuard(initial.network, self()) };
+    this.last = { ok: true, at: new Date().toISOString(), version: initial.version, problems: [] };
+  }
+
+  readonly active = (): ActivePolicy => this.current;
+
+  get lastReload(): ReloadResult {
+    return this.last;
+  }
+
+  /** Recompile the guard, e.g. once the real listening ports are known. */
+  refreshGuard(): void {
+    this.current = { policy: this.current.policy, guard: compileGuard(this.current.policy.network, this.self()) };
+  }
+
+  reload(): ReloadResult {
+    const result = loadPolicy(this.dir);
+    const at = new Date().toISOString();
+    if (!result.ok) {
+      const problems = result.problems.map(formatProblem);
+      this.last = { ok: false, at, version: this.current.policy.version, problems };
+      this.log.error({ problems, kept_version: this.current.policy.version }, 'policy reload failed; keeping the last good policy');
+      return this.last;
+    }
+    const { policy } = result;
+    this.current = { policy, guard: compileGuard(policy.network, this.self()) };
+    this.last = { ok: true, at, version: policy.version, problems: [] };
+    this.log.info({ policy_version: policy.version, files: policy.files }, 'policy loaded');
+    return this.last;
+  }
+
+  /** Reload when a file in the folder changes (debounced). */
+  watch(): void {
+    this.watcher = watch(this.dir, () => this.scheduleReload());
+    this.watcher.on('error', (err) => this.log.warn({ err }, 'policy folder watch failed'));
+  }
+
+  private scheduleReload(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.reload();
+    }, RELOAD_DEBOUNCE_MS);
+  }
+
+  close(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.watcher?.close();
+  }
+}

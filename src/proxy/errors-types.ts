@@ -1,0 +1,13 @@
+/** Machine-readable error kinds; recorded in the audit `error` field and used by metrics later. */
+export type ProxyErrorCode =
+  | 'bad_target'
+  | 'bad_request'
+  | 'denied'
+  | 'dns_failed'
+  | 'dns_timeout'
+  | 'connect_refused'
+  | 'connect_reset'
+  | 'connect_failed'
+  | 'connect_timeout'
+  | 'upstream_error'
+  | 'audit_unavailable';

@@ -1,0 +1,19 @@
+import type { ProxyErrorCode } from './errors-types';
+
+export type { ProxyErrorCode } from './errors-types';
+
+/**
+ * The one error type of the proxy (STYLE habit 3, after proxy-chain's RequestError): thrown
+ * anywhere on a request's path, turned into a response and audit fields in one place
+ * (respond.ts). Statuses are standard ones only.
+ */
+export class ProxyError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: ProxyErrorCode,
+    readonly reason: string,
+  ) {
+    super(reason);
+    this.name = 'ProxyError';
+  }
+}

@@ -1,0 +1,89 @@
+import type { AuditCompletion, AuditOpen, AuditSink } from '../audit/record-types';
+import type { Decision } from '../policy/types';
+import { ProxyError } from './errors';
+import type { RequestKind, Target } from './target-types';
+
+/** The longest raw (unparsed) target text kept for the audit of a malformed request. */
+const RAW_TARGET_LIMIT = 512;
+
+/**
+ * One request's audit record while it is being decided: facts are filled in as they become
+ * known, so whatever way the request ends, exactly one record says how far it got.
+ */
+export class Exchange {
+  readonly startedAt: Date;
+  target: Target | null = null;
+  decision: Decision | null = null;
+  resolvedIp: string | null = null;
+  policyVersion: string | null = null;
+  recordId: number | null = null;
+  /** Set when the guard, not the policy, refused the destination. */
+  guardReason: string | null = null;
+
+  constructor(
+    readonly kind: RequestKind,
+    readonly method: string | null,
+    readonly clientIp: string,
+    readonly clientPort: number,
+    readonly rawTarget: string | null,
+    now: Date,
+  ) {
+    this.startedAt = now;
+  }
+
+  /** The record as it is opened, before a byte is forwarded. */
+  toOpen(): AuditOpen {
+    const { target, decision } = this;
+    const denied = this.guardReason !== null || decision === null || decision.action === 'deny';
+    return {
+      startedAt: this.startedAt,
+      clientIp: this.clientIp,
+      clientPort: this.clientPort,
+      clients: decision?.clients ?? [],
+      user: null,
+      kind: this.kind,
+      method: this.method,
+      scheme: target ? target.scheme : null,
+      host: target ? target.host : truncate(this.rawTarget),
+      port: target ? target.port : null,
+      path: target ? target.path : null,
+      resolvedIp: this.resolvedIp,
+      decision: denied ? 'deny' : 'allow',
+      wouldDeny: decision?.wouldDeny ?? false,
+      rule: this.guardReason !== null ? GUARD_RULE : (decision?.rule ?? null),
+      ruleSource: this.guardReason !== null ? null : (decision?.ruleSource ?? null),
+      reason: this.guardReason ?? decision?.reason ?? 'request not decided',
+      policyVersion: this.policyVersion,
+    };
+  }
+
+  /** Record a request that ends before anything is forwarded; returns the record id. */
+  recordFailure(audit: AuditSink, error: ProxyError, endedAt: Date): number {
+    const open = this.toOpen();
+    if (this.decision === null) open.reason = error.reason;
+    const completion: AuditCompletion = {
+      endedAt,
+      status: error.status,
+      bytesUp: 0,
+      bytesDown: 0,
+      error: error.code === 'denied' ? null : `${error.code}: ${error.reason}`,
+    };
+    this.recordId = audit.record(open, completion);
+    return this.recordId;
+  }
+}
+
+/** The rule name recorded when the destination guard refuses an address (SPEC §3). */
+export const GUARD_RULE = '(guard)';
+
+function truncate(text: string | null): string | null {
+  if (text === null) return null;
+  return text.length > RAW_TARGET_LIMIT ? text.slice(0, RAW_TARGET_LIMIT) : text;
+}
+
+/** Normalise anything thrown on a request path into the one error type. */
+export function asProxyError(err: unknown): ProxyError {
+  if (err instanceof ProxyError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new ProxyError(502, 'upstream_error', message);
+}

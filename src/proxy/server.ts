@@ -1,0 +1,81 @@
+import { createServer } from 'node:http';
+import type { Server } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { ProxyContext } from './context';
+import { ProxyError } from './errors';
+import { Exchange } from './exchange';
+import { handleRequest } from './forward';
+import { answerFor, writeRawAnswer } from './respond';
+import { clientAddress } from './client-address';
+import { handleConnect, recordFailure } from './tunnel';
+
+/** Request-head limits; documented in README "Limits". */
+export const HEAD_LIMITS = {
+  /** Node's default is 16 KiB; a proxied request line plus headers rarely needs more. */
+  maxHeaderSize: 16 * 1024,
+  /** A client must finish sending a request head within this (slowloris). */
+  headersTimeoutMs: 30_000,
+  /** Idle time allowed between requests on a client keep-alive connection. */
+  keepAliveTimeoutMs: 5_000,
+} as const;
+
+/**
+ * The proxy's HTTP server. It only dispatches (STYLE habit 4): each mode lives in its own file
+ * and every listener is wrapped so that nothing it does can reject unhandled.
+ */
+export function createProxyServer(ctx: ProxyContext): Server {
+  const server = createServer({
+    maxHeaderSize: HEAD_LIMITS.maxHeaderSize,
+    headersTimeout: HEAD_LIMITS.headersTimeoutMs,
+    keepAliveTimeout: HEAD_LIMITS.keepAliveTimeoutMs,
+    // Node 20's 300 s default would cut long uploads and downloads through the proxy.
+    requestTimeout: 0,
+    // A CONNECT's Host header is meaningless to us; the request-target decides.
+    requireHostHeader: false,
+  });
+  server.on('connection', (socket: Socket) => {
+    // STYLE habit 7: an error listener at once, before anything can fail. Errors are handled
+    // where the socket is used; this one only keeps a reset from becoming an uncaught error.
+    socket.on('error', () => socket.destroy());
+    socket.setNoDelay(true);
+  });
+  server.on('connect', (req, socket: Duplex, head: Buffer) => {
+    handleConnect(ctx, req, socket as Socket, head).catch((err: unknown) => unexpected(ctx, err, socket));
+  });
+  server.on('request', (req, res) => {
+    handleRequest(ctx, req, res).catch((err: unknown) => unexpected(ctx, err, req.socket));
+  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(ctx, err, socket as Socket));
+  return server;
+}
+
+/** A bug, not a client's doing: log it and drop the connection rather than crash. */
+function unexpected(ctx: ProxyContext, err: unknown, socket: Duplex): void {
+  ctx.log.error({ err }, 'unexpected error in request handler');
+  socket.destroy();
+}
+
+/** What Node's HTTP parser rejected becomes a 4xx answer and an audit record. */
+function answerClientError(ctx: ProxyContext, err: NodeJS.ErrnoException, socket: Socket): void {
+  // A reset or a socket that already went away carries no request to answer or record.
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const { ip, port } = clientAddress(socket);
+  const exchange = new Exchange('http', null, ip, port, null, ctx.clock());
+  const error = recordFailure(ctx, exchange, parserError(err));
+  writeRawAnswer(socket, answerFor(error, exchange));
+}
+
+function parserError(err: NodeJS.ErrnoException): ProxyError {
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return new ProxyError(431, 'bad_request', 'request head too large');
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return new ProxyError(408, 'bad_request', 'request head not received in time');
+    default:
+      return new ProxyError(400, 'bad_request', `malformed request (${err.code ?? 'parse error'})`);
+  }
+}

@@ -1,0 +1,27 @@
+/** How a destination host was written, after normalisation. */
+export type HostKind = 'name' | 'ipv4' | 'ipv6';
+
+/** Which forwarding mode a request uses. */
+export type RequestKind = 'connect' | 'http';
+
+/**
+ * A destination parsed and normalised exactly once (STYLE habit 2). Nothing downstream
+ * re-parses strings: policy, guard, dialler and audit all read this value.
+ */
+export interface Target {
+  kind: RequestKind;
+  /** 'http' for absolute-URI requests; null for CONNECT (the tunnel's contents are opaque). */
+  scheme: 'http' | null;
+  /**
+   * Lower-case, one trailing dot dropped, IDNs in punycode, IPv4 in canonical dotted quad
+   * (legacy spellings as the WHATWG URL parser reads them), IPv6 compressed and without brackets.
+   */
+  host: string;
+  hostKind: HostKind;
+  /** 1..65535 */
+  port: number;
+  /** Path without query string for plain HTTP; null for CONNECT. */
+  path: string | null;
+  /** The query string including its leading '?', or '' (forwarded, never matched or logged). */
+  search: string;
+}

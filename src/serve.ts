@@ -1,0 +1,111 @@
+import { Agent } from 'node:http';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { buildAdminApp } from './admin/app';
+import { openAuditStore } from './audit/store';
+import type { AuditStore } from './audit/store';
+import { ConfigError } from './config';
+import type { ListenAddress, ServeConfig } from './config';
+import type { Logger } from './log';
+import { formatProblem, loadPolicy } from './policy/load';
+import type { SelfAddress } from './policy/guard';
+import { PolicyHolder } from './policy/watch';
+import type { ProxyContext } from './proxy/context';
+import { systemResolver } from './proxy/dial';
+import { drainProxy } from './proxy/drain';
+import { createProxyServer } from './proxy/server';
+import { TunnelRegistry } from './proxy/tunnel-registry';
+
+export interface RunningProxy {
+  readonly proxyAddress: AddressInfo;
+  readonly adminAddress: AddressInfo;
+  readonly holder: PolicyHolder;
+  /** Stop accepting, drain, complete open records, close the database. */
+  shutdown(): Promise<void>;
+}
+
+/** Start the proxy and the admin app; throws ConfigError when they must not start. */
+export async function startServing(config: ServeConfig, log: Logger): Promise<RunningProxy> {
+  const loaded = loadPolicy(config.policiesDir);
+  if (!loaded.ok) {
+    throw new ConfigError(`invalid policies in ${config.policiesDir}:\n${loaded.problems.map(formatProblem).join('\n')}`);
+  }
+  const store = openAuditStore(config.dbFile);
+  const self: SelfAddress[] = [];
+  const holder = new PolicyHolder(config.policiesDir, loaded.policy, () => self, log);
+  const ctx = proxyContext(config, holder, store, log);
+  const server = createProxyServer(ctx);
+  const admin = buildAdminApp({ store, ready: () => readiness(holder) });
+  const proxyAddress = await listen(server, config.listen);
+  await admin.listen({ host: config.adminListen.host, port: config.adminListen.port });
+  const adminAddress = admin.server.address() as AddressInfo;
+  // The guard refuses connections to our own sockets; only now are their ports known.
+  self.push({ host: proxyAddress.address, port: proxyAddress.port }, { host: adminAddress.address, port: adminAddress.port });
+  holder.refreshGuard();
+  holder.watch();
+  log.info(
+    { proxy: formatAddress(proxyAddress), admin: formatAddress(adminAddress), policies: config.policiesDir, policy_version: loaded.policy.version, db: config.dbFile },
+    'listening',
+  );
+  return {
+    proxyAddress,
+    adminAddress,
+    holder,
+    shutdown: () => shutdown(server, ctx, admin, store, holder, config.drainTimeoutMs, log),
+  };
+}
+
+function proxyContext(config: ServeConfig, holder: PolicyHolder, store: AuditStore, log: Logger): ProxyContext {
+  return {
+    active: holder.active,
+    audit: store,
+    resolver: systemResolver,
+    clock: () => new Date(),
+    timeouts: { dnsMs: config.dnsTimeoutMs, connectMs: config.connectTimeoutMs },
+    log,
+    upstreamAgent: new Agent({ keepAlive: true, maxFreeSockets: 256, timeout: 30_000, scheduling: 'lifo' }),
+    tunnels: new TunnelRegistry(),
+  };
+}
+
+function readiness(holder: PolicyHolder): { ok: boolean; detail: Record<string, unknown> } {
+  const last = holder.lastReload;
+  return {
+    ok: true,
+    detail: { policy_version: holder.active().policy.version, last_reload: last },
+  };
+}
+
+function listen(server: Server, address: ListenAddress): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(address.port, address.host, () => {
+      server.off('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+export function formatAddress(address: AddressInfo): string {
+  return address.family === 'IPv6' ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`;
+}
+
+async function shutdown(
+  server: Server,
+  ctx: ProxyContext,
+  admin: FastifyInstance,
+  store: AuditStore,
+  holder: PolicyHolder,
+  drainMs: number,
+  log: Logger,
+): Promise<void> {
+  log.info({ open_tunnels: ctx.tunnels.size, drain_ms: drainMs }, 'draining');
+  holder.close();
+  await drainProxy(server, ctx, drainMs);
+  ctx.upstreamAgent.destroy();
+  await admin.close();
+  const leftOpen = store.completeOpenRecords(new Date(), 'shutdown: proxy stopped');
+  store.close();
+  log.info({ records_closed_at_shutdown: leftOpen }, 'stopped');
+}

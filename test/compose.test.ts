@@ -1,0 +1,141 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { parse } from 'yaml';
+
+/**
+ * No Docker engine runs here, so these tests read the files and check the properties the
+ * deployment's safety rests on: the workload has no way out but the proxy, policies are
+ * read-only, the admin port is on the host's loopback only, and the image runs as non-root.
+ */
+
+const ROOT = path.resolve(__dirname, '..');
+const PROXY_URL = 'http://tollgate:3128';
+const PROXY_ENV_VARS = ['HTTPS_PROXY', 'HTTP_PROXY', 'https_proxy', 'http_proxy'];
+
+interface ComposeService {
+  networks?: string[] | Record<string, unknown>;
+  environment?: string[] | Record<string, string | number | boolean | null>;
+  volumes?: (string | { type?: string; source?: string; target?: string; read_only?: boolean })[];
+  ports?: (string | number | { host_ip?: string; published?: string | number })[];
+}
+
+interface ComposeFile {
+  services: Record<string, ComposeService>;
+  networks?: Record<string, { internal?: boolean } | null>;
+}
+
+const compose = parse(fs.readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8')) as ComposeFile;
+
+function networksOf(service: ComposeService): string[] {
+  const { networks } = service;
+  if (networks === undefined) return ['default'];
+  return Array.isArray(networks) ? networks : Object.keys(networks);
+}
+
+function isInternal(network: string): boolean {
+  return compose.networks?.[network]?.internal === true;
+}
+
+function environmentOf(service: ComposeService): Record<string, string> {
+  const env = service.environment ?? {};
+  if (Array.isArray(env)) {
+    return Object.fromEntries(env.map((entry) => {
+      const eq = entry.indexOf('=');
+      return eq < 0 ? [entry, ''] : [entry.slice(0, eq), entry.slice(eq + 1)];
+    }));
+  }
+  return Object.fromEntries(Object.entries(env).map(([key, value]) => [key, String(value)]));
+}
+
+/** A volume entry as `{ source, target, readOnly }`, from the short or the long syntax. */
+function mounts(service: ComposeService): { source: string; target: string; readOnly: boolean }[] {
+  return (service.volumes ?? []).map((volume) => {
+    if (typeof volume !== 'string') {
+      return { source: volume.source ?? '', target: volume.target ?? '', readOnly: volume.read_only === true };
+    }
+    const [source, target, options = ''] = volume.split(':');
+    return { source, target, readOnly: options.split(',').includes('ro') };
+  });
+}
+
+const tollgate = compose.services.tollgate;
+const workload = compose.services.workload;
+
+describe('docker-compose.yml', () => {
+  it('has the tollgate and workload services', () => {
+    expect(tollgate).toBeDefined();
+    expect(workload).toBeDefined();
+  });
+
+  it('puts the workload only on internal networks', () => {
+    const networks = networksOf(workload);
+    expect(networks.length).toBeGreaterThan(0);
+    for (const network of networks) expect({ network, internal: isInternal(network) }).toEqual({ network, internal: true });
+    expect(workload.ports ?? []).toEqual([]);
+  });
+
+  it('declares the workloads network internal', () => {
+    expect(compose.networks?.workloads?.internal).toBe(true);
+  });
+
+  it('puts tollgate on the workload network and on a non-internal one', () => {
+    const networks = networksOf(tollgate);
+    for (const network of networksOf(workload)) expect(networks).toContain(network);
+    expect(networks.some((network) => !isInternal(network))).toBe(true);
+  });
+
+  it('points every proxy variable of the workload at tollgate', () => {
+    const env = environmentOf(workload);
+    for (const name of PROXY_ENV_VARS) expect({ name, value: env[name] }).toEqual({ name, value: PROXY_URL });
+    expect(env.NO_PROXY).toBe('localhost,127.0.0.1');
+  });
+
+  it('mounts the policies read-only where TOLLGATE_POLICIES points', () => {
+    const policiesDir = environmentOf(tollgate).TOLLGATE_POLICIES;
+    expect(policiesDir).toBeTruthy();
+    const mount = mounts(tollgate).find((m) => m.target === policiesDir);
+    expect(mount).toEqual({ source: './policies', target: policiesDir, readOnly: true });
+  });
+
+  it('keeps the audit database on a named volume', () => {
+    const dbDir = path.posix.dirname(environmentOf(tollgate).TOLLGATE_DB);
+    const mount = mounts(tollgate).find((m) => m.target === dbDir);
+    expect(mount?.source).toMatch(/^[a-z][a-z0-9_-]*$/);
+  });
+
+  it('publishes ports on the host loopback only, and requires an admin token', () => {
+    const ports = tollgate.ports ?? [];
+    expect(ports.length).toBeGreaterThan(0);
+    for (const port of ports) {
+      const hostIp = typeof port === 'object' ? port.host_ip : String(port).split(':')[0];
+      expect(hostIp).toBe('127.0.0.1');
+    }
+    expect(environmentOf(tollgate).TOLLGATE_ADMIN_TOKEN).toMatch(/^\$\{TOLLGATE_ADMIN_TOKEN:\?.+\}$/);
+  });
+});
+
+describe('Dockerfile', () => {
+  const lines = fs
+    .readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8')
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'));
+
+  it('is a multi-stage build', () => {
+    expect(lines.filter((line) => /^FROM\s/i.test(line)).length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('runs the final stage as a non-root user', () => {
+    const finalStage = lines.slice(lines.map((l) => /^FROM\s/i.test(l)).lastIndexOf(true));
+    const users = finalStage.filter((line) => /^USER\s/i.test(line));
+    expect(users.length).toBeGreaterThan(0);
+    const user = users[users.length - 1].split(/\s+/)[1].split(':')[0];
+    expect(['root', '0']).not.toContain(user);
+  });
+
+  it('ships what the runtime reads next to dist/', () => {
+    for (const dir of ['dist', 'migrations', 'web-admin', 'node_modules']) {
+      expect(lines.some((line) => new RegExp(`^COPY\\s.*\\s\\./${dir}$`).test(line))).toBe(true);
+    }
+  });
+});
