@@ -36,7 +36,7 @@ export async function startServing(config: ServeConfig, log: Logger): Promise<Ru
   const holder = new PolicyHolder(config.policiesDir, loaded.policy, () => self, log);
   const ctx = proxyContext(config, holder, store, log);
   const server = createProxyServer(ctx);
-  const admin = buildAdminApp({ store, ready: () => readiness(holder) });
+  const admin = buildAdminApp({ store, ready: () => readiness(holder), token: config.adminToken });
   const proxyAddress = await listen(server, config.listen);
   await admin.listen({ host: config.adminListen.host, port: config.adminListen.port });
   const adminAddress = admin.server.address() as AddressInfo;

@@ -3,6 +3,7 @@ import Fastify from 'fastify';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify';
 import fastifyStatic from '@fastify/static';
 import type { AuditStore } from '../audit/store';
+import { registerAccessControl } from './access';
 import { registerHealthRoutes } from './routes/health';
 import type { ReadinessReport } from './routes/health';
 import { registerRequestRoutes } from './routes/requests';
@@ -14,6 +15,8 @@ export interface AdminAppOptions {
   /** Readiness apart from the audit log (policy loaded, ...); /readyz adds `audit_writable`. */
   ready: () => ReadinessReport;
   logger?: boolean;
+  /** TOLLGATE_ADMIN_TOKEN; null or absent: loopback-only, no token. */
+  token?: string | null;
 }
 
 /** web-admin/ at the package root: two levels up from both src/admin and dist/admin. */
@@ -72,6 +75,7 @@ export function buildAdminApp(opts: AdminAppOptions): FastifyInstance {
   app.addHook('onSend', addSecurityHeaders);
   app.setErrorHandler(sendError);
   app.setNotFoundHandler((_request, reply) => reply.code(404).send({ error: 'not found' }));
+  registerAccessControl(app, { token: opts.token ?? null });
 
   registerHealthRoutes(app, { ready: opts.ready, auditWritable: () => opts.store.isWritable() });
   registerRequestRoutes(app, { db: opts.store.db });

@@ -34,6 +34,11 @@ Exit 0 allow (also a report-mode would_deny), 1 deny, 2 bad input.
 export function runPolicyCheck(args: string[]): number {
   const parsed = parseOrUsage(args, { policies: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, CHECK_HELP);
   if (typeof parsed === 'number') return parsed;
+  // `policy check DIR` would otherwise check ./policies and call it valid: refuse, don't guess.
+  if (parsed.positionals.length > 0) {
+    process.stderr.write(`unexpected argument "${parsed.positionals[0]}"; give the folder as --policies DIR\n\n${CHECK_HELP}`);
+    return 2;
+  }
   const dir = typeof parsed.values.policies === 'string' ? parsed.values.policies : DEFAULT_POLICIES;
   const result = checkPolicies(dir);
   for (const line of result.lines) (result.ok ? process.stdout : process.stderr).write(`${line}\n`);

@@ -1,0 +1,75 @@
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+
+export const REPO_ROOT = path.resolve(__dirname, '..', '..');
+export const CLI = path.join(REPO_ROOT, 'dist', 'cli.js');
+
+export interface LogLine {
+  msg: string;
+  [key: string]: unknown;
+}
+
+/** A `tollgate serve` child process whose JSON log lines can be awaited. */
+export class ServeProcess {
+  readonly lines: LogLine[] = [];
+  stderr = '';
+  private readonly waiters: Array<{ msg: string; resolve: (line: LogLine) => void }> = [];
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  constructor(readonly child: ChildProcess) {
+    const rl = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+    rl.on('line', (text) => this.onLine(text));
+    child.stderr?.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
+    this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  private onLine(text: string): void {
+    let line: LogLine;
+    try {
+      line = JSON.parse(text) as LogLine;
+    } catch {
+      return;
+    }
+    this.lines.push(line);
+    for (const waiter of this.waiters.filter((w) => w.msg === line.msg)) {
+      this.waiters.splice(this.waiters.indexOf(waiter), 1);
+      waiter.resolve(line);
+    }
+  }
+
+  /** The next log line with this msg (or one already seen after `afterIndex`). */
+  waitForLog(msg: string, afterIndex = 0, limitMs = 15000): Promise<LogLine> {
+    const seen = this.lines.slice(afterIndex).find((l) => l.msg === msg);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no "${msg}" log line within ${limitMs} ms; stderr: ${this.stderr}`)), limitMs);
+      this.waiters.push({ msg, resolve: (line) => (clearTimeout(timer), resolve(line)) });
+      void this.exited.then(() => {
+        clearTimeout(timer);
+        reject(new Error(`process exited before "${msg}"; stderr: ${this.stderr}`));
+      });
+    });
+  }
+}
+
+export function ensureBuilt(): void {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" (npm install/ci does it)`);
+}
+
+export function spawnServe(args: string[], env: NodeJS.ProcessEnv = {}): ServeProcess {
+  ensureBuilt();
+  const child = spawn(process.execPath, [CLI, 'serve', ...args], {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return new ServeProcess(child);
+}
+
+export function splitHostPort(text: string): { host: string; port: number } {
+  const colon = text.lastIndexOf(':');
+  return { host: text.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(text.slice(colon + 1)) };
+}

@@ -1,0 +1,191 @@
+import { createServer } from 'node:net';
+import type { Server } from 'node:net';
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { listenOn, parseHead, rawConnect, readAll, readUntil } from './helpers/proxy-harness';
+import { spawnServe, splitHostPort } from './helpers/serve-process';
+import type { ServeProcess } from './helpers/serve-process';
+
+const LOOPBACK_POLICY = `version: 1
+settings:
+  default: deny
+network:
+  allow_ranges: [127.0.0.0/8]
+rules:
+  - name: loopback-origin
+    action: allow
+    hosts: [127.0.0.1]
+    ports: any
+`;
+
+interface OpenRow {
+  id: number;
+  ended_at_ms: number | null;
+  decision: string;
+  host: string;
+  error: string | null;
+}
+
+function readRecords(dbFile: string): OpenRow[] {
+  const db = new Database(dbFile, { readonly: true });
+  try {
+    return db.prepare('SELECT id, ended_at_ms, decision, host, error FROM requests ORDER BY id').all() as OpenRow[];
+  } finally {
+    db.close();
+  }
+}
+
+describe('tollgate serve as a process', () => {
+  let dir: string;
+  let policies: string;
+  let echo: Server;
+  let echoPort: number;
+  const running: ServeProcess[] = [];
+
+  beforeAll(async () => {
+    echo = createServer({ allowHalfOpen: true }, (s) => {
+      s.on('error', () => s.destroy());
+      s.on('data', (chunk) => s.write(chunk));
+      s.on('end', () => s.end());
+    });
+    echoPort = await listenOn(echo);
+  });
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'tollgate-serve-'));
+    policies = path.join(dir, 'policies');
+    mkdirSync(policies);
+    writeFileSync(path.join(policies, 'policy.yaml'), LOOPBACK_POLICY);
+  });
+  afterEach(() => {
+    for (const p of running.splice(0)) p.child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+  afterAll(() => echo.close());
+
+  function start(args: string[] = [], env: NodeJS.ProcessEnv = {}): ServeProcess {
+    const proc = spawnServe(
+      ['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--policies', policies, '--db', path.join(dir, 'data', 'audit.db'), ...args],
+      env,
+    );
+    running.push(proc);
+    return proc;
+  }
+
+  async function openTunnel(proxyPort: number): Promise<import('node:net').Socket> {
+    const socket = await rawConnect(proxyPort);
+    socket.write(`CONNECT 127.0.0.1:${echoPort} HTTP/1.1\r\n\r\n`);
+    expect(parseHead(await readUntil(socket, '\r\n\r\n')).status).toBe(200);
+    socket.write('ping');
+    await readUntil(socket, 'ping');
+    return socket;
+  }
+
+  test('the defaults of npm start: example policies, one "listening" line, health endpoints, a denial recorded', async () => {
+    const proc = spawnServe(['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--db', path.join(dir, 'audit.db')]);
+    running.push(proc);
+    const listening = await proc.waitForLog('listening');
+    expect(listening.policies).toBe('./policies');
+    const admin = splitHostPort(String(listening.admin));
+    const proxy = splitHostPort(String(listening.proxy));
+    expect((await fetch(`http://127.0.0.1:${admin.port}/healthz`)).status).toBe(200);
+    expect((await fetch(`http://127.0.0.1:${admin.port}/readyz`)).status).toBe(200);
+    const socket = await rawConnect(proxy.port);
+    socket.write('CONNECT pastebin.com:443 HTTP/1.1\r\nHost: pastebin.com:443\r\n\r\n');
+    const answer = parseHead(await readAll(socket));
+    expect(answer.status).toBe(403);
+    const page = (await (await fetch(`http://127.0.0.1:${admin.port}/api/requests?limit=5`)).json()) as { items: Array<{ host: string; decision: string }> };
+    expect(page.items[0]).toMatchObject({ host: 'pastebin.com', decision: 'deny' });
+  });
+
+  test('refuses a non-loopback admin address without TOLLGATE_ADMIN_TOKEN', async () => {
+    const proc = start(['--admin-listen', '0.0.0.0:0']);
+    const { code } = await proc.exited;
+    expect(code).toBe(1);
+    expect(proc.stderr).toContain('TOLLGATE_ADMIN_TOKEN');
+  });
+
+  test('refuses to start on invalid policies, naming FILE:LINE', async () => {
+    writeFileSync(path.join(policies, 'policy.yaml'), LOOPBACK_POLICY.replace('action: allow', 'action: alow'));
+    const proc = start();
+    const { code } = await proc.exited;
+    expect(code).toBe(1);
+    expect(proc.stderr).toMatch(/policy\.yaml:\d+: /);
+  });
+
+  test('SIGKILL loses no record of a connection the proxy had allowed', async () => {
+    const proc = start();
+    const proxy = splitHostPort(String((await proc.waitForLog('listening')).proxy));
+    const socket = await openTunnel(proxy.port);
+    socket.on('error', () => undefined);
+    proc.child.kill('SIGKILL');
+    await proc.exited;
+    const rows = readRecords(path.join(dir, 'data', 'audit.db'));
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ decision: 'allow', host: '127.0.0.1', ended_at_ms: null });
+    socket.destroy();
+  });
+
+  test('SIGTERM stops accepting, lets an open tunnel finish, completes its record and exits 0', async () => {
+    const proc = start();
+    const proxy = splitHostPort(String((await proc.waitForLog('listening')).proxy));
+    const socket = await openTunnel(proxy.port);
+    proc.child.kill('SIGTERM');
+    await proc.waitForLog('draining');
+    await expect(rawConnect(proxy.port)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    socket.write('still-open');
+    await readUntil(socket, 'still-open');
+    socket.end();
+    const { code } = await proc.exited;
+    expect(code).toBe(0);
+    const rows = readRecords(path.join(dir, 'data', 'audit.db'));
+    expect(rows).toHaveLength(1);
+    expect(rows[0].ended_at_ms).not.toBeNull();
+    expect(rows[0].error).toBeNull();
+  });
+
+  test('SIGTERM closes tunnels still open after the drain timeout and completes their records', async () => {
+    const proc = start(['--drain-timeout', '300ms']);
+    const proxy = splitHostPort(String((await proc.waitForLog('listening')).proxy));
+    const socket = await openTunnel(proxy.port);
+    socket.on('error', () => undefined);
+    // The test socket is half-open capable: the proxy closing the tunnel shows as 'end'.
+    const ended = new Promise((resolve) => socket.once('end', resolve));
+    proc.child.kill('SIGTERM');
+    await ended;
+    expect((await proc.exited).code).toBe(0);
+    const rows = readRecords(path.join(dir, 'data', 'audit.db'));
+    expect(rows[0].ended_at_ms).not.toBeNull();
+  });
+
+  test('a policy edit is picked up; an invalid edit keeps the last good policy', async () => {
+    const proc = start();
+    const listening = await proc.waitForLog('listening');
+    const proxy = splitHostPort(String(listening.proxy));
+    const admin = splitHostPort(String(listening.admin));
+    const denied = await rawConnect(proxy.port);
+    denied.write('CONNECT localhost.test:443 HTTP/1.1\r\n\r\n');
+    expect(parseHead(await readAll(denied)).status).toBe(403);
+
+    const before = proc.lines.length;
+    writeFileSync(path.join(policies, 'policy.yaml'), LOOPBACK_POLICY.replace('hosts: [127.0.0.1]', 'hosts: [127.0.0.1, other.test]'));
+    const loaded = await proc.waitForLog('policy loaded', before);
+    expect(loaded.policy_version).not.toBe(listening.policy_version);
+
+    const beforeBad = proc.lines.length;
+    writeFileSync(path.join(policies, 'policy.yaml'), 'version: 1\nrules:\n  - name: x\n    acton: allow\n');
+    await proc.waitForLog('policy reload failed; keeping the last good policy', beforeBad);
+    const ready = (await (await fetch(`http://127.0.0.1:${admin.port}/readyz`)).json()) as { policy_version: string; last_reload: { ok: boolean; problems: string[] } };
+    expect(ready.policy_version).toBe(loaded.policy_version);
+    expect(ready.last_reload.ok).toBe(false);
+    expect(ready.last_reload.problems[0]).toMatch(/^policy\.yaml:4: /);
+    const tunnel = await openTunnel(proxy.port);
+    tunnel.destroy();
+
+    const beforeHup = proc.lines.length;
+    writeFileSync(path.join(policies, 'policy.yaml'), LOOPBACK_POLICY);
+    proc.child.kill('SIGHUP');
+    await proc.waitForLog('policy loaded', beforeHup);
+  });
+});
