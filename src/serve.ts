@@ -37,10 +37,20 @@ export async function startServing(config: ServeConfig, log: Logger): Promise<Ru
   const ctx = proxyContext(config, holder, store, log);
   const server = createProxyServer(ctx);
   const admin = buildAdminApp({ store, ready: () => readiness(holder), token: config.adminToken });
-  const proxyAddress = await listen(server, config.listen);
-  await admin.listen({ host: config.adminListen.host, port: config.adminListen.port });
-  const adminAddress = admin.server.address() as AddressInfo;
-  // The guard refuses connections to our own sockets; only now are their ports known.
+  let proxyAddress: AddressInfo;
+  let adminAddress: AddressInfo;
+  try {
+    await admin.listen({ host: config.adminListen.host, port: config.adminListen.port });
+    adminAddress = admin.server.address() as AddressInfo;
+    proxyAddress = await listen(server, config.listen);
+  } catch (err) {
+    await admin.close();
+    server.close();
+    store.close();
+    throw new ConfigError(`cannot listen: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  // The guard refuses connections to our own sockets. Their ports are known only now; this runs
+  // in the same turn as the proxy's listen callback, before any connection can be accepted.
   self.push({ host: proxyAddress.address, port: proxyAddress.port }, { host: adminAddress.address, port: adminAddress.port });
   holder.refreshGuard();
   holder.watch();

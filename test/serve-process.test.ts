@@ -106,6 +106,16 @@ describe('tollgate serve as a process', () => {
     expect(proc.stderr).toContain('TOLLGATE_ADMIN_TOKEN');
   });
 
+  test('exits 1 (and does not linger) when the admin port is taken', async () => {
+    const taken = createServer();
+    const port = await listenOn(taken);
+    const proc = start(['--admin-listen', `127.0.0.1:${port}`]);
+    const { code } = await proc.exited;
+    taken.close();
+    expect(code).toBe(1);
+    expect(proc.stderr).toContain('EADDRINUSE');
+  });
+
   test('refuses to start on invalid policies, naming FILE:LINE', async () => {
     writeFileSync(path.join(policies, 'policy.yaml'), LOOPBACK_POLICY.replace('action: allow', 'action: alow'));
     const proc = start();

@@ -71,7 +71,16 @@ export class Exchange {
     this.recordId = audit.record(open, completion);
     return this.recordId;
   }
+
+  /** Record a request whose client left before it was answered: no status, nothing forwarded. */
+  recordAbandoned(audit: AuditSink, endedAt: Date): number {
+    this.recordId = audit.record(this.toOpen(), { endedAt, status: null, bytesUp: 0, bytesDown: 0, error: CLIENT_GONE });
+    return this.recordId;
+  }
 }
+
+/** Recorded when a client disconnects while its request is still being decided or dialled. */
+export const CLIENT_GONE = 'client_closed: the client went away before anything was forwarded';
 
 /** The rule name recorded when the destination guard refuses an address (SPEC §3). */
 export const GUARD_RULE = '(guard)';

@@ -11,7 +11,18 @@ import { endToEndHeaders } from './headers';
 import { answerFor, sendAnswer } from './respond';
 import { parseAbsoluteTarget } from './target';
 import type { Target } from './target-types';
-import { describeStreamError, recordFailure } from './tunnel';
+import { describeStreamError, recordAbandoned, recordFailure } from './tunnel';
+
+/** What the record is completed with when the exchange ends. */
+interface Tally {
+  up: number;
+  down: number;
+  status: number | null;
+  error: string | null;
+}
+
+/** Recorded when the client's connection closes before the response was complete. */
+export const CLIENT_LEFT = 'client_closed: the connection closed before the response was complete';
 
 /** The request's own Host is replaced by the URI's host (RFC 9112 §3.2.2). */
 const DROP_FROM_REQUEST = new Set(['host']);
@@ -20,7 +31,12 @@ const DROP_FROM_REQUEST = new Set(['host']);
  * An absolute-URI http:// request: parse, decide, resolve and guard, record, forward.
  * Every request on a keep-alive connection comes through here and is decided on its own.
  */
-export async function handleRequest(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+export async function handleRequest(
+  ctx: ProxyContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  options: { expectsContinue?: boolean } = {},
+): Promise<void> {
   const { ip, port } = clientAddress(req.socket);
   const exchange = new Exchange('http', req.method ?? null, ip, port, req.url ?? null, ctx.clock());
   let address: string;
@@ -30,11 +46,17 @@ export async function handleRequest(ctx: ProxyContext, req: IncomingMessage, res
     decideTarget(ctx, exchange, target);
     [address] = await resolveDestination(ctx, exchange, target);
     exchange.resolvedIp = address;
+    if (req.socket.destroyed) {
+      recordAbandoned(ctx, exchange);
+      return;
+    }
     exchange.recordId = openRecord(ctx, exchange);
   } catch (err) {
     failEarly(ctx, exchange, req, res, asProxyError(err));
     return;
   }
+  // Only an allowed, recorded request is told to send its body.
+  if (options.expectsContinue) res.writeContinue();
   forward(ctx, exchange, req, res, address);
 }
 
@@ -79,7 +101,7 @@ function upstreamHeaders(req: IncomingMessage, target: Target): string[] {
 
 function forward(ctx: ProxyContext, exchange: Exchange, req: IncomingMessage, res: ServerResponse, address: string): void {
   const target = exchange.target as Target;
-  const tally = { up: 0, down: 0, status: null as number | null, error: null as string | null };
+  const tally: Tally = { up: 0, down: 0, status: null, error: null };
   const upstream = httpRequest({
     host: address,
     port: target.port,
@@ -98,23 +120,50 @@ function forward(ctx: ProxyContext, exchange: Exchange, req: IncomingMessage, re
     tally.error ??= describeStreamError(err);
     upstream.destroy();
   });
-  upstream.on('response', (upRes) => relayResponse(upRes, res, tally));
-  upstream.on('error', (err) => {
+  upstream.on('response', (upRes) => relayResponse(upstream, upRes, res, exchange, tally));
+  const fail = (err: Error): void => {
     tally.error ??= describeStreamError(err);
     if (res.headersSent) return void res.destroy();
     const error = err instanceof ProxyError ? err : upstreamError(err, address, target.port);
     tally.status = error.status;
     sendAnswer(res, answerFor(error, exchange));
+  };
+  upstream.on('error', fail);
+  // We strip Upgrade, so a 101 is the origin misbehaving. Node then emits neither 'response'
+  // nor 'error', so answer here.
+  upstream.on('upgrade', (_upRes, socket) => {
+    socket.destroy();
+    fail(new ProxyError(502, 'upstream_error', 'the destination switched protocols unasked'));
   });
   res.on('close', () => {
-    if (!res.writableFinished) upstream.destroy();
+    if (!res.writableFinished) {
+      upstream.destroy();
+      tally.error ??= CLIENT_LEFT;
+    }
     completeRecord(ctx, exchange, tally);
   });
 }
 
-function relayResponse(upRes: IncomingMessage, res: ServerResponse, tally: { down: number; status: number | null; error: string | null }): void {
-  tally.status = upRes.statusCode ?? 502;
-  res.writeHead(tally.status, upRes.statusMessage, endToEndHeaders(upRes.rawHeaders));
+/**
+ * Relay the origin's answer. Its status line and headers are untrusted input: a status Node
+ * will not write (e.g. 099) or a header value with control bytes must become a 502, not an
+ * exception thrown out of a listener. The reason phrase is not relayed (RFC 9112 §4: clients
+ * ignore it); Node writes the standard one.
+ */
+function relayResponse(upstream: ClientRequest, upRes: IncomingMessage, res: ServerResponse, exchange: Exchange, tally: Tally): void {
+  const status = upRes.statusCode ?? 0;
+  try {
+    if (status < 200 || status > 599) throw new Error(`invalid status ${status}`);
+    res.writeHead(status, endToEndHeaders(upRes.rawHeaders));
+  } catch (err) {
+    upstream.destroy();
+    tally.error ??= `upstream_error: ${err instanceof Error ? err.message : String(err)}`;
+    tally.status = 502;
+    if (res.headersSent) res.destroy();
+    else sendAnswer(res, answerFor(new ProxyError(502, 'upstream_error', 'the destination sent an invalid response'), exchange));
+    return;
+  }
+  tally.status = status;
   upRes.on('data', (chunk: Buffer) => (tally.down += chunk.length));
   pipeline(upRes, res, (err) => err && (tally.error ??= describeStreamError(err)));
 }
@@ -131,7 +180,7 @@ function limitConnectTime(ctx: ProxyContext, upstream: ClientRequest, address: s
   });
 }
 
-function completeRecord(ctx: ProxyContext, exchange: Exchange, tally: { up: number; down: number; status: number | null; error: string | null }): void {
+function completeRecord(ctx: ProxyContext, exchange: Exchange, tally: Tally): void {
   if (exchange.recordId === null) return;
   try {
     ctx.audit.complete(exchange.recordId, {

@@ -14,6 +14,13 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
+/**
+ * Framing and routing headers a `Connection` token must never remove: stripping
+ * Content-Length while still streaming the body would let the body reach the origin
+ * unframed, i.e. as a second, unchecked request (request smuggling).
+ */
+const NEVER_HOP_BY_HOP = new Set(['content-length', 'transfer-encoding', 'host']);
+
 /** RFC 9110 §7.6.1: headers named in Connection are hop-by-hop too. */
 function namedInConnection(rawHeaders: string[]): Set<string> {
   const named = new Set<string>();
@@ -21,7 +28,7 @@ function namedInConnection(rawHeaders: string[]): Set<string> {
     if (rawHeaders[i].toLowerCase() !== 'connection') continue;
     for (const token of rawHeaders[i + 1].split(',')) {
       const name = token.trim().toLowerCase();
-      if (name) named.add(name);
+      if (name && !NEVER_HOP_BY_HOP.has(name)) named.add(name);
     }
   }
   return named;

@@ -65,6 +65,22 @@ export function writeRawAnswer(socket: Socket, answer: ProxyAnswer): void {
   for (const [name, value] of Object.entries(answer.headers)) lines.push(`${name}: ${value}`);
   lines.push(`Content-Length: ${body.length}`, 'Connection: close', '', '');
   socket.end(Buffer.concat([Buffer.from(lines.join('\r\n'), 'latin1'), body]));
+  lingerThenClose(socket);
+}
+
+/** How long a refused client may take to read the answer and close its side. */
+const LINGER_MS = 2000;
+
+/**
+ * After our FIN, read and discard what the client still sends (destroying at once could turn
+ * unread bytes into a RST that makes the client lose the answer), but never wait for its FIN
+ * for long: a half-open socket must not be a way to hold descriptors.
+ */
+function lingerThenClose(socket: Socket): void {
+  socket.resume();
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
 }
 
 /** Answer a plain HTTP request; the connection stays usable for the client's next request. */

@@ -46,6 +46,11 @@ export function createProxyServer(ctx: ProxyContext): Server {
   server.on('request', (req, res) => {
     handleRequest(ctx, req, res).catch((err: unknown) => unexpected(ctx, err, req.socket));
   });
+  // Without this Node answers `Expect: 100-continue` before we decide, and a client uploads
+  // its whole body only to be refused.
+  server.on('checkContinue', (req, res) => {
+    handleRequest(ctx, req, res, { expectsContinue: true }).catch((err: unknown) => unexpected(ctx, err, req.socket));
+  });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(ctx, err, socket as Socket));
   return server;
 }
@@ -59,7 +64,9 @@ function unexpected(ctx: ProxyContext, err: unknown, socket: Duplex): void {
 /** What Node's HTTP parser rejected becomes a 4xx answer and an audit record. */
 function answerClientError(ctx: ProxyContext, err: NodeJS.ErrnoException, socket: Socket): void {
   // A reset or a socket that already went away carries no request to answer or record.
-  if (err.code === 'ECONNRESET' || !socket.writable) {
+  if (err.code === 'ECONNRESET' || !socket.writable || inFlight(socket)) {
+    // Mid-request (e.g. a bad chunk in a body being forwarded) the exchange already has its
+    // record: end the connection and let the forwarder complete that record with the error.
     socket.destroy();
     return;
   }
@@ -67,6 +74,11 @@ function answerClientError(ctx: ProxyContext, err: NodeJS.ErrnoException, socket
   const exchange = new Exchange('http', null, ip, port, null, ctx.clock());
   const error = recordFailure(ctx, exchange, parserError(err));
   writeRawAnswer(socket, answerFor(error, exchange));
+}
+
+/** Node sets `_httpMessage` on a socket while a response on it is in progress. */
+function inFlight(socket: Socket): boolean {
+  return Boolean((socket as Socket & { _httpMessage?: unknown })._httpMessage);
 }
 
 function parserError(err: NodeJS.ErrnoException): ProxyError {

@@ -20,6 +20,8 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
   // Hold the client's bytes (including any it pipelined after the CONNECT head) until the
   // upstream exists; with no 'data' listener a flowing socket would drop them.
   client.pause();
+  // Tracked from the start, so a drain can close it while it is still being decided or dialled.
+  ctx.tunnels.add(client);
   const { ip, port } = clientAddress(client);
   const exchange = new Exchange('connect', 'CONNECT', ip, port, req.url ?? null, ctx.clock());
   let upstream: Socket | null = null;
@@ -31,10 +33,17 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
     upstream = connected.socket;
     upstream.on('error', () => upstream?.destroy());
     exchange.resolvedIp = connected.address;
+    if (client.destroyed) {
+      upstream.destroy();
+      recordAbandoned(ctx, exchange);
+      ctx.tunnels.delete(client);
+      return;
+    }
     exchange.recordId = openRecord(ctx, exchange);
   } catch (err) {
     upstream?.destroy();
     failConnect(ctx, exchange, client, asProxyError(err));
+    ctx.tunnels.delete(client);
     return;
   }
   splice(ctx, exchange, client, upstream, head);
@@ -67,8 +76,16 @@ export function recordFailure(ctx: ProxyContext, exchange: Exchange, error: Prox
   }
 }
 
+/** The client left while its request was being decided or dialled. */
+export function recordAbandoned(ctx: ProxyContext, exchange: Exchange): void {
+  try {
+    exchange.recordAbandoned(ctx.audit, ctx.clock());
+  } catch (err) {
+    ctx.log.error({ err }, 'audit write failed');
+  }
+}
+
 function splice(ctx: ProxyContext, exchange: Exchange, client: Socket, upstream: Socket, head: Buffer): void {
-  ctx.tunnels.add(client);
   let firstError: Error | null = null;
   const noteError = (err: Error | null | undefined): void => {
     if (err && !firstError) firstError = err;

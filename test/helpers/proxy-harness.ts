@@ -23,6 +23,7 @@ export interface ProxyHarness {
   readonly dir: string;
   readonly store: AuditStore;
   readonly ctx: ProxyContext;
+  readonly server: Server;
   /** Every audit record, newest first. */
   records(): AuditRecordJson[];
   /** The first record matching `predicate`, awaiting audit writes (bounded). */
@@ -80,6 +81,7 @@ export async function startProxy(options: HarnessOptions): Promise<ProxyHarness>
     dir,
     store,
     ctx,
+    server,
     records,
     waitForRecord: (predicate, limitMs = 5000) => waitForRecord(records, writes, predicate, limitMs),
     close: async () => {

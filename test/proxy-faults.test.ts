@@ -1,0 +1,168 @@
+import { createServer } from 'node:net';
+import type { Server, Socket } from 'node:net';
+import { EventEmitter } from 'node:events';
+import { CLIENT_GONE } from '../src/proxy/exchange';
+import { CLIENT_LEFT } from '../src/proxy/forward';
+import { drainProxy } from '../src/proxy/drain';
+import type { Resolver } from '../src/proxy/dial';
+import { listenOn, parseHead, rawConnect, readAll, readUntil, startOrigin, startProxy, tableResolver } from './helpers/proxy-harness';
+import type { Origin, ProxyHarness } from './helpers/proxy-harness';
+import { PROXY_TEST_HOSTS, PROXY_TEST_POLICY } from './helpers/policies';
+
+/** A raw TCP origin that answers every connection with fixed bytes, then closes. */
+async function rawOrigin(answer: string): Promise<{ server: Server; port: number }> {
+  const server = createServer((s) => {
+    s.on('error', () => s.destroy());
+    s.once('data', () => s.end(answer));
+  });
+  return { server, port: await listenOn(server) };
+}
+
+/** A resolver that holds each `slow.test` lookup until released and announces when it was asked. */
+function gatedResolver(): { resolver: Resolver; asked: EventEmitter; release: () => void } {
+  const asked = new EventEmitter();
+  const held: Array<() => void> = [];
+  const table = tableResolver(PROXY_TEST_HOSTS);
+  const resolver: Resolver = async (host) => {
+    if (host !== 'slow.test') return table(host);
+    const gate = new Promise<void>((resolve) => held.push(resolve));
+    asked.emit('asked');
+    await gate;
+    return [{ address: '127.0.0.1', family: 4 }];
+  };
+  return { resolver, asked, release: () => held.splice(0).forEach((resolve) => resolve()) };
+}
+
+describe('faults and hostile peers', () => {
+  let proxy: ProxyHarness;
+  let origin: Origin;
+  const seen: Array<{ url: string; body: string }> = [];
+  const gated = gatedResolver();
+
+  beforeAll(async () => {
+    proxy = await startProxy({
+      policies: { 'policy.yaml': PROXY_TEST_POLICY.replace('origin.test, ', 'origin.test, slow.test, ') },
+      resolver: gated.resolver,
+    });
+    origin = await startOrigin((req, res) => {
+      let body = '';
+      req.on('data', (chunk: Buffer) => (body += chunk.toString('latin1')));
+      req.on('end', () => {
+        seen.push({ url: req.url ?? '', body });
+        res.end('ok');
+      });
+    });
+  });
+  afterAll(async () => {
+    gated.release();
+    await proxy.close();
+    await origin.close();
+  });
+  beforeEach(() => (seen.length = 0));
+
+  test('a Connection token cannot strip Content-Length and smuggle the body as a second request', async () => {
+    const smuggled = 'GET /admin/secret HTTP/1.1\r\nHost: origin.test\r\n\r\n';
+    const socket = await rawConnect(proxy.port);
+    socket.write(
+      `GET http://origin.test:${origin.port}/ok HTTP/1.1\r\nHost: x\r\nContent-Length: ${smuggled.length}\r\n` +
+        `Connection: close, content-length\r\n\r\n${smuggled}`,
+    );
+    await readAll(socket);
+    expect(seen).toEqual([{ url: '/ok', body: smuggled }]);
+  });
+
+  const badResponses: Array<[string, number, string]> = [
+    ['a status Node cannot write (099)', 502, 'HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n'],
+    // The reason phrase is not relayed (Node writes the standard one), so this one is harmless.
+    ['a control byte in the reason phrase', 200, 'HTTP/1.1 200 O\x01K\r\nContent-Length: 2\r\n\r\nok'],
+    ['a 101 that nobody asked for', 502, 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n'],
+    ['garbage instead of HTTP', 502, 'SSH-2.0-OpenSSH_9.6\r\n'],
+  ];
+  test.each(badResponses)('an origin sending %s: the client gets %i, and the proxy lives on', async (_name, status, answer) => {
+    const bad = await rawOrigin(answer);
+    const socket = await rawConnect(proxy.port);
+    socket.write(`GET http://origin.test:${bad.port}/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    const response = parseHead(await readAll(socket));
+    expect(response.status).toBe(status);
+    const record = await proxy.waitForRecord((r) => r.port === bad.port && r.ended_at !== null);
+    expect(record.status).toBe(status);
+    if (status === 502) expect(record.error).not.toBeNull();
+    bad.server.close();
+    const after = await rawConnect(proxy.port);
+    after.write(`GET http://origin.test:${origin.port}/alive HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    expect(parseHead(await readAll(after)).status).toBe(200);
+  });
+
+  test('a malformed chunk in a body being forwarded ends the exchange with exactly one record', async () => {
+    const socket = await rawConnect(proxy.port);
+    socket.on('error', () => undefined);
+    socket.write(
+      `POST http://origin.test:${origin.port}/badchunk HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n`,
+    );
+    await readAll(socket);
+    const record = await proxy.waitForRecord((r) => r.path === '/badchunk' && r.ended_at !== null);
+    expect(record.error).not.toBeNull();
+    expect(proxy.records().filter((r) => r.id >= record.id)).toHaveLength(1);
+  });
+
+  test('a client that leaves while its destination is resolved gets a completed record saying so', async () => {
+    const socket = await rawConnect(proxy.port);
+    const asked = new Promise((resolve) => gated.asked.once('asked', resolve));
+    socket.write(`GET http://slow.test:${origin.port}/gone HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await asked;
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+    socket.destroy();
+    await closed;
+    gated.release();
+    const record = await proxy.waitForRecord((r) => r.path === '/gone' && r.ended_at !== null);
+    expect(record.status).toBeNull();
+    // Depending on when the proxy sees the close: before the record is opened, or while the
+    // request is forwarded. Either way the record says the client left.
+    expect([CLIENT_GONE, CLIENT_LEFT]).toContain(record.error);
+  });
+
+  test('a refused client that never closes its side does not hold the proxy socket', async () => {
+    const serverSide = new Promise<Socket>((resolve) => proxy.server.once('connection', resolve));
+    const socket = await rawConnect(proxy.port);
+    socket.on('error', () => undefined);
+    socket.write('CONNECT paste.test:443 HTTP/1.1\r\n\r\n');
+    await readUntil(socket, 'paste.test');
+    // The client keeps its side open; the proxy must close its socket anyway (after a linger).
+    const ours = await serverSide;
+    await new Promise((resolve) => (ours.closed ? resolve(null) : ours.once('close', resolve)));
+    expect(ours.destroyed).toBe(true);
+    socket.destroy();
+  });
+
+  test('Expect: 100-continue is answered only after the decision', async () => {
+    const denied = await rawConnect(proxy.port);
+    denied.write('POST http://paste.test/up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n');
+    const refusal = await readAll(denied);
+    expect(refusal.startsWith('HTTP/1.1 403')).toBe(true);
+    expect(refusal).not.toContain('100 Continue');
+
+    const allowed: Socket = await rawConnect(proxy.port);
+    allowed.write(
+      `POST http://origin.test:${origin.port}/up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`,
+    );
+    expect(await readUntil(allowed, '\r\n\r\n')).toContain('100 Continue');
+    allowed.write('hello');
+    expect(await readAll(allowed)).toContain('ok');
+    expect(seen).toEqual([{ url: '/up', body: 'hello' }]);
+  });
+
+  test('a drain deadline also closes a CONNECT still being resolved, and completes its record', async () => {
+    const socket = await rawConnect(proxy.port);
+    socket.on('error', () => undefined);
+    const asked = new Promise((resolve) => gated.asked.once('asked', resolve));
+    socket.write(`CONNECT slow.test:${origin.port} HTTP/1.1\r\n\r\n`);
+    await asked;
+    const drained = drainProxy(proxy.server, proxy.ctx, 50);
+    await new Promise((resolve) => socket.once('end', resolve));
+    gated.release();
+    await drained;
+    expect(proxy.ctx.tunnels.size).toBe(0);
+    const record = await proxy.waitForRecord((r) => r.host === 'slow.test' && r.kind === 'connect');
+    expect(record).toMatchObject({ error: CLIENT_GONE, status: null });
+  });
+});
