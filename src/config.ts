@@ -15,6 +15,11 @@ export interface ServeConfig {
   readonly dnsTimeoutMs: number;
   readonly connectTimeoutMs: number;
   readonly drainTimeoutMs: number;
+  readonly tunnelIdleTimeoutMs: number;
+  readonly tunnelMaxLifetimeMs: number;
+  readonly requestIdleTimeoutMs: number;
+  readonly maxTunnels: number;
+  readonly maxTunnelsPerSource: number;
 }
 
 export class ConfigError extends Error {}
@@ -35,6 +40,11 @@ export const SERVE_OPTIONS = {
   dnsTimeout: { flag: 'dns-timeout', env: 'TOLLGATE_DNS_TIMEOUT', fallback: '5s', help: 'destination DNS lookup limit (504 past it)' },
   connectTimeout: { flag: 'connect-timeout', env: 'TOLLGATE_CONNECT_TIMEOUT', fallback: '10s', help: 'destination TCP connect limit (504 past it)' },
   drainTimeout: { flag: 'drain-timeout', env: 'TOLLGATE_DRAIN_TIMEOUT', fallback: '30s', help: 'on SIGTERM, how long open tunnels may finish' },
+  tunnelIdleTimeout: { flag: 'tunnel-idle-timeout', env: 'TOLLGATE_TUNNEL_IDLE_TIMEOUT', fallback: '5m', help: 'close a tunnel with no bytes either way for this long' },
+  tunnelMaxLifetime: { flag: 'tunnel-max-lifetime', env: 'TOLLGATE_TUNNEL_MAX_LIFETIME', fallback: '24h', help: 'close any tunnel open this long (0 = no limit)' },
+  requestIdleTimeout: { flag: 'request-idle-timeout', env: 'TOLLGATE_REQUEST_IDLE_TIMEOUT', fallback: '60s', help: 'plain HTTP: destination silent this long -> 504' },
+  maxTunnels: { flag: 'max-tunnels', env: 'TOLLGATE_MAX_TUNNELS', fallback: '8000', help: 'open tunnels overall (429 past it)' },
+  maxTunnelsPerSource: { flag: 'max-tunnels-per-source', env: 'TOLLGATE_MAX_TUNNELS_PER_SOURCE', fallback: '1000', help: 'open tunnels per client address (429 past it)' },
 } as const satisfies Record<string, OptionSpec>;
 
 export type ServeOptionName = keyof typeof SERVE_OPTIONS;
@@ -47,12 +57,18 @@ export function parseListen(text: string, what: string): ListenAddress {
   return { host: match[1] ?? match[2], port };
 }
 
-/** Durations like 500ms, 10s, 2m; a bare number is seconds. */
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** Durations like 500ms, 10s, 2m, 24h; a bare number is seconds. */
 export function parseDuration(text: string, what: string): number {
-  const match = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m)?$/.exec(text.trim());
-  if (!match) throw new ConfigError(`${what}: expected a duration such as 500ms, 10s or 2m, got "${text}"`);
-  const scale = match[2] === 'ms' ? 1 : match[2] === 'm' ? 60_000 : 1000;
-  return Math.round(Number(match[1]) * scale);
+  const match = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!match) throw new ConfigError(`${what}: expected a duration such as 500ms, 10s, 2m or 24h, got "${text}"`);
+  return Math.round(Number(match[1]) * DURATION_UNITS[match[2] ?? 's']);
+}
+
+function parseCount(text: string, what: string): number {
+  if (!/^[1-9][0-9]{0,6}$/.test(text.trim())) throw new ConfigError(`${what}: expected a whole number from 1, got "${text}"`);
+  return Number(text);
 }
 
 export function isLoopbackHost(host: string): boolean {
@@ -77,6 +93,11 @@ export function resolveServeConfig(flags: Partial<Record<ServeOptionName, string
     dnsTimeoutMs: parseDuration(pick('dnsTimeout'), '--dns-timeout'),
     connectTimeoutMs: parseDuration(pick('connectTimeout'), '--connect-timeout'),
     drainTimeoutMs: parseDuration(pick('drainTimeout'), '--drain-timeout'),
+    tunnelIdleTimeoutMs: parseDuration(pick('tunnelIdleTimeout'), '--tunnel-idle-timeout'),
+    tunnelMaxLifetimeMs: parseDuration(pick('tunnelMaxLifetime'), '--tunnel-max-lifetime'),
+    requestIdleTimeoutMs: parseDuration(pick('requestIdleTimeout'), '--request-idle-timeout'),
+    maxTunnels: parseCount(pick('maxTunnels'), '--max-tunnels'),
+    maxTunnelsPerSource: parseCount(pick('maxTunnelsPerSource'), '--max-tunnels-per-source'),
   };
   if (!isLoopbackHost(config.adminListen.host) && config.adminToken === null) {
     throw new ConfigError(

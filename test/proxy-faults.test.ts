@@ -166,3 +166,107 @@ describe('faults and hostile peers', () => {
     expect(record).toMatchObject({ error: CLIENT_GONE, status: null });
   });
 });
+
+describe('faults mid-stream: both sockets end, the record is completed, nothing leaks', () => {
+  let proxy: ProxyHarness;
+
+  beforeAll(async () => {
+    proxy = await startProxy({ policies: { 'policy.yaml': PROXY_TEST_POLICY }, hosts: PROXY_TEST_HOSTS });
+  });
+  afterAll(() => proxy.close());
+
+  async function settled(): Promise<void> {
+    await proxy.ctx.tunnels.whenEmpty();
+    expect(proxy.ctx.gauges.activeRequests).toBe(0);
+  }
+
+  test('an upstream reset in the middle of a tunnel', async () => {
+    const server = createServer((s) => {
+      s.on('error', () => undefined);
+      s.write('partial');
+      s.once('data', () => s.resetAndDestroy());
+    });
+    const port = await listenOn(server);
+    const socket = await rawConnect(proxy.port);
+    socket.on('error', () => undefined);
+    socket.write(`CONNECT origin.test:${port} HTTP/1.1\r\n\r\n`);
+    await readUntil(socket, 'partial');
+    socket.write('trigger');
+    await readAll(socket);
+    const record = await proxy.waitForRecord((r) => r.port === port && r.ended_at !== null);
+    expect(record.error).toMatch(/ECONNRESET/);
+    expect(record.bytes_down).toBe('partial'.length);
+    await settled();
+    server.close();
+  });
+
+  test('an upstream reset in the middle of a plain HTTP response body', async () => {
+    const server = createServer((s) => {
+      s.on('error', () => undefined);
+      s.once('data', () => {
+        s.write('HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nfirst-bytes');
+        setImmediate(() => s.resetAndDestroy());
+      });
+    });
+    const port = await listenOn(server);
+    const socket = await rawConnect(proxy.port);
+    socket.on('error', () => undefined);
+    socket.write(`GET http://origin.test:${port}/reset HTTP/1.1\r\nHost: x\r\n\r\n`);
+    const received = await readAll(socket);
+    expect(received).toContain('first-bytes');
+    const record = await proxy.waitForRecord((r) => r.path === '/reset' && r.ended_at !== null);
+    expect(record.status).toBe(200);
+    expect(record.error).not.toBeNull();
+    await settled();
+    server.close();
+  });
+
+  test('a client that disconnects mid-upload: the origin connection is closed too', async () => {
+    let originClosed!: () => void;
+    const originGone = new Promise<void>((resolve) => (originClosed = resolve));
+    const server = createServer((s) => {
+      s.on('error', () => undefined);
+      s.on('close', () => originClosed());
+    });
+    const port = await listenOn(server);
+    const socket = await rawConnect(proxy.port);
+    socket.write(`POST http://origin.test:${port}/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n`);
+    socket.write(Buffer.alloc(300_000, 1));
+    await new Promise<void>((resolve) => server.once('connection', (s: Socket) => s.once('data', () => resolve())));
+    socket.destroy();
+    await originGone;
+    const record = await proxy.waitForRecord((r) => r.path === '/upload' && r.ended_at !== null);
+    expect(record.error).toMatch(/^client_closed|aborted|ECONNRESET/);
+    await settled();
+    server.close();
+  });
+
+  test('a client that disconnects mid-download: the origin connection is closed too', async () => {
+    let originClosed!: () => void;
+    const originGone = new Promise<void>((resolve) => (originClosed = resolve));
+    const server = createServer((s) => {
+      s.on('error', () => undefined);
+      s.on('close', () => originClosed());
+      s.once('data', () => {
+        s.write('HTTP/1.1 200 OK\r\nContent-Length: 50000000\r\n\r\n');
+        // Write until the proxy stops reading (backpressure) or the socket goes away.
+        const pump = (): void => {
+          while (!s.destroyed && s.write(Buffer.alloc(64 * 1024, 2)));
+          if (!s.destroyed) s.once('drain', pump);
+        };
+        pump();
+      });
+    });
+    const port = await listenOn(server);
+    const socket = await rawConnect(proxy.port);
+    socket.write(`GET http://origin.test:${port}/download HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await readUntil(socket, '\r\n\r\n');
+    socket.destroy();
+    await originGone;
+    const record = await proxy.waitForRecord((r) => r.path === '/download' && r.ended_at !== null);
+    expect(record.error).not.toBeNull();
+    expect(record.bytes_down).toBeLessThan(50_000_000);
+    await settled();
+    server.close();
+  });
+});

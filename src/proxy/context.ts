@@ -17,6 +17,27 @@ export interface ProxyTimeouts {
   readonly dnsMs: number;
   /** TCP connect to the destination; past it the client gets 504. */
   readonly connectMs: number;
+  /** A tunnel with no bytes in either direction for this long is closed. */
+  readonly tunnelIdleMs: number;
+  /** A tunnel open this long is closed however busy it is; 0 = no limit. */
+  readonly tunnelLifetimeMs: number;
+  /** A forwarded request whose destination sends nothing for this long: 504, or cut mid-body. */
+  readonly requestIdleMs: number;
+}
+
+export interface ProxyLimits {
+  /** Open tunnels overall; past it a CONNECT gets 429. */
+  readonly maxTunnels: number;
+  /** Open tunnels from one client source address; past it a CONNECT gets 429. */
+  readonly maxTunnelsPerSource: number;
+}
+
+/** Live counts for tests, drain and (later) metrics. */
+export interface ProxyGauges {
+  /** Client connections accepted and not yet closed (tunnels included). */
+  clientSockets: number;
+  /** Plain HTTP exchanges being forwarded. */
+  activeRequests: number;
 }
 
 /**
@@ -29,6 +50,8 @@ export interface ProxyContext {
   readonly resolver: Resolver;
   readonly clock: () => Date;
   readonly timeouts: ProxyTimeouts;
+  readonly limits: ProxyLimits;
+  readonly gauges: ProxyGauges;
   readonly log: Logger;
   /** Pooled keep-alive connections to destinations of plain HTTP requests. */
   readonly upstreamAgent: Agent;

@@ -10,4 +10,6 @@ export type ProxyErrorCode =
   | 'connect_failed'
   | 'connect_timeout'
   | 'upstream_error'
+  | 'upstream_timeout'
+  | 'too_many_tunnels'
   | 'audit_unavailable';

@@ -112,6 +112,12 @@ function forward(ctx: ProxyContext, exchange: Exchange, req: IncomingMessage, re
     agent: ctx.upstreamAgent,
   });
   limitConnectTime(ctx, upstream, address, target.port);
+  // An origin that accepts and then never answers (or stalls mid-body) must not hold the
+  // exchange forever: no bytes from it for requestIdleMs -> 504, or a cut if already answering.
+  upstream.setTimeout(ctx.timeouts.requestIdleMs, () => {
+    upstream.destroy(new ProxyError(504, 'upstream_timeout', `no data from the destination for ${ctx.timeouts.requestIdleMs} ms`));
+  });
+  ctx.gauges.activeRequests += 1;
   req.on('data', (chunk: Buffer) => (tally.up += chunk.length));
   // pipe(), not pipeline(): an upstream failure must not destroy the client's request (and
   // with it the connection) before the 502 is written.
@@ -136,6 +142,7 @@ function forward(ctx: ProxyContext, exchange: Exchange, req: IncomingMessage, re
     fail(new ProxyError(502, 'upstream_error', 'the destination switched protocols unasked'));
   });
   res.on('close', () => {
+    ctx.gauges.activeRequests -= 1;
     if (!res.writableFinished) {
       upstream.destroy();
       tally.error ??= CLIENT_LEFT;

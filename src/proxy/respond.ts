@@ -13,6 +13,9 @@ export const Header = {
   proxyAuthenticate: 'Proxy-Authenticate',
 } as const;
 
+/** What a client over a tunnel limit is told to wait before trying again. */
+export const RETRY_AFTER_SECONDS = 5;
+
 export interface ProxyAnswer {
   status: number;
   headers: Record<string, string>;
@@ -33,6 +36,7 @@ export function answerFor(error: ProxyError, exchange: Exchange): ProxyAnswer {
     headers[Header.decision] = 'deny';
     headers[Header.rule] = headerSafe(record.rule ?? '(default)');
   }
+  if (error.status === 429) headers['Retry-After'] = String(RETRY_AFTER_SECONDS);
   if (exchange.recordId !== null) headers[Header.requestId] = String(exchange.recordId);
   return { status: error.status, headers, body: `${describe(error, exchange, record.rule)}\n` };
 }

@@ -14,6 +14,11 @@ import { handleConnect, recordFailure } from './tunnel';
 export const HEAD_LIMITS = {
   /** Node's default is 16 KiB; a proxied request line plus headers rarely needs more. */
   maxHeaderSize: 16 * 1024,
+  /**
+   * Headers per request head. Past its `maxHeadersCount` Node drops headers silently (framing
+   * ones included, while its parser still frames the body by them), so more is refused instead.
+   */
+  maxHeaders: 100,
   /** A client must finish sending a request head within this (slowloris). */
   headersTimeoutMs: 30_000,
   /** Idle time allowed between requests on a client keep-alive connection. */
@@ -39,6 +44,8 @@ export function createProxyServer(ctx: ProxyContext): Server {
     // where the socket is used; this one only keeps a reset from becoming an uncaught error.
     socket.on('error', () => socket.destroy());
     socket.setNoDelay(true);
+    ctx.gauges.clientSockets += 1;
+    socket.once('close', () => (ctx.gauges.clientSockets -= 1));
   });
   server.on('connect', (req, socket: Duplex, head: Buffer) => {
     handleConnect(ctx, req, socket as Socket, head).catch((err: unknown) => unexpected(ctx, err, socket));

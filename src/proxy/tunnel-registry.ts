@@ -1,25 +1,43 @@
 import type { Socket } from 'node:net';
 
 /**
- * Open tunnels, by client socket. http.Server forgets a connection once CONNECT takes it
- * over (closeAllConnections() does not reach it), so shutdown and gauges rely on this.
- * A tunnel leaves the registry only after both sockets closed and its record was completed.
+ * Open tunnels, by client socket, with a count per client source address. A tunnel is in the
+ * registry from the moment its CONNECT arrives (so limits and a drain see tunnels that are
+ * still being decided or dialled) until both sockets closed and its record was completed.
+ * http.Server forgets a connection once CONNECT takes it over (closeAllConnections() does not
+ * reach it), so shutdown relies on this.
  */
 export class TunnelRegistry {
-  private readonly open = new Set<Socket>();
+  private readonly open = new Map<Socket, string>();
+  private readonly perSource = new Map<string, number>();
   private waiters: Array<() => void> = [];
 
   get size(): number {
     return this.open.size;
   }
 
-  add(client: Socket): void {
-    this.open.add(client);
+  /** Open tunnels from one client source address. */
+  countFrom(source: string): number {
+    return this.perSource.get(source) ?? 0;
+  }
+
+  add(client: Socket, source: string): void {
+    if (this.open.has(client)) return;
+    this.open.set(client, source);
+    this.perSource.set(source, this.countFrom(source) + 1);
   }
 
   delete(client: Socket): void {
+    const source = this.open.get(client);
+    if (source === undefined) return;
     this.open.delete(client);
-    if (this.open.size > 0) return;
+    const left = this.countFrom(source) - 1;
+    if (left > 0) this.perSource.set(source, left);
+    else this.perSource.delete(source);
+    if (this.open.size === 0) this.wakeWaiters();
+  }
+
+  private wakeWaiters(): void {
     const waiters = this.waiters;
     this.waiters = [];
     for (const resolve of waiters) resolve();
@@ -32,6 +50,6 @@ export class TunnelRegistry {
   }
 
   destroyAll(): void {
-    for (const socket of this.open) socket.destroy();
+    for (const socket of this.open.keys()) socket.destroy();
   }
 }

@@ -20,14 +20,15 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
   // Hold the client's bytes (including any it pipelined after the CONNECT head) until the
   // upstream exists; with no 'data' listener a flowing socket would drop them.
   client.pause();
-  // Tracked from the start, so a drain can close it while it is still being decided or dialled.
-  ctx.tunnels.add(client);
   const { ip, port } = clientAddress(client);
+  // Tracked from the start, so limits and a drain see it while it is decided or dialled.
+  ctx.tunnels.add(client, ip);
   const exchange = new Exchange('connect', 'CONNECT', ip, port, req.url ?? null, ctx.clock());
   let upstream: Socket | null = null;
   try {
     const target = parseConnectTarget(req.url);
     decideTarget(ctx, exchange, target);
+    enforceTunnelLimits(ctx, ip);
     const addresses = await resolveDestination(ctx, exchange, target);
     const connected = await connectChecked(addresses, target.port, ctx.timeouts.connectMs);
     upstream = connected.socket;
@@ -47,6 +48,17 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
     return;
   }
   splice(ctx, exchange, client, upstream, head);
+}
+
+/** Past a limit the client is told to come back later (429 + Retry-After), after the decision. */
+function enforceTunnelLimits(ctx: ProxyContext, source: string): void {
+  const { maxTunnels, maxTunnelsPerSource } = ctx.limits;
+  if (ctx.tunnels.size > maxTunnels) {
+    throw new ProxyError(429, 'too_many_tunnels', `too many open tunnels (limit ${maxTunnels})`);
+  }
+  if (ctx.tunnels.countFrom(source) > maxTunnelsPerSource) {
+    throw new ProxyError(429, 'too_many_tunnels', `too many open tunnels from ${source} (limit ${maxTunnelsPerSource})`);
+  }
 }
 
 /** The record is committed before the 200 and before any client byte goes upstream (SPEC §4). */
@@ -96,10 +108,17 @@ function splice(ctx: ProxyContext, exchange: Exchange, client: Socket, upstream:
   // allow half-open) and destroys both sides when either fails.
   pipeline(client, upstream, noteError);
   pipeline(upstream, client, noteError);
+  const cut = (reason: string): void => {
+    noteError(new Error(reason));
+    client.destroy();
+    upstream.destroy();
+  };
+  const lifetime = limitTunnel(ctx, client, upstream, cut);
   let closed = 0;
   const onClose = (): void => {
     closed += 1;
     if (closed < 2) return;
+    if (lifetime) clearTimeout(lifetime);
     ctx.tunnels.delete(client);
     completeRecord(ctx, exchange, upstream, firstError);
   };
@@ -108,6 +127,22 @@ function splice(ctx: ProxyContext, exchange: Exchange, client: Socket, upstream:
     if (socket.closed) onClose();
     else socket.once('close', onClose);
   }
+}
+
+/**
+ * Idle timeout: a socket's timer restarts on every read and write, so a tunnel moving bytes
+ * either way stays open. The lifetime cap holds however busy it is. Request-head timeouts of
+ * the HTTP server no longer apply once CONNECT took the socket over.
+ */
+function limitTunnel(ctx: ProxyContext, client: Socket, upstream: Socket, cut: (reason: string) => void): NodeJS.Timeout | null {
+  const { tunnelIdleMs, tunnelLifetimeMs } = ctx.timeouts;
+  const idle = (): void => cut(`idle_timeout: no data either way for ${tunnelIdleMs} ms`);
+  client.setTimeout(tunnelIdleMs, idle);
+  upstream.setTimeout(tunnelIdleMs, idle);
+  if (tunnelLifetimeMs <= 0) return null;
+  const timer = setTimeout(() => cut(`lifetime_exceeded: tunnel open for ${tunnelLifetimeMs} ms`), tunnelLifetimeMs);
+  timer.unref();
+  return timer;
 }
 
 function completeRecord(ctx: ProxyContext, exchange: Exchange, upstream: Socket, error: Error | null): void {

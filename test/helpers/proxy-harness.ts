@@ -13,7 +13,16 @@ import { listRequests } from '../../src/audit/query';
 import type { AuditRecordJson, AuditSink } from '../../src/audit/record-types';
 import { compileGuard } from '../../src/policy/guard';
 import { loadPolicy } from '../../src/policy/load';
-import type { ProxyContext } from '../../src/proxy/context';
+import type { ProxyContext, ProxyLimits, ProxyTimeouts } from '../../src/proxy/context';
+
+/** Generous for loopback; tests that exercise a timeout pass a short one. */
+const DEFAULT_TEST_TIMEOUTS: ProxyTimeouts = {
+  dnsMs: 2000,
+  connectMs: 2000,
+  tunnelIdleMs: 60_000,
+  tunnelLifetimeMs: 0,
+  requestIdleMs: 30_000,
+};
 import type { Resolver } from '../../src/proxy/dial';
 import { createProxyServer } from '../../src/proxy/server';
 import { TunnelRegistry } from '../../src/proxy/tunnel-registry';
@@ -37,7 +46,8 @@ export interface HarnessOptions {
   /** Name -> addresses; names not listed fail with ENOTFOUND. */
   hosts?: Record<string, string[]>;
   resolver?: Resolver;
-  timeouts?: { dnsMs: number; connectMs: number };
+  timeouts?: Partial<ProxyTimeouts>;
+  limits?: Partial<ProxyLimits>;
 }
 
 /** A resolver over a fixed table: tests never touch real DNS. */
@@ -66,7 +76,9 @@ export async function startProxy(options: HarnessOptions): Promise<ProxyHarness>
     audit: observed(store, writes),
     resolver: options.resolver ?? tableResolver(options.hosts ?? {}),
     clock: () => new Date(),
-    timeouts: options.timeouts ?? { dnsMs: 2000, connectMs: 2000 },
+    timeouts: { ...DEFAULT_TEST_TIMEOUTS, ...options.timeouts },
+    limits: { maxTunnels: 5000, maxTunnelsPerSource: 5000, ...options.limits },
+    gauges: { clientSockets: 0, activeRequests: 0 },
     log: pino({ level: 'silent' }),
     upstreamAgent: new Agent({ keepAlive: true }),
     tunnels: new TunnelRegistry(),

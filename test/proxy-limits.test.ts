@@ -1,0 +1,165 @@
+import { connect, createServer } from 'node:net';
+import type { Server, Socket } from 'node:net';
+import { parseHead, rawConnect, readAll, readUntil, listenOn, startProxy } from './helpers/proxy-harness';
+import type { ProxyHarness } from './helpers/proxy-harness';
+import { PROXY_TEST_HOSTS, PROXY_TEST_POLICY } from './helpers/policies';
+import { RETRY_AFTER_SECONDS } from '../src/proxy/respond';
+
+function echoServer(): Promise<{ server: Server; port: number }> {
+  const server = createServer({ allowHalfOpen: true }, (s) => {
+    s.on('error', () => s.destroy());
+    s.on('data', (chunk) => s.write(chunk));
+    s.on('end', () => s.end());
+  });
+  return listenOn(server).then((port) => ({ server, port }));
+}
+
+/** Open a tunnel from a given loopback source address; resolves with the socket and the answer head. */
+function tunnelFrom(proxy: ProxyHarness, port: number, localAddress = '127.0.0.1'): Promise<{ socket: Socket; head: ReturnType<typeof parseHead> }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ port: proxy.port, host: '127.0.0.1', localAddress, allowHalfOpen: true }, () => {
+      socket.write(`CONNECT origin.test:${port} HTTP/1.1\r\n\r\n`);
+      void readUntil(socket, '\r\n\r\n').then((text) => resolve({ socket, head: parseHead(text) }), reject);
+    });
+    socket.once('error', reject);
+  });
+}
+
+async function settled(proxy: ProxyHarness): Promise<void> {
+  await proxy.ctx.tunnels.whenEmpty();
+  expect(proxy.ctx.tunnels.size).toBe(0);
+  expect(proxy.ctx.gauges.activeRequests).toBe(0);
+}
+
+describe('tunnel limits', () => {
+  let proxy: ProxyHarness;
+  let echo: { server: Server; port: number };
+
+  beforeAll(async () => {
+    echo = await echoServer();
+    proxy = await startProxy({
+      policies: { 'policy.yaml': PROXY_TEST_POLICY },
+      hosts: PROXY_TEST_HOSTS,
+      limits: { maxTunnels: 3, maxTunnelsPerSource: 2 },
+    });
+  });
+  afterAll(async () => {
+    await proxy.close();
+    echo.server.close();
+  });
+
+  test('past the per-source limit a CONNECT gets 429 with Retry-After; a slot frees on close', async () => {
+    const first = await tunnelFrom(proxy, echo.port);
+    const second = await tunnelFrom(proxy, echo.port);
+    expect([first.head.status, second.head.status]).toEqual([200, 200]);
+    const third = await tunnelFrom(proxy, echo.port);
+    expect(third.head.status).toBe(429);
+    expect(third.head.headers['retry-after']).toBe(String(RETRY_AFTER_SECONDS));
+    const record = await proxy.waitForRecord((r) => r.id === Number(third.head.headers['x-tollgate-request-id']));
+    expect(record).toMatchObject({ status: 429, decision: 'allow' });
+    expect(record.error).toMatch(/^too_many_tunnels/);
+    third.socket.destroy();
+
+    first.socket.destroy();
+    await proxy.waitForRecord((r) => r.status === 200 && r.ended_at !== null);
+    const again = await tunnelFrom(proxy, echo.port);
+    expect(again.head.status).toBe(200);
+    second.socket.destroy();
+    again.socket.destroy();
+    await settled(proxy);
+  });
+
+  test('past the overall limit a CONNECT from another source gets 429 too', async () => {
+    const open = [await tunnelFrom(proxy, echo.port, '127.0.0.2'), await tunnelFrom(proxy, echo.port, '127.0.0.3'), await tunnelFrom(proxy, echo.port, '127.0.0.4')];
+    expect(open.map((t) => t.head.status)).toEqual([200, 200, 200]);
+    const fourth = await tunnelFrom(proxy, echo.port, '127.0.0.5');
+    expect(fourth.head.status).toBe(429);
+    expect(fourth.head.body).toContain('limit 3');
+    for (const t of [...open, fourth]) t.socket.destroy();
+    await settled(proxy);
+  });
+});
+
+describe('timeouts', () => {
+  let proxy: ProxyHarness;
+  let echo: { server: Server; port: number };
+  let silent: { server: Server; port: number };
+
+  beforeAll(async () => {
+    echo = await echoServer();
+    // Accepts, reads, never answers.
+    const server = createServer((s) => s.on('error', () => s.destroy()));
+    silent = { server, port: await listenOn(server) };
+    proxy = await startProxy({
+      policies: { 'policy.yaml': PROXY_TEST_POLICY },
+      hosts: PROXY_TEST_HOSTS,
+      timeouts: { tunnelIdleMs: 300, requestIdleMs: 300 },
+    });
+  });
+  afterAll(async () => {
+    await proxy.close();
+    echo.server.close();
+    silent.server.closeAllConnections?.();
+    silent.server.close();
+  });
+
+  test('an idle tunnel is closed after the idle timeout and its record says why', async () => {
+    const { socket, head } = await tunnelFrom(proxy, echo.port);
+    expect(head.status).toBe(200);
+    await readAll(socket);
+    const record = await proxy.waitForRecord((r) => r.kind === 'connect' && r.ended_at !== null);
+    expect(record.error).toMatch(/^idle_timeout/);
+    await settled(proxy);
+  });
+
+  test('a tunnel moving data is not cut by the idle timeout', async () => {
+    const { socket } = await tunnelFrom(proxy, echo.port);
+    // Round trips back to back for three idle periods: the tunnel as a whole outlives the
+    // idle timeout, but is never idle for it (bounded by the clock, not by a count).
+    const until = Date.now() + 3 * 300;
+    for (let i = 0; Date.now() < until; i += 1) {
+      socket.write(`tick${i};`);
+      await readUntil(socket, `tick${i};`);
+    }
+    expect(socket.readableEnded).toBe(false);
+    socket.end();
+    await readAll(socket);
+    await settled(proxy);
+  });
+
+  test('an origin that never answers a plain HTTP request gets the client a 504', async () => {
+    const socket = await rawConnect(proxy.port);
+    socket.write(`GET http://origin.test:${silent.port}/never HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    const response = parseHead(await readAll(socket));
+    expect(response.status).toBe(504);
+    const record = await proxy.waitForRecord((r) => r.path === '/never' && r.ended_at !== null);
+    expect(record.status).toBe(504);
+    expect(record.error).toMatch(/upstream_timeout/);
+    await settled(proxy);
+  });
+});
+
+describe('tunnel lifetime', () => {
+  test('a busy tunnel is still closed at its maximum lifetime', async () => {
+    const echo = await echoServer();
+    const proxy = await startProxy({
+      policies: { 'policy.yaml': PROXY_TEST_POLICY },
+      hosts: PROXY_TEST_HOSTS,
+      timeouts: { tunnelLifetimeMs: 400 },
+    });
+    const { socket } = await tunnelFrom(proxy, echo.port);
+    const ended = readAll(socket);
+    // Keep it busy until the proxy ends it (bounded: the lifetime is 400 ms, the test's 30 s).
+    let busy = true;
+    void ended.then(() => (busy = false));
+    while (busy) {
+      socket.write('x');
+      await Promise.race([readUntil(socket, 'x'), ended]);
+    }
+    const record = await proxy.waitForRecord((r) => r.kind === 'connect' && r.ended_at !== null);
+    expect(record.error).toMatch(/^lifetime_exceeded/);
+    await settled(proxy);
+    await proxy.close();
+    echo.server.close();
+  });
+});
