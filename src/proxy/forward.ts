@@ -11,7 +11,7 @@ import { endToEndHeaders } from './headers';
 import { answerFor, sendAnswer } from './respond';
 import { parseAbsoluteTarget } from './target';
 import type { Target } from './target-types';
-import { describeStreamError, recordAbandoned, recordFailure } from './tunnel';
+import { completeRecord, describeStreamError, openRecord, recordAbandoned, recordFailure } from './record';
 
 /** What the record is completed with when the exchange ends. */
 interface Tally {
@@ -50,7 +50,7 @@ export async function handleRequest(
       recordAbandoned(ctx, exchange);
       return;
     }
-    exchange.recordId = openRecord(ctx, exchange);
+    openRecord(ctx, exchange);
   } catch (err) {
     failEarly(ctx, exchange, req, res, asProxyError(err));
     return;
@@ -64,15 +64,6 @@ export async function handleRequest(
 function rejectAmbiguousFraming(req: IncomingMessage): void {
   if (req.headers['content-length'] !== undefined && req.headers['transfer-encoding'] !== undefined) {
     throw new ProxyError(400, 'bad_request', 'both Content-Length and Transfer-Encoding');
-  }
-}
-
-function openRecord(ctx: ProxyContext, exchange: Exchange): number {
-  try {
-    return ctx.audit.open(exchange.toOpen());
-  } catch (err) {
-    ctx.log.error({ err }, 'audit write failed');
-    throw new ProxyError(503, 'audit_unavailable', 'audit log cannot be written');
   }
 }
 
@@ -147,7 +138,7 @@ function forward(ctx: ProxyContext, exchange: Exchange, req: IncomingMessage, re
       upstream.destroy();
       tally.error ??= CLIENT_LEFT;
     }
-    completeRecord(ctx, exchange, tally);
+    completeRecord(ctx, exchange, { status: tally.status, bytesUp: tally.up, bytesDown: tally.down, error: tally.error });
   });
 }
 
@@ -185,19 +176,4 @@ function limitConnectTime(ctx: ProxyContext, upstream: ClientRequest, address: s
     socket.once('connect', () => clearTimeout(timer));
     upstream.once('close', () => clearTimeout(timer));
   });
-}
-
-function completeRecord(ctx: ProxyContext, exchange: Exchange, tally: Tally): void {
-  if (exchange.recordId === null) return;
-  try {
-    ctx.audit.complete(exchange.recordId, {
-      endedAt: ctx.clock(),
-      status: tally.status,
-      bytesUp: tally.up,
-      bytesDown: tally.down,
-      error: tally.error,
-    });
-  } catch (err) {
-    ctx.log.error({ err, id: exchange.recordId }, 'audit completion failed');
-  }
 }

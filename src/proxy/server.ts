@@ -1,14 +1,15 @@
 import { createServer } from 'node:http';
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ProxyContext } from './context';
 import { ProxyError } from './errors';
 import { Exchange } from './exchange';
 import { handleRequest } from './forward';
-import { answerFor, writeRawAnswer } from './respond';
+import { answerFor, sendAnswer, writeRawAnswer } from './respond';
 import { clientAddress } from './client-address';
-import { handleConnect, recordFailure } from './tunnel';
+import { recordFailure } from './record';
+import { handleConnect } from './tunnel';
 
 /** Request-head limits; documented in README "Limits". */
 export const HEAD_LIMITS = {
@@ -47,19 +48,65 @@ export function createProxyServer(ctx: ProxyContext): Server {
     ctx.gauges.clientSockets += 1;
     socket.once('close', () => (ctx.gauges.clientSockets -= 1));
   });
+  // Node keeps one header more than the limit (and drops the rest), so a head past it shows.
+  server.maxHeadersCount = HEAD_LIMITS.maxHeaders + 1;
   server.on('connect', (req, socket: Duplex, head: Buffer) => {
+    const refusal = refusedHead(req);
+    if (refusal) return refuseConnect(ctx, req, socket as Socket, refusal);
     handleConnect(ctx, req, socket as Socket, head).catch((err: unknown) => unexpected(ctx, err, socket));
   });
-  server.on('request', (req, res) => {
-    handleRequest(ctx, req, res).catch((err: unknown) => unexpected(ctx, err, req.socket));
-  });
+  server.on('request', (req, res) => dispatchRequest(ctx, req, res));
   // Without this Node answers `Expect: 100-continue` before we decide, and a client uploads
   // its whole body only to be refused.
-  server.on('checkContinue', (req, res) => {
-    handleRequest(ctx, req, res, { expectsContinue: true }).catch((err: unknown) => unexpected(ctx, err, req.socket));
-  });
+  server.on('checkContinue', (req, res) => dispatchRequest(ctx, req, res, { expectsContinue: true }));
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(ctx, err, socket as Socket));
   return server;
+}
+
+function dispatchRequest(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, options: { expectsContinue?: boolean } = {}): void {
+  const refusal = refusedHead(req);
+  if (refusal) return refuseRequest(ctx, req, res, refusal);
+  handleRequest(ctx, req, res, options).catch((err: unknown) => unexpected(ctx, err, req.socket));
+}
+
+/**
+ * A head Node accepted that still must not reach a handler. Past `maxHeadersCount` Node has
+ * silently dropped headers, possibly the Content-Length or Transfer-Encoding its parser framed
+ * the body by: forwarded without them, the body would reach the origin as a second request.
+ */
+function refusedHead(req: IncomingMessage): ProxyError | null {
+  if (req.rawHeaders.length / 2 > HEAD_LIMITS.maxHeaders) {
+    return new ProxyError(431, 'bad_request', `more than ${HEAD_LIMITS.maxHeaders} header fields`);
+  }
+  const codings = req.headers['transfer-encoding'];
+  // RFC 9112 §6.1: the proxy re-chunks the body it relays, so any other coding (which Node
+  // accepts before a final `chunked`, e.g. `gzip, chunked`) would be silently dropped.
+  if (req.method !== 'CONNECT' && codings !== undefined && codings.trim().toLowerCase() !== 'chunked') {
+    return new ProxyError(400, 'bad_request', 'only Transfer-Encoding: chunked is supported');
+  }
+  return null;
+}
+
+/** Sockets whose refused head is answered: the answer is on its way and ends the connection. */
+const answeredHeads = new WeakSet<Socket>();
+
+function refuseRequest(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, refusal: ProxyError): void {
+  const exchange = exchangeFor(ctx, req, 'http');
+  const error = recordFailure(ctx, exchange, refusal);
+  // The body's framing is not trusted: read no further request from this connection.
+  res.shouldKeepAlive = false;
+  answeredHeads.add(req.socket);
+  sendAnswer(res, answerFor(error, exchange));
+}
+
+function refuseConnect(ctx: ProxyContext, req: IncomingMessage, socket: Socket, refusal: ProxyError): void {
+  const exchange = exchangeFor(ctx, req, 'connect');
+  writeRawAnswer(socket, answerFor(recordFailure(ctx, exchange, refusal), exchange));
+}
+
+function exchangeFor(ctx: ProxyContext, req: IncomingMessage, kind: 'http' | 'connect'): Exchange {
+  const { ip, port } = clientAddress(req.socket);
+  return new Exchange(kind, req.method ?? null, ip, port, req.url ?? null, ctx.clock());
 }
 
 /** A bug, not a client's doing: log it and drop the connection rather than crash. */
@@ -70,6 +117,10 @@ function unexpected(ctx: ProxyContext, err: unknown, socket: Duplex): void {
 
 /** What Node's HTTP parser rejected becomes a 4xx answer and an audit record. */
 function answerClientError(ctx: ProxyContext, err: NodeJS.ErrnoException, socket: Socket): void {
+  // Node's parser can still fail on a head refused above (an invalid Transfer-Encoding is
+  // reported after the 'request' event): that request is answered and recorded, and destroying
+  // the socket now would drop the answer Node has not flushed yet.
+  if (answeredHeads.has(socket)) return;
   // A reset or a socket that already went away carries no request to answer or record.
   if (err.code === 'ECONNRESET' || !socket.writable || inFlight(socket)) {
     // Mid-request (e.g. a bad chunk in a body being forwarded) the exchange already has its

@@ -8,6 +8,7 @@ import { ProxyError } from './errors';
 import { asProxyError, Exchange } from './exchange';
 import { answerFor, writeRawAnswer } from './respond';
 import { clientAddress } from './client-address';
+import { completeRecord, describeStreamError, openRecord, recordAbandoned, recordFailure } from './record';
 import { parseConnectTarget } from './target';
 
 const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');
@@ -40,7 +41,7 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
       ctx.tunnels.delete(client);
       return;
     }
-    exchange.recordId = openRecord(ctx, exchange);
+    openRecord(ctx, exchange);
   } catch (err) {
     upstream?.destroy();
     failConnect(ctx, exchange, client, asProxyError(err));
@@ -61,40 +62,9 @@ function enforceTunnelLimits(ctx: ProxyContext, source: string): void {
   }
 }
 
-/** The record is committed before the 200 and before any client byte goes upstream (SPEC §4). */
-function openRecord(ctx: ProxyContext, exchange: Exchange): number {
-  try {
-    return ctx.audit.open(exchange.toOpen());
-  } catch (err) {
-    ctx.log.error({ err }, 'audit write failed');
-    throw new ProxyError(503, 'audit_unavailable', 'audit log cannot be written');
-  }
-}
-
 function failConnect(ctx: ProxyContext, exchange: Exchange, client: Socket, error: ProxyError): void {
   recordFailure(ctx, exchange, error);
   writeRawAnswer(client, answerFor(error, exchange));
-}
-
-/** Record a request that ends before forwarding; a failing audit write turns the answer into 503. */
-export function recordFailure(ctx: ProxyContext, exchange: Exchange, error: ProxyError): ProxyError {
-  if (error.code === 'audit_unavailable') return error;
-  try {
-    exchange.recordFailure(ctx.audit, error, ctx.clock());
-    return error;
-  } catch (err) {
-    ctx.log.error({ err }, 'audit write failed');
-    return new ProxyError(503, 'audit_unavailable', 'audit log cannot be written');
-  }
-}
-
-/** The client left while its request was being decided or dialled. */
-export function recordAbandoned(ctx: ProxyContext, exchange: Exchange): void {
-  try {
-    exchange.recordAbandoned(ctx.audit, ctx.clock());
-  } catch (err) {
-    ctx.log.error({ err }, 'audit write failed');
-  }
 }
 
 function splice(ctx: ProxyContext, exchange: Exchange, client: Socket, upstream: Socket, head: Buffer): void {
@@ -120,7 +90,12 @@ function splice(ctx: ProxyContext, exchange: Exchange, client: Socket, upstream:
     if (closed < 2) return;
     if (lifetime) clearTimeout(lifetime);
     ctx.tunnels.delete(client);
-    completeRecord(ctx, exchange, upstream, firstError);
+    completeRecord(ctx, exchange, {
+      status: 200,
+      bytesUp: upstream.bytesWritten,
+      bytesDown: upstream.bytesRead,
+      error: firstError ? describeStreamError(firstError) : null,
+    });
   };
   for (const socket of [client, upstream]) {
     // A side that closed before we got here has already emitted 'close'.
@@ -143,24 +118,4 @@ function limitTunnel(ctx: ProxyContext, client: Socket, upstream: Socket, cut: (
   const timer = setTimeout(() => cut(`lifetime_exceeded: tunnel open for ${tunnelLifetimeMs} ms`), tunnelLifetimeMs);
   timer.unref();
   return timer;
-}
-
-function completeRecord(ctx: ProxyContext, exchange: Exchange, upstream: Socket, error: Error | null): void {
-  if (exchange.recordId === null) return;
-  try {
-    ctx.audit.complete(exchange.recordId, {
-      endedAt: ctx.clock(),
-      status: 200,
-      bytesUp: upstream.bytesWritten,
-      bytesDown: upstream.bytesRead,
-      error: error ? describeStreamError(error) : null,
-    });
-  } catch (err) {
-    ctx.log.error({ err, id: exchange.recordId }, 'audit completion failed');
-  }
-}
-
-export function describeStreamError(error: Error): string {
-  const code = (error as NodeJS.ErrnoException).code;
-  return code ? `${code}: ${error.message}` : error.message;
 }
