@@ -3,8 +3,10 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { buildAdminApp } from './admin/app';
+import { createMetrics } from './metrics';
+import type { ProxyMetrics } from './metrics';
 import { openAuditStore } from './audit/store';
-import type { AuditStore } from './audit/store';
+import type { AuditStateChange, AuditStore } from './audit/store';
 import { ConfigError } from './config';
 import type { ListenAddress, ServeConfig } from './config';
 import type { Logger } from './log';
@@ -31,12 +33,21 @@ export async function startServing(config: ServeConfig, log: Logger): Promise<Ru
   if (!loaded.ok) {
     throw new ConfigError(`invalid policies in ${config.policiesDir}:\n${loaded.problems.map(formatProblem).join('\n')}`);
   }
-  const store = openAuditStore(config.dbFile);
+  const store = openAuditStore(config.dbFile, { onStateChange: (change) => logAuditState(log, change) });
   const self: SelfAddress[] = [];
   const holder = new PolicyHolder(config.policiesDir, loaded.policy, () => self, log);
-  const ctx = proxyContext(config, holder, store, log);
+  const metrics = createMetrics();
+  const ctx = proxyContext(config, holder, store, log, metrics);
+  metrics.setOpenTunnels(() => ctx.tunnels.size);
+  metrics.setAuditWritable(() => store.isWritable());
   const server = createProxyServer(ctx);
-  const admin = buildAdminApp({ store, ready: () => readiness(holder), token: config.adminToken });
+  const admin = buildAdminApp({
+    store,
+    ready: () => readiness(holder, store),
+    token: config.adminToken,
+    policy: () => ({ policy: holder.active().policy, lastReload: holder.lastReload }),
+    metrics,
+  });
   let proxyAddress: AddressInfo;
   let adminAddress: AddressInfo;
   try {
@@ -66,7 +77,7 @@ export async function startServing(config: ServeConfig, log: Logger): Promise<Ru
   };
 }
 
-function proxyContext(config: ServeConfig, holder: PolicyHolder, store: AuditStore, log: Logger): ProxyContext {
+function proxyContext(config: ServeConfig, holder: PolicyHolder, store: AuditStore, log: Logger, metrics: ProxyMetrics): ProxyContext {
   return {
     active: holder.active,
     audit: store,
@@ -81,17 +92,18 @@ function proxyContext(config: ServeConfig, holder: PolicyHolder, store: AuditSto
     },
     limits: { maxTunnels: config.maxTunnels, maxTunnelsPerSource: config.maxTunnelsPerSource },
     gauges: { clientSockets: 0, activeRequests: 0 },
+    metrics,
     log,
     upstreamAgent: new Agent({ keepAlive: true, maxFreeSockets: 256, timeout: 30_000, scheduling: 'lifo' }),
     tunnels: new TunnelRegistry(),
   };
 }
 
-function readiness(holder: PolicyHolder): { ok: boolean; detail: Record<string, unknown> } {
+function readiness(holder: PolicyHolder, store: AuditStore): { ok: boolean; detail: Record<string, unknown> } {
   const last = holder.lastReload;
   return {
     ok: true,
-    detail: { policy_version: holder.active().policy.version, last_reload: last },
+    detail: { policy_version: holder.active().policy.version, last_reload: last, audit: store.health() },
   };
 }
 
@@ -123,7 +135,18 @@ async function shutdown(
   await drainProxy(server, ctx, drainMs);
   ctx.upstreamAgent.destroy();
   await admin.close();
-  const leftOpen = store.completeOpenRecords(new Date(), 'shutdown: proxy stopped');
+  let leftOpen: number | null = null;
+  try {
+    leftOpen = store.completeOpenRecords(new Date(), 'shutdown: proxy stopped');
+  } catch (err) {
+    log.error({ err }, 'could not complete open records: audit log unavailable');
+  }
   store.close();
   log.info({ records_closed_at_shutdown: leftOpen }, 'stopped');
+}
+
+/** One line when the audit log starts failing, recovers, or had to be reopened. */
+function logAuditState(log: Logger, change: AuditStateChange): void {
+  const level = change.event === 'failing' ? 'error' : change.event === 'reopened' ? 'warn' : 'info';
+  log[level]({ audit: change.health }, change.message);
 }

@@ -69,9 +69,17 @@ export interface AuditRecordJson {
  * the proxy answers 503 then (fail closed).
  */
 export interface AuditSink {
+  /**
+   * False while the store is known to be failing (no file access): the proxy then refuses new
+   * requests with 503 before it resolves or dials anything.
+   */
+  writable(): boolean;
   /** Insert an open record (ended_at null); returns its id. */
   open(record: AuditOpen): number;
-  /** Fill in the end of a record opened with open(). */
+  /**
+   * Fill in the end of a record opened with open(). While the store cannot write, the
+   * completion is held in memory (bounded) and written on recovery instead of throwing.
+   */
   complete(id: number, completion: AuditCompletion): void;
   /** Insert a finished record in one step (denied, malformed, failed before forwarding). */
   record(record: AuditOpen, completion: AuditCompletion): number;

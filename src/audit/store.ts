@@ -1,174 +1,268 @@
-import fs from 'node:fs';
-import path from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { collectCarriedRows, restoreCarriedRows } from './carry-over';
+import type { CarriedRows } from './carry-over';
+import { checkpointMovedFile, closeConnection, connectAudit, stillAtPath, withBusyTimeout } from './connection';
+import type { AuditConnection } from './connection';
+import { clipText, completionParams, openParams } from './record-params';
 import type { AuditCompletion, AuditOpen, AuditSink } from './record-types';
-import { applyMigrations } from './migrate';
+import { describeError, isRecordError, WriteHealth } from './write-health';
+import type { AuditHealth } from './write-health';
+import { settingsFrom } from './store-options';
+import type { AuditStoreOptions, Settings } from './store-options';
+
+export { clipText, MAX_TEXT_LENGTH } from './record-params';
+export { AuditUnavailableError } from './write-health';
+export type { AuditHealth, AuditStateChange } from './write-health';
+export { AUDIT_STORE_DEFAULTS } from './store-options';
+export type { AuditStoreOptions } from './store-options';
 
 /**
  * The SQLite audit log. No method here receives credentials: the proxy passes the proxy
  * username (`user`) but never a password or a Proxy-Authorization value, and nothing in this
  * file may be widened to take one.
+ *
+ * When the file cannot be written (full, locked, unreadable), open() and record() throw, so the
+ * proxy answers 503 (SPEC §3, fail closed); after the first failure they throw at once without
+ * touching the file, until a background probe write succeeds. complete() does not throw then:
+ * the completion is held in memory (bounded) and written when writes work again. A file that is
+ * removed or renamed while open is noticed (inode check) and reopened at its path.
  */
 export interface AuditStore extends AuditSink {
   readonly file: string;
-  /** The connection, for read queries (query.ts). Writes go through the methods below. */
+  /**
+   * The current connection, for read queries (query.ts). Read it at each use, do not keep it:
+   * it is replaced when the file is reopened after a removal. Writes go through the methods.
+   */
   readonly db: Database.Database;
   /** Ends every record still open (graceful shutdown); returns how many were ended. */
   completeOpenRecords(endedAt: Date, error: string): number;
-  /** Whether a write succeeds right now (for /readyz). Never throws. */
+  /** A real probe write now (for /readyz); updates health(). Never throws. */
   isWritable(): boolean;
+  /** The last known state, without touching the file (for logs and metrics). */
+  health(): AuditHealth;
   close(): void;
 }
 
-export interface AuditStoreOptions {
-  clock?: () => Date;
-}
+class SqliteAuditStore implements AuditStore {
+  private connection: AuditConnection | null;
+  /** What `db` returns while no connection is open (a failed reopen): closed, so reads fail. */
+  private lastDb: Database.Database;
+  private readonly state: WriteHealth;
+  private readonly pending = new Map<number, AuditCompletion>();
+  private dropped = 0;
+  /** Ids inserted or completed since the file was last seen at its path (see carry-over.ts). */
+  private readonly touched = new Set<number>();
+  /** Rows read from a removed file that still have to reach the new one. */
+  private carried: CarriedRows | null = null;
+  private fileCheckedAt = performance.now();
+  private closed = false;
 
-/**
- * Longest string stored in any text column. Hosts, paths, usernames and error texts come from
- * hostile clients or remote servers; one multi-megabyte value per request would bloat the log
- * and every page of the admin API.
- */
-export const MAX_TEXT_LENGTH = 2048;
+  constructor(
+    readonly file: string,
+    private readonly settings: Settings,
+    onStateChange: AuditStoreOptions['onStateChange'],
+  ) {
+    this.connection = connectAudit(file, settings);
+    this.lastDb = this.connection.db;
+    this.state = new WriteHealth({
+      clock: settings.clock,
+      probeIntervalMs: settings.probeIntervalMs,
+      probe: () => void this.probe(false),
+      counts: () => ({ pendingCompletions: this.pending.size, droppedCompletions: this.dropped }),
+      onStateChange,
+    });
+  }
 
-const TRUNCATION_MARK = '…';
+  get db(): Database.Database {
+    return this.connection?.db ?? this.lastDb;
+  }
 
-/** busy_timeout: every write blocks the event loop, so wait briefly for a lock, then fail closed (503). */
-const BUSY_TIMEOUT_MS = 2000;
+  open(record: AuditOpen): number {
+    return this.insert((c) => c.statements.insertOpen.run(openParams(record)));
+  }
 
-/** Cuts a string to MAX_TEXT_LENGTH UTF-16 units, never between the halves of a surrogate pair. */
-export function clipText(value: string): string {
-  if (value.length <= MAX_TEXT_LENGTH) return value;
-  let end = MAX_TEXT_LENGTH - TRUNCATION_MARK.length;
-  const last = value.charCodeAt(end - 1);
-  if (last >= 0xd800 && last <= 0xdbff) end -= 1;
-  return value.slice(0, end) + TRUNCATION_MARK;
-}
+  record(record: AuditOpen, completion: AuditCompletion): number {
+    return this.insert((c) => c.statements.insertFinished.run({ ...openParams(record), ...completionParams(completion) }));
+  }
 
-function clipNullable(value: string | null): string | null {
-  return value === null ? null : clipText(value);
-}
+  complete(id: number, completion: AuditCompletion): void {
+    try {
+      this.write((c) => c.statements.complete.run({ id, ...completionParams(completion) }));
+      this.touched.add(id);
+    } catch (err) {
+      if (this.closed || isRecordError(err)) throw err;
+      this.hold(id, completion);
+    }
+  }
 
-function configureDatabase(db: Database.Database): void {
-  // WAL: readers (the admin API, policy replay) never block the proxy's writes.
-  db.pragma('journal_mode = WAL');
-  // NORMAL in WAL mode: a committed transaction is in the OS page cache on return, so it survives
-  // SIGKILL or a crash of this process; it does NOT survive power loss or a kernel crash (the last
-  // transactions may roll back). That is the guarantee we make. FULL (an fsync per commit) would
-  // extend it to power loss at a large cost in write throughput; offer it as an option if asked.
-  db.pragma('synchronous = NORMAL');
-  db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-}
+  completeOpenRecords(endedAt: Date, error: string): number {
+    // One real attempt first: it writes held completions, so their real byte counts win.
+    this.probe(true);
+    return this.write((c) => c.statements.completeOpen.run({ ended_at_ms: endedAt.getTime(), error: clipText(error) }).changes);
+  }
 
-/** Named parameters shared by both inserts, from an AuditOpen. */
-function openParams(record: AuditOpen): Record<string, string | number | null> {
-  return {
-    started_at_ms: record.startedAt.getTime(),
-    client_ip: clipText(record.clientIp),
-    client_port: record.clientPort,
-    clients: JSON.stringify(record.clients.map(clipText)),
-    user: clipNullable(record.user),
-    kind: record.kind,
-    method: clipNullable(record.method),
-    scheme: clipNullable(record.scheme),
-    host: clipNullable(record.host),
-    port: record.port,
-    path: clipNullable(record.path),
-    resolved_ip: clipNullable(record.resolvedIp),
-    decision: record.decision,
-    would_deny: record.wouldDeny ? 1 : 0,
-    rule: clipNullable(record.rule),
-    rule_source: clipNullable(record.ruleSource),
-    reason: clipText(record.reason),
-    policy_version: clipNullable(record.policyVersion),
-  };
-}
+  isWritable(): boolean {
+    // A failing store probes without waiting for locks, so /readyz cannot stall the proxy.
+    return this.probe(!this.state.failing);
+  }
 
-function completionParams(completion: AuditCompletion): Record<string, string | number | null> {
-  return {
-    ended_at_ms: completion.endedAt.getTime(),
-    status: completion.status,
-    bytes_up: completion.bytesUp,
-    bytes_down: completion.bytesDown,
-    error: clipNullable(completion.error),
-  };
-}
+  health(): AuditHealth {
+    return this.state.snapshot();
+  }
 
-const OPEN_COLUMNS = [
-  'started_at_ms', 'client_ip', 'client_port', 'clients', 'user', 'kind', 'method', 'scheme',
-  'host', 'port', 'path', 'resolved_ip', 'decision', 'would_deny', 'rule', 'rule_source',
-  'reason', 'policy_version',
-] as const;
-const COMPLETION_COLUMNS = ['ended_at_ms', 'status', 'bytes_up', 'bytes_down', 'error'] as const;
+  /** Known state only, no file access: cheap enough for every request. */
+  writable(): boolean {
+    return !this.state.failing;
+  }
 
-function insertSql(columns: readonly string[]): string {
-  return `INSERT INTO requests (${columns.join(', ')}) VALUES (${columns.map((c) => `@${c}`).join(', ')})`;
-}
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.state.stop();
+    const connection = this.connection;
+    if (connection === null) return;
+    try {
+      this.flushPending(connection);
+    } catch {
+      // Still failing: the held completions are lost, and their records stay open.
+    }
+    closeConnection(connection.db, { optimize: true });
+  }
 
-function prepareStatements(db: Database.Database) {
-  return {
-    insertOpen: db.prepare(insertSql(OPEN_COLUMNS)),
-    insertFinished: db.prepare(insertSql([...OPEN_COLUMNS, ...COMPLETION_COLUMNS])),
-    // `ended_at_ms IS NULL`: the first completion wins, so a connection that ends after shutdown
-    // already closed its record cannot rewrite it, and completing twice is harmless.
-    complete: db.prepare(
-      `UPDATE requests SET ${COMPLETION_COLUMNS.map((c) => `${c} = @${c}`).join(', ')}
-       WHERE id = @id AND ended_at_ms IS NULL`,
-    ),
-    completeOpen: db.prepare(
-      `UPDATE requests SET ended_at_ms = @ended_at_ms, error = COALESCE(error, @error)
-       WHERE ended_at_ms IS NULL`,
-    ),
-    heartbeat: db.prepare(
-      `INSERT INTO heartbeat (id, at_ms) VALUES (1, ?)
-       ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms`,
-    ),
-  };
+  private insert(run: (c: AuditConnection) => Database.RunResult): number {
+    const id = Number(this.write(run).lastInsertRowid);
+    this.touched.add(id);
+    return id;
+  }
+
+  /** Every write goes through here: file check, fail fast while failing, note a failure. */
+  private write<T>(run: (c: AuditConnection) => T): T {
+    if (this.closed) throw new Error('the audit store is closed');
+    this.checkFile(false);
+    const connection = this.connection;
+    if (this.state.failing || connection === null) throw this.state.unavailable();
+    try {
+      return run(connection);
+    } catch (err) {
+      if (!isRecordError(err)) this.state.fail(err);
+      throw err;
+    }
+  }
+
+  /** A probe write, then the held completions; the only way from failing back to writable. */
+  private probe(waitForLocks: boolean): boolean {
+    if (this.closed) return false;
+    this.checkFile(true);
+    const connection = this.connection;
+    if (connection === null) return false;
+    let flushed: number;
+    try {
+      flushed = withBusyTimeout(connection.db, waitForLocks ? this.settings.busyTimeoutMs : 0, () => {
+        connection.probe(this.settings.clock());
+        return this.flushPending(connection);
+      });
+    } catch (err) {
+      this.state.fail(err);
+      return false;
+    }
+    const dropped = this.dropped > 0 ? `, ${this.dropped} dropped since start` : '';
+    this.state.recovered(`; wrote ${flushed} held completions${dropped}`);
+    return true;
+  }
+
+  private hold(id: number, completion: AuditCompletion): void {
+    // The first completion wins, as in the UPDATE's `ended_at_ms IS NULL`.
+    if (this.pending.has(id)) return;
+    if (this.pending.size >= this.settings.maxPendingCompletions) {
+      const oldest = this.pending.keys().next();
+      if (!oldest.done) this.pending.delete(oldest.value);
+      this.dropped += 1;
+    }
+    this.pending.set(id, completion);
+  }
+
+  private flushPending(connection: AuditConnection): number {
+    if (this.pending.size === 0) return 0;
+    const flush = connection.db.transaction(() => {
+      let refused = 0;
+      for (const [id, completion] of this.pending) {
+        try {
+          connection.statements.complete.run({ id, ...completionParams(completion) });
+        } catch (err) {
+          // One bad completion must not hold back the others forever.
+          if (!isRecordError(err)) throw err;
+          refused += 1;
+        }
+      }
+      return refused;
+    });
+    const refused = flush.immediate();
+    this.dropped += refused;
+    const written = this.pending.size - refused;
+    for (const id of this.pending.keys()) this.touched.add(id);
+    this.pending.clear();
+    return written;
+  }
+
+  /** At most once per fileCheckIntervalMs (unless forced): is the path still our file? */
+  private checkFile(force: boolean): void {
+    const now = performance.now();
+    if (!force && now - this.fileCheckedAt < this.settings.fileCheckIntervalMs) return;
+    this.fileCheckedAt = now;
+    const connection = this.connection;
+    if (connection !== null && stillAtPath(connection, this.file)) {
+      this.touched.clear();
+      return;
+    }
+    this.reopen(connection);
+  }
+
+  /**
+   * SQLite keeps writing to a removed file's inode, so records would silently vanish with it.
+   * Checkpoint into the old inode (so a renamed file keeps everything), close it, and open the
+   * path afresh, carrying over what would otherwise be lost.
+   */
+  private reopen(old: AuditConnection | null): void {
+    let checkpointed = true;
+    if (old !== null) {
+      try {
+        this.carried = collectCarriedRows(old.db, this.touched);
+      } catch {
+        // Unreadable: nothing can be carried, but the new file must still be opened.
+      }
+      this.connection = null;
+      this.touched.clear();
+      checkpointed = checkpointMovedFile(old.db);
+      // Before opening the path again: the new connection must not share the old -wal/-shm.
+      closeConnection(old.db, { optimize: false });
+    }
+    let fresh: AuditConnection | null = null;
+    let restored = 0;
+    try {
+      fresh = connectAudit(this.file, this.settings);
+      if (this.carried !== null) restored = restoreCarriedRows(fresh.db, this.carried);
+    } catch (err) {
+      if (fresh !== null) closeConnection(fresh.db, { optimize: false });
+      this.state.fail(new Error(`cannot reopen ${this.file}: ${describeError(err)}`));
+      return;
+    }
+    const lastId = this.carried?.lastId ?? 0;
+    this.connection = fresh;
+    this.lastDb = fresh.db;
+    this.carried = null;
+    this.state.emit(
+      'reopened',
+      `audit database ${this.file} was removed or replaced while open; reopened it at that path ` +
+        `(${restored} open or recent records carried over, ids continue after ${lastId})` +
+        (checkpointed ? '' : '; the last transactions could not be copied into the old file'),
+    );
+  }
 }
 
 /**
  * Opens (creating the folder and file if missing) and migrates the audit database. Every write
- * is one autocommitted statement, so each record is durable on return (see configureDatabase).
+ * is one autocommitted statement, so each record is durable on return (see connection.ts).
  */
 export function openAuditStore(file: string, opts: AuditStoreOptions = {}): AuditStore {
-  const clock = opts.clock ?? (() => new Date());
-  if (file !== ':memory:') fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-  const db = new Database(file);
-  try {
-    configureDatabase(db);
-    applyMigrations(db, { clock });
-  } catch (err) {
-    db.close();
-    throw err;
-  }
-  const statements = prepareStatements(db);
-  return {
-    file,
-    db,
-    open: (record) => Number(statements.insertOpen.run(openParams(record)).lastInsertRowid),
-    complete: (id, completion) => {
-      statements.complete.run({ id, ...completionParams(completion) });
-    },
-    record: (record, completion) =>
-      Number(
-        statements.insertFinished.run({ ...openParams(record), ...completionParams(completion) })
-          .lastInsertRowid,
-      ),
-    completeOpenRecords: (endedAt, error) =>
-      statements.completeOpen.run({ ended_at_ms: endedAt.getTime(), error: clipText(error) }).changes,
-    isWritable: () => {
-      try {
-        statements.heartbeat.run(clock().getTime());
-        return true;
-      } catch {
-        return false;
-      }
-    },
-    close: () => {
-      if (!db.open) return;
-      // Recommended before closing a long-lived connection: refreshes the planner's statistics.
-      db.pragma('optimize');
-      db.close();
-    },
-  };
+  return new SqliteAuditStore(file, settingsFrom(opts), opts.onStateChange);
 }

@@ -1,6 +1,7 @@
 import type { Agent } from 'node:http';
 import type { Logger } from 'pino';
 import type { AuditSink } from '../audit/record-types';
+import type { ProxyMetrics } from '../metrics';
 import type { Guard } from '../policy/guard';
 import type { Policy } from '../policy/load';
 import type { Resolver } from './dial';
@@ -52,6 +53,7 @@ export interface ProxyContext {
   readonly timeouts: ProxyTimeouts;
   readonly limits: ProxyLimits;
   readonly gauges: ProxyGauges;
+  readonly metrics: ProxyMetrics;
   readonly log: Logger;
   /** Pooled keep-alive connections to destinations of plain HTTP requests. */
   readonly upstreamAgent: Agent;

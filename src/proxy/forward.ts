@@ -11,7 +11,7 @@ import { endToEndHeaders } from './headers';
 import { answerFor, sendAnswer } from './respond';
 import { parseAbsoluteTarget } from './target';
 import type { Target } from './target-types';
-import { completeRecord, describeStreamError, openRecord, recordAbandoned, recordFailure } from './record';
+import { completeRecord, countUpstreamError, describeStreamError, ensureAuditWritable, openRecord, recordAbandoned, recordFailure } from './record';
 
 /** What the record is completed with when the exchange ends. */
 interface Tally {
@@ -44,6 +44,7 @@ export async function handleRequest(
     rejectAmbiguousFraming(req);
     const target = parseAbsoluteTarget(req.url);
     decideTarget(ctx, exchange, target);
+    ensureAuditWritable(ctx);
     [address] = await resolveDestination(ctx, exchange, target);
     exchange.resolvedIp = address;
     if (req.socket.destroyed) {
@@ -122,6 +123,7 @@ function forward(ctx: ProxyContext, exchange: Exchange, req: IncomingMessage, re
     tally.error ??= describeStreamError(err);
     if (res.headersSent) return void res.destroy();
     const error = err instanceof ProxyError ? err : upstreamError(err, address, target.port);
+    countUpstreamError(ctx, error.code);
     tally.status = error.status;
     sendAnswer(res, answerFor(error, exchange));
   };

@@ -1,4 +1,6 @@
 import type { AuditCompletion } from '../audit/record-types';
+import { UPSTREAM_ERROR_KINDS } from '../metrics';
+import type { UpstreamErrorKind } from '../metrics';
 import type { ProxyContext } from './context';
 import { ProxyError } from './errors';
 import type { Exchange } from './exchange';
@@ -10,46 +12,93 @@ import type { Exchange } from './exchange';
 
 const AUDIT_UNAVAILABLE = 'audit log cannot be written';
 
+/** Run one audit write, timing it for `tollgate_audit_write_seconds`. */
+function timedWrite<T>(ctx: ProxyContext, write: () => T): T {
+  const started = process.hrtime.bigint();
+  try {
+    return write();
+  } finally {
+    ctx.metrics.auditWrite(Number(process.hrtime.bigint() - started) / 1e9);
+  }
+}
+
+/** Each request is counted once, by the one record that says how it was decided. */
+function countDecision(ctx: ProxyContext, exchange: Exchange): void {
+  if (exchange.decision === null && exchange.guardReason === null) return;
+  const { decision, wouldDeny } = exchange.toOpen();
+  ctx.metrics.requestDecided(exchange.kind, decision, wouldDeny);
+}
+
+/**
+ * Fail closed early: while the audit log is known to be failing, refuse before resolving or
+ * dialling, so a destination never sees a connection that cannot be recorded.
+ */
+export function ensureAuditWritable(ctx: ProxyContext): void {
+  if (!ctx.audit.writable()) throw new ProxyError(503, 'audit_unavailable', AUDIT_UNAVAILABLE);
+}
+
+/** Per request the store's own state-change line says why; one warning each is enough. */
+function auditFailed(ctx: ProxyContext, err: unknown): void {
+  const code = (err as { code?: unknown }).code;
+  if (code === 'audit_unavailable') ctx.log.warn('request refused: audit log unavailable');
+  else ctx.log.error({ err }, 'audit write failed');
+}
+
 /** Open the record of an allowed exchange: committed before its first byte is forwarded. */
 export function openRecord(ctx: ProxyContext, exchange: Exchange): number {
   try {
-    exchange.recordId = ctx.audit.open(exchange.toOpen());
-    return exchange.recordId;
+    exchange.recordId = timedWrite(ctx, () => ctx.audit.open(exchange.toOpen()));
   } catch (err) {
-    ctx.log.error({ err }, 'audit write failed');
+    auditFailed(ctx, err);
     throw new ProxyError(503, 'audit_unavailable', AUDIT_UNAVAILABLE);
   }
+  countDecision(ctx, exchange);
+  return exchange.recordId;
 }
 
 /** Record a request that ends before forwarding; returns the error to answer with (503 if the write failed). */
 export function recordFailure(ctx: ProxyContext, exchange: Exchange, error: ProxyError): ProxyError {
+  if (isUpstreamErrorKind(error.code)) ctx.metrics.upstreamError(error.code);
   if (error.code === 'audit_unavailable') return error;
   try {
-    exchange.recordFailure(ctx.audit, error, ctx.clock());
-    return error;
+    timedWrite(ctx, () => exchange.recordFailure(ctx.audit, error, ctx.clock()));
   } catch (err) {
-    ctx.log.error({ err }, 'audit write failed');
+    auditFailed(ctx, err);
     return new ProxyError(503, 'audit_unavailable', AUDIT_UNAVAILABLE);
   }
+  countDecision(ctx, exchange);
+  return error;
 }
 
 /** The client left while its request was being decided or dialled. */
 export function recordAbandoned(ctx: ProxyContext, exchange: Exchange): void {
   try {
-    exchange.recordAbandoned(ctx.audit, ctx.clock());
+    timedWrite(ctx, () => exchange.recordAbandoned(ctx.audit, ctx.clock()));
+    countDecision(ctx, exchange);
   } catch (err) {
-    ctx.log.error({ err }, 'audit write failed');
+    auditFailed(ctx, err);
   }
 }
 
 /** Complete an opened record when the exchange ends. */
 export function completeRecord(ctx: ProxyContext, exchange: Exchange, end: Omit<AuditCompletion, 'endedAt'>): void {
+  ctx.metrics.bytes(end.bytesUp, end.bytesDown);
   if (exchange.recordId === null) return;
+  const id = exchange.recordId;
   try {
-    ctx.audit.complete(exchange.recordId, { endedAt: ctx.clock(), ...end });
+    timedWrite(ctx, () => ctx.audit.complete(id, { endedAt: ctx.clock(), ...end }));
   } catch (err) {
-    ctx.log.error({ err, id: exchange.recordId }, 'audit completion failed');
+    ctx.log.error({ err, id }, 'audit completion failed');
   }
+}
+
+/** An upstream failure after the record was opened (the exchange had already been counted). */
+export function countUpstreamError(ctx: ProxyContext, code: string): void {
+  if (isUpstreamErrorKind(code)) ctx.metrics.upstreamError(code);
+}
+
+function isUpstreamErrorKind(code: string): code is UpstreamErrorKind {
+  return (UPSTREAM_ERROR_KINDS as readonly string[]).includes(code);
 }
 
 /** An error as the audit `error` field shows it: `CODE: message` when there is a code. */

@@ -59,6 +59,8 @@ export function createProxyServer(ctx: ProxyContext): Server {
   // Without this Node answers `Expect: 100-continue` before we decide, and a client uploads
   // its whole body only to be refused.
   server.on('checkContinue', (req, res) => dispatchRequest(ctx, req, res, { expectsContinue: true }));
+  // Node would answer any other expectation with 417 itself, leaving no audit record.
+  server.on('checkExpectation', (req, res) => refuseRequest(ctx, req, res, refusedHead(req) ?? UNMET_EXPECTATION));
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(ctx, err, socket as Socket));
   return server;
 }
@@ -86,6 +88,9 @@ function refusedHead(req: IncomingMessage): ProxyError | null {
   }
   return null;
 }
+
+/** RFC 9110 §10.1.1: the only expectation defined, and the only one the proxy can meet. */
+const UNMET_EXPECTATION = new ProxyError(417, 'bad_request', 'only Expect: 100-continue is supported');
 
 /** Sockets whose refused head is answered: the answer is on its way and ends the connection. */
 const answeredHeads = new WeakSet<Socket>();
@@ -121,8 +126,15 @@ function answerClientError(ctx: ProxyContext, err: NodeJS.ErrnoException, socket
   // reported after the 'request' event): that request is answered and recorded, and destroying
   // the socket now would drop the answer Node has not flushed yet.
   if (answeredHeads.has(socket)) return;
+  const current = inFlight(socket);
+  // A request pipelined behind one still being answered failed to parse. That one is complete
+  // and has its record: let its answer finish, then answer and record the failed one.
+  if (current?.req.complete && err.code !== 'ECONNRESET') {
+    current.once('close', () => answerClientError(ctx, err, socket));
+    return;
+  }
   // A reset or a socket that already went away carries no request to answer or record.
-  if (err.code === 'ECONNRESET' || !socket.writable || inFlight(socket)) {
+  if (err.code === 'ECONNRESET' || !socket.writable || current) {
     // Mid-request (e.g. a bad chunk in a body being forwarded) the exchange already has its
     // record: end the connection and let the forwarder complete that record with the error.
     socket.destroy();
@@ -135,8 +147,8 @@ function answerClientError(ctx: ProxyContext, err: NodeJS.ErrnoException, socket
 }
 
 /** Node sets `_httpMessage` on a socket while a response on it is in progress. */
-function inFlight(socket: Socket): boolean {
-  return Boolean((socket as Socket & { _httpMessage?: unknown })._httpMessage);
+function inFlight(socket: Socket): ServerResponse | undefined {
+  return (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage ?? undefined;
 }
 
 function parserError(err: NodeJS.ErrnoException): ProxyError {

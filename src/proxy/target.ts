@@ -16,6 +16,7 @@ export const TargetReason = {
   originForm: 'tollgate is a forward proxy: send an absolute URI (http://host/path) or CONNECT',
   httpsUri: 'https:// URIs are not forwarded: use CONNECT (set HTTPS_PROXY) so TLS stays end to end',
   badScheme: 'only http:// URIs can be forwarded',
+  backslashInAuthority: 'a backslash is not allowed in the URI authority',
 } as const;
 
 const MAX_NAME_LENGTH = 253;
@@ -98,6 +99,9 @@ export function parseAbsoluteTarget(requestTarget: string | undefined): Target {
   const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(requestTarget)?.[1].toLowerCase();
   if (scheme === 'https') throw badTarget(TargetReason.httpsUri);
   if (scheme !== 'http') throw badTarget(TargetReason.badScheme);
+  // WHATWG ends the authority at a backslash (`http://a:81\@b/` is host a, port 81) while the
+  // RFC 3986 split below reads b: refuse rather than take the host and port from different readings.
+  if (/^[^:]*:\/\/[^/?#]*\\/.test(requestTarget)) throw badTarget(TargetReason.backslashInAuthority);
   const authority = /^[a-zA-Z]+:\/\/(?:[^@/?#]*@)?(\[[^\]]*\]|[^:/?#]*)(?::([^/?#]*))?/.exec(requestTarget);
   if (!authority || authority[1] === '') throw badTarget(TargetReason.empty);
   const port = authority[2] === undefined || authority[2] === '' ? 80 : parsePort(authority[2]);

@@ -8,7 +8,7 @@ import { ProxyError } from './errors';
 import { asProxyError, Exchange } from './exchange';
 import { answerFor, writeRawAnswer } from './respond';
 import { clientAddress } from './client-address';
-import { completeRecord, describeStreamError, openRecord, recordAbandoned, recordFailure } from './record';
+import { completeRecord, describeStreamError, ensureAuditWritable, openRecord, recordAbandoned, recordFailure } from './record';
 import { parseConnectTarget } from './target';
 
 const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');
@@ -30,6 +30,7 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
     const target = parseConnectTarget(req.url);
     decideTarget(ctx, exchange, target);
     enforceTunnelLimits(ctx, ip);
+    ensureAuditWritable(ctx);
     const addresses = await resolveDestination(ctx, exchange, target);
     const connected = await connectChecked(addresses, target.port, ctx.timeouts.connectMs);
     upstream = connected.socket;
@@ -63,8 +64,8 @@ function enforceTunnelLimits(ctx: ProxyContext, source: string): void {
 }
 
 function failConnect(ctx: ProxyContext, exchange: Exchange, client: Socket, error: ProxyError): void {
-  recordFailure(ctx, exchange, error);
-  writeRawAnswer(client, answerFor(error, exchange));
+  const answered = recordFailure(ctx, exchange, error);
+  writeRawAnswer(client, answerFor(answered, exchange));
 }
 
 function splice(ctx: ProxyContext, exchange: Exchange, client: Socket, upstream: Socket, head: Buffer): void {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { openAuditStore } from '../../src/audit/store';
-import type { AuditStore } from '../../src/audit/store';
+import type { AuditStore, AuditStoreOptions } from '../../src/audit/store';
 import { listRequests } from '../../src/audit/query';
 import type { AuditRecordJson, AuditSink } from '../../src/audit/record-types';
 import { compileGuard } from '../../src/policy/guard';
@@ -24,6 +24,7 @@ const DEFAULT_TEST_TIMEOUTS: ProxyTimeouts = {
   requestIdleMs: 30_000,
 };
 import type { Resolver } from '../../src/proxy/dial';
+import { createMetrics } from '../../src/metrics';
 import { createProxyServer } from '../../src/proxy/server';
 import { TunnelRegistry } from '../../src/proxy/tunnel-registry';
 
@@ -48,6 +49,8 @@ export interface HarnessOptions {
   resolver?: Resolver;
   timeouts?: Partial<ProxyTimeouts>;
   limits?: Partial<ProxyLimits>;
+  /** Passed to openAuditStore (e.g. a short busy timeout for lock tests). */
+  auditOptions?: AuditStoreOptions;
 }
 
 /** A resolver over a fixed table: tests never touch real DNS. */
@@ -67,7 +70,7 @@ export async function startProxy(options: HarnessOptions): Promise<ProxyHarness>
   for (const [name, text] of Object.entries(options.policies)) writeFileSync(path.join(policiesDir, name), text);
   const loaded = loadPolicy(policiesDir);
   if (!loaded.ok) throw new Error(`test policy invalid: ${JSON.stringify(loaded.problems)}`);
-  const store = openAuditStore(path.join(dir, 'audit.db'));
+  const store = openAuditStore(path.join(dir, 'audit.db'), options.auditOptions);
   const writes = new EventEmitter();
   const self: Array<{ host: string; port: number }> = [];
   let active = { policy: loaded.policy, guard: compileGuard(loaded.policy.network, self) };
@@ -79,6 +82,7 @@ export async function startProxy(options: HarnessOptions): Promise<ProxyHarness>
     timeouts: { ...DEFAULT_TEST_TIMEOUTS, ...options.timeouts },
     limits: { maxTunnels: 5000, maxTunnelsPerSource: 5000, ...options.limits },
     gauges: { clientSockets: 0, activeRequests: 0 },
+    metrics: createMetrics(),
     log: pino({ level: 'silent' }),
     upstreamAgent: new Agent({ keepAlive: true }),
     tunnels: new TunnelRegistry(),
@@ -193,6 +197,7 @@ export function parseHead(text: string): { status: number; headers: Record<strin
 /** An audit sink that announces every write, so tests await records instead of polling. */
 function observed(store: AuditStore, writes: EventEmitter): AuditSink {
   return {
+    writable: () => store.health().writable,
     open: (record) => {
       const id = store.open(record);
       writes.emit('write');

@@ -1,0 +1,161 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { applyMigrations } from './migrate';
+import {
+  COMPLETION_COLUMNS, completionParams, OPEN_COLUMNS, openParams, probeRecord,
+} from './record-params';
+
+/** Which file a path named when it was opened; compared later to notice removal or replacement. */
+export interface FileIdentity {
+  dev: bigint;
+  ino: bigint;
+}
+
+/** One open SQLite connection to the audit file, with its prepared writes. */
+export interface AuditConnection {
+  readonly db: Database.Database;
+  /** Null for an in-memory database, which cannot be removed. */
+  readonly identity: FileIdentity | null;
+  readonly statements: Statements;
+  /**
+   * A real write that leaves no trace: inserts a record in a savepoint and rolls it back (so a
+   * full database fails it, as it fails real inserts), and rewrites the heartbeat row (so the
+   * commit reaches the write-ahead log, and a disk that refuses writes fails it). Throws when
+   * the log cannot be written.
+   */
+  probe(now: Date): void;
+}
+
+export interface ConnectOptions {
+  clock: () => Date;
+  busyTimeoutMs: number;
+}
+
+/** bigint: inode numbers above 2^53 (some network and copy-on-write file systems) stay exact. */
+export function identify(file: string): FileIdentity | null {
+  const stat = fs.statSync(file, { bigint: true, throwIfNoEntry: false });
+  return stat === undefined ? null : { dev: stat.dev, ino: stat.ino };
+}
+
+/** True while `file` still names the inode the connection writes to (about 2.5 µs: one stat). */
+export function stillAtPath(connection: AuditConnection, file: string): boolean {
+  const opened = connection.identity;
+  if (opened === null) return true;
+  const now = identify(file);
+  return now !== null && now.dev === opened.dev && now.ino === opened.ino;
+}
+
+function isInMemory(file: string): boolean {
+  return file === ':memory:' || file === '';
+}
+
+function configureDatabase(db: Database.Database, busyTimeoutMs: number): void {
+  // WAL: readers (the admin API, policy replay) never block the proxy's writes.
+  db.pragma('journal_mode = WAL');
+  // NORMAL in WAL mode: a committed transaction is in the OS page cache on return, so it survives
+  // SIGKILL or a crash of this process; it does NOT survive power loss or a kernel crash (the last
+  // transactions may roll back). That is the guarantee we make. FULL (an fsync per commit) would
+  // extend it to power loss at a large cost in write throughput; offer it as an option if asked.
+  db.pragma('synchronous = NORMAL');
+  db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+}
+
+function insertSql(columns: readonly string[]): string {
+  return `INSERT INTO requests (${columns.join(', ')}) VALUES (${columns.map((c) => `@${c}`).join(', ')})`;
+}
+
+function prepareStatements(db: Database.Database) {
+  return {
+    insertOpen: db.prepare(insertSql(OPEN_COLUMNS)),
+    insertFinished: db.prepare(insertSql([...OPEN_COLUMNS, ...COMPLETION_COLUMNS])),
+    // `ended_at_ms IS NULL`: the first completion wins, so a connection that ends after shutdown
+    // already closed its record cannot rewrite it, and completing twice is harmless.
+    complete: db.prepare(
+      `UPDATE requests SET ${COMPLETION_COLUMNS.map((c) => `${c} = @${c}`).join(', ')}
+       WHERE id = @id AND ended_at_ms IS NULL`,
+    ),
+    completeOpen: db.prepare(
+      `UPDATE requests SET ended_at_ms = @ended_at_ms, error = COALESCE(error, @error)
+       WHERE ended_at_ms IS NULL`,
+    ),
+    heartbeat: db.prepare(
+      `INSERT INTO heartbeat (id, at_ms) VALUES (1, ?)
+       ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms`,
+    ),
+    savepoint: db.prepare('SAVEPOINT write_probe'),
+    rollbackSavepoint: db.prepare('ROLLBACK TO write_probe'),
+    releaseSavepoint: db.prepare('RELEASE write_probe'),
+  };
+}
+
+export type Statements = ReturnType<typeof prepareStatements>;
+
+function probeWith(db: Database.Database, statements: Statements): (now: Date) => void {
+  // The rollback also undoes the sqlite_sequence bump, so a probe never uses up a record id.
+  const run = db.transaction((now: Date) => {
+    const { open, completion } = probeRecord(now);
+    statements.savepoint.run();
+    statements.insertFinished.run({ ...openParams(open), ...completionParams(completion) });
+    statements.rollbackSavepoint.run();
+    statements.releaseSavepoint.run();
+    statements.heartbeat.run(now.getTime());
+  });
+  return (now) => run.immediate(now);
+}
+
+/** Opens (creating the folder and file if missing), configures and migrates the audit file. */
+export function connectAudit(file: string, opts: ConnectOptions): AuditConnection {
+  if (!isInMemory(file)) fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  const db = new Database(file);
+  try {
+    configureDatabase(db, opts.busyTimeoutMs);
+    applyMigrations(db, { clock: opts.clock });
+    const statements = prepareStatements(db);
+    const identity = isInMemory(file) ? null : identify(file);
+    return { db, identity, statements, probe: probeWith(db, statements) };
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+/** Runs `fn` with another busy_timeout, e.g. 0 to probe a locked file without stalling. */
+export function withBusyTimeout<T>(db: Database.Database, ms: number, fn: () => T): T {
+  const previous = db.pragma('busy_timeout', { simple: true }) as number;
+  if (previous === ms) return fn();
+  db.pragma(`busy_timeout = ${ms}`);
+  try {
+    return fn();
+  } finally {
+    db.pragma(`busy_timeout = ${previous}`);
+  }
+}
+
+/**
+ * Copies the write-ahead log into the database file and empties it; true when every frame was
+ * copied. Needed before closing a connection to a renamed or unlinked file: SQLite skips its
+ * checkpoint-on-close for a file that has moved (databaseIsUnmoved() in pager.c), and a new
+ * database created at the path deletes the -wal it finds there, so without this the last
+ * transactions would end up in neither file.
+ */
+export function checkpointMovedFile(db: Database.Database): boolean {
+  try {
+    const [result] = db.pragma('wal_checkpoint(TRUNCATE)') as Array<{ busy: number; log: number; checkpointed: number }>;
+    return result.busy === 0 && result.log === result.checkpointed;
+  } catch {
+    return false;
+  }
+}
+
+/** Closes without throwing: the connection may belong to a file that is full, locked or gone. */
+export function closeConnection(db: Database.Database, opts: { optimize: boolean }): void {
+  if (!db.open) return;
+  try {
+    // Recommended before closing a long-lived connection: refreshes the planner's statistics.
+    if (opts.optimize) db.pragma('optimize');
+  } catch {
+    // Statistics are an optimisation; a full or locked file must still be closed.
+  }
+  db.close();
+}

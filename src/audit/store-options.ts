@@ -1,0 +1,50 @@
+import type { AuditStateChange } from './write-health';
+
+export interface AuditStoreOptions {
+  clock?: () => Date;
+  /** How long a write waits for another connection's lock before failing (SQLITE_BUSY). */
+  busyTimeoutMs?: number;
+  /** While failing, how often a probe write checks whether writes work again. */
+  probeIntervalMs?: number;
+  /** At most how often a write first checks that the path still names the open file. */
+  fileCheckIntervalMs?: number;
+  /** Completions held in memory while failing; past this the oldest is dropped (stays open). */
+  maxPendingCompletions?: number;
+  /** One call per transition (failing, recovered, reopened), meant for one log line each. */
+  onStateChange?: (change: AuditStateChange) => void;
+}
+
+export const AUDIT_STORE_DEFAULTS = Object.freeze({
+  /**
+   * better-sqlite3 is synchronous: while a write waits for a lock, the whole event loop waits
+   * (every tunnel, every request, the admin API). Our own writes hold the lock for well under a
+   * millisecond, and the other writers (a `policy replay` migration, a backup, an operator's
+   * sqlite3 shell) are brief, so a lock held longer than this is an outage, not contention.
+   * After one timeout the store fails fast, so a lock stalls the loop once, not per request.
+   */
+  busyTimeoutMs: 250,
+  probeIntervalMs: 1000,
+  /** One stat costs about 2.5 µs against about 35 µs per insert; once a second is noise. */
+  fileCheckIntervalMs: 1000,
+  /** About 100 bytes each: at most about 1 MB held. */
+  maxPendingCompletions: 10_000,
+});
+
+export type Settings = Required<Omit<AuditStoreOptions, 'onStateChange'>>;
+
+/** Defaults filled in and checked once, at open: a bad value is a RangeError, not a stuck store. */
+export function settingsFrom(opts: AuditStoreOptions): Settings {
+  const settings: Settings = {
+    clock: opts.clock ?? (() => new Date()),
+    busyTimeoutMs: opts.busyTimeoutMs ?? AUDIT_STORE_DEFAULTS.busyTimeoutMs,
+    probeIntervalMs: opts.probeIntervalMs ?? AUDIT_STORE_DEFAULTS.probeIntervalMs,
+    fileCheckIntervalMs: opts.fileCheckIntervalMs ?? AUDIT_STORE_DEFAULTS.fileCheckIntervalMs,
+    maxPendingCompletions: opts.maxPendingCompletions ?? AUDIT_STORE_DEFAULTS.maxPendingCompletions,
+  };
+  for (const name of ['busyTimeoutMs', 'probeIntervalMs', 'fileCheckIntervalMs', 'maxPendingCompletions'] as const) {
+    const value = settings[name];
+    const least = name === 'probeIntervalMs' || name === 'maxPendingCompletions' ? 1 : 0;
+    if (!Number.isSafeInteger(value) || value < least) throw new RangeError(`${name} must be an integer >= ${least}, got ${value}`);
+  }
+  return settings;
+}

@@ -1,0 +1,108 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Action } from './policy/types';
+import type { ProxyErrorCode } from './proxy/errors-types';
+import type { RequestKind } from './proxy/target-types';
+
+/** The upstream failures counted by `tollgate_upstream_errors_total{kind}`: a fixed label set. */
+export const UPSTREAM_ERROR_KINDS = [
+  'dns_failed', 'dns_timeout', 'connect_refused', 'connect_reset', 'connect_failed', 'connect_timeout',
+  'upstream_error', 'upstream_timeout',
+] as const satisfies readonly ProxyErrorCode[];
+export type UpstreamErrorKind = (typeof UPSTREAM_ERROR_KINDS)[number];
+
+const REQUEST_KINDS: readonly RequestKind[] = ['connect', 'http'];
+const DECISIONS: readonly Action[] = ['allow', 'deny'];
+
+/**
+ * An audit write is one synchronous SQLite commit (tens of microseconds; a lock or a slow disk
+ * makes it milliseconds, and it blocks the event loop meanwhile), so the buckets start low.
+ */
+const AUDIT_WRITE_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+
+/**
+ * What the proxy reports, and the registry /metrics renders. Every method is cheap and never
+ * throws (a metric must not fail a request). One instance per process, passed in (STYLE habit 5).
+ */
+export interface ProxyMetrics {
+  readonly registry: Registry;
+  /** One call per decided request (not per malformed one); wouldDeny only with decision allow. */
+  requestDecided(kind: RequestKind, decision: Action, wouldDeny: boolean): void;
+  /** Bytes relayed: up = client -> destination, down = destination -> client. */
+  bytes(up: number, down: number): void;
+  upstreamError(kind: UpstreamErrorKind): void;
+  /** Duration of one audit write (open, record or complete), in seconds. */
+  auditWrite(seconds: number): void;
+  policyReload(ok: boolean): void;
+  /** Read at every scrape: the number of open CONNECT tunnels. */
+  setOpenTunnels(count: () => number): void;
+  /** Read at every scrape: whether the audit log accepts writes (1) or not (0). */
+  setAuditWritable(writable: () => boolean): void;
+}
+
+function positive(n: number): boolean {
+  return Number.isFinite(n) && n > 0;
+}
+
+/** A fresh registry (never prom-client's global one): tests build many apps in one process. */
+export function createMetrics(): ProxyMetrics {
+  const registry = new Registry();
+  // Unprefixed (process_*, nodejs_*): the names the usual Node.js dashboards expect.
+  collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  const requests = new Counter({
+    name: 'tollgate_requests_total', help: 'Requests decided, by kind and decision', labelNames: ['kind', 'decision'] as const, registers,
+  });
+  const wouldDeny = new Counter({ name: 'tollgate_would_deny_total', help: 'Policy denials let through by report mode', registers });
+  const bytes = new Counter({
+    name: 'tollgate_bytes_total', help: 'Bytes relayed: up = client to destination, down = destination to client', labelNames: ['direction'] as const, registers,
+  });
+  const upstreamErrors = new Counter({
+    name: 'tollgate_upstream_errors_total', help: 'Failures reaching or talking to destinations, by kind', labelNames: ['kind'] as const, registers,
+  });
+  const auditWrites = new Histogram({
+    name: 'tollgate_audit_write_seconds', help: 'Duration of audit log writes', buckets: AUDIT_WRITE_BUCKETS, registers,
+  });
+  const reloads = new Counter({
+    name: 'tollgate_policy_reloads_total', help: 'Policy reloads, by result', labelNames: ['result'] as const, registers,
+  });
+  let openTunnels: () => number = () => 0;
+  new Gauge({
+    name: 'tollgate_open_tunnels', help: 'Open CONNECT tunnels', registers,
+    collect() { this.set(openTunnels()); },
+  });
+  let auditWritable: (() => boolean) | null = null;
+  // Registered only once wired: an unwired gauge would read 0, "the audit log is down".
+  const registerAuditWritable = (): void => {
+    new Gauge({
+      name: 'tollgate_audit_writable', help: '1 while the audit log accepts writes, else 0 (requests get 503)', registers,
+      collect() { this.set(auditWritable?.() === true ? 1 : 0); },
+    });
+  };
+  // Zero-valued series from the start, so rate() and alerts see every label set before its first event.
+  for (const kind of REQUEST_KINDS) for (const decision of DECISIONS) requests.inc({ kind, decision }, 0);
+  for (const direction of ['up', 'down']) bytes.inc({ direction }, 0);
+  for (const kind of UPSTREAM_ERROR_KINDS) upstreamErrors.inc({ kind }, 0);
+  for (const result of ['ok', 'error']) reloads.inc({ result }, 0);
+
+  return {
+    registry,
+    requestDecided: (kind, decision, denied) => {
+      requests.inc({ kind, decision });
+      if (denied) wouldDeny.inc();
+    },
+    bytes: (up, down) => {
+      if (positive(up)) bytes.inc({ direction: 'up' }, up);
+      if (positive(down)) bytes.inc({ direction: 'down' }, down);
+    },
+    upstreamError: (kind) => upstreamErrors.inc({ kind }),
+    auditWrite: (seconds) => {
+      if (Number.isFinite(seconds) && seconds >= 0) auditWrites.observe(seconds);
+    },
+    policyReload: (ok) => reloads.inc({ result: ok ? 'ok' : 'error' }),
+    setOpenTunnels: (count) => { openTunnels = count; },
+    setAuditWritable: (writable) => {
+      if (auditWritable === null) registerAuditWritable();
+      auditWritable = writable;
+    },
+  };
+}
