@@ -12,4 +12,7 @@ export type ProxyErrorCode =
   | 'upstream_error'
   | 'upstream_timeout'
   | 'too_many_tunnels'
+  | 'auth_required'
+  | 'auth_failed'
+  | 'auth_rate_limited'
   | 'audit_unavailable';

@@ -12,6 +12,8 @@ export class ProxyError extends Error {
     readonly status: number,
     readonly code: ProxyErrorCode,
     readonly reason: string,
+    /** For 429: seconds the client should wait (Retry-After). */
+    readonly retryAfterSeconds?: number,
   ) {
     super(reason);
     this.name = 'ProxyError';

@@ -13,6 +13,8 @@ export const Header = {
   proxyAuthenticate: 'Proxy-Authenticate',
 } as const;
 
+export const PROXY_CHALLENGE = 'Basic realm="tollgate"';
+
 /** What a client over a tunnel limit is told to wait before trying again. */
 export const RETRY_AFTER_SECONDS = 5;
 
@@ -36,7 +38,9 @@ export function answerFor(error: ProxyError, exchange: Exchange): ProxyAnswer {
     headers[Header.decision] = 'deny';
     headers[Header.rule] = headerSafe(record.rule ?? '(default)');
   }
-  if (error.status === 429) headers['Retry-After'] = String(RETRY_AFTER_SECONDS);
+  if (error.status === 429) headers['Retry-After'] = String(error.retryAfterSeconds ?? RETRY_AFTER_SECONDS);
+  // RFC 9110 §11.7.1: a 407 carries the challenge the client answers with credentials.
+  if (error.status === 407) headers[Header.proxyAuthenticate] = PROXY_CHALLENGE;
   if (exchange.recordId !== null) headers[Header.requestId] = String(exchange.recordId);
   return { status: error.status, headers, body: `${describe(error, exchange, record.rule)}\n` };
 }
