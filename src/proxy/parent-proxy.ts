@@ -1,0 +1,127 @@
+import type { Socket } from 'node:net';
+import { HttpProxyAgent } from 'http-proxy-agent';
+import type { ProxyContext } from './context';
+import { connectChecked, formatHostPort, GuardError, resolveChecked } from './dial';
+import { ProxyError } from './errors';
+import { formatAuthority, normaliseHost } from './target';
+import type { Target } from './target-types';
+
+/**
+ * A parent proxy that all egress must pass through (`settings.upstream`, or a rule's `via`).
+ * tollgate decides and records locally, then reaches the destination through the parent.
+ * The parent's own address goes through the guard like any destination, so it is reachable
+ * only when `network.allow_ranges` lists it (parents usually sit on private addresses).
+ */
+export interface ParentProxy {
+  /** As written, with the password replaced: safe for logs and the audit record. */
+  readonly label: string;
+  readonly target: Target;
+  /** From the URL's userinfo; sent to the parent only, never logged. */
+  readonly credentials: { readonly user: string; readonly password: string } | null;
+  /** `Basic …` for the parent, or null. */
+  readonly authorization: string | null;
+}
+
+/** The longest CONNECT answer head accepted from a parent. */
+const MAX_PARENT_HEAD = 16 * 1024;
+
+export function parseParentProxy(text: string): ParentProxy {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new Error(`upstream proxy "${text}" is not a URL; expected http://[user:password@]host:port`);
+  }
+  if (url.protocol !== 'http:' || url.pathname !== '/' || url.search !== '' || url.hash !== '') {
+    throw new Error(`upstream proxy "${text}" must be http://[user:password@]host:port`);
+  }
+  const port = url.port === '' ? 80 : Number(url.port);
+  const host = normaliseHost(url.hostname);
+  const user = decodeURIComponent(url.username);
+  const credentials = user ? { user, password: decodeURIComponent(url.password) } : null;
+  const authorization = credentials ? `Basic ${Buffer.from(`${credentials.user}:${credentials.password}`).toString('base64')}` : null;
+  const label = `http://${user ? `${user}:***@` : ''}${formatAuthority({ ...host, port })}`;
+  return { label, credentials, authorization, target: { kind: 'connect', scheme: null, ...host, port, path: null, search: '' } };
+}
+
+/** Resolve and guard the parent's address; a refusal names the parent, not the destination. */
+export async function parentAddresses(ctx: ProxyContext, parent: ParentProxy): Promise<string[]> {
+  try {
+    const { addresses } = await resolveChecked(parent.target, ctx.active().guard, ctx.resolver, ctx.timeouts.dnsMs);
+    return addresses;
+  } catch (err) {
+    if (err instanceof GuardError) {
+      throw new ProxyError(502, 'upstream_error', `upstream proxy ${parent.label} is not reachable: ${err.reason} (list it in network.allow_ranges)`);
+    }
+    throw err;
+  }
+}
+
+/**
+ * CONNECT through the parent: dial it, ask for the destination, and hand back the socket once
+ * the parent answered 200 (with any bytes that followed its answer). Anything else is a 502.
+ */
+export async function connectViaParent(ctx: ProxyContext, parent: ParentProxy, destination: Target): Promise<{ socket: Socket; address: string; rest: Buffer }> {
+  const addresses = await parentAddresses(ctx, parent);
+  const { socket, address } = await connectChecked(addresses, parent.target.port, ctx.timeouts.connectMs);
+  const authority = formatAuthority(destination);
+  const lines = [`CONNECT ${authority} HTTP/1.1`, `Host: ${authority}`];
+  if (parent.authorization) lines.push(`Proxy-Authorization: ${parent.authorization}`);
+  socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+  try {
+    const { status, statusLine, rest } = await readAnswerHead(socket, ctx.timeouts.connectMs, parent.label);
+    if (status !== 200) throw new ProxyError(502, 'upstream_error', `upstream proxy ${parent.label} refused CONNECT ${authority}: ${statusLine}`);
+    return { socket, address, rest };
+  } catch (err) {
+    socket.destroy();
+    throw err;
+  }
+}
+
+function readAnswerHead(socket: Socket, timeoutMs: number, label: string): Promise<{ status: number; statusLine: string; rest: Buffer }> {
+  return new Promise((resolve, reject) => {
+    let buffered = Buffer.alloc(0);
+    const finish = (error: ProxyError | null, value?: { status: number; statusLine: string; rest: Buffer }): void => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('close', onClose);
+      socket.pause();
+      if (error) reject(error);
+      else if (value) resolve(value);
+    };
+    const onData = (chunk: Buffer): void => {
+      buffered = Buffer.concat([buffered, chunk]);
+      const end = buffered.indexOf('\r\n\r\n');
+      if (end === -1) {
+        if (buffered.length > MAX_PARENT_HEAD) finish(new ProxyError(502, 'upstream_error', `upstream proxy ${label} sent an oversized answer`));
+        return;
+      }
+      const statusLine = buffered.subarray(0, buffered.indexOf('\r\n')).toString('latin1').replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
+      const status = Number(/^HTTP\/1\.[01] ([0-9]{3})/.exec(statusLine)?.[1] ?? 0);
+      finish(null, { status, statusLine, rest: buffered.subarray(end + 4) });
+    };
+    const onClose = (): void => finish(new ProxyError(502, 'upstream_error', `upstream proxy ${label} closed the connection`));
+    const timer = setTimeout(() => finish(new ProxyError(504, 'connect_timeout', `upstream proxy ${label} did not answer in ${timeoutMs} ms`)), timeoutMs);
+    socket.on('data', onData);
+    socket.once('close', onClose);
+  });
+}
+
+/** One pooled agent per parent address, for plain HTTP through the parent. */
+const agents = new Map<string, HttpProxyAgent<string>>();
+
+/**
+ * http-proxy-agent sends absolute-URI requests to the parent with its credentials. It is given
+ * the parent's checked address, never its name, so it cannot resolve somewhere else.
+ */
+export function parentAgent(parent: ParentProxy, address: string): HttpProxyAgent<string> {
+  const { credentials } = parent;
+  const userinfo = credentials ? `${encodeURIComponent(credentials.user)}:${encodeURIComponent(credentials.password)}@` : '';
+  const key = `http://${userinfo}${formatHostPort(address, parent.target.port)}`;
+  let agent = agents.get(key);
+  if (!agent) {
+    agent = new HttpProxyAgent(key, { keepAlive: true });
+    agents.set(key, agent);
+  }
+  return agent;
+}
