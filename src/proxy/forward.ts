@@ -39,6 +39,7 @@ export async function handleRequest(
 ): Promise<void> {
   const { ip, port } = clientAddress(req.socket);
   const exchange = new Exchange('http', req.method ?? null, ip, port, req.url ?? null, ctx.clock());
+  deciding.set(res, exchange);
   let address: string;
   try {
     rejectAmbiguousFraming(req);
@@ -47,6 +48,8 @@ export async function handleRequest(
     ensureAuditWritable(ctx);
     [address] = await resolveDestination(ctx, exchange, target);
     exchange.resolvedIp = address;
+    // Refused meanwhile (its body failed to parse): already answered and recorded.
+    if (exchange.recordId !== null) return;
     if (req.socket.destroyed) {
       recordAbandoned(ctx, exchange);
       return;
@@ -56,9 +59,27 @@ export async function handleRequest(
     failEarly(ctx, exchange, req, res, asProxyError(err));
     return;
   }
+  deciding.delete(res);
   // Only an allowed, recorded request is told to send its body.
   if (options.expectsContinue) res.writeContinue();
   forward(ctx, exchange, req, res, address);
+}
+
+/** Exchanges still being decided (nothing forwarded yet), by their response. */
+const deciding = new WeakMap<ServerResponse, Exchange>();
+
+/**
+ * The request's body failed to parse while the request was still being decided: answer and
+ * record the refusal now (the decision in progress then stops). Returns false when forwarding
+ * already began, and the caller must cut the connection instead.
+ */
+export function refuseMalformedBody(ctx: ProxyContext, res: ServerResponse, error: ProxyError): boolean {
+  const exchange = deciding.get(res);
+  if (!exchange || exchange.recordId !== null || res.headersSent) return false;
+  deciding.delete(res);
+  res.shouldKeepAlive = false;
+  sendAnswer(res, answerFor(recordFailure(ctx, exchange, error), exchange));
+  return true;
 }
 
 /** SPEC §3: both Content-Length and Transfer-Encoding is refused (stricter than RFC 9112 §6.3). */

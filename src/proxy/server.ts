@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import type { ProxyContext } from './context';
 import { ProxyError } from './errors';
 import { Exchange } from './exchange';
-import { handleRequest } from './forward';
+import { handleRequest, refuseMalformedBody } from './forward';
 import { answerFor, sendAnswer, writeRawAnswer } from './respond';
 import { clientAddress } from './client-address';
 import { recordFailure } from './record';
@@ -133,6 +133,8 @@ function answerClientError(ctx: ProxyContext, err: NodeJS.ErrnoException, socket
     current.once('close', () => answerClientError(ctx, err, socket));
     return;
   }
+  // A body that failed to parse before anything was forwarded: that exchange answers 400.
+  if (current && err.code !== 'ECONNRESET' && refuseMalformedBody(ctx, current, parserError(err))) return;
   // A reset or a socket that already went away carries no request to answer or record.
   if (err.code === 'ECONNRESET' || !socket.writable || current) {
     // Mid-request (e.g. a bad chunk in a body being forwarded) the exchange already has its
