@@ -39,7 +39,8 @@ export async function startServing(config: ServeConfig, log: Logger): Promise<Ru
   const metrics = createMetrics();
   const ctx = proxyContext(config, holder, store, log, metrics);
   metrics.setOpenTunnels(() => ctx.tunnels.size);
-  metrics.setAuditWritable(() => store.isWritable());
+  // Known state, no probe write per scrape.
+  metrics.setAuditWritable(() => store.health().writable);
   const server = createProxyServer(ctx);
   const admin = buildAdminApp({
     store,

@@ -121,7 +121,8 @@ describe('GET /api/requests', () => {
     ['limit=2.5'],
     ['cursor=%21%21'],
     ['cursor='],
-    ['host=example.com'],
+    ['hots=example.com'],
+    ['host=http://example.com/'],
   ])('rejects %s with 400 and a JSON error', async (query) => {
     const res = await app.inject({ url: `/api/requests?${query}` });
     expect(res.statusCode).toBe(400);
@@ -136,8 +137,13 @@ describe('GET /api/requests', () => {
   });
 
   it('names an unsupported parameter', async () => {
-    const res = await app.inject({ url: '/api/requests?host=example.com' });
-    expect(res.json()).toEqual({ error: 'querystring parameter "host" is not supported' });
+    const res = await app.inject({ url: '/api/requests?hots=example.com' });
+    expect(res.json()).toEqual({ error: 'querystring parameter "hots" is not supported' });
+  });
+
+  it('filters by host as policies match it', async () => {
+    const res = await app.inject({ url: '/api/requests?host=h2.example' });
+    expect(res.json<Page>().items.map((r) => r.id)).toEqual([ids[2]]);
   });
 });
 
@@ -162,12 +168,12 @@ describe('GET /api/requests/:id', () => {
 });
 
 describe('UI and headers', () => {
-  it('GET / serves the placeholder page with a strict CSP', async () => {
+  it('GET / serves the UI with a strict CSP and no inline script', async () => {
     const res = await app.inject({ url: '/' });
     expect(res.statusCode).toBe(200);
     expect(res.headers['content-type']).toMatch(/^text\/html/);
-    expect(res.body).toContain('href="/api/requests"');
-    expect(res.body).not.toMatch(/<script/i);
+    // Scripts only from files: the CSP (default-src 'self') would block an inline one anyway.
+    expect(res.body).not.toMatch(/<script(?![^>]*\ssrc=)[^>]*>/i);
     expect(res.headers['content-security-policy']).toMatch(/^default-src 'self'(;|$)/);
   });
 

@@ -103,10 +103,13 @@ describe('migrations', () => {
     const store = openStore();
     const extra = path.join(dir, 'migrations');
     fs.mkdirSync(extra);
-    fs.copyFileSync(path.join(MIGRATIONS_DIR, '001_audit.sql'), path.join(extra, '001_audit.sql'));
-    fs.writeFileSync(path.join(extra, '002_note.sql'), 'ALTER TABLE requests ADD COLUMN note TEXT;');
+    // Every shipped migration (already applied by the open), then one more after them.
+    for (const { version } of readMigrations()) {
+      fs.copyFileSync(path.join(MIGRATIONS_DIR, `${version}.sql`), path.join(extra, `${version}.sql`));
+    }
+    fs.writeFileSync(path.join(extra, '999_note.sql'), 'ALTER TABLE requests ADD COLUMN note TEXT;');
     fs.writeFileSync(path.join(extra, 'README.md'), 'not a migration');
-    expect(applyMigrations(store.db, { dir: extra })).toEqual(['002_note']);
+    expect(applyMigrations(store.db, { dir: extra })).toEqual(['999_note']);
     expect(applyMigrations(store.db, { dir: extra })).toEqual([]);
   });
 

@@ -1,8 +1,23 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { crossSiteProblem, SAFE_METHODS } from './same-origin';
+import { readSessionCookie } from './sessions';
+import type { SessionStore } from './sessions';
 
 /** Probes stay open for orchestrators: they reveal only up/down (SPEC §5). */
-const OPEN_ROUTES = new Set(['/healthz', '/readyz']);
+const OPEN_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
+
+/**
+ * The login page, what it loads, and the login/logout endpoints: reachable without credentials
+ * so that a browser can log in. Exact paths only, never prefixes. The UI's login page must load
+ * nothing else.
+ */
+export const LOGIN_ROUTES: ReadonlySet<string> = new Set([
+  '/login', '/login.html', '/login.js', '/login.css', '/style.css', '/favicon.ico', '/logout',
+]);
+
+/** Where a browser without a session is sent. */
+export const LOGIN_PAGE = '/login.html';
 
 /** Host names a browser uses for a loopback admin; anything else without a token is refused. */
 const LOOPBACK_HOST = /^(localhost|127(?:\.[0-9]{1,3}){3}|\[::1\])(?::[0-9]{1,5})?$/i;
@@ -10,6 +25,7 @@ const LOOPBACK_HOST = /^(localhost|127(?:\.[0-9]{1,3}){3}|\[::1\])(?::[0-9]{1,5}
 export interface AccessOptions {
   /** TOLLGATE_ADMIN_TOKEN, or null: then the admin is loopback-only (serve refuses otherwise). */
   token: string | null;
+  sessions: SessionStore;
 }
 
 function digest(text: string): Buffer {
@@ -17,7 +33,7 @@ function digest(text: string): Buffer {
 }
 
 /** Constant-time comparison; hashing first makes the lengths equal. */
-function tokenMatches(presented: string, expected: string): boolean {
+export function tokenMatches(presented: string, expected: string): boolean {
   return timingSafeEqual(digest(presented), digest(expected));
 }
 
@@ -27,24 +43,51 @@ function bearer(request: FastifyRequest): string | null {
   return match ? match[1] : null;
 }
 
+function pathOf(url: string): string {
+  const end = url.indexOf('?');
+  return end < 0 ? url : url.slice(0, end);
+}
+
+function hasValidBearer(request: FastifyRequest, token: string | null): boolean {
+  const presented = bearer(request);
+  return token !== null && presented !== null && tokenMatches(presented, token);
+}
+
+function hasValidSession(request: FastifyRequest, sessions: SessionStore): boolean {
+  const id = readSessionCookie(request.headers.cookie);
+  return id !== null && sessions.isValid(id);
+}
+
+/** A person at a browser asking for a page (not the API, not a scraper): send them to log in. */
+function wantsPage(request: FastifyRequest, path: string): boolean {
+  if (request.method !== 'GET' && request.method !== 'HEAD') return false;
+  if (path.startsWith('/api/') || path === '/metrics') return false;
+  return (request.headers.accept ?? '').includes('text/html');
+}
+
 /**
- * With a token, every route but the probes needs `Authorization: Bearer <token>`. Without one,
- * the admin listens on loopback only, and a Host other than a loopback name is refused: a web
- * page the operator visits could otherwise rebind its own DNS name to 127.0.0.1 and read the
- * audit trail through the browser.
+ * With a token, every route but the probes and the login page needs `Authorization: Bearer
+ * <token>` or a live session cookie (POST /login). Without one, the admin listens on loopback
+ * only, and a Host other than a loopback name is refused: a web page the operator visits could
+ * otherwise rebind its own DNS name to 127.0.0.1 and read the audit trail through the browser.
+ * State-changing requests must come from the admin's own pages (same-origin.ts), unless they
+ * carry the bearer token, which no other site can make a browser send.
  */
 export function registerAccessControl(app: FastifyInstance, opts: AccessOptions): void {
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-    if (OPEN_ROUTES.has(request.url.split('?')[0])) return;
-    if (opts.token === null) {
-      if (!LOOPBACK_HOST.test(request.headers.host ?? '')) {
-        return reply.code(403).send({ error: 'admin without a token answers loopback host names only' });
-      }
-      return;
+    const path = pathOf(request.url);
+    if (OPEN_ROUTES.has(path)) return;
+    if (opts.token === null && !LOOPBACK_HOST.test(request.headers.host ?? '')) {
+      return reply.code(403).send({ error: 'admin without a token answers loopback host names only' });
     }
-    const presented = bearer(request);
-    if (presented === null || !tokenMatches(presented, opts.token)) {
-      return reply.code(401).header('WWW-Authenticate', 'Bearer realm="tollgate"').send({ error: 'authentication required' });
+    const bearerOk = hasValidBearer(request, opts.token);
+    if (!SAFE_METHODS.has(request.method) && !bearerOk) {
+      const problem = crossSiteProblem(request);
+      if (problem !== null) return reply.code(403).send({ error: problem });
     }
+    if (opts.token === null || bearerOk || LOGIN_ROUTES.has(path)) return;
+    if (hasValidSession(request, opts.sessions)) return;
+    if (wantsPage(request, path)) return reply.code(303).header('location', LOGIN_PAGE).send();
+    return reply.code(401).header('WWW-Authenticate', 'Bearer realm="tollgate"').send({ error: 'authentication required' });
   });
 }

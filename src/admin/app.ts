@@ -2,21 +2,41 @@ import path from 'node:path';
 import Fastify from 'fastify';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify';
 import fastifyStatic from '@fastify/static';
+import { QueryInputError } from '../audit/query-errors';
 import type { AuditStore } from '../audit/store';
+import type { ProxyMetrics } from '../metrics';
 import { registerAccessControl } from './access';
+import { LOGIN_LIMIT_DEFAULTS, LoginLimiter } from './login-limiter';
+import type { PolicySnapshot } from './policy-view';
+import { registerExportRoutes } from './routes/export';
 import { registerHealthRoutes } from './routes/health';
 import type { ReadinessReport } from './routes/health';
+import { registerLoginRoutes } from './routes/login';
+import { registerMetricsRoute } from './routes/metrics';
+import { registerPolicyRoutes } from './routes/policy';
 import { registerRequestRoutes } from './routes/requests';
+import { registerStatsRoutes } from './routes/stats';
+import { SESSION_DEFAULTS, SessionStore } from './sessions';
 
 export type { ReadinessReport } from './routes/health';
+export type { PolicySnapshot } from './policy-view';
 
 export interface AdminAppOptions {
-  store: AuditStore;
+  /** Read queries use `store.db`, read at each request (the store may reopen its file). */
+  store: Pick<AuditStore, 'db' | 'isWritable'>;
   /** Readiness apart from the audit log (policy loaded, ...); /readyz adds `audit_writable`. */
   ready: () => ReadinessReport;
   logger?: boolean;
   /** TOLLGATE_ADMIN_TOKEN; null or absent: loopback-only, no token. */
   token?: string | null;
+  /** The policy in force and the last reload, for GET /api/policy (503 without it). */
+  policy?: () => PolicySnapshot;
+  /** The process's metrics, rendered by GET /metrics (503 without them). */
+  metrics?: ProxyMetrics;
+  /** "now" for relative times (since=24h), sessions and login limits; tests pass their own. */
+  clock?: () => Date;
+  /** How long a UI login lasts (default 12 h). */
+  sessionTtlMs?: number;
 }
 
 /** web-admin/ at the package root: two levels up from both src/admin and dist/admin. */
@@ -43,6 +63,7 @@ function addSecurityHeaders(request: FastifyRequest, reply: FastifyReply, payloa
 
 /** Errors as `{ error }`; a 5xx hides its message (it may carry paths or SQL) and is logged. */
 function sendError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (error instanceof QueryInputError) return reply.code(400).send({ error: error.message });
   const status = error.statusCode !== undefined && error.statusCode >= 400 ? error.statusCode : 500;
   if (status >= 500) {
     request.log.error({ err: error }, 'admin request failed');
@@ -75,10 +96,19 @@ export function buildAdminApp(opts: AdminAppOptions): FastifyInstance {
   app.addHook('onSend', addSecurityHeaders);
   app.setErrorHandler(sendError);
   app.setNotFoundHandler((_request, reply) => reply.code(404).send({ error: 'not found' }));
-  registerAccessControl(app, { token: opts.token ?? null });
+  const token = opts.token ?? null;
+  const clock = opts.clock ?? (() => new Date());
+  const sessions = new SessionStore({ ...SESSION_DEFAULTS, ttlMs: opts.sessionTtlMs ?? SESSION_DEFAULTS.ttlMs, clock });
+  registerAccessControl(app, { token, sessions });
 
+  const db = () => opts.store.db;
   registerHealthRoutes(app, { ready: opts.ready, auditWritable: () => opts.store.isWritable() });
-  registerRequestRoutes(app, { db: opts.store.db });
+  registerLoginRoutes(app, { token, sessions, limiter: new LoginLimiter({ ...LOGIN_LIMIT_DEFAULTS, clock }), webDir: WEB_ADMIN_DIR });
+  registerRequestRoutes(app, { db, clock });
+  registerExportRoutes(app, { db, clock });
+  registerStatsRoutes(app, { db, clock });
+  registerPolicyRoutes(app, { db, clock, policy: opts.policy });
+  registerMetricsRoute(app, opts.metrics);
   app.register(fastifyStatic, { root: WEB_ADMIN_DIR, prefix: '/', index: 'index.html' });
   return app;
 }

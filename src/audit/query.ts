@@ -2,6 +2,15 @@ import type Database from 'better-sqlite3';
 import type { AuditRecordJson } from './record-types';
 import type { Action } from '../policy/types';
 import type { RequestKind } from '../proxy/target-types';
+import { parseRequestFilters } from './filters';
+import type { RequestFilters } from './filters';
+import { QueryInputError } from './query-errors';
+import { openIdStream } from './request-plan';
+import { statement } from './statement-cache';
+
+export { QueryInputError } from './query-errors';
+export type { RawRequestFilters, RequestFilters } from './filters';
+export { parseRequestFilters } from './filters';
 
 /** The fields of an audit record as the API returns them, in SPEC §4 order. */
 export const AUDIT_RECORD_FIELDS = [
@@ -19,20 +28,11 @@ void fieldsComplete;
 export const DEFAULT_PAGE_LIMIT = 50;
 export const MAX_PAGE_LIMIT = 1000;
 
-/** Bad input to a query (a malformed cursor, a limit out of range): the route answers 400. */
-export class QueryInputError extends Error {
-  constructor(
-    readonly param: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'QueryInputError';
-  }
-}
-
 export interface ListRequestsOptions {
   limit?: number;
   cursor?: string | null;
+  /** Validated filters (parseRequestFilters); absent: every record. */
+  filters?: RequestFilters;
 }
 
 export interface RequestPage {
@@ -136,48 +136,61 @@ function checkLimit(limit: number | undefined): number {
   return limit;
 }
 
-function prepareQueries(db: Database.Database) {
-  return {
-    page: db.prepare(
-      `SELECT ${ROW_COLUMNS} FROM requests WHERE id < @before ORDER BY id DESC LIMIT @take`,
-    ),
-    byId: db.prepare(`SELECT ${ROW_COLUMNS} FROM requests WHERE id = ?`),
-  };
+const NO_FILTERS: RequestFilters = parseRequestFilters({}, new Date(0));
+
+/** The ids' records, newest first. */
+function recordsByIds(db: Database.Database, ids: readonly number[]): AuditRecordJson[] {
+  if (ids.length === 0) return [];
+  const rows = statement(
+    db,
+    `SELECT ${ROW_COLUMNS} FROM requests WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id DESC`,
+  ).all(JSON.stringify(ids)) as RequestRow[];
+  return rows.map(rowToJson);
 }
 
-/** Statements prepared once per connection; a closed connection's entry goes with it. */
-const preparedByDb = new WeakMap<Database.Database, ReturnType<typeof prepareQueries>>();
-
-function queriesFor(db: Database.Database): ReturnType<typeof prepareQueries> {
-  let queries = preparedByDb.get(db);
-  if (queries === undefined) {
-    queries = prepareQueries(db);
-    preparedByDb.set(db, queries);
-  }
-  return queries;
-}
+/** Above every id: a first page starts here. */
+const TOP = Number.MAX_SAFE_INTEGER;
 
 /**
  * One page of records, newest first. Keyset pagination (`id < cursor`) rather than OFFSET: a page
- * costs the same wherever it is (a range walk down the rowid B-tree), and records written between
- * two requests can neither shift a record into a second page nor appear in a later one, because
- * ids only grow (AUTOINCREMENT).
+ * costs the same wherever it is (a range walk down an index), and records written between two
+ * requests can neither shift a record into a second page nor appear in a later one, because ids
+ * only grow (AUTOINCREMENT). The cursor is the last id returned, so it holds under any filter.
  */
 export function listRequests(db: Database.Database, opts: ListRequestsOptions = {}): RequestPage {
   const limit = checkLimit(opts.limit);
-  // No cursor: start above every id. A plain `id < ?` keeps the query a range scan; an
-  // `? IS NULL OR id < ?` would make SQLite filter row by row from the top.
-  const before =
-    opts.cursor === undefined || opts.cursor === null ? Number.MAX_SAFE_INTEGER : decodeCursor(opts.cursor);
-  // One row more than asked tells whether another page exists, without an empty last page.
-  const rows = queriesFor(db).page.all({ before, take: limit + 1 }) as RequestRow[];
-  const items = rows.slice(0, limit).map(rowToJson);
-  const hasMore = rows.length > limit;
+  const before = opts.cursor === undefined || opts.cursor === null ? TOP : decodeCursor(opts.cursor);
+  // One id more than asked tells whether another page exists, without an empty last page.
+  const stream = openIdStream(db, opts.filters ?? NO_FILTERS, before, Math.min(limit + 1, 256));
+  const ids = stream === null ? [] : stream.take(limit + 1);
+  const items = recordsByIds(db, ids.slice(0, limit));
+  const hasMore = ids.length > limit;
   return { items, next_cursor: hasMore ? encodeCursor(items[items.length - 1].id) : null };
+}
+
+/** Records per batch of an export: one short query each, so the proxy's writes interleave. */
+export const EXPORT_BATCH = 500;
+
+/**
+ * Every record the filters match, newest first, in batches. Lazy: a batch is read only when
+ * the consumer asks for it (a stream's backpressure). Each batch is a short synchronous query,
+ * never an open iterator: better-sqlite3 marks the connection busy while an iterator is open,
+ * and this is the connection the proxy writes its audit records through, so an export paused
+ * by a slow client would make every proxied request fail with 503. Records written after the
+ * export started have higher ids and are not included.
+ */
+export function* exportRecords(db: Database.Database, filters: RequestFilters): Generator<AuditRecordJson[], void, undefined> {
+  const stream = openIdStream(db, filters, TOP, EXPORT_BATCH);
+  if (stream === null) return;
+  for (;;) {
+    const ids = stream.take(EXPORT_BATCH);
+    if (ids.length > 0) yield recordsByIds(db, ids);
+    if (ids.length < EXPORT_BATCH) return;
+  }
 }
 
 /** One record by id, or null. */
 export function getRequest(db: Database.Database, id: number): AuditRecordJson | null {
-  const row = queriesFor(db).byId.get(id) as RequestRow | undefined;
+  const row = statement(db, `SELECT ${ROW_COLUMNS} FROM requests WHERE id = ?`).get(id) as RequestRow | undefined;
   return row === undefined ? null : rowToJson(row);
 }

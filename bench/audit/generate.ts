@@ -1,0 +1,147 @@
+import type Database from 'better-sqlite3';
+
+/**
+ * A synthetic audit log with the skew of a real one: a few hundred destinations with Zipf-like
+ * popularity, ~20 client addresses in 3 groups, ~10% denied, some would_deny, a mix of CONNECT
+ * and plain HTTP, and ~1% of records inserted late (a slow dial) so ids and start times disagree
+ * a little, as they do in production.
+ */
+
+export interface GeneratedLog {
+  records: number;
+  firstMs: number;
+  lastMs: number;
+  hosts: string[];
+  /** hosts[i] is chosen with weight HOST_WEIGHTS[i]. */
+  topHost: string;
+  rareHost: string;
+}
+
+const DOMAINS = [
+  'github.com', 'githubusercontent.com', 'npmjs.org', 'pypi.org', 'amazonaws.com', 'googleapis.com',
+  'docker.io', 'slack.com', 'datadoghq.com', 'sentry.io', 'cloudflare.com', 'fastly.net', 'akamaized.net',
+  'stripe.com', 'twilio.com', 'okta.com', 'atlassian.net', 'gitlab.com', 'golang.org', 'maven.org',
+  'rubygems.org', 'crates.io', 'debian.org', 'ubuntu.com', 'hashicorp.com', 'grafana.net', 'pagerduty.com',
+  'zoom.us', 'pastebin.com', 'example-cdn.net',
+];
+const REGIONS = ['eu-west-1', 'us-east-1', 'ap-south-1'];
+const WORDS = ['api', 'cdn', 'objects', 'uploads', 'registry', 'auth', 'static', 'hooks', 'events', 'edge'];
+
+export const HOST_COUNT = 400;
+const CLIENTS: Array<{ ip: string; groups: string[] }> = [
+  ...Array.from({ length: 8 }, (_, i) => ({ ip: `10.0.8.${10 + i}`, groups: ['ci-runners'] })),
+  ...Array.from({ length: 4 }, (_, i) => ({ ip: `10.0.12.${5 + i}`, groups: ['payments', 'prod'] })),
+  ...Array.from({ length: 8 }, (_, i) => ({ ip: `10.1.${i}.20`, groups: ['dev'] })),
+];
+
+/** Deterministic, so two runs measure the same data (mulberry32). */
+function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function buildHosts(): string[] {
+  return Array.from({ length: HOST_COUNT }, (_, r) => {
+    if (r % 20 === 19) return `203.0.113.${r % 250}`;
+    const domain = DOMAINS[r % DOMAINS.length];
+    const word = WORDS[r % WORDS.length];
+    return r % 3 === 2 ? `${word}${r}.${REGIONS[r % REGIONS.length]}.${domain}` : `${word}${r}.${domain}`;
+  });
+}
+
+/** Cumulative Zipf(s = 1.1) weights, for picking by binary search. */
+function cumulative(n: number, s: number): Float64Array {
+  const out = new Float64Array(n);
+  let sum = 0;
+  for (let i = 0; i < n; i += 1) {
+    sum += 1 / Math.pow(i + 1, s);
+    out[i] = sum;
+  }
+  for (let i = 0; i < n; i += 1) out[i] /= sum;
+  return out;
+}
+
+function pick(cdf: Float64Array, u: number): number {
+  let lo = 0;
+  let hi = cdf.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (cdf[mid] < u) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+const INSERT = `INSERT INTO requests (started_at_ms, ended_at_ms, client_ip, client_port, clients, user, kind,
+  method, scheme, host, port, path, resolved_ip, decision, would_deny, rule, rule_source, reason, status,
+  bytes_up, bytes_down, error, policy_version)
+  VALUES (@started_at_ms, @ended_at_ms, @client_ip, @client_port, @clients, NULL, @kind, @method, @scheme,
+  @host, @port, @path, @resolved_ip, @decision, @would_deny, @rule, @rule_source, @reason, @status,
+  @bytes_up, @bytes_down, @error, 'sha256:0123456789ab')`;
+
+type Row = Record<string, string | number | null>;
+
+function makeRow(rand: () => number, hosts: string[], hostCdf: Float64Array, clientCdf: Float64Array, startedAt: number): Row {
+  const hostIndex = pick(hostCdf, rand());
+  const host = hosts[hostIndex];
+  const client = CLIENTS[pick(clientCdf, rand())];
+  const denyBias = host.endsWith('pastebin.com') ? 0.9 : 0.085;
+  const deny = rand() < denyBias;
+  const wouldDeny = !deny && rand() < 0.02;
+  const connect = rand() < 0.7;
+  const failed = !deny && rand() < 0.005;
+  const status = deny ? 403 : failed ? (rand() < 0.5 ? 502 : 504) : connect ? 200 : [200, 200, 200, 301, 404, 500][Math.floor(rand() * 6)];
+  const rule = deny ? (rand() < 0.7 ? '(default)' : 'deny-paste-sites') : `allow-${host.split('.').slice(-2, -1)[0] ?? 'ip'}`;
+  return {
+    started_at_ms: startedAt,
+    ended_at_ms: startedAt + Math.floor(rand() * 5000),
+    client_ip: client.ip,
+    client_port: 30000 + Math.floor(rand() * 30000),
+    clients: JSON.stringify(client.groups),
+    kind: connect ? 'connect' : 'http',
+    method: connect ? 'CONNECT' : 'GET',
+    scheme: connect ? null : 'http',
+    host,
+    port: connect ? 443 : 80,
+    path: connect ? null : `/v1/items/${Math.floor(rand() * 1000)}`,
+    resolved_ip: deny ? null : `198.18.${hostIndex % 250}.${Math.floor(rand() * 250)}`,
+    decision: deny ? 'deny' : 'allow',
+    would_deny: wouldDeny ? 1 : 0,
+    rule,
+    rule_source: rule.startsWith('(') ? null : 'policies/10-rules.yaml:12',
+    reason: deny ? `no rule matched ${host}` : `matched rule ${rule}`,
+    status,
+    bytes_up: deny ? 0 : Math.floor(rand() * 20000),
+    bytes_down: deny ? 0 : Math.floor(rand() * 2_000_000),
+    error: failed ? (status === 502 ? 'connect_refused' : 'connect_timeout') : null,
+  };
+}
+
+/**
+ * Inserts `count` records spread evenly over [endMs - spanMs, endMs], in transactions of
+ * `batch` through one prepared statement: the migration's trigger fills the side tables for
+ * every row, exactly as it does for the store's inserts.
+ */
+export function generateLog(db: Database.Database, count: number, spanMs: number, endMs: number, batch = 10_000): GeneratedLog {
+  const rand = random(42);
+  const hosts = buildHosts();
+  const hostCdf = cumulative(hosts.length, 1.1);
+  const clientCdf = cumulative(CLIENTS.length, 0.8);
+  const insert = db.prepare(INSERT);
+  const step = spanMs / count;
+  const firstMs = Math.floor(endMs - spanMs);
+  const insertBatch = db.transaction((from: number, to: number) => {
+    for (let i = from; i < to; i += 1) {
+      const late = rand() < 0.01 ? Math.floor(rand() * 15_000) : 0;
+      insert.run(makeRow(rand, hosts, hostCdf, clientCdf, Math.floor(firstMs + i * step) - late));
+    }
+  });
+  for (let from = 0; from < count; from += batch) insertBatch(from, Math.min(count, from + batch));
+  return { records: count, firstMs, lastMs: endMs, hosts, topHost: hosts[0], rareHost: hosts[HOST_COUNT - 7] };
+}

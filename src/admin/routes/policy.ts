@@ -1,0 +1,31 @@
+import type { FastifyInstance } from 'fastify';
+import type Database from 'better-sqlite3';
+import { ruleHits } from '../../audit/rule-hits';
+import { parseTimeParam } from '../../audit/time-window';
+import { FALLBACK_RULES, policyView } from '../policy-view';
+import type { PolicySnapshot } from '../policy-view';
+import { POLICY_QUERY_SCHEMA } from '../query-schema';
+
+export interface PolicyRoutesOptions {
+  db: () => Database.Database;
+  clock: () => Date;
+  /** The policy in force; absent: the route answers 503 (nothing to show yet). */
+  policy?: () => PolicySnapshot;
+}
+
+const DEFAULT_HITS_WINDOW = '7d';
+
+export function registerPolicyRoutes(app: FastifyInstance, opts: PolicyRoutesOptions): void {
+  app.get<{ Querystring: { since?: string } }>(
+    '/api/policy',
+    { schema: { querystring: POLICY_QUERY_SCHEMA } },
+    async (request, reply) => {
+      const now = opts.clock();
+      const sinceMs = parseTimeParam('since', request.query.since ?? DEFAULT_HITS_WINDOW, now);
+      if (opts.policy === undefined) return reply.code(503).send({ error: 'no policy is available to this admin app' });
+      const snapshot = opts.policy();
+      const names = [...snapshot.policy.rules.map((rule) => rule.name), ...FALLBACK_RULES];
+      return policyView(snapshot, ruleHits(opts.db(), names, sinceMs), sinceMs, now.getTime());
+    },
+  );
+}

@@ -1,0 +1,50 @@
+import type { FastifyInstance } from 'fastify';
+import type Database from 'better-sqlite3';
+import { listFirstSeen } from '../../audit/first-seen';
+import type { FirstSeenBy } from '../../audit/first-seen';
+import { computeStats } from '../../audit/stats';
+import type { StatsWindow } from '../../audit/stats';
+import { QueryInputError } from '../../audit/query-errors';
+import { parseTimeWindow } from '../../audit/time-window';
+import { FIRST_SEEN_QUERY_SCHEMA, STATS_QUERY_SCHEMA } from '../query-schema';
+
+export interface StatsRoutesOptions {
+  db: () => Database.Database;
+  clock: () => Date;
+}
+
+interface WindowQuery {
+  since?: string;
+  until?: string;
+}
+
+const DAY_MS = 86_400_000;
+const DEFAULT_TOP = 10;
+const DEFAULT_FIRST_SEEN_LIMIT = 100;
+
+/** The window of an aggregate: the last 24 hours unless said otherwise. */
+function statsWindow(query: WindowQuery, now: Date): StatsWindow {
+  const window = parseTimeWindow(query, now);
+  const untilMs = window.untilMs ?? now.getTime();
+  const sinceMs = window.sinceMs ?? untilMs - DAY_MS;
+  if (sinceMs >= untilMs) throw new QueryInputError('since', 'since must be earlier than until (default: now)');
+  return { sinceMs, untilMs };
+}
+
+export function registerStatsRoutes(app: FastifyInstance, opts: StatsRoutesOptions): void {
+  app.get<{ Querystring: WindowQuery & { top?: number } }>(
+    '/api/stats',
+    { schema: { querystring: STATS_QUERY_SCHEMA } },
+    async (request) => computeStats(opts.db(), statsWindow(request.query, opts.clock()), request.query.top ?? DEFAULT_TOP),
+  );
+
+  /** "The view a team checks every morning": destinations never seen before the window. */
+  app.get<{ Querystring: WindowQuery & { by?: FirstSeenBy; limit?: number } }>(
+    '/api/first-seen',
+    { schema: { querystring: FIRST_SEEN_QUERY_SCHEMA } },
+    async (request) => {
+      const { by = 'host', limit = DEFAULT_FIRST_SEEN_LIMIT } = request.query;
+      return listFirstSeen(opts.db(), statsWindow(request.query, opts.clock()), by, limit);
+    },
+  );
+}

@@ -1,0 +1,99 @@
+import { createHash, randomBytes } from 'node:crypto';
+
+export const SESSION_COOKIE = 'tollgate_session';
+
+/** 32 random bytes in base64url: 43 characters. */
+const SESSION_ID = /^[A-Za-z0-9_-]{43}$/;
+
+export interface SessionStoreOptions {
+  ttlMs: number;
+  /** Past this many live sessions the oldest is dropped: a login loop cannot grow memory. */
+  maxSessions: number;
+  clock: () => Date;
+}
+
+export const SESSION_DEFAULTS = Object.freeze({ ttlMs: 12 * 3_600_000, maxSessions: 1000 });
+
+/**
+ * Admin UI sessions, in memory: a restart logs everyone out, which for a single-process admin
+ * is simpler and safer than persisting bearer-equivalent secrets. Only a hash of each id is
+ * kept, so the lookup time does not depend on how much of a guessed id is right.
+ */
+export class SessionStore {
+  private readonly expiries = new Map<string, number>();
+
+  constructor(private readonly opts: SessionStoreOptions) {}
+
+  /** A new session id; it expires ttlMs from now whatever happens (no sliding renewal). */
+  create(): string {
+    this.sweep();
+    while (this.expiries.size >= this.opts.maxSessions) {
+      const oldest = this.expiries.keys().next();
+      if (oldest.done === true) break;
+      this.expiries.delete(oldest.value);
+    }
+    const id = randomBytes(32).toString('base64url');
+    this.expiries.set(hashId(id), this.now() + this.opts.ttlMs);
+    return id;
+  }
+
+  isValid(id: string): boolean {
+    if (!SESSION_ID.test(id)) return false;
+    const key = hashId(id);
+    const expiresAt = this.expiries.get(key);
+    if (expiresAt === undefined) return false;
+    if (expiresAt <= this.now()) {
+      this.expiries.delete(key);
+      return false;
+    }
+    return true;
+  }
+
+  revoke(id: string): void {
+    this.expiries.delete(hashId(id));
+  }
+
+  get size(): number {
+    return this.expiries.size;
+  }
+
+  get ttlSeconds(): number {
+    return Math.floor(this.opts.ttlMs / 1000);
+  }
+
+  private sweep(): void {
+    const now = this.now();
+    for (const [key, expiresAt] of this.expiries) if (expiresAt <= now) this.expiries.delete(key);
+  }
+
+  private now(): number {
+    return this.opts.clock().getTime();
+  }
+}
+
+function hashId(id: string): string {
+  return createHash('sha256').update(id).digest('base64url');
+}
+
+/** The session id from a Cookie header (RFC 6265 §5.4: `name=value` pairs joined by "; "). */
+export function readSessionCookie(header: string | undefined): string | null {
+  if (header === undefined) return null;
+  for (const pair of header.split(';')) {
+    const eq = pair.indexOf('=');
+    if (eq > 0 && pair.slice(0, eq).trim() === SESSION_COOKIE) return pair.slice(eq + 1).trim();
+  }
+  return null;
+}
+
+/**
+ * HttpOnly: scripts (an XSS through a logged host name) cannot read it. SameSite=Strict: no
+ * other site's page can make the browser send it. Secure only over TLS: the admin speaks plain
+ * HTTP on loopback (or behind a TLS-terminating proxy, which then owns the Secure flag).
+ */
+export function sessionCookie(id: string, maxAgeSeconds: number, secure: boolean): string {
+  return `${SESSION_COOKIE}=${id}; Path=/; Max-Age=${maxAgeSeconds}; HttpOnly; SameSite=Strict${secure ? '; Secure' : ''}`;
+}
+
+export function clearedSessionCookie(secure: boolean): string {
+  return sessionCookie('', 0, secure);
+}

@@ -1,0 +1,132 @@
+import { isIP } from 'node:net';
+import { NAME_PATTERN } from '../policy/client-schema';
+import { compileHostMatcher, hostMatches, parseHostEntry, viewHost } from '../policy/host-match';
+import type { HostEntry, HostMatcher } from '../policy/host-match';
+import { looksLikeIp, parseLiteral, parseRange, rangeContains } from '../policy/ip-range';
+import type { IpRange } from '../policy/ip-range';
+import type { Action } from '../policy/types';
+import { QueryInputError } from './query-errors';
+import { parseTimeWindow } from './time-window';
+import type { TimeWindow } from './time-window';
+
+/** The SPEC §5 filters as the query string gives them: every value a string, all optional. */
+export interface RawRequestFilters {
+  host?: string;
+  client?: string;
+  decision?: string;
+  would_deny?: string;
+  status?: string;
+  since?: string;
+  until?: string;
+  q?: string;
+}
+
+/** A host filter: one policy host entry or several, comma-separated; matched as policies match. */
+export interface HostFilter {
+  text: string;
+  matcher: HostMatcher;
+  /** A single wildcard-free name: looked up directly, no scan of the known hosts. */
+  exactName: string | null;
+}
+
+export type ClientFilter = { kind: 'group'; name: string } | { kind: 'address'; text: string; range: IpRange };
+
+export type StatusFilter = { kind: 'exact'; code: number } | { kind: 'class'; low: number; high: number };
+
+/** Validated filters; absent ones are null. */
+export interface RequestFilters {
+  host: HostFilter | null;
+  client: ClientFilter | null;
+  decision: Action | null;
+  wouldDeny: boolean | null;
+  status: StatusFilter | null;
+  window: TimeWindow;
+  /** Free text, matched case-insensitively (ASCII) as a substring. */
+  q: string | null;
+}
+
+export const MAX_HOST_FILTER_LENGTH = 1000;
+export const MAX_Q_LENGTH = 200;
+
+function parseHost(text: string): HostFilter {
+  if (text.length > MAX_HOST_FILTER_LENGTH) {
+    throw new QueryInputError('host', `host is longer than ${MAX_HOST_FILTER_LENGTH} characters`);
+  }
+  const entries: HostEntry[] = [];
+  for (const raw of text.split(',').map((part) => part.trim())) {
+    const parsed = parseHostEntry(raw);
+    if (!parsed.ok) throw new QueryInputError('host', `host: ${parsed.message}`);
+    entries.push(parsed.entry);
+  }
+  const only = entries.length === 1 ? entries[0] : undefined;
+  const exactName = only?.kind === 'name' && !/[*?]/.test(only.pattern) ? only.pattern : null;
+  return { text, matcher: compileHostMatcher(entries), exactName };
+}
+
+/**
+ * A client group name, or a client address or CIDR range. Group names may hold digits, dots
+ * and colons, so text that reads as an address (policy rules: ends in a number or holds ":")
+ * is taken as one: a group named like an IP address cannot be filtered by name.
+ */
+function parseClient(text: string): ClientFilter {
+  if (looksLikeIp(text)) {
+    const parsed = parseRange(text);
+    if (!parsed.ok) throw new QueryInputError('client', `client: ${parsed.message}`);
+    return { kind: 'address', text, range: parsed.range };
+  }
+  if (!NAME_PATTERN.test(text)) {
+    throw new QueryInputError('client', 'client must be a client group name, an IP address or a CIDR range');
+  }
+  return { kind: 'group', name: text };
+}
+
+function parseStatus(text: string): StatusFilter {
+  if (/^[1-5][0-9]{2}$/.test(text)) return { kind: 'exact', code: Number(text) };
+  const cls = /^([1-5])xx$/i.exec(text);
+  if (cls) {
+    const low = Number(cls[1]) * 100;
+    return { kind: 'class', low, high: low + 99 };
+  }
+  throw new QueryInputError('status', 'status must be a code from 100 to 599 or a class such as 4xx');
+}
+
+function parseDecision(text: string): Action {
+  if (text === 'allow' || text === 'deny') return text;
+  throw new QueryInputError('decision', 'decision must be allow or deny');
+}
+
+function parseBoolean(param: string, text: string): boolean {
+  if (text === 'true') return true;
+  if (text === 'false') return false;
+  throw new QueryInputError(param, `${param} must be true or false`);
+}
+
+function parseQ(text: string): string | null {
+  if (text.length > MAX_Q_LENGTH) throw new QueryInputError('q', `q is longer than ${MAX_Q_LENGTH} characters`);
+  return text === '' ? null : text;
+}
+
+/** Validates every filter; throws QueryInputError naming the first bad one. */
+export function parseRequestFilters(raw: RawRequestFilters, now: Date): RequestFilters {
+  return {
+    host: raw.host === undefined ? null : parseHost(raw.host),
+    client: raw.client === undefined ? null : parseClient(raw.client),
+    decision: raw.decision === undefined ? null : parseDecision(raw.decision),
+    wouldDeny: raw.would_deny === undefined ? null : parseBoolean('would_deny', raw.would_deny),
+    status: raw.status === undefined ? null : parseStatus(raw.status),
+    window: parseTimeWindow({ since: raw.since, until: raw.until }, now),
+    q: raw.q === undefined ? null : parseQ(raw.q),
+  };
+}
+
+/** A recorded host as the policy engine would see it: IP literals by their kind, else a name. */
+export function recordedHostMatches(matcher: HostMatcher, host: string): boolean {
+  const family = isIP(host);
+  return hostMatches(matcher, viewHost(host, family === 4 ? 'ipv4' : family === 6 ? 'ipv6' : 'name'));
+}
+
+/** A recorded client address is in the filter's range (IPv4-mapped IPv6 compared as IPv4). */
+export function recordedAddressMatches(range: IpRange, clientIp: string): boolean {
+  const addr = parseLiteral(clientIp);
+  return addr !== null && rangeContains(range, addr);
+}

@@ -1,0 +1,178 @@
+import type Database from 'better-sqlite3';
+import { recordedAddressMatches, recordedHostMatches } from './filters';
+import type { RequestFilters } from './filters';
+import { DISTINCT_CLIENT_IPS } from './distinct';
+import { MergedIds } from './merge-ids';
+import { statement } from './statement-cache';
+import { idRangeFor } from './time-window';
+
+/**
+ * How a filtered, newest-first id list is read. One filter "drives": its index is walked
+ * backwards from the cursor, so a page stops after n matches instead of sorting every match.
+ * The others are tested on each row the walk meets. The driver is the filter most likely to be
+ * selective, in a fixed order (a destination before a client, before a decision); dense filters
+ * (decision=allow, would_deny=false, status, since, q) never drive, the rowid walk serves them
+ * (bounded by the window's id range). See bench/results/audit.md for what each costs.
+ */
+type Driver =
+  | { kind: 'scan' }
+  | { kind: 'column'; column: 'host' | 'client_ip' | 'decision'; index: string; keys: readonly string[] }
+  | { kind: 'would_deny' }
+  | { kind: 'group'; name: string };
+
+type Params = Record<string, string | number>;
+
+/** A glob matching more known hosts than this is walked by rowid with the host set as a test. */
+const MAX_MERGED_KEYS = 512;
+
+/** Resolved filter values: the recorded hosts and client addresses the patterns match. */
+interface Resolved {
+  filters: RequestFilters;
+  hosts: string[] | null;
+  clientIps: string[] | null;
+}
+
+/**
+ * Every host ever recorded (first_seen_hosts, migration 002) tested with the policy matcher
+ * itself, so `*.x`, `**.x`, `?` and CIDR entries mean here exactly what they mean in a rule.
+ * It costs one pass over the distinct hosts, not over the records.
+ */
+function matchingHosts(db: Database.Database, filters: RequestFilters): string[] | null {
+  const host = filters.host;
+  if (host === null) return null;
+  if (host.exactName !== null) return [host.exactName];
+  const known = statement(db, 'SELECT host FROM first_seen_hosts').pluck().all() as string[];
+  return known.filter((name) => recordedHostMatches(host.matcher, name));
+}
+
+function matchingClientIps(db: Database.Database, filters: RequestFilters): string[] | null {
+  const client = filters.client;
+  if (client === null || client.kind !== 'address') return null;
+  const known = statement(db, DISTINCT_CLIENT_IPS).pluck().all() as string[];
+  return known.filter((ip) => recordedAddressMatches(client.range, ip));
+}
+
+function chooseDriver(resolved: Resolved): Driver {
+  const { filters, hosts, clientIps } = resolved;
+  if (hosts !== null && hosts.length <= MAX_MERGED_KEYS) {
+    return { kind: 'column', column: 'host', index: 'requests_host', keys: hosts };
+  }
+  if (clientIps !== null && clientIps.length <= MAX_MERGED_KEYS) {
+    return { kind: 'column', column: 'client_ip', index: 'requests_client_ip', keys: clientIps };
+  }
+  if (filters.client?.kind === 'group') return { kind: 'group', name: filters.client.name };
+  if (filters.wouldDeny === true) return { kind: 'would_deny' };
+  if (filters.decision === 'deny') return { kind: 'column', column: 'decision', index: 'requests_decision', keys: ['deny'] };
+  return { kind: 'scan' };
+}
+
+/** `%`, `_` and the escape itself are literal in q. */
+function likePattern(text: string): string {
+  return `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+const Q_COLUMNS = ['host', 'path', 'reason', 'rule', 'error', 'client_ip'] as const;
+
+/** The row tests for every filter but the driver's, with their parameters. */
+function rowConditions(resolved: Resolved, driver: Driver): { sql: string[]; params: Params } {
+  const { filters, hosts, clientIps } = resolved;
+  const sql: string[] = [];
+  const params: Params = {};
+  if (hosts !== null && !(driver.kind === 'column' && driver.column === 'host')) {
+    sql.push('r.host IN (SELECT value FROM json_each(@hosts))');
+    params.hosts = JSON.stringify(hosts);
+  }
+  if (clientIps !== null && !(driver.kind === 'column' && driver.column === 'client_ip')) {
+    sql.push('r.client_ip IN (SELECT value FROM json_each(@client_ips))');
+    params.client_ips = JSON.stringify(clientIps);
+  }
+  if (filters.client?.kind === 'group' && driver.kind !== 'group') {
+    sql.push('EXISTS (SELECT 1 FROM request_clients AS g WHERE g.client = @group AND g.request_id = r.id)');
+    params.group = filters.client.name;
+  }
+  if (filters.decision !== null && !(driver.kind === 'column' && driver.column === 'decision')) {
+    sql.push('r.decision = @decision');
+    params.decision = filters.decision;
+  }
+  // A literal, not a parameter: only `would_deny = 1` written out can use the partial index.
+  if (filters.wouldDeny !== null && driver.kind !== 'would_deny') sql.push(`r.would_deny = ${filters.wouldDeny ? 1 : 0}`);
+  if (filters.status !== null) {
+    sql.push('r.status BETWEEN @status_low AND @status_high');
+    params.status_low = filters.status.kind === 'exact' ? filters.status.code : filters.status.low;
+    params.status_high = filters.status.kind === 'exact' ? filters.status.code : filters.status.high;
+  }
+  if (filters.window.sinceMs !== null) {
+    sql.push('r.started_at_ms >= @since');
+    params.since = filters.window.sinceMs;
+  }
+  if (filters.window.untilMs !== null) {
+    sql.push('r.started_at_ms < @until');
+    params.until = filters.window.untilMs;
+  }
+  if (filters.q !== null) {
+    sql.push(`(${Q_COLUMNS.map((c) => `r.${c} LIKE @q ESCAPE '\\'`).join(' OR ')})`);
+    params.q = likePattern(filters.q);
+  }
+  return { sql, params };
+}
+
+function fetchSql(driver: Driver, conditions: string[]): string {
+  const more = conditions.map((c) => ` AND ${c}`).join('');
+  const tail = 'ORDER BY id DESC LIMIT @take';
+  switch (driver.kind) {
+    case 'scan':
+      // NOT INDEXED keeps the walk on the rowid: the planner would otherwise pick
+      // requests_started_at for a since filter and sort every record of the window.
+      return `SELECT r.id AS id FROM requests AS r NOT INDEXED WHERE r.id < @before AND r.id >= @lo${more} ${tail}`;
+    case 'column':
+      return `SELECT r.id AS id FROM requests AS r INDEXED BY ${driver.index}
+        WHERE r.${driver.column} = @key AND r.id < @before AND r.id >= @lo${more} ${tail}`;
+    case 'would_deny':
+      return `SELECT r.id AS id FROM requests AS r INDEXED BY requests_would_deny
+        WHERE r.would_deny = 1 AND r.id < @before AND r.id >= @lo${more} ${tail}`;
+    case 'group': {
+      // CROSS JOIN fixes the order: walk the group's ids, look each record up by rowid.
+      const join = conditions.length > 0 ? ' CROSS JOIN requests AS r ON r.id = rc.request_id' : '';
+      return `SELECT rc.request_id AS id FROM request_clients AS rc${join}
+        WHERE rc.client = @key AND rc.request_id < @before AND rc.request_id >= @lo${more} ${tail}`;
+    }
+  }
+}
+
+/** The scan and would_deny walks have one range and no key; '' stands for it. */
+function driverKeys(driver: Driver): readonly string[] {
+  if (driver.kind === 'column') return driver.keys;
+  if (driver.kind === 'group') return [driver.name];
+  return [''];
+}
+
+/**
+ * The filtered ids below `before`, newest first, read lazily in chunks of `chunk` per key.
+ * Null when nothing can match (no record in the window, a glob that matches no known host).
+ */
+export function openIdStream(
+  db: Database.Database,
+  filters: RequestFilters,
+  before: number,
+  chunk: number,
+): MergedIds<string> | null {
+  const range = idRangeFor(db, filters.window);
+  if (range === null) return null;
+  const resolved: Resolved = {
+    filters,
+    hosts: matchingHosts(db, filters),
+    clientIps: matchingClientIps(db, filters),
+  };
+  if (resolved.hosts?.length === 0 || resolved.clientIps?.length === 0) return null;
+  const driver = chooseDriver(resolved);
+  const conditions = rowConditions(resolved, driver);
+  const fetch = statement(db, fetchSql(driver, conditions.sql)).pluck();
+  const base = { ...conditions.params, lo: range.lo };
+  const start = Math.min(before, range.hi + 1);
+  return new MergedIds(
+    driverKeys(driver),
+    (key, below, take) => fetch.all({ ...base, key, before: below, take }) as number[],
+    chunk,
+    start,
+  );
+}

@@ -1,0 +1,124 @@
+// One audit record: every SPEC §4 field, the deciding rule's FILE:LINE, and pivots.
+import { el, replaceChildren } from './dom.js';
+import { apiGet } from './api.js';
+import { formatBytes, formatCount, formatDuration, timeNode, valueText, destination } from './format.js';
+import { stateHref } from './state.js';
+import { decisionBadges } from './requests-table.js';
+
+/** SPEC §4 fields in order, with what each means to someone reading an incident. */
+export const RECORD_FIELDS = [
+  ['id', 'record id, also sent to the client as X-Tollgate-Request-Id'],
+  ['started_at', 'when the request arrived (UTC)'],
+  ['ended_at', 'when the connection ended; null while open'],
+  ['duration_ms', 'milliseconds from start to end'],
+  ['client_ip', 'source address of the client'],
+  ['client_port', 'source port of the client'],
+  ['clients', 'client groups the request belonged to'],
+  ['user', 'proxy username'],
+  ['kind', 'connect (tunnel) or http (absolute URI)'],
+  ['method', 'HTTP method'],
+  ['scheme', 'URI scheme'],
+  ['host', 'destination host as checked'],
+  ['port', 'destination port'],
+  ['path', 'plain HTTP path, without query string'],
+  ['resolved_ip', 'address connected to, after the guard'],
+  ['decision', 'allow or deny'],
+  ['would_deny', 'let through in report mode, but a denial under enforcement'],
+  ['rule', 'rule that decided'],
+  ['rule_source', 'FILE:LINE of that rule'],
+  ['reason', 'why'],
+  ['status', 'status answered to the client'],
+  ['bytes_up', 'bytes client → destination'],
+  ['bytes_down', 'bytes destination → client'],
+  ['error', 'error, if the request failed'],
+  ['policy_version', 'policy in force when decided'],
+];
+
+const POLL_OPEN_MS = 2000;
+
+function fieldValue(name, value) {
+  if ((name === 'started_at' || name === 'ended_at') && typeof value === 'string') return timeNode(value);
+  if ((name === 'bytes_up' || name === 'bytes_down') && typeof value === 'number') {
+    return el('span', {}, `${formatCount(value)} bytes`, value >= 1024 ? el('span', { class: 'muted' }, ` (${formatBytes(value)})`) : null);
+  }
+  if (name === 'duration_ms' && typeof value === 'number') {
+    return el('span', {}, formatCount(value), value >= 1000 ? el('span', { class: 'muted' }, ` (${formatDuration(value)})`) : null);
+  }
+  if (name === 'ended_at' && value === null) return el('span', { class: 'badge badge-open' }, 'OPEN — still connected');
+  const { text, isNull } = valueText(value);
+  return el('code', { class: isNull ? 'null' : null }, text);
+}
+
+function fieldTable(record) {
+  const body = el('tbody');
+  for (const [name, description] of RECORD_FIELDS) {
+    body.appendChild(el('tr', { 'data-field': name },
+      el('th', { scope: 'row' }, el('code', {}, name), el('div', { class: 'sub' }, description)),
+      el('td', {}, fieldValue(name, record[name]))));
+  }
+  return el('table', { class: 'fields' }, el('caption', {}, 'Every field of the audit record'), body);
+}
+
+function pivots(record) {
+  const list = el('ul', { class: 'pivots' });
+  const add = (label, filters, description) =>
+    list.appendChild(el('li', {}, el('a', { href: stateHref({ filters }), 'data-route': '', class: 'button' }, label), ' ', el('span', { class: 'hint' }, description)));
+  if (record.host !== null) add('All requests to this host', { host: record.host }, `host = ${record.host}`);
+  add('Everything from this client', { client: record.client_ip }, `client = ${record.client_ip}`);
+  if (record.host !== null) add('This client to this host', { client: record.client_ip, host: record.host }, 'both');
+  if (record.rule) add('Other requests naming this rule', { q: record.rule }, `search "${record.rule}"`);
+  return list;
+}
+
+function ruleSource(record) {
+  if (!record.rule_source) return el('p', { class: 'muted' }, 'No rule source: decided before any rule was consulted.');
+  return el('p', { class: 'rule-source' }, 'Decided by ', el('code', {}, record.rule ?? '(none)'), ' at ',
+    el('code', { class: 'file-line' }, record.rule_source), ' ',
+    record.rule && !record.rule.startsWith('(')
+      ? el('a', { href: stateHref({ view: 'policy', rule: record.rule }), 'data-route': '' }, 'show in policy')
+      : null);
+}
+
+function summary(record) {
+  const target = record.kind === 'connect' ? `CONNECT ${destination(record)}` :
+    `${record.method ?? ''} ${record.scheme ?? 'http'}://${destination(record)}${record.path ?? ''}`;
+  return el('p', { class: 'summary' }, el('code', {}, target), ' → ',
+    record.status === null ? 'no status yet' : `status ${record.status}`, ' · ', record.reason);
+}
+
+function recordNode(record, backFilters) {
+  return el('article', { 'aria-labelledby': 'detail-title', class: 'detail' },
+    el('p', {}, el('a', { href: stateHref({ filters: backFilters }), 'data-route': '' }, '← Back to the list')),
+    el('h1', { id: 'detail-title' }, `Request #${record.id} `, decisionBadges(record)),
+    summary(record),
+    ruleSource(record),
+    el('h2', {}, 'Pivot'),
+    pivots(record),
+    fieldTable(record),
+    el('p', {}, el('a', { href: `/api/requests/${encodeURIComponent(record.id)}` }, 'Raw JSON')));
+}
+
+export function detailView(state) {
+  const container = el('div', {}, el('p', { class: 'muted' }, `Loading request #${state.id}…`));
+  let timer = null;
+  let disposed = false;
+  const controller = new AbortController();
+  let shown = '';
+  const load = async () => {
+    try {
+      const record = await apiGet(`requests/${encodeURIComponent(state.id)}`, undefined, { signal: controller.signal });
+      if (disposed) return;
+      const snapshot = JSON.stringify(record);
+      if (snapshot !== shown) replaceChildren(container, recordNode(record, state.filters));
+      shown = snapshot;
+      // An open tunnel is completed later (bytes, status, end): follow it until it ends.
+      if (record.ended_at === null) timer = setTimeout(load, POLL_OPEN_MS);
+    } catch (err) {
+      if (disposed || err.name === 'AbortError') return;
+      replaceChildren(container, el('div', { class: 'alert', role: 'alert' }, el('strong', {}, 'Could not load the request: '), err.message),
+        el('p', {}, el('a', { href: stateHref({ filters: state.filters }), 'data-route': '' }, '← Back to the list')));
+    }
+  };
+  load();
+  return { node: container, dispose: () => { disposed = true; clearTimeout(timer); controller.abort(); } };
+}

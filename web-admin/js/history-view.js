@@ -1,0 +1,241 @@
+// The history view: filters, the live table of requests, load more, export.
+import { el, replaceChildren } from './dom.js';
+import { apiGet, exportHref } from './api.js';
+import { formatCount } from './format.js';
+import { filterParams } from './state.js';
+import { filterForm, activeFilterChips } from './filters-view.js';
+import { headerRow, requestRow, sortRows, nextSort, parseSort } from './requests-table.js';
+
+const PAGE_SIZE = 100;
+export const LIVE_INTERVAL_MS = 2000;
+/** Pages followed on a live tick before giving up and reloading from the top. */
+const MAX_CATCH_UP_PAGES = 5;
+
+function exportLinks(filters) {
+  const params = filterParams(filters);
+  return el('div', { class: 'export', role: 'group', 'aria-label': 'Export the filtered set' },
+    el('span', { class: 'hint' }, 'Export all matching rows:'),
+    el('a', { class: 'button', href: exportHref('csv', params), download: '', 'data-export': 'csv' }, 'CSV'),
+    el('a', { class: 'button', href: exportHref('ndjson', params), download: '', 'data-export': 'ndjson' }, 'NDJSON'));
+}
+
+class HistoryTable {
+  constructor(state) {
+    this.state = state;
+    this.sort = parseSort(state.sort) ? state.sort : null;
+    this.rows = new Map();
+    this.nextCursor = null;
+    this.live = sessionStorage.getItem('tollgate.live') !== 'off';
+    this.timer = null;
+    this.polling = false;
+    this.disposed = false;
+    this.controller = new AbortController();
+    this.build();
+  }
+
+  build() {
+    this.thead = el('thead');
+    this.tbody = el('tbody');
+    this.table = el('table', { class: 'requests', 'aria-describedby': 'table-summary' },
+      el('caption', { class: 'visually-hidden' }, 'Recorded requests'), this.thead, this.tbody);
+    this.summary = el('p', { id: 'table-summary', class: 'muted' });
+    this.empty = el('p', { class: 'empty', hidden: true }, 'No requests match these filters.');
+    this.error = el('div', { class: 'alert', role: 'alert', hidden: true });
+    this.announcer = el('p', { class: 'visually-hidden', 'aria-live': 'polite' });
+    this.liveButton = el('button', { type: 'button', class: 'live-toggle', 'aria-pressed': String(this.live) });
+    this.liveButton.addEventListener('click', () => this.setLive(!this.live));
+    this.liveStatus = el('span', { class: 'live-status muted', 'aria-live': 'off' });
+    this.moreButton = el('button', { type: 'button', class: 'load-more', hidden: true }, 'Load more (older)');
+    this.moreButton.addEventListener('click', () => this.loadMore());
+    this.end = el('p', { class: 'muted end', hidden: true }, 'End of the matching requests.');
+    this.renderLiveButton();
+  }
+
+  node() {
+    return el('section', { 'aria-labelledby': 'history-title' },
+      el('h1', { id: 'history-title' }, 'Request history'),
+      filterForm(this.state, { keys: 'all' }),
+      el('div', { class: 'toolbar' }, activeFilterChips(this.state), exportLinks(this.state.filters)),
+      el('div', { class: 'toolbar' }, el('div', { class: 'live' }, this.liveButton, this.liveStatus), this.summary),
+      this.error, this.announcer,
+      el('div', { class: 'table-wrap' }, this.table),
+      this.empty, this.moreButton, this.end);
+  }
+
+  params(extra = {}) {
+    const params = filterParams(this.state.filters);
+    params.set('limit', String(PAGE_SIZE));
+    for (const [key, value] of Object.entries(extra)) params.set(key, value);
+    return params;
+  }
+
+  async fetchPage(extra) {
+    return apiGet('requests', this.params(extra), { signal: this.controller.signal });
+  }
+
+  showError(err) {
+    if (this.disposed || err.name === 'AbortError') return;
+    replaceChildren(this.error, el('strong', {}, 'Could not load requests: '), err.message);
+    this.error.hidden = false;
+  }
+
+  async start() {
+    try {
+      const page = await this.fetchPage();
+      this.error.hidden = true;
+      this.rows.clear();
+      for (const record of page.items) this.rows.set(record.id, record);
+      this.nextCursor = page.next_cursor;
+      this.render();
+    } catch (err) {
+      this.showError(err);
+    }
+    this.schedule();
+  }
+
+  async loadMore() {
+    if (this.nextCursor === null) return;
+    this.moreButton.disabled = true;
+    try {
+      const page = await this.fetchPage({ cursor: this.nextCursor });
+      for (const record of page.items) this.rows.set(record.id, record);
+      this.nextCursor = page.next_cursor;
+      this.render();
+    } catch (err) {
+      this.showError(err);
+    } finally {
+      this.moreButton.disabled = false;
+    }
+  }
+
+  newestId() {
+    let newest = 0;
+    for (const id of this.rows.keys()) newest = Math.max(newest, id);
+    return newest;
+  }
+
+  /**
+   * One live tick: re-read the first page with the same filters, add records newer than the
+   * newest shown and refresh rows it contains (open tunnels that have since ended). When more
+   * arrived than a few pages hold, start over from the top rather than leave a silent gap.
+   */
+  async poll() {
+    const newest = this.newestId();
+    let page = await this.fetchPage();
+    const fresh = [];
+    let pages = 1;
+    for (;;) {
+      for (const record of page.items) {
+        if (record.id > newest) fresh.push(record);
+        else if (this.rows.has(record.id)) this.rows.set(record.id, record);
+      }
+      const reachedKnown = page.items.some((r) => r.id <= newest);
+      if (reachedKnown || page.next_cursor === null || newest === 0) break;
+      if (pages >= MAX_CATCH_UP_PAGES) return this.restartFromTop(page);
+      page = await this.fetchPage({ cursor: page.next_cursor });
+      pages += 1;
+    }
+    for (const record of fresh) this.rows.set(record.id, record);
+    if (newest === 0 && fresh.length > 0) this.nextCursor = page.next_cursor;
+    this.render(new Set(fresh.map((r) => r.id)));
+    if (fresh.length > 0) this.announcer.textContent = `${formatCount(fresh.length)} new ${fresh.length === 1 ? 'request' : 'requests'}`;
+  }
+
+  async restartFromTop() {
+    await this.start();
+    this.announcer.textContent = 'Many new requests arrived: the list restarted from the newest.';
+  }
+
+  schedule() {
+    if (this.disposed) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.tick(), LIVE_INTERVAL_MS);
+  }
+
+  async tick() {
+    if (this.disposed) return;
+    // A hidden tab skips its polls (and catches up when shown): no load for a forgotten tab.
+    if (this.live && !this.polling && !document.hidden) {
+      this.polling = true;
+      try {
+        await this.poll();
+        this.error.hidden = true;
+        this.liveStatus.textContent = `checked ${new Date().toISOString().slice(11, 19)}Z`;
+      } catch (err) {
+        this.showError(err);
+      } finally {
+        this.polling = false;
+      }
+    }
+    this.schedule();
+  }
+
+  setLive(on) {
+    this.live = on;
+    sessionStorage.setItem('tollgate.live', on ? 'on' : 'off');
+    this.renderLiveButton();
+    if (on) this.tick();
+  }
+
+  renderLiveButton() {
+    this.liveButton.setAttribute('aria-pressed', String(this.live));
+    this.liveButton.textContent = this.live ? '❚❚ Pause live updates' : '▶ Resume live updates';
+    this.liveStatus.textContent = this.live ? `live: checks every ${LIVE_INTERVAL_MS / 1000} s` : 'paused: new requests are not fetched';
+  }
+
+  setSort(key) {
+    this.sort = nextSort(this.sort, key);
+    const url = new URL(window.location.href);
+    if (this.sort === null) url.searchParams.delete('sort');
+    else url.searchParams.set('sort', this.sort);
+    // Sorting is a view of the rows already loaded: no new history entry, no refetch.
+    window.history.replaceState(null, '', `${url.pathname}${url.search}`);
+    this.render();
+    const button = this.thead.querySelector(`button[data-sort="${key}"]`);
+    if (button) button.focus();
+  }
+
+  render(freshIds = new Set()) {
+    if (this.disposed) return;
+    const filters = this.state.filters;
+    replaceChildren(this.thead, headerRow(this.sort, (key) => this.setSort(key)));
+    const rows = sortRows([...this.rows.values()], this.sort);
+    replaceChildren(this.tbody, rows.map((record) => {
+      const row = requestRow(record, filters);
+      if (freshIds.has(record.id)) row.classList.add('row-new');
+      return row;
+    }));
+    this.empty.hidden = rows.length > 0;
+    this.moreButton.hidden = this.nextCursor === null;
+    this.end.hidden = this.nextCursor !== null || rows.length === 0;
+    const parsed = parseSort(this.sort);
+    const order = parsed === null
+      ? 'newest first (server order)'
+      : `sorted by ${parsed.column.label} ${parsed.descending ? 'descending' : 'ascending'} — sorting reorders only the loaded rows`;
+    this.summary.textContent = `${formatCount(rows.length)} ${rows.length === 1 ? 'row' : 'rows'} loaded, ${order}. Click a row or its ID for every field.`;
+  }
+
+  dispose() {
+    this.disposed = true;
+    clearTimeout(this.timer);
+    this.controller.abort();
+  }
+}
+
+/** Click anywhere on a row (except a link, or while selecting text) to open its detail. */
+function openRowOnClick(table) {
+  table.addEventListener('click', (event) => {
+    if (!(event.target instanceof Element) || event.target.closest('a, button')) return;
+    if (String(window.getSelection()) !== '') return;
+    const link = event.target.closest('tr')?.querySelector('a[data-route]');
+    if (link) link.click();
+  });
+}
+
+export function historyView(state) {
+  const view = new HistoryTable(state);
+  const node = view.node();
+  openRowOnClick(view.table);
+  view.start();
+  return { node, dispose: () => view.dispose() };
+}

@@ -1,0 +1,78 @@
+// The URL is the state: every filter and view lives in the query string, so any view can be
+// shared as a link, reloaded, and walked with back/forward.
+
+/** API filters of /api/requests (SPEC §5), in the order they appear in URLs. */
+export const FILTER_KEYS = ['decision', 'would_deny', 'status', 'client', 'host', 'since', 'until', 'q'];
+
+export const VIEWS = ['history', 'overview', 'policy'];
+
+export function readState(search = window.location.search) {
+  const params = new URLSearchParams(search);
+  const filters = {};
+  for (const key of FILTER_KEYS) {
+    const value = params.get(key);
+    if (value !== null && value.trim() !== '') filters[key] = value.trim();
+  }
+  const view = VIEWS.includes(params.get('view')) ? params.get('view') : 'history';
+  const idText = params.get('id');
+  const id = idText !== null && /^[1-9][0-9]{0,15}$/.test(idText) ? idText : null;
+  return {
+    view: id !== null ? 'detail' : view,
+    id,
+    filters,
+    by: params.get('by') === 'client_host' ? 'client_host' : 'host',
+    rule: params.get('rule'),
+    sort: params.get('sort'),
+  };
+}
+
+/** URLSearchParams of the API filters only (for /api/requests and the export). */
+export function filterParams(filters) {
+  const params = new URLSearchParams();
+  for (const key of FILTER_KEYS) {
+    if (filters[key] !== undefined && filters[key] !== '') params.set(key, filters[key]);
+  }
+  return params;
+}
+
+/** A same-origin `?…` link for a UI state; only URLSearchParams ever builds it. */
+export function stateHref({ view = 'history', id = null, filters = {}, by, rule, sort } = {}) {
+  const params = filterParams(filters);
+  if (id !== null && id !== undefined) params.set('id', String(id));
+  else if (view !== 'history') params.set('view', view);
+  if (by && by !== 'host') params.set('by', by);
+  if (rule) params.set('rule', rule);
+  if (sort) params.set('sort', sort);
+  const text = params.toString();
+  return text === '' ? '?' : `?${text}`;
+}
+
+let onNavigate = () => {};
+
+/** Registers the renderer called after every navigation and on back/forward. */
+export function startRouter(render) {
+  onNavigate = render;
+  window.addEventListener('popstate', () => onNavigate(readState()));
+  // Same-origin links built by stateHref navigate without a reload; modified clicks (new tab)
+  // and every other link keep the browser's behaviour.
+  document.addEventListener('click', (event) => {
+    if (event.defaultPrevented || event.button !== 0) return;
+    if (event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+    const link = event.target instanceof Element ? event.target.closest('a[data-route]') : null;
+    if (link === null) return;
+    event.preventDefault();
+    navigate(link.getAttribute('href'));
+  });
+  onNavigate(readState());
+}
+
+export function navigate(href, { replace = false } = {}) {
+  const url = new URL(href, window.location.href);
+  // `?` alone (no filters) becomes the bare path, so the address bar stays clean.
+  const target = `${url.pathname}${url.search === '?' ? '' : url.search}`;
+  const here = `${window.location.pathname}${window.location.search}`;
+  // Re-submitting the same filters refreshes the view without a duplicate history entry.
+  if (replace || target === here) window.history.replaceState(null, '', target);
+  else window.history.pushState(null, '', target);
+  onNavigate(readState());
+}
