@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { runPolicyCheck, runPolicyTest } from './commands/policy';
+import { runPolicyCheck, runPolicyReplay, runPolicyTest, runPolicyUnused } from './commands/policy';
 import { runServe } from './commands/serve';
 
 const USAGE = `tollgate - an egress proxy with policies as code and an audit trail
@@ -8,6 +8,11 @@ usage:
   tollgate serve [options]                 run the proxy and the admin UI
   tollgate policy check [--policies DIR]   validate policy files
   tollgate policy test [options] TARGET    explain the decision for one request
+  tollgate policy replay --db FILE --policies DIR [options]
+                                           replay recorded traffic against proposed policies
+                                           and report what would change (text, markdown, json)
+  tollgate policy unused --db FILE [options]
+                                           rules with no recorded hits, and expiring rules
 
 Run "tollgate <command> --help" for a command's options.
 `;
@@ -18,6 +23,8 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'serve') return runServe(argv.slice(1));
   if (command === 'policy' && sub === 'check') return runPolicyCheck(rest);
   if (command === 'policy' && sub === 'test') return runPolicyTest(rest);
+  if (command === 'policy' && sub === 'replay') return runPolicyReplay(rest);
+  if (command === 'policy' && sub === 'unused') return runPolicyUnused(rest);
   const asked = command === undefined || command === '--help' || command === '-h' || command === 'help';
   (asked ? process.stdout : process.stderr).write(USAGE);
   return asked ? 0 : 2;

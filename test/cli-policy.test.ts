@@ -58,7 +58,7 @@ describe('tollgate policy check', () => {
     const run = tollgate('policy', 'check', '--policies', 'policies');
     expect(run.status).toBe(0);
     expect(run.stderr).toBe('');
-    expect(run.stdout).toMatch(/^ok: \d+ files, \d+ rules, default deny, mode enforce \(sha256:[0-9a-f]{12}\)$/m);
+    expect(run.stdout).toMatch(/^ok: \d+ files, \d+ rules, default deny, mode enforce \((git:[0-9a-f]{12}(-dirty)?|sha256:[0-9a-f]{12})\)$/m);
   });
 
   test.each([

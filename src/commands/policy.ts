@@ -5,6 +5,15 @@ import { checkPolicies } from '../policy/check';
 import { explainDecision } from '../policy/explain';
 import type { Explanation } from '../policy/explain';
 import { formatProblem, loadPolicy } from '../policy/load';
+import { formatMarkdown } from '../policy/replay/format-markdown';
+import { formatText } from '../policy/replay/format-text';
+import { openAuditReadOnly } from '../policy/replay/recorded-traffic';
+import { replayTraffic } from '../policy/replay/replay';
+import type { ReplayInput } from '../policy/replay/replay';
+import { formatUnusedText, unusedRules } from '../policy/replay/unused';
+import { ReplayInputError } from '../policy/replay/input-error';
+import { parseWindow } from '../policy/replay/window';
+import type { TimeWindow } from '../policy/replay/window';
 import { GUARD_RULE } from '../proxy/exchange';
 import { ProxyError } from '../proxy/errors';
 import { formatAuthority, parseAbsoluteTarget, parseConnectTarget } from '../proxy/target';
@@ -28,6 +37,34 @@ guard applies to IP-literal targets).
   --method    HTTP method for a plain HTTP target (default GET)
   --json      one JSON object: decision, would_deny, rule, rule_source, reason, ...
 Exit 0 allow (also a report-mode would_deny), 1 deny, 2 bad input.
+`;
+
+const REPLAY_HELP = `usage: tollgate policy replay --db FILE --policies DIR [--since 7d] [--format text|markdown|json]
+                             [--fail-on-new-denials] [--limit N]
+
+Re-decide the requests recorded in the audit database over the window under the policies in DIR
+(the proposed change) and report what would change: destinations newly denied and newly allowed
+(requests, client groups and addresses, last seen), rules whose hit counts change, and rules
+that would match no recorded request. The database is opened read-only.
+  --db        audit database: the live file or a snapshot (sqlite3 audit.db "VACUUM INTO 'snap.db'")
+  --policies  the proposed policies folder
+  --since     how far back: 30m, 12h, 7d, 2w, or a UTC date such as 2026-01-01 (default 7d)
+  --format    text (default), markdown (a pull-request comment) or json (everything)
+  --limit     rows per table for text and markdown (default 50)
+  --fail-on-new-denials  exit 1 when any destination would be newly denied (for CI)
+No DNS is done: the destination guard is re-checked for IP-literal targets only.
+Exit 0 done, 1 new denials (with --fail-on-new-denials), 2 bad input.
+`;
+
+const UNUSED_HELP = `usage: tollgate policy unused --db FILE [--policies DIR] [--since 30d] [--format text|json]
+
+List the rules of the policies in DIR that decided no request recorded in the window (a hit is a
+record whose rule is the rule's name), and rules past or within 14 days of their expires date.
+  --db        audit database (opened read-only)
+  --policies  default ./policies or $TOLLGATE_POLICIES
+  --since     how far back: 30m, 12h, 7d, 2w, or a UTC date (default 30d)
+  --format    text (default) or json
+Exit 0 done, 2 bad input.
 `;
 
 /** `tollgate policy check` */
@@ -153,4 +190,109 @@ function formatOutcome(outcome: TestOutcome, target: Target, method: string): st
   lines.push(`decision: ${verdict}`, `rule: ${outcome.rule}${outcome.rule_source ? ` (${outcome.rule_source})` : ''}`, `reason: ${outcome.reason}`);
   if (outcome.clients.length > 0) lines.push(`clients: ${outcome.clients.join(', ')}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** --db, --policies and --since, checked and opened; problems are bad input (exit 2). */
+function openRecordedInputs(values: Values, policiesDir: string, since: string, command: string): ReplayInput | number {
+  const fail = (message: string): number => {
+    process.stderr.write(`tollgate policy ${command}: ${message}\n`);
+    return 2;
+  };
+  if (typeof values.db !== 'string') return fail('--db FILE is required');
+  const now = new Date();
+  let window: TimeWindow;
+  try {
+    window = parseWindow(since, now);
+  } catch (err) {
+    return fail((err as Error).message);
+  }
+  const loaded = loadPolicy(policiesDir);
+  if (!loaded.ok) return fail(`invalid policies in ${policiesDir}:\n${loaded.problems.map(formatProblem).join('\n')}`);
+  try {
+    return { policy: loaded.policy, policiesDir, db: openAuditReadOnly(values.db), dbFile: values.db, window, now };
+  } catch (err) {
+    if (err instanceof ReplayInputError) return fail(err.message);
+    throw err;
+  }
+}
+
+function oneOf(value: string | boolean | undefined, allowed: readonly string[], fallback: string): string | null {
+  const text = typeof value === 'string' ? value : fallback;
+  return allowed.includes(text) ? text : null;
+}
+
+function replayArgsProblem(values: Values, positionals: string[]): string | null {
+  if (positionals.length > 0) return `unexpected argument "${positionals[0]}"`;
+  if (typeof values.policies !== 'string') return '--policies DIR is required (the proposed policies)';
+  if (oneOf(values.format, ['text', 'markdown', 'json'], 'text') === null) return '--format must be text, markdown or json';
+  const limit = Number(typeof values.limit === 'string' ? values.limit : '50');
+  if (!Number.isSafeInteger(limit) || limit < 1) return '--limit must be a whole number of rows, at least 1';
+  return null;
+}
+
+/**
+ * Runs a read of the audit database. A failure there (a corrupt or truncated snapshot) is bad
+ * input, exit 2: exit 1 is reserved for what --fail-on-new-denials reports.
+ */
+function readRecorded<T>(inputs: ReplayInput, command: string, read: (inputs: ReplayInput) => T): T | number {
+  try {
+    return read(inputs);
+  } catch (err) {
+    process.stderr.write(`tollgate policy ${command}: cannot read ${inputs.dbFile}: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 2;
+  } finally {
+    inputs.db.close();
+  }
+}
+
+/** `tollgate policy replay` */
+export function runPolicyReplay(args: string[]): number {
+  const parsed = parseOrUsage(
+    args,
+    {
+      db: { type: 'string' }, policies: { type: 'string' }, since: { type: 'string' }, format: { type: 'string' },
+      limit: { type: 'string' }, 'fail-on-new-denials': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+    },
+    REPLAY_HELP,
+  );
+  if (typeof parsed === 'number') return parsed;
+  const { values, positionals } = parsed;
+  const problem = replayArgsProblem(values, positionals);
+  if (problem !== null || typeof values.policies !== 'string') {
+    process.stderr.write(`tollgate policy replay: ${problem ?? ''}\n\n${REPLAY_HELP}`);
+    return 2;
+  }
+  const inputs = openRecordedInputs(values, values.policies, typeof values.since === 'string' ? values.since : '7d', 'replay');
+  if (typeof inputs === 'number') return inputs;
+  const report = readRecorded(inputs, 'replay', replayTraffic);
+  if (typeof report === 'number') return report;
+  const limit = Number(typeof values.limit === 'string' ? values.limit : '50');
+  const format = oneOf(values.format, ['text', 'markdown', 'json'], 'text');
+  const output = format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : format === 'markdown' ? formatMarkdown(report, limit) : formatText(report, limit);
+  process.stdout.write(output);
+  return values['fail-on-new-denials'] && report.summary.newly_denied.destinations > 0 ? 1 : 0;
+}
+
+/** `tollgate policy unused` */
+export function runPolicyUnused(args: string[]): number {
+  const parsed = parseOrUsage(
+    args,
+    { db: { type: 'string' }, policies: { type: 'string' }, since: { type: 'string' }, format: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    UNUSED_HELP,
+  );
+  if (typeof parsed === 'number') return parsed;
+  const { values, positionals } = parsed;
+  const format = oneOf(values.format, ['text', 'json'], 'text');
+  if (positionals.length > 0 || format === null) {
+    const problem = format === null ? '--format must be text or json' : `unexpected argument "${positionals[0]}"`;
+    process.stderr.write(`tollgate policy unused: ${problem}\n\n${UNUSED_HELP}`);
+    return 2;
+  }
+  const dir = typeof values.policies === 'string' ? values.policies : DEFAULT_POLICIES;
+  const inputs = openRecordedInputs(values, dir, typeof values.since === 'string' ? values.since : '30d', 'unused');
+  if (typeof inputs === 'number') return inputs;
+  const report = readRecorded(inputs, 'unused', unusedRules);
+  if (typeof report === 'number') return report;
+  process.stdout.write(format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : formatUnusedText(report));
+  return 0;
 }

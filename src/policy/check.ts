@@ -1,6 +1,9 @@
 import type { Policy } from './compiled';
+import { describeExpiry, expiringRules } from './expiry';
 import { formatProblem, loadPolicy } from './load';
 import type { Problem } from './problems';
+
+export { EXPIRY_WARNING_DAYS } from './expiry';
 
 /** `tollgate policy check`: problems fail the check; warnings are printed and do not. */
 export interface CheckResult {
@@ -8,31 +11,12 @@ export interface CheckResult {
   lines: string[];
 }
 
-/** Rules expiring this soon are worth a warning: someone should renew or delete them. */
-export const EXPIRY_WARNING_DAYS = 14;
-const DAY_MS = 24 * 60 * 60 * 1000;
-
-function warningLine(source: string, message: string): string {
-  return `${source}: warning: ${message}`;
-}
-
 function formatWarning(p: Problem): string {
   return formatProblem({ ...p, message: `warning: ${p.message}` });
 }
 
 function expiryWarnings(policy: Policy, now: Date): string[] {
-  const lines: string[] = [];
-  for (const rule of policy.rules) {
-    if (rule.expiresAt === null) continue;
-    const daysLeft = Math.ceil((rule.expiresAt - now.getTime()) / DAY_MS);
-    if (daysLeft <= 0) {
-      lines.push(warningLine(rule.source, `rule "${rule.name}" expired on ${rule.expires ?? '?'} and no longer matches`));
-    } else if (daysLeft <= EXPIRY_WARNING_DAYS) {
-      const when = daysLeft === 1 ? 'at the end of today (UTC)' : `in ${daysLeft} days`;
-      lines.push(warningLine(rule.source, `rule "${rule.name}" expires on ${rule.expires ?? '?'} (${when})`));
-    }
-  }
-  return lines;
+  return expiringRules(policy, now).map((e) => `${e.source}: warning: rule "${e.rule}" ${describeExpiry(e)}`);
 }
 
 function summary(policy: Policy): string {

@@ -3,6 +3,7 @@ import { compileHostMatcher, type HostMatcher } from './host-match';
 import type { IpRange } from './ip-range';
 import { compilePathPatterns } from './path-match';
 import { sourceOf } from './problems';
+import type { PolicyProvenance } from './provenance';
 import type { PolicyFileSpec, PortSpec, RangeSpec, RuleSpec } from './schema';
 import type { Action, Mode, NetworkPolicy, RangeEntry } from './types';
 
@@ -44,8 +45,13 @@ export interface PolicySettings {
 
 /** A loaded policy: every file of the folder, validated and compiled, all or nothing. */
 export interface Policy {
-  /** 'sha256:' + the first 12 hex digits of the hash of the file names and contents. */
+  /**
+   * Recorded as policy_version: 'git:' + 12 hex digits of the HEAD commit (+ '-dirty' when the
+   * policy files differ from it) inside a git work tree, else the content hash (provenance.ts).
+   */
   version: string;
+  /** 'sha256:' + the first 12 hex digits of the hash of the file names and contents. */
+  contentHash: string;
   /** File names in load order. */
   files: readonly string[];
   settings: PolicySettings;
@@ -87,9 +93,10 @@ function rangeEntries(file: string, ranges: readonly RangeSpec[]): RangeEntry[] 
 }
 
 /** Files must already be valid, one by one and together (checkPolicySet). */
-export function compilePolicy(files: readonly PolicyFileSpec[], version: string): Policy {
+export function compilePolicy(files: readonly PolicyFileSpec[], provenance: PolicyProvenance): Policy {
   return {
-    version,
+    version: provenance.version,
+    contentHash: provenance.contentHash,
     files: files.map((f) => f.file),
     settings: compileSettings(files),
     network: {

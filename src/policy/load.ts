@@ -1,22 +1,15 @@
-import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { compilePolicy, type Policy } from './compiled';
 import { checkPolicySet, policySetWarnings } from './policy-set-checks';
 import type { Problem } from './problems';
+import { isPolicyFileName, policyProvenance, type PolicySource } from './provenance';
 import { parsePolicyFile, type PolicyFileSpec } from './schema';
 
 export type { Policy, CompiledRule, CompiledClient, PolicySettings } from './compiled';
 export { formatProblem, type Problem } from './problems';
 
 export type LoadResult = { ok: true; policy: Policy; warnings: Problem[] } | { ok: false; problems: Problem[] };
-
-const POLICY_FILE = /\.ya?ml$/;
-
-interface PolicySource {
-  file: string;
-  text: string;
-}
 
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -28,7 +21,7 @@ function errorText(error: unknown): string {
  */
 function listPolicyFiles(dir: string): string[] {
   return readdirSync(dir)
-    .filter((name) => POLICY_FILE.test(name) && !name.startsWith('.'))
+    .filter(isPolicyFileName)
     .filter((name) => statSync(join(dir, name)).isFile())
     .sort();
 }
@@ -55,14 +48,10 @@ function readSources(dir: string): PolicySource[] | Problem {
   return sources;
 }
 
-/** Changes whenever a file is added, removed, renamed or edited; recorded on every request. */
-export function policyVersion(sources: readonly PolicySource[]): string {
-  const hash = createHash('sha256');
-  for (const { file, text } of sources) hash.update(`${file}\0${text}\0`);
-  return `sha256:${hash.digest('hex').slice(0, 12)}`;
-}
-
-/** Loads and compiles every policy file in `dir`: all or nothing. */
+/**
+ * Loads and compiles every policy file in `dir`: all or nothing. The version is worked out once
+ * per load (provenance.ts: the git commit, or the content hash outside git).
+ */
 export function loadPolicy(dir: string): LoadResult {
   const sources = readSources(dir);
   if (!Array.isArray(sources)) return { ok: false, problems: [sources] };
@@ -76,5 +65,5 @@ export function loadPolicy(dir: string): LoadResult {
   if (problems.length > 0) return { ok: false, problems };
   const setProblems = checkPolicySet(specs);
   if (setProblems.length > 0) return { ok: false, problems: setProblems };
-  return { ok: true, policy: compilePolicy(specs, policyVersion(sources)), warnings: policySetWarnings(specs) };
+  return { ok: true, policy: compilePolicy(specs, policyProvenance(dir, sources)), warnings: policySetWarnings(specs) };
 }

@@ -7,7 +7,9 @@ import type { RequestFacts } from './types';
 
 /**
  * The one place a rule is matched against a request, shared by decide() and explainDecision()
- * so that what `policy test` explains is exactly what the proxy does.
+ * so that what `policy test` explains is exactly what the proxy does. A decision depends on the
+ * client's address only through `clients`: `policy replay` relies on that to decide once for
+ * all addresses in the same groups (replay/decide-shape.ts).
  */
 export interface PreparedRequest {
   facts: RequestFacts;

@@ -60,7 +60,7 @@ export class PolicyHolder {
     const { policy } = result;
     this.current = { policy, guard: compileGuard(policy.network, this.self()) };
     this.last = { ok: true, at, version: policy.version, problems: [] };
-    this.log.info({ policy_version: policy.version, files: policy.files }, 'policy loaded');
+    this.log.info({ policy_version: policy.version, content_hash: policy.contentHash, files: policy.files }, 'policy loaded');
     return this.last;
   }
 

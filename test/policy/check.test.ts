@@ -6,7 +6,7 @@ describe('checkPolicies', () => {
   test('a valid folder passes with a summary line', () => {
     const result = checkPolicies(join(FIXTURES, 'no-settings'), new Date('2026-01-01T00:00:00Z'));
     expect(result.ok).toBe(true);
-    expect(result.lines).toEqual([expect.stringMatching(/^ok: 1 file, 1 rule, default deny, mode enforce \(sha256:[0-9a-f]{12}\)$/)]);
+    expect(result.lines).toEqual([expect.stringMatching(/^ok: 1 file, 1 rule, default deny, mode enforce \((git:[0-9a-f]{12}(-dirty)?|sha256:[0-9a-f]{12})\)$/)]);
   });
 
   test('problems fail the check, one FILE:LINE line each', () => {

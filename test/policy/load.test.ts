@@ -26,7 +26,9 @@ describe('loadPolicy', () => {
   test('compiles every file in file-name order', () => {
     const policy = fixturePolicy('matching');
     expect(policy.files).toEqual(['00-settings.yaml', '10-rules.yaml', '20-more.yaml']);
-    expect(policy.version).toMatch(/^sha256:[0-9a-f]{12}$/);
+    // The fixtures are in this repository's work tree, so the version is its commit (provenance.ts).
+    expect(policy.version).toMatch(/^(git:[0-9a-f]{12}(-dirty)?|sha256:[0-9a-f]{12})$/);
+    expect(policy.contentHash).toMatch(/^sha256:[0-9a-f]{12}$/);
     expect(policy.settings).toEqual({ default: 'deny', mode: 'enforce', source: '00-settings.yaml:3' });
     expect(policy.rules.slice(0, 2).map((r) => [r.name, r.source])).toEqual([
       ['deny-paste', '10-rules.yaml:8'],

@@ -1,0 +1,100 @@
+import { GUARD_RULE } from '../../proxy/exchange';
+import type { CompiledRule, Policy } from '../compiled';
+import { decisionFor, firstMatch } from '../decide';
+import { compileGuard, type Guard } from '../guard';
+import { identifyClients, prepareRequest, type PreparedRequest } from '../match-rule';
+import type { RecordedShape } from './recorded-traffic';
+import type { Outcome } from './report-types';
+
+/** What was recorded, or what the proposed policy would record, for one request shape. */
+export interface ShapeOutcome {
+  outcome: Outcome;
+  /** The rule that would be recorded: a rule name, `(default)` or `(guard)`. */
+  rule: string;
+}
+
+/** The proposed policy's decision for a request, before the guard; shared by equal requests. */
+export interface PolicyVerdict extends ShapeOutcome {
+  /** The deciding rule, or null for the default. */
+  decider: CompiledRule | null;
+  clients: readonly string[];
+  req: PreparedRequest;
+}
+
+export interface ProposedOutcome extends ShapeOutcome {
+  verdict: PolicyVerdict;
+}
+
+export function recordedOutcome(shape: RecordedShape): ShapeOutcome {
+  const outcome: Outcome = shape.decision === 'deny' ? 'deny' : shape.wouldDeny ? 'would_deny' : 'allow';
+  return { outcome, rule: shape.rule };
+}
+
+/**
+ * Decides recorded request shapes under the proposed policy. Shapes differ mostly by client
+ * address, and a decision depends on the address only through the client groups it falls in
+ * (match-rule.ts), so decisions are shared by every shape with the same facts and groups: a
+ * million records come down to a few thousand decisions.
+ */
+export class ShapeDecider {
+  private readonly guard: Guard;
+  private readonly groupsByIp = new Map<string, readonly string[]>();
+  private readonly verdicts = new Map<string, PolicyVerdict>();
+
+  /** `onVerdict` sees each distinct decision once, when it is first made. */
+  constructor(
+    private readonly policy: Policy,
+    private readonly now: Date,
+    private readonly onVerdict: (verdict: PolicyVerdict) => void,
+  ) {
+    // The own-listener part of the guard needs the proxy's addresses, unknown here; the built-in
+    // and `network` ranges are what a proposed policy can change.
+    this.guard = compileGuard(policy.network, [], {});
+  }
+
+  /**
+   * The policy's decision, then the destination guard as far as it can be replayed without DNS.
+   * The guard runs only on what the policy lets through (report mode included), as in the proxy.
+   * An IP-literal target is checked against the proposed `network` ranges. A name cannot be:
+   * where it resolved then is not known, so a name the guard refused when it was recorded is
+   * taken to be refused again, and one it let through to pass again.
+   */
+  decide(shape: RecordedShape): ProposedOutcome {
+    const verdict = this.verdict(shape);
+    if (verdict.outcome === 'deny') return { outcome: verdict.outcome, rule: verdict.rule, verdict };
+    const guarded = shape.hostKind === 'name' ? shape.rule === GUARD_RULE : this.guard.check(shape.host, shape.port) !== null;
+    return guarded ? { outcome: 'deny', rule: GUARD_RULE, verdict } : { outcome: verdict.outcome, rule: verdict.rule, verdict };
+  }
+
+  /** Distinct decisions made so far. */
+  get decisions(): number {
+    return this.verdicts.size;
+  }
+
+  private verdict(shape: RecordedShape): PolicyVerdict {
+    let groups = this.groupsByIp.get(shape.clientIp);
+    if (groups === undefined) {
+      groups = identifyClients(this.policy, shape.clientIp);
+      this.groupsByIp.set(shape.clientIp, groups);
+    }
+    const key = JSON.stringify([shape.kind, shape.method, shape.host, shape.port, shape.path, shape.user, groups]);
+    let verdict = this.verdicts.get(key);
+    if (verdict === undefined) {
+      verdict = this.decidePolicy(shape);
+      this.verdicts.set(key, verdict);
+      this.onVerdict(verdict);
+    }
+    return verdict;
+  }
+
+  private decidePolicy(shape: RecordedShape): PolicyVerdict {
+    const req = prepareRequest(this.policy, {
+      kind: shape.kind, host: shape.host, hostKind: shape.hostKind, port: shape.port, method: shape.method,
+      path: shape.path, sourceIp: shape.clientIp, user: shape.user, now: this.now,
+    });
+    const decider = firstMatch(this.policy, req);
+    const decision = decisionFor(this.policy, req, decider);
+    const outcome: Outcome = decision.action === 'deny' ? 'deny' : decision.wouldDeny ? 'would_deny' : 'allow';
+    return { outcome, rule: decision.rule, decider, clients: req.clients, req };
+  }
+}
