@@ -20,6 +20,8 @@ export interface ServeConfig {
   readonly requestIdleTimeoutMs: number;
   readonly maxTunnels: number;
   readonly maxTunnelsPerSource: number;
+  /** The users file for proxy credentials, or null. */
+  readonly usersFile: string | null;
 }
 
 export class ConfigError extends Error {}
@@ -37,6 +39,7 @@ export const SERVE_OPTIONS = {
   adminListen: { flag: 'admin-listen', env: 'TOLLGATE_ADMIN_LISTEN', fallback: '127.0.0.1:3129', help: 'admin UI/API address HOST:PORT' },
   policies: { flag: 'policies', env: 'TOLLGATE_POLICIES', fallback: './policies', help: 'folder of *.yaml policy files' },
   db: { flag: 'db', env: 'TOLLGATE_DB', fallback: './data/audit.db', help: 'SQLite audit database (folder created if missing)' },
+  users: { flag: 'users', env: 'TOLLGATE_USERS_FILE', fallback: '', help: 'users file for proxy credentials (none by default)' },
   dnsTimeout: { flag: 'dns-timeout', env: 'TOLLGATE_DNS_TIMEOUT', fallback: '5s', help: 'destination DNS lookup limit (504 past it)' },
   connectTimeout: { flag: 'connect-timeout', env: 'TOLLGATE_CONNECT_TIMEOUT', fallback: '10s', help: 'destination TCP connect limit (504 past it)' },
   drainTimeout: { flag: 'drain-timeout', env: 'TOLLGATE_DRAIN_TIMEOUT', fallback: '30s', help: 'on SIGTERM, how long open tunnels may finish' },
@@ -98,6 +101,7 @@ export function resolveServeConfig(flags: Partial<Record<ServeOptionName, string
     requestIdleTimeoutMs: parseDuration(pick('requestIdleTimeout'), '--request-idle-timeout'),
     maxTunnels: parseCount(pick('maxTunnels'), '--max-tunnels'),
     maxTunnelsPerSource: parseCount(pick('maxTunnelsPerSource'), '--max-tunnels-per-source'),
+    usersFile: pick('users') === '' ? null : pick('users'),
   };
   if (!isLoopbackHost(config.adminListen.host) && config.adminToken === null) {
     throw new ConfigError(

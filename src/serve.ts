@@ -3,6 +3,8 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { buildAdminApp } from './admin/app';
+import { Authenticator } from './auth/authenticator';
+import { UsersHolder } from './auth/users-holder';
 import { createMetrics } from './metrics';
 import type { ProxyMetrics } from './metrics';
 import { openAuditStore } from './audit/store';
@@ -23,6 +25,8 @@ export interface RunningProxy {
   readonly proxyAddress: AddressInfo;
   readonly adminAddress: AddressInfo;
   readonly holder: PolicyHolder;
+  /** SIGHUP: reload the policies and the users file. */
+  reload(): void;
   /** Stop accepting, drain, complete open records, close the database. */
   shutdown(): Promise<void>;
 }
@@ -35,9 +39,10 @@ export async function startServing(config: ServeConfig, log: Logger): Promise<Ru
   }
   const store = openAuditStore(config.dbFile, { onStateChange: (change) => logAuditState(log, change) });
   const self: SelfAddress[] = [];
-  const holder = new PolicyHolder(config.policiesDir, loaded.policy, () => self, log);
   const metrics = createMetrics();
-  const ctx = proxyContext(config, holder, store, log, metrics);
+  const holder = new PolicyHolder(config.policiesDir, loaded.policy, () => self, log, (ok) => metrics.policyReload(ok));
+  const users = openUsers(config, log);
+  const ctx = proxyContext(config, holder, store, log, metrics, users?.authenticator ?? null);
   metrics.setOpenTunnels(() => ctx.tunnels.size);
   // Known state, no probe write per scrape.
   metrics.setAuditWritable(() => store.health().writable);
@@ -66,6 +71,7 @@ export async function startServing(config: ServeConfig, log: Logger): Promise<Ru
   self.push({ host: proxyAddress.address, port: proxyAddress.port }, { host: adminAddress.address, port: adminAddress.port });
   holder.refreshGuard();
   holder.watch();
+  users?.holder.watch();
   log.info(
     { proxy: formatAddress(proxyAddress), admin: formatAddress(adminAddress), policies: config.policiesDir, policy_version: loaded.policy.version, db: config.dbFile },
     'listening',
@@ -74,11 +80,39 @@ export async function startServing(config: ServeConfig, log: Logger): Promise<Ru
     proxyAddress,
     adminAddress,
     holder,
-    shutdown: () => shutdown(server, ctx, admin, store, holder, config.drainTimeoutMs, log),
+    reload: () => {
+      holder.reload();
+      users?.holder.reload();
+    },
+    shutdown: () => {
+      users?.holder.close();
+      return shutdown(server, ctx, admin, store, holder, config.drainTimeoutMs, log);
+    },
   };
 }
 
-function proxyContext(config: ServeConfig, holder: PolicyHolder, store: AuditStore, log: Logger, metrics: ProxyMetrics): ProxyContext {
+/** The users file and the authenticator over it, when --users is given. */
+function openUsers(config: ServeConfig, log: Logger): { holder: UsersHolder; authenticator: Authenticator } | null {
+  if (config.usersFile === null) return null;
+  let authenticator: Authenticator | null = null;
+  let holder: UsersHolder;
+  try {
+    holder = UsersHolder.open(config.usersFile, log, () => authenticator?.usersChanged());
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  authenticator = new Authenticator(holder.users);
+  return { holder, authenticator };
+}
+
+function proxyContext(
+  config: ServeConfig,
+  holder: PolicyHolder,
+  store: AuditStore,
+  log: Logger,
+  metrics: ProxyMetrics,
+  authenticator: Authenticator | null,
+): ProxyContext {
   return {
     active: holder.active,
     audit: store,
@@ -94,6 +128,7 @@ function proxyContext(config: ServeConfig, holder: PolicyHolder, store: AuditSto
     limits: { maxTunnels: config.maxTunnels, maxTunnelsPerSource: config.maxTunnelsPerSource },
     gauges: { clientSockets: 0, activeRequests: 0 },
     metrics,
+    authenticator,
     log,
     upstreamAgent: new Agent({ keepAlive: true, maxFreeSockets: 256, timeout: 30_000, scheduling: 'lifo' }),
     tunnels: new TunnelRegistry(),

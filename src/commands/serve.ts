@@ -45,7 +45,7 @@ export async function runServe(args: string[]): Promise<number> {
   const log = createLogger();
   try {
     const running = await startServing(resolveServeConfig(flags, process.env), log);
-    return await untilStopped(running.shutdown, () => running.holder.reload(), log);
+    return await untilStopped(running.shutdown, () => running.reload(), log);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     log.fatal(err.message);

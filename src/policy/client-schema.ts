@@ -1,35 +1,46 @@
 import { isMap, isScalar } from 'yaml';
-import { fieldNamed, lineOf, readMap, readRanges, report, type Field, type FileContext, type RangeSpec } from './yaml-read';
+import { fieldNamed, lineOf, readMap, readRanges, readStringList, report, type Field, type FileContext, type RangeSpec } from './yaml-read';
 
 /**
  * Named client groups. A request belongs to every group whose `sources` hold its source
- * address. Proxy credentials (`users`) are not supported yet and are refused loudly: silently
- * ignoring them would turn a group meant for one bot into a group nobody is in, or worse.
+ * address, and to every group whose `users` name its authenticated proxy user.
  */
 export interface ClientSpec {
   name: string;
   /** Line of the group's name. */
   line: number;
   sources: RangeSpec[];
+  /** Proxy usernames (Proxy-Authorization: Basic), checked against the users file. */
+  users: string[];
 }
 
 /** Rule and client names travel in the X-Tollgate-Rule header and the audit log: keep them plain. */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$/;
 export const NAME_RULE = 'letters, digits, ".", "_", ":" and "-", starting with a letter or digit, at most 100';
 
-const CLIENT_KEYS = ['sources'] as const;
-const CLIENT_NOT_YET = {
-  users: '"users" (proxy credentials) is not supported yet; identify clients by "sources"',
-};
+const CLIENT_KEYS = ['sources', 'users'] as const;
+/** Same as the users file's names (src/auth/users-file.ts). */
+const USER_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$/;
+
+function readUsers(ctx: FileContext, field: Field, what: string): string[] {
+  const users: string[] = [];
+  for (const entry of readStringList(ctx, field.node, field.line, `${what}: users`) ?? []) {
+    if (USER_NAME.test(entry.value)) users.push(entry.value);
+    else report(ctx, entry.line, `${what}: user name ${JSON.stringify(entry.value)} may hold only letters, digits, ".", "_", "@" and "-"`);
+  }
+  return users;
+}
 
 function readClient(ctx: FileContext, name: string, line: number, node: unknown): ClientSpec {
   const what = `client "${name}"`;
-  const fields = readMap(ctx, node, line, what, { known: CLIENT_KEYS, notYet: CLIENT_NOT_YET }) ?? [];
+  const fields = readMap(ctx, node, line, what, { known: CLIENT_KEYS }) ?? [];
   const sources = fieldNamed(fields, 'sources');
+  const users = fieldNamed(fields, 'users');
   return {
     name,
     line,
     sources: sources === undefined ? [] : readRanges(ctx, sources.node, sources.line, `${what}: sources`, false),
+    users: users === undefined ? [] : readUsers(ctx, users, what),
   };
 }
 

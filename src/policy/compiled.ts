@@ -5,7 +5,7 @@ import { compilePathPatterns } from './path-match';
 import { sourceOf } from './problems';
 import type { PolicyProvenance } from './provenance';
 import type { PolicyFileSpec, PortSpec, RangeSpec, RuleSpec } from './schema';
-import type { Action, Mode, NetworkPolicy, RangeEntry } from './types';
+import type { Action, AuthMode, Mode, NetworkPolicy, ParentProxy, RangeEntry } from './types';
 
 /** A rule with everything decide() needs precompiled, so a decision does no parsing. */
 export interface CompiledRule {
@@ -27,6 +27,8 @@ export interface CompiledRule {
   /** YYYY-MM-DD as written, and the first instant (ms since epoch) it no longer matches. */
   expires: string | null;
   expiresAt: number | null;
+  /** `via`: a parent proxy, null for `via: direct`, undefined to follow settings.upstream. */
+  via: ParentProxy | null | undefined;
 }
 
 export interface CompiledClient {
@@ -34,6 +36,8 @@ export interface CompiledClient {
   /** 'FILE:LINE' of the group's name. */
   source: string;
   sources: readonly IpRange[];
+  /** Authenticated proxy users that belong to the group. */
+  users: ReadonlySet<string>;
 }
 
 export interface PolicySettings {
@@ -41,6 +45,9 @@ export interface PolicySettings {
   mode: Mode;
   /** 'FILE:LINE' of `default:` (or of `settings:` when default is implied); null with no settings block. */
   source: string | null;
+  auth: AuthMode;
+  /** Where every request goes unless its rule says `via`; null: directly. */
+  upstream: ParentProxy | null;
 }
 
 /** A loaded policy: every file of the folder, validated and compiled, all or nothing. */
@@ -60,7 +67,7 @@ export interface Policy {
   clients: readonly CompiledClient[];
 }
 
-const DEFAULT_SETTINGS: PolicySettings = { default: 'deny', mode: 'enforce', source: null };
+const DEFAULT_SETTINGS: PolicySettings = { default: 'deny', mode: 'enforce', source: null, auth: 'off', upstream: null };
 
 function compileRule(file: string, rule: RuleSpec): CompiledRule {
   return {
@@ -77,13 +84,15 @@ function compileRule(file: string, rule: RuleSpec): CompiledRule {
     pathPatterns: rule.paths,
     expires: rule.expires?.date ?? null,
     expiresAt: rule.expires?.endsAt ?? null,
+    via: rule.via === undefined ? undefined : rule.via.parent,
   };
 }
 
 function compileSettings(files: readonly PolicyFileSpec[]): PolicySettings {
   for (const { file, settings } of files) {
     if (settings === null) continue;
-    return { default: settings.default, mode: settings.mode, source: sourceOf(file, settings.defaultLine ?? settings.line) };
+    const source = sourceOf(file, settings.defaultLine ?? settings.line);
+    return { default: settings.default, mode: settings.mode, source, auth: settings.auth, upstream: settings.upstream };
   }
   return DEFAULT_SETTINGS;
 }
@@ -105,7 +114,7 @@ export function compilePolicy(files: readonly PolicyFileSpec[], provenance: Poli
     },
     rules: files.flatMap((f) => f.rules.map((r) => compileRule(f.file, r))),
     clients: files.flatMap((f) =>
-      f.clients.map((c) => ({ name: c.name, source: sourceOf(f.file, c.line), sources: c.sources.map((s) => s.range) })),
+      f.clients.map((c) => ({ name: c.name, source: sourceOf(f.file, c.line), sources: c.sources.map((s) => s.range), users: new Set(c.users) })),
     ),
   };
 }

@@ -29,11 +29,14 @@ export function decisionFor(policy: Policy, req: PreparedRequest, rule: Compiled
     const { default: action, mode, source } = policy.settings;
     const reported = isReported(action, mode);
     const reason = defaultReason(action, reported);
-    return { action: reported ? 'allow' : action, rule: DEFAULT_RULE, ruleSource: source, reason, wouldDeny: reported, clients };
+    const upstream = policy.settings.upstream;
+    return { action: reported ? 'allow' : action, rule: DEFAULT_RULE, ruleSource: source, reason, wouldDeny: reported, clients, upstream };
   }
   const reported = isReported(rule.action, rule.mode ?? policy.settings.mode);
   const reason = matchedRuleReason(rule.name, rule.action, reported);
-  return { action: reported ? 'allow' : rule.action, rule: rule.name, ruleSource: rule.source, reason, wouldDeny: reported, clients };
+  // A rule's `via` wins over settings.upstream; `via: direct` (null) bypasses the parent.
+  const upstream = rule.via === undefined ? policy.settings.upstream : rule.via;
+  return { action: reported ? 'allow' : rule.action, rule: rule.name, ruleSource: rule.source, reason, wouldDeny: reported, clients, upstream };
 }
 
 function isReported(action: Decision['action'], mode: Mode): boolean {

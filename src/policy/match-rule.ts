@@ -22,11 +22,12 @@ export interface PreparedRequest {
   nowMs: number;
 }
 
-/** A group with no sources never matches by source (users are not supported yet). */
-export function identifyClients(policy: Policy, sourceIp: string): string[] {
+/** A request is in a group by its source address, by its authenticated user, or both. */
+export function identifyClients(policy: Policy, sourceIp: string, user: string | null = null): string[] {
   const source = parseLiteral(sourceIp);
-  if (source === null) return [];
-  return policy.clients.filter((c) => c.sources.some((range) => rangeContains(range, source))).map((c) => c.name);
+  return policy.clients
+    .filter((c) => (user !== null && c.users.has(user)) || (source !== null && c.sources.some((range) => rangeContains(range, source))))
+    .map((c) => c.name);
 }
 
 /** Work done once per request rather than once per rule. */
@@ -36,7 +37,7 @@ export function prepareRequest(policy: Policy, facts: RequestFacts): PreparedReq
     host: viewHost(facts.host, facts.hostKind),
     path: facts.kind === 'connect' || facts.path === null ? null : normalizeRequestPath(facts.path),
     method: facts.method.toUpperCase(),
-    clients: identifyClients(policy, facts.sourceIp),
+    clients: identifyClients(policy, facts.sourceIp, facts.user),
     nowMs: facts.now.getTime(),
   };
 }

@@ -58,8 +58,8 @@ function checkClientReferences(files: readonly PolicyFileSpec[]): Problem[] {
 export function policySetWarnings(files: readonly PolicyFileSpec[]): Problem[] {
   const warnings: Problem[] = [];
   for (const { file, rules, clients } of files) {
-    for (const client of clients.filter((c) => c.sources.length === 0)) {
-      warnings.push({ file, line: client.line, message: `client group "${client.name}" has no "sources", so no request belongs to it` });
+    for (const client of clients.filter((c) => c.sources.length === 0 && c.users.length === 0)) {
+      warnings.push({ file, line: client.line, message: `client group "${client.name}" has neither "sources" nor "users", so no request belongs to it` });
     }
     for (const rule of rules) {
       for (const pattern of rule.hostPatterns.filter(isOverBroad)) {

@@ -1,5 +1,6 @@
 import { isMap, isScalar } from 'yaml';
-import type { Action, Mode } from './types';
+import type { Action, Mode, ParentProxy } from './types';
+import { readParentProxy } from './parent-schema';
 import { parseHostEntry, type HostEntry } from './host-match';
 import { NAME_PATTERN, NAME_RULE } from './client-schema';
 import { fieldNamed, isMistyped, lineOf, readChoice, readList, readMap, readScalar, readString, readStringList, report } from './yaml-read';
@@ -27,12 +28,22 @@ export interface RuleSpec {
   mode: Mode | null;
   /** `endsAt` is the first instant (ms, UTC) after the expiry day, when the rule stops matching. */
   expires: { date: string; endsAt: number; line: number } | null;
+  /** `via: direct` (null parent) or a parent proxy; undefined: follow settings.upstream. */
+  via?: { parent: ParentProxy | null };
 }
 
 export const ACTIONS: readonly Action[] = ['allow', 'deny'];
 export const MODES: readonly Mode[] = ['enforce', 'report'];
-const RULE_KEYS = ['name', 'action', 'clients', 'hosts', 'ports', 'methods', 'paths', 'mode', 'expires'] as const;
+const RULE_KEYS = ['name', 'action', 'clients', 'hosts', 'ports', 'methods', 'paths', 'mode', 'expires', 'via'] as const;
 const PORT_HELP = 'a port is 1-65535, a range like "8000-8999", or write "ports: any"';
+
+/** `via: direct` or a parent proxy URL; absent: the rule follows settings.upstream. */
+function readVia(ctx: FileContext, field: Field | undefined, label: string): { parent: ParentProxy | null } | undefined {
+  if (field === undefined) return undefined;
+  if (isScalar(field.node) && field.node.value === 'direct') return { parent: null };
+  const parent = readParentProxy(ctx, field, `${label}: via`);
+  return parent === null ? undefined : { parent };
+}
 
 function ruleLabel(node: unknown, index: number): string {
   const name: unknown = isMap(node) ? node.get('name') : undefined;
@@ -163,6 +174,7 @@ function readRule(ctx: FileContext, rule: RuleNode): RuleSpec | null {
     paths: readPaths(ctx, field('paths'), label),
     mode: mode === undefined ? null : readChoice(ctx, mode.node, mode.line, `${label}: mode`, MODES),
     expires: readExpires(ctx, field('expires'), label),
+    via: readVia(ctx, field('via'), label),
   };
   if (name === null || action === null || hosts === null) return null;
   return { ...parts, name, action, hosts, hostPatterns: hosts.map(hostText) };

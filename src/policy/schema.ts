@@ -1,5 +1,6 @@
 import { LineCounter, parseDocument } from 'yaml';
-import type { Action, Mode } from './types';
+import type { Action, AuthMode, Mode, ParentProxy } from './types';
+import { readParentProxy } from './parent-schema';
 import type { Problem } from './problems';
 import { ACTIONS, MODES, readRules, type RuleSpec } from './rule-schema';
 import { readClients, type ClientSpec } from './client-schema';
@@ -25,6 +26,9 @@ export interface SettingsSpec {
   /** Line of the `default:` key, or null when the default is implied. */
   defaultLine: number | null;
   mode: Mode;
+  auth: AuthMode;
+  /** `settings.upstream`, parsed, or null. */
+  upstream: ParentProxy | null;
 }
 
 export interface NetworkSpec {
@@ -41,19 +45,20 @@ export interface PolicyFileSpec {
 }
 
 const TOP_LEVEL = ['version', 'settings', 'network', 'clients', 'rules'] as const;
-const SETTINGS_KEYS = ['default', 'mode'] as const;
+const SETTINGS_KEYS = ['default', 'mode', 'auth', 'upstream'] as const;
+export const AUTH_MODES: readonly AuthMode[] = ['off', 'optional', 'required'];
 const NETWORK_KEYS = ['allow_ranges', 'deny_ranges'] as const;
-const SETTINGS_NOT_YET = {
-  auth: '"auth" (proxy credentials) is not supported yet; identify clients by "sources"',
-  upstream: '"upstream" (chaining to another proxy) is not supported yet',
-};
 
 function readSettings(ctx: FileContext, field: Field): SettingsSpec | null {
-  const fields = readMap(ctx, field.node, field.line, 'settings', { known: SETTINGS_KEYS, notYet: SETTINGS_NOT_YET });
+  const fields = readMap(ctx, field.node, field.line, 'settings', { known: SETTINGS_KEYS });
   if (fields === null) return null;
   const def = fieldNamed(fields, 'default');
   const mode = fieldNamed(fields, 'mode');
+  const auth = fieldNamed(fields, 'auth');
+  const upstream = fieldNamed(fields, 'upstream');
   return {
+    auth: auth === undefined ? 'off' : (readChoice(ctx, auth.node, auth.line, 'settings.auth', AUTH_MODES) ?? 'off'),
+    upstream: upstream === undefined ? null : readParentProxy(ctx, upstream, 'settings.upstream'),
     line: field.line,
     default: def === undefined ? 'deny' : (readChoice(ctx, def.node, def.line, 'settings.default', ACTIONS) ?? 'deny'),
     defaultLine: def?.line ?? null,

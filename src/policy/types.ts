@@ -2,6 +2,19 @@ import type { HostKind, RequestKind } from '../proxy/target-types';
 
 export type Action = 'allow' | 'deny';
 export type Mode = 'enforce' | 'report';
+/** `settings.auth`: whether proxy credentials are ignored, checked when sent, or required. */
+export type AuthMode = 'off' | 'optional' | 'required';
+
+/** A parent proxy (`settings.upstream` or a rule's `via`), parsed once at load. */
+export interface ParentProxy {
+  /** As written, with the password replaced: safe for logs and the audit record. */
+  readonly label: string;
+  readonly host: string;
+  readonly hostKind: HostKind;
+  readonly port: number;
+  /** From the URL's userinfo; sent to the parent only, never logged. */
+  readonly credentials: { readonly user: string; readonly password: string } | null;
+}
 
 /** Everything decide() needs to know about one request; built by the proxy from a Target. */
 export interface RequestFacts {
@@ -37,6 +50,8 @@ export interface Decision {
   wouldDeny: boolean;
   /** Names of the client groups the request belongs to, in policy order. */
   clients: string[];
+  /** The parent proxy to reach the destination through, or null to connect directly. */
+  upstream: ParentProxy | null;
 }
 
 /** A CIDR range as written in a policy, with where it was written. */

@@ -32,6 +32,8 @@ export class PolicyHolder {
     initial: Policy,
     private readonly self: () => SelfAddress[],
     private readonly log: Logger,
+    /** Told of every reload's outcome (metrics). */
+    private readonly onReload: (ok: boolean) => void = () => undefined,
   ) {
     this.current = { policy: initial, guard: compileGuard(initial.network, self()) };
     this.last = { ok: true, at: new Date().toISOString(), version: initial.version, problems: [] };
@@ -55,12 +57,14 @@ export class PolicyHolder {
       const problems = result.problems.map(formatProblem);
       this.last = { ok: false, at, version: this.current.policy.version, problems };
       this.log.error({ problems, kept_version: this.current.policy.version }, 'policy reload failed; keeping the last good policy');
+      this.onReload(false);
       return this.last;
     }
     const { policy } = result;
     this.current = { policy, guard: compileGuard(policy.network, this.self()) };
     this.last = { ok: true, at, version: policy.version, problems: [] };
     this.log.info({ policy_version: policy.version, content_hash: policy.contentHash, files: policy.files }, 'policy loaded');
+    this.onReload(true);
     return this.last;
   }
 

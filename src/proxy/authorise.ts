@@ -21,12 +21,27 @@ export function decideTarget(ctx: ProxyContext, exchange: Exchange, target: Targ
     method: exchange.method ?? 'CONNECT',
     path: target.path,
     sourceIp: exchange.clientIp,
-    user: null,
+    user: exchange.user,
     now: exchange.startedAt,
   });
   if (exchange.decision.action === 'deny') {
     throw new ProxyError(403, 'denied', exchange.decision.reason);
   }
+}
+
+/**
+ * SPEC §2 "identify the client": check proxy credentials as `settings.auth` asks. Throws 407
+ * (with the Basic challenge) or 429 after repeated failures from one source address.
+ */
+export async function authenticate(ctx: ProxyContext, exchange: Exchange, header: string | undefined): Promise<void> {
+  const mode = ctx.active().policy.settings.auth;
+  if (mode === 'off') return;
+  if (ctx.authenticator === null) {
+    // auth asked for, but no users file: nobody can authenticate.
+    if (mode === 'required') throw new ProxyError(407, 'auth_required', 'proxy authentication required (no users file configured)');
+    return;
+  }
+  exchange.user = await ctx.authenticator.authenticate(header, mode, exchange.clientIp);
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { Agent } from 'node:http';
 import type { Logger } from 'pino';
 import type { AuditSink } from '../audit/record-types';
+import type { Authenticator } from '../auth/authenticator';
 import type { ProxyMetrics } from '../metrics';
 import type { Guard } from '../policy/guard';
 import type { Policy } from '../policy/load';
@@ -54,6 +55,8 @@ export interface ProxyContext {
   readonly limits: ProxyLimits;
   readonly gauges: ProxyGauges;
   readonly metrics: ProxyMetrics;
+  /** Checks proxy credentials when the policy's settings.auth asks for them; null: no users file. */
+  readonly authenticator: Authenticator | null;
   readonly log: Logger;
   /** Pooled keep-alive connections to destinations of plain HTTP requests. */
   readonly upstreamAgent: Agent;

@@ -19,6 +19,8 @@ export class Exchange {
   recordId: number | null = null;
   /** Set when the guard, not the policy, refused the destination. */
   guardReason: string | null = null;
+  /** The authenticated proxy user, or null. */
+  user: string | null = null;
 
   constructor(
     readonly kind: RequestKind,
@@ -40,7 +42,7 @@ export class Exchange {
       clientIp: this.clientIp,
       clientPort: this.clientPort,
       clients: decision?.clients ?? [],
-      user: null,
+      user: this.user,
       kind: this.kind,
       method: this.method,
       scheme: target ? target.scheme : null,

@@ -1,7 +1,7 @@
 import { request as httpRequest } from 'node:http';
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream';
-import { decideTarget, resolveDestination } from './authorise';
+import { authenticate, decideTarget, resolveDestination } from './authorise';
 import { clientAddress } from './client-address';
 import type { ProxyContext } from './context';
 import { upstreamError } from './dial';
@@ -9,6 +9,8 @@ import { ProxyError } from './errors';
 import { asProxyError, Exchange } from './exchange';
 import { endToEndHeaders } from './headers';
 import { answerFor, sendAnswer } from './respond';
+import { parentAddresses, parentAgent } from './parent-proxy';
+import type { ParentProxy } from './parent-url';
 import { parseAbsoluteTarget } from './target';
 import type { Target } from './target-types';
 import { completeRecord, countUpstreamError, describeStreamError, ensureAuditWritable, openRecord, recordAbandoned, recordFailure } from './record';
@@ -40,14 +42,16 @@ export async function handleRequest(
   const { ip, port } = clientAddress(req.socket);
   const exchange = new Exchange('http', req.method ?? null, ip, port, req.url ?? null, ctx.clock());
   deciding.set(res, exchange);
-  let address: string;
+  let route: Route;
   try {
     rejectAmbiguousFraming(req);
     const target = parseAbsoluteTarget(req.url);
+    exchange.target = target;
+    await authenticate(ctx, exchange, req.headers['proxy-authorization']);
     decideTarget(ctx, exchange, target);
     ensureAuditWritable(ctx);
-    [address] = await resolveDestination(ctx, exchange, target);
-    exchange.resolvedIp = address;
+    route = await routeFor(ctx, exchange, target);
+    exchange.resolvedIp = route.address;
     // Refused meanwhile (its body failed to parse): already answered and recorded.
     if (exchange.recordId !== null) return;
     if (req.socket.destroyed) {
@@ -62,7 +66,25 @@ export async function handleRequest(
   deciding.delete(res);
   // Only an allowed, recorded request is told to send its body.
   if (options.expectsContinue) res.writeContinue();
-  forward(ctx, exchange, req, res, address);
+  forward(ctx, exchange, req, res, route);
+}
+
+/** Where a request goes: an address that passed the guard, or a parent proxy's. */
+interface Route {
+  address: string;
+  parent: ParentProxy | null;
+}
+
+async function routeFor(ctx: ProxyContext, exchange: Exchange, target: Target): Promise<Route> {
+  const parent = exchange.decision?.upstream ?? null;
+  if (parent === null) {
+    const [address] = await resolveDestination(ctx, exchange, target);
+    return { address, parent };
+  }
+  // The parent resolves names; IP-literal destinations are still guarded here.
+  if (target.hostKind !== 'name') await resolveDestination(ctx, exchange, target);
+  const [address] = await parentAddresses(ctx, parent);
+  return { address, parent };
 }
 
 /** Exchanges still being decided (nothing forwarded yet), by their response. */
@@ -105,6 +127,17 @@ function hostHeader(target: Target): string {
   return target.port === 80 ? host : `${host}:${target.port}`;
 }
 
+/** A flat name/value list as an object, repeated names kept as arrays. */
+function headerObject(flat: string[]): Record<string, string | string[]> {
+  const headers: Record<string, string | string[]> = {};
+  for (let i = 0; i < flat.length; i += 2) {
+    const name = flat[i].toLowerCase();
+    const seen = headers[name];
+    headers[name] = seen === undefined ? flat[i + 1] : [...(Array.isArray(seen) ? seen : [seen]), flat[i + 1]];
+  }
+  return headers;
+}
+
 function upstreamHeaders(req: IncomingMessage, target: Target): string[] {
   const headers = ['Host', hostHeader(target), ...endToEndHeaders(req.rawHeaders, DROP_FROM_REQUEST)];
   // The body arrives de-chunked; ask Node to chunk it again rather than send it unframed.
@@ -112,19 +145,23 @@ function upstreamHeaders(req: IncomingMessage, target: Target): string[] {
   return headers;
 }
 
-function forward(ctx: ProxyContext, exchange: Exchange, req: IncomingMessage, res: ServerResponse, address: string): void {
+function forward(ctx: ProxyContext, exchange: Exchange, req: IncomingMessage, res: ServerResponse, route: Route): void {
   const target = exchange.target as Target;
+  const { address, parent } = route;
   const tally: Tally = { up: 0, down: 0, status: null, error: null };
+  const headers = upstreamHeaders(req, target);
   const upstream = httpRequest({
-    host: address,
+    // Through a parent, http-proxy-agent writes the absolute URI from the Host header and
+    // connects to the parent's checked address; it needs headers it can read back (an object).
+    host: parent ? target.host : address,
     port: target.port,
     method: req.method,
     path: `${target.path ?? '/'}${target.search}`,
-    headers: upstreamHeaders(req, target),
+    headers: parent ? headerObject(headers) : headers,
     setHost: false,
-    agent: ctx.upstreamAgent,
+    agent: parent ? parentAgent(parent, address) : ctx.upstreamAgent,
   });
-  limitConnectTime(ctx, upstream, address, target.port);
+  limitConnectTime(ctx, upstream, address, parent ? parent.port : target.port);
   // An origin that accepts and then never answers (or stalls mid-body) must not hold the
   // exchange forever: no bytes from it for requestIdleMs -> 504, or a cut if already answering.
   upstream.setTimeout(ctx.timeouts.requestIdleMs, () => {
@@ -143,7 +180,7 @@ function forward(ctx: ProxyContext, exchange: Exchange, req: IncomingMessage, re
   const fail = (err: Error): void => {
     tally.error ??= describeStreamError(err);
     if (res.headersSent) return void res.destroy();
-    const error = err instanceof ProxyError ? err : upstreamError(err, address, target.port);
+    const error = err instanceof ProxyError ? err : upstreamError(err, address, parent ? parent.port : target.port);
     countUpstreamError(ctx, error.code);
     tally.status = error.status;
     sendAnswer(res, answerFor(error, exchange));

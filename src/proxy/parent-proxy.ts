@@ -3,51 +3,33 @@ import { HttpProxyAgent } from 'http-proxy-agent';
 import type { ProxyContext } from './context';
 import { connectChecked, formatHostPort, GuardError, resolveChecked } from './dial';
 import { ProxyError } from './errors';
-import { formatAuthority, normaliseHost } from './target';
+import { formatAuthority } from './target';
+import type { ParentProxy } from '../policy/types';
 import type { Target } from './target-types';
 
 /**
- * A parent proxy that all egress must pass through (`settings.upstream`, or a rule's `via`).
- * tollgate decides and records locally, then reaches the destination through the parent.
- * The parent's own address goes through the guard like any destination, so it is reachable
- * only when `network.allow_ranges` lists it (parents usually sit on private addresses).
+ * Reaching destinations through a parent proxy (`settings.upstream`, or a rule's `via`).
+ * tollgate decides and records locally, then goes through the parent. The parent's own
+ * address goes through the guard like any destination, so it is reachable only when
+ * `network.allow_ranges` lists it (parents usually sit on private addresses).
  */
-export interface ParentProxy {
-  /** As written, with the password replaced: safe for logs and the audit record. */
-  readonly label: string;
-  readonly target: Target;
-  /** From the URL's userinfo; sent to the parent only, never logged. */
-  readonly credentials: { readonly user: string; readonly password: string } | null;
-  /** `Basic …` for the parent, or null. */
-  readonly authorization: string | null;
-}
 
 /** The longest CONNECT answer head accepted from a parent. */
 const MAX_PARENT_HEAD = 16 * 1024;
 
-export function parseParentProxy(text: string): ParentProxy {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new Error(`upstream proxy "${text}" is not a URL; expected http://[user:password@]host:port`);
-  }
-  if (url.protocol !== 'http:' || url.pathname !== '/' || url.search !== '' || url.hash !== '') {
-    throw new Error(`upstream proxy "${text}" must be http://[user:password@]host:port`);
-  }
-  const port = url.port === '' ? 80 : Number(url.port);
-  const host = normaliseHost(url.hostname);
-  const user = decodeURIComponent(url.username);
-  const credentials = user ? { user, password: decodeURIComponent(url.password) } : null;
-  const authorization = credentials ? `Basic ${Buffer.from(`${credentials.user}:${credentials.password}`).toString('base64')}` : null;
-  const label = `http://${user ? `${user}:***@` : ''}${formatAuthority({ ...host, port })}`;
-  return { label, credentials, authorization, target: { kind: 'connect', scheme: null, ...host, port, path: null, search: '' } };
+function parentTarget(parent: ParentProxy): Target {
+  return { kind: 'connect', scheme: null, host: parent.host, hostKind: parent.hostKind, port: parent.port, path: null, search: '' };
+}
+
+function parentAuthorization(parent: ParentProxy): string | null {
+  const { credentials } = parent;
+  return credentials ? `Basic ${Buffer.from(`${credentials.user}:${credentials.password}`).toString('base64')}` : null;
 }
 
 /** Resolve and guard the parent's address; a refusal names the parent, not the destination. */
 export async function parentAddresses(ctx: ProxyContext, parent: ParentProxy): Promise<string[]> {
   try {
-    const { addresses } = await resolveChecked(parent.target, ctx.active().guard, ctx.resolver, ctx.timeouts.dnsMs);
+    const { addresses } = await resolveChecked(parentTarget(parent), ctx.active().guard, ctx.resolver, ctx.timeouts.dnsMs);
     return addresses;
   } catch (err) {
     if (err instanceof GuardError) {
@@ -63,10 +45,11 @@ export async function parentAddresses(ctx: ProxyContext, parent: ParentProxy): P
  */
 export async function connectViaParent(ctx: ProxyContext, parent: ParentProxy, destination: Target): Promise<{ socket: Socket; address: string; rest: Buffer }> {
   const addresses = await parentAddresses(ctx, parent);
-  const { socket, address } = await connectChecked(addresses, parent.target.port, ctx.timeouts.connectMs);
+  const { socket, address } = await connectChecked(addresses, parent.port, ctx.timeouts.connectMs);
   const authority = formatAuthority(destination);
   const lines = [`CONNECT ${authority} HTTP/1.1`, `Host: ${authority}`];
-  if (parent.authorization) lines.push(`Proxy-Authorization: ${parent.authorization}`);
+  const authorization = parentAuthorization(parent);
+  if (authorization) lines.push(`Proxy-Authorization: ${authorization}`);
   socket.write(`${lines.join('\r\n')}\r\n\r\n`);
   try {
     const { status, statusLine, rest } = await readAnswerHead(socket, ctx.timeouts.connectMs, parent.label);
@@ -117,7 +100,7 @@ const agents = new Map<string, HttpProxyAgent<string>>();
 export function parentAgent(parent: ParentProxy, address: string): HttpProxyAgent<string> {
   const { credentials } = parent;
   const userinfo = credentials ? `${encodeURIComponent(credentials.user)}:${encodeURIComponent(credentials.password)}@` : '';
-  const key = `http://${userinfo}${formatHostPort(address, parent.target.port)}`;
+  const key = `http://${userinfo}${formatHostPort(address, parent.port)}`;
   let agent = agents.get(key);
   if (!agent) {
     agent = new HttpProxyAgent(key, { keepAlive: true });

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import { decideTarget, resolveDestination } from './authorise';
+import { authenticate, decideTarget, resolveDestination } from './authorise';
 import type { ProxyContext } from './context';
 import { connectChecked } from './dial';
 import { ProxyError } from './errors';
@@ -8,7 +8,9 @@ import { asProxyError, Exchange } from './exchange';
 import { answerFor, writeRawAnswer } from './respond';
 import { clientAddress } from './client-address';
 import { completeRecord, describeStreamError, ensureAuditWritable, openRecord, recordAbandoned, recordFailure } from './record';
+import { connectViaParent } from './parent-proxy';
 import { parseConnectTarget } from './target';
+import type { Target } from './target-types';
 
 const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');
 
@@ -25,13 +27,16 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
   ctx.tunnels.add(client, ip);
   const exchange = new Exchange('connect', 'CONNECT', ip, port, req.url ?? null, ctx.clock());
   let upstream: Socket | null = null;
+  let fromUpstream: Buffer = NOTHING;
   try {
     const target = parseConnectTarget(req.url);
+    exchange.target = target;
+    await authenticate(ctx, exchange, req.headers['proxy-authorization']);
     decideTarget(ctx, exchange, target);
     enforceTunnelLimits(ctx, ip);
     ensureAuditWritable(ctx);
-    const addresses = await resolveDestination(ctx, exchange, target);
-    const connected = await connectChecked(addresses, target.port, ctx.timeouts.connectMs);
+    const connected = await dialDestination(ctx, exchange, target);
+    fromUpstream = connected.rest;
     upstream = connected.socket;
     upstream.on('error', () => upstream?.destroy());
     exchange.resolvedIp = connected.address;
@@ -48,7 +53,24 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
     ctx.tunnels.delete(client);
     return;
   }
-  splice(ctx, exchange, client, upstream, head);
+  splice(ctx, exchange, client, upstream, head, fromUpstream);
+}
+
+const NOTHING: Buffer = Buffer.alloc(0);
+
+/**
+ * Directly: resolve once, guard, connect to an address that passed. Through a parent proxy:
+ * the parent resolves the name (tollgate still guards IP-literal destinations, and the
+ * parent's own address), and `rest` holds any bytes the parent sent after its 200.
+ */
+async function dialDestination(ctx: ProxyContext, exchange: Exchange, target: Target): Promise<{ socket: Socket; address: string; rest: Buffer }> {
+  const parent = exchange.decision?.upstream ?? null;
+  if (parent === null) {
+    const addresses = await resolveDestination(ctx, exchange, target);
+    return { ...(await connectChecked(addresses, target.port, ctx.timeouts.connectMs)), rest: NOTHING };
+  }
+  if (target.hostKind !== 'name') await resolveDestination(ctx, exchange, target);
+  return connectViaParent(ctx, parent, target);
 }
 
 /** Past a limit the client is told to come back later (429 + Retry-After), after the decision. */
@@ -67,7 +89,7 @@ function failConnect(ctx: ProxyContext, exchange: Exchange, client: Socket, erro
   writeRawAnswer(client, answerFor(answered, exchange));
 }
 
-function splice(ctx: ProxyContext, exchange: Exchange, client: Socket, upstream: Socket, head: Buffer): void {
+function splice(ctx: ProxyContext, exchange: Exchange, client: Socket, upstream: Socket, head: Buffer, fromUpstream: Buffer): void {
   let firstError: Error | null = null;
   const fail = (err: Error): void => {
     firstError ??= err;
@@ -75,6 +97,7 @@ function splice(ctx: ProxyContext, exchange: Exchange, client: Socket, upstream:
     upstream.destroy();
   };
   client.write(ESTABLISHED);
+  if (fromUpstream.length > 0) client.write(fromUpstream);
   if (head.length > 0) upstream.write(head);
   // pipe() carries backpressure and ends the destination when the source ends, which keeps
   // half-close (both sockets allow half-open). Not pipeline(): its per-stream closures cost

@@ -24,6 +24,7 @@ const DEFAULT_TEST_TIMEOUTS: ProxyTimeouts = {
   requestIdleMs: 30_000,
 };
 import type { Resolver } from '../../src/proxy/dial';
+import type { Authenticator } from '../../src/auth/authenticator';
 import { createMetrics } from '../../src/metrics';
 import { createProxyServer } from '../../src/proxy/server';
 import { TunnelRegistry } from '../../src/proxy/tunnel-registry';
@@ -49,6 +50,7 @@ export interface HarnessOptions {
   resolver?: Resolver;
   timeouts?: Partial<ProxyTimeouts>;
   limits?: Partial<ProxyLimits>;
+  authenticator?: Authenticator;
   /** Passed to openAuditStore (e.g. a short busy timeout for lock tests). */
   auditOptions?: AuditStoreOptions;
 }
@@ -83,6 +85,7 @@ export async function startProxy(options: HarnessOptions): Promise<ProxyHarness>
     limits: { maxTunnels: 5000, maxTunnelsPerSource: 5000, ...options.limits },
     gauges: { clientSockets: 0, activeRequests: 0 },
     metrics: createMetrics(),
+    authenticator: options.authenticator ?? null,
     log: pino({ level: 'silent' }),
     upstreamAgent: new Agent({ keepAlive: true }),
     tunnels: new TunnelRegistry(),

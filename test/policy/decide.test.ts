@@ -146,6 +146,7 @@ describe('decision fields', () => {
       reason: matchedRuleReason('ci-only', 'allow', false),
       wouldDeny: false,
       clients: ['ci'],
+      upstream: null,
     });
   });
 

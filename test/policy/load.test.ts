@@ -29,7 +29,7 @@ describe('loadPolicy', () => {
     // The fixtures are in this repository's work tree, so the version is its commit (provenance.ts).
     expect(policy.version).toMatch(/^(git:[0-9a-f]{12}(-dirty)?|sha256:[0-9a-f]{12})$/);
     expect(policy.contentHash).toMatch(/^sha256:[0-9a-f]{12}$/);
-    expect(policy.settings).toEqual({ default: 'deny', mode: 'enforce', source: '00-settings.yaml:3' });
+    expect(policy.settings).toEqual({ default: 'deny', mode: 'enforce', source: '00-settings.yaml:3', auth: 'off', upstream: null });
     expect(policy.rules.slice(0, 2).map((r) => [r.name, r.source])).toEqual([
       ['deny-paste', '10-rules.yaml:8'],
       ['one-label', '10-rules.yaml:11'],
@@ -105,7 +105,7 @@ describe('loadPolicy', () => {
     });
     const result = loadPolicy(dir);
     expect(result.ok && result.warnings.map(formatProblem)).toEqual([
-      'a.yaml:3: client group "nobody" has no "sources", so no request belongs to it',
+      'a.yaml:3: client group "nobody" has neither "sources" nor "users", so no request belongs to it',
       'a.yaml:5: rule "everything": host pattern "**" is very broad',
       'a.yaml:5: rule "everything": "mode: report" has no effect on an allow rule',
     ]);
