@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { runPolicyCheck, runPolicyReplay, runPolicyTest, runPolicyUnused } from './commands/policy';
 import { runServe } from './commands/serve';
+import { runUsers } from './commands/users';
 
 const USAGE = `tollgate - an egress proxy with policies as code and an audit trail
 
@@ -13,6 +14,7 @@ usage:
                                            and report what would change (text, markdown, json)
   tollgate policy unused --db FILE [options]
                                            rules with no recorded hits, and expiring rules
+  tollgate users add NAME                  print a users-file line (password from stdin or a prompt)
 
 Run "tollgate <command> --help" for a command's options.
 `;
@@ -21,6 +23,7 @@ Run "tollgate <command> --help" for a command's options.
 async function main(argv: string[]): Promise<number> {
   const [command, sub, ...rest] = argv;
   if (command === 'serve') return runServe(argv.slice(1));
+  if (command === 'users') return runUsers(argv.slice(1));
   if (command === 'policy' && sub === 'check') return runPolicyCheck(rest);
   if (command === 'policy' && sub === 'test') return runPolicyTest(rest);
   if (command === 'policy' && sub === 'replay') return runPolicyReplay(rest);

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { listenOn, parseHead, rawConnect, readAll, readUntil } from './helpers/proxy-harness';
-import { spawnServe, splitHostPort } from './helpers/serve-process';
+import { spawnSync } from 'node:child_process';
+import { CLI, spawnServe, splitHostPort } from './helpers/serve-process';
 import type { ServeProcess } from './helpers/serve-process';
 
 const LOOPBACK_POLICY = `version: 1
@@ -197,5 +198,32 @@ describe('tollgate serve as a process', () => {
     writeFileSync(path.join(policies, 'policy.yaml'), LOOPBACK_POLICY);
     proc.child.kill('SIGHUP');
     await proc.waitForLog('policy loaded', beforeHup);
+  });
+
+  test('users add prints a hashed line; a users file edit is picked up by the running proxy', async () => {
+    const added = spawnSync(process.execPath, [CLI, 'users', 'add', 'ci-bot'], { input: 'ci-bot-password\n', encoding: 'utf8' });
+    expect(added.status).toBe(0);
+    expect(added.stdout).toMatch(/^ci-bot:\$scrypt\$ln=14,r=8,p=1\$\S+\$\S+\n$/);
+    expect(added.stdout).not.toContain('ci-bot-password');
+    const usersFile = path.join(dir, 'users');
+    writeFileSync(usersFile, added.stdout);
+    writeFileSync(path.join(policies, 'policy.yaml'), LOOPBACK_POLICY.replace('default: deny', 'default: deny\n  auth: required'));
+    const proc = start(['--users', usersFile]);
+    const proxy = splitHostPort(String((await proc.waitForLog('listening')).proxy));
+    const ask = async (user: string, password: string): Promise<number> => {
+      const socket = await rawConnect(proxy.port);
+      const credentials = Buffer.from(`${user}:${password}`).toString('base64');
+      socket.write(`CONNECT 127.0.0.1:${echoPort} HTTP/1.1\r\nProxy-Authorization: Basic ${credentials}\r\n\r\n`);
+      const status = parseHead(await readUntil(socket, '\r\n\r\n')).status;
+      socket.destroy();
+      return status;
+    };
+    expect(await ask('ci-bot', 'ci-bot-password')).toBe(200);
+    expect(await ask('deploy-bot', 'deploy-password')).toBe(407);
+    const second = spawnSync(process.execPath, [CLI, 'users', 'add', 'deploy-bot'], { input: 'deploy-password\n', encoding: 'utf8' });
+    const before = proc.lines.length;
+    writeFileSync(usersFile, added.stdout + second.stdout);
+    await proc.waitForLog('users file loaded', before);
+    expect(await ask('deploy-bot', 'deploy-password')).toBe(200);
   });
 });
