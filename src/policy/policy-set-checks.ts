@@ -57,9 +57,13 @@ function checkClientReferences(files: readonly PolicyFileSpec[]): Problem[] {
 /** Legal but probably not what the author meant. */
 export function policySetWarnings(files: readonly PolicyFileSpec[]): Problem[] {
   const warnings: Problem[] = [];
+  const authOff = (files.find((f) => f.settings !== null)?.settings?.auth ?? 'off') === 'off';
   for (const { file, rules, clients } of files) {
     for (const client of clients.filter((c) => c.sources.length === 0 && c.users.length === 0)) {
       warnings.push({ file, line: client.line, message: `client group "${client.name}" has neither "sources" nor "users", so no request belongs to it` });
+    }
+    for (const client of clients.filter((c) => c.users.length > 0 && authOff)) {
+      warnings.push({ file, line: client.line, message: `client group "${client.name}" names users, but settings.auth is off: no request is authenticated` });
     }
     for (const rule of rules) {
       for (const pattern of rule.hostPatterns.filter(isOverBroad)) {

@@ -124,3 +124,15 @@ describe('loadPolicy', () => {
     ]);
   });
 });
+
+describe('proxy credential warnings', () => {
+  test('users in a client group while settings.auth is off is a warning, not an error', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tollgate-users-warning-'));
+    writeFileSync(join(dir, 'a.yaml'), 'version: 1\nclients:\n  bots:\n    users: [ci-bot]\n');
+    const result = loadPolicy(dir);
+    expect(result.ok && result.warnings.map(formatProblem)).toEqual([
+      'a.yaml:3: client group "bots" names users, but settings.auth is off: no request is authenticated',
+    ]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
