@@ -108,3 +108,27 @@ describe('Authenticator', () => {
     expect(await outcome(auth, basic('ci-bot', 'ci-bot-password'), 'required')).toMatchObject({ status: 407 });
   });
 });
+
+describe('Authenticator under a flood', () => {
+  test('parallel wrong guesses from one source cannot all slip under the failure limit', async () => {
+    const users = new Map([['ci-bot', parseHash(await hashPassword('ci-bot-password')) as ParsedHash]]);
+    const auth = new Authenticator(() => users);
+    const header = (i: number): string => `Basic ${Buffer.from(`ci-bot:guess-${i}`).toString('base64')}`;
+    const outcomes = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => auth.authenticate(header(i), 'required', '10.7.7.7').then(() => 200, (err: ProxyError) => err.status)),
+    );
+    expect(outcomes.filter((s) => s === 407)).toHaveLength(AUTH_LIMITS.failuresPerWindow);
+    expect(outcomes.filter((s) => s === 429)).toHaveLength(40 - AUTH_LIMITS.failuresPerWindow);
+  });
+
+  test('a verified credential still passes while its address is over the failure limit', async () => {
+    const users = new Map([['ci-bot', parseHash(await hashPassword('ci-bot-password')) as ParsedHash]]);
+    const auth = new Authenticator(() => users);
+    const good = `Basic ${Buffer.from('ci-bot:ci-bot-password').toString('base64')}`;
+    expect(await auth.authenticate(good, 'required', '10.6.6.6')).toBe('ci-bot');
+    for (let i = 0; i < AUTH_LIMITS.failuresPerWindow; i += 1) {
+      await auth.authenticate(`Basic ${Buffer.from(`ci-bot:no-${i}`).toString('base64')}`, 'required', '10.6.6.6').catch(() => undefined);
+    }
+    expect(await auth.authenticate(good, 'required', '10.6.6.6')).toBe('ci-bot');
+  });
+});

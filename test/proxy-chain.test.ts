@@ -98,9 +98,10 @@ describe('chaining through an upstream proxy', () => {
     socket.write('CONNECT refused-by-parent.test:443 HTTP/1.1\r\n\r\n');
     const answer = parseHead(await readAll(socket));
     expect(answer.status).toBe(502);
-    expect(answer.body).toContain('upstream proxy http://child:***@127.0.0.1');
+    expect(answer.body).toContain(`upstream proxy http://127.0.0.1:${parent.port}`);
     expect(answer.body).toContain('403');
-    expect(answer.body).not.toContain('child-pass');
+    // Neither the parent's user nor its password reaches clients.
+    expect(answer.body).not.toContain('child');
     const record = await child.waitForRecord((r) => r.id === Number(answer.headers['x-tollgate-request-id']));
     expect(record).toMatchObject({ decision: 'allow', status: 502 });
     expect(record.error).toMatch(/^upstream_error: upstream proxy .* refused CONNECT/);
@@ -111,5 +112,32 @@ describe('chaining through an upstream proxy', () => {
     socket.write(`GET http://direct.test:${origin.port}/direct HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
     expect(parseHead(await readAll(socket)).status).toBe(200);
     expect(parent.records().some((r) => r.path === '/direct')).toBe(false);
+  });
+
+  test('a path that looks like another authority (//evil.test/...) still goes to the approved host', async () => {
+    for (const path of ['//evil.test/steal', '/\\169.254.169.254/latest']) {
+      const socket = await rawConnect(child.port);
+      socket.write(`GET http://origin.test:${origin.port}${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      const answer = parseHead(await readAll(socket));
+      expect(answer.status).toBe(200);
+      expect(answer.body).toContain(`host origin.test:${origin.port}`);
+    }
+    expect(parent.records().some((r) => r.host !== 'origin.test' && r.host !== 'refused-by-parent.test')).toBe(false);
+  });
+
+  test('a parent that refuses our credentials on plain HTTP is a 502, not a 407 to the client', async () => {
+    const wrong = await startProxy({
+      policies: { 'policy.yaml': childPolicy(parent.port).replace('child:child-pass@', 'child:wrong-pass@') },
+      hosts: {},
+    });
+    try {
+      const socket = await rawConnect(wrong.port);
+      socket.write(`GET http://origin.test:${origin.port}/creds HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      const answer = parseHead(await readAll(socket));
+      expect(answer.status).toBe(502);
+      expect(answer.headers['proxy-authenticate']).toBeUndefined();
+    } finally {
+      await wrong.close();
+    }
   });
 });

@@ -15,12 +15,20 @@ export const AUTH_LIMITS = {
   /** Failed logins per source address per window before it gets 429. */
   failuresPerWindow: 10,
   failureWindowMs: 60_000,
+  /**
+   * scrypt runs on libuv's thread pool (4 threads), which dns.lookup shares: at most this many
+   * checks at once, so a flood of logins cannot starve destination DNS for everyone.
+   */
+  concurrentChecks: 2,
+  /** Checks waiting for a slot; past it the client gets 429. */
+  queuedChecks: 64,
 } as const;
 
 export const AuthReason = {
   required: 'proxy authentication required',
   invalid: 'invalid proxy credentials',
   tooManyFailures: 'too many failed proxy logins from this address',
+  busy: 'too many proxy logins being checked; try again',
 } as const;
 
 interface Credentials {
@@ -67,16 +75,47 @@ export class Authenticator {
       throw new ProxyError(407, header === undefined ? 'auth_required' : 'auth_failed', header === undefined ? AuthReason.required : AuthReason.invalid);
     }
     const now = this.clock();
+    // A verified credential passes even while others from the same address are failing.
+    if (this.cache.has(credentials.user, credentials.password, now)) return credentials.user;
     const wait = this.limiter.blockedFor(source, now);
     if (wait > 0) throw new ProxyError(429, 'auth_rate_limited', AuthReason.tooManyFailures, wait);
-    if (this.cache.has(credentials.user, credentials.password, now)) return credentials.user;
-    if (await this.check(credentials)) {
+    // Counted before the slow check, so parallel guesses cannot all slip under the limit.
+    this.limiter.fail(source, now);
+    if (await this.checkShared(credentials)) {
       this.limiter.succeed(source);
       this.cache.remember(credentials.user, credentials.password, now);
       return credentials.user;
     }
-    this.limiter.fail(source, now);
     throw new ProxyError(407, 'auth_failed', AuthReason.invalid);
+  }
+
+  private readonly inFlight = new Map<string, Promise<boolean>>();
+  private running = 0;
+  private readonly waiting: Array<() => void> = [];
+
+  /** One check per distinct credential at a time, within the concurrency limit. */
+  private checkShared(credentials: Credentials): Promise<boolean> {
+    const key = this.cache.digest(credentials.user, credentials.password);
+    let check = this.inFlight.get(key);
+    if (!check) {
+      check = this.withSlot(() => this.check(credentials)).finally(() => this.inFlight.delete(key));
+      this.inFlight.set(key, check);
+    }
+    return check;
+  }
+
+  private async withSlot<T>(work: () => Promise<T>): Promise<T> {
+    if (this.running >= AUTH_LIMITS.concurrentChecks) {
+      if (this.waiting.length >= AUTH_LIMITS.queuedChecks) throw new ProxyError(429, 'auth_rate_limited', AuthReason.busy, 1);
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    }
+    this.running += 1;
+    try {
+      return await work();
+    } finally {
+      this.running -= 1;
+      this.waiting.shift()?.();
+    }
   }
 
   private async check({ user, password }: Credentials): Promise<boolean> {

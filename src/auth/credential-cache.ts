@@ -14,7 +14,8 @@ export class CredentialCache {
     private readonly maxEntries: number,
   ) {}
 
-  private digest(user: string, password: string): string {
+  /** The cache key of a credential (also used to share checks in flight). */
+  digest(user: string, password: string): string {
     return createHmac('sha256', this.key).update(user).update('\0').update(password).digest('base64');
   }
 

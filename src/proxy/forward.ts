@@ -129,7 +129,8 @@ function hostHeader(target: Target): string {
 
 /** A flat name/value list as an object, repeated names kept as arrays. */
 function headerObject(flat: string[]): Record<string, string | string[]> {
-  const headers: Record<string, string | string[]> = {};
+  // No prototype: a client header named `constructor` or `__proto__` is just a header.
+  const headers: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>;
   for (let i = 0; i < flat.length; i += 2) {
     const name = flat[i].toLowerCase();
     const seen = headers[name];
@@ -156,12 +157,15 @@ function forward(ctx: ProxyContext, exchange: Exchange, req: IncomingMessage, re
     host: parent ? target.host : address,
     port: target.port,
     method: req.method,
-    path: `${target.path ?? '/'}${target.search}`,
+    // Through a parent the path is the whole absolute URI: http-proxy-agent resolves a path
+    // against the Host header, and a path such as `//evil.test/x` would name another host.
+    path: parent ? `http://${hostHeader(target)}${target.path ?? '/'}${target.search}` : `${target.path ?? '/'}${target.search}`,
     headers: parent ? headerObject(headers) : headers,
     setHost: false,
     agent: parent ? parentAgent(parent, address) : ctx.upstreamAgent,
   });
-  limitConnectTime(ctx, upstream, address, parent ? parent.port : target.port);
+  if (parent) limitParentConnectTime(ctx, upstream, parent);
+  else limitConnectTime(ctx, upstream, address, target.port);
   // An origin that accepts and then never answers (or stalls mid-body) must not hold the
   // exchange forever: no bytes from it for requestIdleMs -> 504, or a cut if already answering.
   upstream.setTimeout(ctx.timeouts.requestIdleMs, () => {
@@ -176,7 +180,7 @@ function forward(ctx: ProxyContext, exchange: Exchange, req: IncomingMessage, re
     tally.error ??= describeStreamError(err);
     upstream.destroy();
   });
-  upstream.on('response', (upRes) => relayResponse(upstream, upRes, res, exchange, tally));
+  upstream.on('response', (upRes) => relayResponse(upstream, upRes, res, exchange, tally, parent !== null));
   const fail = (err: Error): void => {
     tally.error ??= describeStreamError(err);
     if (res.headersSent) return void res.destroy();
@@ -208,10 +212,12 @@ function forward(ctx: ProxyContext, exchange: Exchange, req: IncomingMessage, re
  * exception thrown out of a listener. The reason phrase is not relayed (RFC 9112 §4: clients
  * ignore it); Node writes the standard one.
  */
-function relayResponse(upstream: ClientRequest, upRes: IncomingMessage, res: ServerResponse, exchange: Exchange, tally: Tally): void {
+function relayResponse(upstream: ClientRequest, upRes: IncomingMessage, res: ServerResponse, exchange: Exchange, tally: Tally, parentRoute: boolean): void {
   const status = upRes.statusCode ?? 0;
   try {
     if (status < 200 || status > 599) throw new Error(`invalid status ${status}`);
+    // A 407 here is the parent refusing our credentials, not something the client can answer.
+    if (status === 407 && parentRoute) throw new Error('the upstream proxy refused its credentials (407)');
     res.writeHead(status, endToEndHeaders(upRes.rawHeaders));
   } catch (err) {
     upstream.destroy();
@@ -224,6 +230,15 @@ function relayResponse(upstream: ClientRequest, upRes: IncomingMessage, res: Ser
   tally.status = status;
   upRes.on('data', (chunk: Buffer) => (tally.down += chunk.length));
   pipeline(upRes, res, (err) => err && (tally.error ??= describeStreamError(err)));
+}
+
+/** http-proxy-agent hands the socket over only once connected: time from the request's start. */
+function limitParentConnectTime(ctx: ProxyContext, upstream: ClientRequest, parent: ParentProxy): void {
+  const timer = setTimeout(() => {
+    upstream.destroy(new ProxyError(504, 'connect_timeout', `upstream proxy ${parent.label} did not accept a connection in ${ctx.timeouts.connectMs} ms`));
+  }, ctx.timeouts.connectMs);
+  upstream.once('socket', () => clearTimeout(timer));
+  upstream.once('close', () => clearTimeout(timer));
 }
 
 /** A pooled agent has no connect timeout of its own: bound the TCP handshake here (→ 504). */

@@ -68,6 +68,7 @@ function readAnswerHead(socket: Socket, timeoutMs: number, label: string): Promi
       clearTimeout(timer);
       socket.off('data', onData);
       socket.off('close', onClose);
+      socket.off('end', onClose);
       socket.pause();
       if (error) reject(error);
       else if (value) resolve(value);
@@ -80,13 +81,15 @@ function readAnswerHead(socket: Socket, timeoutMs: number, label: string): Promi
         return;
       }
       const statusLine = buffered.subarray(0, buffered.indexOf('\r\n')).toString('latin1').replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
-      const status = Number(/^HTTP\/1\.[01] ([0-9]{3})/.exec(statusLine)?.[1] ?? 0);
+      const status = Number(/^HTTP\/1\.[01] ([0-9]{3})(?: |$)/.exec(statusLine)?.[1] ?? 0);
       finish(null, { status, statusLine, rest: buffered.subarray(end + 4) });
     };
+    // Parent sockets allow half-open: a parent that ends without answering shows as 'end'.
     const onClose = (): void => finish(new ProxyError(502, 'upstream_error', `upstream proxy ${label} closed the connection`));
     const timer = setTimeout(() => finish(new ProxyError(504, 'connect_timeout', `upstream proxy ${label} did not answer in ${timeoutMs} ms`)), timeoutMs);
     socket.on('data', onData);
     socket.once('close', onClose);
+    socket.once('end', onClose);
   });
 }
 

@@ -3,26 +3,33 @@ import { formatAuthority, normaliseHost } from './target';
 
 export type { ParentProxy } from '../policy/types';
 
-/** Parse `http://[user:password@]host:port`; throws with a message fit for FILE:LINE. */
+/** The URL with its credentials blanked: what error messages may show. */
+function redact(text: string): string {
+  return text.replace(/\/\/[^/@]*@/, '//***@');
+}
+
+/** Parse `http://[user:password@]host:port`; throws with a message fit for FILE:LINE (no password). */
 export function parseParentProxy(text: string): ParentProxy {
+  const shown = `"${redact(text)}"`;
   let url: URL;
   try {
     url = new URL(text);
   } catch {
-    throw new Error(`"${text}" is not a URL; expected http://[user:password@]host:port`);
+    throw new Error(`${shown} is not a URL; expected http://[user:password@]host:port`);
   }
   if (url.protocol !== 'http:' || url.pathname !== '/' || url.search !== '' || url.hash !== '' || url.port === '') {
-    throw new Error(`"${text}" must be http://[user:password@]host:port (with the port)`);
+    throw new Error(`${shown} must be http://[user:password@]host:port (with the port)`);
   }
+  if (url.password !== '' && url.username === '') throw new Error(`${shown}: a password needs a user name`);
   let host: ReturnType<typeof normaliseHost>;
+  let credentials: ParentProxy['credentials'] = null;
   try {
     host = normaliseHost(url.hostname);
+    if (url.username) credentials = { user: decodeURIComponent(url.username), password: decodeURIComponent(url.password) };
   } catch {
-    throw new Error(`"${text}": invalid host`);
+    throw new Error(`${shown}: invalid host or credentials (percent-encode special characters)`);
   }
   const port = Number(url.port);
-  const user = decodeURIComponent(url.username);
-  const credentials = user ? { user, password: decodeURIComponent(url.password) } : null;
-  const label = `http://${user ? `${user}:***@` : ''}${formatAuthority({ ...host, port })}`;
-  return { label, ...host, port, credentials };
+  // The label reaches clients (502 bodies) and the audit: no user name, no password.
+  return { label: `http://${formatAuthority({ ...host, port })}`, ...host, port, credentials };
 }
