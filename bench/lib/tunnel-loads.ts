@@ -42,73 +42,104 @@ function connectRequest(originPort: number): string {
   return `CONNECT 127.0.0.1:${originPort} HTTP/1.1\r\nHost: 127.0.0.1:${originPort}\r\n\r\n`;
 }
 
+/** Heads are small: gathered by copying out of the shared read buffer, until their blank line. */
+class HeadReader {
+  private head: Buffer = Buffer.alloc(0);
+
+  /** The status line and the bytes after the head once it is complete; null until then. */
+  read(chunk: Buffer): { status: string; rest: Buffer } | null {
+    this.head = Buffer.concat([this.head, chunk]);
+    const end = this.head.indexOf(HEAD_END);
+    if (end === -1) {
+      if (this.head.length > HEAD_LIMIT) throw new Error('no end of head within 16 KiB');
+      return null;
+    }
+    const status = this.head.subarray(0, this.head.indexOf('\r\n')).toString('latin1');
+    const rest = this.head.subarray(end + HEAD_END.length);
+    this.head = Buffer.alloc(0);
+    return { status, rest };
+  }
+}
+
 /**
- * One `GET path` with `Connection: close`, through a fresh tunnel (or directly), read to the
- * close. Counts the body without keeping it, so a 1 GiB response costs no memory.
+ * One `GET path` with `Connection: close` on a fresh connection: through a tunnel (CONNECT,
+ * wait for the 200, then the GET) or straight to the origin. Reads to the close and counts the
+ * body without keeping it, so a 1 GiB response costs no memory.
  */
-export function exchangeOnce(route: Route, requestPath: string, options: ExchangeOptions): Promise<ExchangeResult> {
-  const request = `GET ${requestPath} HTTP/1.1\r\nHost: 127.0.0.1:${route.originPort}\r\nConnection: close\r\n\r\n`;
-  return new Promise((resolve, reject) => {
-    const socket = connect({
+class OneExchange {
+  private phase: 'tunnel' | 'head' | 'body';
+  private readonly heads = new HeadReader();
+  private readonly socket: Socket;
+  private status = '';
+  private bodyBytes = 0;
+  private sentAt = 0;
+  private cut = false;
+  private deadline: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly route: Route,
+    private readonly requestPath: string,
+    private readonly options: ExchangeOptions,
+    private readonly settle: { resolve: (result: ExchangeResult) => void; reject: (err: Error) => void },
+  ) {
+    this.phase = route.proxyPort === null ? 'head' : 'tunnel';
+    this.socket = connect({
       port: route.proxyPort ?? route.originPort,
       host: '127.0.0.1',
-      onread: { buffer: READ_BUFFER, callback: (size) => (onData(READ_BUFFER.subarray(0, size)), true) },
+      onread: { buffer: READ_BUFFER, callback: (size) => (this.onData(READ_BUFFER.subarray(0, size)), true) },
     });
-    let phase: 'tunnel' | 'head' | 'body' = route.proxyPort === null ? 'head' : 'tunnel';
-    let head: Buffer = Buffer.alloc(0);
-    let status = '';
-    let bodyBytes = 0;
-    let sentAt = 0;
-    let cut = false;
-    let deadline: NodeJS.Timeout | undefined;
-    const fail = (err: Error): void => {
-      clearTimeout(deadline);
-      socket.destroy();
-      reject(err);
-    };
-    const sendRequest = (): void => {
-      sentAt = performance.now();
-      socket.write(request);
-      if (options.deadlineMs !== undefined) deadline = setTimeout(() => ((cut = true), socket.destroy()), options.deadlineMs);
-    };
-    /** Gathers a head (copied out of the shared buffer); returns the bytes after it once complete. */
-    const readHead = (chunk: Buffer): Buffer | null => {
-      head = Buffer.concat([head, chunk]);
-      const end = head.indexOf(HEAD_END);
-      if (end === -1) {
-        if (head.length > HEAD_LIMIT) fail(new Error('no end of head within 16 KiB'));
-        return null;
-      }
-      const rest = head.subarray(end + HEAD_END.length);
-      status = head.subarray(0, head.indexOf('\r\n')).toString('latin1');
-      head = Buffer.alloc(0);
-      return rest;
-    };
-    function onData(chunk: Buffer): void {
-      if (phase === 'body') return void (bodyBytes += chunk.length);
-      const rest = readHead(chunk);
-      if (rest === null) return;
-      if (phase === 'tunnel') {
-        if (!TUNNEL_OPEN.test(status)) return fail(new Error(`CONNECT answered ${JSON.stringify(status)}`));
-        phase = 'head';
-        sendRequest();
-        if (rest.length > 0) onData(rest);
-        return;
-      }
-      phase = 'body';
-      bodyBytes += rest.length;
+    this.socket.setNoDelay(true);
+    this.socket.setTimeout(options.idleMs, () => this.fail(new Error(`no bytes for ${options.idleMs} ms (${this.phase})`)));
+    this.socket.on('error', (err) => this.fail(err));
+    this.socket.on('connect', () => (this.phase === 'tunnel' ? this.socket.write(connectRequest(route.originPort)) : this.sendRequest()));
+    this.socket.on('close', () => this.onClose());
+  }
+
+  private fail(err: Error): void {
+    clearTimeout(this.deadline);
+    this.socket.destroy();
+    this.settle.reject(err);
+  }
+
+  private sendRequest(): void {
+    this.sentAt = performance.now();
+    this.socket.write(`GET ${this.requestPath} HTTP/1.1\r\nHost: 127.0.0.1:${this.route.originPort}\r\nConnection: close\r\n\r\n`);
+    const { deadlineMs } = this.options;
+    if (deadlineMs !== undefined) this.deadline = setTimeout(() => ((this.cut = true), this.socket.destroy()), deadlineMs);
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.phase === 'body') return void (this.bodyBytes += chunk.length);
+    let head: { status: string; rest: Buffer } | null;
+    try {
+      head = this.heads.read(chunk);
+    } catch (err) {
+      return this.fail(err as Error);
     }
-    socket.setNoDelay(true);
-    socket.setTimeout(options.idleMs, () => fail(new Error(`no bytes for ${options.idleMs} ms (${phase})`)));
-    socket.on('error', fail);
-    socket.on('connect', () => (phase === 'tunnel' ? socket.write(connectRequest(route.originPort)) : sendRequest()));
-    socket.on('close', () => {
-      clearTimeout(deadline);
-      if (socket.errored && !cut) return;
-      if (phase !== 'body') return fail(new Error(`closed before the response (${phase})`));
-      resolve({ status, bodyBytes, complete: !cut, ms: performance.now() - sentAt });
-    });
-  });
+    if (head === null) return;
+    this.status = head.status;
+    if (this.phase === 'head') {
+      this.phase = 'body';
+      this.bodyBytes += head.rest.length;
+      return;
+    }
+    if (!TUNNEL_OPEN.test(head.status)) return this.fail(new Error(`CONNECT answered ${JSON.stringify(head.status)}`));
+    this.phase = 'head';
+    this.sendRequest();
+    if (head.rest.length > 0) this.onData(head.rest);
+  }
+
+  private onClose(): void {
+    clearTimeout(this.deadline);
+    // An error has already rejected; a cut at the deadline is a result.
+    if (this.socket.errored && !this.cut) return;
+    if (this.phase !== 'body') return this.fail(new Error(`closed before the response (${this.phase})`));
+    this.settle.resolve({ status: this.status, bodyBytes: this.bodyBytes, complete: !this.cut, ms: performance.now() - this.sentAt });
+  }
+}
+
+export function exchangeOnce(route: Route, requestPath: string, options: ExchangeOptions): Promise<ExchangeResult> {
+  return new Promise((resolve, reject) => void new OneExchange(route, requestPath, options, { resolve, reject }));
 }
 
 /** Counts failures and keeps the first few messages for the report. */
