@@ -1,6 +1,6 @@
-import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { runCli } from './helpers/serve-process';
 
 /**
  * `tollgate policy check` / `policy test` as a user runs them: the built CLI in a child process,
@@ -13,20 +13,7 @@ const EXPLAIN = 'test/fixtures/cli/explain';
 const EXEMPT = 'test/fixtures/cli/explain-exempt';
 const REPORT = 'test/fixtures/policies/report-global';
 
-interface CliResult {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function tollgate(...args: string[]): CliResult {
-  // The default policies folder comes from the environment; tests always say which one they mean.
-  const env = { ...process.env };
-  delete env.TOLLGATE_POLICIES;
-  const run = spawnSync(process.execPath, [CLI, ...args], { cwd: repoRoot, encoding: 'utf8', timeout: 20000, env });
-  if (run.error) throw run.error;
-  return { status: run.status, stdout: run.stdout, stderr: run.stderr };
-}
+const tollgate = runCli;
 
 interface JsonOutcome {
   decision: 'allow' | 'deny';

@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,6 +7,7 @@ import { loadPolicy } from '../src/policy/load';
 import { MARKDOWN_MARKER } from '../src/policy/replay/format-markdown';
 import type { ReplayReport } from '../src/policy/replay/report-types';
 import { PROPOSED_POLICIES, RECORDED_POLICIES, recordTraffic } from './fixtures/replay/traffic';
+import { runCli } from './helpers/serve-process';
 
 /**
  * `tollgate policy replay` as CI runs it: the built CLI in a child
@@ -16,19 +16,7 @@ import { PROPOSED_POLICIES, RECORDED_POLICIES, recordTraffic } from './fixtures/
 const repoRoot = resolve(__dirname, '..');
 const CLI = join(repoRoot, 'dist', 'cli.js');
 
-interface CliResult {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function tollgate(...args: string[]): CliResult {
-  const env = { ...process.env };
-  delete env.TOLLGATE_POLICIES;
-  const run = spawnSync(process.execPath, [CLI, ...args], { cwd: repoRoot, encoding: 'utf8', timeout: 20000, env });
-  if (run.error) throw run.error;
-  return { status: run.status, stdout: run.stdout, stderr: run.stderr };
-}
+const tollgate = runCli;
 
 let dir: string;
 let dbFile: string;

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -72,4 +72,20 @@ export function spawnServe(args: string[], env: NodeJS.ProcessEnv = {}): ServePr
 export function splitHostPort(text: string): { host: string; port: number } {
   const colon = text.lastIndexOf(':');
   return { host: text.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(text.slice(colon + 1)) };
+}
+
+export interface CliResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run the built CLI once. The policies folder never comes from the environment: tests name it. */
+export function runCli(...args: string[]): CliResult {
+  ensureBuilt();
+  const env = { ...process.env };
+  delete env.TOLLGATE_POLICIES;
+  const run = spawnSync(process.execPath, [CLI, ...args], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 20000, env });
+  if (run.error) throw run.error;
+  return { status: run.status, stdout: run.stdout, stderr: run.stderr };
 }
