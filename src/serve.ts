@@ -7,6 +7,7 @@ import { Authenticator } from './auth/authenticator';
 import { UsersHolder } from './auth/users-holder';
 import { createMetrics } from './metrics';
 import type { ProxyMetrics } from './metrics';
+import { GroupCommit } from './audit/group-commit';
 import { openAuditStore } from './audit/store';
 import type { AuditStateChange, AuditStore } from './audit/store';
 import { ConfigError } from './config';
@@ -42,7 +43,8 @@ export async function startServing(config: ServeConfig, log: Logger): Promise<Ru
   const metrics = createMetrics();
   const holder = new PolicyHolder(config.policiesDir, loaded.policy, () => self, log, (ok) => metrics.policyReload(ok));
   const users = openUsers(config, log);
-  const ctx = proxyContext(config, holder, store, log, metrics, users?.authenticator ?? null);
+  const audit = new GroupCommit(store, (seconds) => metrics.auditWrite(seconds));
+  const ctx = proxyContext(config, holder, audit, log, metrics, users?.authenticator ?? null);
   metrics.setOpenTunnels(() => ctx.tunnels.size);
   // Known state, no probe write per scrape.
   metrics.setAuditWritable(() => store.health().writable);
@@ -86,7 +88,7 @@ export async function startServing(config: ServeConfig, log: Logger): Promise<Ru
     },
     shutdown: () => {
       users?.holder.close();
-      return shutdown(server, ctx, admin, store, holder, config.drainTimeoutMs, log);
+      return shutdown(server, ctx, admin, { store, audit }, holder, config.drainTimeoutMs, log);
     },
   };
 }
@@ -108,14 +110,14 @@ function openUsers(config: ServeConfig, log: Logger): { holder: UsersHolder; aut
 function proxyContext(
   config: ServeConfig,
   holder: PolicyHolder,
-  store: AuditStore,
+  audit: GroupCommit,
   log: Logger,
   metrics: ProxyMetrics,
   authenticator: Authenticator | null,
 ): ProxyContext {
   return {
     active: holder.active,
-    audit: store,
+    audit,
     resolver: systemResolver,
     clock: () => new Date(),
     timeouts: {
@@ -161,7 +163,7 @@ async function shutdown(
   server: Server,
   ctx: ProxyContext,
   admin: FastifyInstance,
-  store: AuditStore,
+  { store, audit }: { store: AuditStore; audit: GroupCommit },
   holder: PolicyHolder,
   drainMs: number,
   log: Logger,
@@ -171,6 +173,8 @@ async function shutdown(
   await drainProxy(server, ctx, drainMs);
   ctx.upstreamAgent.destroy();
   await admin.close();
+  // Completions of the connections the drain just ended, and opens still waiting for a commit.
+  audit.flush();
   let leftOpen: number | null = null;
   try {
     leftOpen = store.completeOpenRecords(new Date(), 'shutdown: proxy stopped');

@@ -221,6 +221,25 @@ describe('faults mid-stream: both sockets end, the record is completed, nothing 
     server.close();
   });
 
+  test('an origin that closes cleanly short of its Content-Length: the client is cut, the record says why', async () => {
+    const server = createServer((s) => {
+      s.on('error', () => undefined);
+      s.once('data', () => s.end('HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nshort-body'));
+    });
+    const port = await listenOn(server);
+    const socket = await rawConnect(proxy.port);
+    socket.on('error', () => undefined);
+    socket.write(`GET http://origin.test:${port}/short HTTP/1.1\r\nHost: x\r\n\r\n`);
+    // readAll resolves only when the proxy ends the connection: a truncated body is not left hanging.
+    const received = await readAll(socket);
+    expect(received).toContain('short-body');
+    const record = await proxy.waitForRecord((r) => r.path === '/short' && r.ended_at !== null);
+    expect(record.error).not.toBeNull();
+    expect(record.bytes_down).toBe('short-body'.length);
+    await settled();
+    server.close();
+  });
+
   test('a client that disconnects mid-upload: the origin connection is closed too', async () => {
     let originClosed!: () => void;
     const originGone = new Promise<void>((resolve) => (originClosed = resolve));

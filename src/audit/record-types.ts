@@ -63,12 +63,10 @@ export interface AuditRecordJson {
 }
 
 /**
- * The audit sink the proxy writes through (STYLE habit 5: passed in, never imported).
- * Every method is synchronous and durable on return (WAL commit): a record opened here is on
- * disk before the proxy forwards a byte. Methods throw when the database cannot be written;
- * the proxy answers 503 then (fail closed).
+ * The audit log's synchronous writes (the store, tools and test fixtures): each method is
+ * committed on return (WAL commit) and throws when the database cannot be written.
  */
-export interface AuditSink {
+export interface AuditWriter {
   /**
    * False while the store is known to be failing (no file access): the proxy then refuses new
    * requests with 503 before it resolves or dials anything.
@@ -82,5 +80,21 @@ export interface AuditSink {
    */
   complete(id: number, completion: AuditCompletion): void;
   /** Insert a finished record in one step (denied, malformed, failed before forwarding). */
+  record(record: AuditOpen, completion: AuditCompletion): number;
+}
+
+/**
+ * The audit sink the proxy writes through (STYLE habit 5: passed in, never imported). Opens
+ * and completions are group-committed (group-commit.ts): a record opened here is on disk when
+ * the promise resolves, before the proxy forwards a byte; it rejects when the database cannot
+ * be written, and the proxy answers 503 then (fail closed).
+ */
+export interface AuditSink {
+  writable(): boolean;
+  /** Insert an open record (ended_at null); resolves with its id once committed. */
+  open(record: AuditOpen): Promise<number>;
+  /** Fill in the end of a record opened with open(), in the next commit. Never throws. */
+  complete(id: number, completion: AuditCompletion): void;
+  /** Insert a finished record in one step, committed on return (it names the 403's request id). */
   record(record: AuditOpen, completion: AuditCompletion): number;
 }

@@ -1,3 +1,5 @@
+import { CHECKPOINTER_DEFAULTS } from './checkpointer';
+import type { CheckpointerOptions } from './checkpointer';
 import type { AuditStateChange } from './write-health';
 
 export interface AuditStoreOptions {
@@ -10,6 +12,8 @@ export interface AuditStoreOptions {
   fileCheckIntervalMs?: number;
   /** Completions held in memory while failing; past this the oldest is dropped (stays open). */
   maxPendingCompletions?: number;
+  /** The write-ahead log's checkpoints, run from a worker thread (checkpointer.ts). */
+  checkpoint?: Partial<CheckpointerOptions>;
   /** One call per transition (failing, recovered, reopened), meant for one log line each. */
   onStateChange?: (change: AuditStateChange) => void;
 }
@@ -30,7 +34,7 @@ export const AUDIT_STORE_DEFAULTS = Object.freeze({
   maxPendingCompletions: 10_000,
 });
 
-export type Settings = Required<Omit<AuditStoreOptions, 'onStateChange'>>;
+export type Settings = Required<Omit<AuditStoreOptions, 'onStateChange' | 'checkpoint'>> & { checkpoint: CheckpointerOptions };
 
 /** Defaults filled in and checked once, at open: a bad value is a RangeError, not a stuck store. */
 export function settingsFrom(opts: AuditStoreOptions): Settings {
@@ -40,10 +44,17 @@ export function settingsFrom(opts: AuditStoreOptions): Settings {
     probeIntervalMs: opts.probeIntervalMs ?? AUDIT_STORE_DEFAULTS.probeIntervalMs,
     fileCheckIntervalMs: opts.fileCheckIntervalMs ?? AUDIT_STORE_DEFAULTS.fileCheckIntervalMs,
     maxPendingCompletions: opts.maxPendingCompletions ?? AUDIT_STORE_DEFAULTS.maxPendingCompletions,
+    checkpoint: { ...CHECKPOINTER_DEFAULTS, ...opts.checkpoint },
   };
-  for (const name of ['busyTimeoutMs', 'probeIntervalMs', 'fileCheckIntervalMs', 'maxPendingCompletions'] as const) {
-    const value = settings[name];
-    const least = name === 'probeIntervalMs' || name === 'maxPendingCompletions' ? 1 : 0;
+  const numbers: Array<[string, number, number]> = [
+    ['busyTimeoutMs', settings.busyTimeoutMs, 0],
+    ['probeIntervalMs', settings.probeIntervalMs, 1],
+    ['fileCheckIntervalMs', settings.fileCheckIntervalMs, 0],
+    ['maxPendingCompletions', settings.maxPendingCompletions, 1],
+    ['checkpoint.intervalMs', settings.checkpoint.intervalMs, 1],
+    ['checkpoint.restartFrames', settings.checkpoint.restartFrames, 1],
+  ];
+  for (const [name, value, least] of numbers) {
     if (!Number.isSafeInteger(value) || value < least) throw new RangeError(`${name} must be an integer >= ${least}, got ${value}`);
   }
   return settings;

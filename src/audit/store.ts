@@ -1,10 +1,11 @@
 import type Database from 'better-sqlite3';
 import { collectCarriedRows, restoreCarriedRows } from './carry-over';
 import type { CarriedRows } from './carry-over';
+import { Checkpointer } from './checkpointer';
 import { checkpointMovedFile, closeConnection, connectAudit, stillAtPath, withBusyTimeout } from './connection';
-import type { AuditConnection } from './connection';
+import type { AuditConnection, BatchOutcome, CompletionEntry } from './connection';
 import { clipText, completionParams, openParams } from './record-params';
-import type { AuditCompletion, AuditOpen, AuditSink } from './record-types';
+import type { AuditCompletion, AuditOpen, AuditWriter } from './record-types';
 import { describeError, isRecordError, WriteHealth } from './write-health';
 import type { AuditHealth } from './write-health';
 import { settingsFrom } from './store-options';
@@ -15,6 +16,7 @@ export { AuditUnavailableError } from './write-health';
 export type { AuditHealth, AuditStateChange } from './write-health';
 export { AUDIT_STORE_DEFAULTS } from './store-options';
 export type { AuditStoreOptions } from './store-options';
+export type { BatchOutcome, CompletionEntry } from './connection';
 
 /**
  * The SQLite audit log. No method here receives credentials: the proxy passes the proxy
@@ -27,13 +29,18 @@ export type { AuditStoreOptions } from './store-options';
  * the completion is held in memory (bounded) and written when writes work again. A file that is
  * removed or renamed while open is noticed (inode check) and reopened at its path.
  */
-export interface AuditStore extends AuditSink {
+export interface AuditStore extends AuditWriter {
   readonly file: string;
   /**
    * The current connection, for read queries (query.ts). Read it at each use, do not keep it:
    * it is replaced when the file is reopened after a removal. Writes go through the methods.
    */
   readonly db: Database.Database;
+  /**
+   * One transaction for many opens and completions (group-commit.ts). Throws when the file
+   * cannot be written; the completions are then held, as complete() holds them.
+   */
+  commitBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[]): BatchOutcome;
   /** Ends every record still open (graceful shutdown); returns how many were ended. */
   completeOpenRecords(endedAt: Date, error: string): number;
   /** A real probe write now (for /readyz); updates health(). Never throws. */
@@ -45,6 +52,7 @@ export interface AuditStore extends AuditSink {
 
 class SqliteAuditStore implements AuditStore {
   private connection: AuditConnection | null;
+  private checkpointer: Checkpointer | null;
   /** What `db` returns while no connection is open (a failed reopen): closed, so reads fail. */
   private lastDb: Database.Database;
   private readonly state: WriteHealth;
@@ -64,6 +72,7 @@ class SqliteAuditStore implements AuditStore {
   ) {
     this.connection = connectAudit(file, settings);
     this.lastDb = this.connection.db;
+    this.checkpointer = this.startCheckpointer(this.connection);
     this.state = new WriteHealth({
       clock: settings.clock,
       probeIntervalMs: settings.probeIntervalMs,
@@ -95,6 +104,19 @@ class SqliteAuditStore implements AuditStore {
     }
   }
 
+  commitBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[]): BatchOutcome {
+    let outcome: BatchOutcome;
+    try {
+      outcome = this.write((c) => c.commitBatch(opens, completions));
+    } catch (err) {
+      if (!this.closed) for (const [id, completion] of completions) this.hold(id, completion);
+      throw err;
+    }
+    for (const id of outcome) if (typeof id === 'number') this.touched.add(id);
+    for (const [id] of completions) this.touched.add(id);
+    return outcome;
+  }
+
   completeOpenRecords(endedAt: Date, error: string): number {
     // One real attempt first: it writes held completions, so their real byte counts win.
     this.probe(true);
@@ -119,6 +141,7 @@ class SqliteAuditStore implements AuditStore {
     if (this.closed) return;
     this.closed = true;
     this.state.stop();
+    this.checkpointer?.stop();
     const connection = this.connection;
     if (connection === null) return;
     try {
@@ -127,6 +150,12 @@ class SqliteAuditStore implements AuditStore {
       // Still failing: the held completions are lost, and their records stay open.
     }
     closeConnection(connection.db, { optimize: true });
+  }
+
+  /** None for an in-memory database: it has no write-ahead log. */
+  private startCheckpointer(connection: AuditConnection): Checkpointer | null {
+    if (connection.identity === null) return null;
+    return new Checkpointer(this.file, this.settings.checkpoint);
   }
 
   private insert(run: (c: AuditConnection) => Database.RunResult): number {
@@ -232,6 +261,8 @@ class SqliteAuditStore implements AuditStore {
       }
       this.connection = null;
       this.touched.clear();
+      this.checkpointer?.stop();
+      this.checkpointer = null;
       checkpointed = checkpointMovedFile(old.db);
       // Before opening the path again: the new connection must not share the old -wal/-shm.
       closeConnection(old.db, { optimize: false });
@@ -249,6 +280,7 @@ class SqliteAuditStore implements AuditStore {
     const lastId = this.carried?.lastId ?? 0;
     this.connection = fresh;
     this.lastDb = fresh.db;
+    this.checkpointer = this.startCheckpointer(fresh);
     this.carried = null;
     this.state.emit(
       'reopened',
@@ -261,7 +293,7 @@ class SqliteAuditStore implements AuditStore {
 
 /**
  * Opens (creating the folder and file if missing) and migrates the audit database. Every write
- * is one autocommitted statement, so each record is durable on return (see connection.ts).
+ * is committed on return (see connection.ts): one statement, or one batch in commitBatch().
  */
 export function openAuditStore(file: string, opts: AuditStoreOptions = {}): AuditStore {
   return new SqliteAuditStore(file, settingsFrom(opts), opts.onStateChange);

@@ -44,10 +44,14 @@ function auditFailed(ctx: ProxyContext, err: unknown): void {
   else ctx.log.error({ err }, 'audit write failed');
 }
 
-/** Open the record of an allowed exchange: committed before its first byte is forwarded. */
-export function openRecord(ctx: ProxyContext, exchange: Exchange): number {
+/**
+ * Open the record of an allowed exchange: committed before its first byte is forwarded. The
+ * commit is shared with the other records of this event-loop turn (group-commit.ts), and timed
+ * there.
+ */
+export async function openRecord(ctx: ProxyContext, exchange: Exchange): Promise<number> {
   try {
-    exchange.recordId = timedWrite(ctx, () => ctx.audit.open(exchange.toOpen()));
+    exchange.recordId = await ctx.audit.open(exchange.toOpen());
   } catch (err) {
     auditFailed(ctx, err);
     throw new ProxyError(503, 'audit_unavailable', AUDIT_UNAVAILABLE);
@@ -85,11 +89,8 @@ export function completeRecord(ctx: ProxyContext, exchange: Exchange, end: Omit<
   ctx.metrics.bytes(end.bytesUp, end.bytesDown);
   if (exchange.recordId === null) return;
   const id = exchange.recordId;
-  try {
-    timedWrite(ctx, () => ctx.audit.complete(id, { endedAt: ctx.clock(), ...end }));
-  } catch (err) {
-    ctx.log.error({ err, id }, 'audit completion failed');
-  }
+  // Never throws: written with the next commit, or held by the store while it cannot write.
+  ctx.audit.complete(id, { endedAt: ctx.clock(), ...end });
 }
 
 /** An upstream failure after the record was opened (the exchange had already been counted). */

@@ -46,7 +46,8 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
       ctx.tunnels.delete(client);
       return;
     }
-    openRecord(ctx, exchange);
+    // A client that leaves while this commits is seen by splice() as an early close.
+    await openRecord(ctx, exchange);
   } catch (err) {
     upstream?.destroy();
     failConnect(ctx, exchange, client, asProxyError(err));

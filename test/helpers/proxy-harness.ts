@@ -10,6 +10,7 @@ import pino from 'pino';
 import { openAuditStore } from '../../src/audit/store';
 import type { AuditStore, AuditStoreOptions } from '../../src/audit/store';
 import { listRequests } from '../../src/audit/query';
+import { GroupCommit } from '../../src/audit/group-commit';
 import type { AuditRecordJson, AuditSink } from '../../src/audit/record-types';
 import { compileGuard } from '../../src/policy/guard';
 import { loadPolicy } from '../../src/policy/load';
@@ -197,25 +198,23 @@ export function parseHead(text: string): { status: number; headers: Record<strin
   return { status: Number(statusLine.split(' ')[1]), headers, body: end === -1 ? '' : text.slice(end + 4) };
 }
 
-/** An audit sink that announces every write, so tests await records instead of polling. */
+/** The proxy's audit sink (group commit), announcing every write so tests await records instead of polling. */
 function observed(store: AuditStore, writes: EventEmitter): AuditSink {
-  return {
+  return new GroupCommit({
     writable: () => store.health().writable,
-    open: (record) => {
-      const id = store.open(record);
-      writes.emit('write');
-      return id;
-    },
-    complete: (id, completion) => {
-      store.complete(id, completion);
-      writes.emit('write');
+    commitBatch: (opens, completions) => {
+      try {
+        return store.commitBatch(opens, completions);
+      } finally {
+        writes.emit('write');
+      }
     },
     record: (record, completion) => {
       const id = store.record(record, completion);
       writes.emit('write');
       return id;
     },
-  };
+  });
 }
 
 /** Resolves with the first record matching `predicate`, checked now and after each audit write. */

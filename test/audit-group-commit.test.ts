@@ -1,0 +1,197 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { GroupCommit } from '../src/audit/group-commit';
+import { openAuditStore } from '../src/audit/store';
+import type { AuditStore, AuditStoreOptions } from '../src/audit/store';
+import type { AuditCompletion, AuditOpen } from '../src/audit/record-types';
+
+/**
+ * Group commit (src/audit/group-commit.ts) and the checkpoint worker (src/audit/checkpointer.ts)
+ * against real SQLite files: what a commit holds, when an open is on disk, what a failing
+ * store does to waiting opens and completions, and that the write-ahead log stays bounded.
+ */
+
+const STARTED = new Date('2026-01-05T08:00:00.000Z');
+
+function openFacts(n: number, overrides: Partial<AuditOpen> = {}): AuditOpen {
+  return {
+    startedAt: STARTED,
+    clientIp: '10.0.0.7',
+    clientPort: 40000 + n,
+    clients: ['ci'],
+    user: null,
+    kind: 'http',
+    method: 'GET',
+    scheme: 'http',
+    host: `host${n}.example`,
+    port: 80,
+    path: `/item/${n}`,
+    resolvedIp: '203.0.113.5',
+    decision: 'allow',
+    wouldDeny: false,
+    rule: 'r',
+    ruleSource: 'p.yaml:3',
+    reason: 'matched rule r',
+    policyVersion: 'sha256:x',
+    ...overrides,
+  };
+}
+
+function ended(bytesDown: number): AuditCompletion {
+  return { endedAt: new Date(STARTED.getTime() + 20), status: 200, bytesUp: 10, bytesDown, error: null };
+}
+
+const stores: AuditStore[] = [];
+let dir: string;
+
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-group-commit-'));
+});
+
+afterEach(() => {
+  for (const store of stores.splice(0)) store.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function openStore(opts: AuditStoreOptions = {}): { store: AuditStore; file: string; commits: number[] } {
+  const file = path.join(dir, 'audit.db');
+  const store = openAuditStore(file, opts);
+  stores.push(store);
+  return { store, file, commits: [] };
+}
+
+/** A second, independent connection: what is on disk, not what the writer's connection sees. */
+function onDisk(file: string): Array<{ id: number; host: string; bytes_down: number | null; ended_at_ms: number | null }> {
+  const db = new Database(file, { readonly: true, fileMustExist: true });
+  try {
+    return db.prepare('SELECT id, host, bytes_down, ended_at_ms FROM requests ORDER BY id').all() as Array<{
+      id: number; host: string; bytes_down: number | null; ended_at_ms: number | null;
+    }>;
+  } finally {
+    db.close();
+  }
+}
+
+describe('group commit', () => {
+  test('opens asked for in one turn share one transaction, and each resolves once on disk', async () => {
+    const { store, file } = openStore();
+    const sizes: number[] = [];
+    const audit = new GroupCommit(store, (_seconds, records) => sizes.push(records));
+    const pending = Array.from({ length: 20 }, (_, n) => audit.open(openFacts(n)));
+    // Nothing is written until the turn ends.
+    expect(onDisk(file)).toHaveLength(0);
+    const ids = await Promise.all(pending);
+    expect(sizes).toEqual([20]);
+    expect(new Set(ids).size).toBe(20);
+    expect(ids).toEqual([...ids].sort((a, b) => a - b));
+    const rows = onDisk(file);
+    expect(rows.map((r) => r.id)).toEqual(ids);
+    expect(rows.map((r) => r.host)).toEqual(Array.from({ length: 20 }, (_, n) => `host${n}.example`));
+    expect(rows.every((r) => r.ended_at_ms === null)).toBe(true);
+  });
+
+  test('completions are written with the next commit, together with the opens of that turn', async () => {
+    const { store, file } = openStore();
+    const sizes: number[] = [];
+    const audit = new GroupCommit(store, (_seconds, records) => sizes.push(records));
+    const [a, b] = await Promise.all([audit.open(openFacts(1)), audit.open(openFacts(2))]);
+    audit.complete(a, ended(111));
+    audit.complete(b, ended(222));
+    const c = await audit.open(openFacts(3));
+    expect(sizes).toEqual([2, 3]);
+    const rows = onDisk(file);
+    expect(rows.find((r) => r.id === a)?.bytes_down).toBe(111);
+    expect(rows.find((r) => r.id === b)?.bytes_down).toBe(222);
+    expect(rows.find((r) => r.id === c)?.ended_at_ms).toBeNull();
+  });
+
+  test('a completion alone is committed at the end of its turn, and flush() commits at once', async () => {
+    const { store, file } = openStore();
+    const audit = new GroupCommit(store);
+    const id = await audit.open(openFacts(1));
+    audit.complete(id, ended(5));
+    expect(onDisk(file)[0].ended_at_ms).toBeNull();
+    audit.flush();
+    expect(onDisk(file)[0].bytes_down).toBe(5);
+  });
+
+  test('one record the schema refuses is rejected alone; the rest of its commit is written', async () => {
+    const { store, file } = openStore();
+    const audit = new GroupCommit(store);
+    const bad = { ...openFacts(2), kind: 'smtp' } as unknown as AuditOpen;
+    const outcomes = await Promise.allSettled([audit.open(openFacts(1)), audit.open(bad), audit.open(openFacts(3))]);
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((outcomes[1] as PromiseRejectedResult).reason).toMatchObject({ code: expect.stringMatching(/^SQLITE_CONSTRAINT/) });
+    expect(onDisk(file).map((r) => r.host)).toEqual(['host1.example', 'host3.example']);
+  });
+
+  test('a store that cannot write rejects every waiting open and holds the completions until it recovers', async () => {
+    const { store, file } = openStore({ busyTimeoutMs: 0, probeIntervalMs: 60_000 });
+    const audit = new GroupCommit(store);
+    const id = await audit.open(openFacts(1));
+    const locker = new Database(file);
+    try {
+      locker.prepare('BEGIN IMMEDIATE').run();
+      audit.complete(id, ended(77));
+      const outcomes = await Promise.allSettled([audit.open(openFacts(2)), audit.open(openFacts(3))]);
+      expect(outcomes.map((o) => o.status)).toEqual(['rejected', 'rejected']);
+      expect((outcomes[0] as PromiseRejectedResult).reason).toMatchObject({ code: 'SQLITE_BUSY' });
+      expect(audit.writable()).toBe(false);
+      expect(store.health().pendingCompletions).toBe(1);
+      locker.prepare('ROLLBACK').run();
+    } finally {
+      locker.close();
+    }
+    // The readiness probe is the way back: it writes the held completion.
+    expect(store.isWritable()).toBe(true);
+    const rows = onDisk(file);
+    expect(rows.map((r) => r.host)).toEqual(['host1.example']);
+    expect(rows[0].bytes_down).toBe(77);
+  });
+});
+
+describe('checkpoints from a worker thread', () => {
+  test('the write-ahead log starts over under steady writes instead of growing with them', async () => {
+    const { store, file } = openStore({ checkpoint: { intervalMs: 2, restartFrames: 64 } });
+    const audit = new GroupCommit(store);
+    await audit.open(openFacts(0));
+    // The log's header carries two salts; a log that starts over from its first frame gets new ones.
+    const salts = (): string => {
+      const fd = fs.openSync(`${file}-wal`, 'r');
+      try {
+        const header = Buffer.alloc(32);
+        fs.readSync(fd, header, 0, 32, 0);
+        return header.subarray(16, 24).toString('hex');
+      } finally {
+        fs.closeSync(fd);
+      }
+    };
+    const first = salts();
+    let commits = 1;
+    // Commits back to back, as under load (no pause for a PASSIVE checkpoint to catch up),
+    // until the log has started over; bounded at 5,000 commits.
+    while (commits < 5000 && salts() === first) {
+      await Promise.all([audit.open(openFacts(commits)), audit.open(openFacts(commits + 1))]);
+      commits += 1;
+    }
+    expect(salts()).not.toBe(first);
+    expect(onDisk(file)).toHaveLength(commits * 2 - 1);
+  });
+
+  test('the automatic checkpoint on the writer connection is off', () => {
+    const { store } = openStore();
+    expect(store.db.pragma('wal_autocheckpoint', { simple: true })).toBe(0);
+  });
+
+  test('close() waits for the worker to let go of the file, so the last close removes the log', async () => {
+    const { store, file } = openStore();
+    const audit = new GroupCommit(store);
+    await audit.open(openFacts(1));
+    expect(fs.existsSync(`${file}-wal`)).toBe(true);
+    store.close();
+    expect(fs.existsSync(`${file}-wal`)).toBe(false);
+    expect(onDisk(file)).toHaveLength(1);
+  });
+});
