@@ -107,14 +107,25 @@ describe('group commit', () => {
     expect(rows.find((r) => r.id === c)?.ended_at_ms).toBeNull();
   });
 
-  test('a completion alone is committed at the end of its turn, and flush() commits at once', async () => {
+  test('a completion alone waits at most completionDelayMs for opens to share a commit with; flush() commits at once', async () => {
     const { store, file } = openStore();
-    const audit = new GroupCommit(store);
-    const id = await audit.open(openFacts(1));
-    audit.complete(id, ended(5));
+    const commits: number[] = [];
+    const audit = new GroupCommit(store, (_seconds, records) => commits.push(records), 30);
+    const [a, b] = await Promise.all([audit.open(openFacts(1)), audit.open(openFacts(2))]);
+    audit.complete(a, ended(5));
+    await new Promise((resolve) => setImmediate(resolve));
     expect(onDisk(file)[0].ended_at_ms).toBeNull();
-    audit.flush();
+    const started = performance.now();
+    await new Promise<void>((resolve) => {
+      const check = (): void => (commits.length === 2 ? resolve() : void setImmediate(check));
+      check();
+    });
+    expect(performance.now() - started).toBeLessThan(1000);
     expect(onDisk(file)[0].bytes_down).toBe(5);
+    audit.complete(b, ended(6));
+    audit.flush();
+    expect(onDisk(file)[1].bytes_down).toBe(6);
+    expect(commits).toEqual([2, 1, 1]);
   });
 
   test('one record the schema refuses is rejected alone; the rest of its commit is written', async () => {

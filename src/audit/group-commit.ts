@@ -8,6 +8,13 @@ export interface BatchTarget {
   commitBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[]): BatchOutcome;
 }
 
+/**
+ * A tunnel or request costs one open and one completion; alone, each would be a commit of its
+ * own. Waiting this long lets a completion share the next opens' commit under any steady load;
+ * the record shows as open for that much longer, which nobody can see in the UI.
+ */
+const COMPLETION_DELAY_MS = 20;
+
 interface WaitingOpen {
   record: AuditOpen;
   resolve: (id: number) => void;
@@ -23,17 +30,24 @@ interface WaitingOpen {
  *
  * An open's promise settles after the commit: the record is on disk before the proxy forwards
  * a byte (SPEC §4), or the open fails and the proxy answers 503. A completion is never waited
- * for; if the commit fails the store holds it and writes it on recovery.
+ * for: it rides along with the next opens' commit, or is committed on its own after at most
+ * `completionDelayMs` when no open comes (a quiet proxy); if the commit fails the store holds
+ * it and writes it on recovery.
  */
 export class GroupCommit implements AuditSink {
   private opens: WaitingOpen[] = [];
   private completions: CompletionEntry[] = [];
   private scheduled: NodeJS.Immediate | null = null;
+  private delayed: NodeJS.Timeout | null = null;
 
-  /** `onCommit`: after every commit attempt, with its duration (the audit-write metric). */
+  /**
+   * `onCommit`: after every commit attempt, with its duration (the audit-write metric).
+   * `completionDelayMs`: how long completions wait for opens to share a commit with.
+   */
   constructor(
     private readonly target: BatchTarget,
     private readonly onCommit: (seconds: number, records: number) => void = () => undefined,
+    private readonly completionDelayMs = COMPLETION_DELAY_MS,
   ) {}
 
   writable(): boolean {
@@ -49,7 +63,7 @@ export class GroupCommit implements AuditSink {
 
   complete(id: number, completion: AuditCompletion): void {
     this.completions.push([id, completion]);
-    this.schedule();
+    this.delayed ??= setTimeout(() => this.flush(), this.completionDelayMs);
   }
 
   /** Not batched: a refusal's 403 names the record's id, and refusals are not the hot path. */
@@ -60,7 +74,9 @@ export class GroupCommit implements AuditSink {
   /** Commit what is waiting now (shutdown, before the store completes open records). */
   flush(): void {
     if (this.scheduled !== null) clearImmediate(this.scheduled);
+    if (this.delayed !== null) clearTimeout(this.delayed);
     this.scheduled = null;
+    this.delayed = null;
     const opens = this.opens;
     const completions = this.completions;
     if (opens.length === 0 && completions.length === 0) return;
