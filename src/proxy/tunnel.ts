@@ -9,6 +9,7 @@ import { answerFor, writeRawAnswer } from './respond';
 import { clientAddress } from './client-address';
 import { completeRecord, describeStreamError, ensureAuditWritable, openRecord, recordAbandoned, recordFailure } from './record';
 import { connectViaParent } from './parent-proxy';
+import { connectRelayed, relayTo } from './relay-read';
 import { parseConnectTarget } from './target';
 import type { Target } from './target-types';
 
@@ -68,7 +69,7 @@ async function dialDestination(ctx: ProxyContext, exchange: Exchange, target: Ta
   const parent = exchange.decision?.upstream ?? null;
   if (parent === null) {
     const addresses = await resolveDestination(ctx, exchange, target);
-    return { ...(await connectChecked(addresses, target.port, ctx.timeouts.connectMs)), rest: NOTHING };
+    return { ...(await connectChecked(addresses, target.port, ctx.timeouts.connectMs, connectRelayed)), rest: NOTHING };
   }
   if (target.hostKind !== 'name') await resolveDestination(ctx, exchange, target);
   return connectViaParent(ctx, parent, target);
@@ -105,7 +106,8 @@ function splice(ctx: ProxyContext, exchange: Exchange, client: Socket, upstream:
   // about 13 KiB per tunnel (measured, bench/idle-tunnels.ts). Teardown is ours instead: an
   // error or an early close on either side destroys both.
   client.pipe(upstream);
-  upstream.pipe(client);
+  // Direct destinations read through a shared buffer (relay-read.ts); a parent's socket pipes.
+  if (!relayTo(upstream, client)) upstream.pipe(client);
   client.on('error', fail);
   upstream.on('error', fail);
   const lifetime = limitTunnel(ctx, client, upstream, (reason) => fail(new Error(reason)));

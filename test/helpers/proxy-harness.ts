@@ -40,6 +40,8 @@ export interface ProxyHarness {
   records(): AuditRecordJson[];
   /** The first record matching `predicate`, awaiting audit writes (bounded). */
   waitForRecord(predicate: (r: AuditRecordJson) => boolean, limitMs?: number): Promise<AuditRecordJson>;
+  /** Commit the completions group commit is holding (up to 20 ms), as a shutdown does. */
+  flushAudit(): void;
   close(): Promise<void>;
 }
 
@@ -75,11 +77,12 @@ export async function startProxy(options: HarnessOptions): Promise<ProxyHarness>
   if (!loaded.ok) throw new Error(`test policy invalid: ${JSON.stringify(loaded.problems)}`);
   const store = openAuditStore(path.join(dir, 'audit.db'), options.auditOptions);
   const writes = new EventEmitter();
+  const audit = observed(store, writes);
   const self: Array<{ host: string; port: number }> = [];
   let active = { policy: loaded.policy, guard: compileGuard(loaded.policy.network, self) };
   const ctx: ProxyContext = {
     active: () => active,
-    audit: observed(store, writes),
+    audit,
     resolver: options.resolver ?? tableResolver(options.hosts ?? {}),
     clock: () => new Date(),
     timeouts: { ...DEFAULT_TEST_TIMEOUTS, ...options.timeouts },
@@ -104,12 +107,14 @@ export async function startProxy(options: HarnessOptions): Promise<ProxyHarness>
     server,
     records,
     waitForRecord: (predicate, limitMs = 5000) => waitForRecord(records, writes, predicate, limitMs),
+    flushAudit: () => audit.flush(),
     close: async () => {
       ctx.tunnels.destroyAll();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await ctx.tunnels.whenEmpty();
       ctx.upstreamAgent.destroy();
+      audit.flush();
       store.close();
       rmSync(dir, { recursive: true, force: true });
     },
@@ -199,7 +204,7 @@ export function parseHead(text: string): { status: number; headers: Record<strin
 }
 
 /** The proxy's audit sink (group commit), announcing every write so tests await records instead of polling. */
-function observed(store: AuditStore, writes: EventEmitter): AuditSink {
+function observed(store: AuditStore, writes: EventEmitter): GroupCommit {
   return new GroupCommit({
     writable: () => store.health().writable,
     commitBatch: (opens, completions) => {
