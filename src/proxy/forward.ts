@@ -53,7 +53,7 @@ export async function handleRequest(
     exchange.resolvedIp = route.address;
     // Refused meanwhile (its body failed to parse): already answered and recorded.
     if (exchange.recordId !== null) return;
-    if (req.socket.destroyed) {
+    if (clientGone(req)) {
       recordAbandoned(ctx, exchange);
       return;
     }
@@ -66,13 +66,22 @@ export async function handleRequest(
     return;
   }
   // The client left while the record was committed; its 'close' has already been emitted.
-  if (req.socket.destroyed) {
+  if (clientGone(req)) {
     completeRecord(ctx, exchange, { status: null, bytesUp: 0, bytesDown: 0, error: CLIENT_LEFT });
     return;
   }
   // Only an allowed, recorded request is told to send its body.
   if (options.expectsContinue) res.writeContinue();
   forward(ctx, exchange, req, res, route);
+}
+
+/**
+ * The client closed, or sent FIN (Node's http.Server then ends the connection: it cannot
+ * answer, as with squid's `half_closed_clients off`). Nothing is forwarded for it: a request
+ * with side effects must not be carried out for a client that has gone.
+ */
+function clientGone(req: IncomingMessage): boolean {
+  return req.socket.destroyed || !req.socket.writable;
 }
 
 /** Where a request goes: an address that passed the guard, or a parent proxy's. */
