@@ -104,7 +104,7 @@ describe('proxy credentials (settings.auth: required)', () => {
   test('credentials are never forwarded to the destination nor stored in the audit log', async () => {
     await fetchVia(new HttpProxyAgent(`http://ci-bot:${PASSWORD}@127.0.0.1:${proxy.port}`), `http://origin.test:${origin.port}/secret`);
     expect(seenAuthHeaders.every((h) => h === undefined)).toBe(true);
-    proxy.store.db.pragma('wal_checkpoint(TRUNCATE)');
+    await proxy.checkpointAudit();
     const bytes = readFileSync(path.join(proxy.dir, 'audit.db')).toString('latin1');
     expect(bytes).toContain('/secret');
     expect(bytes).not.toContain(PASSWORD);

@@ -96,7 +96,7 @@ describe('absolute-URI HTTP forwarding', () => {
     );
     await proxy.waitForRecord((r) => r.path === '/creds' && r.ended_at !== null);
     expect(JSON.stringify(seen[0].rawHeaders)).not.toContain('c2VjcmV0');
-    proxy.store.db.pragma('wal_checkpoint(TRUNCATE)');
+    await proxy.checkpointAudit();
     const bytes = readFileSync(path.join(proxy.dir, 'audit.db')).toString('latin1');
     expect(bytes).toContain('/creds');
     expect(bytes).not.toContain('c2VjcmV0');

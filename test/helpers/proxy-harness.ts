@@ -42,6 +42,11 @@ export interface ProxyHarness {
   waitForRecord(predicate: (r: AuditRecordJson) => boolean, limitMs?: number): Promise<AuditRecordJson>;
   /** Commit the completions group commit is holding (up to 20 ms), as a shutdown does. */
   flushAudit(): void;
+  /**
+   * Copy the whole write-ahead log into the database file and empty it, so the file's bytes
+   * can be searched. Retried while the checkpoint worker is running one of its own (busy).
+   */
+  checkpointAudit(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -108,6 +113,14 @@ export async function startProxy(options: HarnessOptions): Promise<ProxyHarness>
     records,
     waitForRecord: (predicate, limitMs = 5000) => waitForRecord(records, writes, predicate, limitMs),
     flushAudit: () => audit.flush(),
+    checkpointAudit: async () => {
+      for (let attempt = 0; attempt < 200; attempt += 1) {
+        const [result] = store.db.pragma('wal_checkpoint(TRUNCATE)') as Array<{ busy: number }>;
+        if (result.busy === 0) return;
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      throw new Error('the write-ahead log could not be checkpointed in 200 attempts');
+    },
     close: async () => {
       ctx.tunnels.destroyAll();
       server.closeAllConnections();
