@@ -110,16 +110,19 @@ describe('group commit', () => {
   test('a completion alone waits at most completionDelayMs for opens to share a commit with; flush() commits at once', async () => {
     const { store, file } = openStore();
     const commits: number[] = [];
-    const audit = new GroupCommit(store, (_seconds, records) => commits.push(records), 30);
+    let committed: () => void = () => undefined;
+    const audit = new GroupCommit(store, (_seconds, records) => {
+      commits.push(records);
+      committed();
+    }, 30);
     const [a, b] = await Promise.all([audit.open(openFacts(1)), audit.open(openFacts(2))]);
+    const nextCommit = new Promise<void>((resolve) => (committed = resolve));
+    const started = performance.now();
     audit.complete(a, ended(5));
     await new Promise((resolve) => setImmediate(resolve));
     expect(onDisk(file)[0].ended_at_ms).toBeNull();
-    const started = performance.now();
-    await new Promise<void>((resolve) => {
-      const check = (): void => (commits.length === 2 ? resolve() : void setImmediate(check));
-      check();
-    });
+    await nextCommit;
+    expect(performance.now() - started).toBeGreaterThanOrEqual(25);
     expect(performance.now() - started).toBeLessThan(1000);
     expect(onDisk(file)[0].bytes_down).toBe(5);
     audit.complete(b, ended(6));

@@ -12,10 +12,14 @@ import { isRecordError } from './write-health';
 export type CompletionEntry = readonly [id: number, completion: AuditCompletion];
 
 /**
- * One group commit's outcome, per open in the order given: its new id, or the error that
- * refused that one record (too big, a constraint) while the others were written.
+ * One commit's outcome: per open, in the order given, its new id or the error that refused that
+ * one record (too big, a constraint) while the others were written; and how many completions
+ * were refused the same way (their records stay open).
  */
-export type BatchOutcome = Array<number | Error>;
+export interface BatchOutcome {
+  ids: Array<number | Error>;
+  refusedCompletions: number;
+}
 
 /** Which file a path named when it was opened; compared later to notice removal or replacement. */
 export interface FileIdentity {
@@ -126,14 +130,14 @@ function probeWith(db: Database.Database, statements: Statements): (now: Date) =
 
 function batchWith(db: Database.Database, statements: Statements): AuditConnection['commitBatch'] {
   const run = db.transaction((opens: readonly AuditOpen[], completions: readonly CompletionEntry[]): BatchOutcome => {
-    const outcome: BatchOutcome = [];
+    const outcome: BatchOutcome = { ids: [], refusedCompletions: 0 };
     for (const open of opens) {
       try {
-        outcome.push(Number(statements.insertOpen.run(openParams(open)).lastInsertRowid));
+        outcome.ids.push(Number(statements.insertOpen.run(openParams(open)).lastInsertRowid));
       } catch (err) {
         // SQLite undid that statement only; the transaction and the other records go on.
         if (!isRecordError(err)) throw err;
-        outcome.push(err as Error);
+        outcome.ids.push(err as Error);
       }
     }
     for (const [id, completion] of completions) {
@@ -141,6 +145,7 @@ function batchWith(db: Database.Database, statements: Statements): AuditConnecti
         statements.complete.run({ id, ...completionParams(completion) });
       } catch (err) {
         if (!isRecordError(err)) throw err;
+        outcome.refusedCompletions += 1;
       }
     }
     return outcome;

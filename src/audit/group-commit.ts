@@ -93,7 +93,7 @@ export class GroupCommit implements AuditSink {
       this.onCommit(Number(process.hrtime.bigint() - started) / 1e9, opens.length + completions.length);
     }
     opens.forEach((open, i) => {
-      const id = outcome[i];
+      const id = outcome.ids[i];
       if (typeof id === 'number') open.resolve(id);
       else open.reject(id);
     });

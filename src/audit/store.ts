@@ -112,7 +112,8 @@ class SqliteAuditStore implements AuditStore {
       if (!this.closed) for (const [id, completion] of completions) this.hold(id, completion);
       throw err;
     }
-    for (const id of outcome) if (typeof id === 'number') this.touched.add(id);
+    this.dropped += outcome.refusedCompletions;
+    for (const id of outcome.ids) if (typeof id === 'number') this.touched.add(id);
     for (const [id] of completions) this.touched.add(id);
     return outcome;
   }
@@ -212,22 +213,10 @@ class SqliteAuditStore implements AuditStore {
 
   private flushPending(connection: AuditConnection): number {
     if (this.pending.size === 0) return 0;
-    const flush = connection.db.transaction(() => {
-      let refused = 0;
-      for (const [id, completion] of this.pending) {
-        try {
-          connection.statements.complete.run({ id, ...completionParams(completion) });
-        } catch (err) {
-          // One bad completion must not hold back the others forever.
-          if (!isRecordError(err)) throw err;
-          refused += 1;
-        }
-      }
-      return refused;
-    });
-    const refused = flush.immediate();
-    this.dropped += refused;
-    const written = this.pending.size - refused;
+    // One bad completion must not hold back the others forever: it is refused and counted.
+    const { refusedCompletions } = connection.commitBatch([], [...this.pending]);
+    this.dropped += refusedCompletions;
+    const written = this.pending.size - refusedCompletions;
     for (const id of this.pending.keys()) this.touched.add(id);
     this.pending.clear();
     return written;
