@@ -111,7 +111,7 @@ describe('GET /api/requests', () => {
     const second = (await app.inject({ url: `/api/requests?limit=2&cursor=${cursor}` })).json<Page>();
     expect(second.items.map((r) => r.id)).toEqual([ids[2], ids[1]]);
     const last = (await app.inject({ url: `/api/requests?limit=2&cursor=${encodeCursor(ids[1])}` })).json<Page>();
-    expect(last).toEqual({ items: [expect.objectContaining({ id: ids[0] })], next_cursor: null });
+    expect(last).toEqual({ items: [expect.objectContaining({ id: ids[0] })], next_cursor: null, partial: false });
   });
 
   it.each([
@@ -123,10 +123,31 @@ describe('GET /api/requests', () => {
     ['cursor='],
     ['hots=example.com'],
     ['host=http://example.com/'],
+    ['after_id=-1'],
+    ['after_id=abc'],
   ])('rejects %s with 400 and a JSON error', async (query) => {
     const res = await app.inject({ url: `/api/requests?${query}` });
     expect(res.statusCode).toBe(400);
     expect(res.json()).toEqual({ error: expect.any(String) });
+  });
+
+  it('answers a search that outlasts its budget with a partial page that says how far it got', async () => {
+    const paced = buildAdminApp({ store, ready: () => readiness, searchPace: { firstSliceIds: 2, budgetMs: 0 } });
+    try {
+      const first = (await paced.inject({ url: '/api/requests?q=no-such-text' })).json<Page>();
+      expect(first).toEqual({
+        items: [], next_cursor: encodeCursor(ids[3]), partial: true, searched_to_id: ids[3], searched_to: '2025-03-01T12:00:00.000Z',
+      });
+      const found = (await paced.inject({ url: `/api/requests?q=h1.example&cursor=${first.next_cursor ?? ''}` })).json<Page>();
+      // The next two ids: one match, and the search goes on below them.
+      expect(found).toEqual(expect.objectContaining({ partial: true, next_cursor: encodeCursor(ids[1]) }));
+      expect(found.items.map((r) => r.id)).toEqual([ids[1]]);
+      const newer = (await paced.inject({ url: `/api/requests?after_id=${ids[2]}` })).json<Page>();
+      expect(newer.items.map((r) => r.id)).toEqual([ids[4], ids[3]]);
+      expect(newer.next_cursor).toBeNull();
+    } finally {
+      await paced.close();
+    }
   });
 
   it('hides the message of a server error', async () => {

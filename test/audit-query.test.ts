@@ -1,5 +1,5 @@
-import { exportRecords, listRequests, parseRequestFilters, QueryInputError } from '../src/audit/query';
-import type { RawRequestFilters, RequestPage } from '../src/audit/query';
+import { decodeCursor, encodeCursor, exportRecords, listRequests, parseRequestFilters, QueryInputError } from '../src/audit/query';
+import type { RawRequestFilters, RequestPage, SearchPace } from '../src/audit/query';
 import { MergedIds } from '../src/audit/merge-ids';
 import { DAY, HOUR, MINUTE, NOW, seeded, tempStore } from './helpers/admin-fixture';
 import type { FixtureRecord, TempStore } from './helpers/admin-fixture';
@@ -222,17 +222,118 @@ describe('randomised against a brute-force oracle', () => {
           && (raw.status === undefined || (r.status !== null && r.status >= 400 && r.status < 500));
       })
       .map((r) => r.id);
-    const seen: number[] = [];
-    let cursor: string | null = null;
-    do {
-      const page: RequestPage = listRequests(big.store.db, { filters, limit: 13, cursor });
-      seen.push(...page.items.map((item) => item.id));
-      cursor = page.next_cursor;
-    } while (cursor !== null);
+    const walkAll = (pace: SearchPace | undefined): number[] => {
+      const seen: number[] = [];
+      let cursor: string | null = null;
+      do {
+        const page: RequestPage = listRequests(big.store.db, { filters, limit: 13, cursor, pace });
+        seen.push(...page.items.map((item) => item.id));
+        cursor = page.next_cursor;
+      } while (cursor !== null);
+      return seen;
+    };
     expect(expected.length).toBeGreaterThan(0);
-    expect(seen).toEqual(expected);
+    expect(walkAll(undefined)).toEqual(expected);
+    // Slices of 7 ids and no time budget: every page stops after one slice.
+    expect(walkAll({ firstSliceIds: 7, budgetMs: 0 })).toEqual(expected);
     const exported = [...exportRecords(big.store.db, filters)].flat().map((r) => r.id);
     expect(exported).toEqual(expected);
+    expect([...exportRecords(big.store.db, filters, { firstSliceIds: 7 })].flat().map((r) => r.id)).toEqual(expected);
+  });
+});
+
+describe('paced search: a page answers after its budget with what it found', () => {
+  let log: TempStore;
+  let ids: number[];
+  // 300 records; "needle" is in the path of every 50th.
+  beforeAll(() => {
+    log = tempStore('tollgate-paced-');
+    ids = log.write(Array.from({ length: 300 }, (_, i) => ({
+      at: T - HOUR + i * 1000, host: `h${i % 4}.example`, kind: 'http' as const, path: i % 50 === 7 ? `/needle/${i}` : `/hay/${i}`,
+    })));
+  });
+  afterAll(() => log.cleanup());
+
+  const needles = (): number[] => ids.filter((_, i) => i % 50 === 7).reverse();
+  const tiny: SearchPace = { firstSliceIds: 16, budgetMs: 0 };
+
+  it('resumes where the search stopped: every match exactly once, newest first, while new records arrive', () => {
+    const filters = parseRequestFilters({ q: 'NEEDLE' }, NOW);
+    const seen: number[] = [];
+    const added: number[] = [];
+    let cursor: string | null = null;
+    let partials = 0;
+    for (let pageNo = 0; pageNo < 100; pageNo += 1) {
+      const page: RequestPage = listRequests(log.store.db, { filters, limit: 3, cursor, pace: tiny });
+      seen.push(...page.items.map((item) => item.id));
+      if (page.partial) {
+        partials += 1;
+        expect(page.items.length).toBeLessThan(3);
+        const reached = page.searched_to_id ?? Number.NaN;
+        expect(decodeCursor(page.next_cursor ?? '')).toBe(reached);
+        // Everything at or above the point reached has been examined: all its matches are out.
+        expect(needles().filter((x) => x >= reached).every((x) => seen.includes(x))).toBe(true);
+        expect(page.searched_to).toEqual(expect.stringMatching(/^\d{4}-\d{2}-\d{2}T/));
+      }
+      added.push(...log.write([{ at: T, host: 'late.example', kind: 'http', path: '/needle/late' }]));
+      cursor = page.next_cursor;
+      if (cursor === null) break;
+    }
+    expect(cursor).toBeNull();
+    expect(partials).toBeGreaterThan(3);
+    expect(seen).toEqual(needles());
+    expect(seen.filter((x) => added.includes(x))).toEqual([]);
+    log.store.db.prepare(`DELETE FROM requests WHERE host = 'late.example'`).run();
+  });
+
+  it('answers a search that matches nothing in bounded steps, each with no items and a cursor', () => {
+    const filters = parseRequestFilters({ q: 'no-such-text' }, NOW);
+    let page: RequestPage = listRequests(log.store.db, { filters, cursor: null, pace: tiny });
+    expect(page).toEqual({
+      items: [], next_cursor: expect.any(String), partial: true, searched_to_id: expect.any(Number), searched_to: expect.any(String),
+    });
+    let steps = 1;
+    while (page.next_cursor !== null && steps < 100) {
+      page = listRequests(log.store.db, { filters, cursor: page.next_cursor, pace: tiny });
+      expect(page.items).toEqual([]);
+      steps += 1;
+    }
+    expect(page).toEqual({ items: [], next_cursor: null, partial: false });
+    // 300 ids in slices of at least 16: at most 20 steps.
+    expect(steps).toBeGreaterThan(1);
+    expect(steps).toBeLessThanOrEqual(20);
+  });
+
+  it('keeps searching within its budget: a generous budget fills the page from many slices', () => {
+    const filters = parseRequestFilters({ q: 'needle' }, NOW);
+    const page = listRequests(log.store.db, { filters, limit: 5, pace: { firstSliceIds: 16, budgetMs: 60_000 } });
+    expect(page.partial).toBe(false);
+    expect(page.items.map((r) => r.id)).toEqual(needles().slice(0, 5));
+    expect(page.next_cursor).toBe(encodeCursor(needles()[4]));
+  });
+
+  it('stops at after_id: a live view catching up reads only what is newer than its newest row', () => {
+    const filters = parseRequestFilters({ q: 'needle' }, NOW);
+    const all = needles();
+    const seen: number[] = [];
+    let cursor: string | null = null;
+    let steps = 0;
+    do {
+      const page: RequestPage = listRequests(log.store.db, { filters, limit: 2, cursor, afterId: all[3], pace: tiny });
+      seen.push(...page.items.map((r) => r.id));
+      cursor = page.next_cursor;
+      steps += 1;
+    } while (cursor !== null && steps < 100);
+    expect(seen).toEqual(all.slice(0, 3));
+    // Slices of at least 16 ids from the top down to all[3] only, not the whole log.
+    expect(steps).toBeLessThanOrEqual(Math.ceil((ids[ids.length - 1] - all[3]) / 16) + 1);
+  });
+
+  it('exports the same set slice by slice, with empty batches where a slice found nothing', () => {
+    const filters = parseRequestFilters({ q: 'needle' }, NOW);
+    const batches = [...exportRecords(log.store.db, filters, { firstSliceIds: 16 })];
+    expect(batches.flat().map((r) => r.id)).toEqual(needles());
+    expect(batches.some((b) => b.length === 0)).toBe(true);
   });
 });
 

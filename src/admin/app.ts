@@ -4,6 +4,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, Fasti
 import fastifyStatic from '@fastify/static';
 import { QueryInputError } from '../audit/query-errors';
 import type { AuditStore } from '../audit/store';
+import type { SearchPace } from '../audit/query';
 import type { ProxyMetrics } from '../metrics';
 import { registerAccessControl } from './access';
 import { LOGIN_LIMIT_DEFAULTS, LoginLimiter } from './login-limiter';
@@ -37,6 +38,8 @@ export interface AdminAppOptions {
   clock?: () => Date;
   /** How long a UI login lasts (default 12 h). */
   sessionTtlMs?: number;
+  /** How request searches pace themselves; tests shrink it to see partial pages. */
+  searchPace?: SearchPace;
 }
 
 /** web-admin/ at the package root: two levels up from both src/admin and dist/admin. */
@@ -104,8 +107,8 @@ export function buildAdminApp(opts: AdminAppOptions): FastifyInstance {
   const db = () => opts.store.db;
   registerHealthRoutes(app, { ready: opts.ready, auditWritable: () => opts.store.isWritable() });
   registerLoginRoutes(app, { token, sessions, limiter: new LoginLimiter({ ...LOGIN_LIMIT_DEFAULTS, clock }), webDir: WEB_ADMIN_DIR });
-  registerRequestRoutes(app, { db, clock });
-  registerExportRoutes(app, { db, clock });
+  registerRequestRoutes(app, { db, clock, pace: opts.searchPace });
+  registerExportRoutes(app, { db, clock, pace: opts.searchPace });
   registerStatsRoutes(app, { db, clock });
   registerPolicyRoutes(app, { db, clock, policy: opts.policy });
   registerMetricsRoute(app, opts.metrics);

@@ -40,13 +40,17 @@ function csvRow(record: AuditRecordJson): Record<string, CsvCell> {
  * CSV (RFC 4180: CRLF, quotes doubled by csv-stringify), one header row of the SPEC §4 field
  * names even when nothing matched. One string per batch of records.
  */
-export function* csvChunks(batches: Iterable<AuditRecordJson[]>): Generator<string, void, undefined> {
+export async function* csvChunks(batches: AsyncIterable<AuditRecordJson[]>): AsyncGenerator<string, void, undefined> {
   const options = { columns: [...AUDIT_RECORD_FIELDS], record_delimiter: 'windows' } as const;
   yield stringify([], { ...options, header: true });
-  for (const batch of batches) yield stringify(batch.map(csvRow), { ...options, header: false });
+  for await (const batch of batches) {
+    if (batch.length > 0) yield stringify(batch.map(csvRow), { ...options, header: false });
+  }
 }
 
 /** One JSON record per line, exactly as /api/requests returns them. */
-export function* ndjsonChunks(batches: Iterable<AuditRecordJson[]>): Generator<string, void, undefined> {
-  for (const batch of batches) yield batch.map((record) => `${JSON.stringify(record)}\n`).join('');
+export async function* ndjsonChunks(batches: AsyncIterable<AuditRecordJson[]>): AsyncGenerator<string, void, undefined> {
+  for await (const batch of batches) {
+    if (batch.length > 0) yield batch.map((record) => `${JSON.stringify(record)}\n`).join('');
+  }
 }

@@ -28,6 +28,7 @@ export const LIST_QUERY_SCHEMA = {
     ...FILTER_PROPERTIES,
     limit: { type: 'integer', minimum: 1, maximum: MAX_PAGE_LIMIT },
     cursor: { type: 'string', minLength: 1, maxLength: 64 },
+    after_id: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
   },
 } as const;
 

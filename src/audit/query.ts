@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type Database from 'better-sqlite3';
 import type { AuditRecordJson } from './record-types';
 import type { Action } from '../policy/types';
@@ -5,7 +6,7 @@ import type { RequestKind } from '../proxy/target-types';
 import { parseRequestFilters } from './filters';
 import type { RequestFilters } from './filters';
 import { QueryInputError } from './query-errors';
-import { openIdStream } from './request-plan';
+import { openIdWalk } from './request-plan';
 import { statement } from './statement-cache';
 
 export { QueryInputError } from './query-errors';
@@ -28,16 +29,43 @@ void fieldsComplete;
 export const DEFAULT_PAGE_LIMIT = 50;
 export const MAX_PAGE_LIMIT = 1000;
 
+/**
+ * How long one page may search before it answers with what it has. The admin app shares the
+ * proxy's thread and database connection: a rare `q` over a million records is about 750 ms of
+ * scanning, which would stall every proxied request for as long.
+ */
+export const PAGE_SEARCH_BUDGET_MS = 40;
+
+/** How a search paces itself; the defaults serve production, tests shrink them. */
+export interface SearchPace {
+  /** Search time per page (default PAGE_SEARCH_BUDGET_MS); at least one slice is always read. */
+  budgetMs?: number;
+  /** Ids in a walk's first slice (default FIRST_SLICE_IDS). */
+  firstSliceIds?: number;
+}
+
 export interface ListRequestsOptions {
   limit?: number;
   cursor?: string | null;
   /** Validated filters (parseRequestFilters); absent: every record. */
   filters?: RequestFilters;
+  /** Only records with a higher id: a live view catching up stops at the newest row it has. */
+  afterId?: number;
+  pace?: SearchPace;
 }
 
 export interface RequestPage {
   items: AuditRecordJson[];
   next_cursor: string | null;
+  /**
+   * True when the page stopped on its search budget before it was full: older records may
+   * still match, and next_cursor continues the search below `searched_to_id`.
+   */
+  partial: boolean;
+  /** With `partial`: every record with an id at or above this one was examined. */
+  searched_to_id?: number;
+  /** With `partial`: when that record started, to say how far back the search has reached. */
+  searched_to?: string | null;
 }
 
 /** A row of `requests` as SQLite returns it. */
@@ -151,21 +179,50 @@ function recordsByIds(db: Database.Database, ids: readonly number[]): AuditRecor
 /** Above every id: a first page starts here. */
 const TOP = Number.MAX_SAFE_INTEGER;
 
+/** The start time of the oldest record at or above `id`: how far back a search reached. */
+function startedAtFrom(db: Database.Database, id: number): string | null {
+  const ms = statement(db, 'SELECT started_at_ms FROM requests WHERE id >= ? ORDER BY id LIMIT 1').pluck().get(id) as
+    | number
+    | undefined;
+  return ms === undefined ? null : new Date(ms).toISOString();
+}
+
 /**
  * One page of records, newest first. Keyset pagination (`id < cursor`) rather than OFFSET: a page
  * costs the same wherever it is (a range walk down an index), and records written between two
  * requests can neither shift a record into a second page nor appear in a later one, because ids
- * only grow (AUTOINCREMENT). The cursor is the last id returned, so it holds under any filter.
+ * only grow (AUTOINCREMENT). The cursor is the lowest id examined, so it holds under any filter.
+ *
+ * The walk goes down the ids in slices until the page is full or its search budget is spent.
+ * Filters that match often fill a page in the first slice; a rare match (a `q` found nowhere)
+ * answers after the budget with the records found so far, `partial: true` and a cursor that
+ * resumes the search where it stopped, as CloudWatch's FilterLogEvents or a DynamoDB Scan do.
  */
 export function listRequests(db: Database.Database, opts: ListRequestsOptions = {}): RequestPage {
   const limit = checkLimit(opts.limit);
   const before = opts.cursor === undefined || opts.cursor === null ? TOP : decodeCursor(opts.cursor);
+  const deadline = performance.now() + (opts.pace?.budgetMs ?? PAGE_SEARCH_BUDGET_MS);
   // One id more than asked tells whether another page exists, without an empty last page.
-  const stream = openIdStream(db, opts.filters ?? NO_FILTERS, before, Math.min(limit + 1, 256));
-  const ids = stream === null ? [] : stream.take(limit + 1);
+  const want = limit + 1;
+  const ids: number[] = [];
+  let resumeBelow: number | null = null;
+  const walk = openIdWalk(db, opts.filters ?? NO_FILTERS, { before, after: opts.afterId ?? 0 }, opts.pace?.firstSliceIds);
+  while (walk !== null) {
+    const slice = walk.slice(want - ids.length);
+    ids.push(...slice.ids);
+    resumeBelow = slice.resumeBelow;
+    if (ids.length === want || resumeBelow === null || performance.now() >= deadline) break;
+  }
   const items = recordsByIds(db, ids.slice(0, limit));
-  const hasMore = ids.length > limit;
-  return { items, next_cursor: hasMore ? encodeCursor(items[items.length - 1].id) : null };
+  if (ids.length > limit) return { items, next_cursor: encodeCursor(items[items.length - 1].id), partial: false };
+  if (resumeBelow === null) return { items, next_cursor: null, partial: false };
+  return {
+    items,
+    next_cursor: encodeCursor(resumeBelow),
+    partial: true,
+    searched_to_id: resumeBelow,
+    searched_to: startedAtFrom(db, resumeBelow),
+  };
 }
 
 /** Records per batch of an export: one short query each, so the proxy's writes interleave. */
@@ -173,19 +230,24 @@ export const EXPORT_BATCH = 500;
 
 /**
  * Every record the filters match, newest first, in batches. Lazy: a batch is read only when
- * the consumer asks for it (a stream's backpressure). Each batch is a short synchronous query,
- * never an open iterator: better-sqlite3 marks the connection busy while an iterator is open,
- * and this is the connection the proxy writes its audit records through, so an export paused
- * by a slow client would make every proxied request fail with 503. Records written after the
- * export started have higher ids and are not included.
+ * the consumer asks for it (a stream's backpressure). Each batch is one slice of the walk, a
+ * short synchronous query, never an open iterator: better-sqlite3 marks the connection busy
+ * while an iterator is open, and this is the connection the proxy writes its audit records
+ * through, so an export paused by a slow client would make every proxied request fail with 503.
+ * A slice that matched nothing yields an empty batch, so a consumer can let the proxy run
+ * between slices of a rare match. Records written after the export started are not included.
  */
-export function* exportRecords(db: Database.Database, filters: RequestFilters): Generator<AuditRecordJson[], void, undefined> {
-  const stream = openIdStream(db, filters, TOP, EXPORT_BATCH);
-  if (stream === null) return;
+export function* exportRecords(
+  db: Database.Database,
+  filters: RequestFilters,
+  pace: SearchPace = {},
+): Generator<AuditRecordJson[], void, undefined> {
+  const walk = openIdWalk(db, filters, { before: TOP, after: 0 }, pace.firstSliceIds);
+  if (walk === null) return;
   for (;;) {
-    const ids = stream.take(EXPORT_BATCH);
-    if (ids.length > 0) yield recordsByIds(db, ids);
-    if (ids.length < EXPORT_BATCH) return;
+    const slice = walk.slice(EXPORT_BATCH);
+    yield recordsByIds(db, slice.ids);
+    if (slice.resumeBelow === null) return;
   }
 }
 

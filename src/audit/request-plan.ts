@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type Database from 'better-sqlite3';
 import { recordedAddressMatches, recordedHostMatches } from './filters';
 import type { RequestFilters } from './filters';
@@ -146,16 +147,18 @@ function driverKeys(driver: Driver): readonly string[] {
   return [''];
 }
 
-/**
- * The filtered ids below `before`, newest first, read lazily in chunks of `chunk` per key.
- * Null when nothing can match (no record in the window, a glob that matches no known host).
- */
-export function openIdStream(
-  db: Database.Database,
-  filters: RequestFilters,
-  before: number,
-  chunk: number,
-): MergedIds<string> | null {
+/** A prepared walk: the driver's statement, its parameters, and the ids it may visit. */
+interface Walk {
+  keys: readonly string[];
+  fetch: Database.Statement;
+  params: Params;
+  /** Lowest id the window can hold. */
+  lo: number;
+  /** One above the highest id that exists (or that the window can hold). */
+  top: number;
+}
+
+function prepareWalk(db: Database.Database, filters: RequestFilters, after: number): Walk | null {
   const range = idRangeFor(db, filters.window);
   if (range === null) return null;
   const resolved: Resolved = {
@@ -166,13 +169,88 @@ export function openIdStream(
   if (resolved.hosts?.length === 0 || resolved.clientIps?.length === 0) return null;
   const driver = chooseDriver(resolved);
   const conditions = rowConditions(resolved, driver);
-  const fetch = statement(db, fetchSql(driver, conditions.sql)).pluck();
-  const base = { ...conditions.params, lo: range.lo };
-  const start = Math.min(before, range.hi + 1);
-  return new MergedIds(
-    driverKeys(driver),
-    (key, below, take) => fetch.all({ ...base, key, before: below, take }) as number[],
-    chunk,
-    start,
-  );
+  const newest = statement(db, 'SELECT max(id) FROM requests').pluck().get() as number | null;
+  if (newest === null) return null;
+  return {
+    keys: driverKeys(driver),
+    fetch: statement(db, fetchSql(driver, conditions.sql)).pluck(),
+    params: conditions.params,
+    lo: Math.max(range.lo, after + 1),
+    top: Math.min(range.hi, newest) + 1,
+  };
+}
+
+/** The first slice of ids a walk reads; later ones grow or shrink with what a slice costs. */
+export const FIRST_SLICE_IDS = 4096;
+const MAX_SLICE_IDS = 1 << 20;
+/** What one slice should cost: short enough that the proxy, on the same thread, barely notices. */
+const SLICE_TARGET_MS = 8;
+
+/** The next slice's size from what this one cost: double when cheap, halve when dear. */
+function nextSlice(size: number, first: number, ms: number): number {
+  if (ms < SLICE_TARGET_MS / 2) return Math.min(MAX_SLICE_IDS, size * 2);
+  if (ms > SLICE_TARGET_MS * 2) return Math.max(first, Math.floor(size / 2));
+  return size;
+}
+
+/** What one slice of a walk found. */
+export interface IdSlice {
+  /** Matching ids, newest first, at most the number asked for. */
+  ids: number[];
+  /**
+   * Every id at or above this was examined (for a full slice: down to its last id), so the
+   * walk resumes below it. Null: nothing below can match.
+   */
+  resumeBelow: number | null;
+}
+
+/**
+ * The filtered ids below a starting id, newest first, read as a walk down the id space in
+ * slices. A slice is one bounded set of short queries (the driver's index range for those ids,
+ * or the rowid range itself), so no call holds the thread the proxy shares for long however
+ * rare the matches are; slices grow while they are cheap and shrink when they are not. Nothing
+ * stays open between slices: an export can pause for a slow client in between.
+ */
+export class IdWalk {
+  private hi: number;
+  private size: number;
+
+  constructor(private readonly walk: Walk, before: number, private readonly firstSlice: number) {
+    this.hi = Math.min(before, walk.top);
+    this.size = firstSlice;
+  }
+
+  /** The next slice: up to `want` ids. */
+  slice(want: number): IdSlice {
+    const walk = this.walk;
+    if (this.hi <= walk.lo) return { ids: [], resumeBelow: null };
+    const lo = Math.max(walk.lo, this.hi - this.size);
+    const started = performance.now();
+    const base = { ...walk.params, lo };
+    const merged = new MergedIds(
+      walk.keys,
+      (key, below, take) => walk.fetch.all({ ...base, key, before: below, take }) as number[],
+      Math.min(want, 256),
+      this.hi,
+    );
+    const ids = merged.take(want);
+    const resumeBelow = ids.length === want ? ids[ids.length - 1] : lo > walk.lo ? lo : null;
+    this.hi = resumeBelow ?? walk.lo;
+    this.size = nextSlice(this.size, this.firstSlice, performance.now() - started);
+    return { ids, resumeBelow };
+  }
+}
+
+/**
+ * A walk of the filtered ids in (after, before); null when nothing can match. `firstSlice` is
+ * for tests, which need several slices out of a few hundred records.
+ */
+export function openIdWalk(
+  db: Database.Database,
+  filters: RequestFilters,
+  bounds: { before: number; after: number },
+  firstSlice = FIRST_SLICE_IDS,
+): IdWalk | null {
+  const walk = prepareWalk(db, filters, bounds.after);
+  return walk === null ? null : new IdWalk(walk, bounds.before, Math.max(1, Math.floor(firstSlice)));
 }

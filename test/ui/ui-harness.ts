@@ -8,6 +8,7 @@ import type { Browser, ConsoleMessage, Page } from 'playwright-core';
 import type { FastifyInstance } from 'fastify';
 import { buildAdminApp } from '../../src/admin/app';
 import type { AdminAppOptions } from '../../src/admin/app';
+import type { SearchPace } from '../../src/audit/query';
 import { openAuditStore } from '../../src/audit/store';
 import type { AuditStore } from '../../src/audit/store';
 import type { AuditCompletion, AuditOpen } from '../../src/audit/record-types';
@@ -174,7 +175,7 @@ export function seedRecords(store: AuditStore, now = Date.now()): SeededIds {
 const silent = pino({ level: 'silent' });
 
 /** A real admin app on 127.0.0.1:0 over a real SQLite store and a real policy folder. */
-export async function startAdmin(opts: { token?: string } = {}): Promise<AdminUnderTest> {
+export async function startAdmin(opts: { token?: string; searchPace?: SearchPace } = {}): Promise<AdminUnderTest> {
   const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-ui-'));
   const policiesDir = path.join(dir, 'policies');
   mkdirSync(policiesDir);
@@ -187,6 +188,7 @@ export async function startAdmin(opts: { token?: string } = {}): Promise<AdminUn
   const app = buildAdminApp({
     store,
     token: opts.token ?? null,
+    searchPace: opts.searchPace,
     ready: () => ({ ok: true, detail: { policy_loaded: true, policy_version: holder.active().policy.version } }),
     ...adminPolicyOptions(holder),
   });

@@ -1,4 +1,5 @@
 import type { Browser, BrowserContext, BrowserContextOptions, Page } from 'playwright-core';
+import type { SearchPace } from '../../src/audit/query';
 import type { AuditRecordJson } from '../../src/audit/record-types';
 import { launchBrowser, rowIds, startAdmin, waitUntil, watchPage } from './ui-harness';
 import type { AdminUnderTest, PageWatch } from './ui-harness';
@@ -23,7 +24,7 @@ export class UiSuite {
   private pageWatch: PageWatch | null = null;
 
   constructor(
-    private readonly adminOptions: { token?: string } = {},
+    private readonly adminOptions: { token?: string; searchPace?: SearchPace } = {},
     private readonly contextOptions: BrowserContextOptions = {},
   ) {
     beforeAll(async () => {
@@ -96,7 +97,7 @@ export class UiSuite {
   async apiRecords(query: string): Promise<AuditRecordJson[]> {
     const items: AuditRecordJson[] = [];
     let cursor: string | null = null;
-    for (let pages = 0; pages < 20; pages += 1) {
+    for (let pages = 0; pages < 200; pages += 1) {
       const params = new URLSearchParams(query);
       params.set('limit', '1000');
       if (cursor !== null) params.set('cursor', cursor);

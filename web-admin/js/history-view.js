@@ -10,6 +10,8 @@ const PAGE_SIZE = 100;
 export const LIVE_INTERVAL_MS = 2000;
 /** Pages followed on a live tick before giving up and reloading from the top. */
 const MAX_CATCH_UP_PAGES = 5;
+/** How long a search follows partial pages on its own; a button takes it further. */
+const MAX_AUTO_SEARCH_MS = 15000;
 
 function exportLinks(filters) {
   const params = filterParams(filters);
@@ -25,6 +27,10 @@ class HistoryTable {
     this.sort = parseSort(state.sort) ? state.sort : null;
     this.rows = new Map();
     this.nextCursor = null;
+    /** While a rare match is being searched for: the answers come back partial. */
+    this.searching = false;
+    /** The start time the last partial answer reached back to; null when none is pending. */
+    this.searchedTo = null;
     this.live = sessionStorage.getItem('tollgate.live') !== 'off';
     this.timer = null;
     this.polling = false;
@@ -40,6 +46,7 @@ class HistoryTable {
       el('caption', { class: 'visually-hidden' }, 'Recorded requests'), this.thead, this.tbody);
     this.summary = el('p', { id: 'table-summary', class: 'muted' });
     this.empty = el('p', { class: 'empty', hidden: true }, 'No requests match these filters.');
+    this.progress = el('p', { class: 'muted search-progress', role: 'status', hidden: true });
     this.error = el('div', { class: 'alert', role: 'alert', hidden: true });
     this.announcer = el('p', { class: 'visually-hidden', 'aria-live': 'polite' });
     this.liveButton = el('button', { type: 'button', class: 'live-toggle', 'aria-pressed': String(this.live) });
@@ -59,7 +66,7 @@ class HistoryTable {
       el('div', { class: 'toolbar' }, el('div', { class: 'live' }, this.liveButton, this.liveStatus), this.summary),
       this.error, this.announcer,
       el('div', { class: 'table-wrap' }, this.table),
-      this.empty, this.moreButton, this.end);
+      this.empty, this.progress, this.moreButton, this.end);
   }
 
   params(extra = {}) {
@@ -79,15 +86,38 @@ class HistoryTable {
     this.error.hidden = false;
   }
 
-  async start() {
-    try {
-      const page = await this.fetchPage();
-      this.error.hidden = true;
-      this.rows.clear();
+  /**
+   * Reads pages from `cursor` until a page's worth of rows arrived, the log ended, or the search
+   * ran MAX_AUTO_SEARCH_MS. A page that spent its server-side search budget (a rare match over
+   * a long log) comes back partial: its rows show at once with how far back the search has
+   * reached, and the next request resumes the search there.
+   */
+  async fill(cursor) {
+    const started = performance.now();
+    let added = 0;
+    let next = cursor;
+    for (;;) {
+      const page = await this.fetchPage(next === null ? {} : { cursor: next });
+      if (this.disposed) return;
       for (const record of page.items) this.rows.set(record.id, record);
+      added += page.items.length;
       this.nextCursor = page.next_cursor;
+      this.searchedTo = page.partial ? (page.searched_to ?? null) : null;
+      this.searching = page.partial && added < PAGE_SIZE && performance.now() - started < MAX_AUTO_SEARCH_MS;
+      this.error.hidden = true;
       this.render();
+      if (!this.searching) return;
+      next = page.next_cursor;
+    }
+  }
+
+  async start() {
+    this.rows.clear();
+    this.nextCursor = null;
+    try {
+      await this.fill(null);
     } catch (err) {
+      this.searching = false;
       this.showError(err);
     }
     this.schedule();
@@ -97,11 +127,9 @@ class HistoryTable {
     if (this.nextCursor === null) return;
     this.moreButton.disabled = true;
     try {
-      const page = await this.fetchPage({ cursor: this.nextCursor });
-      for (const record of page.items) this.rows.set(record.id, record);
-      this.nextCursor = page.next_cursor;
-      this.render();
+      await this.fill(this.nextCursor);
     } catch (err) {
+      this.searching = false;
       this.showError(err);
     } finally {
       this.moreButton.disabled = false;
@@ -117,7 +145,8 @@ class HistoryTable {
   /**
    * One live tick: re-read the first page with the same filters, add records newer than the
    * newest shown and refresh rows it contains (open tunnels that have since ended). When more
-   * arrived than a few pages hold, start over from the top rather than leave a silent gap.
+   * arrived than the first page holds, follow the cursor down to the newest row shown; when
+   * more arrived than a few pages hold, start over from the top rather than leave a silent gap.
    */
   async poll() {
     const newest = this.newestId();
@@ -132,11 +161,13 @@ class HistoryTable {
       const reachedKnown = page.items.some((r) => r.id <= newest);
       if (reachedKnown || page.next_cursor === null || newest === 0) break;
       if (pages >= MAX_CATCH_UP_PAGES) return this.restartFromTop(page);
-      page = await this.fetchPage({ cursor: page.next_cursor });
+      // Only records newer than the newest row shown: for a rare match far down a long log, the
+      // catch-up ends where the new records do instead of searching the old ones again.
+      page = await this.fetchPage({ cursor: page.next_cursor, after_id: String(newest) });
       pages += 1;
     }
     for (const record of fresh) this.rows.set(record.id, record);
-    if (newest === 0 && fresh.length > 0) this.nextCursor = page.next_cursor;
+    if (newest === 0 && fresh.length > 0 && this.nextCursor === null) this.nextCursor = page.next_cursor;
     this.render(new Set(fresh.map((r) => r.id)));
     if (fresh.length > 0) this.announcer.textContent = `${formatCount(fresh.length)} new ${fresh.length === 1 ? 'request' : 'requests'}`;
   }
@@ -155,7 +186,7 @@ class HistoryTable {
   async tick() {
     if (this.disposed) return;
     // A hidden tab skips its polls (and catches up when shown): no load for a forgotten tab.
-    if (this.live && !this.polling && !document.hidden) {
+    if (this.live && !this.polling && !this.searching && !document.hidden) {
       this.polling = true;
       try {
         await this.poll();
@@ -205,14 +236,28 @@ class HistoryTable {
       if (freshIds.has(record.id)) row.classList.add('row-new');
       return row;
     }));
-    this.empty.hidden = rows.length > 0;
-    this.moreButton.hidden = this.nextCursor === null;
+    this.empty.hidden = rows.length > 0 || this.nextCursor !== null;
+    this.renderProgress(rows.length);
+    this.moreButton.hidden = this.nextCursor === null || this.searching;
+    this.moreButton.textContent = this.searchedTo === null ? 'Load more (older)' : 'Search older records';
     this.end.hidden = this.nextCursor !== null || rows.length === 0;
     const parsed = parseSort(this.sort);
     const order = parsed === null
       ? 'newest first (server order)'
       : `sorted by ${parsed.column.label} ${parsed.descending ? 'descending' : 'ascending'} — sorting reorders only the loaded rows`;
     this.summary.textContent = `${formatCount(rows.length)} ${rows.length === 1 ? 'row' : 'rows'} loaded, ${order}. Click a row or its ID for every field.`;
+  }
+
+  /** Where a search stands while its answers come back partial. */
+  renderProgress(rowCount) {
+    const reached = this.searchedTo === null ? '' : ` back to ${this.searchedTo.replace('T', ' ').slice(0, 19)} UTC`;
+    if (this.searching) {
+      this.progress.textContent = `Searching older records… checked${reached}.`;
+    } else if (this.searchedTo !== null) {
+      const found = rowCount === 0 ? 'No matches' : 'These are the matches';
+      this.progress.textContent = `${found} in the records checked so far (${reached.trim()}); older records have not been searched yet.`;
+    }
+    this.progress.hidden = !this.searching && this.searchedTo === null;
   }
 
   dispose() {

@@ -1,18 +1,21 @@
 import type { FastifyInstance } from 'fastify';
 import type Database from 'better-sqlite3';
 import { getRequest, listRequests, parseRequestFilters } from '../../audit/query';
-import type { RawRequestFilters } from '../../audit/query';
+import type { RawRequestFilters, SearchPace } from '../../audit/query';
 import { LIST_QUERY_SCHEMA } from '../query-schema';
 
 interface ListQuery extends RawRequestFilters {
   limit?: number;
   cursor?: string;
+  after_id?: number;
 }
 
 export interface RequestRoutesOptions {
   /** Read at each request: the store replaces its connection when the file is reopened. */
   db: () => Database.Database;
   clock: () => Date;
+  /** How searches pace themselves (tests shrink it); absent: the defaults. */
+  pace?: SearchPace;
 }
 
 /** A record id as written in a URL: a positive decimal integer, at most 16 digits. */
@@ -27,9 +30,9 @@ function parseRecordId(raw: string): number | null {
 /** Bad filters throw QueryInputError, which the app's error handler answers with 400. */
 export function registerRequestRoutes(app: FastifyInstance, opts: RequestRoutesOptions): void {
   app.get<{ Querystring: ListQuery }>('/api/requests', { schema: { querystring: LIST_QUERY_SCHEMA } }, async (request) => {
-    const { limit, cursor, ...raw } = request.query;
+    const { limit, cursor, after_id: afterId, ...raw } = request.query;
     const filters = parseRequestFilters(raw, opts.clock());
-    return listRequests(opts.db(), { limit, cursor, filters });
+    return listRequests(opts.db(), { limit, cursor, afterId, filters, pace: opts.pace });
   });
 
   app.get<{ Params: { id: string } }>('/api/requests/:id', async (request, reply) => {

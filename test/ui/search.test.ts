@@ -1,0 +1,79 @@
+import { waitUntil } from './ui-harness';
+import { UiSuite, WAIT } from './ui-suite';
+
+jest.setTimeout(60_000);
+
+/**
+ * An admin app whose searches answer after every slice of 8 ids (no time budget): what a rare
+ * match over a million records looks like, shrunk to the seeded log of about 130 records.
+ */
+const ui = new UiSuite({ searchPace: { firstSliceIds: 8, budgetMs: 0 } });
+
+interface Answer {
+  items: unknown[];
+  partial: boolean;
+}
+
+/** Every /api/requests answer the page receives, in order. */
+function watchAnswers(): Answer[] {
+  const answers: Answer[] = [];
+  ui.page.on('response', (res) => {
+    if (!new URL(res.url()).pathname.startsWith('/api/requests')) return;
+    res.json().then((body: Answer) => answers.push(body), () => undefined);
+  });
+  return answers;
+}
+
+/** A denied request recorded now, as the proxy would write it. */
+function recordDenied(host: string): number {
+  const now = new Date();
+  return ui.admin.store.record({
+    startedAt: now, clientIp: '10.0.9.14', clientPort: 50001, clients: [], user: null, kind: 'connect', method: null,
+    scheme: null, host, port: 443, path: null, resolvedIp: null, decision: 'deny', wouldDeny: false,
+    rule: '(default)', ruleSource: '00-settings.yaml:3', reason: 'no rule matched; default deny',
+    policyVersion: 'sha256:3f2a9c1e0b7d',
+  }, { endedAt: now, status: 403, bytesUp: 0, bytesDown: 0, error: null });
+}
+
+describe('a search whose answers come back partial', () => {
+  it('keeps searching on its own and shows every match, newest first', async () => {
+    const answers = watchAnswers();
+    const expected = (await ui.apiRecords('q=pastebin')).map((r) => r.id);
+    expect(expected.length).toBeGreaterThan(5);
+    await ui.open('/?q=pastebin');
+    await ui.page.getByText('End of the matching requests.').waitFor(WAIT);
+    expect(await ui.rowIds()).toEqual(expected);
+    expect(answers.filter((a) => a.partial).length).toBeGreaterThan(2);
+    expect(await ui.page.locator('.search-progress').isHidden()).toBe(true);
+  });
+
+  it('says "no requests match" only once the whole log has been searched', async () => {
+    const answers = watchAnswers();
+    await ui.open('/?q=no-such-text');
+    await ui.page.getByText('No requests match these filters.').waitFor(WAIT);
+    expect(await ui.rowIds()).toEqual([]);
+    expect(answers.filter((a) => a.partial && a.items.length === 0).length).toBeGreaterThan(2);
+    expect(await ui.page.getByRole('button', { name: /Load more|Search older/ }).isHidden()).toBe(true);
+  });
+
+  it('catches up live with records newer than the rows shown only, not a new search of the log', async () => {
+    // Enough non-matching records on top that a check's first answer holds no known row.
+    for (let i = 0; i < 12; i += 1) recordDenied('filler.example');
+    // The page's timers run on a fake clock: one check happens exactly when the test says.
+    await ui.page.clock.install();
+    await ui.open('/?q=pastebin');
+    await ui.page.getByText('End of the matching requests.').waitFor(WAIT);
+    const before = await ui.rowIds();
+    const urls: URL[] = [];
+    ui.page.on('request', (req) => { if (req.url().includes('/api/requests')) urls.push(new URL(req.url())); });
+    const id = recordDenied('pastebin.com');
+    await ui.page.clock.runFor(2_000);
+    await ui.page.locator(`tr[data-id="${id}"]`).waitFor(WAIT);
+    expect(await ui.rowIds()).toEqual([id, ...before]);
+    expect(await ui.page.locator('p[aria-live="polite"]').textContent()).toBe('1 new request');
+    // The first answer was partial; the catch-up after it is bounded by the newest row shown.
+    expect(urls.length).toBeGreaterThan(1);
+    expect(urls[0].searchParams.get('cursor')).toBeNull();
+    for (const url of urls.slice(1)) expect(url.searchParams.get('after_id')).toBe(String(before[0]));
+  });
+});
