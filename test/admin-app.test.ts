@@ -111,7 +111,7 @@ describe('GET /api/requests', () => {
     const second = (await app.inject({ url: `/api/requests?limit=2&cursor=${cursor}` })).json<Page>();
     expect(second.items.map((r) => r.id)).toEqual([ids[2], ids[1]]);
     const last = (await app.inject({ url: `/api/requests?limit=2&cursor=${encodeCursor(ids[1])}` })).json<Page>();
-    expect(last).toEqual({ items: [expect.objectContaining({ id: ids[0] })], next_cursor: null, partial: false });
+    expect(last).toEqual({ items: [expect.objectContaining({ id: ids[0] })], next_cursor: null, partial: false, newest_id: expect.any(Number) });
   });
 
   it.each([
@@ -137,6 +137,7 @@ describe('GET /api/requests', () => {
       const first = (await paced.inject({ url: '/api/requests?q=no-such-text' })).json<Page>();
       expect(first).toEqual({
         items: [], next_cursor: encodeCursor(ids[3]), partial: true, searched_to_id: ids[3], searched_to: '2025-03-01T12:00:00.000Z',
+        newest_id: ids[4],
       });
       const found = (await paced.inject({ url: `/api/requests?q=h1.example&cursor=${first.next_cursor ?? ''}` })).json<Page>();
       // The next two ids: one match, and the search goes on below them.

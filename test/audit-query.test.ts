@@ -222,11 +222,11 @@ describe('randomised against a brute-force oracle', () => {
           && (raw.status === undefined || (r.status !== null && r.status >= 400 && r.status < 500));
       })
       .map((r) => r.id);
-    const walkAll = (pace: SearchPace | undefined): number[] => {
+    const walkAll = (pace: SearchPace | undefined, afterId?: number): number[] => {
       const seen: number[] = [];
       let cursor: string | null = null;
       do {
-        const page: RequestPage = listRequests(big.store.db, { filters, limit: 13, cursor, pace });
+        const page: RequestPage = listRequests(big.store.db, { filters, limit: 13, cursor, pace, afterId });
         seen.push(...page.items.map((item) => item.id));
         cursor = page.next_cursor;
       } while (cursor !== null);
@@ -236,6 +236,9 @@ describe('randomised against a brute-force oracle', () => {
     expect(walkAll(undefined)).toEqual(expected);
     // Slices of 7 ids and no time budget: every page stops after one slice.
     expect(walkAll({ firstSliceIds: 7, budgetMs: 0 })).toEqual(expected);
+    // Bounded below by an id in the middle: exactly the matches above it.
+    const middle = expected[Math.floor(expected.length / 2)];
+    expect(walkAll({ firstSliceIds: 7, budgetMs: 0 }, middle)).toEqual(expected.filter((x) => x > middle));
     const exported = [...exportRecords(big.store.db, filters)].flat().map((r) => r.id);
     expect(exported).toEqual(expected);
     expect([...exportRecords(big.store.db, filters, { firstSliceIds: 7 })].flat().map((r) => r.id)).toEqual(expected);
@@ -253,6 +256,8 @@ describe('paced search: a page answers after its budget with what it found', () 
     })));
   });
   afterAll(() => log.cleanup());
+  // Records a test adds go again: every test sees the same 300.
+  afterEach(() => { log.store.db.prepare(`DELETE FROM requests WHERE host = 'late.example'`).run(); });
 
   const needles = (): number[] => ids.filter((_, i) => i % 50 === 7).reverse();
   const tiny: SearchPace = { firstSliceIds: 16, budgetMs: 0 };
@@ -283,7 +288,6 @@ describe('paced search: a page answers after its budget with what it found', () 
     expect(partials).toBeGreaterThan(3);
     expect(seen).toEqual(needles());
     expect(seen.filter((x) => added.includes(x))).toEqual([]);
-    log.store.db.prepare(`DELETE FROM requests WHERE host = 'late.example'`).run();
   });
 
   it('answers a search that matches nothing in bounded steps, each with no items and a cursor', () => {
@@ -291,6 +295,7 @@ describe('paced search: a page answers after its budget with what it found', () 
     let page: RequestPage = listRequests(log.store.db, { filters, cursor: null, pace: tiny });
     expect(page).toEqual({
       items: [], next_cursor: expect.any(String), partial: true, searched_to_id: expect.any(Number), searched_to: expect.any(String),
+      newest_id: ids[ids.length - 1],
     });
     let steps = 1;
     while (page.next_cursor !== null && steps < 100) {
@@ -298,7 +303,7 @@ describe('paced search: a page answers after its budget with what it found', () 
       expect(page.items).toEqual([]);
       steps += 1;
     }
-    expect(page).toEqual({ items: [], next_cursor: null, partial: false });
+    expect(page).toEqual({ items: [], next_cursor: null, partial: false, newest_id: ids[ids.length - 1] });
     // 300 ids in slices of at least 16: at most 20 steps.
     expect(steps).toBeGreaterThan(1);
     expect(steps).toBeLessThanOrEqual(20);

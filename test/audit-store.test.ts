@@ -292,7 +292,7 @@ describe('pagination', () => {
   });
 
   it('returns an empty page and no cursor on an empty log', () => {
-    expect(listRequests(openStore().db)).toEqual({ items: [], next_cursor: null, partial: false });
+    expect(listRequests(openStore().db)).toEqual({ items: [], next_cursor: null, partial: false, newest_id: null });
   });
 
   it.each([

@@ -58,6 +58,11 @@ export interface RequestPage {
   items: AuditRecordJson[];
   next_cursor: string | null;
   /**
+   * The highest id in the log when the page was read (null: empty log). A live view passes it
+   * back as `after_id` to read only what arrived since, however far down its last match was.
+   */
+  newest_id: number | null;
+  /**
    * True when the page stopped on its search budget before it was full: older records may
    * still match, and next_cursor continues the search below `searched_to_id`.
    */
@@ -191,7 +196,8 @@ function startedAtFrom(db: Database.Database, id: number): string | null {
  * One page of records, newest first. Keyset pagination (`id < cursor`) rather than OFFSET: a page
  * costs the same wherever it is (a range walk down an index), and records written between two
  * requests can neither shift a record into a second page nor appear in a later one, because ids
- * only grow (AUTOINCREMENT). The cursor is the lowest id examined, so it holds under any filter.
+ * only grow (AUTOINCREMENT). The cursor is the last id returned, or for a partial page the lowest
+ * id examined, so it holds under any filter.
  *
  * The walk goes down the ids in slices until the page is full or its search budget is spent.
  * Filters that match often fill a page in the first slice; a rare match (a `q` found nowhere)
@@ -214,10 +220,12 @@ export function listRequests(db: Database.Database, opts: ListRequestsOptions = 
     if (ids.length === want || resumeBelow === null || performance.now() >= deadline) break;
   }
   const items = recordsByIds(db, ids.slice(0, limit));
-  if (ids.length > limit) return { items, next_cursor: encodeCursor(items[items.length - 1].id), partial: false };
-  if (resumeBelow === null) return { items, next_cursor: null, partial: false };
+  const newest = statement(db, 'SELECT max(id) FROM requests').pluck().get() as number | null;
+  const page = { items, newest_id: newest };
+  if (ids.length > limit) return { ...page, next_cursor: encodeCursor(items[items.length - 1].id), partial: false };
+  if (resumeBelow === null) return { ...page, next_cursor: null, partial: false };
   return {
-    items,
+    ...page,
     next_cursor: encodeCursor(resumeBelow),
     partial: true,
     searched_to_id: resumeBelow,

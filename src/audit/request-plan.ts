@@ -182,7 +182,11 @@ function prepareWalk(db: Database.Database, filters: RequestFilters, after: numb
 
 /** The first slice of ids a walk reads; later ones grow or shrink with what a slice costs. */
 export const FIRST_SLICE_IDS = 4096;
-const MAX_SLICE_IDS = 1 << 20;
+/**
+ * Growth stops here: a slice that was cheap over a sparse stretch of the driver's index may meet
+ * a dense one next, where every id costs an index entry and a row test (about 2 µs).
+ */
+const MAX_SLICE_IDS = 16_384;
 /** What one slice should cost: short enough that the proxy, on the same thread, barely notices. */
 const SLICE_TARGET_MS = 8;
 
@@ -204,40 +208,52 @@ export interface IdSlice {
   resumeBelow: number | null;
 }
 
+/** A slice being read: its merged index ranges, its lowest id and what it has cost so far. */
+interface OpenSlice {
+  merged: MergedIds<string>;
+  lo: number;
+  ms: number;
+}
+
 /**
  * The filtered ids below a starting id, newest first, read as a walk down the id space in
- * slices. A slice is one bounded set of short queries (the driver's index range for those ids,
- * or the rowid range itself), so no call holds the thread the proxy shares for long however
- * rare the matches are; slices grow while they are cheap and shrink when they are not. Nothing
- * stays open between slices: an export can pause for a slow client in between.
+ * slices. A slice is bounded in ids (the driver's index range for those ids, or the rowid range
+ * itself), so no call holds the thread the proxy shares for long however rare the matches are;
+ * slices grow while they are cheap and shrink when they are not. A slice with more matches than
+ * asked for is kept and read on at the next call (an export's next batch). Nothing stays open
+ * in SQLite between calls: an export can pause for a slow client in between.
  */
 export class IdWalk {
   private hi: number;
   private size: number;
+  private open: OpenSlice | null = null;
 
   constructor(private readonly walk: Walk, before: number, private readonly firstSlice: number) {
     this.hi = Math.min(before, walk.top);
     this.size = firstSlice;
   }
 
-  /** The next slice: up to `want` ids. */
+  /** Up to `want` ids: from the slice being read, or from a new one below it. */
   slice(want: number): IdSlice {
     const walk = this.walk;
-    if (this.hi <= walk.lo) return { ids: [], resumeBelow: null };
-    const lo = Math.max(walk.lo, this.hi - this.size);
     const started = performance.now();
-    const base = { ...walk.params, lo };
-    const merged = new MergedIds(
-      walk.keys,
-      (key, below, take) => walk.fetch.all({ ...base, key, before: below, take }) as number[],
-      Math.min(want, 256),
-      this.hi,
-    );
-    const ids = merged.take(want);
-    const resumeBelow = ids.length === want ? ids[ids.length - 1] : lo > walk.lo ? lo : null;
-    this.hi = resumeBelow ?? walk.lo;
-    this.size = nextSlice(this.size, this.firstSlice, performance.now() - started);
-    return { ids, resumeBelow };
+    if (this.open === null) {
+      if (this.hi <= walk.lo) return { ids: [], resumeBelow: null };
+      const lo = Math.max(walk.lo, this.hi - this.size);
+      const base = { ...walk.params, lo };
+      const fetch = (key: string, below: number, take: number): number[] =>
+        walk.fetch.all({ ...base, key, before: below, take }) as number[];
+      this.open = { merged: new MergedIds(walk.keys, fetch, Math.min(want, 256), this.hi), lo, ms: 0 };
+    }
+    const open = this.open;
+    const ids = open.merged.take(want);
+    open.ms += performance.now() - started;
+    if (ids.length === want) return { ids, resumeBelow: ids[ids.length - 1] };
+    // Used up: the next slice starts below this one, sized by what this one cost.
+    this.open = null;
+    this.hi = open.lo;
+    this.size = nextSlice(this.size, this.firstSlice, open.ms);
+    return { ids, resumeBelow: open.lo > walk.lo ? open.lo : null };
   }
 }
 

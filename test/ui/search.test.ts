@@ -56,9 +56,10 @@ describe('a search whose answers come back partial', () => {
     expect(await ui.page.getByRole('button', { name: /Load more|Search older/ }).isHidden()).toBe(true);
   });
 
-  it('catches up live with records newer than the rows shown only, not a new search of the log', async () => {
-    // Enough non-matching records on top that a check's first answer holds no known row.
-    for (let i = 0; i < 12; i += 1) recordDenied('filler.example');
+  it('catches up live with one request for the records newer than the last answer, however far down the last match is', async () => {
+    // Non-matching records on top: the newest match shown is several slices below the top.
+    let newestInLog = 0;
+    for (let i = 0; i < 40; i += 1) newestInLog = recordDenied('filler.example');
     // The page's timers run on a fake clock: one check happens exactly when the test says.
     await ui.page.clock.install();
     await ui.open('/?q=pastebin');
@@ -71,9 +72,28 @@ describe('a search whose answers come back partial', () => {
     await ui.page.locator(`tr[data-id="${id}"]`).waitFor(WAIT);
     expect(await ui.rowIds()).toEqual([id, ...before]);
     expect(await ui.page.locator('p[aria-live="polite"]').textContent()).toBe('1 new request');
-    // The first answer was partial; the catch-up after it is bounded by the newest row shown.
-    expect(urls.length).toBeGreaterThan(1);
-    expect(urls[0].searchParams.get('cursor')).toBeNull();
-    for (const url of urls.slice(1)) expect(url.searchParams.get('after_id')).toBe(String(before[0]));
+    expect(urls.map((url) => url.searchParams.get('after_id'))).toEqual([String(newestInLog)]);
+    // The next check starts above the record it just added.
+    await ui.page.clock.runFor(2_000);
+    await waitUntil(async () => urls.length === 2, 'a second check');
+    expect(urls[1].searchParams.get('after_id')).toBe(String(id));
+  });
+
+  it('re-reads an open tunnel shown until it ends', async () => {
+    const started = new Date();
+    const open = ui.admin.store.open({
+      startedAt: started, clientIp: '10.0.9.15', clientPort: 50002, clients: [], user: null, kind: 'connect', method: 'CONNECT',
+      scheme: null, host: 'long-tunnel.example', port: 443, path: null, resolvedIp: null, decision: 'allow', wouldDeny: false,
+      rule: 'github', ruleSource: '20-allow.yaml:7', reason: 'matched rule "github" (allow)', policyVersion: 'sha256:3f2a9c1e0b7d',
+    });
+    await ui.page.clock.install();
+    await ui.open('/?host=long-tunnel.example');
+    const duration = ui.page.locator(`tr[data-id="${open}"] .col-duration`);
+    await duration.waitFor(WAIT);
+    expect(await duration.textContent()).toBe('open');
+    ui.admin.store.complete(open, { endedAt: new Date(started.getTime() + 4321), status: 200, bytesUp: 10, bytesDown: 20, error: null });
+    await ui.page.clock.runFor(2_000);
+    await waitUntil(async () => (await duration.textContent()) !== 'open', 'the tunnel shown as ended');
+    expect(await ui.page.locator(`tr[data-id="${open}"]`).getAttribute('class')).not.toContain('row-open');
   });
 });

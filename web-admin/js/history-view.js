@@ -8,8 +8,12 @@ import { headerRow, requestRow, sortRows, nextSort, parseSort } from './requests
 
 const PAGE_SIZE = 100;
 export const LIVE_INTERVAL_MS = 2000;
-/** Pages followed on a live tick before giving up and reloading from the top. */
+/** New records a live tick adds (in pages) before it starts the list over from the top. */
 const MAX_CATCH_UP_PAGES = 5;
+/** Answers a live tick follows (some may be partial) before it starts over. */
+const MAX_CATCH_UP_ANSWERS = 20;
+/** Open tunnels re-read on each tick, newest first. */
+const MAX_OPEN_REFRESH = 20;
 /** How long a search follows partial pages on its own; a button takes it further. */
 const MAX_AUTO_SEARCH_MS = 15000;
 
@@ -31,6 +35,12 @@ class HistoryTable {
     this.searching = false;
     /** The start time the last partial answer reached back to; null when none is pending. */
     this.searchedTo = null;
+    /** Bumped when the list starts over: answers for an older list are dropped. */
+    this.generation = 0;
+    /** A fill is reading pages; live ticks wait. */
+    this.busy = false;
+    /** The newest id in the log at the last answer from the top: live ticks read only above it. */
+    this.watermark = 0;
     this.live = sessionStorage.getItem('tollgate.live') !== 'off';
     this.timer = null;
     this.polling = false;
@@ -90,34 +100,46 @@ class HistoryTable {
    * Reads pages from `cursor` until a page's worth of rows arrived, the log ended, or the search
    * ran MAX_AUTO_SEARCH_MS. A page that spent its server-side search budget (a rare match over
    * a long log) comes back partial: its rows show at once with how far back the search has
-   * reached, and the next request resumes the search there.
+   * reached, and the next request resumes the search there. Stops if the list was started over
+   * meanwhile (another generation).
    */
   async fill(cursor) {
+    const generation = this.generation;
     const started = performance.now();
     let added = 0;
     let next = cursor;
-    for (;;) {
-      const page = await this.fetchPage(next === null ? {} : { cursor: next });
-      if (this.disposed) return;
-      for (const record of page.items) this.rows.set(record.id, record);
-      added += page.items.length;
-      this.nextCursor = page.next_cursor;
-      this.searchedTo = page.partial ? (page.searched_to ?? null) : null;
-      this.searching = page.partial && added < PAGE_SIZE && performance.now() - started < MAX_AUTO_SEARCH_MS;
-      this.error.hidden = true;
-      this.render();
-      if (!this.searching) return;
-      next = page.next_cursor;
+    this.busy = true;
+    try {
+      for (;;) {
+        const page = await this.fetchPage(next === null ? {} : { cursor: next });
+        if (this.disposed || generation !== this.generation) return;
+        if (next === null) this.watermark = page.newest_id ?? 0;
+        for (const record of page.items) this.rows.set(record.id, record);
+        added += page.items.length;
+        this.nextCursor = page.next_cursor;
+        this.searchedTo = page.partial ? (page.searched_to ?? null) : null;
+        this.searching = page.partial && added < PAGE_SIZE && performance.now() - started < MAX_AUTO_SEARCH_MS;
+        this.error.hidden = true;
+        this.render();
+        if (!this.searching) return;
+        next = page.next_cursor;
+      }
+    } catch (err) {
+      if (generation === this.generation) this.searching = false;
+      throw err;
+    } finally {
+      if (generation === this.generation) this.busy = false;
     }
   }
 
   async start() {
+    this.generation += 1;
     this.rows.clear();
     this.nextCursor = null;
+    this.searchedTo = null;
     try {
       await this.fill(null);
     } catch (err) {
-      this.searching = false;
       this.showError(err);
     }
     this.schedule();
@@ -129,47 +151,48 @@ class HistoryTable {
     try {
       await this.fill(this.nextCursor);
     } catch (err) {
-      this.searching = false;
       this.showError(err);
     } finally {
       this.moreButton.disabled = false;
     }
   }
 
-  newestId() {
-    let newest = 0;
-    for (const id of this.rows.keys()) newest = Math.max(newest, id);
-    return newest;
-  }
-
   /**
-   * One live tick: re-read the first page with the same filters, add records newer than the
-   * newest shown and refresh rows it contains (open tunnels that have since ended). When more
-   * arrived than the first page holds, follow the cursor down to the newest row shown; when
-   * more arrived than a few pages hold, start over from the top rather than leave a silent gap.
+   * One live tick: the records that arrived since the last answer (`after_id` = the newest id
+   * in the log then), followed page by page, added at the top; however far down the last match
+   * was, only the new records are searched. Open tunnels shown are re-read by id, so their bytes
+   * and end appear when they close. When more arrived than a few pages hold, the list starts
+   * over from the top rather than hold thousands of rows.
    */
   async poll() {
-    const newest = this.newestId();
-    let page = await this.fetchPage();
+    const generation = this.generation;
+    const after = String(this.watermark);
+    let page = await this.fetchPage({ after_id: after });
+    const newest = page.newest_id ?? this.watermark;
     const fresh = [];
-    let pages = 1;
-    for (;;) {
-      for (const record of page.items) {
-        if (record.id > newest) fresh.push(record);
-        else if (this.rows.has(record.id)) this.rows.set(record.id, record);
-      }
-      const reachedKnown = page.items.some((r) => r.id <= newest);
-      if (reachedKnown || page.next_cursor === null || newest === 0) break;
-      if (pages >= MAX_CATCH_UP_PAGES) return this.restartFromTop(page);
-      // Only records newer than the newest row shown: for a rare match far down a long log, the
-      // catch-up ends where the new records do instead of searching the old ones again.
-      page = await this.fetchPage({ cursor: page.next_cursor, after_id: String(newest) });
-      pages += 1;
+    for (let pages = 1; ; pages += 1) {
+      if (generation !== this.generation) return;
+      for (const record of page.items) if (!this.rows.has(record.id)) fresh.push(record);
+      if (page.next_cursor === null) break;
+      if (fresh.length >= MAX_CATCH_UP_PAGES * PAGE_SIZE || pages >= MAX_CATCH_UP_ANSWERS) return this.restartFromTop();
+      page = await this.fetchPage({ cursor: page.next_cursor, after_id: after });
     }
+    await this.refreshOpenRows(generation);
+    if (generation !== this.generation) return;
+    this.watermark = Math.max(this.watermark, newest);
     for (const record of fresh) this.rows.set(record.id, record);
-    if (newest === 0 && fresh.length > 0 && this.nextCursor === null) this.nextCursor = page.next_cursor;
     this.render(new Set(fresh.map((r) => r.id)));
     if (fresh.length > 0) this.announcer.textContent = `${formatCount(fresh.length)} new ${fresh.length === 1 ? 'request' : 'requests'}`;
+  }
+
+  /** Re-reads the newest open tunnels shown, by id: a record changes only when it ends. */
+  async refreshOpenRows(generation) {
+    const open = [...this.rows.values()].filter((r) => r.ended_at === null).sort((a, b) => b.id - a.id);
+    for (const record of open.slice(0, MAX_OPEN_REFRESH)) {
+      const latest = await apiGet(`requests/${record.id}`, undefined, { signal: this.controller.signal });
+      if (generation !== this.generation) return;
+      this.rows.set(latest.id, latest);
+    }
   }
 
   async restartFromTop() {
@@ -186,7 +209,7 @@ class HistoryTable {
   async tick() {
     if (this.disposed) return;
     // A hidden tab skips its polls (and catches up when shown): no load for a forgotten tab.
-    if (this.live && !this.polling && !this.searching && !document.hidden) {
+    if (this.live && !this.polling && !this.busy && !document.hidden) {
       this.polling = true;
       try {
         await this.poll();
