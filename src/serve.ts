@@ -38,6 +38,7 @@ export async function startServing(config: ServeConfig, log: Logger): Promise<Ru
   if (!loaded.ok) {
     throw new ConfigError(`invalid policies in ${config.policiesDir}:\n${loaded.problems.map(formatProblem).join('\n')}`);
   }
+  if (loaded.warnings.length > 0) log.warn({ warnings: loaded.warnings.map(formatProblem) }, 'policy warnings (see tollgate policy check)');
   const store = openAuditStore(config.dbFile, { onStateChange: (change) => logAuditState(log, change) });
   const self: SelfAddress[] = [];
   const metrics = createMetrics();

@@ -8,10 +8,13 @@ import type { Policy } from '../policy/load';
 import type { Resolver } from './dial';
 import type { TunnelRegistry } from './tunnel-registry';
 
-/** The policy and the guard compiled from it, swapped together on reload. */
+/** The policy and the guards compiled from it, swapped together on reload. */
 export interface ActivePolicy {
   readonly policy: Policy;
+  /** Checks the destinations clients ask for. */
   readonly guard: Guard;
+  /** Checks tollgate's own connections to parent proxies (also exempts `parent_ranges`). */
+  readonly parentGuard: Guard;
 }
 
 export interface ProxyTimeouts {

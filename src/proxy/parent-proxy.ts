@@ -10,8 +10,8 @@ import type { Target } from './target-types';
 /**
  * Reaching destinations through a parent proxy (`settings.upstream`, or a rule's `via`).
  * tollgate decides and records locally, then goes through the parent. The parent's own
- * address goes through the guard like any destination, so it is reachable only when
- * `network.allow_ranges` lists it (parents usually sit on private addresses).
+ * address goes through the parent guard: parents usually sit on private addresses, reachable
+ * when `network.parent_ranges` lists them. That exemption is never a client's destination.
  */
 
 /** The longest CONNECT answer head accepted from a parent. */
@@ -29,11 +29,11 @@ function parentAuthorization(parent: ParentProxy): string | null {
 /** Resolve and guard the parent's address; a refusal names the parent, not the destination. */
 export async function parentAddresses(ctx: ProxyContext, parent: ParentProxy): Promise<string[]> {
   try {
-    const { addresses } = await resolveChecked(parentTarget(parent), ctx.active().guard, ctx.resolver, ctx.timeouts.dnsMs);
+    const { addresses } = await resolveChecked(parentTarget(parent), ctx.active().parentGuard, ctx.resolver, ctx.timeouts.dnsMs);
     return addresses;
   } catch (err) {
     if (err instanceof GuardError) {
-      throw new ProxyError(502, 'upstream_error', `upstream proxy ${parent.label} is not reachable: ${err.reason} (list it in network.allow_ranges)`);
+      throw new ProxyError(502, 'upstream_error', `upstream proxy ${parent.label} is not reachable: ${err.reason} (list it in network.parent_ranges)`);
     }
     throw err;
   }

@@ -12,8 +12,8 @@ import type { AuditStore, AuditStoreOptions } from '../../src/audit/store';
 import { listRequests } from '../../src/audit/query';
 import { GroupCommit } from '../../src/audit/group-commit';
 import type { AuditRecordJson, AuditSink } from '../../src/audit/record-types';
-import { compileGuard } from '../../src/policy/guard';
 import { loadPolicy } from '../../src/policy/load';
+import { activatePolicy } from '../../src/policy/watch';
 import type { ProxyContext, ProxyLimits, ProxyTimeouts } from '../../src/proxy/context';
 
 /** Generous for loopback; tests that exercise a timeout pass a short one. */
@@ -84,7 +84,7 @@ export async function startProxy(options: HarnessOptions): Promise<ProxyHarness>
   const writes = new EventEmitter();
   const audit = observed(store, writes);
   const self: Array<{ host: string; port: number }> = [];
-  let active = { policy: loaded.policy, guard: compileGuard(loaded.policy.network, self) };
+  let active = activatePolicy(loaded.policy, self);
   const ctx: ProxyContext = {
     active: () => active,
     audit,
@@ -102,7 +102,7 @@ export async function startProxy(options: HarnessOptions): Promise<ProxyHarness>
   const server = createProxyServer(ctx);
   const port = await listenOn(server);
   self.push({ host: '127.0.0.1', port });
-  active = { policy: loaded.policy, guard: compileGuard(loaded.policy.network, self) };
+  active = activatePolicy(loaded.policy, self);
   const records = (): AuditRecordJson[] => listRequests(store.db, { limit: 1000 }).items;
   return {
     port,
