@@ -35,6 +35,7 @@ export class PolicyHolder {
   private last: ReloadResult;
   private watcher: FSWatcher | null = null;
   private timer: NodeJS.Timeout | null = null;
+  private readonly loadedListeners: Array<(policy: Policy) => void> = [];
 
   constructor(
     readonly dir: string,
@@ -52,6 +53,11 @@ export class PolicyHolder {
 
   get lastReload(): ReloadResult {
     return this.last;
+  }
+
+  /** Called with each policy a reload puts in force, after the swap (not for a failed reload). */
+  onLoaded(listener: (policy: Policy) => void): void {
+    this.loadedListeners.push(listener);
   }
 
   /** Recompile the guard, e.g. once the real listening ports are known. */
@@ -74,6 +80,7 @@ export class PolicyHolder {
     this.last = { ok: true, at, version: policy.version, problems: [] };
     this.log.info({ policy_version: policy.version, content_hash: policy.contentHash, files: policy.files }, 'policy loaded');
     if (result.warnings.length > 0) this.log.warn({ warnings: result.warnings.map(formatProblem) }, 'policy warnings (see tollgate policy check)');
+    for (const listener of this.loadedListeners) listener(policy);
     this.onReload(true);
     return this.last;
   }

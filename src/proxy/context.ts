@@ -6,6 +6,7 @@ import type { ProxyMetrics } from '../metrics';
 import type { Guard } from '../policy/guard';
 import type { Policy } from '../policy/load';
 import type { Resolver } from './dial';
+import type { ParentAgents } from './parent-agents';
 import type { TunnelRegistry } from './tunnel-registry';
 
 /** The policy and the guards compiled from it, swapped together on reload. */
@@ -63,6 +64,8 @@ export interface ProxyContext {
   readonly log: Logger;
   /** Pooled keep-alive connections to destinations of plain HTTP requests. */
   readonly upstreamAgent: Agent;
+  /** Pooled keep-alive connections to parent proxies, for plain HTTP through them. */
+  readonly parentAgents: ParentAgents;
   /** Client sockets of open tunnels: http.Server does not track them once upgraded. */
   readonly tunnels: TunnelRegistry;
 }

@@ -1,7 +1,6 @@
 import type { Socket } from 'node:net';
-import { HttpProxyAgent } from 'http-proxy-agent';
 import type { ProxyContext } from './context';
-import { connectChecked, formatHostPort, GuardError, resolveChecked } from './dial';
+import { connectChecked, GuardError, resolveChecked } from './dial';
 import { ProxyError } from './errors';
 import { formatAuthority } from './target';
 import type { ParentProxy } from '../policy/types';
@@ -91,23 +90,4 @@ function readAnswerHead(socket: Socket, timeoutMs: number, label: string): Promi
     socket.once('close', onClose);
     socket.once('end', onClose);
   });
-}
-
-/** One pooled agent per parent address, for plain HTTP through the parent. */
-const agents = new Map<string, HttpProxyAgent<string>>();
-
-/**
- * http-proxy-agent sends absolute-URI requests to the parent with its credentials. It is given
- * the parent's checked address, never its name, so it cannot resolve somewhere else.
- */
-export function parentAgent(parent: ParentProxy, address: string): HttpProxyAgent<string> {
-  const { credentials } = parent;
-  const userinfo = credentials ? `${encodeURIComponent(credentials.user)}:${encodeURIComponent(credentials.password)}@` : '';
-  const key = `http://${userinfo}${formatHostPort(address, parent.port)}`;
-  let agent = agents.get(key);
-  if (!agent) {
-    agent = new HttpProxyAgent(key, { keepAlive: true });
-    agents.set(key, agent);
-  }
-  return agent;
 }

@@ -28,6 +28,7 @@ import type { Resolver } from '../../src/proxy/dial';
 import type { Authenticator } from '../../src/auth/authenticator';
 import { createMetrics } from '../../src/metrics';
 import { createProxyServer } from '../../src/proxy/server';
+import { ParentAgents } from '../../src/proxy/parent-agents';
 import { TunnelRegistry } from '../../src/proxy/tunnel-registry';
 
 export interface ProxyHarness {
@@ -97,6 +98,7 @@ export async function startProxy(options: HarnessOptions): Promise<ProxyHarness>
     authenticator: options.authenticator ?? null,
     log: pino({ level: 'silent' }),
     upstreamAgent: new Agent({ keepAlive: true }),
+    parentAgents: new ParentAgents(),
     tunnels: new TunnelRegistry(),
   };
   const server = createProxyServer(ctx);
@@ -127,6 +129,7 @@ export async function startProxy(options: HarnessOptions): Promise<ProxyHarness>
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await ctx.tunnels.whenEmpty();
       ctx.upstreamAgent.destroy();
+      ctx.parentAgents.destroyAll();
       audit.flush();
       store.close();
       rmSync(dir, { recursive: true, force: true });
