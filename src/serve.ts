@@ -19,6 +19,7 @@ import { PolicyHolder } from './policy/watch';
 import type { ProxyContext } from './proxy/context';
 import { systemResolver } from './proxy/dial';
 import { drainProxy } from './proxy/drain';
+import { ParentAgents } from './proxy/parent-agents';
 import { createProxyServer } from './proxy/server';
 import { TunnelRegistry } from './proxy/tunnel-registry';
 
@@ -38,6 +39,7 @@ export async function startServing(config: ServeConfig, log: Logger): Promise<Ru
   if (!loaded.ok) {
     throw new ConfigError(`invalid policies in ${config.policiesDir}:\n${loaded.problems.map(formatProblem).join('\n')}`);
   }
+  if (loaded.warnings.length > 0) log.warn({ warnings: loaded.warnings.map(formatProblem) }, 'policy warnings (see tollgate policy check)');
   const store = openAuditStore(config.dbFile, { onStateChange: (change) => logAuditState(log, change) });
   const self: SelfAddress[] = [];
   const metrics = createMetrics();
@@ -45,6 +47,8 @@ export async function startServing(config: ServeConfig, log: Logger): Promise<Ru
   const users = openUsers(config, log);
   const audit = new GroupCommit(store, (seconds) => metrics.auditWrite(seconds));
   const ctx = proxyContext(config, holder, audit, log, metrics, users?.authenticator ?? null);
+  // Agents of parents a reload no longer names are retired; requests in flight on them finish.
+  holder.onLoaded((policy) => ctx.parentAgents.retainFor(policy));
   metrics.setOpenTunnels(() => ctx.tunnels.size);
   // Known state, no probe write per scrape.
   metrics.setAuditWritable(() => store.health().writable);
@@ -133,6 +137,7 @@ function proxyContext(
     authenticator,
     log,
     upstreamAgent: new Agent({ keepAlive: true, maxFreeSockets: 256, timeout: 30_000, scheduling: 'lifo' }),
+    parentAgents: new ParentAgents(),
     tunnels: new TunnelRegistry(),
   };
 }
@@ -172,6 +177,7 @@ async function shutdown(
   holder.close();
   await drainProxy(server, ctx, drainMs);
   ctx.upstreamAgent.destroy();
+  ctx.parentAgents.destroyAll();
   await admin.close();
   // Completions of the connections the drain just ended, and opens still waiting for a commit.
   audit.flush();

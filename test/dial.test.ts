@@ -19,9 +19,9 @@ import type { Target } from '../src/proxy/target-types';
 // Only loopback is ever connected to. Private and metadata answers are refused by the guard
 // before any connect: the connect function below fails the test if it is called.
 
-const ALLOW_LOOPBACK: NetworkPolicy = { allowRanges: [{ cidr: '127.0.0.0/8', source: 'test.yaml:1' }], denyRanges: [] };
+const ALLOW_LOOPBACK: NetworkPolicy = { allowRanges: [{ cidr: '127.0.0.0/8', source: 'test.yaml:1' }], denyRanges: [], parentRanges: [] };
 const loopbackGuard: Guard = compileGuard(ALLOW_LOOPBACK, [], {});
-const strictGuard: Guard = compileGuard({ allowRanges: [], denyRanges: [] }, [], {});
+const strictGuard: Guard = compileGuard({ allowRanges: [], denyRanges: [], parentRanges: [] }, [], {});
 
 function nameTarget(host: string, port: number): Target {
   return { kind: 'connect', scheme: null, host, hostKind: 'name', port, path: null, search: '' };

@@ -10,7 +10,7 @@ import type { NetworkPolicy } from '../src/policy/types';
 
 // Pure tests: the guard never connects anywhere, so no address here is ever dialled.
 
-const NO_POLICY: NetworkPolicy = { allowRanges: [], denyRanges: [] };
+const NO_POLICY: NetworkPolicy = { allowRanges: [], denyRanges: [], parentRanges: [] };
 const NO_INTERFACES: NetworkInterfaces = {};
 
 interface Case {
@@ -117,6 +117,7 @@ describe('policy ranges', () => {
       { cidr: '10.1.0.0/16', source: 'net.yaml:4' },
       { cidr: '8.8.8.0/24', source: 'net.yaml:5' },
     ],
+    parentRanges: [],
   };
   const guard = compileGuard(network, [], NO_INTERFACES);
 
@@ -140,20 +141,20 @@ describe('policy ranges', () => {
   });
 
   test('an IPv6 deny range blocks IPv6 only', () => {
-    const v6 = compileGuard({ allowRanges: [], denyRanges: [{ cidr: '2606:4700::/32', source: 'a.yaml:1' }] }, [], NO_INTERFACES);
+    const v6 = compileGuard({ allowRanges: [], denyRanges: [{ cidr: '2606:4700::/32', source: 'a.yaml:1' }], parentRanges: [] }, [], NO_INTERFACES);
     expect(v6.check('2606:4700:4700::1111', 443)?.range).toBe('2606:4700::/32');
     expect(v6.check('1.1.1.1', 443)).toBeNull();
   });
 
   test('an invalid range fails compilation loudly', () => {
-    expect(() => compileGuard({ allowRanges: [{ cidr: '10.0.0.0/33', source: 'x.yaml:1' }], denyRanges: [] }, [], NO_INTERFACES)).toThrow(
+    expect(() => compileGuard({ allowRanges: [{ cidr: '10.0.0.0/33', source: 'x.yaml:1' }], denyRanges: [], parentRanges: [] }, [], NO_INTERFACES)).toThrow(
       /x\.yaml:1/,
     );
   });
 });
 
 describe("the proxy's own listeners", () => {
-  const allowLoopback: NetworkPolicy = { allowRanges: [{ cidr: '127.0.0.0/8', source: 't.yaml:1' }], denyRanges: [] };
+  const allowLoopback: NetworkPolicy = { allowRanges: [{ cidr: '127.0.0.0/8', source: 't.yaml:1' }], denyRanges: [], parentRanges: [] };
 
   test('a self address is blocked on its port even when allow_ranges covers it', () => {
     const guard = compileGuard(allowLoopback, [{ host: '127.0.0.1', port: 3128 }], NO_INTERFACES);
@@ -161,7 +162,7 @@ describe("the proxy's own listeners", () => {
     expect(guard.check('::ffff:127.0.0.1', 3128)?.label).toBe(GUARD_SELF_LABEL);
     expect(guard.check('127.0.0.1', 8080)).toBeNull();
     // On Linux 0.0.0.0 as a destination is this host.
-    expect(compileGuard({ allowRanges: [{ cidr: '0.0.0.0/8', source: 't.yaml:1' }], denyRanges: [] }, [{ host: '127.0.0.1', port: 3128 }], NO_INTERFACES).check('0.0.0.0', 3128)?.label).toBe(GUARD_SELF_LABEL);
+    expect(compileGuard({ allowRanges: [{ cidr: '0.0.0.0/8', source: 't.yaml:1' }], denyRanges: [], parentRanges: [] }, [{ host: '127.0.0.1', port: 3128 }], NO_INTERFACES).check('0.0.0.0', 3128)?.label).toBe(GUARD_SELF_LABEL);
   });
 
   test('self applies to the IPv4 inside an allowed NAT64 form', () => {
@@ -181,6 +182,7 @@ describe("the proxy's own listeners", () => {
         { cidr: 'fe80::/10', source: 't.yaml:1' },
       ],
       denyRanges: [],
+      parentRanges: [],
     };
 
     test.each([
@@ -207,5 +209,28 @@ describe("the proxy's own listeners", () => {
   test('the interface list defaults to os.networkInterfaces()', () => {
     const guard = compileGuard(allowLoopback, [{ host: '0.0.0.0', port: 3128 }]);
     expect(guard.check('127.0.0.1', 3128)?.label).toBe(GUARD_SELF_LABEL);
+  });
+});
+
+describe('parent_ranges', () => {
+  const network: NetworkPolicy = {
+    allowRanges: [{ cidr: '192.168.0.0/16', source: 'net.yaml:3' }],
+    denyRanges: [{ cidr: '10.1.2.128/25', source: 'net.yaml:4' }],
+    parentRanges: [{ cidr: '10.1.2.0/24', source: 'net.yaml:5' }],
+  };
+  const destination = compileGuard(network, [{ host: '10.1.2.3', port: 3128 }], NO_INTERFACES);
+  const parent = compileGuard(network, [{ host: '10.1.2.3', port: 3128 }], NO_INTERFACES, 'parent');
+
+  test.each([
+    { name: 'the parent address', address: '10.1.2.3', port: 8080, asDestination: '10.0.0.0/8', asParent: null },
+    { name: 'a neighbour in parent_ranges', address: '10.1.2.4', port: 22, asDestination: '10.0.0.0/8', asParent: null },
+    { name: 'the parent address, IPv4-mapped', address: '::ffff:10.1.2.3', port: 8080, asDestination: '10.0.0.0/8', asParent: null },
+    { name: 'allow_ranges: exempt for both', address: '192.168.1.1', port: 8080, asDestination: null, asParent: null },
+    { name: 'outside every list', address: '10.9.9.9', port: 8080, asDestination: '10.0.0.0/8', asParent: '10.0.0.0/8' },
+    { name: 'deny_ranges win for a parent too', address: '10.1.2.200', port: 8080, asDestination: '10.1.2.128/25', asParent: '10.1.2.128/25' },
+    { name: "the proxy's own listener wins for a parent too", address: '10.1.2.3', port: 3128, asDestination: '10.1.2.3/32', asParent: '10.1.2.3/32' },
+  ])('$name', ({ address, port, asDestination, asParent }) => {
+    expect(destination.check(address, port)?.range ?? null).toBe(asDestination);
+    expect(parent.check(address, port)?.range ?? null).toBe(asParent);
   });
 });

@@ -1,5 +1,5 @@
 import { HEAD_LIMITS } from '../src/proxy/server';
-import { startProxy } from './helpers/proxy-harness';
+import { parseHead, rawConnect, readAll, startProxy } from './helpers/proxy-harness';
 import type { ProxyHarness } from './helpers/proxy-harness';
 import { PROXY_TEST_HOSTS, PROXY_TEST_POLICY } from './helpers/policies';
 import { maxRecordId, nextConnectionClosed, sendRaw, startRecordingOrigin } from './fuzz/raw-client';
@@ -82,7 +82,13 @@ const requestLine: HostileCase[] = [
   { name: 'bare LF line endings', raw: `GET ${ORIGIN}/lf HTTP/1.1\nHost: x\n\n`, status: 400 },
   { name: 'a lower-case method', raw: `get ${ORIGIN}/m HTTP/1.1\r\n\r\n`, status: 400 },
   { name: 'an unknown method', raw: `BREW ${ORIGIN}/m HTTP/1.1\r\n\r\n`, status: 400 },
-  { name: 'HTTP/1.9', raw: `GET ${ORIGIN}/v HTTP/1.9\r\n\r\n`, status: 400 },
+  // RFC 9110 §15.6.6: only HTTP/1.0 and 1.1 are spoken; llhttp itself refuses HTTP/1.9.
+  { name: 'HTTP/1.9', raw: `GET ${ORIGIN}/v HTTP/1.9\r\n\r\n`, status: 505 },
+  { name: 'a version that is not HTTP/d.d', raw: `GET ${ORIGIN}/v HTTP/11.1\r\n\r\n`, status: 400 },
+  { name: 'HTTP/0.9 (accepted by Node, refused by the proxy)', raw: `GET ${ORIGIN}/v HTTP/0.9\r\n\r\n`, status: 505 },
+  { name: 'HTTP/2.0 (accepted by Node, refused by the proxy)', raw: `GET ${ORIGIN}/v HTTP/2.0\r\nHost: x\r\n\r\n`, status: 505 },
+  { name: 'a CONNECT in HTTP/2.0', raw: `CONNECT origin.test:{O} HTTP/2.0\r\nHost: x\r\n\r\n`, status: 505 },
+  { name: 'a CONNECT in HTTP/0.9', raw: `CONNECT origin.test:{O} HTTP/0.9\r\n\r\n`, status: 505 },
   { name: 'origin-form to the proxy port', raw: GET('/just-a-path'), status: 400 },
   { name: 'an asterisk-form OPTIONS', raw: `OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, status: 400 },
   { name: 'an https:// URI', raw: GET('https://origin.test/'), status: 400 },
@@ -247,6 +253,40 @@ describe('hostile request heads', () => {
       { path: '/first', status: 200 },
       { path: null, status: 400 },
     ]);
+  });
+
+  describe('HTTP versions other than 1.0 and 1.1', () => {
+    const versionCases = [
+      { name: 'GET in HTTP/0.9', raw: (o: number) => `GET http://origin.test:${o}/v09 HTTP/0.9\r\n\r\n`, version: 'HTTP/0.9', method: 'GET' },
+      { name: 'GET in HTTP/2.0', raw: (o: number) => `GET http://origin.test:${o}/v20 HTTP/2.0\r\nHost: x\r\n\r\n`, version: 'HTTP/2.0', method: 'GET' },
+      { name: 'CONNECT in HTTP/2.0', raw: (o: number) => `CONNECT origin.test:${o} HTTP/2.0\r\nHost: x\r\n\r\n`, version: 'HTTP/2.0', method: 'CONNECT' },
+      { name: 'GET in HTTP/3.0 (refused by the parser)', raw: (o: number) => `GET http://origin.test:${o}/v30 HTTP/3.0\r\n\r\n`, version: 'HTTP/3.0', method: null },
+    ];
+
+    test.each(versionCases.map((c) => [c.name, c] as const))('%s: 505, one audit record, nothing forwarded', async (_name, hostile) => {
+      const before = maxRecordId(proxy);
+      const socket = await rawConnect(proxy.port);
+      socket.write(hostile.raw(origin.port));
+      // The proxy answers and closes: read everything up to its FIN.
+      const text = await readAll(socket);
+      expect(text.split('\r\n', 1)[0]).toBe('HTTP/1.1 505 HTTP Version Not Supported');
+      const answer = parseHead(text);
+      expect(answer.body).toBe(`tollgate: request failed: ${hostile.version} is not supported; use HTTP/1.1\n`);
+      const id = Number(answer.headers['x-tollgate-request-id']);
+      const record = await proxy.waitForRecord((r) => r.id === id);
+      expect(proxy.records().filter((r) => r.id > before)).toHaveLength(1);
+      expect(record).toMatchObject({
+        status: 505,
+        decision: 'deny',
+        method: hostile.method,
+        reason: `${hostile.version} is not supported; use HTTP/1.1`,
+        error: `bad_request: ${hostile.version} is not supported; use HTTP/1.1`,
+        bytes_up: 0,
+        bytes_down: 0,
+      });
+      expect(record.ended_at).not.toBeNull();
+      expect(origin.seen).toEqual([]);
+    });
   });
 
   describe('malformed bodies', () => {

@@ -26,7 +26,8 @@ settings:
   default: deny
   upstream: http://child:child-pass@127.0.0.1:${parentPort}
 network:
-  # The parent sits on loopback here: reachable only because it is listed.
+  # Loopback is exempt for every connection here: direct.test's origin and the parent both
+  # listen on it. test/parent-guard.test.ts covers a parent exempted through parent_ranges alone.
   allow_ranges: [127.0.0.0/8]
 rules:
   - name: direct-origin

@@ -69,6 +69,7 @@ export function policyView(snapshot: PolicySnapshot, hits: Map<string, RuleHits>
     network: {
       allow_ranges: policy.network.allowRanges.map((r) => ({ cidr: r.cidr, source: r.source })),
       deny_ranges: policy.network.denyRanges.map((r) => ({ cidr: r.cidr, source: r.source })),
+      parent_ranges: policy.network.parentRanges.map((r) => ({ cidr: r.cidr, source: r.source })),
     },
     clients: policy.clients.map((c) => ({ name: c.name, source: c.source, sources: c.sources.map((s) => s.cidr) })),
     hits_since: new Date(sinceMs).toISOString(),

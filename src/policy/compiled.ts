@@ -111,6 +111,7 @@ export function compilePolicy(files: readonly PolicyFileSpec[], provenance: Poli
     network: {
       allowRanges: files.flatMap((f) => rangeEntries(f.file, f.network.allowRanges)),
       denyRanges: files.flatMap((f) => rangeEntries(f.file, f.network.denyRanges)),
+      parentRanges: files.flatMap((f) => rangeEntries(f.file, f.network.parentRanges)),
     },
     rules: files.flatMap((f) => f.rules.map((r) => compileRule(f.file, r))),
     clients: files.flatMap((f) =>

@@ -260,18 +260,21 @@ function hostRoute(address: Address): string {
 /**
  * Compiles the guard once per policy load. `interfaces` defaults to os.networkInterfaces() read
  * now: a reload recompiles, so an address added later is covered from the next reload on.
+ * A `parent` guard also exempts `parent_ranges`: parents sit on private addresses, but an
+ * exemption for every connection would let clients CONNECT to a parent (or its neighbours).
  */
 export function compileGuard(
   network: NetworkPolicy,
   self: SelfAddress[],
   interfaces: NetworkInterfaces = os.networkInterfaces(),
+  scope: 'destination' | 'parent' = 'destination',
 ): Guard {
   const deny = buildTable(network.denyRanges.map((e) => [e.cidr, denyRangeLabel(e.source)] as const));
-  const allow = buildTable(network.allowRanges.map((e) => [e.cidr, `allow_ranges (${e.source})`] as const));
+  const exempt: Array<readonly [string, string]> = network.allowRanges.map((e) => [e.cidr, `allow_ranges (${e.source})`]);
+  if (scope === 'parent') exempt.push(...network.parentRanges.map((e) => [e.cidr, `parent_ranges (${e.source})`] as const));
+  const exemptions = buildTable(exempt);
   const selfByPort = selfTables(self, interfaces);
-
-  const block = (address: string, hit: { range: string; label: string }): GuardBlock =>
-    ({ address, range: hit.range, label: hit.label });
+  const block = (address: string, hit: { range: string; label: string }): GuardBlock => ({ address, range: hit.range, label: hit.label });
 
   return {
     check(address: string, port: number): GuardBlock | null {
@@ -280,15 +283,15 @@ export function compileGuard(
       const embedded = ip instanceof ipaddr.IPv6 ? embeddedIPv4(ip) : null;
       const subjects: Address[] = embedded ? [ip, embedded.ipv4] : [ip];
 
-      // Order: self and deny_ranges always win (also on an embedded IPv4), then allow_ranges exempt.
+      // Order: self and deny_ranges always win (also on an embedded IPv4), then the exemptions.
       const selfTable = selfByPort.get(port);
       const selfHit = selfTable && firstHit(subjects, selfTable);
       if (selfHit) return block(address, selfHit);
       const denyHit = firstHit(subjects, deny);
       if (denyHit) return block(address, denyHit);
-      if (findRange(ip, allow)) return null;
+      if (findRange(ip, exemptions)) return null;
       if (embedded) {
-        if (findRange(embedded.ipv4, allow)) return null;
+        if (findRange(embedded.ipv4, exemptions)) return null;
         const inner = builtinRange(embedded.ipv4);
         return inner && block(address, { range: inner.range, label: `${inner.label}, embedded in ${embedded.form}` });
       }

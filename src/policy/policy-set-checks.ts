@@ -1,7 +1,9 @@
 import { suggestion } from './closest-name';
 import { isOverBroad } from './host-match';
+import { parseLiteral, rangeContains } from './ip-range';
 import { sourceOf, type Problem } from './problems';
 import type { PolicyFileSpec } from './schema';
+import type { ParentProxy } from './types';
 
 /**
  * Checks that need every file at once: names unique across the folder, one settings block,
@@ -56,7 +58,7 @@ function checkClientReferences(files: readonly PolicyFileSpec[]): Problem[] {
 
 /** Legal but probably not what the author meant. */
 export function policySetWarnings(files: readonly PolicyFileSpec[]): Problem[] {
-  const warnings: Problem[] = [];
+  const warnings: Problem[] = exposedParentWarnings(files);
   const authOff = (files.find((f) => f.settings !== null)?.settings?.auth ?? 'off') === 'off';
   for (const { file, rules, clients } of files) {
     for (const client of clients.filter((c) => c.sources.length === 0 && c.users.length === 0)) {
@@ -71,6 +73,32 @@ export function policySetWarnings(files: readonly PolicyFileSpec[]): Problem[] {
       }
       if (rule.mode === 'report' && rule.action === 'allow') {
         warnings.push({ file, line: rule.line, message: `rule "${rule.name}": "mode: report" has no effect on an allow rule` });
+      }
+    }
+  }
+  return warnings;
+}
+
+/**
+ * Before `parent_ranges` existed a parent's address had to be listed in `allow_ranges`, which
+ * also lets every client CONNECT to the parent itself. Only IP-literal parents can be checked
+ * here: a name's addresses are known only when it is resolved.
+ */
+function exposedParentWarnings(files: readonly PolicyFileSpec[]): Problem[] {
+  const parents = new Map<string, ParentProxy>();
+  for (const { settings, rules } of files) {
+    for (const parent of [settings?.upstream, ...rules.map((r) => r.via?.parent)]) {
+      if (parent && parent.hostKind !== 'name') parents.set(parent.label, parent);
+    }
+  }
+  const warnings: Problem[] = [];
+  for (const { file, network } of files) {
+    for (const { range, line } of network.allowRanges) {
+      for (const parent of parents.values()) {
+        const address = parseLiteral(parent.host);
+        if (address === null || !rangeContains(range, address)) continue;
+        const message = `allow_ranges entry ${range.cidr} covers upstream proxy ${parent.label}, so clients may also connect to it as a destination; list the parent in network.parent_ranges instead`;
+        warnings.push({ file, line, message });
       }
     }
   }

@@ -34,6 +34,7 @@ export interface SettingsSpec {
 export interface NetworkSpec {
   allowRanges: RangeSpec[];
   denyRanges: RangeSpec[];
+  parentRanges: RangeSpec[];
 }
 
 export interface PolicyFileSpec {
@@ -47,7 +48,7 @@ export interface PolicyFileSpec {
 const TOP_LEVEL = ['version', 'settings', 'network', 'clients', 'rules'] as const;
 const SETTINGS_KEYS = ['default', 'mode', 'auth', 'upstream'] as const;
 export const AUTH_MODES: readonly AuthMode[] = ['off', 'optional', 'required'];
-const NETWORK_KEYS = ['allow_ranges', 'deny_ranges'] as const;
+const NETWORK_KEYS = ['allow_ranges', 'deny_ranges', 'parent_ranges'] as const;
 
 function readSettings(ctx: FileContext, field: Field): SettingsSpec | null {
   const fields = readMap(ctx, field.node, field.line, 'settings', { known: SETTINGS_KEYS });
@@ -67,14 +68,19 @@ function readSettings(ctx: FileContext, field: Field): SettingsSpec | null {
 }
 
 function readNetwork(ctx: FileContext, field: Field | undefined): NetworkSpec {
-  const network: NetworkSpec = { allowRanges: [], denyRanges: [] };
+  const network = emptyNetwork();
   if (field === undefined) return network;
   for (const f of readMap(ctx, field.node, field.line, 'network', { known: NETWORK_KEYS }) ?? []) {
     const ranges = readRanges(ctx, f.node, f.line, `network.${f.key}`, true);
     if (f.key === 'allow_ranges') network.allowRanges = ranges;
+    else if (f.key === 'parent_ranges') network.parentRanges = ranges;
     else network.denyRanges = ranges;
   }
   return network;
+}
+
+function emptyNetwork(): NetworkSpec {
+  return { allowRanges: [], denyRanges: [], parentRanges: [] };
 }
 
 function checkVersion(ctx: FileContext, field: Field | undefined): void {
@@ -107,7 +113,7 @@ function readDocument(ctx: FileContext, text: string): unknown {
 /** Validates one file. `spec` is meaningful only when `problems` is empty. */
 export function parsePolicyFile(file: string, text: string): { spec: PolicyFileSpec; problems: Problem[] } {
   const ctx: FileContext = { file, lines: new LineCounter(), problems: [] };
-  const spec: PolicyFileSpec = { file, settings: null, network: { allowRanges: [], denyRanges: [] }, clients: [], rules: [] };
+  const spec: PolicyFileSpec = { file, settings: null, network: emptyNetwork(), clients: [], rules: [] };
   const contents = readDocument(ctx, text);
   if (contents === undefined) return { spec, problems: ctx.problems };
   const fields = readMap(ctx, contents, 1, 'top level', { known: TOP_LEVEL });

@@ -64,6 +64,13 @@ export interface RangeEntry {
 
 /** The destination-guard part of a policy, merged from all files. */
 export interface NetworkPolicy {
+  /** Exempt from the built-in blocked ranges, for destinations and parent proxies alike. */
   allowRanges: RangeEntry[];
+  /** Always blocked; wins over both exemptions. */
   denyRanges: RangeEntry[];
+  /**
+   * Exempt only for tollgate's own connection to a parent proxy (settings.upstream, a rule's
+   * `via`), never for a destination a client asks for.
+   */
+  parentRanges: RangeEntry[];
 }

@@ -17,6 +17,15 @@ export interface ReloadResult {
   readonly problems: string[];
 }
 
+/** Compiles both guards of a policy; `self` are tollgate's own listeners. */
+export function activatePolicy(policy: Policy, self: SelfAddress[]): ActivePolicy {
+  return {
+    policy,
+    guard: compileGuard(policy.network, self),
+    parentGuard: compileGuard(policy.network, self, undefined, 'parent'),
+  };
+}
+
 /**
  * Holds the policy in force and swaps it whole: a load is all or nothing, and an invalid
  * edit keeps the last good policy (SPEC §2). Requests read `active` once, at their start.
@@ -26,6 +35,7 @@ export class PolicyHolder {
   private last: ReloadResult;
   private watcher: FSWatcher | null = null;
   private timer: NodeJS.Timeout | null = null;
+  private readonly loadedListeners: Array<(policy: Policy) => void> = [];
 
   constructor(
     readonly dir: string,
@@ -35,7 +45,7 @@ export class PolicyHolder {
     /** Told of every reload's outcome (metrics). */
     private readonly onReload: (ok: boolean) => void = () => undefined,
   ) {
-    this.current = { policy: initial, guard: compileGuard(initial.network, self()) };
+    this.current = activatePolicy(initial, self());
     this.last = { ok: true, at: new Date().toISOString(), version: initial.version, problems: [] };
   }
 
@@ -45,9 +55,14 @@ export class PolicyHolder {
     return this.last;
   }
 
+  /** Called with each policy a reload puts in force, after the swap (not for a failed reload). */
+  onLoaded(listener: (policy: Policy) => void): void {
+    this.loadedListeners.push(listener);
+  }
+
   /** Recompile the guard, e.g. once the real listening ports are known. */
   refreshGuard(): void {
-    this.current = { policy: this.current.policy, guard: compileGuard(this.current.policy.network, this.self()) };
+    this.current = activatePolicy(this.current.policy, this.self());
   }
 
   reload(): ReloadResult {
@@ -61,9 +76,11 @@ export class PolicyHolder {
       return this.last;
     }
     const { policy } = result;
-    this.current = { policy, guard: compileGuard(policy.network, this.self()) };
+    this.current = activatePolicy(policy, this.self());
     this.last = { ok: true, at, version: policy.version, problems: [] };
     this.log.info({ policy_version: policy.version, content_hash: policy.contentHash, files: policy.files }, 'policy loaded');
+    if (result.warnings.length > 0) this.log.warn({ warnings: result.warnings.map(formatProblem) }, 'policy warnings (see tollgate policy check)');
+    for (const listener of this.loadedListeners) listener(policy);
     this.onReload(true);
     return this.last;
   }

@@ -6,12 +6,16 @@ import type { ProxyMetrics } from '../metrics';
 import type { Guard } from '../policy/guard';
 import type { Policy } from '../policy/load';
 import type { Resolver } from './dial';
+import type { ParentAgents } from './parent-agents';
 import type { TunnelRegistry } from './tunnel-registry';
 
-/** The policy and the guard compiled from it, swapped together on reload. */
+/** The policy and the guards compiled from it, swapped together on reload. */
 export interface ActivePolicy {
   readonly policy: Policy;
+  /** Checks the destinations clients ask for. */
   readonly guard: Guard;
+  /** Checks tollgate's own connections to parent proxies (also exempts `parent_ranges`). */
+  readonly parentGuard: Guard;
 }
 
 export interface ProxyTimeouts {
@@ -60,6 +64,8 @@ export interface ProxyContext {
   readonly log: Logger;
   /** Pooled keep-alive connections to destinations of plain HTTP requests. */
   readonly upstreamAgent: Agent;
+  /** Pooled keep-alive connections to parent proxies, for plain HTTP through them. */
+  readonly parentAgents: ParentAgents;
   /** Client sockets of open tunnels: http.Server does not track them once upgraded. */
   readonly tunnels: TunnelRegistry;
 }

@@ -8,7 +8,7 @@ import { ProxyError } from './errors';
 import { asProxyError, Exchange } from './exchange';
 import { endToEndHeaders } from './headers';
 import { answerFor, sendAnswer } from './respond';
-import { parentAddresses, parentAgent } from './parent-proxy';
+import { parentAddresses } from './parent-proxy';
 import type { ParentProxy } from './parent-url';
 import { parseAbsoluteTarget } from './target';
 import type { Target } from './target-types';
@@ -177,7 +177,7 @@ function forward(ctx: ProxyContext, exchange: Exchange, req: IncomingMessage, re
     path: parent ? `http://${hostHeader(target)}${target.path ?? '/'}${target.search}` : `${target.path ?? '/'}${target.search}`,
     headers: parent ? headerObject(headers) : headers,
     setHost: false,
-    agent: parent ? parentAgent(parent, address) : ctx.upstreamAgent,
+    agent: parent ? ctx.parentAgents.agentFor(parent, address) : ctx.upstreamAgent,
   });
   if (parent) limitParentConnectTime(ctx, upstream, parent);
   else limitConnectTime(ctx, upstream, address, target.port);

@@ -1,7 +1,6 @@
 import type { Socket } from 'node:net';
-import { HttpProxyAgent } from 'http-proxy-agent';
 import type { ProxyContext } from './context';
-import { connectChecked, formatHostPort, GuardError, resolveChecked } from './dial';
+import { connectChecked, GuardError, resolveChecked } from './dial';
 import { ProxyError } from './errors';
 import { formatAuthority } from './target';
 import type { ParentProxy } from '../policy/types';
@@ -10,8 +9,8 @@ import type { Target } from './target-types';
 /**
  * Reaching destinations through a parent proxy (`settings.upstream`, or a rule's `via`).
  * tollgate decides and records locally, then goes through the parent. The parent's own
- * address goes through the guard like any destination, so it is reachable only when
- * `network.allow_ranges` lists it (parents usually sit on private addresses).
+ * address goes through the parent guard: parents usually sit on private addresses, reachable
+ * when `network.parent_ranges` lists them. That exemption is never a client's destination.
  */
 
 /** The longest CONNECT answer head accepted from a parent. */
@@ -29,11 +28,11 @@ function parentAuthorization(parent: ParentProxy): string | null {
 /** Resolve and guard the parent's address; a refusal names the parent, not the destination. */
 export async function parentAddresses(ctx: ProxyContext, parent: ParentProxy): Promise<string[]> {
   try {
-    const { addresses } = await resolveChecked(parentTarget(parent), ctx.active().guard, ctx.resolver, ctx.timeouts.dnsMs);
+    const { addresses } = await resolveChecked(parentTarget(parent), ctx.active().parentGuard, ctx.resolver, ctx.timeouts.dnsMs);
     return addresses;
   } catch (err) {
     if (err instanceof GuardError) {
-      throw new ProxyError(502, 'upstream_error', `upstream proxy ${parent.label} is not reachable: ${err.reason} (list it in network.allow_ranges)`);
+      throw new ProxyError(502, 'upstream_error', `upstream proxy ${parent.label} is not reachable: ${err.reason} (list it in network.parent_ranges)`);
     }
     throw err;
   }
@@ -91,23 +90,4 @@ function readAnswerHead(socket: Socket, timeoutMs: number, label: string): Promi
     socket.once('close', onClose);
     socket.once('end', onClose);
   });
-}
-
-/** One pooled agent per parent address, for plain HTTP through the parent. */
-const agents = new Map<string, HttpProxyAgent<string>>();
-
-/**
- * http-proxy-agent sends absolute-URI requests to the parent with its credentials. It is given
- * the parent's checked address, never its name, so it cannot resolve somewhere else.
- */
-export function parentAgent(parent: ParentProxy, address: string): HttpProxyAgent<string> {
-  const { credentials } = parent;
-  const userinfo = credentials ? `${encodeURIComponent(credentials.user)}:${encodeURIComponent(credentials.password)}@` : '';
-  const key = `http://${userinfo}${formatHostPort(address, parent.port)}`;
-  let agent = agents.get(key);
-  if (!agent) {
-    agent = new HttpProxyAgent(key, { keepAlive: true });
-    agents.set(key, agent);
-  }
-  return agent;
 }

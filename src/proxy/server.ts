@@ -77,6 +77,7 @@ function dispatchRequest(ctx: ProxyContext, req: IncomingMessage, res: ServerRes
  * the body by: forwarded without them, the body would reach the origin as a second request.
  */
 function refusedHead(req: IncomingMessage): ProxyError | null {
+  if (!SUPPORTED_VERSIONS.has(req.httpVersion) && !isVersionless(req)) return unsupportedVersion(`HTTP/${req.httpVersion}`);
   if (req.rawHeaders.length / 2 > HEAD_LIMITS.maxHeaders) {
     return new ProxyError(431, 'bad_request', `more than ${HEAD_LIMITS.maxHeaders} header fields`);
   }
@@ -87,6 +88,26 @@ function refusedHead(req: IncomingMessage): ProxyError | null {
     return new ProxyError(400, 'bad_request', 'only Transfer-Encoding: chunked is supported');
   }
   return null;
+}
+
+/**
+ * llhttp also accepts HTTP/0.9 and HTTP/2.0 request lines and Node would answer them as 1.1;
+ * a proxy relaying them as 1.1 would be guessing at framing the client never promised
+ * (RFC 9110 §15.6.6: 505 refuses the major version the client used).
+ */
+const SUPPORTED_VERSIONS: ReadonlySet<string> = new Set(['1.0', '1.1']);
+
+/**
+ * `CONNECT  HTTP/1.1` (no target): Node collapses the spaces, reads the version as the target
+ * and the line as a version-less HTTP/0.9 one. The target is what is missing: the target
+ * parser answers 400 for it.
+ */
+function isVersionless(req: IncomingMessage): boolean {
+  return req.httpVersion === '0.9' && /^HTTP\/[0-9]\.[0-9]$/.test(req.url ?? '');
+}
+
+function unsupportedVersion(version: string): ProxyError {
+  return new ProxyError(505, 'bad_request', `${version} is not supported; use HTTP/1.1`);
 }
 
 /** RFC 9110 §10.1.1: the only expectation defined, and the only one the proxy can meet. */
@@ -157,9 +178,31 @@ function parserError(err: NodeJS.ErrnoException): ProxyError {
   switch (err.code) {
     case 'HPE_HEADER_OVERFLOW':
       return new ProxyError(431, 'bad_request', 'request head too large');
+    // llhttp refuses any version but 0.9, 1.0, 1.1 and 2.0 before Node sees a request, and
+    // reports a request line that does not end in CRLF the same way: only a well-formed
+    // HTTP/d.d is an unsupported version, anything else is malformed.
+    case 'HPE_INVALID_VERSION': {
+      const version = requestLineVersion(err);
+      return version === null ? malformed(err) : unsupportedVersion(version);
+    }
     case 'ERR_HTTP_REQUEST_TIMEOUT':
       return new ProxyError(408, 'bad_request', 'request head not received in time');
     default:
-      return new ProxyError(400, 'bad_request', `malformed request (${err.code ?? 'parse error'})`);
+      return malformed(err);
   }
+}
+
+function malformed(err: NodeJS.ErrnoException): ProxyError {
+  return new ProxyError(400, 'bad_request', `malformed request (${err.code ?? 'parse error'})`);
+}
+
+/**
+ * The `HTTP/d.d` (RFC 9112 §2.3) ending a refused request line, or null when the line does not
+ * end that way. Node attaches the bytes its parser read to the error as `rawPacket`.
+ */
+function requestLineVersion(err: NodeJS.ErrnoException): string | null {
+  const { rawPacket } = err as NodeJS.ErrnoException & { rawPacket?: unknown };
+  if (!Buffer.isBuffer(rawPacket)) return null;
+  const head = rawPacket.subarray(0, HEAD_LIMITS.maxHeaderSize).toString('latin1');
+  return /^[^\r\n]* (HTTP\/[0-9]\.[0-9])\r\n/.exec(head)?.[1] ?? null;
 }

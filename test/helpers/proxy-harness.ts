@@ -12,8 +12,8 @@ import type { AuditStore, AuditStoreOptions } from '../../src/audit/store';
 import { listRequests } from '../../src/audit/query';
 import { GroupCommit } from '../../src/audit/group-commit';
 import type { AuditRecordJson, AuditSink } from '../../src/audit/record-types';
-import { compileGuard } from '../../src/policy/guard';
 import { loadPolicy } from '../../src/policy/load';
+import { activatePolicy } from '../../src/policy/watch';
 import type { ProxyContext, ProxyLimits, ProxyTimeouts } from '../../src/proxy/context';
 
 /** Generous for loopback; tests that exercise a timeout pass a short one. */
@@ -28,6 +28,7 @@ import type { Resolver } from '../../src/proxy/dial';
 import type { Authenticator } from '../../src/auth/authenticator';
 import { createMetrics } from '../../src/metrics';
 import { createProxyServer } from '../../src/proxy/server';
+import { ParentAgents } from '../../src/proxy/parent-agents';
 import { TunnelRegistry } from '../../src/proxy/tunnel-registry';
 
 export interface ProxyHarness {
@@ -84,7 +85,7 @@ export async function startProxy(options: HarnessOptions): Promise<ProxyHarness>
   const writes = new EventEmitter();
   const audit = observed(store, writes);
   const self: Array<{ host: string; port: number }> = [];
-  let active = { policy: loaded.policy, guard: compileGuard(loaded.policy.network, self) };
+  let active = activatePolicy(loaded.policy, self);
   const ctx: ProxyContext = {
     active: () => active,
     audit,
@@ -97,12 +98,13 @@ export async function startProxy(options: HarnessOptions): Promise<ProxyHarness>
     authenticator: options.authenticator ?? null,
     log: pino({ level: 'silent' }),
     upstreamAgent: new Agent({ keepAlive: true }),
+    parentAgents: new ParentAgents(),
     tunnels: new TunnelRegistry(),
   };
   const server = createProxyServer(ctx);
   const port = await listenOn(server);
   self.push({ host: '127.0.0.1', port });
-  active = { policy: loaded.policy, guard: compileGuard(loaded.policy.network, self) };
+  active = activatePolicy(loaded.policy, self);
   const records = (): AuditRecordJson[] => listRequests(store.db, { limit: 1000 }).items;
   return {
     port,
@@ -127,6 +129,7 @@ export async function startProxy(options: HarnessOptions): Promise<ProxyHarness>
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await ctx.tunnels.whenEmpty();
       ctx.upstreamAgent.destroy();
+      ctx.parentAgents.destroyAll();
       audit.flush();
       store.close();
       rmSync(dir, { recursive: true, force: true });

@@ -77,7 +77,7 @@ describe('loadPolicy', () => {
   test('network ranges are merged from all files, with their sources', () => {
     write({
       '10-a.yaml': 'version: 1\nnetwork:\n  allow_ranges: [127.0.0.0/8]\n',
-      '20-b.yaml': 'version: 1\nnetwork:\n  allow_ranges: ["0x7f000001"]\n  deny_ranges:\n    - 198.51.100.0/24\n',
+      '20-b.yaml': 'version: 1\nnetwork:\n  allow_ranges: ["0x7f000001"]\n  deny_ranges:\n    - 198.51.100.0/24\n  parent_ranges: [10.1.2.3/32]\n',
     });
     const result = loadPolicy(dir);
     expect(result.ok && result.policy.network).toEqual({
@@ -86,6 +86,7 @@ describe('loadPolicy', () => {
         { cidr: '127.0.0.1/32', source: '20-b.yaml:3' },
       ],
       denyRanges: [{ cidr: '198.51.100.0/24', source: '20-b.yaml:5' }],
+      parentRanges: [{ cidr: '10.1.2.3/32', source: '20-b.yaml:6' }],
     });
   });
 
@@ -122,6 +123,27 @@ describe('loadPolicy', () => {
       'a.yaml:4: rule "x": action must be allow or deny, got "maybe"',
       'a.yaml:6: rule "x": ports: bad port 0; a port is 1-65535, a range like "8000-8999", or write "ports: any"',
     ]);
+  });
+});
+
+describe('parent proxy warnings', () => {
+  const settings = (upstream: string): string => `version: 1\nsettings:\n  upstream: ${upstream}\n`;
+
+  test.each([
+    ['an IP-literal parent inside allow_ranges', settings('http://10.1.2.3:3128') + 'network:\n  allow_ranges: [10.1.0.0/16]\n', [
+      'a.yaml:5: allow_ranges entry 10.1.0.0/16 covers upstream proxy http://10.1.2.3:3128, so clients may also connect to it as a destination; list the parent in network.parent_ranges instead',
+    ]],
+    ["a rule's via parent inside allow_ranges", 'version: 1\nnetwork:\n  allow_ranges: [10.1.2.3/32]\nrules:\n  - name: r\n    action: allow\n    hosts: [a.test]\n    via: http://u:secret@10.1.2.3:3128\n', [
+      'a.yaml:3: allow_ranges entry 10.1.2.3/32 covers upstream proxy http://10.1.2.3:3128, so clients may also connect to it as a destination; list the parent in network.parent_ranges instead',
+    ]],
+    ['the parent in parent_ranges', settings('http://10.1.2.3:3128') + 'network:\n  parent_ranges: [10.1.2.3/32]\n', []],
+    ['allow_ranges elsewhere', settings('http://10.1.2.3:3128') + 'network:\n  allow_ranges: [10.2.0.0/16]\n  parent_ranges: [10.1.2.3/32]\n', []],
+  ])('%s', (_name, text, expected) => {
+    const dir = mkdtempSync(join(tmpdir(), 'tollgate-parent-warning-'));
+    writeFileSync(join(dir, 'a.yaml'), text);
+    const result = loadPolicy(dir);
+    expect(result.ok && result.warnings.map(formatProblem)).toEqual(expected);
+    rmSync(dir, { recursive: true, force: true });
   });
 });
 
