@@ -260,8 +260,7 @@ function hostRoute(address: Address): string {
 /**
  * Compiles the guard once per policy load. `interfaces` defaults to os.networkInterfaces() read
  * now: a reload recompiles, so an address added later is covered from the next reload on.
- * A `parent` guard also exempts `parent_ranges`: parents sit on private addresses, but an
- * exemption for every connection would let clients CONNECT to a parent (or its neighbours).
+ * A `parent` guard also exempts `parent_ranges`, for tollgate's own connection to a parent only.
  */
 export function compileGuard(
   network: NetworkPolicy,
@@ -282,7 +281,6 @@ export function compileGuard(
       if (ip === null) return { address, range: address, label: GUARD_NOT_IP_LABEL };
       const embedded = ip instanceof ipaddr.IPv6 ? embeddedIPv4(ip) : null;
       const subjects: Address[] = embedded ? [ip, embedded.ipv4] : [ip];
-
       // Order: self and deny_ranges always win (also on an embedded IPv4), then the exemptions.
       const selfTable = selfByPort.get(port);
       const selfHit = selfTable && firstHit(subjects, selfTable);
