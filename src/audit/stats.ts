@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type Database from 'better-sqlite3';
 import { DISTINCT_CLIENT_GROUPS, DISTINCT_CLIENT_IPS } from './distinct';
 import { statement } from './statement-cache';
@@ -84,10 +85,23 @@ const KEYED_COUNTS = {
   },
 } as const;
 
-function keyedCounts(db: Database.Database, which: keyof typeof KEYED_COUNTS, range: IdRange): KeyCount[] {
+/**
+ * Ids per step of an aggregate. The admin app shares the proxy's thread: a week's top lists
+ * are about 300 ms of counting, so they are counted a step at a time, and the route lets the
+ * proxy run between steps (computeStatsPaced). A step of 32,768 ids is about 5–15 ms.
+ */
+export const STATS_STEP_IDS = 32_768;
+
+/** The range in steps of `size` ids, lowest first. */
+function* steps(range: IdRange, size: number): Generator<IdRange, void, undefined> {
+  for (let lo = range.lo; lo <= range.hi; lo += size) yield { lo, hi: Math.min(range.hi, lo + size - 1) };
+}
+
+/** Adds each key's count over one step into `into`. */
+function addKeyedCounts(db: Database.Database, which: keyof typeof KEYED_COUNTS, part: IdRange, into: Map<string, number>): void {
   const keys = statement(db, KEYED_COUNTS[which].keys).pluck().all() as string[];
   const count = statement(db, KEYED_COUNTS[which].count).pluck();
-  return keys.map((key) => ({ key, count: count.get({ ...range, key }) as number }));
+  for (const key of keys) into.set(key, (into.get(key) ?? 0) + (count.get({ ...part, key }) as number));
 }
 
 /** Denials are a tenth of the log: their index range, each row tested for its start time. */
@@ -102,8 +116,7 @@ function groupsOf(json: string): string[] {
 }
 
 /** Range counts minus the stray records' keys: the exact count of the window's records per key. */
-function exactCounts(rows: KeyCount[], strayKeys: Array<string | null>): Map<string, number> {
-  const counts = new Map(rows.map((row) => [row.key, row.count]));
+function subtractStray(counts: Map<string, number>, strayKeys: Array<string | null>): Map<string, number> {
   for (const key of strayKeys) if (key !== null) counts.set(key, (counts.get(key) ?? 0) - 1);
   return counts;
 }
@@ -120,15 +133,31 @@ type Tops = Pick<Stats, 'top_hosts' | 'top_denied_hosts' | 'top_clients' | 'top_
 
 const NO_TOPS: Tops = { top_hosts: [], top_denied_hosts: [], top_clients: [], top_client_groups: [] };
 
-function tops(db: Database.Database, minutes: WindowMinutes, window: StatsWindow, top: number): Tops {
+/** The top lists, counted one step of ids at a time; yields between steps. */
+function* tops(
+  db: Database.Database,
+  minutes: WindowMinutes,
+  window: StatsWindow,
+  top: number,
+  stepIds: number,
+): Generator<void, Tops, undefined> {
   if (minutes.range === null) return NO_TOPS;
-  const params = { ...minutes.range, since: window.sinceMs, until: window.untilMs };
   const stray = strayRecords(db, minutes, window);
-  const hosts = exactCounts(keyedCounts(db, 'hosts', minutes.range), stray.map((r) => r.host));
-  const ips = exactCounts(keyedCounts(db, 'clientIps', minutes.range), stray.map((r) => r.client_ip));
-  const groups = exactCounts(keyedCounts(db, 'groups', minutes.range), stray.flatMap((r) => groupsOf(r.clients)));
-  const deniedRows = statement(db, DENIED_HOSTS).all(params) as KeyCount[];
-  const denied = new Map(deniedRows.map((row) => [row.key, row.count]));
+  const hosts = new Map<string, number>();
+  const ips = new Map<string, number>();
+  const groups = new Map<string, number>();
+  const denied = new Map<string, number>();
+  for (const part of steps(minutes.range, stepIds)) {
+    addKeyedCounts(db, 'hosts', part, hosts);
+    addKeyedCounts(db, 'clientIps', part, ips);
+    addKeyedCounts(db, 'groups', part, groups);
+    const rows = statement(db, DENIED_HOSTS).all({ ...part, since: window.sinceMs, until: window.untilMs }) as KeyCount[];
+    for (const row of rows) denied.set(row.key, (denied.get(row.key) ?? 0) + row.count);
+    yield;
+  }
+  subtractStray(hosts, stray.map((r) => r.host));
+  subtractStray(ips, stray.map((r) => r.client_ip));
+  subtractStray(groups, stray.flatMap((r) => groupsOf(r.clients)));
   return {
     top_hosts: ranked(hosts, top).map(({ key, count: n }) => ({ host: key, count: n })),
     top_denied_hosts: ranked(denied, top).map(({ key, count: n }) => ({ host: key, count: n })),
@@ -158,14 +187,18 @@ function series(db: Database.Database, minutes: WindowMinutes, window: StatsWind
 }
 
 /**
- * GET /api/stats. Totals and series come from the per-minute counts (migration 002); the top
- * lists count index ranges over the window's ids and subtract the few records in that range
- * that started outside the window (window-scan.ts). Only the denied records are read one by one.
+ * GET /api/stats, as steps. Totals and series come from the per-minute counts (migration 002);
+ * the top lists count index ranges over the window's ids and subtract the few records in that
+ * range that started outside the window (window-scan.ts). Only the denied records are read one
+ * by one. The minutes and the id range are read once, at the start: records written between
+ * steps have higher ids and are not counted, so the answer is exact for that moment.
  */
-export function computeStats(db: Database.Database, window: StatsWindow, top: number): Stats {
+function* statsSteps(db: Database.Database, window: StatsWindow, top: number, stepIds: number): Generator<void, Stats, undefined> {
   const bucketSeconds = bucketSecondsFor(window);
   const minutes = windowMinutes(db, window);
   const points = series(db, minutes, window, bucketSeconds * 1000);
+  yield;
+  const lists = yield* tops(db, minutes, window, top, stepIds);
   const sum = (pick: (p: SeriesPoint) => number): number => points.reduce((total, p) => total + pick(p), 0);
   const allowed = sum((p) => p.allowed);
   const denied = sum((p) => p.denied);
@@ -176,8 +209,39 @@ export function computeStats(db: Database.Database, window: StatsWindow, top: nu
     allowed,
     denied,
     would_deny: sum((p) => p.would_deny),
-    ...tops(db, minutes, window, top),
+    ...lists,
     bucket_seconds: bucketSeconds,
     series: points,
   };
+}
+
+/** The stats in one go: for tools and tests. */
+export function computeStats(db: Database.Database, window: StatsWindow, top: number, stepIds = STATS_STEP_IDS): Stats {
+  const run = statsSteps(db, window, top, stepIds);
+  for (;;) {
+    const next = run.next();
+    if (next.done === true) return next.value;
+  }
+}
+
+/**
+ * The stats with a turn of the event loop between steps, so proxied requests and their audit
+ * writes go on while a long window is counted. `db` is read at each step: the store replaces
+ * its connection when it reopens the file, and the old one is closed.
+ */
+export async function computeStatsPaced(
+  db: () => Database.Database,
+  window: StatsWindow,
+  top: number,
+  stepIds = STATS_STEP_IDS,
+): Promise<Stats> {
+  const first = db();
+  const run = statsSteps(first, window, top, stepIds);
+  for (;;) {
+    const next = run.next();
+    if (next.done === true) return next.value;
+    await nextTurn();
+    // Reopened meanwhile (the file was moved): count again on the new connection.
+    if (db() !== first) return computeStatsPaced(db, window, top, stepIds);
+  }
 }

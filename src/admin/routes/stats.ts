@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type Database from 'better-sqlite3';
 import { listFirstSeen } from '../../audit/first-seen';
 import type { FirstSeenBy } from '../../audit/first-seen';
-import { computeStats } from '../../audit/stats';
+import { computeStatsPaced } from '../../audit/stats';
 import type { StatsWindow } from '../../audit/stats';
 import { QueryInputError } from '../../audit/query-errors';
 import { parseTimeWindow } from '../../audit/time-window';
@@ -35,7 +35,7 @@ export function registerStatsRoutes(app: FastifyInstance, opts: StatsRoutesOptio
   app.get<{ Querystring: WindowQuery & { top?: number } }>(
     '/api/stats',
     { schema: { querystring: STATS_QUERY_SCHEMA } },
-    async (request) => computeStats(opts.db(), statsWindow(request.query, opts.clock()), request.query.top ?? DEFAULT_TOP),
+    async (request) => computeStatsPaced(opts.db, statsWindow(request.query, opts.clock()), request.query.top ?? DEFAULT_TOP),
   );
 
   /** "The view a team checks every morning": destinations never seen before the window. */
