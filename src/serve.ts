@@ -1,4 +1,3 @@
-import { Agent } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
@@ -19,6 +18,7 @@ import { PolicyHolder } from './policy/watch';
 import type { ProxyContext } from './proxy/context';
 import { systemResolver } from './proxy/dial';
 import { drainProxy } from './proxy/drain';
+import { createUpstreamPool } from './proxy/relay-direct';
 import { createProxyServer } from './proxy/server';
 import { TunnelRegistry } from './proxy/tunnel-registry';
 
@@ -132,7 +132,7 @@ function proxyContext(
     metrics,
     authenticator,
     log,
-    upstreamAgent: new Agent({ keepAlive: true, maxFreeSockets: 256, timeout: 30_000, scheduling: 'lifo' }),
+    upstreamPool: createUpstreamPool({ connectMs: config.connectTimeoutMs }),
     tunnels: new TunnelRegistry(),
   };
 }
@@ -171,7 +171,7 @@ async function shutdown(
   log.info({ open_tunnels: ctx.tunnels.size, drain_ms: drainMs }, 'draining');
   holder.close();
   await drainProxy(server, ctx, drainMs);
-  ctx.upstreamAgent.destroy();
+  await ctx.upstreamPool.destroy();
   await admin.close();
   // Completions of the connections the drain just ended, and opens still waiting for a commit.
   audit.flush();
