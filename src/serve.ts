@@ -1,4 +1,3 @@
-import { Agent } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
@@ -20,6 +19,7 @@ import type { ProxyContext } from './proxy/context';
 import { systemResolver } from './proxy/dial';
 import { drainProxy } from './proxy/drain';
 import { ParentAgents } from './proxy/parent-agents';
+import { createUpstreamPool } from './proxy/relay-direct';
 import { createProxyServer } from './proxy/server';
 import { TunnelRegistry } from './proxy/tunnel-registry';
 
@@ -136,7 +136,7 @@ function proxyContext(
     metrics,
     authenticator,
     log,
-    upstreamAgent: new Agent({ keepAlive: true, maxFreeSockets: 256, timeout: 30_000, scheduling: 'lifo' }),
+    upstreamPool: createUpstreamPool({ connectMs: config.connectTimeoutMs }),
     parentAgents: new ParentAgents(),
     tunnels: new TunnelRegistry(),
   };
@@ -176,7 +176,7 @@ async function shutdown(
   log.info({ open_tunnels: ctx.tunnels.size, drain_ms: drainMs }, 'draining');
   holder.close();
   await drainProxy(server, ctx, drainMs);
-  ctx.upstreamAgent.destroy();
+  await ctx.upstreamPool.destroy();
   ctx.parentAgents.destroyAll();
   await admin.close();
   // Completions of the connections the drain just ended, and opens still waiting for a commit.

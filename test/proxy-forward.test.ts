@@ -143,6 +143,18 @@ describe('absolute-URI HTTP forwarding', () => {
     expect(text).toContain('got 11');
   });
 
+  test('Expect: 100-continue is met by the proxy and not forwarded to the destination', async () => {
+    const socket = await rawConnect(proxy.port);
+    socket.write(
+      `PUT http://origin.test:${origin.port}/expect HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`,
+    );
+    expect(await readUntil(socket, '\r\n\r\n')).toContain('100 Continue');
+    socket.write('hello');
+    expect(await readAll(socket)).toContain('got 5');
+    expect(seen[0].headers.expect).toBeUndefined();
+    expect(seen[0].headers['content-length']).toBe('5');
+  });
+
   test('a denied request gets 403 with the X-Tollgate headers', async () => {
     const response = await exchange(proxy.port, 'GET http://paste.test/x HTTP/1.1\r\nHost: paste.test\r\nConnection: close\r\n\r\n');
     expect(response.status).toBe(403);

@@ -71,9 +71,9 @@ function firstLine<T>(child: ChildProcess, what: string, pick: (line: Record<str
   });
 }
 
-export async function startOriginProcess(script: string): Promise<OriginProcess> {
+export async function startOriginProcess(script: string, args: string[] = []): Promise<OriginProcess> {
   // stdin stays a pipe: the origin exits when it closes, i.e. when the bench goes away.
-  const child = spawn(process.execPath, [script], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [script, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
   const tracked = track(child);
   const port = await firstLine(child, 'echo origin', (line) => (typeof line.port === 'number' ? line.port : null));
   return { ...tracked, port };

@@ -1,5 +1,5 @@
-import type { Agent } from 'node:http';
 import type { Logger } from 'pino';
+import type { Dispatcher } from 'undici';
 import type { AuditSink } from '../audit/record-types';
 import type { Authenticator } from '../auth/authenticator';
 import type { ProxyMetrics } from '../metrics';
@@ -62,8 +62,8 @@ export interface ProxyContext {
   /** Checks proxy credentials when the policy's settings.auth asks for them; null: no users file. */
   readonly authenticator: Authenticator | null;
   readonly log: Logger;
-  /** Pooled keep-alive connections to destinations of plain HTTP requests. */
-  readonly upstreamAgent: Agent;
+  /** Pooled keep-alive connections to destinations of plain HTTP requests (relay-direct.ts). */
+  readonly upstreamPool: Dispatcher;
   /** Pooled keep-alive connections to parent proxies, for plain HTTP through them. */
   readonly parentAgents: ParentAgents;
   /** Client sockets of open tunnels: http.Server does not track them once upgraded. */

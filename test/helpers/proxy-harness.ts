@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { Agent, createServer } from 'node:http';
+import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
@@ -27,6 +27,7 @@ const DEFAULT_TEST_TIMEOUTS: ProxyTimeouts = {
 import type { Resolver } from '../../src/proxy/dial';
 import type { Authenticator } from '../../src/auth/authenticator';
 import { createMetrics } from '../../src/metrics';
+import { createUpstreamPool } from '../../src/proxy/relay-direct';
 import { createProxyServer } from '../../src/proxy/server';
 import { ParentAgents } from '../../src/proxy/parent-agents';
 import { TunnelRegistry } from '../../src/proxy/tunnel-registry';
@@ -86,18 +87,19 @@ export async function startProxy(options: HarnessOptions): Promise<ProxyHarness>
   const audit = observed(store, writes);
   const self: Array<{ host: string; port: number }> = [];
   let active = activatePolicy(loaded.policy, self);
+  const timeouts: ProxyTimeouts = { ...DEFAULT_TEST_TIMEOUTS, ...options.timeouts };
   const ctx: ProxyContext = {
     active: () => active,
     audit,
     resolver: options.resolver ?? tableResolver(options.hosts ?? {}),
     clock: () => new Date(),
-    timeouts: { ...DEFAULT_TEST_TIMEOUTS, ...options.timeouts },
+    timeouts,
     limits: { maxTunnels: 5000, maxTunnelsPerSource: 5000, ...options.limits },
     gauges: { clientSockets: 0, activeRequests: 0 },
     metrics: createMetrics(),
     authenticator: options.authenticator ?? null,
     log: pino({ level: 'silent' }),
-    upstreamAgent: new Agent({ keepAlive: true }),
+    upstreamPool: createUpstreamPool(timeouts),
     parentAgents: new ParentAgents(),
     tunnels: new TunnelRegistry(),
   };
@@ -128,7 +130,7 @@ export async function startProxy(options: HarnessOptions): Promise<ProxyHarness>
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await ctx.tunnels.whenEmpty();
-      ctx.upstreamAgent.destroy();
+      await ctx.upstreamPool.destroy();
       ctx.parentAgents.destroyAll();
       audit.flush();
       store.close();
