@@ -16,6 +16,7 @@ import { installed, installMissing, versions } from './lib/tools';
  * tollgate against direct, squid and tinyproxy, with the same loads in one run.
  * Usage: npm run bench [-- --seconds N] [--repeat N] [--targets direct,tollgate,...]
  *        [--bulk-mib N] [--idle-tunnels N] [--rate N] [--pause-ms N] [--skip-missing] [--out FILE]
+ *        [--loads http,connect,bulk,latency,idle]
  * Writes bench/results/compare.md. Missing Debian packages (squid, tinyproxy, wrk, hey,
  * nginx-light) are installed with apt-get when run as root, unless --skip-missing is given,
  * which instead reports what they would have measured as not run (the smoke test uses it).
@@ -31,6 +32,21 @@ interface Options {
   out: string;
   cli: string;
   nodeArgs: string[];
+  /** The loads to run; the others are reported as not run. */
+  loads: Set<Selectable>;
+}
+
+/** The timed loads and (4), idle tunnels, which runs in fresh processes after them. */
+type Selectable = LoadName | 'idle';
+const SELECTABLE: readonly Selectable[] = ['http', 'connect', 'bulk', 'latency', 'idle'];
+const NOT_SELECTED = 'not run (--loads)';
+
+function parseLoads(text: string | undefined): Set<Selectable> {
+  if (text === undefined) return new Set(SELECTABLE);
+  const names = text.split(',').map((name) => name.trim());
+  const unknown = names.filter((name) => !(SELECTABLE as readonly string[]).includes(name));
+  if (unknown.length > 0) throw new Error(`--loads: unknown ${unknown.join(', ')} (choose from ${SELECTABLE.join(', ')})`);
+  return new Set(SELECTABLE.filter((load) => names.includes(load)));
 }
 
 function wholeNumber(name: string, text: string | undefined, fallback: number): number {
@@ -55,7 +71,7 @@ function parseOptions(argv: string[]): Options {
       seconds: { type: 'string' }, repeat: { type: 'string' }, connections: { type: 'string' }, rate: { type: 'string' },
       'bulk-mib': { type: 'string' }, 'bulk-limit': { type: 'string' }, 'idle-tunnels': { type: 'string' },
       'rss-sample-ms': { type: 'string' }, 'pause-ms': { type: 'string' }, targets: { type: 'string' }, origin: { type: 'string' },
-      'skip-missing': { type: 'boolean' }, out: { type: 'string' }, cli: { type: 'string' }, 'node-arg': { type: 'string', multiple: true },
+      'skip-missing': { type: 'boolean' }, out: { type: 'string' }, loads: { type: 'string' }, cli: { type: 'string' }, 'node-arg': { type: 'string', multiple: true },
     },
   });
   const origin = values.origin ?? 'auto';
@@ -82,6 +98,7 @@ function parseOptions(argv: string[]): Options {
     out: path.resolve(values.out ?? path.join(REPO_ROOT, 'bench', 'results', 'compare.md')),
     cli,
     nodeArgs: values['node-arg'] ?? [],
+    loads: parseLoads(values.loads),
   };
 }
 
@@ -107,6 +124,7 @@ function capabilities(options: Options): Capabilities {
   const unavailable: Partial<Record<LoadName, string>> = {};
   if (missing.includes('wrk')) unavailable.http = 'wrk not installed';
   if (missing.includes('hey')) unavailable.latency = 'hey not installed';
+  for (const load of ['http', 'connect', 'bulk', 'latency'] as const) if (!options.loads.has(load)) unavailable[load] = NOT_SELECTED;
   return {
     targets: options.plan.targets.filter((t) => !missing.includes(t)),
     notInstalled: options.plan.targets.filter((t) => missing.includes(t)),
@@ -139,7 +157,8 @@ async function runAll(options: Options, can: Capabilities, results: CompareResul
       for (let repetition = 0; repetition < plan.repeat; repetition += 1) {
         const records = await runTimedLoads(ctx, repetition);
         if (records !== null) auditRecords.push(records);
-        await runIdleMemory(ctx, repetition);
+        if (options.loads.has('idle')) await runIdleMemory(ctx, repetition);
+        else for (const target of plan.targets) if (target !== 'direct') results.miss('idleKiB', target, NOT_SELECTED);
       }
     } finally {
       await echo.stop();

@@ -103,3 +103,38 @@ describe('npm run bench harness (tiny bounds)', () => {
     expect(stderr).toContain('bench: origin:');
   });
 });
+
+describe('npm run bench --loads (one load alone)', () => {
+  let dir: string;
+
+  beforeAll(() => {
+    if (!existsSync(HARNESS)) throw new Error('bench/dist/compare.js is missing: the suite above builds it');
+    dir = mkdtempSync(path.join(tmpdir(), 'tollgate-bench-loads-'));
+  });
+
+  afterAll(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('runs only the loads named and reports the others as not run', () => {
+    const out = path.join(dir, 'latency.md');
+    const run = spawnSync(
+      process.execPath,
+      [HARNESS, '--targets', 'direct,tollgate', '--loads', 'latency', '--seconds', '1', '--repeat', '1', '--rate', '100',
+        '--bulk-mib', '4', '--pause-ms', '50', '--skip-missing', '--out', out],
+      { encoding: 'utf8', timeout: 120_000 },
+    );
+    if (run.status !== 0) throw new Error(`harness exited ${run.status} (${run.signal}): ${run.stderr}`);
+    const body = tableAfter(readFileSync(out, 'utf8'), '## Results').slice(2);
+    const tollgate = (prefix: string): string => body.find((r) => r[0].startsWith(prefix))?.[2 + TARGET_COLUMNS.indexOf('tollgate')] ?? 'missing row';
+    for (const prefix of ['(1) plain', '(2) CONNECT', '(3)', '(4)']) expect(tollgate(prefix)).toBe('n/a: not run (--loads)');
+    expect(tollgate('(5) 100 req/s')).toMatch(figureOr('n/a: hey not installed'));
+    expect(run.stderr).not.toContain('idle tunnels on');
+  }, 150_000);
+
+  it('refuses a load it does not know', () => {
+    const run = spawnSync(process.execPath, [HARNESS, '--loads', 'latency,nope', '--skip-missing'], { encoding: 'utf8', timeout: 30_000 });
+    expect(run.status).not.toBe(0);
+    expect(run.stderr).toContain('--loads: unknown nope');
+  });
+});
