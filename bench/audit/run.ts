@@ -85,7 +85,7 @@ function pageFilters(log: GeneratedLog): Array<[string, string]> {
     ['since=1h', 'since=1h'],
     ['a past hour (since=72h&until=71h)', 'since=72h&until=71h'],
     ['q=sentry (common text)', 'q=sentry'],
-    ['q=no-such-text (matches nothing: full scan)', 'q=no-such-text'],
+    ['q=no-such-text (matches nothing: answers after its budget)', 'q=no-such-text'],
     ['combined: host=**.github.com&decision=deny', 'host=**.github.com&decision=deny'],
     ['combined: client=payments&status=5xx&since=24h', 'client=payments&status=5xx&since=24h'],
   ];
