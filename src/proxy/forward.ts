@@ -134,12 +134,22 @@ function forward(ctx: ProxyContext, exchange: Exchange, req: IncomingMessage, re
     tally.error ??= describeStreamError(err);
     relay.abort();
   });
-  res.on('close', () => {
+  // The exchange ends when its response closes, or when the client's connection does: a
+  // response queued behind a pipelined one is never attached to the socket, and never closes.
+  const socket = req.socket;
+  let ended = false;
+  const end = (): void => {
+    if (ended) return;
+    ended = true;
+    socket.off('close', end);
     ctx.gauges.activeRequests -= 1;
     if (!res.writableFinished) {
       tally.error ??= CLIENT_LEFT;
       relay.abort();
     }
     completeRecord(ctx, exchange, { status: tally.status, bytesUp: tally.up, bytesDown: tally.down, error: tally.error });
-  });
+  };
+  res.on('close', end);
+  if (socket.destroyed) end();
+  else socket.on('close', end);
 }

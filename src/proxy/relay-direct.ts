@@ -57,7 +57,10 @@ function undiciFailure(err: Error, ctx: ProxyContext, hostPort: string): ProxyEr
     if (err.message === 'bad response') return new ProxyError(502, 'upstream_error', 'the destination sent an unexpected 100 Continue');
     return new ProxyError(502, 'upstream_error', `connection to ${hostPort} failed: ${err.message}`);
   }
-  if (code.startsWith('HPE_')) return new ProxyError(502, 'upstream_error', `the destination ${hostPort} sent an invalid response`);
+  // undici reports a parse error as a length mismatch once a Content-Length was seen.
+  if (code.startsWith('HPE_') || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
+    return new ProxyError(502, 'upstream_error', `the destination ${hostPort} sent an invalid response`);
+  }
   // The request itself: undici validates method, path and headers again.
   if (code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_NOT_SUPPORTED') return new ProxyError(502, 'upstream_error', `cannot forward the request: ${err.message}`);
   return null;
@@ -68,6 +71,12 @@ class DirectHandler implements Dispatcher.DispatchHandler {
   private abortUpstream: ((err?: Error) => void) | null = null;
   /** The client left, or the answer was already settled here (a 502 for an invalid head). */
   private done = false;
+  /**
+   * No bytes either way for requestIdleMs ends the exchange. undici's own timeouts pause while
+   * the request body is still being sent and while the client is slow to read, so a client that
+   * stalls its upload or stops reading would otherwise hold the destination connection forever.
+   */
+  private readonly idle: NodeJS.Timeout;
 
   constructor(
     private readonly ctx: ProxyContext,
@@ -76,7 +85,23 @@ class DirectHandler implements Dispatcher.DispatchHandler {
     private readonly tally: Tally,
     private readonly address: string,
     private readonly port: number,
-  ) {}
+  ) {
+    this.idle = setTimeout(() => this.stalled(), ctx.timeouts.requestIdleMs).unref();
+  }
+
+  /** Bytes moved: the idle timer starts over. */
+  touch(): void {
+    this.idle.refresh();
+  }
+
+  private stalled(): void {
+    if (this.done) return;
+    const error = new ProxyError(504, 'upstream_timeout', `no data from the destination for ${this.ctx.timeouts.requestIdleMs} ms`);
+    if (this.abortUpstream !== null) return this.abortUpstream(error);
+    // Not connected yet (the connect timeout is shorter): answer now, drop the connection later.
+    this.onError(error);
+    this.done = true;
+  }
 
   onConnect(abort: (err?: Error) => void): void {
     this.abortUpstream = abort;
@@ -91,25 +116,34 @@ class DirectHandler implements Dispatcher.DispatchHandler {
     for (let i = 0; i < rawHeaders.length; i += 1) headers[i] = rawHeaders[i].toString('latin1');
     if (!relayHead(this.res, this.exchange, this.tally, status, headers, false)) {
       this.done = true;
+      clearTimeout(this.idle);
       this.abortUpstream?.();
       return false;
     }
-    this.res.on('drain', resume);
+    this.touch();
+    this.res.on('drain', () => {
+      this.touch();
+      resume();
+    });
     return true;
   }
 
   onData(chunk: Buffer): boolean {
     this.tally.down += chunk.length;
+    this.touch();
     return this.res.write(chunk);
   }
 
   onComplete(): void {
+    clearTimeout(this.idle);
     // Trailers are not relayed (RFC 9110 §6.5: a proxy may drop them), as before with node:http.
     this.res.end();
   }
 
   onError(err: Error): void {
+    clearTimeout(this.idle);
     if (this.done) return;
+    if (bodylessAnswerWithLength(err, this.tally)) return void this.res.end();
     const { address, port } = this;
     const mapped = undiciFailure(err, this.ctx, formatHostPort(address, port)) ?? err;
     failUpstream(this.ctx, this.exchange, this.res, this.tally, mapped, (e) => (e instanceof ProxyError ? e : upstreamError(e, address, port)));
@@ -118,8 +152,19 @@ class DirectHandler implements Dispatcher.DispatchHandler {
   /** The client left before the answer was complete. */
   abort(): void {
     this.done = true;
+    clearTimeout(this.idle);
     this.abortUpstream?.(CLIENT_LEFT_ERROR);
   }
+}
+
+/**
+ * A 204 or 304 carries no body, but may say Content-Length (RFC 9110 §8.6: for a 304, the length
+ * the full answer would have). undici then expects a body and fails the exchange; the head has
+ * been relayed and the answer is complete as it is.
+ */
+function bodylessAnswerWithLength(err: Error, tally: Tally): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' && (tally.status === 204 || tally.status === 304) && tally.down === 0;
 }
 
 /**
@@ -136,6 +181,7 @@ function requestBody(req: IncomingMessage): Readable | null {
 export function relayDirect(ctx: ProxyContext, exchange: Exchange, req: IncomingMessage, res: ServerResponse, tally: Tally, address: string): Relay {
   const target = exchange.target as Target;
   const handler = new DirectHandler(ctx, exchange, res, tally, address, target.port);
+  req.on('data', () => handler.touch());
   ctx.upstreamPool.dispatch(
     {
       // The checked address, never the name: undici connects to an IP literal without a lookup.

@@ -72,6 +72,8 @@ export function relayHead(res: ServerResponse, exchange: Exchange, tally: Tally,
 export function failUpstream(ctx: ProxyContext, exchange: Exchange, res: ServerResponse, tally: Tally, err: Error, describe: UpstreamFailure): void {
   tally.error ??= describeStreamError(err);
   if (res.headersSent || res.destroyed) return void res.destroy();
+  // The rest of an unfinished upload would be read as the next request: close after the answer.
+  if (!res.req.complete) res.shouldKeepAlive = false;
   const error = describe(err);
   countUpstreamError(ctx, error.code);
   tally.status = error.status;
