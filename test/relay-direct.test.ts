@@ -49,6 +49,15 @@ async function rawOrigin(onRequest: (socket: Socket, head: string) => void): Pro
   };
 }
 
+/** An endless 200: written as fast as the proxy reads it, and again whenever it drains. */
+function endlessAnswer(s: Socket): void {
+  const chunk = Buffer.alloc(64 * 1024, 120);
+  s.write('HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n');
+  const pump = (): void => { while (s.write(chunk)); };
+  s.on('drain', pump);
+  pump();
+}
+
 describe('direct plain HTTP: stalls, abandonment and bodiless answers', () => {
   let proxy: ProxyHarness;
   beforeAll(async () => {
@@ -72,14 +81,7 @@ describe('direct plain HTTP: stalls, abandonment and bodiless answers', () => {
   });
 
   test('a client that stops reading is cut after the idle timeout, and the record ends', async () => {
-    const chunk = Buffer.alloc(64 * 1024, 120);
-    const origin = await rawOrigin((s) => {
-      s.write('HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n');
-      // Write until the proxy stops reading, and again whenever it drains.
-      const pump = (): void => { while (s.write(chunk)); };
-      s.on('drain', pump);
-      pump();
-    });
+    const origin = await rawOrigin(endlessAnswer);
     const socket = await rawConnect(proxy.port);
     socket.on('error', () => undefined);
     socket.pause();
@@ -94,13 +96,8 @@ describe('direct plain HTTP: stalls, abandonment and bodiless answers', () => {
   });
 
   test('a client that leaves with pipelined requests in flight: every record ends, every destination connection closes', async () => {
-    const chunk = Buffer.alloc(64 * 1024, 120);
     const origin = await rawOrigin((s, head) => {
-      if (head.includes('/hold')) return;
-      s.write('HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n');
-      const pump = (): void => { while (s.write(chunk)); };
-      s.on('drain', pump);
-      pump();
+      if (!head.includes('/hold')) endlessAnswer(s);
     });
     const socket = await rawConnect(proxy.port);
     socket.on('error', () => undefined);
