@@ -97,11 +97,21 @@ function* steps(range: IdRange, size: number): Generator<IdRange, void, undefine
   for (let lo = range.lo; lo <= range.hi; lo += size) yield { lo, hi: Math.min(range.hi, lo + size - 1) };
 }
 
-/** Adds each key's count over one step into `into`. */
-function addKeyedCounts(db: Database.Database, which: keyof typeof KEYED_COUNTS, part: IdRange, into: Map<string, number>): void {
-  const keys = statement(db, KEYED_COUNTS[which].keys).pluck().all() as string[];
-  const count = statement(db, KEYED_COUNTS[which].count).pluck();
-  for (const key of keys) into.set(key, (into.get(key) ?? 0) + (count.get({ ...part, key }) as number));
+/** One kind of keyed count: its keys, read once, and their counts so far. */
+interface KeyedTally {
+  which: keyof typeof KEYED_COUNTS;
+  keys: string[];
+  counts: Map<string, number>;
+}
+
+function keyedTally(db: Database.Database, which: keyof typeof KEYED_COUNTS): KeyedTally {
+  return { which, keys: statement(db, KEYED_COUNTS[which].keys).pluck().all() as string[], counts: new Map() };
+}
+
+/** Adds each key's count over one step. */
+function addKeyedCounts(db: Database.Database, tally: KeyedTally, part: IdRange): void {
+  const count = statement(db, KEYED_COUNTS[tally.which].count).pluck();
+  for (const key of tally.keys) tally.counts.set(key, (tally.counts.get(key) ?? 0) + (count.get({ ...part, key }) as number));
 }
 
 /** Denials are a tenth of the log: their index range, each row tested for its start time. */
@@ -143,14 +153,11 @@ function* tops(
 ): Generator<void, Tops, undefined> {
   if (minutes.range === null) return NO_TOPS;
   const stray = strayRecords(db, minutes, window);
-  const hosts = new Map<string, number>();
-  const ips = new Map<string, number>();
-  const groups = new Map<string, number>();
+  const keyed = [keyedTally(db, 'hosts'), keyedTally(db, 'clientIps'), keyedTally(db, 'groups')];
+  const [hosts, ips, groups] = keyed.map((k) => k.counts);
   const denied = new Map<string, number>();
   for (const part of steps(minutes.range, stepIds)) {
-    addKeyedCounts(db, 'hosts', part, hosts);
-    addKeyedCounts(db, 'clientIps', part, ips);
-    addKeyedCounts(db, 'groups', part, groups);
+    for (const tally of keyed) addKeyedCounts(db, tally, part);
     const rows = statement(db, DENIED_HOSTS).all({ ...part, since: window.sinceMs, until: window.untilMs }) as KeyCount[];
     for (const row of rows) denied.set(row.key, (denied.get(row.key) ?? 0) + row.count);
     yield;

@@ -8,7 +8,7 @@ import { DialReason, formatHostPort, upstreamError } from './dial';
 import { ProxyError } from './errors';
 import type { Exchange } from './exchange';
 import { endToEndHeaders } from './headers';
-import { failUpstream, hasBody, hostHeader, relayHead } from './relay';
+import { failUpstream, hasBody, hostHeader, idleTimeout, relayHead } from './relay';
 import type { Relay, Tally } from './relay';
 import type { Target } from './target-types';
 
@@ -43,11 +43,6 @@ const CLIENT_LEFT_ERROR = new Error('the client closed the connection');
 function undiciFailure(err: Error, ctx: ProxyContext, hostPort: string): ProxyError | null {
   const code = (err as NodeJS.ErrnoException).code ?? '';
   if (code === 'UND_ERR_CONNECT_TIMEOUT') return new ProxyError(504, 'connect_timeout', DialReason.connectTimeout(hostPort, ctx.timeouts.connectMs));
-  // undici times the wait for the head (paused while the request body is still being sent and
-  // the destination reads it) and each gap in the body (paused while the client reads slowly).
-  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
-    return new ProxyError(504, 'upstream_timeout', `no data from the destination for ${ctx.timeouts.requestIdleMs} ms`);
-  }
   if (code === 'UND_ERR_SOCKET') {
     // What node:http called "socket hang up": the destination closed instead of answering.
     if (err.message === 'other side closed') return new ProxyError(502, 'connect_reset', DialReason.connectReset(hostPort));
@@ -72,9 +67,10 @@ class DirectHandler implements Dispatcher.DispatchHandler {
   /** The client left, or the answer was already settled here (a 502 for an invalid head). */
   private done = false;
   /**
-   * No bytes either way for requestIdleMs ends the exchange. undici's own timeouts pause while
-   * the request body is still being sent and while the client is slow to read, so a client that
-   * stalls its upload or stops reading would otherwise hold the destination connection forever.
+   * No bytes either way for requestIdleMs ends the exchange: a destination that does not answer
+   * or stalls, a client that stalls its upload or stops reading. undici's own head and body
+   * timeouts are off: they pause while the body is still being sent and while the client is
+   * slow to read, so they would miss the last two.
    */
   private readonly idle: NodeJS.Timeout;
 
@@ -96,7 +92,7 @@ class DirectHandler implements Dispatcher.DispatchHandler {
 
   private stalled(): void {
     if (this.done) return;
-    const error = new ProxyError(504, 'upstream_timeout', `no data from the destination for ${this.ctx.timeouts.requestIdleMs} ms`);
+    const error = idleTimeout(this.ctx);
     if (this.abortUpstream !== null) return this.abortUpstream(error);
     // Not connected yet (the connect timeout is shorter): answer now, drop the connection later.
     this.onError(error);
@@ -191,8 +187,9 @@ export function relayDirect(ctx: ProxyContext, exchange: Exchange, req: Incoming
       // undici frames the body itself (Content-Length as given, or chunked when there is none).
       headers: ['host', hostHeader(target), ...endToEndHeaders(req.rawHeaders, DROP_DIRECT)],
       body: requestBody(req),
-      headersTimeout: ctx.timeouts.requestIdleMs,
-      bodyTimeout: ctx.timeouts.requestIdleMs,
+      // The handler's idle timer bounds the exchange instead (0: off).
+      headersTimeout: 0,
+      bodyTimeout: 0,
     },
     handler,
   );

@@ -7,7 +7,7 @@ import type { Exchange } from './exchange';
 import { endToEndHeaders } from './headers';
 import type { ParentProxy } from './parent-url';
 import { describeStreamError } from './record';
-import { DROP_FROM_REQUEST, failUpstream, hostHeader, relayHead } from './relay';
+import { DROP_FROM_REQUEST, failUpstream, hostHeader, idleTimeout, relayHead } from './relay';
 import type { Relay, Tally } from './relay';
 import type { Target } from './target-types';
 
@@ -54,7 +54,7 @@ export function relayViaParent(ctx: ProxyContext, exchange: Exchange, req: Incom
   // A parent that accepts and then never answers (or stalls mid-body) must not hold the
   // exchange forever: no bytes from it for requestIdleMs -> 504, or a cut if already answering.
   upstream.setTimeout(ctx.timeouts.requestIdleMs, () => {
-    upstream.destroy(new ProxyError(504, 'upstream_timeout', `no data from the destination for ${ctx.timeouts.requestIdleMs} ms`));
+    upstream.destroy(idleTimeout(ctx));
   });
   // pipe(), not pipeline(): an upstream failure must not destroy the client's request (and
   // with it the connection) before the 502 is written.

@@ -37,6 +37,11 @@ export function hostHeader(target: Target): string {
   return target.port === 80 ? host : `${host}:${target.port}`;
 }
 
+/** Nothing moved for the request idle timeout: 504 before the answer began, a cut after. */
+export function idleTimeout(ctx: ProxyContext): ProxyError {
+  return new ProxyError(504, 'upstream_timeout', `no data from the destination for ${ctx.timeouts.requestIdleMs} ms`);
+}
+
 /** RFC 9112 §6.3: a request has a body only when it says so with one of these two headers. */
 export function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
