@@ -4,6 +4,7 @@ import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { startOriginProcess } from './lib/children';
+import { median } from './lib/compare-results';
 import { startOrigin, startProxy } from './lib/peers';
 import type { RunningProcess } from './lib/peers';
 import { treeCpuSeconds } from './lib/proc-tree';
@@ -26,7 +27,6 @@ interface Row {
   errors: number[];
 }
 
-const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 async function start(target: string, scratch: string, clis: Map<string, string>): Promise<RunningProcess> {
   if (BARE.includes(target)) return startOriginProcess(path.join(__dirname, 'lib', 'bare-proxy.js'), [target]);

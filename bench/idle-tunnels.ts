@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import { AuditFile } from './lib/audit-file';
 import { serveFlags, startOriginProcess, startProxyProcess } from './lib/children';
 import type { OriginProcess, ProxyProcess } from './lib/children';
+import { LOOPBACK_POLICY } from './lib/peers';
 import { fdLimit, openFds, pollUntil, rssKiB, sampleRss } from './lib/proc-stats';
 import { kiBPerTunnel, renderMarkdown } from './lib/report';
 import type { IdleTunnelResult } from './lib/report';
@@ -33,18 +34,6 @@ const CLOSE_LIMIT_MS = 60_000;
 const SAMPLE_FOR_MS = 3_000;
 const SAMPLE_EVERY_MS = 200;
 const TARGET_KIB_PER_TUNNEL = 25;
-
-const LOOPBACK_POLICY = `version: 1
-settings:
-  default: deny
-network:
-  allow_ranges: [127.0.0.0/8]
-rules:
-  - name: bench-origin
-    action: allow
-    hosts: [127.0.0.1]
-    ports: any
-`;
 
 interface BenchOptions {
   tunnels: number;

@@ -55,11 +55,11 @@ afterEach(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-function openStore(opts: AuditStoreOptions = {}): { store: AuditStore; file: string; commits: number[] } {
+function openStore(opts: AuditStoreOptions = {}): { store: AuditStore; file: string } {
   const file = path.join(dir, 'audit.db');
   const store = openAuditStore(file, opts);
   stores.push(store);
-  return { store, file, commits: [] };
+  return { store, file };
 }
 
 /** A second, independent connection: what is on disk, not what the writer's connection sees. */

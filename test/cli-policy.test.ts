@@ -1,13 +1,9 @@
-import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
 import { runCli } from './helpers/serve-process';
 
 /**
  * `tollgate policy check` / `policy test` as a user runs them: the built CLI in a child process,
  * judged by exit code, stdout and stderr (SPEC §1, §2 last paragraph).
  */
-const repoRoot = resolve(__dirname, '..');
-const CLI = join('dist', 'cli.js');
 const BAD = 'test/fixtures/policies';
 const EXPLAIN = 'test/fixtures/cli/explain';
 const EXEMPT = 'test/fixtures/cli/explain-exempt';
@@ -33,12 +29,6 @@ function explainJson(policies: string, ...args: string[]): { status: number | nu
   expect(run.stdout.trim().split('\n')).toHaveLength(1);
   return { status: run.status, outcome: JSON.parse(run.stdout) as JsonOutcome };
 }
-
-beforeAll(() => {
-  if (!existsSync(join(repoRoot, CLI))) {
-    throw new Error(`${CLI} is missing: run "npm run build" first (npm install / npm ci build it via "prepare")`);
-  }
-});
 
 describe('tollgate policy check', () => {
   test('the example policies are valid', () => {

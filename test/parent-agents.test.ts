@@ -119,8 +119,11 @@ describe('pooled agents of parent proxies', () => {
 
   test('a reload that still names the parent keeps its pooled connection', async () => {
     expect(await get('http://origin.test/first')).toMatchObject({ status: 200, body: 'parent relayed http://origin.test/first' });
+    const before = running.holder.active().policy.version;
     writePolicy(policy(parent.port, 'an unrelated edit'));
     running.reload();
+    // The reload took the edit: the pool was kept across a real reload, not for want of one.
+    expect(running.holder.active().policy.version).not.toBe(before);
     expect(await get('http://origin.test/second')).toMatchObject({ status: 200, body: 'parent relayed http://origin.test/second' });
     expect(parent.sockets).toHaveLength(1);
     expect(parent.seen.map((s) => s.socket)).toEqual([parent.sockets[0], parent.sockets[0]]);

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { openAuditStore } from '../src/audit/store';
 import { loadPolicy } from '../src/policy/load';
 import { MARKDOWN_MARKER } from '../src/policy/replay/format-markdown';
@@ -13,8 +13,6 @@ import { runCli } from './helpers/serve-process';
  * `tollgate policy replay` as CI runs it: the built CLI in a child
  * process, judged by exit code and output (the in-process details are in policy-replay.test.ts).
  */
-const repoRoot = resolve(__dirname, '..');
-const CLI = join(repoRoot, 'dist', 'cli.js');
 
 const tollgate = runCli;
 
@@ -22,7 +20,6 @@ let dir: string;
 let dbFile: string;
 
 beforeAll(() => {
-  if (!existsSync(CLI)) throw new Error('dist/cli.js is missing: run "npm run build" first');
   dir = mkdtempSync(join(tmpdir(), 'tollgate-replay-cli-'));
   dbFile = join(dir, 'audit.db');
   const loaded = loadPolicy(RECORDED_POLICIES);

@@ -1,5 +1,5 @@
 import { createServer } from 'node:net';
-import type { Server, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { EventEmitter } from 'node:events';
 import { CLIENT_GONE } from '../src/proxy/exchange';
 import { CLIENT_LEFT } from '../src/proxy/forward';
@@ -8,14 +8,12 @@ import type { Resolver } from '../src/proxy/dial';
 import { listenOn, parseHead, rawConnect, readAll, readUntil, startOrigin, startProxy, tableResolver } from './helpers/proxy-harness';
 import type { Origin, ProxyHarness } from './helpers/proxy-harness';
 import { PROXY_TEST_HOSTS, PROXY_TEST_POLICY } from './helpers/policies';
+import { startRawOrigin } from './helpers/raw-origin';
+import type { RawOrigin } from './helpers/raw-origin';
 
 /** A raw TCP origin that answers every connection with fixed bytes, then closes. */
-async function rawOrigin(answer: string): Promise<{ server: Server; port: number }> {
-  const server = createServer((s) => {
-    s.on('error', () => s.destroy());
-    s.once('data', () => s.end(answer));
-  });
-  return { server, port: await listenOn(server) };
+function rawOrigin(answer: string): Promise<RawOrigin> {
+  return startRawOrigin((s) => s.end(answer));
 }
 
 /** A resolver that holds each `slow.test` lookup until released and announces when it was asked. */
@@ -228,11 +226,7 @@ describe('faults mid-stream: both sockets end, the record is completed, nothing 
   });
 
   test('an origin that closes cleanly short of its Content-Length: the client is cut, the record says why', async () => {
-    const server = createServer((s) => {
-      s.on('error', () => undefined);
-      s.once('data', () => s.end('HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nshort-body'));
-    });
-    const port = await listenOn(server);
+    const { server, port } = await rawOrigin('HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nshort-body');
     const socket = await rawConnect(proxy.port);
     socket.on('error', () => undefined);
     socket.write(`GET http://origin.test:${port}/short HTTP/1.1\r\nHost: x\r\n\r\n`);

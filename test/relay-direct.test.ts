@@ -1,8 +1,8 @@
-import { createServer } from 'node:net';
-import type { Server, Socket } from 'node:net';
-import { listenOn, parseHead, rawConnect, readAll, startProxy, tableResolver } from './helpers/proxy-harness';
+import type { Socket } from 'node:net';
+import { parseHead, rawConnect, readAll, startProxy } from './helpers/proxy-harness';
 import type { ProxyHarness } from './helpers/proxy-harness';
 import { PROXY_TEST_HOSTS, PROXY_TEST_POLICY } from './helpers/policies';
+import { startRawOrigin as rawOrigin } from './helpers/raw-origin';
 
 /**
  * Plain HTTP straight to a destination (undici, src/proxy/relay-direct.ts): exchanges that a
@@ -10,44 +10,6 @@ import { PROXY_TEST_HOSTS, PROXY_TEST_POLICY } from './helpers/policies';
  */
 
 const IDLE_MS = 400;
-
-/** A raw origin that hands each connection's first bytes to `onRequest`; counts closes. */
-interface RawOrigin {
-  server: Server;
-  port: number;
-  sockets: Socket[];
-  /** Resolves once `n` origin connections have closed. */
-  closed(n: number): Promise<void>;
-  /** Resolves once `n` requests have arrived. */
-  requests(n: number): Promise<void>;
-}
-
-async function rawOrigin(onRequest: (socket: Socket, head: string) => void): Promise<RawOrigin> {
-  const sockets: Socket[] = [];
-  let closes = 0;
-  let arrived = 0;
-  const waiters: Array<() => void> = [];
-  const wake = (): void => waiters.splice(0).forEach((w) => w());
-  const server = createServer((s) => {
-    sockets.push(s);
-    s.on('error', () => s.destroy());
-    s.on('close', () => { closes += 1; wake(); });
-    s.on('data', (chunk: Buffer) => {
-      arrived += 1;
-      wake();
-      onRequest(s, chunk.toString('latin1'));
-    });
-  });
-  const until = (test: () => boolean): Promise<void> => new Promise((resolve) => {
-    const check = (): void => (test() ? resolve() : void waiters.push(check));
-    check();
-  });
-  return {
-    server, port: await listenOn(server), sockets,
-    closed: (n) => until(() => closes >= n),
-    requests: (n) => until(() => arrived >= n),
-  };
-}
 
 /** An endless 200: written as fast as the proxy reads it, and again whenever it drains. */
 function endlessAnswer(s: Socket): void {
@@ -62,7 +24,7 @@ describe('direct plain HTTP: stalls, abandonment and bodiless answers', () => {
   let proxy: ProxyHarness;
   beforeAll(async () => {
     proxy = await startProxy({
-      policies: { 'policy.yaml': PROXY_TEST_POLICY }, resolver: tableResolver(PROXY_TEST_HOSTS), timeouts: { requestIdleMs: IDLE_MS },
+      policies: { 'policy.yaml': PROXY_TEST_POLICY }, hosts: PROXY_TEST_HOSTS, timeouts: { requestIdleMs: IDLE_MS },
     });
   });
   afterAll(() => proxy.close());

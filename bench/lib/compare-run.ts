@@ -8,7 +8,7 @@ import { treeCpuSeconds } from './proc-tree';
 import { runHey, runWrk } from './tool-loads';
 import type { Route } from './tool-loads';
 import { runBulk, runConnectRate } from './tunnel-loads';
-import type { Failures } from './tunnel-loads';
+import type { TunnelFailures } from './tunnel-client';
 
 /** One repetition of bench/compare.ts: the four timed loads on every target, then idle memory. */
 
@@ -63,7 +63,7 @@ async function runLoad(ctx: RunContext, load: LoadName, target: TargetName, prox
     const us = perUnit(cpu, result.requests);
     if (us !== null) results.add('httpCpu', target, us * 1e6);
   } else if (load === 'connect') {
-    const failures: Failures = { count: 0, first: [] };
+    const failures: TunnelFailures = { count: 0, first: [] };
     const { result, cpu } = await withCpu(pid, () => runConnectRate(route, plan.connections, plan.seconds, failures));
     results.add('connectRate', target, result.rate, result.errors, failures.first[0] ?? null);
     const us = perUnit(cpu, result.requests);

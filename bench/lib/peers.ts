@@ -168,7 +168,8 @@ async function startTinyproxy(parent: string): Promise<RunningProxy> {
   return { name: 'tinyproxy', pid: daemon.pid, port, stop: () => daemon.stop() };
 }
 
-const LOOPBACK_POLICY = `version: 1
+/** Allows only the bench origin on loopback: the policy tollgate runs every bench under. */
+export const LOOPBACK_POLICY = `version: 1
 settings:
   default: deny
 network:

@@ -1,6 +1,8 @@
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 import type { Route, ThroughputResult } from './tool-loads';
+import { noteFailure } from './tunnel-client';
+import type { TunnelFailures } from './tunnel-client';
 
 /**
  * Loads no existing tool fits: hey and wrk cannot open a CONNECT tunnel without TLS (whose
@@ -142,22 +144,11 @@ export function exchangeOnce(route: Route, requestPath: string, options: Exchang
   return new Promise((resolve, reject) => void new OneExchange(route, requestPath, options, { resolve, reject }));
 }
 
-/** Counts failures and keeps the first few messages for the report. */
-export interface Failures {
-  count: number;
-  first: string[];
-}
-
-function noteFailure(failures: Failures, err: unknown): void {
-  failures.count += 1;
-  if (failures.first.length < 3) failures.first.push(err instanceof Error ? err.message : String(err));
-}
-
 /**
  * (2) `concurrency` clients, each in a loop for `seconds`: open a tunnel, one small GET through
  * it, close. The rate counts exchanges that got the whole `hello`.
  */
-export async function runConnectRate(route: Route, concurrency: number, seconds: number, failures: Failures): Promise<ThroughputResult> {
+export async function runConnectRate(route: Route, concurrency: number, seconds: number, failures: TunnelFailures): Promise<ThroughputResult> {
   const started = performance.now();
   const until = started + seconds * 1000;
   let completed = 0;
@@ -166,9 +157,9 @@ export async function runConnectRate(route: Route, concurrency: number, seconds:
       try {
         const result = await exchangeOnce(route, '/', { idleMs: 10_000 });
         if (RESPONSE_OK.test(result.status) && result.bodyBytes === 5) completed += 1;
-        else noteFailure(failures, new Error(`answered ${JSON.stringify(result.status)} with ${result.bodyBytes} body bytes`));
+        else noteFailure(failures, `answered ${JSON.stringify(result.status)} with ${result.bodyBytes} body bytes`);
       } catch (err) {
-        noteFailure(failures, err);
+        noteFailure(failures, err instanceof Error ? err.message : String(err));
       }
     }
   };

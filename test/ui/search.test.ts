@@ -1,4 +1,3 @@
-import { waitUntil } from './ui-harness';
 import { UiSuite, WAIT } from './ui-suite';
 
 jest.setTimeout(60_000);
@@ -74,9 +73,9 @@ describe('a search whose answers come back partial', () => {
     expect(await ui.page.locator('p[aria-live="polite"]').textContent()).toBe('1 new request');
     expect(urls.map((url) => url.searchParams.get('after_id'))).toEqual([String(newestInLog)]);
     // The next check starts above the record it just added.
+    const second = ui.page.waitForRequest((req) => req.url().includes('/api/requests'), WAIT);
     await ui.page.clock.runFor(2_000);
-    await waitUntil(async () => urls.length === 2, 'a second check');
-    expect(urls[1].searchParams.get('after_id')).toBe(String(id));
+    expect(new URL((await second).url()).searchParams.get('after_id')).toBe(String(id));
   });
 
   it('re-reads an open tunnel shown until it ends', async () => {
@@ -93,7 +92,7 @@ describe('a search whose answers come back partial', () => {
     expect(await duration.textContent()).toBe('open');
     ui.admin.store.complete(open, { endedAt: new Date(started.getTime() + 4321), status: 200, bytesUp: 10, bytesDown: 20, error: null });
     await ui.page.clock.runFor(2_000);
-    await waitUntil(async () => (await duration.textContent()) !== 'open', 'the tunnel shown as ended');
-    expect(await ui.page.locator(`tr[data-id="${open}"]`).getAttribute('class')).not.toContain('row-open');
+    await ui.page.locator(`tr[data-id="${open}"]:not(.row-open)`).waitFor(WAIT);
+    expect(await duration.textContent()).not.toBe('open');
   });
 });
