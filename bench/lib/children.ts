@@ -27,9 +27,13 @@ process.on('exit', () => {
   for (const child of alive) child.kill('SIGKILL');
 });
 
-function track(child: ChildProcess): Child {
+/** Killed if the bench exits first; `stop` ends it. A child that could not be spawned counts as exited. */
+export function track(child: ChildProcess): Child {
   alive.add(child);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    child.once('error', () => resolve());
+  });
   void exited.then(() => alive.delete(child));
   return {
     process: child,

@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { connect, createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
+import { track } from './children';
 
 /**
  * Third-party servers (nginx, squid, tinyproxy) as children of the bench. They take a fixed port
@@ -19,12 +19,6 @@ export interface Daemon {
   /** SIGTERM, then SIGKILL if it has not exited within `limitMs`. */
   stop(limitMs?: number): Promise<void>;
 }
-
-// A daemon left running would hold its port and its sockets: kill whatever is still alive.
-const alive = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of alive) child.kill('SIGKILL');
-});
 
 /** A port free right now on 127.0.0.1 (another process could take it before the daemon binds). */
 export function freePort(): Promise<number> {
@@ -62,7 +56,7 @@ export interface DaemonLaunch {
  */
 export async function startDaemon(launch: DaemonLaunch): Promise<Daemon> {
   const child = spawn(launch.command, launch.args, { cwd: launch.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-  alive.add(child);
+  const tracked = track(child);
   let output = '';
   const keep = (chunk: Buffer): void => {
     output = (output + chunk.toString()).slice(-4096);
@@ -70,18 +64,8 @@ export async function startDaemon(launch: DaemonLaunch): Promise<Daemon> {
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
   let exitedEarly: string | null = null;
-  const exited = new Promise<void>((resolve) => {
-    child.once('exit', (code, signal) => {
-      alive.delete(child);
-      exitedEarly = `exited (${code ?? signal})`;
-      resolve();
-    });
-    child.once('error', (err) => {
-      alive.delete(child);
-      exitedEarly = `could not be started: ${err.message}`;
-      resolve();
-    });
-  });
+  child.once('exit', (code, signal) => (exitedEarly = `exited (${code ?? signal})`));
+  child.once('error', (err) => (exitedEarly = `could not be started: ${err.message}`));
   const until = Date.now() + START_LIMIT_MS;
   while (!(await accepts(launch.port))) {
     if (exitedEarly !== null) throw new Error(`${launch.name} ${exitedEarly} before it listened; output: ${output}`);
@@ -91,16 +75,5 @@ export async function startDaemon(launch: DaemonLaunch): Promise<Daemon> {
     }
     await delay(50);
   }
-  return {
-    name: launch.name,
-    pid: child.pid ?? -1,
-    port: launch.port,
-    stop: async (limitMs = 10_000) => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), limitMs);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
+  return { name: launch.name, pid: tracked.pid, port: launch.port, stop: tracked.stop };
 }
