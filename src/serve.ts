@@ -8,7 +8,9 @@ import { createMetrics } from './metrics';
 import type { ProxyMetrics } from './metrics';
 import { GroupCommit } from './audit/group-commit';
 import { openAuditStore } from './audit/store';
-import type { AuditStateChange, AuditStore } from './audit/store';
+import type { AuditStateChange, AuditStoreOptions } from './audit/store';
+import { WriterThread } from './audit/writer-thread';
+import type { ServingStore } from './audit/writer-thread';
 import { ConfigError } from './config';
 import type { ListenAddress, ServeConfig } from './config';
 import type { Logger } from './log';
@@ -40,7 +42,7 @@ export async function startServing(config: ServeConfig, log: Logger): Promise<Ru
     throw new ConfigError(`invalid policies in ${config.policiesDir}:\n${loaded.problems.map(formatProblem).join('\n')}`);
   }
   if (loaded.warnings.length > 0) log.warn({ warnings: loaded.warnings.map(formatProblem) }, 'policy warnings (see tollgate policy check)');
-  const store = openAuditStore(config.dbFile, { onStateChange: (change) => logAuditState(log, change) });
+  const store = openStore(config.dbFile, { onStateChange: (change) => logAuditState(log, change) });
   const self: SelfAddress[] = [];
   const metrics = createMetrics();
   const holder = new PolicyHolder(config.policiesDir, loaded.policy, () => self, log, (ok) => metrics.policyReload(ok));
@@ -142,7 +144,15 @@ function proxyContext(
   };
 }
 
-function readiness(holder: PolicyHolder, store: AuditStore): { ok: boolean; detail: Record<string, unknown> } {
+/**
+ * The audit log's writes run on a thread of their own (writer-thread.ts), so a commit never
+ * holds up relaying. An in-memory database cannot be shared between threads: it stays here.
+ */
+function openStore(file: string, options: AuditStoreOptions): ServingStore {
+  return file === ':memory:' || file === '' ? openAuditStore(file, options) : new WriterThread(file, options);
+}
+
+function readiness(holder: PolicyHolder, store: ServingStore): { ok: boolean; detail: Record<string, unknown> } {
   const last = holder.lastReload;
   return {
     ok: true,
@@ -168,7 +178,7 @@ async function shutdown(
   server: Server,
   ctx: ProxyContext,
   admin: FastifyInstance,
-  { store, audit }: { store: AuditStore; audit: GroupCommit },
+  { store, audit }: { store: ServingStore; audit: GroupCommit },
   holder: PolicyHolder,
   drainMs: number,
   log: Logger,
@@ -180,7 +190,7 @@ async function shutdown(
   ctx.parentAgents.destroyAll();
   await admin.close();
   // Completions of the connections the drain just ended, and opens still waiting for a commit.
-  audit.flush();
+  await audit.drain();
   let leftOpen: number | null = null;
   try {
     leftOpen = store.completeOpenRecords(new Date(), 'shutdown: proxy stopped');

@@ -138,6 +138,37 @@ describe('tollgate serve as a process', () => {
     socket.destroy();
   });
 
+  test('audit writes wait for a lock on their own thread: open tunnels keep relaying meanwhile', async () => {
+    const proc = start();
+    const proxy = splitHostPort(String((await proc.waitForLog('listening')).proxy));
+    const tunnel = await openTunnel(proxy.port);
+    const locker = new Database(path.join(dir, 'data', 'audit.db'));
+    try {
+      locker.prepare('BEGIN IMMEDIATE').run();
+      // This CONNECT's record cannot be committed: the writer waits out its busy timeout (250 ms).
+      const waiting = await rawConnect(proxy.port);
+      waiting.write(`CONNECT 127.0.0.1:${echoPort} HTTP/1.1\r\n\r\n`);
+      let answered = false;
+      const answer = readAll(waiting).then((text) => {
+        answered = true;
+        return parseHead(text);
+      });
+      // Round trips through the open tunnel until that answer comes. On the proxy's own thread
+      // the wait would block them all: one or two would get through, then none until the 503.
+      let roundTrips = 0;
+      while (!answered && roundTrips < 200) {
+        tunnel.write(`ping${roundTrips}.`);
+        await readUntil(tunnel, `ping${roundTrips}.`);
+        roundTrips += 1;
+      }
+      expect((await answer).status).toBe(503);
+      expect(roundTrips).toBeGreaterThanOrEqual(10);
+    } finally {
+      locker.close();
+      tunnel.destroy();
+    }
+  });
+
   test('SIGTERM stops accepting, lets an open tunnel finish, completes its record and exits 0', async () => {
     const proc = start();
     const proxy = splitHostPort(String((await proc.waitForLog('listening')).proxy));

@@ -1,11 +1,14 @@
 import type { AuditCompletion, AuditOpen, AuditSink } from './record-types';
 import type { BatchOutcome, CompletionEntry } from './connection';
 
-/** What group commit needs from the store (store.ts implements it). */
+/**
+ * What group commit needs from the store: store.ts commits on this thread and returns the
+ * outcome; writer-thread.ts commits on its own thread and returns a promise of it.
+ */
 export interface BatchTarget {
   writable(): boolean;
   record(record: AuditOpen, completion: AuditCompletion): number;
-  commitBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[]): BatchOutcome;
+  commitBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[]): BatchOutcome | Promise<BatchOutcome>;
 }
 
 /**
@@ -29,7 +32,9 @@ interface WaitingOpen {
  * more than the rest of the turn it arrived in.
  *
  * An open's promise settles after the commit: the record is on disk before the proxy forwards
- * a byte (SPEC §4), or the open fails and the proxy answers 503. A completion is never waited
+ * a byte (SPEC §4), or the open fails and the proxy answers 503. With a target that commits
+ * elsewhere (the writer thread) one batch is in flight at a time: what arrives meanwhile waits
+ * for it and goes in the next, so batches grow with the load instead of queueing up. A completion is never waited
  * for: it rides along with the next opens' commit, or is committed on its own after at most
  * `completionDelayMs` when no open comes (a quiet proxy); if the commit fails the store holds
  * it and writes it on recovery.
@@ -39,6 +44,7 @@ export class GroupCommit implements AuditSink {
   private completions: CompletionEntry[] = [];
   private scheduled: NodeJS.Immediate | null = null;
   private delayed: NodeJS.Timeout | null = null;
+  private inFlight: Promise<void> | null = null;
 
   /**
    * `onCommit`: after every commit attempt, with its duration (the audit-write metric).
@@ -71,35 +77,62 @@ export class GroupCommit implements AuditSink {
     return this.target.record(record, completion);
   }
 
-  /** Commit what is waiting now (shutdown, before the store completes open records). */
+  /** Commit what is waiting now, unless a commit is in flight (its end commits the rest). */
   flush(): void {
     if (this.scheduled !== null) clearImmediate(this.scheduled);
     if (this.delayed !== null) clearTimeout(this.delayed);
     this.scheduled = null;
     this.delayed = null;
+    if (this.inFlight !== null) return;
     const opens = this.opens;
     const completions = this.completions;
     if (opens.length === 0 && completions.length === 0) return;
     this.opens = [];
     this.completions = [];
     const started = process.hrtime.bigint();
-    let outcome: BatchOutcome;
-    try {
-      outcome = this.target.commitBatch(opens.map((o) => o.record), completions);
-    } catch (err) {
-      for (const open of opens) open.reject(err);
-      return;
-    } finally {
+    const settle = (outcome: BatchOutcome | null, err: unknown): void => {
       this.onCommit(Number(process.hrtime.bigint() - started) / 1e9, opens.length + completions.length);
+      settleOpens(opens, outcome, err);
+    };
+    let result: BatchOutcome | Promise<BatchOutcome>;
+    try {
+      result = this.target.commitBatch(opens.map((o) => o.record), completions);
+    } catch (err) {
+      return settle(null, err);
     }
-    opens.forEach((open, i) => {
-      const id = outcome.ids[i];
-      if (typeof id === 'number') open.resolve(id);
-      else open.reject(id);
-    });
+    if (!(result instanceof Promise)) return settle(result, null);
+    this.inFlight = result
+      .then((outcome) => settle(outcome, null), (err: unknown) => settle(null, err))
+      .finally(() => {
+        this.inFlight = null;
+        this.afterCommit();
+      });
+  }
+
+  /** Shutdown: commit everything waiting, including what arrives while doing so. */
+  async drain(): Promise<void> {
+    for (;;) {
+      this.flush();
+      if (this.inFlight === null) return;
+      await this.inFlight;
+    }
+  }
+
+  /** Opens that arrived during the commit go now; completions alone wait as usual. */
+  private afterCommit(): void {
+    if (this.opens.length > 0) this.flush();
+    else if (this.completions.length > 0) this.delayed ??= setTimeout(() => this.flush(), this.completionDelayMs);
   }
 
   private schedule(): void {
     this.scheduled ??= setImmediate(() => this.flush());
   }
+}
+
+function settleOpens(opens: readonly WaitingOpen[], outcome: BatchOutcome | null, err: unknown): void {
+  opens.forEach((open, i) => {
+    const id = outcome === null ? err : outcome.ids[i];
+    if (typeof id === 'number') open.resolve(id);
+    else open.reject(id);
+  });
 }

@@ -1,0 +1,249 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Worker } from 'node:worker_threads';
+import Database from 'better-sqlite3';
+import { GroupCommit } from '../src/audit/group-commit';
+import type { BatchTarget } from '../src/audit/group-commit';
+import type { BatchOutcome, CompletionEntry } from '../src/audit/connection';
+import type { AuditCompletion, AuditOpen } from '../src/audit/record-types';
+import type { AuditStateChange } from '../src/audit/store';
+import { WriterThread } from '../src/audit/writer-thread';
+import type { WriterThreadOptions } from '../src/audit/writer-thread';
+
+/**
+ * The audit store on its own thread (src/audit/writer-thread.ts): the proxy's writes reach a
+ * real SQLite file through a real worker thread, and the store's rules (fail closed, hold
+ * completions, reopen a removed file) hold across the thread boundary.
+ */
+
+const STARTED = new Date('2026-02-01T10:00:00.000Z');
+
+function openFacts(n: number, overrides: Partial<AuditOpen> = {}): AuditOpen {
+  return {
+    startedAt: STARTED, clientIp: '10.0.0.9', clientPort: 41000 + n, clients: ['ci'], user: null,
+    kind: 'http', method: 'GET', scheme: 'http', host: `host${n}.example`, port: 80, path: `/n/${n}`,
+    resolvedIp: '203.0.113.9', decision: 'allow', wouldDeny: false, rule: 'r', ruleSource: 'p.yaml:3',
+    reason: 'matched rule r', policyVersion: 'sha256:y', ...overrides,
+  };
+}
+
+function ended(bytesDown: number): AuditCompletion {
+  return { endedAt: new Date(STARTED.getTime() + 30), status: 200, bytesUp: 5, bytesDown, error: null };
+}
+
+interface Row { id: number; host: string; bytes_down: number | null; ended_at_ms: number | null }
+
+/** What is on disk, through a connection of the test's own. */
+function onDisk(file: string): Row[] {
+  const db = new Database(file, { readonly: true, fileMustExist: true });
+  try {
+    return db.prepare('SELECT id, host, bytes_down, ended_at_ms FROM requests ORDER BY id').all() as Row[];
+  } finally {
+    db.close();
+  }
+}
+
+let dir: string;
+let file: string;
+const opened: WriterThread[] = [];
+
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-writer-thread-'));
+  file = path.join(dir, 'audit.db');
+});
+
+afterEach(() => {
+  for (const store of opened.splice(0)) store.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function openThread(opts: WriterThreadOptions = {}): { store: WriterThread; changes: AuditStateChange[] } {
+  const changes: AuditStateChange[] = [];
+  const store = new WriterThread(file, { onStateChange: (change) => changes.push(change), ...opts });
+  opened.push(store);
+  return { store, changes };
+}
+
+/** Polls a condition that another thread makes true; bounded. */
+async function until(condition: () => boolean, limitMs = 5000): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+describe('the audit writer thread', () => {
+  test('opens resolve once their records are on disk; completions follow; reads see both', async () => {
+    const { store } = openThread();
+    const audit = new GroupCommit(store);
+    const ids = await Promise.all([1, 2, 3].map((n) => audit.open(openFacts(n))));
+    expect(ids).toEqual([ids[0], ids[0] + 1, ids[0] + 2]);
+    expect(onDisk(file).map((r) => [r.host, r.ended_at_ms])).toEqual([
+      ['host1.example', null], ['host2.example', null], ['host3.example', null],
+    ]);
+    ids.forEach((id, i) => audit.complete(id, ended(100 + i)));
+    await audit.drain();
+    expect(onDisk(file).map((r) => r.bytes_down)).toEqual([100, 101, 102]);
+    // The admin API's connection on this thread sees the writer's commits.
+    expect(store.db.prepare('SELECT count(*) FROM requests WHERE ended_at_ms IS NOT NULL').pluck().get()).toBe(3);
+  });
+
+  test('a refusal is written synchronously and returns its id, in order after the batches before it', async () => {
+    const { store } = openThread();
+    const audit = new GroupCommit(store);
+    const pending = audit.open(openFacts(1));
+    audit.flush();
+    const refused = store.record(openFacts(2, { decision: 'deny' }), { ...ended(0), status: 403 });
+    expect(refused).toBe((await pending) + 1);
+    expect(onDisk(file).map((r) => r.host)).toEqual(['host1.example', 'host2.example']);
+  });
+
+  test('one record the schema refuses is rejected alone, with its SQLite code', async () => {
+    const { store } = openThread();
+    const audit = new GroupCommit(store);
+    const bad = { ...openFacts(2), kind: 'smtp' } as unknown as AuditOpen;
+    const outcomes = await Promise.allSettled([audit.open(openFacts(1)), audit.open(bad), audit.open(openFacts(3))]);
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((outcomes[1] as PromiseRejectedResult).reason).toMatchObject({ code: expect.stringMatching(/^SQLITE_CONSTRAINT/) });
+    expect(() => store.record(bad, ended(0))).toThrow(expect.objectContaining({ code: expect.stringMatching(/^SQLITE_CONSTRAINT/) }));
+    expect(store.writable()).toBe(true);
+  });
+
+  test('locked by another connection: opens fail closed, completions are held, the probe recovers them', async () => {
+    const { store, changes } = openThread({ busyTimeoutMs: 0, probeIntervalMs: 60_000 });
+    const audit = new GroupCommit(store);
+    const id = await audit.open(openFacts(1));
+    const locker = new Database(file);
+    try {
+      locker.prepare('BEGIN IMMEDIATE').run();
+      audit.complete(id, ended(77));
+      const outcomes = await Promise.allSettled([audit.open(openFacts(2)), audit.open(openFacts(3))]);
+      expect(outcomes.map((o) => o.status)).toEqual(['rejected', 'rejected']);
+      expect((outcomes[0] as PromiseRejectedResult).reason).toMatchObject({ code: 'SQLITE_BUSY' });
+      // Known on this thread at once, from the batch's answer: no round trip per request.
+      expect(audit.writable()).toBe(false);
+      expect(store.health()).toMatchObject({ writable: false, pendingCompletions: 1 });
+      await expect(audit.open(openFacts(4))).rejects.toMatchObject({ code: 'audit_unavailable' });
+      locker.prepare('ROLLBACK').run();
+    } finally {
+      locker.close();
+    }
+    expect(store.isWritable()).toBe(true);
+    expect(store.writable()).toBe(true);
+    // State changes come as messages, for the log: after the answer that carried the state.
+    await until(() => changes.length === 2);
+    expect(changes.map((c) => c.event)).toEqual(['failing', 'recovered']);
+    const rows = onDisk(file);
+    expect(rows.map((r) => [r.host, r.bytes_down])).toEqual([['host1.example', 77]]);
+  });
+
+  test('a file removed while open is reopened at its path, and reads follow the new file', async () => {
+    const { store, changes } = openThread({ fileCheckIntervalMs: 0 });
+    const audit = new GroupCommit(store);
+    const first = await audit.open(openFacts(1));
+    // Read first, so the read connection holds the old file (and its log) open.
+    expect(store.db.prepare('SELECT host FROM requests WHERE id = ?').pluck().get(first)).toBe('host1.example');
+    for (const suffix of ['', '-wal', '-shm']) fs.rmSync(file + suffix, { force: true });
+    const id = await audit.open(openFacts(2));
+    expect(changes.map((c) => c.event)).toEqual(['reopened']);
+    expect(onDisk(file).map((r) => r.host)).toEqual(expect.arrayContaining(['host2.example']));
+    expect(store.db.prepare('SELECT host FROM requests WHERE id = ?').pluck().get(id)).toBe('host2.example');
+  });
+
+  test('close() commits nothing twice and leaves no write-ahead log behind', async () => {
+    const { store } = openThread();
+    const audit = new GroupCommit(store);
+    const id = await audit.open(openFacts(1));
+    audit.complete(id, ended(9));
+    await audit.drain();
+    expect(store.completeOpenRecords(new Date(), 'shutdown')).toBe(0);
+    store.close();
+    expect(fs.existsSync(`${file}-wal`)).toBe(false);
+    expect(onDisk(file).map((r) => r.bytes_down)).toEqual([9]);
+  });
+
+  test('a file that cannot be opened throws from the constructor, as openAuditStore does', () => {
+    fs.mkdirSync(file);
+    expect(() => new WriterThread(file)).toThrow(/directory|unable to open|SQLITE_CANTOPEN/i);
+  });
+
+  test('if the thread dies, writes fail closed and say why; nothing waits forever', async () => {
+    const { store, changes } = openThread();
+    const audit = new GroupCommit(store);
+    await audit.open(openFacts(1));
+    // The thread's handle is private; ending it from outside is what a fatal error in it does.
+    const worker = (store as unknown as { worker: Worker }).worker;
+    await worker.terminate();
+    await until(() => !store.writable());
+    await expect(audit.open(openFacts(2))).rejects.toMatchObject({ code: 'audit_unavailable' });
+    expect(() => store.record(openFacts(3), ended(0))).toThrow(/writer thread/);
+    expect(store.isWritable()).toBe(false);
+    expect(changes.map((c) => c.event)).toEqual(['failing']);
+  });
+});
+
+/** A target that commits later, when the test says so: what group commit does meanwhile. */
+class ManualTarget implements BatchTarget {
+  readonly batches: Array<{ opens: number; completions: number; settle: () => void }> = [];
+  private next = 1;
+
+  writable(): boolean {
+    return true;
+  }
+
+  record(): number {
+    return this.next++;
+  }
+
+  commitBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[]): Promise<BatchOutcome> {
+    return new Promise((resolve) => {
+      this.batches.push({
+        opens: opens.length,
+        completions: completions.length,
+        settle: () => resolve({ ids: opens.map(() => this.next++), refusedCompletions: 0 }),
+      });
+    });
+  }
+}
+
+describe('group commit with a target on another thread', () => {
+  test('one batch is in flight; what arrives meanwhile goes in the next, as one batch', async () => {
+    const target = new ManualTarget();
+    const audit = new GroupCommit(target);
+    const first = audit.open(openFacts(1));
+    await new Promise(setImmediate);
+    expect(target.batches.map((b) => b.opens)).toEqual([1]);
+    const more = [2, 3, 4].map((n) => audit.open(openFacts(n)));
+    await new Promise(setImmediate);
+    await new Promise(setImmediate);
+    // Still one: the others wait for the first to settle.
+    expect(target.batches).toHaveLength(1);
+    target.batches[0].settle();
+    expect(await first).toBe(1);
+    await until(() => target.batches.length === 2);
+    expect(target.batches[1].opens).toBe(3);
+    target.batches[1].settle();
+    expect(await Promise.all(more)).toEqual([2, 3, 4]);
+  });
+
+  test('drain() waits for the batch in flight and commits what queued behind it', async () => {
+    const target = new ManualTarget();
+    const audit = new GroupCommit(target);
+    const first = audit.open(openFacts(1));
+    audit.flush();
+    audit.complete(1, ended(1));
+    let drained = false;
+    const draining = audit.drain().then(() => (drained = true));
+    await new Promise(setImmediate);
+    expect(drained).toBe(false);
+    target.batches[0].settle();
+    await first;
+    await until(() => target.batches.length === 2);
+    expect(target.batches[1]).toMatchObject({ opens: 0, completions: 1 });
+    target.batches[1].settle();
+    await draining;
+    expect(drained).toBe(true);
+  });
+});
