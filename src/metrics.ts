@@ -60,7 +60,7 @@ export function createMetrics(): ProxyMetrics {
     name: 'tollgate_upstream_errors_total', help: 'Failures reaching or talking to destinations, by kind', labelNames: ['kind'] as const, registers,
   });
   const auditWrites = new Histogram({
-    name: 'tollgate_audit_write_seconds', help: 'Duration of audit log commits (one group commit of opens and completions counts once)', buckets: AUDIT_WRITE_BUCKETS, registers,
+    name: 'tollgate_audit_write_seconds', help: 'How long a batch of audit opens and completions takes to commit, as the proxy waits for it (on the writer thread: from posting the batch to its answer); one batch counts once', buckets: AUDIT_WRITE_BUCKETS, registers,
   });
   const reloads = new Counter({
     name: 'tollgate_policy_reloads_total', help: 'Policy reloads, by result', labelNames: ['result'] as const, registers,

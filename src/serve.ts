@@ -42,11 +42,12 @@ export async function startServing(config: ServeConfig, log: Logger): Promise<Ru
     throw new ConfigError(`invalid policies in ${config.policiesDir}:\n${loaded.problems.map(formatProblem).join('\n')}`);
   }
   if (loaded.warnings.length > 0) log.warn({ warnings: loaded.warnings.map(formatProblem) }, 'policy warnings (see tollgate policy check)');
+  // Before the store: a bad users file must not leave the audit file open behind the error.
+  const users = openUsers(config, log);
   const store = openStore(config.dbFile, { onStateChange: (change) => logAuditState(log, change) });
   const self: SelfAddress[] = [];
   const metrics = createMetrics();
   const holder = new PolicyHolder(config.policiesDir, loaded.policy, () => self, log, (ok) => metrics.policyReload(ok));
-  const users = openUsers(config, log);
   const audit = new GroupCommit(store, (seconds) => metrics.auditWrite(seconds));
   const ctx = proxyContext(config, holder, audit, log, metrics, users?.authenticator ?? null);
   // Agents of parents a reload no longer names are retired; requests in flight on them finish.

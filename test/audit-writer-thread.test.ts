@@ -169,18 +169,42 @@ describe('the audit writer thread', () => {
     expect(() => new WriterThread(file)).toThrow(/directory|unable to open|SQLITE_CANTOPEN/i);
   });
 
-  test('if the thread dies, writes fail closed and say why; nothing waits forever', async () => {
-    const { store, changes } = openThread();
+  test('if the thread dies, writes fail closed at once and say why; a new thread takes over', async () => {
+    const { store, changes } = openThread({ probeIntervalMs: 300 });
     const audit = new GroupCommit(store);
     await audit.open(openFacts(1));
     // The thread's handle is private; ending it from outside is what a fatal error in it does.
-    const worker = (store as unknown as { worker: Worker }).worker;
+    const { worker } = (store as unknown as { thread: { worker: Worker } }).thread;
     await worker.terminate();
     await until(() => !store.writable());
     await expect(audit.open(openFacts(2))).rejects.toMatchObject({ code: 'audit_unavailable' });
     expect(() => store.record(openFacts(3), ended(0))).toThrow(/writer thread/);
-    expect(store.isWritable()).toBe(false);
-    expect(changes.map((c) => c.event)).toEqual(['failing']);
+    expect(store.health()).toMatchObject({ writable: false, lastError: expect.stringMatching(/exited/) });
+    await until(() => store.writable());
+    const id = await audit.open(openFacts(4));
+    expect(store.db.prepare('SELECT host FROM requests WHERE id = ?').pluck().get(id)).toBe('host4.example');
+    expect(changes.map((c) => c.event)).toEqual(['failing', 'recovered']);
+  });
+
+  test.each([
+    ['a batch (this thread in its event loop)', async (_store: WriterThread, audit: GroupCommit) => audit.open(openFacts(2))],
+    ['a refusal (this thread waiting for the answer)', async (store: WriterThread) => store.record(openFacts(2), ended(0))],
+  ])('renamed while open, reopened during %s: the reader lets go of the old file first', async (_name, write) => {
+    const { store, changes } = openThread({ fileCheckIntervalMs: 0 });
+    const audit = new GroupCommit(store);
+    const first = await audit.open(openFacts(1));
+    const reader = store.db;
+    expect(reader.prepare('SELECT host FROM requests WHERE id = ?').pluck().get(first)).toBe('host1.example');
+    // The log and its index stay at the path: the new file's connection must not share them.
+    fs.renameSync(file, `${file}.1`);
+    const id = await write(store, audit);
+    expect(reader.open).toBe(false);
+    await until(() => changes.length === 1);
+    expect(changes[0].event).toBe('reopened');
+    expect(changes[0].message).not.toMatch(/did not close/);
+    expect(store.db.prepare('SELECT host FROM requests WHERE id = ?').pluck().get(id)).toBe('host2.example');
+    expect(onDisk(`${file}.1`).map((r) => r.host)).toEqual(['host1.example']);
+    expect(onDisk(file).map((r) => r.host)).toContain('host2.example');
   });
 });
 
@@ -244,6 +268,5 @@ describe('group commit with a target on another thread', () => {
     expect(target.batches[1]).toMatchObject({ opens: 0, completions: 1 });
     target.batches[1].settle();
     await draining;
-    expect(drained).toBe(true);
   });
 });

@@ -16,6 +16,14 @@ export interface AuditStoreOptions {
   checkpoint?: Partial<CheckpointerOptions>;
   /** One call per transition (failing, recovered, reopened), meant for one log line each. */
   onStateChange?: (change: AuditStateChange) => void;
+  /**
+   * Called after the connection to a removed or renamed file is closed and before the path is
+   * opened again: every other connection of this process to the old file must close now
+   * (writer-thread.ts closes its read connection). SQLite tells connections of one process
+   * apart by the file's inode, so a new connection would take the old -wal/-shm at the path for
+   * its own, and truncate a log index another connection still has mapped.
+   */
+  beforeReopen?: () => void;
 }
 
 export const AUDIT_STORE_DEFAULTS = Object.freeze({
@@ -34,7 +42,7 @@ export const AUDIT_STORE_DEFAULTS = Object.freeze({
   maxPendingCompletions: 10_000,
 });
 
-export type Settings = Required<Omit<AuditStoreOptions, 'onStateChange' | 'checkpoint'>> & { checkpoint: CheckpointerOptions };
+export type Settings = Required<Omit<AuditStoreOptions, 'onStateChange' | 'beforeReopen' | 'checkpoint'>> & { checkpoint: CheckpointerOptions };
 
 /** Defaults filled in and checked once, at open: a bad value is a RangeError, not a stuck store. */
 export function settingsFrom(opts: AuditStoreOptions): Settings {

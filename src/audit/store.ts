@@ -69,6 +69,7 @@ class SqliteAuditStore implements AuditStore {
     readonly file: string,
     private readonly settings: Settings,
     onStateChange: AuditStoreOptions['onStateChange'],
+    private readonly beforeReopen: () => void = () => undefined,
   ) {
     this.connection = connectAudit(file, settings);
     this.lastDb = this.connection.db;
@@ -256,6 +257,7 @@ class SqliteAuditStore implements AuditStore {
       // Before opening the path again: the new connection must not share the old -wal/-shm.
       closeConnection(old.db, { optimize: false });
     }
+    this.beforeReopen();
     let fresh: AuditConnection | null = null;
     let restored = 0;
     try {
@@ -285,5 +287,5 @@ class SqliteAuditStore implements AuditStore {
  * is committed on return (see connection.ts): one statement, or one batch in commitBatch().
  */
 export function openAuditStore(file: string, opts: AuditStoreOptions = {}): AuditStore {
-  return new SqliteAuditStore(file, settingsFrom(opts), opts.onStateChange);
+  return new SqliteAuditStore(file, settingsFrom(opts), opts.onStateChange, opts.beforeReopen);
 }

@@ -6,14 +6,26 @@ import type { AuditHealth, AuditStateChange } from './write-health';
 
 /** The messages between writer-thread.ts (the proxy's thread) and writer-worker.ts. */
 
+/** Store options that can cross to the thread: no functions (the clock, the callbacks). */
+export type PortableStoreOptions = Omit<AuditStoreOptions, 'clock' | 'onStateChange' | 'beforeReopen'>;
+
 export interface WriterWorkerData {
   file: string;
-  /** Everything but onStateChange, which becomes a 'state' message. */
-  options: Omit<AuditStoreOptions, 'onStateChange'>;
-  /** Int32 flag: the worker sets it to 1 after posting a call's reply on `calls`. */
-  flag: SharedArrayBuffer;
+  options: PortableStoreOptions;
+  /** Int32 slots, see the constants below. */
+  flags: SharedArrayBuffer;
+  /** Where the answers to synchronous calls go (read with receiveMessageOnPort). */
   calls: MessagePort;
 }
+
+/** flags[REPLY]: the worker sets ANSWERED after posting a call's answer, GONE when it exits. */
+export const REPLY = 0;
+export const ANSWERED = 1;
+export const GONE = 2;
+/** flags[READER]: the worker sets ASKED before reopening the file; the parent CLOSED once its reader is. */
+export const READER = 1;
+export const ASKED = 1;
+export const CLOSED = 2;
 
 /**
  * An error as it crosses the thread boundary: structured cloning keeps an Error's message but
@@ -22,8 +34,6 @@ export interface WriterWorkerData {
 export interface RemoteError {
   message: string;
   code: string | null;
-  /** One record refused (too big, a constraint), not the database failing. */
-  recordError: boolean;
 }
 
 export type CallRequest =
@@ -47,4 +57,8 @@ export type BatchReply =
   | { kind: 'batch'; seq: number; ok: true; ids: Array<number | RemoteError>; refusedCompletions: number; health: AuditHealth }
   | { kind: 'batch'; seq: number; ok: false; error: RemoteError; health: AuditHealth };
 
-export type ParentMessage = BatchReply | { kind: 'state'; change: AuditStateChange };
+export type ParentMessage =
+  | BatchReply
+  | { kind: 'state'; change: AuditStateChange }
+  /** The parent is in its event loop (not waiting on a call): close the reader now. */
+  | { kind: 'closeReader' };

@@ -7,12 +7,12 @@ import type { BatchOutcome, CompletionEntry } from './connection';
 import type { BatchTarget } from './group-commit';
 import type { AuditCompletion, AuditOpen } from './record-types';
 import type { AuditStore } from './store';
+import { AUDIT_STORE_DEFAULTS } from './store-options';
 import type { AuditStoreOptions } from './store-options';
-import { AuditUnavailableError } from './write-health';
+import { AuditUnavailableError, describeError } from './write-health';
 import type { AuditHealth, AuditStateChange } from './write-health';
-import type {
-  CallReply, CallRequest, ParentMessage, RemoteError, WorkerMessage, WriterWorkerData,
-} from './writer-protocol';
+import { ASKED, CLOSED, GONE, READER, REPLY } from './writer-protocol';
+import type { CallReply, CallRequest, ParentMessage, PortableStoreOptions, RemoteError, WorkerMessage, WriterWorkerData } from './writer-protocol';
 
 /**
  * What `serve` needs of the audit log: group commit's target, the admin API's reads, /readyz,
@@ -20,15 +20,16 @@ import type {
  */
 export type ServingStore = BatchTarget & Pick<AuditStore, 'file' | 'db' | 'isWritable' | 'health' | 'completeOpenRecords' | 'close'>;
 
-/** Options for the writer thread: the store's, less the clock (a function cannot cross threads). */
-export type WriterThreadOptions = Omit<AuditStoreOptions, 'clock'>;
+/** The store's options that can cross to a thread, and the state-change callback. */
+export type WriterThreadOptions = PortableStoreOptions & Pick<AuditStoreOptions, 'onStateChange'>;
 
 /**
  * Opening runs the migrations, which can take a while on a large file the first time a new
- * version starts; after that a call waits for at most one batch and its own write.
+ * version starts. After that, a call waits behind at most the batch in flight; each write
+ * waits at most busy_timeout for a lock, so past a few of those the thread is stuck.
  */
 const OPEN_WAIT_MS = 120_000;
-const CALL_WAIT_MS = 10_000;
+const CALL_WAIT_FLOOR_MS = 2_000;
 
 // Plain JavaScript run with `eval` (as in checkpointer.ts): from dist/ it loads the compiled
 // writer-worker.js; under ts-jest, which has no loader in other threads, it compiles the .ts
@@ -52,6 +53,13 @@ interface Waiting {
   reject: (err: Error) => void;
 }
 
+/** One started worker: its handle, its flags and the port its calls are answered on. */
+interface Thread {
+  worker: Worker;
+  flags: Int32Array;
+  calls: MessagePort;
+}
+
 /**
  * The audit store on a thread of its own (writer-worker.ts runs store.ts there). The proxy's
  * thread never runs a SQLite write: a commit of fifty records, a log that starts over, a
@@ -63,47 +71,34 @@ interface Waiting {
  * /readyz probe; shutdown) post a call and wait for the answer with Atomics.wait, which is what
  * they cost before on this thread, and are answered after the batches posted before them.
  *
- * Reads (the admin API) use a connection of their own on this thread, reopened when the writer
- * reopens a removed file. If the writer thread dies, every write fails from then on (fail
- * closed: new requests get 503, /readyz says not ready) and the error is logged.
+ * Reads (the admin API) use a connection of their own on this thread. It is closed before the
+ * writer opens a new file at the path and reopened after (see beforeReopen in store-options.ts).
+ *
+ * A thread that dies, or does not answer a call in time, is stopped: writes fail closed (503,
+ * /readyz not ready) and a new thread is started after probeIntervalMs, which opens the file
+ * afresh. Completions the lost thread held in memory are lost with it; their records stay open.
  */
 export class WriterThread implements ServingStore {
-  private readonly worker: Worker;
-  private readonly flag = new Int32Array(new SharedArrayBuffer(4));
-  private readonly calls: MessagePort;
+  private thread: Thread;
   private readonly waiting = new Map<number, Waiting>();
   private reader: Database.Database;
   private mirror: AuditHealth;
   private seq = 0;
   private lost: Error | null = null;
   private closed = false;
+  private readonly callWaitMs: number;
+  private readonly restartMs: number;
 
   constructor(
     readonly file: string,
     private readonly opts: WriterThreadOptions = {},
   ) {
-    const { port1, port2 } = new MessageChannel();
-    this.calls = port1;
-    const typescript = path.extname(__filename) === '.ts' ? require.resolve('typescript') : null;
-    const { onStateChange: _, ...options } = opts;
-    const data: WriterWorkerData & { entry: string; typescript: string | null } = {
-      file,
-      options,
-      flag: this.flag.buffer as SharedArrayBuffer,
-      calls: port2,
-      entry: path.join(__dirname, `writer-worker${path.extname(__filename)}`),
-      typescript,
-    };
-    this.worker = new Worker(BOOTSTRAP, { eval: true, workerData: data, transferList: [port2] });
-    this.worker.on('message', (message: ParentMessage) => this.received(message));
-    this.worker.on('error', (err) => this.fail(err));
-    this.worker.on('exit', (code) => this.fail(new Error(`audit writer thread exited (code ${code})`)));
-    const opened = this.waitForReply(0, OPEN_WAIT_MS);
-    if (!opened.ok) {
-      void this.worker.terminate();
-      throw fromRemote(opened.error);
-    }
-    this.mirror = opened.health;
+    this.callWaitMs = Math.max(CALL_WAIT_FLOOR_MS, 8 * (opts.busyTimeoutMs ?? AUDIT_STORE_DEFAULTS.busyTimeoutMs));
+    this.restartMs = opts.probeIntervalMs ?? AUDIT_STORE_DEFAULTS.probeIntervalMs;
+    const started = this.start();
+    if (!started.ok) throw fromRemote(started.error);
+    this.thread = started.thread;
+    this.mirror = started.health;
     this.reader = openReader(file);
   }
 
@@ -122,9 +117,11 @@ export class WriterThread implements ServingStore {
   }
 
   commitBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[]): Promise<BatchOutcome> {
-    if (this.lost !== null) return Promise.reject(this.unavailable());
+    if (this.closed || this.lost !== null) return Promise.reject(this.unavailable());
     const seq = ++this.seq;
     return new Promise<BatchOutcome>((resolve, reject) => {
+      // Waiting batches keep the process alive (a shutdown drains them); an idle thread does not.
+      if (this.waiting.size === 0) this.thread.worker.ref();
       this.waiting.set(seq, { resolve, reject });
       this.post({ kind: 'batch', seq, opens, completions });
     });
@@ -154,62 +151,105 @@ export class WriterThread implements ServingStore {
       try {
         this.call({ method: 'close' });
       } catch {
-        // The thread is stuck or gone: terminating it is all that is left.
+        // The thread is stuck or gone: stopping it is all that is left.
       }
     }
     this.closed = true;
-    void this.worker.terminate();
+    void this.thread.worker.terminate();
+    for (const waiting of this.waiting.values()) waiting.reject(this.unavailable());
+    this.waiting.clear();
+  }
+
+  private start(): { ok: true; thread: Thread; health: AuditHealth } | { ok: false; error: RemoteError } {
+    const { port1, port2 } = new MessageChannel();
+    const flags = new Int32Array(new SharedArrayBuffer(8));
+    const { onStateChange: _, ...options } = this.opts;
+    const data: WriterWorkerData & { entry: string; typescript: string | null } = {
+      file: this.file,
+      options,
+      flags: flags.buffer as SharedArrayBuffer,
+      calls: port2,
+      entry: path.join(__dirname, `writer-worker${path.extname(__filename)}`),
+      typescript: path.extname(__filename) === '.ts' ? require.resolve('typescript') : null,
+    };
+    const worker = new Worker(BOOTSTRAP, { eval: true, workerData: data, transferList: [port2] });
+    const thread: Thread = { worker, flags, calls: port1 };
+    // Messages and exits of a thread already given up on are ignored.
+    const current = (): boolean => this.thread === thread && this.lost === null && !this.closed;
+    worker.on('message', (message: ParentMessage) => current() && this.received(message));
+    worker.on('error', (err) => current() && this.fail(err));
+    worker.on('exit', (code) => current() && this.fail(new Error(`audit writer thread exited (code ${code})`)));
+    const opened = this.waitForReply(thread, 0, OPEN_WAIT_MS);
+    if (!opened.ok) {
+      void worker.terminate();
+      return { ok: false, error: opened.error };
+    }
+    worker.unref();
+    return { ok: true, thread, health: opened.health };
   }
 
   private post(message: WorkerMessage): void {
-    this.worker.postMessage(message);
+    this.thread.worker.postMessage(message);
   }
 
   private call(request: CallRequest): number | boolean | null {
     if (this.closed) throw new Error('the audit store is closed');
     if (this.lost !== null) throw this.unavailable();
     const seq = ++this.seq;
-    Atomics.store(this.flag, 0, 0);
     this.post({ kind: 'call', seq, request });
-    const reply = this.waitForReply(seq, CALL_WAIT_MS);
+    const reply = this.waitForReply(this.thread, seq, this.callWaitMs);
+    if (reply.health !== null) this.mirror = reply.health;
     if (!reply.ok) throw fromRemote(reply.error);
     return reply.value;
   }
 
-  /** Blocks this thread until the call `seq` is answered (earlier, late answers are skipped). */
-  private waitForReply(seq: number, timeoutMs: number): CallReply {
+  /**
+   * Blocks this thread until call `seq` is answered; answers to earlier calls that came too
+   * late are skipped. While blocked it also closes the reader when the writer asks (it may be
+   * this very call that made the writer reopen the file). No answer in time, or a thread that
+   * exited, gives the thread up: fail() stops it and starts another later.
+   */
+  private waitForReply(thread: Thread, seq: number, timeoutMs: number): CallReply {
     const deadline = performance.now() + timeoutMs;
-    for (;;) {
-      const left = deadline - performance.now();
-      if (left <= 0 || this.lost !== null) break;
-      Atomics.wait(this.flag, 0, 0, left);
-      Atomics.store(this.flag, 0, 0);
-      let received = receiveMessageOnPort(this.calls);
-      while (received !== undefined) {
-        const reply = received.message as CallReply;
-        if (reply.health !== null) this.mirror = reply.health;
+    let why = `no answer within ${timeoutMs} ms`;
+    for (let left = timeoutMs; left > 0; left = deadline - performance.now()) {
+      Atomics.wait(thread.flags, REPLY, 0, left);
+      this.closeReaderIfAsked(thread);
+      const state = Atomics.exchange(thread.flags, REPLY, 0);
+      for (let got = receiveMessageOnPort(thread.calls); got !== undefined; got = receiveMessageOnPort(thread.calls)) {
+        const reply = got.message as CallReply;
         if (reply.seq === seq) return reply;
-        received = receiveMessageOnPort(this.calls);
+      }
+      if (state === GONE) {
+        why = 'the thread exited';
+        break;
       }
     }
-    const why = this.lost?.message ?? `no answer within ${timeoutMs} ms`;
-    return { seq, ok: false, error: { message: `audit writer thread: ${why}`, code: 'audit_unavailable', recordError: false }, health: null };
+    const error = new Error(`audit writer thread: ${why}`);
+    if (thread === this.thread) this.fail(error);
+    return { seq, ok: false, error: { message: error.message, code: 'audit_unavailable' }, health: null };
   }
 
   private received(message: ParentMessage): void {
-    if (message.kind === 'state') {
-      this.stateChanged(message.change);
-      return;
-    }
+    if (message.kind === 'closeReader') return this.closeReaderIfAsked(this.thread);
+    if (message.kind === 'state') return this.stateChanged(message.change);
     this.mirror = message.health;
     const waiting = this.waiting.get(message.seq);
     if (waiting === undefined) return;
     this.waiting.delete(message.seq);
+    if (this.waiting.size === 0) this.thread.worker.unref();
     if (!message.ok) return waiting.reject(fromRemote(message.error));
     waiting.resolve({
       ids: message.ids.map((id) => (typeof id === 'number' ? id : fromRemote(id))),
       refusedCompletions: message.refusedCompletions,
     });
+  }
+
+  private closeReaderIfAsked(thread: Thread): void {
+    if (Atomics.load(thread.flags, READER) !== ASKED) return;
+    closeConnection(this.reader, { optimize: false });
+    Atomics.store(thread.flags, READER, CLOSED);
+    Atomics.notify(thread.flags, READER);
   }
 
   private stateChanged(change: AuditStateChange): void {
@@ -222,36 +262,59 @@ export class WriterThread implements ServingStore {
     }
   }
 
-  /** The writer moved to a new file at the path; reads follow it (the old one stays on failure). */
+  /** The writer opened a file at the path: reads follow it (they fail until one opens). */
   private reopenReader(): void {
     try {
       const fresh = openReader(this.file);
       closeConnection(this.reader, { optimize: false });
       this.reader = fresh;
     } catch {
-      // Reads keep the old file until the next reopen.
+      // Reads keep failing until the next reopen or restart.
     }
   }
 
+  /** Give the thread up: refuse what waits on it, stop it, and start another later. */
   private fail(err: Error): void {
     if (this.lost !== null || this.closed) return;
     this.lost = err;
+    void this.thread.worker.terminate();
     const error = this.unavailable();
     for (const waiting of this.waiting.values()) waiting.reject(error);
     this.waiting.clear();
     this.mirror = { ...this.mirror, writable: false, lastError: error.message, failingSince: new Date().toISOString() };
     this.stateChanged({ event: 'failing', message: `audit log cannot be written, new requests get 503: ${error.message}`, health: this.mirror });
+    setTimeout(() => this.restart(), this.restartMs).unref();
+  }
+
+  private restart(): void {
+    if (this.closed || this.lost === null) return;
+    closeConnection(this.reader, { optimize: false });
+    const started = this.start();
+    if (!started.ok) {
+      setTimeout(() => this.restart(), this.restartMs).unref();
+      this.mirror = { ...this.mirror, lastError: `audit writer thread restart: ${started.error.message}` };
+      return;
+    }
+    this.thread = started.thread;
+    this.lost = null;
+    this.mirror = started.health;
+    this.reopenReader();
+    this.stateChanged({
+      event: 'recovered',
+      message: 'audit writer thread restarted; completions the stopped one held are lost (their records stay open)',
+      health: this.mirror,
+    });
   }
 
   private unavailable(): AuditUnavailableError {
-    return new AuditUnavailableError(`audit writer thread stopped: ${this.lost?.message ?? 'closed'}`);
+    return new AuditUnavailableError(`audit writer thread stopped: ${this.lost === null ? 'closed' : describeError(this.lost)}`);
   }
 }
 
 /** A second connection to the same file, for reads only (WAL: it never blocks the writer). */
 function openReader(file: string): Database.Database {
   const db = new Database(file, { fileMustExist: true });
-  db.pragma('busy_timeout = 250');
+  db.pragma(`busy_timeout = ${AUDIT_STORE_DEFAULTS.busyTimeoutMs}`);
   db.pragma('query_only = 1');
   return db;
 }

@@ -3,7 +3,8 @@ import type { MessagePort } from 'node:worker_threads';
 import { openAuditStore } from './store';
 import type { AuditStore } from './store';
 import type { AuditStoreOptions } from './store-options';
-import { isRecordError } from './write-health';
+import type { AuditStateChange } from './write-health';
+import { ANSWERED, ASKED, CLOSED, GONE, READER, REPLY } from './writer-protocol';
 import type {
   BatchReply, CallReply, CallRequest, ParentMessage, RemoteError, WorkerMessage, WriterWorkerData,
 } from './writer-protocol';
@@ -17,21 +18,54 @@ import type {
 
 const data = workerData as WriterWorkerData;
 const port = parentPort as MessagePort;
-const flag = new Int32Array(data.flag);
+const flags = new Int32Array(data.flags);
+
+/** How long a reopen waits for the parent to close its reader before going ahead anyway. */
+const READER_CLOSE_WAIT_MS = 5000;
 
 function remote(err: unknown): RemoteError {
   const { message, code } = err as { message?: unknown; code?: unknown };
-  return {
-    message: typeof message === 'string' ? message : String(err),
-    code: typeof code === 'string' ? code : null,
-    recordError: isRecordError(err),
-  };
+  return { message: typeof message === 'string' ? message : String(err), code: typeof code === 'string' ? code : null };
+}
+
+function post(message: ParentMessage): void {
+  port.postMessage(message);
+}
+
+/** The parent is blocked in Atomics.wait until the flag turns: post first, then wake it. */
+function answer(reply: CallReply): void {
+  data.calls.postMessage(reply);
+  Atomics.store(flags, REPLY, ANSWERED);
+  Atomics.notify(flags, REPLY);
+}
+
+/**
+ * Before the store opens a new file at the path, the parent's read connection to the old one
+ * closes (see beforeReopen in store-options.ts). The parent may be in its event loop (the
+ * message) or waiting for a call's answer (woken on the reply flag, it checks this one too).
+ */
+function closeParentReader(): void {
+  Atomics.store(flags, READER, ASKED);
+  post({ kind: 'closeReader' });
+  Atomics.notify(flags, REPLY);
+  readerClosed = Atomics.wait(flags, READER, ASKED, READER_CLOSE_WAIT_MS) !== 'timed-out';
+  Atomics.store(flags, READER, 0);
+}
+
+/** Whether the parent's reader let go before the last reopen; the log line says when not. */
+let readerClosed = true;
+
+function stateChanged(change: AuditStateChange): void {
+  const late = change.event === 'reopened' && !readerClosed;
+  const message = late ? `${change.message}; the admin API's read connection did not close in time` : change.message;
+  post({ kind: 'state', change: { ...change, message } });
 }
 
 function open(): AuditStore | null {
   const options: AuditStoreOptions = {
     ...data.options,
-    onStateChange: (change) => port.postMessage({ kind: 'state', change } satisfies ParentMessage),
+    onStateChange: stateChanged,
+    beforeReopen: closeParentReader,
   };
   try {
     return openAuditStore(data.file, options);
@@ -39,13 +73,6 @@ function open(): AuditStore | null {
     answer({ seq: 0, ok: false, error: remote(err), health: null });
     return null;
   }
-}
-
-/** The parent is blocked in Atomics.wait until the flag turns: post first, then wake it. */
-function answer(reply: CallReply): void {
-  data.calls.postMessage(reply);
-  Atomics.store(flag, 0, 1);
-  Atomics.notify(flag, 0);
 }
 
 function call(store: AuditStore, seq: number, request: CallRequest): CallReply {
@@ -82,11 +109,17 @@ function batch(store: AuditStore, message: Extract<WorkerMessage, { kind: 'batch
   }
 }
 
+// A parent waiting for an answer learns at once that none will come.
+process.on('exit', () => {
+  Atomics.store(flags, REPLY, GONE);
+  Atomics.notify(flags, REPLY);
+});
+
 const store = open();
 if (store !== null) {
   answer({ seq: 0, ok: true, value: null, health: store.health() });
   port.on('message', (message: WorkerMessage) => {
-    if (message.kind === 'batch') port.postMessage(batch(store, message));
-    else if (message.kind === 'call') answer(call(store, message.seq, message.request));
+    if (message.kind === 'batch') post(batch(store, message));
+    else answer(call(store, message.seq, message.request));
   });
 }
