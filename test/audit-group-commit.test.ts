@@ -6,6 +6,8 @@ import { GroupCommit } from '../src/audit/group-commit';
 import { openAuditStore } from '../src/audit/store';
 import type { AuditStore, AuditStoreOptions } from '../src/audit/store';
 import type { AuditCompletion, AuditOpen } from '../src/audit/record-types';
+import { WriterThread } from '../src/audit/writer-thread';
+import type { ServingStore, WriterThreadOptions } from '../src/audit/writer-thread';
 
 /**
  * Group commit (src/audit/group-commit.ts) and the checkpoint worker (src/audit/checkpointer.ts)
@@ -43,7 +45,13 @@ function ended(bytesDown: number): AuditCompletion {
   return { endedAt: new Date(STARTED.getTime() + 20), status: 200, bytesUp: 10, bytesDown, error: null };
 }
 
-const stores: AuditStore[] = [];
+const stores: Array<{ close(): void }> = [];
+
+/** The same rules hold for the store on the proxy's thread and on the writer thread (serve). */
+const STORE_KINDS: Array<[string, (file: string, opts: WriterThreadOptions) => ServingStore]> = [
+  ['on this thread', (file, opts) => openAuditStore(file, opts)],
+  ['on the writer thread', (file, opts) => new WriterThread(file, opts)],
+];
 let dir: string;
 
 beforeEach(() => {
@@ -141,8 +149,11 @@ describe('group commit', () => {
     expect(onDisk(file).map((r) => r.host)).toEqual(['host1.example', 'host3.example']);
   });
 
-  test('a store that cannot write rejects every waiting open and holds the completions until it recovers', async () => {
-    const { store, file } = openStore({ busyTimeoutMs: 0, probeIntervalMs: 60_000 });
+  test.each(STORE_KINDS)('a store %s that cannot write rejects waiting opens at once, holds the completions, and recovers by its probe', async (_kind, open) => {
+    const file = path.join(dir, 'audit.db');
+    const changes: string[] = [];
+    const store = open(file, { busyTimeoutMs: 0, probeIntervalMs: 60_000, onStateChange: (change) => changes.push(change.event) });
+    stores.push(store);
     const audit = new GroupCommit(store);
     const id = await audit.open(openFacts(1));
     const locker = new Database(file);
@@ -152,17 +163,22 @@ describe('group commit', () => {
       const outcomes = await Promise.allSettled([audit.open(openFacts(2)), audit.open(openFacts(3))]);
       expect(outcomes.map((o) => o.status)).toEqual(['rejected', 'rejected']);
       expect((outcomes[0] as PromiseRejectedResult).reason).toMatchObject({ code: 'SQLITE_BUSY' });
+      // Known on the proxy's thread at once (from the batch's answer, for the writer thread).
       expect(audit.writable()).toBe(false);
-      expect(store.health().pendingCompletions).toBe(1);
+      expect(store.health()).toMatchObject({ writable: false, pendingCompletions: 1 });
+      await expect(audit.open(openFacts(4))).rejects.toMatchObject({ code: 'audit_unavailable' });
       locker.prepare('ROLLBACK').run();
     } finally {
       locker.close();
     }
     // The readiness probe is the way back: it writes the held completion.
     expect(store.isWritable()).toBe(true);
+    expect(audit.writable()).toBe(true);
+    // The writer thread's state changes come as messages, after the answer that carried them.
+    for (let turns = 0; changes.length < 2 && turns < 200; turns += 1) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(changes).toEqual(['failing', 'recovered']);
     const rows = onDisk(file);
-    expect(rows.map((r) => r.host)).toEqual(['host1.example']);
-    expect(rows[0].bytes_down).toBe(77);
+    expect(rows.map((r) => [r.host, r.bytes_down])).toEqual([['host1.example', 77]]);
   });
 });
 

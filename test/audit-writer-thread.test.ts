@@ -111,33 +111,7 @@ describe('the audit writer thread', () => {
     expect(store.writable()).toBe(true);
   });
 
-  test('locked by another connection: opens fail closed, completions are held, the probe recovers them', async () => {
-    const { store, changes } = openThread({ busyTimeoutMs: 0, probeIntervalMs: 60_000 });
-    const audit = new GroupCommit(store);
-    const id = await audit.open(openFacts(1));
-    const locker = new Database(file);
-    try {
-      locker.prepare('BEGIN IMMEDIATE').run();
-      audit.complete(id, ended(77));
-      const outcomes = await Promise.allSettled([audit.open(openFacts(2)), audit.open(openFacts(3))]);
-      expect(outcomes.map((o) => o.status)).toEqual(['rejected', 'rejected']);
-      expect((outcomes[0] as PromiseRejectedResult).reason).toMatchObject({ code: 'SQLITE_BUSY' });
-      // Known on this thread at once, from the batch's answer: no round trip per request.
-      expect(audit.writable()).toBe(false);
-      expect(store.health()).toMatchObject({ writable: false, pendingCompletions: 1 });
-      await expect(audit.open(openFacts(4))).rejects.toMatchObject({ code: 'audit_unavailable' });
-      locker.prepare('ROLLBACK').run();
-    } finally {
-      locker.close();
-    }
-    expect(store.isWritable()).toBe(true);
-    expect(store.writable()).toBe(true);
-    // State changes come as messages, for the log: after the answer that carried the state.
-    await until(() => changes.length === 2);
-    expect(changes.map((c) => c.event)).toEqual(['failing', 'recovered']);
-    const rows = onDisk(file);
-    expect(rows.map((r) => [r.host, r.bytes_down])).toEqual([['host1.example', 77]]);
-  });
+  // Locked by another connection: test/audit-group-commit.test.ts runs that case on both kinds of store.
 
   test('a file removed while open is reopened at its path, and reads follow the new file', async () => {
     const { store, changes } = openThread({ fileCheckIntervalMs: 0 });
