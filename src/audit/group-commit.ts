@@ -34,10 +34,11 @@ interface WaitingOpen {
  * An open's promise settles after the commit: the record is on disk before the proxy forwards
  * a byte (SPEC §4), or the open fails and the proxy answers 503. With a target that commits
  * elsewhere (the writer thread) one batch is in flight at a time: what arrives meanwhile waits
- * for it and goes in the next, so batches grow with the load instead of queueing up. A completion is never waited
- * for: it rides along with the next opens' commit, or is committed on its own after at most
- * `completionDelayMs` when no open comes (a quiet proxy); if the commit fails the store holds
- * it and writes it on recovery.
+ * for it and goes in the next, so batches grow with the load instead of queueing up.
+ *
+ * A completion is never waited for: it rides along with the next opens' commit, or is
+ * committed on its own after at most `completionDelayMs` when no open comes (a quiet proxy);
+ * if the commit fails the store holds it and writes it on recovery.
  */
 export class GroupCommit implements AuditSink {
   private opens: WaitingOpen[] = [];

@@ -288,6 +288,7 @@ export class WriterThread implements ServingStore {
 
   private restart(): void {
     if (this.closed || this.lost === null) return;
+    // The file may have been replaced meanwhile: the reader lets go of it first (see beforeReopen).
     closeConnection(this.reader, { optimize: false });
     const started = this.start();
     if (!started.ok) {
