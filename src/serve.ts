@@ -6,6 +6,7 @@ import { Authenticator } from './auth/authenticator';
 import { UsersHolder } from './auth/users-holder';
 import { createMetrics } from './metrics';
 import type { ProxyMetrics } from './metrics';
+import { isInMemory } from './audit/connection';
 import { GroupCommit } from './audit/group-commit';
 import { openAuditStore } from './audit/store';
 import type { AuditStateChange, AuditStoreOptions } from './audit/store';
@@ -150,7 +151,7 @@ function proxyContext(
  * holds up relaying. An in-memory database cannot be shared between threads: it stays here.
  */
 function openStore(file: string, options: AuditStoreOptions): ServingStore {
-  return file === ':memory:' || file === '' ? openAuditStore(file, options) : new WriterThread(file, options);
+  return isInMemory(file) ? openAuditStore(file, options) : new WriterThread(file, options);
 }
 
 function readiness(holder: PolicyHolder, store: ServingStore): { ok: boolean; detail: Record<string, unknown> } {

@@ -1,4 +1,3 @@
-import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,8 +7,9 @@ import { getRequest } from '../src/audit/query';
 import { probeRecord } from '../src/audit/record-params';
 import type { AuditCompletion, AuditOpen } from '../src/audit/record-types';
 import { AUDIT_STORE_DEFAULTS, AuditUnavailableError, openAuditStore } from '../src/audit/store';
-import type { AuditStateChange, AuditStore, AuditStoreOptions } from '../src/audit/store';
+import type { AuditStore, AuditStoreOptions } from '../src/audit/store';
 import { sqliteCode } from '../src/audit/write-health';
+import { AuditChanges } from './helpers/audit-changes';
 import { parseHead, rawConnect, readAll, readUntil, startOrigin, startProxy } from './helpers/proxy-harness';
 import type { Origin, ProxyHarness } from './helpers/proxy-harness';
 import { PROXY_TEST_HOSTS, PROXY_TEST_POLICY } from './helpers/policies';
@@ -37,32 +37,6 @@ function finished(overrides: Partial<AuditCompletion> = {}): AuditCompletion {
   return { endedAt: new Date(STARTED.getTime() + 1500), status: 200, bytesUp: 517, bytesDown: 4096, error: null, ...overrides };
 }
 
-/** State changes as events, so tests await a recovery instead of sleeping. */
-class Changes extends EventEmitter {
-  readonly seen: AuditStateChange[] = [];
-  readonly listener = (change: AuditStateChange): void => {
-    this.seen.push(change);
-    this.emit(change.event, change);
-  };
-
-  next(event: AuditStateChange['event'], limitMs = 5000): Promise<AuditStateChange> {
-    return new Promise((resolve, reject) => {
-      const onEvent = (change: AuditStateChange): void => {
-        clearTimeout(timer);
-        resolve(change);
-      };
-      const timer = setTimeout(() => {
-        this.off(event, onEvent);
-        reject(new Error(`no "${event}" state change within ${limitMs} ms; seen: ${JSON.stringify(this.seen)}`));
-      }, limitMs);
-      this.once(event, onEvent);
-    });
-  }
-
-  events(): string[] {
-    return this.seen.map((change) => change.event);
-  }
-}
 
 /**
  * Simulates a full disk with SQLite's own limit: no new page may be added, so inserts fail with
@@ -94,8 +68,8 @@ let dir: string;
 let dbFile: string;
 const cleanups: Array<() => void> = [];
 
-function openStore(opts: AuditStoreOptions = {}): { store: AuditStore; changes: Changes } {
-  const changes = new Changes();
+function openStore(opts: AuditStoreOptions = {}): { store: AuditStore; changes: AuditChanges } {
+  const changes = new AuditChanges();
   const store = openAuditStore(dbFile, { probeIntervalMs: 20, onStateChange: changes.listener, ...opts });
   cleanups.push(() => store.close());
   return { store, changes };
@@ -326,7 +300,7 @@ describe('options and callbacks', () => {
 describe('the proxy while the audit log cannot be written', () => {
   let proxy: ProxyHarness;
   let origin: Origin;
-  let changes: Changes;
+  let changes: AuditChanges;
   const seenByOrigin = { connections: 0, bytes: 0, requests: 0 };
 
   /** A CONNECT the proxy refuses: its whole answer, read until the proxy closes. */
@@ -357,7 +331,7 @@ describe('the proxy while the audit log cannot be written', () => {
       seenByOrigin.connections += 1;
       socket.on('data', (chunk: Buffer) => (seenByOrigin.bytes += chunk.length));
     });
-    changes = new Changes();
+    changes = new AuditChanges();
     proxy = await startProxy({
       policies: { 'policy.yaml': PROXY_TEST_POLICY },
       hosts: PROXY_TEST_HOSTS,

@@ -8,6 +8,7 @@ import type { AuditStore, AuditStoreOptions } from '../src/audit/store';
 import type { AuditCompletion, AuditOpen } from '../src/audit/record-types';
 import { WriterThread } from '../src/audit/writer-thread';
 import type { ServingStore, WriterThreadOptions } from '../src/audit/writer-thread';
+import { AuditChanges } from './helpers/audit-changes';
 
 /**
  * Group commit (src/audit/group-commit.ts) and the checkpoint worker (src/audit/checkpointer.ts)
@@ -151,8 +152,8 @@ describe('group commit', () => {
 
   test.each(STORE_KINDS)('a store %s that cannot write rejects waiting opens at once, holds the completions, and recovers by its probe', async (_kind, open) => {
     const file = path.join(dir, 'audit.db');
-    const changes: string[] = [];
-    const store = open(file, { busyTimeoutMs: 0, probeIntervalMs: 60_000, onStateChange: (change) => changes.push(change.event) });
+    const changes = new AuditChanges();
+    const store = open(file, { busyTimeoutMs: 0, probeIntervalMs: 60_000, onStateChange: changes.listener });
     stores.push(store);
     const audit = new GroupCommit(store);
     const id = await audit.open(openFacts(1));
@@ -175,8 +176,8 @@ describe('group commit', () => {
     expect(store.isWritable()).toBe(true);
     expect(audit.writable()).toBe(true);
     // The writer thread's state changes come as messages, after the answer that carried them.
-    for (let turns = 0; changes.length < 2 && turns < 200; turns += 1) await new Promise((resolve) => setTimeout(resolve, 5));
-    expect(changes).toEqual(['failing', 'recovered']);
+    await changes.seenCount(2);
+    expect(changes.events()).toEqual(['failing', 'recovered']);
     const rows = onDisk(file);
     expect(rows.map((r) => [r.host, r.bytes_down])).toEqual([['host1.example', 77]]);
   });

@@ -1,3 +1,4 @@
+import { EventEmitter, once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,9 +8,9 @@ import { GroupCommit } from '../src/audit/group-commit';
 import type { BatchTarget } from '../src/audit/group-commit';
 import type { BatchOutcome, CompletionEntry } from '../src/audit/connection';
 import type { AuditCompletion, AuditOpen } from '../src/audit/record-types';
-import type { AuditStateChange } from '../src/audit/store';
 import { WriterThread } from '../src/audit/writer-thread';
 import type { WriterThreadOptions } from '../src/audit/writer-thread';
+import { AuditChanges } from './helpers/audit-changes';
 
 /**
  * The audit store on its own thread (src/audit/writer-thread.ts): the proxy's writes reach a
@@ -58,20 +59,11 @@ afterEach(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-function openThread(opts: WriterThreadOptions = {}): { store: WriterThread; changes: AuditStateChange[] } {
-  const changes: AuditStateChange[] = [];
-  const store = new WriterThread(file, { onStateChange: (change) => changes.push(change), ...opts });
+function openThread(opts: WriterThreadOptions = {}): { store: WriterThread; changes: AuditChanges } {
+  const changes = new AuditChanges();
+  const store = new WriterThread(file, { onStateChange: changes.listener, ...opts });
   opened.push(store);
   return { store, changes };
-}
-
-/** Polls a condition that another thread makes true; bounded. */
-async function until(condition: () => boolean, limitMs = 5000): Promise<void> {
-  const deadline = Date.now() + limitMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
 }
 
 describe('the audit writer thread', () => {
@@ -121,7 +113,7 @@ describe('the audit writer thread', () => {
     expect(store.db.prepare('SELECT host FROM requests WHERE id = ?').pluck().get(first)).toBe('host1.example');
     for (const suffix of ['', '-wal', '-shm']) fs.rmSync(file + suffix, { force: true });
     const id = await audit.open(openFacts(2));
-    expect(changes.map((c) => c.event)).toEqual(['reopened']);
+    expect(changes.events()).toEqual(['reopened']);
     expect(onDisk(file).map((r) => r.host)).toEqual(expect.arrayContaining(['host2.example']));
     expect(store.db.prepare('SELECT host FROM requests WHERE id = ?').pluck().get(id)).toBe('host2.example');
   });
@@ -150,14 +142,16 @@ describe('the audit writer thread', () => {
     // The thread's handle is private; ending it from outside is what a fatal error in it does.
     const { worker } = (store as unknown as { thread: { worker: Worker } }).thread;
     await worker.terminate();
-    await until(() => !store.writable());
+    await changes.seenCount(1);
+    expect(store.writable()).toBe(false);
     await expect(audit.open(openFacts(2))).rejects.toMatchObject({ code: 'audit_unavailable' });
     expect(() => store.record(openFacts(3), ended(0))).toThrow(/writer thread/);
     expect(store.health()).toMatchObject({ writable: false, lastError: expect.stringMatching(/exited/) });
-    await until(() => store.writable());
+    await changes.seenCount(2);
+    expect(store.writable()).toBe(true);
     const id = await audit.open(openFacts(4));
     expect(store.db.prepare('SELECT host FROM requests WHERE id = ?').pluck().get(id)).toBe('host4.example');
-    expect(changes.map((c) => c.event)).toEqual(['failing', 'recovered']);
+    expect(changes.events()).toEqual(['failing', 'recovered']);
   });
 
   test.each([
@@ -173,9 +167,9 @@ describe('the audit writer thread', () => {
     fs.renameSync(file, `${file}.1`);
     const id = await write(store, audit);
     expect(reader.open).toBe(false);
-    await until(() => changes.length === 1);
-    expect(changes[0].event).toBe('reopened');
-    expect(changes[0].message).not.toMatch(/did not close/);
+    await changes.seenCount(1);
+    expect(changes.seen[0].event).toBe('reopened');
+    expect(changes.seen[0].message).not.toMatch(/did not close/);
     expect(store.db.prepare('SELECT host FROM requests WHERE id = ?').pluck().get(id)).toBe('host2.example');
     expect(onDisk(`${file}.1`).map((r) => r.host)).toEqual(['host1.example']);
     expect(onDisk(file).map((r) => r.host)).toContain('host2.example');
@@ -185,6 +179,7 @@ describe('the audit writer thread', () => {
 /** A target that commits later, when the test says so: what group commit does meanwhile. */
 class ManualTarget implements BatchTarget {
   readonly batches: Array<{ opens: number; completions: number; settle: () => void }> = [];
+  private readonly arrived = new EventEmitter();
   private next = 1;
 
   writable(): boolean {
@@ -202,7 +197,13 @@ class ManualTarget implements BatchTarget {
         completions: completions.length,
         settle: () => resolve({ ids: opens.map(() => this.next++), refusedCompletions: 0 }),
       });
+      this.arrived.emit('batch');
     });
+  }
+
+  /** Resolves once `count` batches have been asked for (group commit posts them on later turns). */
+  async batchCount(count: number): Promise<void> {
+    while (this.batches.length < count) await once(this.arrived, 'batch');
   }
 }
 
@@ -220,7 +221,7 @@ describe('group commit with a target on another thread', () => {
     expect(target.batches).toHaveLength(1);
     target.batches[0].settle();
     expect(await first).toBe(1);
-    await until(() => target.batches.length === 2);
+    await target.batchCount(2);
     expect(target.batches[1].opens).toBe(3);
     target.batches[1].settle();
     expect(await Promise.all(more)).toEqual([2, 3, 4]);
@@ -238,7 +239,7 @@ describe('group commit with a target on another thread', () => {
     expect(drained).toBe(false);
     target.batches[0].settle();
     await first;
-    await until(() => target.batches.length === 2);
+    await target.batchCount(2);
     expect(target.batches[1]).toMatchObject({ opens: 0, completions: 1 });
     target.batches[1].settle();
     await draining;

@@ -66,7 +66,8 @@ export function stillAtPath(connection: AuditConnection, file: string): boolean 
   return now !== null && now.dev === opened.dev && now.ino === opened.ino;
 }
 
-function isInMemory(file: string): boolean {
+/** SQLite's in-memory database: no file, no write-ahead log, one connection. */
+export function isInMemory(file: string): boolean {
   return file === ':memory:' || file === '';
 }
 

@@ -16,6 +16,9 @@ export interface WriterWorkerData {
   flags: SharedArrayBuffer;
   /** Where the answers to synchronous calls go (read with receiveMessageOnPort). */
   calls: MessagePort;
+  /** For the bootstrap: writer-worker.js, or .ts under ts-jest with TypeScript's path to compile it. */
+  entry: string;
+  typescript: string | null;
 }
 
 /** flags[REPLY]: the worker sets ANSWERED after posting a call's answer, GONE when it exits. */

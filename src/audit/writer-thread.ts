@@ -164,7 +164,7 @@ export class WriterThread implements ServingStore {
     const { port1, port2 } = new MessageChannel();
     const flags = new Int32Array(new SharedArrayBuffer(8));
     const { onStateChange: _, ...options } = this.opts;
-    const data: WriterWorkerData & { entry: string; typescript: string | null } = {
+    const data: WriterWorkerData = {
       file: this.file,
       options,
       flags: flags.buffer as SharedArrayBuffer,

@@ -23,6 +23,9 @@ const flags = new Int32Array(data.flags);
 /** How long a reopen waits for the parent to close its reader before going ahead anyway. */
 const READER_CLOSE_WAIT_MS = 5000;
 
+/** Whether the parent's reader let go before the last reopen; the log line says when not. */
+let readerClosed = true;
+
 function remote(err: unknown): RemoteError {
   const { message, code } = err as { message?: unknown; code?: unknown };
   return { message: typeof message === 'string' ? message : String(err), code: typeof code === 'string' ? code : null };
@@ -51,9 +54,6 @@ function closeParentReader(): void {
   readerClosed = Atomics.wait(flags, READER, ASKED, READER_CLOSE_WAIT_MS) !== 'timed-out';
   Atomics.store(flags, READER, 0);
 }
-
-/** Whether the parent's reader let go before the last reopen; the log line says when not. */
-let readerClosed = true;
 
 function stateChanged(change: AuditStateChange): void {
   const late = change.event === 'reopened' && !readerClosed;
