@@ -150,6 +150,52 @@ describe('group commit', () => {
     expect(onDisk(file).map((r) => r.host)).toEqual(['host1.example', 'host3.example']);
   });
 
+  test.each(STORE_KINDS)('finished records (refusals) share a store %s\'s commit with the opens of their turn; ids follow the opens', async (_kind, open) => {
+    const file = path.join(dir, 'audit.db');
+    const store = open(file, {});
+    stores.push(store);
+    const sizes: number[] = [];
+    const audit = new GroupCommit(store, (_seconds, records) => sizes.push(records));
+    const refused = (n: number): [AuditOpen, AuditCompletion] => [
+      openFacts(n, { decision: 'deny', reason: 'no rule matched' }),
+      { endedAt: new Date(STARTED.getTime() + 1), status: 403, bytesUp: 0, bytesDown: 0, error: null },
+    ];
+    const pending = [audit.record(...refused(1)), audit.open(openFacts(2)), audit.record(...refused(3))];
+    // Nothing is written until the turn ends: a refusal no longer commits on its own, at once.
+    expect(onDisk(file)).toHaveLength(0);
+    const [deny1, allow2, deny3] = await Promise.all(pending);
+    expect(sizes).toEqual([3]);
+    // One transaction, opens first: the ids name the rows, whatever order they were asked in.
+    expect(allow2).toBeLessThan(deny1);
+    expect(deny1).toBeLessThan(deny3);
+    const rows = onDisk(file);
+    expect(rows.map((r) => [r.id, r.host, r.ended_at_ms === null])).toEqual([
+      [allow2, 'host2.example', true],
+      [deny1, 'host1.example', false],
+      [deny3, 'host3.example', false],
+    ]);
+  });
+
+  test.each(STORE_KINDS)('a refusal asked for while a store %s cannot write is rejected, and nothing of it is written', async (_kind, open) => {
+    const file = path.join(dir, 'audit.db');
+    const store = open(file, { busyTimeoutMs: 0, probeIntervalMs: 60_000 });
+    stores.push(store);
+    const audit = new GroupCommit(store);
+    await audit.open(openFacts(1));
+    const locker = new Database(file);
+    try {
+      locker.prepare('BEGIN IMMEDIATE').run();
+      const outcomes = await Promise.allSettled([
+        audit.record(openFacts(2, { decision: 'deny' }), { endedAt: STARTED, status: 403, bytesUp: 0, bytesDown: 0, error: null }),
+      ]);
+      expect(outcomes[0]).toMatchObject({ status: 'rejected', reason: { code: 'SQLITE_BUSY' } });
+      locker.prepare('ROLLBACK').run();
+    } finally {
+      locker.close();
+    }
+    expect(onDisk(file).map((r) => r.host)).toEqual(['host1.example']);
+  });
+
   test.each(STORE_KINDS)('a store %s that cannot write rejects waiting opens at once, holds the completions, and recovers by its probe', async (_kind, open) => {
     const file = path.join(dir, 'audit.db');
     const changes = new AuditChanges();

@@ -138,7 +138,12 @@ describe('tollgate serve as a process', () => {
     socket.destroy();
   });
 
-  test('audit writes wait for a lock on their own thread: open tunnels keep relaying meanwhile', async () => {
+  // The allowed CONNECT's record is an open; the denied one's is a finished record (a
+  // refusal), which before this went through a synchronous call that blocked the proxy's thread.
+  test.each([
+    ['an allowed', () => `127.0.0.1:${echoPort}`],
+    ['a denied', () => 'denied.example:443'],
+  ])('audit writes wait for a lock on their own thread: open tunnels keep relaying while %s CONNECT is recorded', async (_kind, target) => {
     const proc = start();
     const proxy = splitHostPort(String((await proc.waitForLog('listening')).proxy));
     const tunnel = await openTunnel(proxy.port);
@@ -147,7 +152,7 @@ describe('tollgate serve as a process', () => {
       locker.prepare('BEGIN IMMEDIATE').run();
       // This CONNECT's record cannot be committed: the writer waits out its busy timeout (250 ms).
       const waiting = await rawConnect(proxy.port);
-      waiting.write(`CONNECT 127.0.0.1:${echoPort} HTTP/1.1\r\n\r\n`);
+      waiting.write(`CONNECT ${target()} HTTP/1.1\r\n\r\n`);
       let answered = false;
       const answer = readAll(waiting).then((text) => {
         answered = true;

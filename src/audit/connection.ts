@@ -11,10 +11,13 @@ import { isRecordError } from './write-health';
 /** A completion waiting for the next batch: the record's id and how it ended. */
 export type CompletionEntry = readonly [id: number, completion: AuditCompletion];
 
+/** A record inserted whole: a request refused or abandoned before anything was forwarded. */
+export type FinishedEntry = readonly [open: AuditOpen, completion: AuditCompletion];
+
 /**
- * One commit's outcome: per open, in the order given, its new id or the error that refused that
- * one record (too big, a constraint) while the others were written; and how many completions
- * were refused the same way (their records stay open).
+ * One commit's outcome: per open and then per finished record, in the order given, its new id
+ * or the error that refused that one record (too big, a constraint) while the others were
+ * written; and how many completions were refused the same way (their records stay open).
  */
 export interface BatchOutcome {
   ids: Array<number | Error>;
@@ -41,10 +44,11 @@ export interface AuditConnection {
    */
   probe(now: Date): void;
   /**
-   * One transaction: insert every open, apply every completion. Throws (and writes nothing)
-   * when the file cannot be written; a single bad record is reported in the outcome instead.
+   * One transaction: insert every open and every finished record, apply every completion.
+   * Throws (and writes nothing) when the file cannot be written; a single bad record is
+   * reported in the outcome instead.
    */
-  commitBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[]): BatchOutcome;
+  commitBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[], finished?: readonly FinishedEntry[]): BatchOutcome;
 }
 
 export interface ConnectOptions {
@@ -130,16 +134,20 @@ function probeWith(db: Database.Database, statements: Statements): (now: Date) =
 }
 
 function batchWith(db: Database.Database, statements: Statements): AuditConnection['commitBatch'] {
-  const run = db.transaction((opens: readonly AuditOpen[], completions: readonly CompletionEntry[]): BatchOutcome => {
+  const run = db.transaction((opens: readonly AuditOpen[], completions: readonly CompletionEntry[], finished: readonly FinishedEntry[]): BatchOutcome => {
     const outcome: BatchOutcome = { ids: [], refusedCompletions: 0 };
-    for (const open of opens) {
+    const insert = (write: () => Database.RunResult): void => {
       try {
-        outcome.ids.push(Number(statements.insertOpen.run(openParams(open)).lastInsertRowid));
+        outcome.ids.push(Number(write().lastInsertRowid));
       } catch (err) {
         // SQLite undid that statement only; the transaction and the other records go on.
         if (!isRecordError(err)) throw err;
         outcome.ids.push(err as Error);
       }
+    };
+    for (const open of opens) insert(() => statements.insertOpen.run(openParams(open)));
+    for (const [open, completion] of finished) {
+      insert(() => statements.insertFinished.run({ ...openParams(open), ...completionParams(completion) }));
     }
     for (const [id, completion] of completions) {
       try {
@@ -151,7 +159,7 @@ function batchWith(db: Database.Database, statements: Statements): AuditConnecti
     }
     return outcome;
   });
-  return (opens, completions) => run.immediate(opens, completions);
+  return (opens, completions, finished = []) => run.immediate(opens, completions, finished);
 }
 
 /** Opens (creating the folder and file if missing), configures and migrates the audit file. */

@@ -1,5 +1,5 @@
 import type { AuditCompletion, AuditOpen, AuditSink } from './record-types';
-import type { BatchOutcome, CompletionEntry } from './connection';
+import type { BatchOutcome, CompletionEntry, FinishedEntry } from './connection';
 
 /**
  * What group commit needs from the store: store.ts commits on this thread and returns the
@@ -7,8 +7,12 @@ import type { BatchOutcome, CompletionEntry } from './connection';
  */
 export interface BatchTarget {
   writable(): boolean;
-  record(record: AuditOpen, completion: AuditCompletion): number;
-  commitBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[]): BatchOutcome | Promise<BatchOutcome>;
+  /** `ids` in the outcome: one per open, then one per finished record. */
+  commitBatch(
+    opens: readonly AuditOpen[],
+    completions: readonly CompletionEntry[],
+    finished: readonly FinishedEntry[],
+  ): BatchOutcome | Promise<BatchOutcome>;
 }
 
 /**
@@ -18,10 +22,17 @@ export interface BatchTarget {
  */
 const COMPLETION_DELAY_MS = 20;
 
-interface WaitingOpen {
-  record: AuditOpen;
+interface Waiting {
   resolve: (id: number) => void;
   reject: (err: unknown) => void;
+}
+
+interface WaitingOpen extends Waiting {
+  record: AuditOpen;
+}
+
+interface WaitingFinished extends Waiting {
+  entry: FinishedEntry;
 }
 
 /**
@@ -39,9 +50,14 @@ interface WaitingOpen {
  * A completion is never waited for: it rides along with the next opens' commit, or is
  * committed on its own after at most `completionDelayMs` when no open comes (a quiet proxy);
  * if the commit fails the store holds it and writes it on recovery.
+ *
+ * A finished record (a refusal: 403, 400, 502 and the like, or a client gone before anything
+ * was forwarded) is committed like an open, in the same batches: its answer names the
+ * record's id, so it waits for the commit, but the thread that relays bytes never does.
  */
 export class GroupCommit implements AuditSink {
   private opens: WaitingOpen[] = [];
+  private finished: WaitingFinished[] = [];
   private completions: CompletionEntry[] = [];
   private scheduled: NodeJS.Immediate | null = null;
   private delayed: NodeJS.Timeout | null = null;
@@ -73,9 +89,11 @@ export class GroupCommit implements AuditSink {
     this.delayed ??= setTimeout(() => this.flush(), this.completionDelayMs);
   }
 
-  /** Not batched: a refusal's 403 names the record's id, and refusals are not the hot path. */
-  record(record: AuditOpen, completion: AuditCompletion): number {
-    return this.target.record(record, completion);
+  record(record: AuditOpen, completion: AuditCompletion): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.finished.push({ entry: [record, completion], resolve, reject });
+      this.schedule();
+    });
   }
 
   /** Commit what is waiting now, unless a commit is in flight (its end commits the rest). */
@@ -85,19 +103,19 @@ export class GroupCommit implements AuditSink {
     this.scheduled = null;
     this.delayed = null;
     if (this.inFlight !== null) return;
-    const opens = this.opens;
-    const completions = this.completions;
-    if (opens.length === 0 && completions.length === 0) return;
+    const { opens, finished, completions } = this;
+    if (opens.length === 0 && finished.length === 0 && completions.length === 0) return;
     this.opens = [];
+    this.finished = [];
     this.completions = [];
     const started = process.hrtime.bigint();
     const settle = (outcome: BatchOutcome | null, err: unknown): void => {
-      this.onCommit(Number(process.hrtime.bigint() - started) / 1e9, opens.length + completions.length);
-      settleOpens(opens, outcome, err);
+      this.onCommit(Number(process.hrtime.bigint() - started) / 1e9, opens.length + finished.length + completions.length);
+      settleWaiting([...opens, ...finished], outcome, err);
     };
     let result: BatchOutcome | Promise<BatchOutcome>;
     try {
-      result = this.target.commitBatch(opens.map((o) => o.record), completions);
+      result = this.target.commitBatch(opens.map((o) => o.record), completions, finished.map((f) => f.entry));
     } catch (err) {
       return settle(null, err);
     }
@@ -119,9 +137,9 @@ export class GroupCommit implements AuditSink {
     }
   }
 
-  /** Opens that arrived during the commit go now; completions alone wait as usual. */
+  /** Opens and finished records that arrived during the commit go now; completions alone wait as usual. */
   private afterCommit(): void {
-    if (this.opens.length > 0) this.flush();
+    if (this.opens.length > 0 || this.finished.length > 0) this.flush();
     else if (this.completions.length > 0) this.delayed ??= setTimeout(() => this.flush(), this.completionDelayMs);
   }
 
@@ -130,10 +148,11 @@ export class GroupCommit implements AuditSink {
   }
 }
 
-function settleOpens(opens: readonly WaitingOpen[], outcome: BatchOutcome | null, err: unknown): void {
-  opens.forEach((open, i) => {
+/** `waiting` in the order of the outcome's ids: the opens, then the finished records. */
+function settleWaiting(waiting: readonly Waiting[], outcome: BatchOutcome | null, err: unknown): void {
+  waiting.forEach((one, i) => {
     const id = outcome === null ? err : outcome.ids[i];
-    if (typeof id === 'number') open.resolve(id);
-    else open.reject(id);
+    if (typeof id === 'number') one.resolve(id);
+    else one.reject(id);
   });
 }

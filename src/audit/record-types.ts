@@ -95,6 +95,9 @@ export interface AuditSink {
   open(record: AuditOpen): Promise<number>;
   /** Fill in the end of a record opened with open(), in the next commit. Never throws. */
   complete(id: number, completion: AuditCompletion): void;
-  /** Insert a finished record in one step, committed on return (it names the 403's request id). */
-  record(record: AuditOpen, completion: AuditCompletion): number;
+  /**
+   * Insert a finished record in one step (a refusal, or a client gone before anything was
+   * forwarded); resolves with its id once committed, which the refusal's answer names.
+   */
+  record(record: AuditOpen, completion: AuditCompletion): Promise<number>;
 }

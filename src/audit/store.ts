@@ -3,7 +3,7 @@ import { collectCarriedRows, restoreCarriedRows } from './carry-over';
 import type { CarriedRows } from './carry-over';
 import { Checkpointer } from './checkpointer';
 import { checkpointMovedFile, closeConnection, connectAudit, stillAtPath, withBusyTimeout } from './connection';
-import type { AuditConnection, BatchOutcome, CompletionEntry } from './connection';
+import type { AuditConnection, BatchOutcome, CompletionEntry, FinishedEntry } from './connection';
 import { clipText, completionParams, openParams } from './record-params';
 import type { AuditCompletion, AuditOpen, AuditWriter } from './record-types';
 import { describeError, isRecordError, WriteHealth } from './write-health';
@@ -16,7 +16,7 @@ export { AuditUnavailableError } from './write-health';
 export type { AuditHealth, AuditStateChange } from './write-health';
 export { AUDIT_STORE_DEFAULTS } from './store-options';
 export type { AuditStoreOptions } from './store-options';
-export type { BatchOutcome, CompletionEntry } from './connection';
+export type { BatchOutcome, CompletionEntry, FinishedEntry } from './connection';
 
 /**
  * The SQLite audit log. No method here receives credentials: the proxy passes the proxy
@@ -37,10 +37,10 @@ export interface AuditStore extends AuditWriter {
    */
   readonly db: Database.Database;
   /**
-   * One transaction for many opens and completions (group-commit.ts). Throws when the file
-   * cannot be written; the completions are then held, as complete() holds them.
+   * One transaction for many opens, completions and finished records (group-commit.ts). Throws
+   * when the file cannot be written; the completions are then held, as complete() holds them.
    */
-  commitBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[]): BatchOutcome;
+  commitBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[], finished?: readonly FinishedEntry[]): BatchOutcome;
   /** Ends every record still open (graceful shutdown); returns how many were ended. */
   completeOpenRecords(endedAt: Date, error: string): number;
   /** A real probe write now (for /readyz); updates health(). Never throws. */
@@ -105,10 +105,10 @@ class SqliteAuditStore implements AuditStore {
     }
   }
 
-  commitBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[]): BatchOutcome {
+  commitBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[], finished: readonly FinishedEntry[] = []): BatchOutcome {
     let outcome: BatchOutcome;
     try {
-      outcome = this.write((c) => c.commitBatch(opens, completions));
+      outcome = this.write((c) => c.commitBatch(opens, completions, finished));
     } catch (err) {
       if (!this.closed) for (const [id, completion] of completions) this.hold(id, completion);
       throw err;

@@ -1,5 +1,5 @@
 import type { MessagePort } from 'node:worker_threads';
-import type { CompletionEntry } from './connection';
+import type { CompletionEntry, FinishedEntry } from './connection';
 import type { AuditCompletion, AuditOpen } from './record-types';
 import type { AuditStoreOptions } from './store-options';
 import type { AuditHealth, AuditStateChange } from './write-health';
@@ -52,7 +52,7 @@ export type CallReply =
 
 /** Parent to worker. */
 export type WorkerMessage =
-  | { kind: 'batch'; seq: number; opens: readonly AuditOpen[]; completions: readonly CompletionEntry[] }
+  | { kind: 'batch'; seq: number; opens: readonly AuditOpen[]; completions: readonly CompletionEntry[]; finished: readonly FinishedEntry[] }
   | { kind: 'call'; seq: number; request: CallRequest };
 
 /** Worker to parent, on the parent port: a batch's outcome, or a state change to log. */

@@ -3,7 +3,7 @@ import { MessageChannel, receiveMessageOnPort, Worker } from 'node:worker_thread
 import type { MessagePort } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { closeConnection } from './connection';
-import type { BatchOutcome, CompletionEntry } from './connection';
+import type { BatchOutcome, CompletionEntry, FinishedEntry } from './connection';
 import type { BatchTarget } from './group-commit';
 import type { AuditCompletion, AuditOpen } from './record-types';
 import type { AuditStore } from './store';
@@ -116,14 +116,14 @@ export class WriterThread implements ServingStore {
     return this.mirror;
   }
 
-  commitBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[]): Promise<BatchOutcome> {
+  commitBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[], finished: readonly FinishedEntry[] = []): Promise<BatchOutcome> {
     if (this.closed || this.lost !== null) return Promise.reject(this.unavailable());
     const seq = ++this.seq;
     return new Promise<BatchOutcome>((resolve, reject) => {
       // Waiting batches keep the process alive (a shutdown drains them); an idle thread does not.
       if (this.waiting.size === 0) this.thread.worker.ref();
       this.waiting.set(seq, { resolve, reject });
-      this.post({ kind: 'batch', seq, opens, completions });
+      this.post({ kind: 'batch', seq, opens, completions, finished });
     });
   }
 

@@ -95,7 +95,7 @@ function call(store: AuditStore, seq: number, request: CallRequest): CallReply {
 
 function batch(store: AuditStore, message: Extract<WorkerMessage, { kind: 'batch' }>): BatchReply {
   try {
-    const outcome = store.commitBatch(message.opens, message.completions);
+    const outcome = store.commitBatch(message.opens, message.completions, message.finished);
     return {
       kind: 'batch',
       seq: message.seq,

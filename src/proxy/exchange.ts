@@ -17,6 +17,11 @@ export class Exchange {
   resolvedIp: string | null = null;
   policyVersion: string | null = null;
   recordId: number | null = null;
+  /**
+   * Set the moment a refusal or an abandonment starts writing this exchange's only record,
+   * before that commit ends: nothing else may then be answered, recorded or forwarded for it.
+   */
+  ended = false;
   /** Set when the guard, not the policy, refused the destination. */
   guardReason: string | null = null;
   /** The authenticated proxy user, or null. */
@@ -59,8 +64,9 @@ export class Exchange {
     };
   }
 
-  /** Record a request that ends before anything is forwarded; returns the record id. */
-  recordFailure(audit: AuditSink, error: ProxyError, endedAt: Date): number {
+  /** Record a request that ends before anything is forwarded; resolves with the record id once committed. */
+  async recordFailure(audit: AuditSink, error: ProxyError, endedAt: Date): Promise<number> {
+    this.ended = true;
     const open = this.toOpen();
     if (this.decision === null) open.reason = error.reason;
     const completion: AuditCompletion = {
@@ -70,14 +76,17 @@ export class Exchange {
       bytesDown: 0,
       error: error.code === 'denied' ? null : `${error.code}: ${error.reason}`,
     };
-    this.recordId = audit.record(open, completion);
-    return this.recordId;
+    const id = await audit.record(open, completion);
+    this.recordId = id;
+    return id;
   }
 
   /** Record a request whose client left before it was answered: no status, nothing forwarded. */
-  recordAbandoned(audit: AuditSink, endedAt: Date): number {
-    this.recordId = audit.record(this.toOpen(), { endedAt, status: null, bytesUp: 0, bytesDown: 0, error: CLIENT_GONE });
-    return this.recordId;
+  async recordAbandoned(audit: AuditSink, endedAt: Date): Promise<number> {
+    this.ended = true;
+    const id = await audit.record(this.toOpen(), { endedAt, status: null, bytesUp: 0, bytesDown: 0, error: CLIENT_GONE });
+    this.recordId = id;
+    return id;
   }
 }
 

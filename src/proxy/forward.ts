@@ -41,10 +41,10 @@ export async function handleRequest(
     ensureAuditWritable(ctx);
     route = await routeFor(ctx, exchange, target);
     exchange.resolvedIp = route.address;
-    // Refused meanwhile (its body failed to parse): already answered and recorded.
-    if (exchange.recordId !== null) return;
+    // Refused meanwhile (its body failed to parse): answered and recorded there.
+    if (exchange.ended) return;
     if (clientGone(req)) {
-      recordAbandoned(ctx, exchange);
+      await recordAbandoned(ctx, exchange);
       return;
     }
     // From here a body that fails to parse cuts the connection (refuseMalformedBody): the
@@ -52,7 +52,7 @@ export async function handleRequest(
     deciding.delete(res);
     await openRecord(ctx, exchange);
   } catch (err) {
-    failEarly(ctx, exchange, req, res, asProxyError(err));
+    await failEarly(ctx, exchange, req, res, asProxyError(err));
     return;
   }
   // The client left while the record was committed; its 'close' has already been emitted.
@@ -102,11 +102,17 @@ const deciding = new WeakMap<ServerResponse, Exchange>();
  */
 export function refuseMalformedBody(ctx: ProxyContext, res: ServerResponse, error: ProxyError): boolean {
   const exchange = deciding.get(res);
-  if (!exchange || exchange.recordId !== null || res.headersSent) return false;
+  if (!exchange || exchange.ended || exchange.recordId !== null || res.headersSent) return false;
   deciding.delete(res);
   res.shouldKeepAlive = false;
-  sendAnswer(res, answerFor(recordFailure(ctx, exchange, error), exchange));
+  void answerWhenRecorded(ctx, exchange, res, error);
   return true;
+}
+
+/** Record the refusal (exchange.ended is set at once), then answer, naming the record. */
+async function answerWhenRecorded(ctx: ProxyContext, exchange: Exchange, res: ServerResponse, error: ProxyError): Promise<void> {
+  const answered = await recordFailure(ctx, exchange, error);
+  sendAnswer(res, answerFor(answered, exchange));
 }
 
 /** SPEC §3: both Content-Length and Transfer-Encoding is refused (stricter than RFC 9112 §6.3). */
@@ -116,11 +122,12 @@ function rejectAmbiguousFraming(req: IncomingMessage): void {
   }
 }
 
-function failEarly(ctx: ProxyContext, exchange: Exchange, req: IncomingMessage, res: ServerResponse, error: ProxyError): void {
-  const answered = recordFailure(ctx, exchange, error);
+async function failEarly(ctx: ProxyContext, exchange: Exchange, req: IncomingMessage, res: ServerResponse, error: ProxyError): Promise<void> {
+  // Refused meanwhile (its body failed to parse): that refusal is the one record and answer.
+  if (exchange.ended) return;
   // An unread request body would otherwise be read and thrown away to keep the connection.
   if (hasBody(req)) res.shouldKeepAlive = false;
-  sendAnswer(res, answerFor(answered, exchange));
+  await answerWhenRecorded(ctx, exchange, res, error);
 }
 
 function forward(ctx: ProxyContext, exchange: Exchange, req: IncomingMessage, res: ServerResponse, route: Route): void {

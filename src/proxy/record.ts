@@ -12,16 +12,6 @@ import type { Exchange } from './exchange';
 
 const AUDIT_UNAVAILABLE = 'audit log cannot be written';
 
-/** Run one audit write, timing it for `tollgate_audit_write_seconds`. */
-function timedWrite<T>(ctx: ProxyContext, write: () => T): T {
-  const started = process.hrtime.bigint();
-  try {
-    return write();
-  } finally {
-    ctx.metrics.auditWrite(Number(process.hrtime.bigint() - started) / 1e9);
-  }
-}
-
 /** Each request is counted once, by the one record that says how it was decided. */
 function countDecision(ctx: ProxyContext, exchange: Exchange): void {
   if (exchange.decision === null && exchange.guardReason === null) return;
@@ -60,12 +50,19 @@ export async function openRecord(ctx: ProxyContext, exchange: Exchange): Promise
   return exchange.recordId;
 }
 
-/** Record a request that ends before forwarding; returns the error to answer with (503 if the write failed). */
-export function recordFailure(ctx: ProxyContext, exchange: Exchange, error: ProxyError): ProxyError {
+/**
+ * Record a request that ends before forwarding; resolves with the error to answer with (503 if
+ * the write failed) once the record is committed, with the other records of this turn
+ * (group-commit.ts, which also times the commit). Never rejects.
+ */
+export async function recordFailure(ctx: ProxyContext, exchange: Exchange, error: ProxyError): Promise<ProxyError> {
   if (isUpstreamErrorKind(error.code)) ctx.metrics.upstreamError(error.code);
-  if (error.code === 'audit_unavailable') return error;
+  if (error.code === 'audit_unavailable') {
+    exchange.ended = true;
+    return error;
+  }
   try {
-    timedWrite(ctx, () => exchange.recordFailure(ctx.audit, error, ctx.clock()));
+    await exchange.recordFailure(ctx.audit, error, ctx.clock());
   } catch (err) {
     auditFailed(ctx, err);
     return new ProxyError(503, 'audit_unavailable', AUDIT_UNAVAILABLE);
@@ -74,10 +71,10 @@ export function recordFailure(ctx: ProxyContext, exchange: Exchange, error: Prox
   return error;
 }
 
-/** The client left while its request was being decided or dialled. */
-export function recordAbandoned(ctx: ProxyContext, exchange: Exchange): void {
+/** The client left while its request was being decided or dialled. Never rejects. */
+export async function recordAbandoned(ctx: ProxyContext, exchange: Exchange): Promise<void> {
   try {
-    timedWrite(ctx, () => exchange.recordAbandoned(ctx.audit, ctx.clock()));
+    await exchange.recordAbandoned(ctx.audit, ctx.clock());
     countDecision(ctx, exchange);
   } catch (err) {
     auditFailed(ctx, err);

@@ -113,21 +113,35 @@ function unsupportedVersion(version: string): ProxyError {
 /** RFC 9110 §10.1.1: the only expectation defined, and the only one the proxy can meet. */
 const UNMET_EXPECTATION = new ProxyError(417, 'bad_request', 'only Expect: 100-continue is supported');
 
-/** Sockets whose refused head is answered: the answer is on its way and ends the connection. */
+/** Sockets whose refused head is being answered: the answer is on its way and ends the connection. */
 const answeredHeads = new WeakSet<Socket>();
 
+/**
+ * Refusals are answered once their record is committed (the answer names its id), in the same
+ * group commit as other records: the thread that relays bytes never waits for the audit file.
+ */
 function refuseRequest(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, refusal: ProxyError): void {
   const exchange = exchangeFor(ctx, req, 'http');
-  const error = recordFailure(ctx, exchange, refusal);
   // The body's framing is not trusted: read no further request from this connection.
   res.shouldKeepAlive = false;
   answeredHeads.add(req.socket);
-  sendAnswer(res, answerFor(error, exchange));
+  recordFailure(ctx, exchange, refusal).then(
+    (error) => sendAnswer(res, answerFor(error, exchange)),
+    (err: unknown) => unexpected(ctx, err, req.socket),
+  );
 }
 
 function refuseConnect(ctx: ProxyContext, req: IncomingMessage, socket: Socket, refusal: ProxyError): void {
   const exchange = exchangeFor(ctx, req, 'connect');
-  writeRawAnswer(socket, answerFor(recordFailure(ctx, exchange, refusal), exchange));
+  answerRaw(ctx, socket, exchange, refusal);
+}
+
+/** Record, then answer on a socket no ServerResponse owns (a CONNECT, a head Node refused). */
+function answerRaw(ctx: ProxyContext, socket: Socket, exchange: Exchange, refusal: ProxyError): void {
+  recordFailure(ctx, exchange, refusal).then(
+    (error) => writeRawAnswer(socket, answerFor(error, exchange)),
+    (err: unknown) => unexpected(ctx, err, socket),
+  );
 }
 
 function exchangeFor(ctx: ProxyContext, req: IncomingMessage, kind: 'http' | 'connect'): Exchange {
@@ -165,8 +179,9 @@ function answerClientError(ctx: ProxyContext, err: NodeJS.ErrnoException, socket
   }
   const { ip, port } = clientAddress(socket);
   const exchange = new Exchange('http', null, ip, port, null, ctx.clock());
-  const error = recordFailure(ctx, exchange, parserError(err));
-  writeRawAnswer(socket, answerFor(error, exchange));
+  // Node's parser reports every later chunk on this socket as another error: one answer.
+  answeredHeads.add(socket);
+  answerRaw(ctx, socket, exchange, parserError(err));
 }
 
 /** Node sets `_httpMessage` on a socket while a response on it is in progress. */

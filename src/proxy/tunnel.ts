@@ -43,15 +43,15 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
     exchange.resolvedIp = connected.address;
     if (client.destroyed) {
       upstream.destroy();
-      recordAbandoned(ctx, exchange);
       ctx.tunnels.delete(client);
+      await recordAbandoned(ctx, exchange);
       return;
     }
     // A client that leaves while this commits is seen by splice() as an early close.
     await openRecord(ctx, exchange);
   } catch (err) {
     upstream?.destroy();
-    failConnect(ctx, exchange, client, asProxyError(err));
+    await failConnect(ctx, exchange, client, asProxyError(err));
     ctx.tunnels.delete(client);
     return;
   }
@@ -86,8 +86,8 @@ function enforceTunnelLimits(ctx: ProxyContext, source: string): void {
   }
 }
 
-function failConnect(ctx: ProxyContext, exchange: Exchange, client: Socket, error: ProxyError): void {
-  const answered = recordFailure(ctx, exchange, error);
+async function failConnect(ctx: ProxyContext, exchange: Exchange, client: Socket, error: ProxyError): Promise<void> {
+  const answered = await recordFailure(ctx, exchange, error);
   writeRawAnswer(client, answerFor(answered, exchange));
 }
 

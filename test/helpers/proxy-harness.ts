@@ -225,17 +225,12 @@ export function parseHead(text: string): { status: number; headers: Record<strin
 function observed(store: AuditStore, writes: EventEmitter): GroupCommit {
   return new GroupCommit({
     writable: () => store.health().writable,
-    commitBatch: (opens, completions) => {
+    commitBatch: (opens, completions, finished) => {
       try {
-        return store.commitBatch(opens, completions);
+        return store.commitBatch(opens, completions, finished);
       } finally {
         writes.emit('write');
       }
-    },
-    record: (record, completion) => {
-      const id = store.record(record, completion);
-      writes.emit('write');
-      return id;
     },
   });
 }
