@@ -57,6 +57,9 @@ const framing: HostileCase[] = [
 const malformedBodies: HostileCase[] = [
   { name: 'a bare LF after a chunk size', raw: POST(`${ORIGIN}/f`, 'Transfer-Encoding: chunked\r\n', `5\nhello\r\n0\r\n\r\n`), status: 400 },
   { name: 'a chunk size that is not hex', raw: POST(`${ORIGIN}/f`, 'Transfer-Encoding: chunked\r\n', `zz\r\nhello\r\n0\r\n\r\n`), status: 400 },
+  // Node's parser reports each later chunk read from the socket as another error while the 400's
+  // record commits: those must not cut the answer.
+  { name: 'a chunk size that is not hex, then 300 KB more', raw: POST(`${ORIGIN}/f`, 'Transfer-Encoding: chunked\r\n', `zz\r\n${'x'.repeat(300_000)}`), status: 400 },
 ];
 
 const headerSyntax: HostileCase[] = [
@@ -291,6 +294,40 @@ describe('hostile request heads', () => {
 
   describe('malformed bodies', () => {
     test.each(malformedBodies.map((c) => [c.name, c] as const))('%s', (_name, hostile) => expectHandled(hostile));
+
+    test('a body that breaks while the denial of its request is being recorded: the 403 is still answered whole', async () => {
+      // Hold the denial's commit until Node's parser has reported the broken body.
+      const audit = proxy.ctx.audit;
+      const record = audit.record.bind(audit);
+      let release: () => void = () => undefined;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      let denialPending: () => void = () => undefined;
+      const pending = new Promise<void>((resolve) => (denialPending = resolve));
+      audit.record = async (open, completion) => {
+        denialPending();
+        await gate;
+        return record(open, completion);
+      };
+      const before = maxRecordId(proxy);
+      try {
+        const socket = await rawConnect(proxy.port);
+        const answer = readAll(socket);
+        socket.write('POST http://paste.test/f HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n');
+        await pending;
+        const bodyBroke = new Promise((resolve) => proxy.server.once('clientError', resolve));
+        socket.write(`zz\r\n${'x'.repeat(300_000)}`);
+        await bodyBroke;
+        release();
+        const { status, headers } = parseHead(await answer);
+        expect(status).toBe(403);
+        const denial = await proxy.waitForRecord((r) => r.id > before && r.ended_at !== null);
+        expect(Number(headers['x-tollgate-request-id'])).toBe(denial.id);
+        expect(proxy.records().filter((r) => r.id > before)).toHaveLength(1);
+      } finally {
+        audit.record = record;
+        release();
+      }
+    });
   });
 
   describe('half-close before the answer', () => {

@@ -69,6 +69,43 @@ describe('tunnel limits', () => {
     await settled(proxy);
   });
 
+  test('a refused CONNECT stops counting against the limits at once, not once its record commits', async () => {
+    // Hold the commits of the denials' records (paste.test) until the end.
+    const audit = proxy.ctx.audit;
+    const record = audit.record.bind(audit);
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let held = 0;
+    let bothHeld: () => void = () => undefined;
+    const denialsPending = new Promise<void>((resolve) => (bothHeld = resolve));
+    audit.record = async (open, completion) => {
+      if (open.host === 'paste.test') {
+        held += 1;
+        if (held === 2) bothHeld();
+        await gate;
+      }
+      return record(open, completion);
+    };
+    try {
+      const denied = await Promise.all([rawConnect(proxy.port), rawConnect(proxy.port)]);
+      const answers = denied.map((socket) => {
+        socket.write('CONNECT paste.test:443 HTTP/1.1\r\n\r\n');
+        return readAll(socket);
+      });
+      await denialsPending;
+      // Both denials are still being recorded; the per-source limit (2) has both slots free.
+      const open = [await tunnelFrom(proxy, echo.port), await tunnelFrom(proxy, echo.port)];
+      expect(open.map((t) => t.head.status)).toEqual([200, 200]);
+      release();
+      expect((await Promise.all(answers)).map((text) => parseHead(text).status)).toEqual([403, 403]);
+      for (const t of open) t.socket.destroy();
+      await settled(proxy);
+    } finally {
+      audit.record = record;
+      release();
+    }
+  });
+
   test('past the overall limit a CONNECT from another source gets 429 too', async () => {
     const open = [await tunnelFrom(proxy, echo.port, '127.0.0.2'), await tunnelFrom(proxy, echo.port, '127.0.0.3'), await tunnelFrom(proxy, echo.port, '127.0.0.4')];
     expect(open.map((t) => t.head.status)).toEqual([200, 200, 200]);

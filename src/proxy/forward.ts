@@ -102,7 +102,11 @@ const deciding = new WeakMap<ServerResponse, Exchange>();
  */
 export function refuseMalformedBody(ctx: ProxyContext, res: ServerResponse, error: ProxyError): boolean {
   const exchange = deciding.get(res);
-  if (!exchange || exchange.ended || exchange.recordId !== null || res.headersSent) return false;
+  if (!exchange || res.headersSent) return false;
+  // A refusal of this exchange is being recorded (a denial, or an earlier bad chunk): its
+  // answer is on its way and ends the connection.
+  if (exchange.ended) return true;
+  if (exchange.recordId !== null) return false;
   deciding.delete(res);
   res.shouldKeepAlive = false;
   void answerWhenRecorded(ctx, exchange, res, error);

@@ -168,8 +168,13 @@ function answerClientError(ctx: ProxyContext, err: NodeJS.ErrnoException, socket
     current.once('close', () => answerClientError(ctx, err, socket));
     return;
   }
-  // A body that failed to parse before anything was forwarded: that exchange answers 400.
-  if (current && err.code !== 'ECONNRESET' && refuseMalformedBody(ctx, current, parserError(err))) return;
+  // A body that failed to parse before anything was forwarded: that exchange answers 400 (or
+  // the refusal already under way answers), once its record is committed. Node's parser
+  // reports every later chunk as another error meanwhile: they must not cut that answer.
+  if (current && err.code !== 'ECONNRESET' && refuseMalformedBody(ctx, current, parserError(err))) {
+    answeredHeads.add(socket);
+    return;
+  }
   // A reset or a socket that already went away carries no request to answer or record.
   if (err.code === 'ECONNRESET' || !socket.writable || current) {
     // Mid-request (e.g. a bad chunk in a body being forwarded) the exchange already has its

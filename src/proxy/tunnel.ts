@@ -51,8 +51,9 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
     await openRecord(ctx, exchange);
   } catch (err) {
     upstream?.destroy();
-    await failConnect(ctx, exchange, client, asProxyError(err));
+    // A refused CONNECT stops counting against the tunnel limits at once, not once its record commits.
     ctx.tunnels.delete(client);
+    await failConnect(ctx, exchange, client, asProxyError(err));
     return;
   }
   splice(ctx, exchange, client, upstream, head, fromUpstream);
