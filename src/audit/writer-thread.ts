@@ -64,12 +64,13 @@ interface Thread {
  * The audit store on a thread of its own (writer-worker.ts runs store.ts there). The proxy's
  * thread never runs a SQLite write: a commit of fifty records, a log that starts over, a
  * busy wait for another writer's lock all happen on the writer thread while the proxy goes on
- * relaying. Opens and completions are posted in batches (group-commit.ts keeps one in flight);
- * a batch's promise settles when the writer thread has committed it.
+ * relaying. Opens, refusals' finished records and completions are posted in batches
+ * (group-commit.ts keeps one in flight); a batch's promise settles when the writer thread has
+ * committed it.
  *
- * The few writes the proxy makes synchronously (a refusal's record, which its 403 names; the
- * /readyz probe; shutdown) post a call and wait for the answer with Atomics.wait, which is what
- * they cost before on this thread, and are answered after the batches posted before them.
+ * The few writes made synchronously (the /readyz probe; shutdown; record(), which serve no
+ * longer uses) post a call and wait for the answer with Atomics.wait, and are answered after
+ * the batches posted before them.
  *
  * Reads (the admin API) use a connection of their own on this thread. It is closed before the
  * writer opens a new file at the path and reopened after (see beforeReopen in store-options.ts).
