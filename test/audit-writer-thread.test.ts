@@ -82,12 +82,12 @@ describe('the audit writer thread', () => {
     expect(store.db.prepare('SELECT count(*) FROM requests WHERE ended_at_ms IS NOT NULL').pluck().get()).toBe(3);
   });
 
-  test('a refusal is written synchronously and returns its id, in order after the batches before it', async () => {
+  test('a refusal asked for while a batch is in flight goes in the next batch, with the next id', async () => {
     const { store } = openThread();
     const audit = new GroupCommit(store);
     const pending = audit.open(openFacts(1));
     audit.flush();
-    const refused = store.record(openFacts(2, { decision: 'deny' }), { ...ended(0), status: 403 });
+    const refused = await audit.record(openFacts(2, { decision: 'deny' }), { ...ended(0), status: 403 });
     expect(refused).toBe((await pending) + 1);
     expect(onDisk(file).map((r) => r.host)).toEqual(['host1.example', 'host2.example']);
   });
@@ -99,7 +99,7 @@ describe('the audit writer thread', () => {
     const outcomes = await Promise.allSettled([audit.open(openFacts(1)), audit.open(bad), audit.open(openFacts(3))]);
     expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
     expect((outcomes[1] as PromiseRejectedResult).reason).toMatchObject({ code: expect.stringMatching(/^SQLITE_CONSTRAINT/) });
-    expect(() => store.record(bad, ended(0))).toThrow(expect.objectContaining({ code: expect.stringMatching(/^SQLITE_CONSTRAINT/) }));
+    await expect(audit.record(bad, ended(0))).rejects.toMatchObject({ code: expect.stringMatching(/^SQLITE_CONSTRAINT/) });
     expect(store.writable()).toBe(true);
   });
 
@@ -145,7 +145,8 @@ describe('the audit writer thread', () => {
     await changes.seenCount(1);
     expect(store.writable()).toBe(false);
     await expect(audit.open(openFacts(2))).rejects.toMatchObject({ code: 'audit_unavailable' });
-    expect(() => store.record(openFacts(3), ended(0))).toThrow(/writer thread/);
+    await expect(audit.record(openFacts(3), ended(0))).rejects.toThrow(/writer thread/);
+    expect(store.isWritable()).toBe(false);
     expect(store.health()).toMatchObject({ writable: false, lastError: expect.stringMatching(/exited/) });
     await changes.seenCount(2);
     expect(store.writable()).toBe(true);
@@ -156,7 +157,10 @@ describe('the audit writer thread', () => {
 
   test.each([
     ['a batch (this thread in its event loop)', async (_store: WriterThread, audit: GroupCommit) => audit.open(openFacts(2))],
-    ['a refusal (this thread waiting for the answer)', async (store: WriterThread) => store.record(openFacts(2), ended(0))],
+    ['a probe (this thread waiting for the answer)', async (store: WriterThread, audit: GroupCommit) => {
+      expect(store.isWritable()).toBe(true);
+      return audit.open(openFacts(2));
+    }],
   ])('renamed while open, reopened during %s: the reader lets go of the old file first', async (_name, write) => {
     const { store, changes } = openThread({ fileCheckIntervalMs: 0 });
     const audit = new GroupCommit(store);
@@ -184,10 +188,6 @@ class ManualTarget implements BatchTarget {
 
   writable(): boolean {
     return true;
-  }
-
-  record(): number {
-    return this.next++;
   }
 
   commitBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[]): Promise<BatchOutcome> {

@@ -1,6 +1,6 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { CompletionEntry, FinishedEntry } from './connection';
-import type { AuditCompletion, AuditOpen } from './record-types';
+import type { AuditOpen } from './record-types';
 import type { AuditStoreOptions } from './store-options';
 import type { AuditHealth, AuditStateChange } from './write-health';
 
@@ -40,7 +40,6 @@ export interface RemoteError {
 }
 
 export type CallRequest =
-  | { method: 'record'; open: AuditOpen; completion: AuditCompletion }
   | { method: 'isWritable' }
   | { method: 'completeOpenRecords'; endedAt: Date; error: string }
   | { method: 'close' };

@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import { closeConnection } from './connection';
 import type { BatchOutcome, CompletionEntry, FinishedEntry } from './connection';
 import type { BatchTarget } from './group-commit';
-import type { AuditCompletion, AuditOpen } from './record-types';
+import type { AuditOpen } from './record-types';
 import type { AuditStore } from './store';
 import { AUDIT_STORE_DEFAULTS } from './store-options';
 import type { AuditStoreOptions } from './store-options';
@@ -68,9 +68,8 @@ interface Thread {
  * (group-commit.ts keeps one in flight); a batch's promise settles when the writer thread has
  * committed it.
  *
- * The few writes made synchronously (the /readyz probe; shutdown; record(), which serve no
- * longer uses) post a call and wait for the answer with Atomics.wait, and are answered after
- * the batches posted before them.
+ * The few writes made synchronously (the /readyz probe; shutdown) post a call and wait for the
+ * answer with Atomics.wait, and are answered after the batches posted before them.
  *
  * Reads (the admin API) use a connection of their own on this thread. It is closed before the
  * writer opens a new file at the path and reopened after (see beforeReopen in store-options.ts).
@@ -126,10 +125,6 @@ export class WriterThread implements ServingStore {
       this.waiting.set(seq, { resolve, reject });
       this.post({ kind: 'batch', seq, opens, completions, finished });
     });
-  }
-
-  record(record: AuditOpen, completion: AuditCompletion): number {
-    return this.call({ method: 'record', open: record, completion }) as number;
   }
 
   isWritable(): boolean {

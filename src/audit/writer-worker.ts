@@ -78,8 +78,6 @@ function open(): AuditStore | null {
 function call(store: AuditStore, seq: number, request: CallRequest): CallReply {
   try {
     switch (request.method) {
-      case 'record':
-        return { seq, ok: true, value: store.record(request.open, request.completion), health: store.health() };
       case 'isWritable':
         return { seq, ok: true, value: store.isWritable(), health: store.health() };
       case 'completeOpenRecords':
