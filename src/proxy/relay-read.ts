@@ -65,6 +65,7 @@ export function connectRelayed(address: string, port: number): Socket {
     port,
     // A destination's FIN must not end the client -> destination direction of a tunnel.
     allowHalfOpen: true,
+    noDelay: true,
     onread: { buffer: SHARED_READ_BUFFER, callback: (length, buffer) => deliver(relay, length, buffer as Buffer) },
   });
   relays.set(socket, relay);
