@@ -176,7 +176,8 @@ function hexTail(ipv6: string): string {
 function parseAddress(address: string): Address | null {
   const family = net.isIP(address);
   if (family === 0) return null;
-  const parsed = family === 4 ? ipaddr.IPv4.parse(address) : ipaddr.IPv6.parse(hexTail(address));
+  // net.isIP's IPv4 is plain dotted decimal: no need for ipaddr.js's parser of legacy spellings.
+  const parsed = family === 4 ? new ipaddr.IPv4(address.split('.').map(Number)) : ipaddr.IPv6.parse(hexTail(address));
   if (parsed instanceof ipaddr.IPv6 && parsed.isIPv4MappedAddress()) return parsed.toIPv4Address();
   return parsed;
 }

@@ -24,6 +24,7 @@ export interface PreparedRequest {
 
 /** A request is in a group by its source address, by its authenticated user, or both. */
 export function identifyClients(policy: Policy, sourceIp: string, user: string | null = null): string[] {
+  if (policy.clients.length === 0) return [];
   const source = parseLiteral(sourceIp);
   return policy.clients
     .filter((c) => (user !== null && c.users.has(user)) || (source !== null && c.sources.some((range) => rangeContains(range, source))))

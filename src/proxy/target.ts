@@ -45,6 +45,9 @@ function parsePort(text: string): number {
  * Using the same parser for CONNECT and absolute URIs means one host can never be read two ways.
  */
 export function normaliseHost(raw: string): { host: string; hostKind: HostKind } {
+  // Already canonical: net.isIP accepts only plain dotted decimal (no leading zeros, no hex or
+  // short forms), which the URL parser returns unchanged.
+  if (isIP(raw) === 4) return { host: raw, hostKind: 'ipv4' };
   let hostname: string;
   try {
     hostname = new URL(`http://${raw}/`).hostname;

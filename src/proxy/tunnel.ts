@@ -70,7 +70,8 @@ async function dialDestination(ctx: ProxyContext, exchange: Exchange, target: Ta
   const parent = exchange.decision?.upstream ?? null;
   if (parent === null) {
     const addresses = await resolveDestination(ctx, exchange, target);
-    return { ...(await connectChecked(addresses, target.port, ctx.timeouts.connectMs, connectRelayed)), rest: NOTHING };
+    const { socket, address } = await connectChecked(addresses, target.port, ctx.timeouts.connectMs, connectRelayed);
+    return { socket, address, rest: NOTHING };
   }
   if (target.hostKind !== 'name') await resolveDestination(ctx, exchange, target);
   return connectViaParent(ctx, parent, target);
