@@ -104,19 +104,24 @@ export function refuseMalformedBody(ctx: ProxyContext, res: ServerResponse, erro
   const exchange = deciding.get(res);
   if (!exchange || res.headersSent) return false;
   // A refusal of this exchange is being recorded (a denial, or an earlier bad chunk): its
-  // answer is on its way and ends the connection.
+  // answer is on its way and ends the connection. (An allowed exchange has left `deciding`
+  // before its record is opened.)
   if (exchange.ended) return true;
-  if (exchange.recordId !== null) return false;
   deciding.delete(res);
   res.shouldKeepAlive = false;
   void answerWhenRecorded(ctx, exchange, res, error);
   return true;
 }
 
-/** Record the refusal (exchange.ended is set at once), then answer, naming the record. */
-async function answerWhenRecorded(ctx: ProxyContext, exchange: Exchange, res: ServerResponse, error: ProxyError): Promise<void> {
+/** Record the refusal (exchange.ended is set at once), then answer, naming the record. Never rejects. */
+export async function answerWhenRecorded(ctx: ProxyContext, exchange: Exchange, res: ServerResponse, error: ProxyError): Promise<void> {
   const answered = await recordFailure(ctx, exchange, error);
-  sendAnswer(res, answerFor(answered, exchange));
+  try {
+    sendAnswer(res, answerFor(answered, exchange));
+  } catch (err) {
+    ctx.log.error({ err }, 'answering a refused request failed');
+    res.destroy();
+  }
 }
 
 /** SPEC §3: both Content-Length and Transfer-Encoding is refused (stricter than RFC 9112 §6.3). */

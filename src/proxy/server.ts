@@ -5,8 +5,8 @@ import type { Duplex } from 'node:stream';
 import type { ProxyContext } from './context';
 import { ProxyError } from './errors';
 import { Exchange } from './exchange';
-import { handleRequest, refuseMalformedBody } from './forward';
-import { answerFor, sendAnswer, writeRawAnswer } from './respond';
+import { answerWhenRecorded, handleRequest, refuseMalformedBody } from './forward';
+import { answerFor, writeRawAnswer } from './respond';
 import { clientAddress } from './client-address';
 import { recordFailure } from './record';
 import { handleConnect } from './tunnel';
@@ -125,10 +125,7 @@ function refuseRequest(ctx: ProxyContext, req: IncomingMessage, res: ServerRespo
   // The body's framing is not trusted: read no further request from this connection.
   res.shouldKeepAlive = false;
   answeredHeads.add(req.socket);
-  recordFailure(ctx, exchange, refusal).then(
-    (error) => sendAnswer(res, answerFor(error, exchange)),
-    (err: unknown) => unexpected(ctx, err, req.socket),
-  );
+  void answerWhenRecorded(ctx, exchange, res, refusal);
 }
 
 function refuseConnect(ctx: ProxyContext, req: IncomingMessage, socket: Socket, refusal: ProxyError): void {
