@@ -1,4 +1,6 @@
 import ipaddr from 'ipaddr.js';
+import { derivedClientConnections, readDescriptorLimit } from './descriptors';
+import type { DescriptorLimit } from './descriptors';
 
 export interface ListenAddress {
   readonly host: string;
@@ -20,6 +22,10 @@ export interface ServeConfig {
   readonly requestIdleTimeoutMs: number;
   readonly maxTunnels: number;
   readonly maxTunnelsPerSource: number;
+  /** Open client connections; past it a new one gets 503. */
+  readonly maxClientConnections: number;
+  /** The open-files limit read at start, which `auto` derived the cap from. */
+  readonly descriptorLimit: DescriptorLimit;
   /** The users file for proxy credentials, or null. */
   readonly usersFile: string | null;
 }
@@ -48,6 +54,7 @@ export const SERVE_OPTIONS = {
   requestIdleTimeout: { flag: 'request-idle-timeout', env: 'TOLLGATE_REQUEST_IDLE_TIMEOUT', fallback: '60s', help: 'plain HTTP: destination silent this long -> 504' },
   maxTunnels: { flag: 'max-tunnels', env: 'TOLLGATE_MAX_TUNNELS', fallback: '8000', help: 'open tunnels overall (429 past it)' },
   maxTunnelsPerSource: { flag: 'max-tunnels-per-source', env: 'TOLLGATE_MAX_TUNNELS_PER_SOURCE', fallback: '1000', help: 'open tunnels per client address (429 past it)' },
+  maxClientConnections: { flag: 'max-client-connections', env: 'TOLLGATE_MAX_CLIENT_CONNECTIONS', fallback: 'auto', help: 'open client connections (503 past it; auto = what fits the open-files limit)' },
 } as const satisfies Record<string, OptionSpec>;
 
 export type ServeOptionName = keyof typeof SERVE_OPTIONS;
@@ -81,8 +88,20 @@ export function isLoopbackHost(host: string): boolean {
   return address.range() === 'loopback';
 }
 
-/** Build the config from flags, then environment, then defaults. */
-export function resolveServeConfig(flags: Partial<Record<ServeOptionName, string>>, env: NodeJS.ProcessEnv): ServeConfig {
+/** `auto`, or a count given by the operator. */
+function parseClientConnections(text: string, limit: DescriptorLimit): number {
+  return text.trim() === 'auto' ? derivedClientConnections(limit) : parseCount(text, '--max-client-connections');
+}
+
+/**
+ * Build the config from flags, then environment, then defaults. The open-files limit is read
+ * here, once, at start (tests pass their own).
+ */
+export function resolveServeConfig(
+  flags: Partial<Record<ServeOptionName, string>>,
+  env: NodeJS.ProcessEnv,
+  descriptorLimit: DescriptorLimit = readDescriptorLimit(),
+): ServeConfig {
   const pick = (name: ServeOptionName): string => {
     const spec = SERVE_OPTIONS[name];
     return flags[name] ?? env[spec.env] ?? spec.fallback;
@@ -101,6 +120,8 @@ export function resolveServeConfig(flags: Partial<Record<ServeOptionName, string
     requestIdleTimeoutMs: parseDuration(pick('requestIdleTimeout'), '--request-idle-timeout'),
     maxTunnels: parseCount(pick('maxTunnels'), '--max-tunnels'),
     maxTunnelsPerSource: parseCount(pick('maxTunnelsPerSource'), '--max-tunnels-per-source'),
+    maxClientConnections: parseClientConnections(pick('maxClientConnections'), descriptorLimit),
+    descriptorLimit,
     usersFile: pick('users') === '' ? null : pick('users'),
   };
   if (!isLoopbackHost(config.adminListen.host) && config.adminToken === null) {

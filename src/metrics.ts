@@ -37,6 +37,10 @@ export interface ProxyMetrics {
   setOpenTunnels(count: () => number): void;
   /** Read at every scrape: whether the audit log accepts writes (1) or not (0). */
   setAuditWritable(writable: () => boolean): void;
+  /** A connection past --max-client-connections, answered 503. */
+  clientConnectionRefused(): void;
+  /** Read at every scrape: open client connections, against the cap set at start. */
+  setClientConnections(open: () => number, limit: number): void;
 }
 
 function positive(n: number): boolean {
@@ -78,6 +82,7 @@ export function createMetrics(): ProxyMetrics {
       collect() { this.set(auditWritable?.() === true ? 1 : 0); },
     });
   };
+  const connections = clientConnectionMetrics(registers);
   // Zero-valued series from the start, so rate() and alerts see every label set before its first event.
   for (const kind of REQUEST_KINDS) for (const decision of DECISIONS) requests.inc({ kind, decision }, 0);
   for (const direction of ['up', 'down']) bytes.inc({ direction }, 0);
@@ -103,6 +108,27 @@ export function createMetrics(): ProxyMetrics {
     setAuditWritable: (writable) => {
       if (auditWritable === null) registerAuditWritable();
       auditWritable = writable;
+    },
+    ...connections,
+  };
+}
+
+/** The client connection cap (connection-limit.ts): how close to it, and how often past it. */
+function clientConnectionMetrics(registers: Registry[]): Pick<ProxyMetrics, 'clientConnectionRefused' | 'setClientConnections'> {
+  const refused = new Counter({
+    name: 'tollgate_client_connections_refused_total', help: 'Client connections answered 503 because --max-client-connections was reached', registers,
+  });
+  let open: () => number = () => 0;
+  new Gauge({
+    name: 'tollgate_client_connections', help: 'Open client connections (tunnels included) counted against --max-client-connections', registers,
+    collect() { this.set(open()); },
+  });
+  const limit = new Gauge({ name: 'tollgate_client_connections_limit', help: 'The --max-client-connections in force', registers });
+  return {
+    clientConnectionRefused: () => refused.inc(),
+    setClientConnections: (count, max) => {
+      open = count;
+      limit.set(max);
     },
   };
 }

@@ -14,6 +14,7 @@ import { WriterThread } from './audit/writer-thread';
 import type { ServingStore } from './audit/writer-thread';
 import { ConfigError } from './config';
 import type { ListenAddress, ServeConfig } from './config';
+import { descriptorsNeeded } from './descriptors';
 import type { Logger } from './log';
 import { formatProblem, loadPolicy } from './policy/load';
 import type { SelfAddress } from './policy/guard';
@@ -54,6 +55,7 @@ export async function startServing(config: ServeConfig, log: Logger): Promise<Ru
   // Agents of parents a reload no longer names are retired; requests in flight on them finish.
   holder.onLoaded((policy) => ctx.parentAgents.retainFor(policy));
   metrics.setOpenTunnels(() => ctx.tunnels.size);
+  metrics.setClientConnections(() => ctx.gauges.clientSockets, config.maxClientConnections);
   // Known state, no probe write per scrape.
   metrics.setAuditWritable(() => store.health().writable);
   const server = createProxyServer(ctx);
@@ -82,8 +84,12 @@ export async function startServing(config: ServeConfig, log: Logger): Promise<Ru
   holder.refreshGuard();
   holder.watch();
   users?.holder.watch();
+  warnOfDescriptorBudget(config, log);
   log.info(
-    { proxy: formatAddress(proxyAddress), admin: formatAddress(adminAddress), policies: config.policiesDir, policy_version: loaded.policy.version, db: config.dbFile },
+    {
+      proxy: formatAddress(proxyAddress), admin: formatAddress(adminAddress), policies: config.policiesDir, policy_version: loaded.policy.version, db: config.dbFile,
+      max_client_connections: config.maxClientConnections, open_files_limit: config.descriptorLimit.soft,
+    },
     'listening',
   );
   return {
@@ -99,6 +105,19 @@ export async function startServing(config: ServeConfig, log: Logger): Promise<Ru
       return shutdown(server, ctx, admin, { store, audit }, holder, config.drainTimeoutMs, log);
     },
   };
+}
+
+/** A cap set above what the open-files limit holds fails the way the cap exists to prevent. */
+function warnOfDescriptorBudget(config: ServeConfig, log: Logger): void {
+  const limit = config.descriptorLimit;
+  const needed = descriptorsNeeded(limit, config.maxClientConnections);
+  if (!limit.known) log.warn({ assumed_open_files_limit: limit.soft }, 'open-files limit unknown on this system; assumed');
+  else if (needed > limit.soft) {
+    log.warn(
+      { max_client_connections: config.maxClientConnections, open_files_limit: limit.soft, descriptors_needed: needed },
+      '--max-client-connections exceeds what the open-files limit holds: raise ulimit -n, or connections may be dropped unanswered',
+    );
+  }
 }
 
 /** The users file and the authenticator over it, when --users is given. */
@@ -135,8 +154,8 @@ function proxyContext(
       tunnelLifetimeMs: config.tunnelMaxLifetimeMs,
       requestIdleMs: config.requestIdleTimeoutMs,
     },
-    limits: { maxTunnels: config.maxTunnels, maxTunnelsPerSource: config.maxTunnelsPerSource },
-    gauges: { clientSockets: 0, activeRequests: 0 },
+    limits: { maxTunnels: config.maxTunnels, maxTunnelsPerSource: config.maxTunnelsPerSource, maxClientConnections: config.maxClientConnections },
+    gauges: { clientSockets: 0, refusingSockets: 0, activeRequests: 0 },
     metrics,
     authenticator,
     log,

@@ -5,6 +5,7 @@ import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
+import { readDescriptorLimit } from '../src/descriptors';
 import type { ServeConfig } from '../src/config';
 import { startServing } from '../src/serve';
 import type { RunningProxy } from '../src/serve';
@@ -104,6 +105,8 @@ describe('pooled agents of parent proxies', () => {
       requestIdleTimeoutMs: 30_000,
       maxTunnels: 100,
       maxTunnelsPerSource: 100,
+      maxClientConnections: 1000,
+      descriptorLimit: readDescriptorLimit(),
       usersFile: null,
     };
     running = await startServing(config, pino({ level: 'silent' }));

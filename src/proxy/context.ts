@@ -36,12 +36,16 @@ export interface ProxyLimits {
   readonly maxTunnels: number;
   /** Open tunnels from one client source address; past it a CONNECT gets 429. */
   readonly maxTunnelsPerSource: number;
+  /** Open client connections (tunnels included); past it a new connection gets 503. */
+  readonly maxClientConnections: number;
 }
 
 /** Live counts for tests, drain and (later) metrics. */
 export interface ProxyGauges {
-  /** Client connections accepted and not yet closed (tunnels included). */
+  /** Client connections admitted and not yet closed (tunnels included): what the cap bounds. */
   clientSockets: number;
+  /** Connections past the cap being answered 503, not yet closed. */
+  refusingSockets: number;
   /** Plain HTTP exchanges being forwarded. */
   activeRequests: number;
 }

@@ -12,6 +12,7 @@ export type ProxyErrorCode =
   | 'upstream_error'
   | 'upstream_timeout'
   | 'too_many_tunnels'
+  | 'too_many_client_connections'
   | 'auth_required'
   | 'auth_failed'
   | 'auth_rate_limited'

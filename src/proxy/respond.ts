@@ -62,8 +62,12 @@ function headerSafe(text: string): string {
   return printable(text);
 }
 
-/** Answer on a raw socket (CONNECT, or a request the HTTP parser rejected), then close it. */
-export function writeRawAnswer(socket: Socket, answer: ProxyAnswer): void {
+/**
+ * Answer on a raw socket (CONNECT, or a request the HTTP parser rejected), then close it.
+ * `linger: false` closes at once, the answer already handed to the kernel: for connections
+ * refused in a burst, whose descriptors must not outlive the accept that opened them.
+ */
+export function writeRawAnswer(socket: Socket, answer: ProxyAnswer, { linger = true }: { linger?: boolean } = {}): void {
   if (socket.destroyed || !socket.writable) {
     socket.destroy();
     return;
@@ -73,7 +77,8 @@ export function writeRawAnswer(socket: Socket, answer: ProxyAnswer): void {
   for (const [name, value] of Object.entries(answer.headers)) lines.push(`${name}: ${value}`);
   lines.push(`Content-Length: ${body.length}`, 'Connection: close', '', '');
   socket.end(Buffer.concat([Buffer.from(lines.join('\r\n'), 'latin1'), body]));
-  lingerThenClose(socket);
+  if (linger) lingerThenClose(socket);
+  else socket.destroy();
 }
 
 /** How long a refused client may take to read the answer and close its side. */

@@ -8,6 +8,7 @@ import { Exchange } from './exchange';
 import { answerWhenRecorded, handleRequest, refuseMalformedBody } from './forward';
 import { answerFor, writeRawAnswer } from './respond';
 import { clientAddress } from './client-address';
+import { admitConnection, isRefusedConnection } from './connection-limit';
 import { recordFailure } from './record';
 import { handleConnect } from './tunnel';
 
@@ -44,13 +45,13 @@ export function createProxyServer(ctx: ProxyContext): Server {
     // STYLE habit 7: an error listener at once, before anything can fail. Errors are handled
     // where the socket is used; this one only keeps a reset from becoming an uncaught error.
     socket.on('error', () => socket.destroy());
+    if (!admitConnection(ctx, socket)) return;
     socket.setNoDelay(true);
-    ctx.gauges.clientSockets += 1;
-    socket.once('close', () => (ctx.gauges.clientSockets -= 1));
   });
   // Node keeps one header more than the limit (and drops the rest), so a head past it shows.
   server.maxHeadersCount = HEAD_LIMITS.maxHeaders + 1;
   server.on('connect', (req, socket: Duplex, head: Buffer) => {
+    if (isRefusedConnection(socket as Socket)) return;
     const refusal = refusedHead(req);
     if (refusal) return refuseConnect(ctx, req, socket as Socket, refusal);
     handleConnect(ctx, req, socket as Socket, head).catch((err: unknown) => unexpected(ctx, err, socket));
@@ -60,12 +61,16 @@ export function createProxyServer(ctx: ProxyContext): Server {
   // its whole body only to be refused.
   server.on('checkContinue', (req, res) => dispatchRequest(ctx, req, res, { expectsContinue: true }));
   // Node would answer any other expectation with 417 itself, leaving no audit record.
-  server.on('checkExpectation', (req, res) => refuseRequest(ctx, req, res, refusedHead(req) ?? UNMET_EXPECTATION));
+  server.on('checkExpectation', (req, res) => {
+    if (!isRefusedConnection(req.socket)) refuseRequest(ctx, req, res, refusedHead(req) ?? UNMET_EXPECTATION);
+  });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(ctx, err, socket as Socket));
   return server;
 }
 
 function dispatchRequest(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, options: { expectsContinue?: boolean } = {}): void {
+  // A connection past the cap is being answered 503 on its socket: what it sent is not served.
+  if (isRefusedConnection(req.socket)) return;
   const refusal = refusedHead(req);
   if (refusal) return refuseRequest(ctx, req, res, refusal);
   handleRequest(ctx, req, res, options).catch((err: unknown) => unexpected(ctx, err, req.socket));
@@ -157,7 +162,7 @@ function answerClientError(ctx: ProxyContext, err: NodeJS.ErrnoException, socket
   // Node's parser can still fail on a head refused above (an invalid Transfer-Encoding is
   // reported after the 'request' event): that request is answered and recorded, and destroying
   // the socket now would drop the answer Node has not flushed yet.
-  if (answeredHeads.has(socket)) return;
+  if (answeredHeads.has(socket) || isRefusedConnection(socket)) return;
   const current = inFlight(socket);
   // A request pipelined behind one still being answered failed to parse. That one is complete
   // and has its record: let its answer finish, then answer and record the failed one.

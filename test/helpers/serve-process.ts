@@ -59,9 +59,19 @@ export function ensureBuilt(): void {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" (npm install/ci does it)`);
 }
 
-export function spawnServe(args: string[], env: NodeJS.ProcessEnv = {}): ServeProcess {
+export interface SpawnOptions {
+  /** Start under `ulimit -n` of this (soft and hard), as an operator's shell would. */
+  openFilesLimit?: number;
+}
+
+export function spawnServe(args: string[], env: NodeJS.ProcessEnv = {}, options: SpawnOptions = {}): ServeProcess {
   ensureBuilt();
-  const child = spawn(process.execPath, [CLI, 'serve', ...args], {
+  const command = [process.execPath, CLI, 'serve', ...args];
+  // The arguments reach the shell as its positional parameters, never as code: no quoting.
+  const [file, ...argv] = options.openFilesLimit === undefined
+    ? command
+    : ['bash', '-c', `ulimit -n ${Math.floor(options.openFilesLimit)} && exec "$@"`, 'bash', ...command];
+  const child = spawn(file, argv, {
     cwd: REPO_ROOT,
     env: { PATH: process.env.PATH, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
