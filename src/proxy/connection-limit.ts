@@ -18,7 +18,7 @@ import { answerFor, writeRawAnswer } from './respond';
  */
 export const REFUSALS_IN_FLIGHT = 32;
 
-/** Seconds between two warnings that connections are being refused. */
+/** How long between two warnings that connections are being refused. */
 const WARNING_INTERVAL_MS = 60_000;
 
 /** Connections past the cap: their answer is on its way, and no request on them is handled. */
