@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import vm from 'node:vm';
-import { SEGMENT_HEADER_BYTES } from '../src/audit/log/frame';
+import { SEGMENT_HEADER_BYTES, UnsupportedLogFormatError } from '../src/audit/log/frame';
 import { ID_MARK_FILE, IdMarkError } from '../src/audit/log/id-reservation';
 import { AuditLogWriteError, SegmentLog } from '../src/audit/log/segment-log';
 import { auditLogDir, listSegments } from '../src/audit/log/segment-files';
@@ -178,6 +178,16 @@ describe('segment log: failing writes fail closed and leave nothing misreadable'
     const back = readAll(dir);
     expect(back.damage).toEqual([]);
     expect(back.entries.map(({ entry }) => entry.id)).toEqual([1, ...ids]);
+  });
+
+  test('a segment written by a newer format refuses the start instead of being misread', () => {
+    openLog().appendBatch(opens(0, 1));
+    logs.splice(0).forEach((log) => log.close());
+    const [segment] = listSegments(dir);
+    const bytes = fs.readFileSync(segment.file);
+    bytes.writeUInt32LE(2, 8);
+    fs.writeFileSync(segment.file, bytes);
+    expect(() => openLog()).toThrow(UnsupportedLogFormatError);
   });
 
   test('a closed log refuses appends with a clear error', () => {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { AuditCompletion, AuditOpen } from '../record-types';
 import { encodeBatch } from './entry-codec';
 import type { LogEntry } from './entry-codec';
-import { SEGMENT_HEADER_BYTES, segmentHeader } from './frame';
+import { SEGMENT_HEADER_BYTES, segmentHeader, UnsupportedLogFormatError } from './frame';
 import { DEFAULT_ID_BLOCK, IdReservation, readIdMark } from './id-reservation';
 import { recoverLog } from './log-recovery';
 import type { RecoveryReport } from './log-recovery';
@@ -86,7 +86,15 @@ export class SegmentLog {
     } catch (err) {
       throw new AuditLogWriteError('creating', options.dir, err);
     }
-    const log = new SegmentLog(options, recoverLog(options.dir), readIdMark(options.dir));
+    let recovery: RecoveryReport;
+    try {
+      recovery = recoverLog(options.dir);
+    } catch (err) {
+      // A newer format is the operator's to resolve; a read or truncate failure is a write failure.
+      if (err instanceof UnsupportedLogFormatError) throw err;
+      throw new AuditLogWriteError('recovering', options.dir, err);
+    }
+    const log = new SegmentLog(options, recovery, readIdMark(options.dir));
     log.startSegment();
     return log;
   }
