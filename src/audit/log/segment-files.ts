@@ -1,0 +1,63 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+/**
+ * Segment files are named by a sequence number, one more than the newest segment's: twelve
+ * digits, so that names sort as numbers do. Not by their first entry's id: a segment may begin
+ * with completions of records opened in an earlier one, and a number that only ever grows makes
+ * a log position (segment, byte offset) totally ordered, which is what a consumer that follows the
+ * log needs to be idempotent.
+ */
+
+export const AUDIT_LOG_FOLDER = 'audit-log';
+const SEGMENT_NAME = /^(\d{12})\.seg$/;
+
+/** Where a store's log lives: `audit-log/` beside the `--db` file (SPEC §6). */
+export function auditLogDir(dbFile: string): string {
+  return path.join(path.dirname(path.resolve(dbFile)), AUDIT_LOG_FOLDER);
+}
+
+export function segmentName(sequence: number): string {
+  return `${String(sequence).padStart(12, '0')}.seg`;
+}
+
+export interface SegmentFile {
+  sequence: number;
+  file: string;
+}
+
+/** The folder's segments, oldest first; other files (the id mark, temp files) are ignored. */
+export function listSegments(dir: string): SegmentFile[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const segments: SegmentFile[] = [];
+  for (const name of names) {
+    const match = SEGMENT_NAME.exec(name);
+    if (match !== null) segments.push({ sequence: Number(match[1]), file: path.join(dir, name) });
+  }
+  return segments.sort((a, b) => a.sequence - b.sequence);
+}
+
+/**
+ * Makes a file's creation, rename or removal in `dir` survive a power cut: fsync on the file
+ * covers its contents, not the directory entry that names it.
+ */
+export function fsyncDir(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** An errno code for messages and callers (EIO, ENOSPC, EACCES, ...), or null. */
+export function errnoCode(err: unknown): string | null {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : null;
+}

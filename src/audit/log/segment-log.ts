@@ -1,0 +1,207 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { AuditCompletion, AuditOpen } from '../record-types';
+import { encodeBatch } from './entry-codec';
+import type { LogEntry } from './entry-codec';
+import { SEGMENT_HEADER_BYTES, segmentHeader, UnsupportedLogFormatError } from './frame';
+import { DEFAULT_ID_BLOCK, IdReservation, readIdMark } from './id-reservation';
+import { recoverLog } from './log-recovery';
+import type { RecoveryReport } from './log-recovery';
+import type { LogPosition } from './segment-reader';
+import { errnoCode, fsyncDir, segmentName } from './segment-files';
+
+/** An entry as the proxy hands it over: opens and finished records get their id at append. */
+export type NewEntry =
+  | { type: 'open'; open: AuditOpen }
+  | { type: 'complete'; id: number; completion: AuditCompletion }
+  | { type: 'finished'; open: AuditOpen; completion: AuditCompletion };
+
+export interface SegmentLogOptions {
+  /** The log's folder (auditLogDir(--db)); created if missing. */
+  dir: string;
+  /** A segment is closed and a new one started before a batch would take it past this. */
+  maxSegmentBytes?: number;
+  /** fdatasync after each batch (`--audit-fsync`): the batch then survives a power cut too. */
+  fsync?: boolean;
+  /** How many ids one fsynced reservation covers. */
+  idBlock?: number;
+  /** Ids start at least here: a store being taken over keeps its ids. */
+  firstId?: number;
+}
+
+export const DEFAULT_MAX_SEGMENT_BYTES = 64 * 1024 * 1024;
+
+/** The log cannot be written: the caller fails closed (503) and tries again later. */
+export class AuditLogWriteError extends Error {
+  readonly code: string | null;
+  constructor(doing: string, file: string, cause: unknown) {
+    const code = errnoCode(cause);
+    // Duck-typed: an fs error need not be `instanceof Error` of this realm (jest, worker threads).
+    const detail = (cause as { message?: unknown } | null)?.message;
+    super(`audit log cannot be written: ${doing} ${file} failed (${typeof detail === 'string' ? detail : String(cause)})`);
+    this.name = 'AuditLogWriteError';
+    this.code = code;
+  }
+}
+
+/**
+ * The append side of the audit log: a batch of entries is encoded into one Buffer and written
+ * with one write() to the newest segment, opened O_APPEND. Returned from appendBatch, the batch
+ * is in the kernel, so it survives SIGKILL of the process (like SQLite's WAL in synchronous=NORMAL);
+ * with `fsync` it survives a power cut too.
+ *
+ * After a failed or short write (ENOSPC, EIO, a file size limit) the segment is cut back to the
+ * end of the last whole batch at once; if even that fails, the next append starts a new segment,
+ * and readers skip the old segment's torn end by its checksums. Either way no partial batch is
+ * ever followed by a good one in a way a reader could misread.
+ */
+export class SegmentLog {
+  readonly recovery: RecoveryReport;
+  private readonly dir: string;
+  private readonly maxSegmentBytes: number;
+  private readonly fsync: boolean;
+  private readonly ids: IdReservation;
+  private sequence: number;
+  private fd = -1;
+  private file = '';
+  /** Bytes of the current segment that hold whole batches. */
+  private size = 0;
+  /** Set when a failed write could not be cut back: the segment's end is not trusted. */
+  private tornEnd = false;
+  private closed = false;
+
+  private constructor(options: SegmentLogOptions, recovery: RecoveryReport, mark: number | null) {
+    this.dir = options.dir;
+    this.maxSegmentBytes = options.maxSegmentBytes ?? DEFAULT_MAX_SEGMENT_BYTES;
+    this.fsync = options.fsync ?? false;
+    this.recovery = recovery;
+    this.sequence = recovery.lastSegment;
+    this.ids = new IdReservation(options.dir, mark, recovery.lastId, options.firstId ?? 1, options.idBlock ?? DEFAULT_ID_BLOCK);
+  }
+
+  /** Recovers the log's end and starts a new segment; throws AuditLogWriteError when it cannot. */
+  static open(options: SegmentLogOptions): SegmentLog {
+    try {
+      fs.mkdirSync(options.dir, { recursive: true });
+    } catch (err) {
+      throw new AuditLogWriteError('creating', options.dir, err);
+    }
+    let recovery: RecoveryReport;
+    try {
+      recovery = recoverLog(options.dir);
+    } catch (err) {
+      // A newer format is the operator's to resolve; a read or truncate failure is a write failure.
+      if (err instanceof UnsupportedLogFormatError) throw err;
+      throw new AuditLogWriteError('recovering', options.dir, err);
+    }
+    const log = new SegmentLog(options, recovery, readIdMark(options.dir));
+    log.startSegment();
+    return log;
+  }
+
+  /** The id the next open or finished entry will get. */
+  nextId(): number {
+    return this.ids.peek();
+  }
+
+  /** Where the next batch will begin. */
+  end(): LogPosition {
+    return { segment: this.sequence, offset: this.size };
+  }
+
+  /**
+   * Appends a batch with one write and returns each entry's record id (a completion's is the one
+   * it names). Throws AuditLogWriteError, with nothing of the batch left in the log, when it
+   * cannot be written; EntryEncodeError, before writing, when an entry cannot be encoded.
+   */
+  appendBatch(entries: readonly NewEntry[]): number[] {
+    if (this.closed) throw new AuditLogWriteError('appending to', this.dir, new Error('the log is closed'));
+    // No segment after a failed rotation, or one whose end could not be cut back: start anew.
+    if (this.fd < 0 || this.tornEnd) this.startSegment();
+    const withIds = this.withIds(entries);
+    const bytes = encodeBatch(withIds);
+    if (this.size > SEGMENT_HEADER_BYTES && this.size + bytes.length > this.maxSegmentBytes) this.startSegment();
+    this.write(bytes);
+    return withIds.map((entry) => entry.id);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.fd >= 0) this.closeQuietly();
+  }
+
+  private withIds(entries: readonly NewEntry[]): LogEntry[] {
+    let needed = 0;
+    for (const entry of entries) if (entry.type !== 'complete') needed += 1;
+    let next: number;
+    try {
+      next = needed === 0 ? 0 : this.ids.take(needed);
+    } catch (err) {
+      throw new AuditLogWriteError('reserving ids in', this.dir, err);
+    }
+    return entries.map((entry) => (entry.type === 'complete' ? entry : { ...entry, id: next++ }));
+  }
+
+  private write(bytes: Buffer): void {
+    try {
+      let done = 0;
+      while (done < bytes.length) {
+        // A regular file returns a short count only when it cannot take more (full disk, size
+        // limit); writing the rest then reports the real error.
+        done += fs.writeSync(this.fd, bytes, done, bytes.length - done);
+      }
+      if (this.fsync) fs.fdatasyncSync(this.fd);
+    } catch (err) {
+      this.cutBack();
+      throw new AuditLogWriteError('appending to', this.file, err);
+    }
+    this.size += bytes.length;
+  }
+
+  /** Removes a failed batch's partial bytes; when that fails too, the next append moves on. */
+  private cutBack(): void {
+    try {
+      fs.ftruncateSync(this.fd, this.size);
+      if (this.fsync) fs.fdatasyncSync(this.fd);
+    } catch {
+      this.tornEnd = true;
+    }
+  }
+
+  /**
+   * Closes the current segment and creates the next, named one more than the last number used
+   * (a failed attempt uses its number up, so a half-created file is never reopened). The folder
+   * is fsynced so that a segment name, once entries are in it, is not lost and reused.
+   */
+  private startSegment(): void {
+    if (this.fd >= 0) this.closeQuietly();
+    this.sequence += 1;
+    const file = path.join(this.dir, segmentName(this.sequence));
+    let fd = -1;
+    try {
+      fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_APPEND, 0o640);
+      const header = segmentHeader();
+      if (fs.writeSync(fd, header) !== header.length) throw new Error('short write of the segment header');
+      if (this.fsync) fs.fdatasyncSync(fd);
+      fsyncDir(this.dir);
+    } catch (err) {
+      if (fd >= 0) fs.closeSync(fd);
+      throw new AuditLogWriteError('creating', file, err);
+    }
+    this.fd = fd;
+    this.file = file;
+    this.size = SEGMENT_HEADER_BYTES;
+    this.tornEnd = false;
+  }
+
+  /** A close error (EIO on some file systems) must not hide the write error that got us here. */
+  private closeQuietly(): void {
+    try {
+      fs.closeSync(this.fd);
+    } catch {
+      // The descriptor is released even when close reports an error (POSIX close(2)).
+    }
+    this.fd = -1;
+  }
+}

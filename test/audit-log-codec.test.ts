@@ -1,0 +1,95 @@
+import zlib from 'node:zlib';
+import {
+  decodeEntry, EntryDecodeError, EntryEncodeError, encodeBatch, readEntryHead,
+} from '../src/audit/log/entry-codec';
+import type { LogEntry } from '../src/audit/log/entry-codec';
+import { checkFrame, FRAME_HEADER_BYTES, headerProblem, segmentHeader, UnsupportedLogFormatError } from '../src/audit/log/frame';
+import { MAX_TEXT_LENGTH } from '../src/audit/record-params';
+import type { AuditCompletion, AuditOpen } from '../src/audit/record-types';
+
+/** Every field distinct, so a swapped pair of fields in the codec shows up as a difference. */
+const OPEN: AuditOpen = {
+  startedAt: new Date('2025-03-01T12:00:00.123Z'), clientIp: '10.0.8.7', clientPort: 51234,
+  clients: ['ci-runners', 'everyone'], user: 'ci-bot', kind: 'http', method: 'GET', scheme: 'http',
+  host: 'example.com', port: 8080, path: '/a?b=ü', resolvedIp: '203.0.113.9', decision: 'deny',
+  wouldDeny: true, rule: 'block-all', ruleSource: 'policies/90.yaml:4', reason: 'matched rule block-all',
+  policyVersion: 'sha256:abc',
+};
+const DONE: AuditCompletion = { endedAt: new Date('2025-03-01T12:00:01.500Z'), status: 403, bytesUp: 517, bytesDown: 4096, error: 'upstream_error: reset' };
+
+const ENTRIES: LogEntry[] = [
+  { type: 'open', id: 1, open: OPEN },
+  { type: 'complete', id: 1, completion: DONE },
+  { type: 'finished', id: 2 ** 40, open: { ...OPEN, user: null, method: null, port: null }, completion: { ...DONE, status: null, error: null } },
+];
+
+/** Splits a batch Buffer into its frames' payloads, checking each frame on the way. */
+function payloads(batch: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  for (let at = 0; at < batch.length;) {
+    const check = checkFrame(batch.subarray(at));
+    if (!check.ok) throw new Error(check.reason);
+    out.push(batch.subarray(at + FRAME_HEADER_BYTES, at + check.frameBytes));
+    at += check.frameBytes;
+  }
+  return out;
+}
+
+describe('audit log entry codec', () => {
+  test('each kind of entry reads back exactly as written, from one batch buffer', () => {
+    expect(payloads(encodeBatch(ENTRIES)).map(decodeEntry)).toEqual(ENTRIES);
+  });
+
+  test('the binary head gives type, id and the entry time without parsing JSON', () => {
+    const heads = payloads(encodeBatch(ENTRIES)).map(readEntryHead);
+    expect(heads).toEqual([
+      { type: 'open', id: 1, timeMs: OPEN.startedAt.getTime() },
+      { type: 'complete', id: 1, timeMs: DONE.endedAt.getTime() },
+      { type: 'finished', id: 2 ** 40, timeMs: DONE.endedAt.getTime() },
+    ]);
+  });
+
+  test('hostile long texts are clipped as the SQLite store clips them', () => {
+    const open = { ...OPEN, host: 'h'.repeat(100_000), clients: ['c'.repeat(5000)] };
+    const [decoded] = payloads(encodeBatch([{ type: 'open', id: 3, open }])).map(decodeEntry);
+    if (decoded.type !== 'open') throw new Error('not an open');
+    expect(decoded.open.host).toHaveLength(MAX_TEXT_LENGTH);
+    expect(decoded.open.clients[0]).toHaveLength(MAX_TEXT_LENGTH);
+  });
+
+  test('an id or time out of range is refused before anything is encoded', () => {
+    expect(() => encodeBatch([{ type: 'open', id: 0.5, open: OPEN }])).toThrow(EntryEncodeError);
+    expect(() => encodeBatch([{ type: 'open', id: 1, open: { ...OPEN, startedAt: new Date(Number.NaN) } }])).toThrow(EntryEncodeError);
+  });
+
+  test('a checksummed payload of the wrong shape is refused, never read as an entry', () => {
+    const [payload] = payloads(encodeBatch([ENTRIES[1]]));
+    const forged = Buffer.concat([payload.subarray(0, 13), Buffer.from('[200,"1",2,null]')]);
+    expect(() => decodeEntry(forged)).toThrow(EntryDecodeError);
+    forged[0] = 9;
+    expect(() => decodeEntry(forged)).toThrow('unknown entry tag 9');
+  });
+
+  test('frame checks name zeroed, torn, mis-sized and corrupted frames', () => {
+    const frame = encodeBatch([ENTRIES[0]]);
+    expect(checkFrame(Buffer.alloc(40))).toEqual({ ok: false, reason: 'zeroed region' });
+    expect(checkFrame(frame.subarray(0, 8))).toEqual({ ok: false, reason: 'truncated frame header' });
+    expect(checkFrame(frame.subarray(0, frame.length - 1))).toEqual({ ok: false, reason: 'frame runs past the end of the file' });
+    const huge = Buffer.from(frame);
+    huge.writeUInt32LE(0x7fffffff, 4);
+    expect(checkFrame(huge)).toEqual({ ok: false, reason: `bad length ${0x7fffffff}` });
+    const flipped = Buffer.from(frame);
+    flipped[frame.length - 3] ^= 0x01;
+    expect(checkFrame(flipped)).toEqual({ ok: false, reason: 'checksum mismatch' });
+    expect(zlib.crc32(frame.subarray(FRAME_HEADER_BYTES))).toBe(frame.readUInt32LE(8));
+  });
+
+  test('segment header: good, damaged, and a newer format refused rather than misread', () => {
+    expect(headerProblem(segmentHeader(), 'x.seg')).toBeNull();
+    expect(headerProblem(Buffer.alloc(12), 'x.seg')).toBe('zeroed segment header');
+    expect(headerProblem(segmentHeader().subarray(0, 5), 'x.seg')).toBe('truncated segment header');
+    const newer = segmentHeader();
+    newer.writeUInt32LE(2, 8);
+    expect(() => headerProblem(newer, 'x.seg')).toThrow(UnsupportedLogFormatError);
+  });
+});
