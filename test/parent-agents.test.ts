@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import type { ServeConfig } from '../src/config';
+import { MIN_FREE_DISK_OFF } from '../src/config-size';
 import { startServing } from '../src/serve';
 import type { RunningProxy } from '../src/serve';
 import { listenOn, parseHead, rawConnect, readAll } from './helpers/proxy-harness';
@@ -105,6 +106,9 @@ describe('pooled agents of parent proxies', () => {
       maxTunnels: 100,
       maxTunnelsPerSource: 100,
       usersFile: null,
+      retainMs: 0,
+      minFreeDisk: MIN_FREE_DISK_OFF,
+      auditFsync: false,
     };
     running = await startServing(config, pino({ level: 'silent' }));
     stopped = false;
