@@ -1,5 +1,11 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { ConfigError, parseBoolean, parseDuration, parseMinFreeDisk, resolveServeConfig } from '../src/config';
 import { minFreeBytes, parseSize } from '../src/config-size';
+import { PROXY_TEST_POLICY } from './helpers/policies';
+import { spawnServe, splitHostPort } from './helpers/serve-process';
+import type { ServeProcess } from './helpers/serve-process';
 
 /** The audit-log options of `serve` (issue 14): --retain, --min-free-disk, --audit-fsync. */
 
@@ -94,5 +100,55 @@ describe('resolveServeConfig', () => {
     expect(() => resolveServeConfig({}, { TOLLGATE_RETAIN: '2 weeks' })).toThrow(/--retain/);
     expect(() => resolveServeConfig({}, { TOLLGATE_MIN_FREE_DISK: '1G' })).toThrow(/--min-free-disk/);
     expect(() => resolveServeConfig({}, { TOLLGATE_AUDIT_FSYNC: 'maybe' })).toThrow(/--audit-fsync/);
+  });
+});
+
+describe('the serve command line', () => {
+  const procs: ServeProcess[] = [];
+  let dir: string;
+
+  beforeAll(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'tollgate-serve-options-'));
+    mkdirSync(path.join(dir, 'policies'));
+    writeFileSync(path.join(dir, 'policies', 'policy.yaml'), PROXY_TEST_POLICY);
+  });
+
+  afterAll(async () => {
+    for (const proc of procs) {
+      proc.child.kill('SIGTERM');
+      await proc.exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function start(args: string[], env: NodeJS.ProcessEnv = {}): ServeProcess {
+    const db = path.join(dir, `audit-${procs.length}.db`);
+    const proc = spawnServe(['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--policies', path.join(dir, 'policies'), '--db', db, ...args], env);
+    procs.push(proc);
+    return proc;
+  }
+
+  async function readiness(proc: ServeProcess): Promise<{ audit: { fsync: boolean } }> {
+    const { admin } = await proc.waitForLog('listening');
+    const { host, port } = splitHostPort(String(admin));
+    return (await (await fetch(`http://${host}:${port}/readyz`)).json()) as { audit: { fsync: boolean } };
+  }
+
+  test('--audit-fsync alone turns fsync on; --retain 14d takes days and silences the warning', async () => {
+    const proc = start(['--audit-fsync', '--retain', '14d']);
+    expect((await readiness(proc)).audit.fsync).toBe(true);
+    expect(proc.lines.some((line) => /--retain is 0/.test(line.msg))).toBe(false);
+  });
+
+  test('TOLLGATE_AUDIT_FSYNC=1, and the warning when nothing is ever deleted', async () => {
+    const proc = start([], { TOLLGATE_AUDIT_FSYNC: '1' });
+    expect((await readiness(proc)).audit.fsync).toBe(true);
+    expect(proc.lines.some((line) => /--retain is 0: audit records are kept for ever/.test(line.msg))).toBe(true);
+  });
+
+  test('a bad size is refused at start with the option named', async () => {
+    const proc = start(['--min-free-disk', '1G']);
+    expect((await proc.exited).code).toBe(1);
+    expect(proc.stderr).toMatch(/--min-free-disk: expected a size such as 512MiB/);
   });
 });
