@@ -1,6 +1,13 @@
 import ipaddr from 'ipaddr.js';
 import { derivedClientConnections, readDescriptorLimit } from './descriptors';
 import type { DescriptorLimit } from './descriptors';
+import { ConfigError } from './config-error';
+import { parseMinFreeDisk } from './config-size';
+import type { MinFreeDisk } from './config-size';
+
+export { ConfigError } from './config-error';
+export { parseMinFreeDisk } from './config-size';
+export type { MinFreeDisk } from './config-size';
 
 export interface ListenAddress {
   readonly host: string;
@@ -28,15 +35,21 @@ export interface ServeConfig {
   readonly descriptorLimit: DescriptorLimit;
   /** The users file for proxy credentials, or null. */
   readonly usersFile: string | null;
+  /** Audit records started longer ago than this are deleted; 0 keeps every record. */
+  readonly retainMs: number;
+  /** Below this much free space on the audit folder's volume, requests get 503. */
+  readonly minFreeDisk: MinFreeDisk;
+  /** PRAGMA synchronous=FULL: every audit commit is fsynced (survives a power cut). */
+  readonly auditFsync: boolean;
 }
-
-export class ConfigError extends Error {}
 
 interface OptionSpec {
   readonly flag: string;
   readonly env: string;
   readonly fallback: string;
   readonly help: string;
+  /** A flag that takes no value (`--audit-fsync`); its variable takes 1/0, true/false. */
+  readonly boolean?: true;
 }
 
 /** Every serve option in one table: flag, environment variable, default with its unit. */
@@ -55,6 +68,9 @@ export const SERVE_OPTIONS = {
   maxTunnels: { flag: 'max-tunnels', env: 'TOLLGATE_MAX_TUNNELS', fallback: '8000', help: 'open tunnels overall (429 past it)' },
   maxTunnelsPerSource: { flag: 'max-tunnels-per-source', env: 'TOLLGATE_MAX_TUNNELS_PER_SOURCE', fallback: '1000', help: 'open tunnels per client address (429 past it)' },
   maxClientConnections: { flag: 'max-client-connections', env: 'TOLLGATE_MAX_CLIENT_CONNECTIONS', fallback: 'auto', help: 'open client connections (503 past it; auto = what fits the open-files limit)' },
+  retain: { flag: 'retain', env: 'TOLLGATE_RETAIN', fallback: '0', help: 'delete audit records older than this, e.g. 14d (0 = keep every record)' },
+  minFreeDisk: { flag: 'min-free-disk', env: 'TOLLGATE_MIN_FREE_DISK', fallback: '1GiB,5%', help: 'free space below which requests get 503: SIZE, PERCENT% or both, the smaller applies (0 = off)' },
+  auditFsync: { flag: 'audit-fsync', env: 'TOLLGATE_AUDIT_FSYNC', fallback: 'false', help: 'fsync every audit commit (survives a power cut; costs write throughput)', boolean: true },
 } as const satisfies Record<string, OptionSpec>;
 
 export type ServeOptionName = keyof typeof SERVE_OPTIONS;
@@ -67,13 +83,26 @@ export function parseListen(text: string, what: string): ListenAddress {
   return { host: match[1] ?? match[2], port };
 }
 
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** Durations like 500ms, 10s, 2m, 24h; a bare number is seconds. */
+/** Durations like 500ms, 10s, 2m, 24h, 14d; a bare number is seconds. */
 export function parseDuration(text: string, what: string): number {
-  const match = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (!match) throw new ConfigError(`${what}: expected a duration such as 500ms, 10s, 2m or 24h, got "${text}"`);
-  return Math.round(Number(match[1]) * DURATION_UNITS[match[2] ?? 's']);
+  const match = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)?$/.exec(text.trim());
+  if (!match) throw new ConfigError(`${what}: expected a duration such as 500ms, 10s, 2m, 24h or 14d, got "${text}"`);
+  const ms = Math.round(Number(match[1]) * DURATION_UNITS[match[2] ?? 's']);
+  if (!Number.isSafeInteger(ms)) throw new ConfigError(`${what}: "${text}" is too long`);
+  return ms;
+}
+
+const TRUE_WORDS = new Set(['1', 'true', 'yes', 'on']);
+const FALSE_WORDS = new Set(['0', 'false', 'no', 'off', '']);
+
+/** A boolean option: the flag alone gives "true"; a variable says 1/0, true/false, yes/no, on/off. */
+export function parseBoolean(text: string, what: string): boolean {
+  const word = text.trim().toLowerCase();
+  if (TRUE_WORDS.has(word)) return true;
+  if (FALSE_WORDS.has(word)) return false;
+  throw new ConfigError(`${what}: expected 1 or 0 (true or false), got "${text}"`);
 }
 
 function parseCount(text: string, what: string): number {
@@ -123,6 +152,9 @@ export function resolveServeConfig(
     maxClientConnections: parseClientConnections(pick('maxClientConnections'), descriptorLimit),
     descriptorLimit,
     usersFile: pick('users') === '' ? null : pick('users'),
+    retainMs: parseDuration(pick('retain'), '--retain'),
+    minFreeDisk: parseMinFreeDisk(pick('minFreeDisk'), '--min-free-disk'),
+    auditFsync: parseBoolean(pick('auditFsync'), '--audit-fsync'),
   };
   if (!isLoopbackHost(config.adminListen.host) && config.adminToken === null) {
     throw new ConfigError(

@@ -41,6 +41,17 @@ export interface ProxyMetrics {
   clientConnectionRefused(): void;
   /** Read at every scrape: open client connections, against the cap set at start. */
   setClientConnections(open: () => number, limit: number): void;
+  /** Read at every scrape: the audit volume's free space against --min-free-disk. */
+  setAuditDisk(state: () => AuditDiskGauges): void;
+  /** Records deleted by --retain. */
+  recordsPruned(count: number): void;
+}
+
+/** What the disk gauges show: free bytes (null: not measured), the watermark, and whether below it. */
+export interface AuditDiskGauges {
+  freeBytes: number | null;
+  minFreeBytes: number;
+  low: boolean;
 }
 
 function positive(n: number): boolean {
@@ -83,6 +94,25 @@ export function createMetrics(): ProxyMetrics {
     });
   };
   const connections = clientConnectionMetrics(registers);
+  const pruned = new Counter({ name: 'tollgate_audit_pruned_records_total', help: 'Audit records deleted by --retain', registers });
+  let auditDisk: (() => AuditDiskGauges) | null = null;
+  const registerAuditDisk = (): void => {
+    const read = (): AuditDiskGauges => auditDisk?.() ?? { freeBytes: null, minFreeBytes: 0, low: false };
+    new Gauge({
+      name: 'tollgate_audit_disk_free_bytes', help: 'Free space on the volume of the audit file (for unprivileged users)', registers,
+      collect() {
+        const free = read().freeBytes;
+        // Not measured (watermark off, volume unreadable): no sample rather than a false 0.
+        if (free === null) this.reset();
+        else this.set(free);
+      },
+    });
+    new Gauge({ name: 'tollgate_audit_disk_min_free_bytes', help: '--min-free-disk in bytes (0 = off)', registers, collect() { this.set(read().minFreeBytes); } });
+    new Gauge({
+      name: 'tollgate_audit_disk_low', help: '1 while free space is below --min-free-disk (requests get 503), else 0', registers,
+      collect() { this.set(read().low ? 1 : 0); },
+    });
+  };
   // Zero-valued series from the start, so rate() and alerts see every label set before its first event.
   for (const kind of REQUEST_KINDS) for (const decision of DECISIONS) requests.inc({ kind, decision }, 0);
   for (const direction of ['up', 'down']) bytes.inc({ direction }, 0);
@@ -105,6 +135,13 @@ export function createMetrics(): ProxyMetrics {
     },
     policyReload: (ok) => reloads.inc({ result: ok ? 'ok' : 'error' }),
     setOpenTunnels: (count) => { openTunnels = count; },
+    setAuditDisk: (state) => {
+      if (auditDisk === null) registerAuditDisk();
+      auditDisk = state;
+    },
+    recordsPruned: (count) => {
+      if (positive(count)) pruned.inc(count);
+    },
     setAuditWritable: (writable) => {
       if (auditWritable === null) registerAuditWritable();
       auditWritable = writable;

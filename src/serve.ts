@@ -6,11 +6,8 @@ import { Authenticator } from './auth/authenticator';
 import { UsersHolder } from './auth/users-holder';
 import { createMetrics } from './metrics';
 import type { ProxyMetrics } from './metrics';
-import { isInMemory } from './audit/connection';
-import { GroupCommit } from './audit/group-commit';
-import { openAuditStore } from './audit/store';
-import type { AuditStateChange, AuditStoreOptions } from './audit/store';
-import { WriterThread } from './audit/writer-thread';
+import type { GroupCommit } from './audit/group-commit';
+import type { DiskWatermark } from './audit/disk-watermark';
 import type { ServingStore } from './audit/writer-thread';
 import { ConfigError } from './config';
 import type { ListenAddress, ServeConfig } from './config';
@@ -21,6 +18,8 @@ import type { SelfAddress } from './policy/guard';
 import { PolicyHolder } from './policy/watch';
 import type { ProxyContext } from './proxy/context';
 import { systemResolver } from './proxy/dial';
+import { diskReadiness, openServingAudit } from './serve-audit';
+import type { AuditDependencies, ServingAudit } from './serve-audit';
 import { drainProxy } from './proxy/drain';
 import { ParentAgents } from './proxy/parent-agents';
 import { createUpstreamPool } from './proxy/relay-direct';
@@ -38,7 +37,7 @@ export interface RunningProxy {
 }
 
 /** Start the proxy and the admin app; throws ConfigError when they must not start. */
-export async function startServing(config: ServeConfig, log: Logger): Promise<RunningProxy> {
+export async function startServing(config: ServeConfig, log: Logger, deps: AuditDependencies = {}): Promise<RunningProxy> {
   const loaded = loadPolicy(config.policiesDir);
   if (!loaded.ok) {
     throw new ConfigError(`invalid policies in ${config.policiesDir}:\n${loaded.problems.map(formatProblem).join('\n')}`);
@@ -46,22 +45,20 @@ export async function startServing(config: ServeConfig, log: Logger): Promise<Ru
   if (loaded.warnings.length > 0) log.warn({ warnings: loaded.warnings.map(formatProblem) }, 'policy warnings (see tollgate policy check)');
   // Before the store: a bad users file must not leave the audit file open behind the error.
   const users = openUsers(config, log);
-  const store = openStore(config.dbFile, { onStateChange: (change) => logAuditState(log, change) });
   const self: SelfAddress[] = [];
   const metrics = createMetrics();
+  const serving = openServingAudit(config, log, metrics, deps);
+  const { store, audit } = serving;
   const holder = new PolicyHolder(config.policiesDir, loaded.policy, () => self, log, (ok) => metrics.policyReload(ok));
-  const audit = new GroupCommit(store, (seconds) => metrics.auditWrite(seconds));
   const ctx = proxyContext(config, holder, audit, log, metrics, users?.authenticator ?? null);
   // Agents of parents a reload no longer names are retired; requests in flight on them finish.
   holder.onLoaded((policy) => ctx.parentAgents.retainFor(policy));
   metrics.setOpenTunnels(() => ctx.tunnels.size);
   metrics.setClientConnections(() => ctx.gauges.clientSockets, config.maxClientConnections);
-  // Known state, no probe write per scrape.
-  metrics.setAuditWritable(() => store.health().writable);
   const server = createProxyServer(ctx);
   const admin = buildAdminApp({
     store,
-    ready: () => readiness(holder, store),
+    ready: () => readiness(holder, store, serving.watermark),
     token: config.adminToken,
     policy: () => ({ policy: holder.active().policy, lastReload: holder.lastReload }),
     metrics,
@@ -75,6 +72,7 @@ export async function startServing(config: ServeConfig, log: Logger): Promise<Ru
   } catch (err) {
     await admin.close();
     server.close();
+    serving.stop();
     store.close();
     throw new ConfigError(`cannot listen: ${err instanceof Error ? err.message : String(err)}`);
   }
@@ -102,7 +100,7 @@ export async function startServing(config: ServeConfig, log: Logger): Promise<Ru
     },
     shutdown: () => {
       users?.holder.close();
-      return shutdown(server, ctx, admin, { store, audit }, holder, config.drainTimeoutMs, log);
+      return shutdown(server, ctx, admin, serving, holder, config.drainTimeoutMs, log);
     },
   };
 }
@@ -165,19 +163,12 @@ function proxyContext(
   };
 }
 
-/**
- * The audit log's writes run on a thread of their own (writer-thread.ts), so a commit never
- * holds up relaying. An in-memory database cannot be shared between threads: it stays here.
- */
-function openStore(file: string, options: AuditStoreOptions): ServingStore {
-  return isInMemory(file) ? openAuditStore(file, options) : new WriterThread(file, options);
-}
-
-function readiness(holder: PolicyHolder, store: ServingStore): { ok: boolean; detail: Record<string, unknown> } {
+function readiness(holder: PolicyHolder, store: ServingStore, watermark: DiskWatermark): { ok: boolean; detail: Record<string, unknown> } {
   const last = holder.lastReload;
+  const disk = diskReadiness(watermark);
   return {
-    ok: true,
-    detail: { policy_version: holder.active().policy.version, last_reload: last, audit: store.health() },
+    ok: disk.ok,
+    detail: { policy_version: holder.active().policy.version, last_reload: last, audit: store.health(), ...disk.detail },
   };
 }
 
@@ -199,7 +190,7 @@ async function shutdown(
   server: Server,
   ctx: ProxyContext,
   admin: FastifyInstance,
-  { store, audit }: { store: ServingStore; audit: GroupCommit },
+  { store, audit, stop }: ServingAudit,
   holder: PolicyHolder,
   drainMs: number,
   log: Logger,
@@ -212,6 +203,7 @@ async function shutdown(
   await admin.close();
   // Completions of the connections the drain just ended, and opens still waiting for a commit.
   await audit.drain();
+  stop();
   let leftOpen: number | null = null;
   try {
     leftOpen = store.completeOpenRecords(new Date(), 'shutdown: proxy stopped');
@@ -220,10 +212,4 @@ async function shutdown(
   }
   store.close();
   log.info({ records_closed_at_shutdown: leftOpen }, 'stopped');
-}
-
-/** One line when the audit log starts failing, recovers, or had to be reopened. */
-function logAuditState(log: Logger, change: AuditStateChange): void {
-  const level = change.event === 'failing' ? 'error' : change.event === 'reopened' ? 'warn' : 'info';
-  log[level]({ audit: change.health }, change.message);
 }

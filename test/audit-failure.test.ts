@@ -112,7 +112,7 @@ describe('a full database (SQLITE_FULL)', () => {
     const recovered = changes.next('recovered');
     restore();
     expect((await recovered).message).toMatch(/^audit log writable again after \d+ ms; wrote 1 held completions$/);
-    expect(store.health()).toEqual({ writable: true, lastError: null, failingSince: null, pendingCompletions: 0, droppedCompletions: 0 });
+    expect(store.health()).toEqual({ writable: true, lastError: null, failingSince: null, pendingCompletions: 0, droppedCompletions: 0, fsync: false });
     expect(getRequest(store.db, inFlight)).toMatchObject({ bytes_up: 7, status: 200, ended_at: expect.any(String) });
     // No restart, and neither the failed inserts nor the probes used up an id.
     expect(store.record(openFacts(), finished())).toBe(lastId + 1);

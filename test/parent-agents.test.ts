@@ -7,6 +7,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { readDescriptorLimit } from '../src/descriptors';
 import type { ServeConfig } from '../src/config';
+import { MIN_FREE_DISK_OFF } from '../src/config-size';
 import { startServing } from '../src/serve';
 import type { RunningProxy } from '../src/serve';
 import { listenOn, parseHead, rawConnect, readAll } from './helpers/proxy-harness';
@@ -108,6 +109,9 @@ describe('pooled agents of parent proxies', () => {
       maxClientConnections: 1000,
       descriptorLimit: readDescriptorLimit(),
       usersFile: null,
+      retainMs: 0,
+      minFreeDisk: MIN_FREE_DISK_OFF,
+      auditFsync: false,
     };
     running = await startServing(config, pino({ level: 'silent' }));
     stopped = false;

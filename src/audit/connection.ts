@@ -36,6 +36,8 @@ export interface AuditConnection {
   /** Null for an in-memory database, which cannot be removed. */
   readonly identity: FileIdentity | null;
   readonly statements: Statements;
+  /** Read back from SQLite after configuring: synchronous is FULL (or EXTRA), each commit fsynced. */
+  readonly fsync: boolean;
   /**
    * A real write that leaves no trace: inserts a record in a savepoint and rolls it back (so a
    * full database fails it, as it fails real inserts), and rewrites the heartbeat row (so the
@@ -54,6 +56,8 @@ export interface AuditConnection {
 export interface ConnectOptions {
   clock: () => Date;
   busyTimeoutMs: number;
+  /** synchronous=FULL instead of NORMAL: each commit fsyncs the log (--audit-fsync). */
+  fsync?: boolean;
 }
 
 /** bigint: inode numbers above 2^53 (some network and copy-on-write file systems) stay exact. */
@@ -75,14 +79,14 @@ export function isInMemory(file: string): boolean {
   return file === ':memory:' || file === '';
 }
 
-function configureDatabase(db: Database.Database, busyTimeoutMs: number): void {
+function configureDatabase(db: Database.Database, busyTimeoutMs: number, fsync: boolean): void {
   // WAL: readers (the admin API, policy replay) never block the proxy's writes.
   db.pragma('journal_mode = WAL');
   // NORMAL in WAL mode: a committed transaction is in the OS page cache on return, so it survives
   // SIGKILL or a crash of this process; it does NOT survive power loss or a kernel crash (the last
-  // transactions may roll back). That is the guarantee we make. FULL (an fsync per commit) would
-  // extend it to power loss at a large cost in write throughput; offer it as an option if asked.
-  db.pragma('synchronous = NORMAL');
+  // transactions may roll back). That is the default guarantee. FULL (--audit-fsync) fsyncs the
+  // log at every commit, which extends it to a power cut at the cost of one fsync per batch.
+  db.pragma(fsync ? 'synchronous = FULL' : 'synchronous = NORMAL');
   db.pragma(`busy_timeout = ${busyTimeoutMs}`);
   // A checkpoint copies the log into the database and syncs both: 10-25 ms on this write path,
   // which made the p99 of every request. The store checkpoints from a worker thread instead
@@ -167,11 +171,12 @@ export function connectAudit(file: string, opts: ConnectOptions): AuditConnectio
   if (!isInMemory(file)) fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   const db = new Database(file);
   try {
-    configureDatabase(db, opts.busyTimeoutMs);
+    configureDatabase(db, opts.busyTimeoutMs, opts.fsync === true);
     applyMigrations(db, { clock: opts.clock });
     const statements = prepareStatements(db);
     const identity = isInMemory(file) ? null : identify(file);
-    return { db, identity, statements, probe: probeWith(db, statements), commitBatch: batchWith(db, statements) };
+    const fsync = (db.pragma('synchronous', { simple: true }) as number) >= 2;
+    return { db, identity, statements, fsync, probe: probeWith(db, statements), commitBatch: batchWith(db, statements) };
   } catch (err) {
     db.close();
     throw err;

@@ -12,6 +12,8 @@ export interface AuditStoreOptions {
   fileCheckIntervalMs?: number;
   /** Completions held in memory while failing; past this the oldest is dropped (stays open). */
   maxPendingCompletions?: number;
+  /** PRAGMA synchronous=FULL: every commit is fsynced before it returns (--audit-fsync). */
+  fsync?: boolean;
   /** The write-ahead log's checkpoints, run from a worker thread (checkpointer.ts). */
   checkpoint?: Partial<CheckpointerOptions>;
   /** One call per transition (failing, recovered, reopened), meant for one log line each. */
@@ -52,6 +54,7 @@ export function settingsFrom(opts: AuditStoreOptions): Settings {
     probeIntervalMs: opts.probeIntervalMs ?? AUDIT_STORE_DEFAULTS.probeIntervalMs,
     fileCheckIntervalMs: opts.fileCheckIntervalMs ?? AUDIT_STORE_DEFAULTS.fileCheckIntervalMs,
     maxPendingCompletions: opts.maxPendingCompletions ?? AUDIT_STORE_DEFAULTS.maxPendingCompletions,
+    fsync: opts.fsync ?? false,
     checkpoint: { ...CHECKPOINTER_DEFAULTS, ...opts.checkpoint },
   };
   const numbers: Array<[string, number, number]> = [

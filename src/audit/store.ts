@@ -78,7 +78,7 @@ class SqliteAuditStore implements AuditStore {
       clock: settings.clock,
       probeIntervalMs: settings.probeIntervalMs,
       probe: () => void this.probe(false),
-      counts: () => ({ pendingCompletions: this.pending.size, droppedCompletions: this.dropped }),
+      counts: () => ({ pendingCompletions: this.pending.size, droppedCompletions: this.dropped, fsync: this.connection?.fsync ?? settings.fsync }),
       onStateChange,
     });
   }

@@ -10,6 +10,8 @@ export interface AuditHealth {
   pendingCompletions: number;
   /** Completions dropped since start because the in-memory queue was full (a counter). */
   droppedCompletions: number;
+  /** The writer's connection fsyncs every commit (--audit-fsync, PRAGMA synchronous=FULL). */
+  fsync: boolean;
 }
 
 /** One transition, for a single log line: `message` is written to be logged as it is. */
@@ -62,7 +64,7 @@ export interface WriteHealthOptions {
   probeIntervalMs: number;
   /** Called by the timer while failing; it calls recovered() or fail() itself. */
   probe: () => void;
-  counts: () => Pick<AuditHealth, 'pendingCompletions' | 'droppedCompletions'>;
+  counts: () => Pick<AuditHealth, 'pendingCompletions' | 'droppedCompletions' | 'fsync'>;
   onStateChange?: (change: AuditStateChange) => void;
 }
 

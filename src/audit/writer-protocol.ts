@@ -1,6 +1,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { CompletionEntry, FinishedEntry } from './connection';
 import type { AuditOpen } from './record-types';
+import type { PruneReport } from './retention';
 import type { AuditStoreOptions } from './store-options';
 import type { AuditHealth, AuditStateChange } from './write-health';
 
@@ -12,6 +13,8 @@ export type PortableStoreOptions = Omit<AuditStoreOptions, 'clock' | 'onStateCha
 export interface WriterWorkerData {
   file: string;
   options: PortableStoreOptions;
+  /** --retain: the thread deletes records older than this (retention.ts); 0 keeps every one. */
+  retainMs: number;
   /** Int32 slots, see the constants below. */
   flags: SharedArrayBuffer;
   /** Where the answers to synchronous calls go (read with receiveMessageOnPort). */
@@ -62,5 +65,7 @@ export type BatchReply =
 export type ParentMessage =
   | BatchReply
   | { kind: 'state'; change: AuditStateChange }
+  /** A retention pass deleted records, or stopped on an error. */
+  | { kind: 'pruned'; report: PruneReport }
   /** The parent is in its event loop (not waiting on a call): close the reader now. */
   | { kind: 'closeReader' };

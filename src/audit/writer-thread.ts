@@ -6,6 +6,7 @@ import { closeConnection } from './connection';
 import type { BatchOutcome, CompletionEntry, FinishedEntry } from './connection';
 import type { BatchTarget } from './group-commit';
 import type { AuditOpen } from './record-types';
+import type { PruneReport } from './retention';
 import type { AuditStore } from './store';
 import { AUDIT_STORE_DEFAULTS } from './store-options';
 import type { AuditStoreOptions } from './store-options';
@@ -20,8 +21,12 @@ import type { CallReply, CallRequest, ParentMessage, PortableStoreOptions, Remot
  */
 export type ServingStore = BatchTarget & Pick<AuditStore, 'file' | 'db' | 'isWritable' | 'health' | 'completeOpenRecords' | 'close'>;
 
-/** The store's options that can cross to a thread, and the state-change callback. */
-export type WriterThreadOptions = PortableStoreOptions & Pick<AuditStoreOptions, 'onStateChange'>;
+/** The store's options that can cross to a thread, the state-change callback, and retention. */
+export type WriterThreadOptions = PortableStoreOptions & Pick<AuditStoreOptions, 'onStateChange'> & {
+  /** --retain: the writer thread deletes older records (retention.ts); 0 or absent keeps all. */
+  retainMs?: number;
+  onPruned?: (report: PruneReport) => void;
+};
 
 /**
  * Opening runs the migrations, which can take a while on a large file the first time a new
@@ -159,10 +164,11 @@ export class WriterThread implements ServingStore {
   private start(): { ok: true; thread: Thread; health: AuditHealth } | { ok: false; error: RemoteError } {
     const { port1, port2 } = new MessageChannel();
     const flags = new Int32Array(new SharedArrayBuffer(8));
-    const { onStateChange: _, ...options } = this.opts;
+    const { onStateChange: _, onPruned: __, retainMs, ...options } = this.opts;
     const data: WriterWorkerData = {
       file: this.file,
       options,
+      retainMs: retainMs ?? 0,
       flags: flags.buffer as SharedArrayBuffer,
       calls: port2,
       entry: path.join(__dirname, `writer-worker${path.extname(__filename)}`),
@@ -229,6 +235,7 @@ export class WriterThread implements ServingStore {
   private received(message: ParentMessage): void {
     if (message.kind === 'closeReader') return this.closeReaderIfAsked(this.thread);
     if (message.kind === 'state') return this.stateChanged(message.change);
+    if (message.kind === 'pruned') return this.pruned(message.report);
     this.mirror = message.health;
     const waiting = this.waiting.get(message.seq);
     if (waiting === undefined) return;
@@ -255,6 +262,14 @@ export class WriterThread implements ServingStore {
       this.opts.onStateChange?.(change);
     } catch {
       // A throwing log callback must not break the writer's messages.
+    }
+  }
+
+  private pruned(report: PruneReport): void {
+    try {
+      this.opts.onPruned?.(report);
+    } catch {
+      // As for state changes: a throwing log callback must not break the writer's messages.
     }
   }
 

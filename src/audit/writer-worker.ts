@@ -1,5 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { MessagePort } from 'node:worker_threads';
+import { Retention } from './retention';
 import { openAuditStore } from './store';
 import type { AuditStore } from './store';
 import type { AuditStoreOptions } from './store-options';
@@ -83,6 +84,7 @@ function call(store: AuditStore, seq: number, request: CallRequest): CallReply {
       case 'completeOpenRecords':
         return { seq, ok: true, value: store.completeOpenRecords(request.endedAt, request.error), health: store.health() };
       case 'close':
+        retention?.stop();
         store.close();
         return { seq, ok: true, value: null, health: store.health() };
     }
@@ -113,7 +115,16 @@ process.on('exit', () => {
   Atomics.notify(flags, REPLY);
 });
 
+/** --retain runs here, beside the writes it must not stall (retention.ts). */
+function startRetention(store: AuditStore): Retention | null {
+  if (data.retainMs <= 0) return null;
+  const started = new Retention({ retainMs: data.retainMs, db: () => store.db, onPass: (report) => post({ kind: 'pruned', report }) });
+  started.start();
+  return started;
+}
+
 const store = open();
+const retention = store === null ? null : startRetention(store);
 if (store !== null) {
   answer({ seq: 0, ok: true, value: null, health: store.health() });
   port.on('message', (message: WorkerMessage) => {

@@ -6,14 +6,14 @@ import { startServing } from '../serve';
 
 function serveHelp(): string {
   const rows = Object.values(SERVE_OPTIONS).map(
-    (o) => `  --${o.flag.padEnd(16)} ${o.env.padEnd(26)} ${o.help} (default ${o.fallback})`,
+    (o) => `  --${o.flag.padEnd(22)} ${o.env.padEnd(31)} ${o.help} (default ${o.fallback})`,
   );
   return [
     'usage: tollgate serve [options]',
     '',
-    '  flag               environment variable       meaning',
+    '  flag                     environment variable            meaning',
     ...rows,
-    `  ${''.padEnd(18)} TOLLGATE_ADMIN_TOKEN       admin API token; required for a non-loopback admin address`,
+    `  ${''.padEnd(24)} TOLLGATE_ADMIN_TOKEN            admin API token; required for a non-loopback admin address`,
     '',
     'Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the policies.',
     '',
@@ -22,8 +22,9 @@ function serveHelp(): string {
 
 /** `tollgate serve`: run until SIGTERM/SIGINT. */
 export async function runServe(args: string[]): Promise<number> {
+  const specs: ReadonlyArray<{ flag: string; boolean?: true }> = Object.values(SERVE_OPTIONS);
   const options = Object.fromEntries(
-    Object.values(SERVE_OPTIONS).map((o) => [o.flag, { type: 'string' as const }]),
+    specs.map((o) => [o.flag, { type: o.boolean === true ? ('boolean' as const) : ('string' as const) }]),
   );
   let parsed;
   try {
@@ -41,6 +42,8 @@ export async function runServe(args: string[]): Promise<number> {
   for (const [name, spec] of Object.entries(SERVE_OPTIONS) as Array<[ServeOptionName, { flag: string }]>) {
     const value = values[spec.flag];
     if (typeof value === 'string') flags[name] = value;
+    // A boolean flag given on the command line is on, whatever the variable says.
+    if (value === true) flags[name] = 'true';
   }
   const log = createLogger();
   try {

@@ -5,6 +5,7 @@ import { historyView } from './history-view.js';
 import { detailView } from './detail-view.js';
 import { overviewView } from './overview-view.js';
 import { policyView } from './policy-view.js';
+import { startHealthBanner } from './health-banner.js';
 
 const VIEWS = { history: historyView, detail: detailView, overview: overviewView, policy: policyView };
 const TITLES = { history: 'History', detail: 'Request', overview: 'Overview', policy: 'Policy' };
@@ -35,3 +36,4 @@ function render(state) {
 }
 
 startRouter(render);
+startHealthBanner(document.getElementById('health-banner'));
