@@ -69,8 +69,8 @@ export type FrameCheck =
   | { ok: false; reason: string };
 
 /**
- * Checks the frame starting at `bytes[0]`; `bytes` holds everything the file has from there, up
- * to at least FRAME_HEADER_BYTES + MAX_PAYLOAD_BYTES when the file is that long.
+ * Checks the frame starting at `bytes[0]`; `bytes` holds the file's bytes from there: at least
+ * the header and the payload length it announces, when the file is that long.
  */
 export function checkFrame(bytes: Buffer): FrameCheck {
   if (bytes.length < FRAME_HEADER_BYTES) {

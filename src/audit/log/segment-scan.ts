@@ -17,7 +17,6 @@ export type ScanItem =
   | { kind: 'damage'; offset: number; length: number; reason: string; toEnd: boolean };
 
 const CHUNK_BYTES = 1 << 20;
-const WHOLE_FRAME_BYTES = FRAME_HEADER_BYTES + MAX_PAYLOAD_BYTES;
 
 /** Reads a file through one reusable window, so a scan costs a read per megabyte, not per frame. */
 class FileWindow {
@@ -53,6 +52,18 @@ class FileWindow {
 }
 
 /**
+ * The bytes checkFrame needs at `at`: the header, then exactly the payload it announces (or
+ * nothing more when the length is implausible). Asking for the largest possible frame instead
+ * would refill the window with a megabyte for every frame of a segment longer than that.
+ */
+function frameAt(window: FileWindow, at: number): Buffer {
+  const head = window.bytes(at, FRAME_HEADER_BYTES);
+  if (head.length < FRAME_HEADER_BYTES) return head;
+  const length = head.readUInt32LE(4);
+  return window.bytes(at, FRAME_HEADER_BYTES + (length <= MAX_PAYLOAD_BYTES ? length : 0));
+}
+
+/**
  * The next offset after `from` where a whole, checksummed frame begins, or the file's size when
  * there is none. Bounded: every step moves forward by at least one byte.
  */
@@ -66,7 +77,7 @@ function nextGoodFrame(window: FileWindow, from: number): number {
       at = chunk.length < CHUNK_BYTES ? window.size : at + chunk.length - (FRAME_SYNC.length - 1);
       continue;
     }
-    if (checkFrame(window.bytes(at + hit, WHOLE_FRAME_BYTES)).ok) return at + hit;
+    if (checkFrame(frameAt(window, at + hit)).ok) return at + hit;
     at += hit + 1;
   }
   return window.size;
@@ -91,7 +102,7 @@ export function* scanSegment(file: string, startOffset = 0): Generator<ScanItem>
       }
     }
     while (at < window.size) {
-      const check = checkFrame(window.bytes(at, WHOLE_FRAME_BYTES));
+      const check = checkFrame(frameAt(window, at));
       if (check.ok) {
         const payload = window.bytes(at + FRAME_HEADER_BYTES, check.frameBytes - FRAME_HEADER_BYTES);
         yield { kind: 'frame', offset: at, end: at + check.frameBytes, payload };
