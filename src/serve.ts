@@ -8,6 +8,8 @@ import { createMetrics } from './metrics';
 import type { ProxyMetrics } from './metrics';
 import type { GroupCommit } from './audit/group-commit';
 import type { DiskWatermark } from './audit/disk-watermark';
+import { completeAtShutdown, completeLeftOpen } from './audit/left-open';
+import type { AtShutdown } from './audit/left-open';
 import type { ServingStore } from './audit/writer-thread';
 import { ConfigError } from './config';
 import type { ListenAddress, ServeConfig } from './config';
@@ -33,7 +35,15 @@ export interface RunningProxy {
   /** SIGHUP: reload the policies and the users file. */
   reload(): void;
   /** Stop accepting, drain, complete open records, close the database. */
-  shutdown(): Promise<void>;
+  shutdown(): Promise<ShutdownOutcome>;
+}
+
+export interface ShutdownOutcome {
+  /**
+   * False when the records still open could not be completed (the audit log could not be
+   * written): the process then exits non-zero. Held completions were saved for the next start.
+   */
+  recordsCompleted: boolean;
 }
 
 /** Start the proxy and the admin app; throws ConfigError when they must not start. */
@@ -49,6 +59,7 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
   const metrics = createMetrics();
   const serving = openServingAudit(config, log, metrics, deps);
   const { store, audit } = serving;
+  const closedAtStart = await completeRecordsLeftOpen(store, log);
   const holder = new PolicyHolder(config.policiesDir, loaded.policy, () => self, log, (ok) => metrics.policyReload(ok));
   const ctx = proxyContext(config, holder, audit, log, metrics, users?.authenticator ?? null);
   // Agents of parents a reload no longer names are retired; requests in flight on them finish.
@@ -86,7 +97,7 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
   log.info(
     {
       proxy: formatAddress(proxyAddress), admin: formatAddress(adminAddress), policies: config.policiesDir, policy_version: loaded.policy.version, db: config.dbFile,
-      max_client_connections: config.maxClientConnections, open_files_limit: config.descriptorLimit.soft,
+      max_client_connections: config.maxClientConnections, open_files_limit: config.descriptorLimit.soft, records_closed_at_start: closedAtStart,
     },
     'listening',
   );
@@ -194,7 +205,7 @@ async function shutdown(
   holder: PolicyHolder,
   drainMs: number,
   log: Logger,
-): Promise<void> {
+): Promise<ShutdownOutcome> {
   log.info({ open_tunnels: ctx.tunnels.size, drain_ms: drainMs }, 'draining');
   holder.close();
   await drainProxy(server, ctx, drainMs);
@@ -204,12 +215,40 @@ async function shutdown(
   // Completions of the connections the drain just ended, and opens still waiting for a commit.
   await audit.drain();
   stop();
-  let leftOpen: number | null = null;
-  try {
-    leftOpen = store.completeOpenRecords(new Date(), 'shutdown: proxy stopped');
-  } catch (err) {
-    log.error({ err }, 'could not complete open records: audit log unavailable');
-  }
+  const completed = completeAtShutdown(store, new Date());
   store.close();
-  log.info({ records_closed_at_shutdown: leftOpen }, 'stopped');
+  logShutdownAudit(log, completed);
+  return { recordsCompleted: completed.ok };
+}
+
+/**
+ * Before the proxy accepts a connection, so only earlier runs' records are still open. A store
+ * that cannot be written now leaves them open (and a saved file in place) for the next start.
+ */
+async function completeRecordsLeftOpen(store: ServingStore, log: Logger): Promise<number | null> {
+  try {
+    const done = await completeLeftOpen(store, new Date());
+    if (done.heldUnreadable > 0) log.warn({ lines: done.heldUnreadable }, 'skipped unreadable lines of the saved completions file');
+    if (done.heldWritten + done.closed > 0) {
+      log.warn(
+        { held_completions_written: done.heldWritten, records_closed_at_start: done.closed, ended_at: done.endedAt.toISOString() },
+        'completed records an earlier run left open (error proxy_restarted, ended at its last sign of life)',
+      );
+    }
+    return done.closed;
+  } catch (err) {
+    log.error({ err }, 'could not complete records an earlier run left open: audit log unavailable; the next start tries again');
+    return null;
+  }
+}
+
+function logShutdownAudit(log: Logger, done: AtShutdown): void {
+  if (done.ok) return log.info({ records_closed_at_shutdown: done.closed }, 'stopped');
+  log.error({ err: done.error }, 'could not complete open records: audit log unavailable; exiting with status 1');
+  if (done.savedTo !== null) {
+    log.warn({ held_completions: done.held, file: done.savedTo }, 'saved held completions beside the audit log; the next start writes them');
+  } else if (done.held > 0 || done.saveError !== null) {
+    log.error({ err: done.saveError, held_completions: done.held }, 'could not save held completions: lost; their records end as proxy_restarted at the next start');
+  }
+  log.info({ records_closed_at_shutdown: null }, 'stopped');
 }

@@ -5,6 +5,7 @@ import { hashPassword, parseHash } from '../src/auth/password-hash';
 import type { ParsedHash } from '../src/auth/password-hash';
 import { listenOn, parseHead, rawConnect, readAll, readUntil, startOrigin, startProxy } from './helpers/proxy-harness';
 import type { Origin, ProxyHarness } from './helpers/proxy-harness';
+import { startRawOrigin } from './helpers/raw-origin';
 
 /** The parent: a second tollgate that knows the destinations and wants credentials. */
 const PARENT_POLICY = `version: 1
@@ -139,6 +140,21 @@ describe('chaining through an upstream proxy', () => {
       expect(answer.headers['proxy-authenticate']).toBeUndefined();
     } finally {
       await wrong.close();
+    }
+  });
+
+  test('a parent that answers with something other than HTTP is a 502, recorded as an upstream_error', async () => {
+    const garbage = await startRawOrigin((s) => s.end('HELLO\r\n\r\n'));
+    const misled = await startProxy({ policies: { 'policy.yaml': childPolicy(garbage.port) }, hosts: {} });
+    try {
+      const socket = await rawConnect(misled.port);
+      socket.write(`GET http://origin.test:${origin.port}/garbage HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      expect(parseHead(await readAll(socket)).status).toBe(502);
+      const record = await misled.waitForRecord((r) => r.path === '/garbage' && r.ended_at !== null);
+      expect(record).toMatchObject({ status: 502, error: expect.stringMatching(/^upstream_error: upstream proxy .* sent an invalid response/) });
+    } finally {
+      await misled.close();
+      garbage.server.close();
     }
   });
 });

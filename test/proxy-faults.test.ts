@@ -4,6 +4,7 @@ import { EventEmitter } from 'node:events';
 import { CLIENT_GONE } from '../src/proxy/exchange';
 import { CLIENT_LEFT } from '../src/proxy/forward';
 import { drainProxy } from '../src/proxy/drain';
+import type { ProxyErrorCode } from '../src/proxy/errors';
 import type { Resolver } from '../src/proxy/dial';
 import { listenOn, parseHead, rawConnect, readAll, readUntil, startOrigin, startProxy, tableResolver } from './helpers/proxy-harness';
 import type { Origin, ProxyHarness } from './helpers/proxy-harness';
@@ -69,20 +70,24 @@ describe('faults and hostile peers', () => {
     expect(seen).toEqual([{ url: '/ok', body: smuggled }]);
   });
 
-  const badResponses: Array<[string, number, string]> = [
-    ['a status Node cannot write (099)', 502, 'HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n'],
+  // The record's error starts with the kind of failure the client's answer was chosen by:
+  // `upstream_error:` for an answer that is not valid HTTP, whatever part of it is broken.
+  const badResponses: Array<[string, number, string, ProxyErrorCode | null]> = [
+    ['a status Node cannot write (099)', 502, 'HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n', 'upstream_error'],
     // The reason phrase is not relayed (Node writes the standard one), so this one is harmless.
-    ['a control byte in the reason phrase', 200, 'HTTP/1.1 200 O\x01K\r\nContent-Length: 2\r\n\r\nok'],
-    ['a 101 that nobody asked for', 502, 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n'],
-    ['garbage instead of HTTP', 502, 'SSH-2.0-OpenSSH_9.6\r\n'],
-    ['nothing (it closes at once)', 502, ''],
+    ['a control byte in the reason phrase', 200, 'HTTP/1.1 200 O\x01K\r\nContent-Length: 2\r\n\r\nok', null],
+    ['a 101 that nobody asked for', 502, 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n', 'upstream_error'],
+    ['garbage instead of HTTP', 502, 'SSH-2.0-OpenSSH_9.6\r\n', 'upstream_error'],
+    ['a bare word and an empty line', 502, 'HELLO\r\n\r\n', 'upstream_error'],
+    ['a status that is not a number', 502, 'HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n', 'upstream_error'],
+    ['nothing (it closes at once)', 502, '', 'connect_reset'],
     // Informational answers are not relayed; the final one is.
-    ['an early hint (103) before its answer', 200, 'HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'],
+    ['an early hint (103) before its answer', 200, 'HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok', null],
     // Expect is not forwarded, so a 100 is unasked: undici fails the exchange (RFC 9110 §15.2
     // would have clients skip it). Pinned here so that a change of undici's mind shows.
-    ['a 100 Continue nobody asked for', 502, 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'],
+    ['a 100 Continue nobody asked for', 502, 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok', 'upstream_error'],
   ];
-  test.each(badResponses)('an origin sending %s: the client gets %i, and the proxy lives on', async (_name, status, answer) => {
+  test.each(badResponses)('an origin sending %s: the client gets %i, and the proxy lives on', async (_name, status, answer, errorCode) => {
     const bad = await rawOrigin(answer);
     const socket = await rawConnect(proxy.port);
     socket.write(`GET http://origin.test:${bad.port}/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
@@ -90,7 +95,8 @@ describe('faults and hostile peers', () => {
     expect(response.status).toBe(status);
     const record = await proxy.waitForRecord((r) => r.port === bad.port && r.ended_at !== null);
     expect(record.status).toBe(status);
-    if (status === 502) expect(record.error).not.toBeNull();
+    if (errorCode === null) expect(record.error).toBeNull();
+    else expect(record.error).toMatch(new RegExp(`^${errorCode}: `));
     bad.server.close();
     const after = await rawConnect(proxy.port);
     after.write(`GET http://origin.test:${origin.port}/alive HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import { RecordEnd } from '../src/audit/record-types';
 import { listenOn, parseHead, rawConnect, readAll, readUntil } from './helpers/proxy-harness';
 import { spawnSync } from 'node:child_process';
 import { CLI, spawnServe, splitHostPort } from './helpers/serve-process';
@@ -192,7 +193,7 @@ describe('tollgate serve as a process', () => {
     expect(rows[0].error).toBeNull();
   });
 
-  test('SIGTERM closes tunnels still open after the drain timeout and completes their records', async () => {
+  test('SIGTERM closes tunnels still open after the drain timeout and records them as cut at the deadline', async () => {
     const proc = start(['--drain-timeout', '300ms']);
     const proxy = splitHostPort(String((await proc.waitForLog('listening')).proxy));
     const socket = await openTunnel(proxy.port);
@@ -204,6 +205,8 @@ describe('tollgate serve as a process', () => {
     expect((await proc.exited).code).toBe(0);
     const rows = readRecords(path.join(dir, 'data', 'audit.db'));
     expect(rows[0].ended_at_ms).not.toBeNull();
+    // Not ERR_STREAM_PREMATURE_CLOSE: the proxy cut it, the network did not fail.
+    expect(rows[0].error).toBe(RecordEnd.drainDeadline);
   });
 
   test('a policy edit is picked up; an invalid edit keeps the last good policy', async () => {

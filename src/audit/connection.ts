@@ -108,8 +108,10 @@ function prepareStatements(db: Database.Database) {
       `UPDATE requests SET ${COMPLETION_COLUMNS.map((c) => `${c} = @${c}`).join(', ')}
        WHERE id = @id AND ended_at_ms IS NULL`,
     ),
+    // MAX: a record a previous run left open may have started after that run's last sign of
+    // life (left-open.ts), and a clock set back must not give a negative duration either.
     completeOpen: db.prepare(
-      `UPDATE requests SET ended_at_ms = @ended_at_ms, error = COALESCE(error, @error)
+      `UPDATE requests SET ended_at_ms = MAX(started_at_ms, @ended_at_ms), error = COALESCE(error, @error)
        WHERE ended_at_ms IS NULL`,
     ),
     heartbeat: db.prepare(

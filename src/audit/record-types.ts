@@ -101,3 +101,16 @@ export interface AuditSink {
    */
   record(record: AuditOpen, completion: AuditCompletion): Promise<number>;
 }
+
+/**
+ * The audit `error` of records the proxy ended itself, not a peer or the network (SPEC §6).
+ * Shared by the code that writes them and the tests that look for them.
+ */
+export const RecordEnd = {
+  /** A previous run left the record open (killed, crashed): completed at the next start. */
+  proxyRestarted: 'proxy_restarted',
+  /** Still open once the drain had ended every connection: completed as the proxy stopped. */
+  shutdown: 'shutdown: proxy stopped',
+  /** A tunnel still open at the drain deadline (--drain-timeout), cut by the proxy. */
+  drainDeadline: 'shutdown: cut at the drain deadline',
+} as const;

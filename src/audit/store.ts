@@ -41,8 +41,13 @@ export interface AuditStore extends AuditWriter {
    * when the file cannot be written; the completions are then held, as complete() holds them.
    */
   commitBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[], finished?: readonly FinishedEntry[]): BatchOutcome;
-  /** Ends every record still open (graceful shutdown); returns how many were ended. */
+  /**
+   * Ends every record still open (graceful shutdown; at start, those a previous run left open),
+   * never before its own start; returns how many were ended.
+   */
   completeOpenRecords(endedAt: Date, error: string): number;
+  /** The completions held in memory because they could not be written (a shutdown saves them). */
+  heldCompletions(): CompletionEntry[];
   /** A real probe write now (for /readyz); updates health(). Never throws. */
   isWritable(): boolean;
   /** The last known state, without touching the file (for logs and metrics). */
@@ -123,6 +128,10 @@ class SqliteAuditStore implements AuditStore {
     // One real attempt first: it writes held completions, so their real byte counts win.
     this.probe(true);
     return this.write((c) => c.statements.completeOpen.run({ ended_at_ms: endedAt.getTime(), error: clipText(error) }).changes);
+  }
+
+  heldCompletions(): CompletionEntry[] {
+    return [...this.pending];
   }
 
   isWritable(): boolean {

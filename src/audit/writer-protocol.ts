@@ -45,11 +45,12 @@ export interface RemoteError {
 export type CallRequest =
   | { method: 'isWritable' }
   | { method: 'completeOpenRecords'; endedAt: Date; error: string }
+  | { method: 'heldCompletions' }
   | { method: 'close' };
 
 /** health is null only when the store could not be opened at all. */
 export type CallReply =
-  | { seq: number; ok: true; value: number | boolean | null; health: AuditHealth }
+  | { seq: number; ok: true; value: number | boolean | null | CompletionEntry[]; health: AuditHealth }
   | { seq: number; ok: false; error: RemoteError; health: AuditHealth | null };
 
 /** Parent to worker. */

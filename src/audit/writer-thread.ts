@@ -19,7 +19,7 @@ import type { CallReply, CallRequest, ParentMessage, PortableStoreOptions, Remot
  * What `serve` needs of the audit log: group commit's target, the admin API's reads, /readyz,
  * /metrics and shutdown. The store itself (store.ts) is one; so is the writer thread below.
  */
-export type ServingStore = BatchTarget & Pick<AuditStore, 'file' | 'db' | 'isWritable' | 'health' | 'completeOpenRecords' | 'close'>;
+export type ServingStore = BatchTarget & Pick<AuditStore, 'file' | 'db' | 'isWritable' | 'health' | 'completeOpenRecords' | 'heldCompletions' | 'close'>;
 
 /** The store's options that can cross to a thread, the state-change callback, and retention. */
 export type WriterThreadOptions = PortableStoreOptions & Pick<AuditStoreOptions, 'onStateChange'> & {
@@ -81,7 +81,8 @@ interface Thread {
  *
  * A thread that dies, or does not answer a call in time, is stopped: writes fail closed (503,
  * /readyz not ready) and a new thread is started after probeIntervalMs, which opens the file
- * afresh. Completions the lost thread held in memory are lost with it; their records stay open.
+ * afresh. Completions the lost thread held in memory are lost with it; their records stay open
+ * until the next start completes them (left-open.ts).
  */
 export class WriterThread implements ServingStore {
   private thread: Thread;
@@ -144,6 +145,10 @@ export class WriterThread implements ServingStore {
     return this.call({ method: 'completeOpenRecords', endedAt, error }) as number;
   }
 
+  heldCompletions(): CompletionEntry[] {
+    return this.call({ method: 'heldCompletions' }) as CompletionEntry[];
+  }
+
   /** The reader first, so the writer's close is the last one: it checkpoints and removes the log. */
   close(): void {
     if (this.closed) return;
@@ -194,7 +199,7 @@ export class WriterThread implements ServingStore {
     this.thread.worker.postMessage(message);
   }
 
-  private call(request: CallRequest): number | boolean | null {
+  private call(request: CallRequest): number | boolean | null | CompletionEntry[] {
     if (this.closed) throw new Error('the audit store is closed');
     if (this.lost !== null) throw this.unavailable();
     const seq = ++this.seq;

@@ -83,6 +83,8 @@ function call(store: AuditStore, seq: number, request: CallRequest): CallReply {
         return { seq, ok: true, value: store.isWritable(), health: store.health() };
       case 'completeOpenRecords':
         return { seq, ok: true, value: store.completeOpenRecords(request.endedAt, request.error), health: store.health() };
+      case 'heldCompletions':
+        return { seq, ok: true, value: store.heldCompletions(), health: store.health() };
       case 'close':
         retention?.stop();
         store.close();

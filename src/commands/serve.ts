@@ -3,6 +3,7 @@ import { ConfigError, resolveServeConfig, SERVE_OPTIONS } from '../config';
 import type { ServeOptionName } from '../config';
 import { createLogger } from '../log';
 import { startServing } from '../serve';
+import type { ShutdownOutcome } from '../serve';
 
 function serveHelp(): string {
   const rows = Object.values(SERVE_OPTIONS).map(
@@ -15,7 +16,8 @@ function serveHelp(): string {
     ...rows,
     `  ${''.padEnd(24)} TOLLGATE_ADMIN_TOKEN            admin API token; required for a non-loopback admin address`,
     '',
-    'Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the policies.',
+    'Signals: SIGTERM/SIGINT drain and exit 0 (1 when the audit log could not take the last',
+    'completions); SIGHUP reloads the policies.',
     '',
   ].join('\n');
 }
@@ -57,7 +59,7 @@ export async function runServe(args: string[]): Promise<number> {
   }
 }
 
-function untilStopped(shutdown: () => Promise<void>, reload: () => void, log: ReturnType<typeof createLogger>): Promise<number> {
+function untilStopped(shutdown: () => Promise<ShutdownOutcome>, reload: () => void, log: ReturnType<typeof createLogger>): Promise<number> {
   return new Promise((resolve) => {
     process.on('SIGHUP', () => reload());
     const stop = (signal: string): void => {
@@ -65,7 +67,7 @@ function untilStopped(shutdown: () => Promise<void>, reload: () => void, log: Re
       process.removeAllListeners('SIGTERM');
       process.removeAllListeners('SIGINT');
       shutdown().then(
-        () => resolve(0),
+        (outcome) => resolve(outcome.recordsCompleted ? 0 : 1),
         (err: unknown) => {
           log.error({ err }, 'shutdown failed');
           resolve(1);

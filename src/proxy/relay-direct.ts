@@ -8,7 +8,7 @@ import { DialReason, formatHostPort, upstreamError } from './dial';
 import { ProxyError } from './errors';
 import type { Exchange } from './exchange';
 import { endToEndHeaders } from './headers';
-import { failUpstream, hasBody, hostHeader, idleTimeout, relayHead } from './relay';
+import { failUpstream, hasBody, hostHeader, idleTimeout, invalidResponse, isParseError, relayHead } from './relay';
 import type { Relay, Tally } from './relay';
 import type { Target } from './target-types';
 
@@ -52,13 +52,20 @@ function undiciFailure(err: Error, ctx: ProxyContext, hostPort: string): ProxyEr
     if (err.message === 'bad response') return new ProxyError(502, 'upstream_error', 'the destination sent an unexpected 100 Continue');
     return new ProxyError(502, 'upstream_error', `connection to ${hostPort} failed: ${err.message}`);
   }
-  // undici reports a parse error as a length mismatch once a Content-Length was seen.
-  if (code.startsWith('HPE_') || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
-    return new ProxyError(502, 'upstream_error', `the destination ${hostPort} sent an invalid response`);
-  }
+  if (isInvalidResponse(err, code)) return invalidResponse(`the destination ${hostPort}`, err);
   // The request itself: undici validates method, path and headers again.
   if (code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_NOT_SUPPORTED') return new ProxyError(502, 'upstream_error', `cannot forward the request: ${err.message}`);
   return null;
+}
+
+/**
+ * Bytes from the destination that are not an HTTP answer: a parse error (isParseError), one
+ * undici reports as a length mismatch once it saw a Content-Length, and the assertion undici's
+ * parser makes on a status below 100 (`HTTP/1.1 099` fails `assert(statusCode >= 100)` in
+ * client-h1.js).
+ */
+function isInvalidResponse(err: Error, code: string): boolean {
+  return isParseError(err) || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || code === 'ERR_ASSERTION';
 }
 
 /** One exchange's undici handler: the destination's answer, written to the client as it comes. */

@@ -7,7 +7,7 @@ import type { Exchange } from './exchange';
 import { endToEndHeaders } from './headers';
 import type { ParentProxy } from './parent-url';
 import { describeStreamError } from './record';
-import { DROP_FROM_REQUEST, failUpstream, hostHeader, idleTimeout, relayHead } from './relay';
+import { DROP_FROM_REQUEST, failUpstream, hostHeader, idleTimeout, invalidResponse, isParseError, relayHead } from './relay';
 import type { Relay, Tally } from './relay';
 import type { Target } from './target-types';
 
@@ -60,7 +60,9 @@ export function relayViaParent(ctx: ProxyContext, exchange: Exchange, req: Incom
   // with it the connection) before the 502 is written.
   req.pipe(upstream);
   const describe = (err: Error): ProxyError => (err instanceof ProxyError ? err : upstreamError(err, address, parent.port));
-  const fail = (err: Error): void => failUpstream(ctx, exchange, res, tally, err, describe);
+  // A parent answering with something that is not HTTP: node:http's parse error, as a 502.
+  const fail = (err: Error): void =>
+    failUpstream(ctx, exchange, res, tally, isParseError(err) ? invalidResponse(`upstream proxy ${parent.label}`, err) : err, describe);
   upstream.on('response', (upRes) => relayResponse(upstream, upRes, res, exchange, tally));
   upstream.on('error', fail);
   // We strip Upgrade, so a 101 is the parent misbehaving. Node then emits neither 'response'

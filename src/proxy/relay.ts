@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { errors } from 'undici';
 import type { ProxyContext } from './context';
 import { ProxyError } from './errors';
 import type { Exchange } from './exchange';
@@ -40,6 +41,21 @@ export function hostHeader(target: Target): string {
 /** Nothing moved for the request idle timeout: 504 before the answer began, a cut after. */
 export function idleTimeout(ctx: ProxyContext): ProxyError {
   return new ProxyError(504, 'upstream_timeout', `no data from the destination for ${ctx.timeouts.requestIdleMs} ms`);
+}
+
+/**
+ * llhttp's verdict on bytes that are not an HTTP answer: node:http's `HPE_*` errors, and
+ * undici's HTTPParserError, whose `code` is often unset (undici looks llhttp's numeric error up
+ * in a table keyed by name).
+ */
+export function isParseError(err: Error): boolean {
+  return err instanceof errors.HTTPParserError || ((err as NodeJS.ErrnoException).code ?? '').startsWith('HPE_');
+}
+
+/** Recorded as `upstream_error: ...`, like every other failure of the destination's answer. */
+export function invalidResponse(from: string, err: Error): ProxyError {
+  const detail = isParseError(err) ? ` (${err.message})` : '';
+  return new ProxyError(502, 'upstream_error', `${from} sent an invalid response${detail}`);
 }
 
 /** RFC 9112 §6.3: a request has a body only when it says so with one of these two headers. */

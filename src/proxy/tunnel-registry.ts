@@ -49,7 +49,13 @@ export class TunnelRegistry {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
-  destroyAll(): void {
-    for (const socket of this.open.keys()) socket.destroy();
+  /**
+   * Cuts every tunnel, its client socket destroyed with `reason`: a spliced tunnel (tunnel.ts)
+   * records the first error either socket emitted, so its record says why it was cut instead
+   * of looking like a network failure. (Every client socket has an error listener from the
+   * moment it connects, server.ts.)
+   */
+  destroyAll(reason?: Error): void {
+    for (const socket of this.open.keys()) socket.destroy(reason);
   }
 }

@@ -1,0 +1,155 @@
+import { createServer } from 'node:net';
+import type { Server, Socket } from 'node:net';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { heldCompletionsFile } from '../src/audit/held-completions-file';
+import { RecordEnd } from '../src/audit/record-types';
+import { listenOn, parseHead, rawConnect, readUntil } from './helpers/proxy-harness';
+import { startRawOrigin } from './helpers/raw-origin';
+import { spawnServe, splitHostPort } from './helpers/serve-process';
+import type { ServeProcess } from './helpers/serve-process';
+
+/**
+ * SPEC §4/§6: every record is completed, even when the run that opened it could not complete
+ * it: killed (kill -9), or stopped while its audit log could not be written.
+ */
+
+const LOOPBACK_POLICY = `version: 1
+settings:
+  default: deny
+network:
+  allow_ranges: [127.0.0.0/8]
+rules:
+  - name: loopback-origin
+    action: allow
+    hosts: [127.0.0.1]
+    ports: any
+`;
+
+interface Row {
+  id: number;
+  kind: string;
+  started_at_ms: number;
+  ended_at_ms: number | null;
+  status: number | null;
+  bytes_up: number;
+  bytes_down: number;
+  error: string | null;
+}
+
+function readRecords(dbFile: string): Row[] {
+  const db = new Database(dbFile, { readonly: true });
+  try {
+    return db.prepare('SELECT id, kind, started_at_ms, ended_at_ms, status, bytes_up, bytes_down, error FROM requests ORDER BY id').all() as Row[];
+  } finally {
+    db.close();
+  }
+}
+
+describe('records a run could not complete are completed by the next start', () => {
+  let dir: string;
+  let dbFile: string;
+  let echo: Server;
+  let echoPort: number;
+  const running: ServeProcess[] = [];
+  const sockets: Socket[] = [];
+
+  beforeAll(async () => {
+    echo = createServer({ allowHalfOpen: true }, (s) => {
+      s.on('error', () => s.destroy());
+      s.on('data', (chunk) => s.write(chunk));
+      s.on('end', () => s.end());
+    });
+    echoPort = await listenOn(echo);
+  });
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'tollgate-restart-'));
+    mkdirSync(path.join(dir, 'policies'));
+    writeFileSync(path.join(dir, 'policies', 'policy.yaml'), LOOPBACK_POLICY);
+    dbFile = path.join(dir, 'data', 'audit.db');
+  });
+  afterEach(() => {
+    for (const p of running.splice(0)) p.child.kill('SIGKILL');
+    for (const s of sockets.splice(0)) s.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  afterAll(() => echo.close());
+
+  async function start(): Promise<{ proc: ServeProcess; proxyPort: number; listening: Record<string, unknown> }> {
+    const proc = spawnServe(['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--policies', path.join(dir, 'policies'), '--db', dbFile]);
+    running.push(proc);
+    const listening = await proc.waitForLog('listening');
+    return { proc, proxyPort: splitHostPort(String(listening.proxy)).port, listening };
+  }
+
+  /** An established tunnel to the echo server, with one round trip through it. */
+  async function openTunnel(proxyPort: number): Promise<Socket> {
+    const socket = await rawConnect(proxyPort);
+    sockets.push(socket);
+    socket.on('error', () => undefined);
+    socket.write(`CONNECT 127.0.0.1:${echoPort} HTTP/1.1\r\n\r\n`);
+    expect(parseHead(await readUntil(socket, '\r\n\r\n')).status).toBe(200);
+    socket.write('ping');
+    await readUntil(socket, 'ping');
+    return socket;
+  }
+
+  test('after kill -9, the next start completes the open tunnel and request as proxy_restarted and says how many', async () => {
+    const first = await start();
+    await openTunnel(first.proxyPort);
+    // A GET its origin never answers: acknowledged (forwarded, so its record is on disk), open.
+    const silent = await startRawOrigin(() => undefined);
+    const client = await rawConnect(first.proxyPort);
+    sockets.push(client);
+    client.on('error', () => undefined);
+    client.write(`GET http://127.0.0.1:${silent.port}/never HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await silent.requests(1);
+    first.proc.child.kill('SIGKILL');
+    await first.proc.exited;
+    silent.server.close();
+    expect(readRecords(dbFile).map((r) => r.ended_at_ms)).toEqual([null, null]);
+
+    const second = await start();
+    expect(second.listening.records_closed_at_start).toBe(2);
+    const line = await second.proc.waitForLog('completed records an earlier run left open (error proxy_restarted, ended at its last sign of life)');
+    expect(line).toMatchObject({ records_closed_at_start: 2, held_completions_written: 0 });
+    const rows = readRecords(dbFile);
+    expect(rows.map((r) => [r.kind, r.error])).toEqual([['connect', RecordEnd.proxyRestarted], ['http', RecordEnd.proxyRestarted]]);
+    // Ended at the last sign of life of the killed run (the newest record's start), not now.
+    const newestStart = Math.max(...rows.map((r) => r.started_at_ms));
+    for (const row of rows) expect(row.ended_at_ms).toBe(newestStart);
+    expect(new Date(String(line.ended_at)).getTime()).toBe(newestStart);
+  });
+
+  test('SIGTERM while the audit log cannot be written exits 1; the held completion is written at the next start', async () => {
+    const first = await start();
+    const tunnel = await openTunnel(first.proxyPort);
+    // Another connection holds the write lock: every write of the proxy fails with SQLITE_BUSY.
+    const locker = new Database(dbFile);
+    locker.prepare('BEGIN IMMEDIATE').run();
+    try {
+      first.proc.child.kill('SIGTERM');
+      await first.proc.waitForLog('draining');
+      // The tunnel ends cleanly during the drain; its completion cannot be written, so it is held.
+      tunnel.end();
+      expect((await first.proc.exited).code).toBe(1);
+    } finally {
+      locker.prepare('ROLLBACK').run();
+      locker.close();
+    }
+    const saved = first.proc.lines.find((l) => l.msg === 'saved held completions beside the audit log; the next start writes them');
+    expect(saved).toMatchObject({ held_completions: 1, file: heldCompletionsFile(dbFile) });
+    expect(existsSync(String(saved?.file))).toBe(true);
+    expect(readRecords(dbFile)[0].ended_at_ms).toBeNull();
+
+    const second = await start();
+    expect(second.listening.records_closed_at_start).toBe(0);
+    const [row] = readRecords(dbFile);
+    // The real end, not proxy_restarted: bytes and status as the tunnel ended.
+    expect(row).toMatchObject({ status: 200, bytes_up: 4, bytes_down: 4, error: null });
+    expect(row.ended_at_ms).not.toBeNull();
+    expect(existsSync(String(saved?.file))).toBe(false);
+  });
+});
