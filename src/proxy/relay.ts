@@ -91,11 +91,15 @@ export function relayHead(res: ServerResponse, exchange: Exchange, tally: Tally,
  * its connection is cut, so that a truncated body cannot look complete.
  */
 export function failUpstream(ctx: ProxyContext, exchange: Exchange, res: ServerResponse, tally: Tally, err: Error, describe: UpstreamFailure): void {
-  tally.error ??= describeStreamError(err);
-  if (res.headersSent || res.destroyed) return void res.destroy();
+  if (res.headersSent || res.destroyed) {
+    tally.error ??= describeStreamError(err);
+    return void res.destroy();
+  }
   // The rest of an unfinished upload would be read as the next request: close after the answer.
   if (!res.req.complete) res.shouldKeepAlive = false;
   const error = describe(err);
+  // Recorded by the kind the answer was chosen by (`connect_refused: ...`), as a CONNECT's is.
+  tally.error ??= `${error.code}: ${error.reason}`;
   countUpstreamError(ctx, error.code);
   tally.status = error.status;
   sendAnswer(res, answerFor(error, exchange));
