@@ -36,6 +36,8 @@ interface Dist {
   applyMigrations(db: Database.Database): string[];
   loadPolicy(dir: string): { ok: true; policy: LoadedPolicy } | { ok: false; problems: unknown[] };
   decide(policy: LoadedPolicy, facts: Facts): Decision;
+  /** src/audit/log/side-tables.ts: the side tables, kept as the store keeps them (no trigger since 003). */
+  SideTableBatch: new (db: Database.Database) => { add(id: number, row: Record<string, string | number | null>): void; flush(): void };
 }
 
 export function loadDist(): Dist {
@@ -44,6 +46,7 @@ export function loadDist(): Dist {
     applyMigrations: dist('audit/migrate.js').applyMigrations as Dist['applyMigrations'],
     loadPolicy: dist('policy/load.js').loadPolicy as Dist['loadPolicy'],
     decide: dist('policy/decide.js').decide as Dist['decide'],
+    SideTableBatch: dist('audit/log/side-tables.js').SideTableBatch as Dist['SideTableBatch'],
   };
 }
 
@@ -122,12 +125,14 @@ export interface GenerateOptions {
 }
 
 /**
- * Inserts `records` rows, `batch` per transaction, oldest first. Every 1,000th is malformed (a
- * raw target, no port) and every 2,000th was never decided (the client left first).
+ * Inserts `records` rows, `batch` per transaction, oldest first, with the side tables' upserts at
+ * the end of each transaction. Every 1,000th is malformed (a raw target, no port) and every
+ * 2,000th was never decided (the client left first).
  */
 export function generateTraffic(dist: Dist, db: Database.Database, policy: LoadedPolicy, opts: GenerateOptions): void {
   const rand = random(20260301);
   const insert = db.prepare(INSERT);
+  const sideTables = new dist.SideTableBatch(db);
   const decided = new Map<string, Decision>();
   const decideOnce = (r: Request): Decision => {
     const key = `${r.kind} ${r.method} ${r.host} ${r.port} ${r.path ?? ''} ${r.clientIp}`;
@@ -148,15 +153,18 @@ export function generateTraffic(dist: Dist, db: Database.Database, policy: Loade
       const guarded = d.action === 'allow' && r.host.startsWith('10.1.');
       const malformed = i % 1000 === 999;
       const undecided = i % 2000 === 500;
-      insert.run({
+      const row = {
         started, ended: started + 150, client_ip: r.clientIp, clients: JSON.stringify(d.clients), kind: r.kind,
         method: r.method, scheme: r.kind === 'http' ? 'http' : null, host: malformed ? `${r.host}:` : r.host,
         port: malformed ? null : r.port, path: r.path, decision: guarded || d.action === 'deny' || malformed || undecided ? 'deny' : 'allow',
         would_deny: d.wouldDeny && !malformed && !undecided ? 1 : 0,
         rule: malformed || undecided ? null : guarded ? '(guard)' : d.rule, rule_source: d.ruleSource, reason: d.reason,
         status: d.action === 'deny' || guarded ? 403 : 200, error: null, version: policy.version,
-      });
+      };
+      const id = Number(insert.run(row).lastInsertRowid);
+      sideTables.add(id, { ...row, started_at_ms: started });
     }
+    sideTables.flush();
   });
   for (let from = 0; from < opts.records; from += opts.batch) writeBatch(from, Math.min(opts.records, from + opts.batch));
 }

@@ -1,12 +1,11 @@
 import fs from 'node:fs';
 import Database from 'better-sqlite3';
-import { connectAudit } from '../src/audit/connection';
 import { SegmentLog } from '../src/audit/log/segment-log';
 import type { NewEntry } from '../src/audit/log/segment-log';
 import { openAuditStore } from '../src/audit/store';
 import { completion, openFacts, opens } from './helpers/audit-log-fixtures';
 import {
-  allRows, consumers, sideTables, tempAuditFolder, variedCompletion, variedOpen,
+  allRows, consumers, referenceSideTables, sideTables, tempAuditFolder, variedCompletion, variedOpen,
 } from './helpers/audit-index-fixtures';
 
 let dbFile: string;
@@ -85,7 +84,6 @@ describe('index consumer: idempotent by log position', () => {
     saboteur.exec('DROP TRIGGER fail_position');
     saboteur.close();
     expect(consumer.step()).toMatchObject({ entries: 4, inserted: 4 });
-    expect(consumer.db.prepare('SELECT count(*) FROM side_tables_deferred').pluck().get()).toBe(0);
     expect(consumer.db.prepare('SELECT sum(allowed) FROM request_minutes').pluck().get()).toBe(4);
   });
 
@@ -115,22 +113,24 @@ describe('index consumer: idempotent by log position', () => {
 });
 
 describe('index consumer: side tables', () => {
-  test('kept per batch exactly as migration 002\'s trigger keeps them for the store', () => {
+  test('kept per batch exactly as 002 defines them (its backfill over the same rows), whatever the step size', () => {
     const count = 60;
-    const store = connectAudit(`${dbFile}.store`, { clock: () => new Date(), busyTimeoutMs: 1000 });
     const all = Array.from({ length: count }, (_, n) => variedOpen(n));
-    // The store inserts row by row (its trigger fires per row); the log gets the same records, same ids.
-    for (let n = 0; n < count; n += 9) store.commitBatch(all.slice(n, n + 9), []);
-    const batches = [];
-    for (let n = 0; n < count; n += 9) batches.push(all.slice(n, n + 9).map((open) => ({ type: 'open' as const, open })));
-    appendAll(batches);
+    const [ids] = appendAll([all.map((open) => ({ type: 'open' as const, open }))]);
+    appendAll([ids.filter((_, n) => n % 3 !== 0).map((id, n) => ({ type: 'complete' as const, id, completion: variedCompletion(n) }))]);
     for (const size of [1, 13, 5000]) {
       const consumer = pool.open({ file: `${dbFile}.${size}`, logDir, maxBatchEntries: size });
       consumer.catchUp();
-      expect(sideTables(consumer.db)).toEqual(sideTables(store.db));
-      expect(allRows(consumer.db)).toEqual(allRows(store.db));
+      const rows = allRows(consumer.db);
+      expect(rows).toHaveLength(count);
+      expect(sideTables(consumer.db)).toEqual(referenceSideTables(rows));
     }
-    store.db.close();
+  });
+
+  test('003 dropped 002\'s insert trigger; the delete trigger that retention relies on stays', () => {
+    const consumer = pool.open({ file: dbFile, logDir });
+    const triggers = consumer.db.prepare(`SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'requests' ORDER BY name`).pluck().all();
+    expect(triggers).toEqual(['requests_side_tables_delete']);
   });
 });
 

@@ -123,12 +123,26 @@ function makeRow(rand: () => number, hosts: string[], hostCdf: Float64Array, cli
   };
 }
 
+/** src/audit/log/side-tables.ts's SideTableBatch (loaded from dist/ by the caller). */
+export interface SideTables {
+  add(id: number, row: Row): void;
+  flush(): void;
+}
+
+export interface GenerateOptions {
+  /** Records per transaction. */
+  batch?: number;
+  /** Keeps 002's side tables as the store does (no trigger since 003); null: a schema without them. */
+  sideTables: SideTables | null;
+}
+
 /**
  * Inserts `count` records spread evenly over [endMs - spanMs, endMs], in transactions of
- * `batch` through one prepared statement: the migration's trigger fills the side tables for
- * every row, exactly as it does for the store's inserts.
+ * `batch` through one prepared statement, each transaction ending with the side tables' upserts
+ * for its rows, exactly as the store's commitBatch keeps them.
  */
-export function generateLog(db: Database.Database, count: number, spanMs: number, endMs: number, batch = 10_000): GeneratedLog {
+export function generateLog(db: Database.Database, count: number, spanMs: number, endMs: number, opts: GenerateOptions): GeneratedLog {
+  const { batch = 10_000, sideTables } = opts;
   const rand = random(42);
   const hosts = buildHosts();
   const hostCdf = cumulative(hosts.length, 1.1);
@@ -139,8 +153,11 @@ export function generateLog(db: Database.Database, count: number, spanMs: number
   const insertBatch = db.transaction((from: number, to: number) => {
     for (let i = from; i < to; i += 1) {
       const late = rand() < 0.01 ? Math.floor(rand() * 15_000) : 0;
-      insert.run(makeRow(rand, hosts, hostCdf, clientCdf, Math.floor(firstMs + i * step) - late));
+      const row = makeRow(rand, hosts, hostCdf, clientCdf, Math.floor(firstMs + i * step) - late);
+      const id = Number(insert.run(row).lastInsertRowid);
+      sideTables?.add(id, row);
     }
+    sideTables?.flush();
   });
   for (let from = 0; from < count; from += batch) insertBatch(from, Math.min(count, from + batch));
   return { records: count, firstMs, lastMs: endMs, hosts, topHost: hosts[0], rareHost: hosts[HOST_COUNT - 7] };

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { parseArgs } from 'node:util';
 import type * as ConnectionModule from '../../src/audit/connection';
 import type * as ConsumerModule from '../../src/audit/log/index-consumer';
 import type * as StepModule from '../../src/audit/log/index-step';
@@ -14,7 +15,7 @@ import type { BenchRecord } from './index-records';
  * store's write pattern today, in one run, on temp folders, 100,000 records each. The log is
  * written before timing (its cost is in the table above this section); the consumer is timed
  * catching up on it. Appends a section to bench/results/log-append.md (replacing an older one).
- * Usage: npm run build && npx tsc -p bench/audit/tsconfig.json && node bench/dist/audit/bench/audit/index-consume.js
+ * Usage: npm run build && npx tsc -p bench/audit/tsconfig.json && node bench/dist/audit/bench/audit/index-consume.js [--before DIR]
  */
 
 function repoRoot(): string {
@@ -27,10 +28,20 @@ function repoRoot(): string {
   return dir;
 }
 
+/** A build of tollgate: its dist/ (and, through it, its migrations/ folder). */
+interface Build {
+  connectAudit: typeof ConnectionModule.connectAudit;
+  IndexConsumer: typeof ConsumerModule.IndexConsumer;
+}
+
 const REPO = repoRoot();
-const load = <T>(rel: string): T => require(path.join(REPO, 'dist', rel)) as T;
-const { connectAudit } = load<typeof ConnectionModule>('audit/connection.js');
-const { IndexConsumer } = load<typeof ConsumerModule>('audit/log/index-consumer.js');
+const loadFrom = <T>(root: string, rel: string): T => require(path.join(root, 'dist', rel)) as T;
+const load = <T>(rel: string): T => loadFrom<T>(REPO, rel);
+const loadBuild = (root: string): Build => ({
+  connectAudit: loadFrom<typeof ConnectionModule>(root, 'audit/connection.js').connectAudit,
+  IndexConsumer: loadFrom<typeof ConsumerModule>(root, 'audit/log/index-consumer.js').IndexConsumer,
+});
+const THIS_BUILD = loadBuild(REPO);
 const { planStep, readStep } = load<typeof StepModule>('audit/log/index-step.js');
 const { SegmentLog } = load<typeof SegmentLogModule>('audit/log/segment-log.js');
 
@@ -101,9 +112,9 @@ function inTemp<T>(fn: (dbFile: string, logDir: string) => T): T {
   }
 }
 
-function storeRun(records: BenchRecord[]): Run {
+function storeRun(build: Build, records: BenchRecord[]): Run {
   return inTemp((dbFile) => {
-    const connection = connectAudit(dbFile, { clock: () => new Date(), busyTimeoutMs: 5000 });
+    const connection = build.connectAudit(dbFile, { clock: () => new Date(), busyTimeoutMs: 5000 });
     let batches = 0;
     const run = timed(records.length, () => {
       drive(records, (opens, completions) => {
@@ -120,16 +131,10 @@ function storeRun(records: BenchRecord[]): Run {
   });
 }
 
-/**
- * `withoutTrigger`: 003 keeps 002's per-row trigger (skipped by its WHEN in the consumer's
- * transactions); its mere presence costs every insert a trigger frame. This variant drops it on
- * the bench's file to show what moving the store's side tables off the trigger would save.
- */
-function consumerRun(records: BenchRecord[], maxBatchEntries: number, withoutTrigger = false): Run {
+function consumerRun(build: Build, records: BenchRecord[], maxBatchEntries: number): Run {
   return inTemp((dbFile, logDir) => {
     writeLog(logDir, records);
-    const consumer = new IndexConsumer({ file: dbFile, logDir, maxBatchEntries });
-    if (withoutTrigger) consumer.db.exec('DROP TRIGGER requests_side_tables');
+    const consumer = new build.IndexConsumer({ file: dbFile, logDir, maxBatchEntries });
     const run = timed(records.length, () => {
       let updates = 0;
       for (;;) {
@@ -165,14 +170,22 @@ interface Row {
   runs: Run[];
 }
 
-const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
-
-function measure(name: string, run: (records: BenchRecord[]) => Run, records: BenchRecord[]): Row {
-  run(records.slice(0, 5000));
-  return { name, runs: Array.from({ length: RUNS }, () => run(records)) };
+interface Variant {
+  name: string;
+  run: (records: BenchRecord[]) => Run;
 }
 
-function render(rows: Row[]): string {
+const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+/** A warm-up each, then RUNS rounds that run every variant in turn, so machine load hits all alike. */
+function measure(variants: Variant[], records: BenchRecord[]): Row[] {
+  for (const v of variants) v.run(records.slice(0, 5000));
+  const rows = variants.map((v) => ({ name: v.name, runs: [] as Run[] }));
+  for (let round = 0; round < RUNS; round += 1) variants.forEach((v, i) => rows[i].runs.push(v.run(records)));
+  return rows;
+}
+
+function render(rows: Row[], before: string | null): string {
   const base = median(rows[0].runs.map((r) => r.cpuMicros));
   const cell = (r: Row, pick: (run: Run) => number, digits = 1): string => median(r.runs.map(pick)).toFixed(digits);
   return [
@@ -181,8 +194,10 @@ function render(rows: Row[]): string {
     `Measured ${new Date().toISOString()} on Node ${process.version}, ${os.cpus().length} CPUs shared with other work, in one run; `
       + `${RECORDS.toLocaleString('en')} records (400 hosts with Zipf popularity, 20 clients in 3 groups, ~9% denied), `
       + `every ${LONG_EVERY}th long-lived (completed ${LONG_AFTER.toLocaleString('en')} records later), the rest completed in the next batch of ${BATCH}. `
-      + `CPU = process.cpuUsage() over the loop, per record (an open and its completion), median of ${RUNS} runs after a 5,000-record warm-up. `
-      + 'Reproduce: `npm run build && npx tsc -p bench/audit/tsconfig.json && node bench/dist/audit/bench/audit/index-consume.js`.',
+      + `CPU = process.cpuUsage() over the loop, per record (an open and its completion), median of ${RUNS} rounds after a 5,000-record warm-up; `
+      + 'each round runs every row in turn. '
+      + 'Reproduce: `npm run build && npx tsc -p bench/audit/tsconfig.json && node bench/dist/audit/bench/audit/index-consume.js'
+      + `${before === null ? '' : ' --before DIR'}\`.`,
     '',
     '| index write | CPU µs/record (median) | range | wall µs/record | records completed by UPDATE | CPU vs store |',
     '| --- | ---: | ---: | ---: | ---: | ---: |',
@@ -192,32 +207,41 @@ function render(rows: Row[]): string {
         + `${cell(r, (x) => x.wallMicros)} | ${(median(r.runs.map((x) => x.updatedShare)) * 100).toFixed(1)}% | ${(median(cpu) / base).toFixed(2)}× |`;
     }),
     '',
-    'The store row is today\'s pattern: connectAudit + commitBatch (INSERT at open, UPDATE at completion, 002\'s trigger per row), '
+    'The store row is today\'s pattern: connectAudit + commitBatch (INSERT at open, UPDATE at completion, the side tables '
+      + 'as one upsert per key per batch), '
       + `with \`PRAGMA wal_checkpoint(TRUNCATE)\` every ${CHECKPOINT_EVERY_BATCHES} batches in the timed loop (the real store checkpoints on a thread of the same process). `
       + 'The consumer rows read the log from disk (page cache), decode, pair each open with its completion when both are in one step, '
       + 'and write one transaction per step: completed rows inserted once, side tables as one upsert per key, the position; '
       + 'SQLite\'s automatic checkpoint is on and counted. A step of 400 entries is what a 200 ms interval gives at 1,000 requests/s. '
       + 'Add the log append (table above, ~3.4 µs) for the whole cost of a record in the new design.',
+    ...(before === null ? [] : ['', `Rows marked "before" run the build in \`${before}\` (its dist/ and migrations/) in the same rounds.`]),
     '',
-    'Reading the figures: an AFTER INSERT trigger costs each insert a trigger frame even when its WHEN is false '
-      + '(measured apart: 10 µs per insert without any trigger, 16–17 with one whose WHEN is `0`), which is the gap between the '
-      + 'consumer rows and the "trigger dropped" row. Reading the log is mostly decoding (JSON.parse, per-field checks, Date objects); '
+    'Reading the figures: reading the log is mostly decoding (JSON.parse, per-field checks, Date objects); '
       + 'before segment-scan.ts read each frame by its announced length, it copied a megabyte per entry and this row was about 155 µs.',
     '',
   ].join('\n');
 }
 
-function main(): void {
-  const records = benchRecords(RECORDS, Date.UTC(2026, 0, 1));
-  const rows = [
-    measure('store: commitBatch of 17, UPDATE at completion, checkpoints', storeRun, records),
-    measure('consumer: steps of 5,000 entries', (r) => consumerRun(r, 5000), records),
-    measure('consumer: steps of 1,000 entries', (r) => consumerRun(r, 1000), records),
-    measure('consumer: steps of 400 entries', (r) => consumerRun(r, 400), records),
-    measure('consumer: steps of 5,000, 002\'s trigger dropped (not shipped)', (r) => consumerRun(r, 5000, true), records),
-    measure('(of which: read, decode and pair alone, steps of 5,000)', readOnlyRun, records),
+/** With `--before DIR` (a checkout with its dist/ built), that build's store and consumer run in the same rounds. */
+function variants(before: Build | null): Variant[] {
+  const compared = (name: string, run: (build: Build, records: BenchRecord[]) => Run): Variant[] => [
+    ...(before === null ? [] : [{ name: `before: ${name}`, run: (r: BenchRecord[]) => run(before, r) }]),
+    { name, run: (r) => run(THIS_BUILD, r) },
   ];
-  const section = render(rows);
+  return [
+    ...compared('store: commitBatch of 17, UPDATE at completion, checkpoints', storeRun),
+    ...compared('consumer: steps of 5,000 entries', (b, r) => consumerRun(b, r, 5000)),
+    { name: 'consumer: steps of 1,000 entries', run: (r) => consumerRun(THIS_BUILD, r, 1000) },
+    { name: 'consumer: steps of 400 entries', run: (r) => consumerRun(THIS_BUILD, r, 400) },
+    { name: '(of which: read, decode and pair alone, steps of 5,000)', run: readOnlyRun },
+  ];
+}
+
+function main(): void {
+  const { values } = parseArgs({ options: { before: { type: 'string' } } });
+  const before = values.before === undefined ? null : path.resolve(values.before);
+  const records = benchRecords(RECORDS, Date.UTC(2026, 0, 1));
+  const section = render(measure(variants(before === null ? null : loadBuild(before)), records), before);
   const file = path.join(REPO, 'bench', 'results', 'log-append.md');
   const previous = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
   const kept = previous.includes(SECTION) ? previous.slice(0, previous.indexOf(SECTION)) : `${previous.trimEnd()}\n\n`;

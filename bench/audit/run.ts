@@ -10,6 +10,7 @@ import type * as AppModule from '../../src/admin/app';
 import type * as StoreModule from '../../src/audit/store';
 import type * as MigrateModule from '../../src/audit/migrate';
 import type * as LoadModule from '../../src/policy/load';
+import type * as SideTablesModule from '../../src/audit/log/side-tables';
 import { generateLog } from './generate';
 import type { GeneratedLog } from './generate';
 import { renderReport } from './report';
@@ -17,7 +18,7 @@ import type { Measurement, BenchReport, SearchWalk } from './report';
 
 /**
  * How fast is the admin API on a real-sized audit log? Generates 1,000,000 records over 7 days
- * into a temp SQLite file (through the real schema and triggers), then times the first page of
+ * into a temp SQLite file (through the real schema, side tables kept as the store keeps them), then times the first page of
  * /api/requests for each filter, /api/stats, /api/first-seen, /api/policy and a streamed export,
  * all through buildAdminApp (app.inject, or a real socket for the export). Median of 5 runs.
  * Usage: npm run bench:audit [-- --records N] [--keep]
@@ -39,6 +40,7 @@ const { buildAdminApp } = load<typeof AppModule>('admin/app.js');
 const { openAuditStore } = load<typeof StoreModule>('audit/store.js');
 const { applyMigrations, MIGRATIONS_DIR } = load<typeof MigrateModule>('audit/migrate.js');
 const { loadPolicy } = load<typeof LoadModule>('policy/load.js');
+const { SideTableBatch } = load<typeof SideTablesModule>('audit/log/side-tables.js');
 const Database = require(path.join(REPO, 'node_modules', 'better-sqlite3')) as typeof BetterSqlite3;
 
 const RUNS = 5;
@@ -205,7 +207,8 @@ export interface InsertCost {
 }
 
 /**
- * The store's write path (one autocommitted insert per record) with and without migration 002,
+ * The store's write path (one transaction per record, its side tables kept by side-tables.ts as
+ * commitBatch keeps them) with and without migrations 002 and 003,
  * on logs of 100,000 records. Rounds alternate between the two, so machine load hits both.
  */
 function measureInserts(dir: string, perRound: number, rounds: number): { without: InsertCost; with: InsertCost } {
@@ -219,18 +222,20 @@ function measureInserts(dir: string, perRound: number, rounds: number): { withou
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
       applyMigrations(db, { dir: migrations });
-      generateLog(db, 100_000, 7 * DAY_MS, Date.now());
+      generateLog(db, 100_000, 7 * DAY_MS, Date.now(), { sideTables: key === 'with' ? new SideTableBatch(db) : null });
       db.pragma('wal_autocheckpoint = 0');
       return [key, db];
     }),
   ) as Record<keyof typeof variants, BetterSqlite3.Database>;
+  // 001 alone has no side tables to keep.
+  const sideTables = { without: null, with: new SideTableBatch(dbs.with) };
   const result = { without: { pages: 0, micros: Infinity }, with: { pages: 0, micros: Infinity } };
   for (let round = 0; round < rounds; round += 1) {
     for (const key of ['without', 'with'] as const) {
       const db = dbs[key];
       db.pragma('wal_checkpoint(TRUNCATE)');
       const start = performance.now();
-      generateLog(db, perRound, 60_000, Date.now(), 1);
+      generateLog(db, perRound, 60_000, Date.now(), { batch: 1, sideTables: sideTables[key] });
       const micros = ((performance.now() - start) * 1000) / perRound;
       const frames = fs.statSync(path.join(dir, `insert-${key}.db-wal`)).size / (4096 + 24);
       result[key] = { pages: frames / perRound, micros: Math.min(result[key].micros, micros) };
@@ -248,7 +253,7 @@ async function main(): Promise<void> {
   try {
     const store = openAuditStore(file);
     const genStart = performance.now();
-    const log = generateLog(store.db, records, 7 * DAY_MS, Date.now());
+    const log = generateLog(store.db, records, 7 * DAY_MS, Date.now(), { sideTables: new SideTableBatch(store.db) });
     const generateSeconds = (performance.now() - genStart) / 1000;
     store.db.pragma('wal_checkpoint(TRUNCATE)');
     const app = buildAdminApp({ store, ready: () => ({ ok: true, detail: {} }), policy: policySnapshot(dir) });

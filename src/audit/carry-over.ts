@@ -1,4 +1,6 @@
 import type Database from 'better-sqlite3';
+import { SideTableBatch } from './log/side-tables';
+import type { RowParams } from './record-params';
 
 /**
  * What moves from a removed audit file into the new file at the same path: rows that would
@@ -26,7 +28,7 @@ export function collectCarriedRows(db: Database.Database, touched: Iterable<numb
   return { lastId, rows };
 }
 
-/** Writes carried rows (same ids) into the new file in one transaction; returns how many. */
+/** Writes carried rows (same ids) and their side tables into the new file in one transaction; returns how many. */
 export function restoreCarriedRows(db: Database.Database, carried: CarriedRows): number {
   const restore = db.transaction(() => {
     let written = 0;
@@ -37,7 +39,14 @@ export function restoreCarriedRows(db: Database.Database, carried: CarriedRows):
       const insert = db.prepare(
         `INSERT OR IGNORE INTO requests (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`,
       );
-      for (const row of carried.rows) written += insert.run(...Object.values(row)).changes;
+      // No trigger keeps the side tables (migration 003): only rows really inserted count.
+      const sideTables = new SideTableBatch(db);
+      for (const row of carried.rows) {
+        if (insert.run(...Object.values(row)).changes !== 1) continue;
+        sideTables.add(row.id as number, row as RowParams);
+        written += 1;
+      }
+      sideTables.flush();
     }
     const raised = db
       .prepare(`UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'requests'`)

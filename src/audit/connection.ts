@@ -5,7 +5,9 @@ import { applyMigrations } from './migrate';
 import {
   COMPLETION_COLUMNS, completionParams, OPEN_COLUMNS, openParams, probeRecord,
 } from './record-params';
+import type { RowParams } from './record-params';
 import type { AuditCompletion, AuditOpen } from './record-types';
+import { SideTableBatch } from './log/side-tables';
 import { isRecordError } from './write-health';
 
 /** A completion waiting for the next batch: the record's id and how it ended. */
@@ -46,9 +48,10 @@ export interface AuditConnection {
    */
   probe(now: Date): void;
   /**
-   * One transaction: insert every open and every finished record, apply every completion.
-   * Throws (and writes nothing) when the file cannot be written; a single bad record is
-   * reported in the outcome instead.
+   * One transaction: insert every open and every finished record, apply every completion, and
+   * keep migration 002's side tables for the records inserted (side-tables.ts; there is no
+   * trigger since 003). Throws (and writes nothing) when the file cannot be written; a single
+   * bad record is reported in the outcome instead. The only way to insert a record.
    */
   commitBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[], finished?: readonly FinishedEntry[]): BatchOutcome;
 }
@@ -100,6 +103,7 @@ function insertSql(columns: readonly string[]): string {
 
 function prepareStatements(db: Database.Database) {
   return {
+    // Inserts only through commitBatch (which keeps the side tables) or the probe (rolled back).
     insertOpen: db.prepare(insertSql(OPEN_COLUMNS)),
     insertFinished: db.prepare(insertSql([...OPEN_COLUMNS, ...COMPLETION_COLUMNS])),
     // `ended_at_ms IS NULL`: the first completion wins, so a connection that ends after shutdown
@@ -139,22 +143,33 @@ function probeWith(db: Database.Database, statements: Statements): (now: Date) =
   return (now) => run.immediate(now);
 }
 
+/**
+ * Each record's insert, and its side-table upkeep on success: the side tables are kept here, not
+ * by a trigger (migration 003), so every insert of the store goes through this function.
+ */
+function inserter(sideTables: SideTableBatch, outcome: BatchOutcome) {
+  return (statement: Database.Statement, params: RowParams): void => {
+    let id: number;
+    try {
+      id = Number(statement.run(params).lastInsertRowid);
+    } catch (err) {
+      // SQLite undid that statement only; the transaction and the other records go on.
+      if (!isRecordError(err)) throw err;
+      outcome.ids.push(err as Error);
+      return;
+    }
+    sideTables.add(id, params);
+    outcome.ids.push(id);
+  };
+}
+
 function batchWith(db: Database.Database, statements: Statements): AuditConnection['commitBatch'] {
+  const sideTables = new SideTableBatch(db);
   const run = db.transaction((opens: readonly AuditOpen[], completions: readonly CompletionEntry[], finished: readonly FinishedEntry[]): BatchOutcome => {
     const outcome: BatchOutcome = { ids: [], refusedCompletions: 0 };
-    const insert = (write: () => Database.RunResult): void => {
-      try {
-        outcome.ids.push(Number(write().lastInsertRowid));
-      } catch (err) {
-        // SQLite undid that statement only; the transaction and the other records go on.
-        if (!isRecordError(err)) throw err;
-        outcome.ids.push(err as Error);
-      }
-    };
-    for (const open of opens) insert(() => statements.insertOpen.run(openParams(open)));
-    for (const [open, completion] of finished) {
-      insert(() => statements.insertFinished.run({ ...openParams(open), ...completionParams(completion) }));
-    }
+    const insert = inserter(sideTables, outcome);
+    for (const open of opens) insert(statements.insertOpen, openParams(open));
+    for (const [open, completion] of finished) insert(statements.insertFinished, { ...openParams(open), ...completionParams(completion) });
     for (const [id, completion] of completions) {
       try {
         statements.complete.run({ id, ...completionParams(completion) });
@@ -163,9 +178,18 @@ function batchWith(db: Database.Database, statements: Statements): AuditConnecti
         outcome.refusedCompletions += 1;
       }
     }
+    // One upsert per key for the whole batch, in the same transaction as the rows.
+    sideTables.flush();
     return outcome;
   });
-  return (opens, completions, finished = []) => run.immediate(opens, completions, finished);
+  return (opens, completions, finished = []) => {
+    try {
+      return run.immediate(opens, completions, finished);
+    } catch (err) {
+      sideTables.clear();
+      throw err;
+    }
+  };
 }
 
 /** Opens (creating the folder and file if missing), configures and migrates the audit file. */

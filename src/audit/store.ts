@@ -4,7 +4,7 @@ import type { CarriedRows } from './carry-over';
 import { Checkpointer } from './checkpointer';
 import { checkpointMovedFile, closeConnection, connectAudit, stillAtPath, withBusyTimeout } from './connection';
 import type { AuditConnection, BatchOutcome, CompletionEntry, FinishedEntry } from './connection';
-import { clipText, completionParams, openParams } from './record-params';
+import { clipText, completionParams } from './record-params';
 import type { AuditCompletion, AuditOpen, AuditWriter } from './record-types';
 import { describeError, isRecordError, WriteHealth } from './write-health';
 import type { AuditHealth } from './write-health';
@@ -93,11 +93,11 @@ class SqliteAuditStore implements AuditStore {
   }
 
   open(record: AuditOpen): number {
-    return this.insert((c) => c.statements.insertOpen.run(openParams(record)));
+    return this.insert((c) => c.commitBatch([record], []));
   }
 
   record(record: AuditOpen, completion: AuditCompletion): number {
-    return this.insert((c) => c.statements.insertFinished.run({ ...openParams(record), ...completionParams(completion) }));
+    return this.insert((c) => c.commitBatch([], [], [[record, completion]]));
   }
 
   complete(id: number, completion: AuditCompletion): void {
@@ -169,8 +169,11 @@ class SqliteAuditStore implements AuditStore {
     return new Checkpointer(this.file, this.settings.checkpoint);
   }
 
-  private insert(run: (c: AuditConnection) => Database.RunResult): number {
-    const id = Number(this.write(run).lastInsertRowid);
+  /** One record, as a batch of one: commitBatch is the insert that keeps the side tables. */
+  private insert(run: (c: AuditConnection) => BatchOutcome): number {
+    const [id] = this.write(run).ids;
+    // A record SQLite refused (too big, a constraint): the caller's error, the file is fine.
+    if (typeof id !== 'number') throw id;
     this.touched.add(id);
     return id;
   }

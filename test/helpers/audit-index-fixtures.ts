@@ -2,7 +2,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import { connectAudit } from '../../src/audit/connection';
 import { auditLogDir } from '../../src/audit/log/segment-files';
+import { rebuildSideTables } from '../../src/audit/log/side-tables';
 import { IndexConsumer } from '../../src/audit/log/index-consumer';
 import type { IndexConsumerOptions } from '../../src/audit/log/index-consumer';
 import type { AuditCompletion, AuditOpen } from '../../src/audit/record-types';
@@ -43,6 +45,27 @@ export function sideTables(db: Database.Database): Record<string, unknown[]> {
     first_seen_hosts: db.prepare('SELECT * FROM first_seen_hosts ORDER BY host').all(),
     first_seen_client_hosts: db.prepare('SELECT * FROM first_seen_client_hosts ORDER BY client_ip, host').all(),
   };
+}
+
+/**
+ * The side tables that `rows` must have, by definition: the rows copied into a fresh in-memory
+ * database (no side tables kept on insert since migration 003), then 002's backfill statements
+ * (rebuildSideTables) over all of them at once. Independent of how a writer batched its inserts.
+ */
+export function referenceSideTables(rows: Array<Record<string, unknown>>): Record<string, unknown[]> {
+  const { db } = connectAudit(':memory:', { clock: () => new Date(), busyTimeoutMs: 1000 });
+  try {
+    if (rows.length > 0) {
+      const columns = Object.keys(rows[0]);
+      const insert = db.prepare(`INSERT INTO requests (${columns.join(', ')}) VALUES (${columns.map((c) => `@${c}`).join(', ')})`);
+      for (const row of rows) insert.run(row);
+    }
+    expect(Object.values(sideTables(db)).flat()).toEqual([]);
+    rebuildSideTables(db);
+    return sideTables(db);
+  } finally {
+    db.close();
+  }
 }
 
 /** Reads the file through a connection of its own, as the admin API would. */

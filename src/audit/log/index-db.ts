@@ -5,7 +5,7 @@ import type { RowParams } from '../record-params';
 import { isRecordError } from '../write-health';
 import type { StepPlan } from './index-step';
 import type { LogPosition } from './segment-reader';
-import { deferSideTableTrigger, SideTableBatch } from './side-tables';
+import { SideTableBatch } from './side-tables';
 
 /**
  * The SQLite side of the index consumer: the audit file (same schema and migrations as the store,
@@ -44,7 +44,6 @@ export class IndexDb {
   readonly db: Database.Database;
   private readonly statements: ReturnType<typeof prepare>;
   private readonly sideTables: SideTableBatch;
-  private readonly trigger: { on: () => void; off: () => void };
   private readonly applyTransaction: (plan: StepPlan, next: LogPosition) => ApplyOutcome;
 
   /**
@@ -57,7 +56,6 @@ export class IndexDb {
     this.db.pragma('wal_autocheckpoint = 1000');
     this.statements = prepare(this.db);
     this.sideTables = new SideTableBatch(this.db);
-    this.trigger = deferSideTableTrigger(this.db);
     const run = this.db.transaction((plan: StepPlan, next: LogPosition) => this.applyInTransaction(plan, next));
     this.applyTransaction = (plan, next) => run.immediate(plan, next);
   }
@@ -89,7 +87,6 @@ export class IndexDb {
 
   private applyInTransaction(plan: StepPlan, next: LogPosition): ApplyOutcome {
     const outcome: ApplyOutcome = { inserted: 0, completed: 0, refused: [] };
-    this.trigger.on();
     for (const row of plan.rows) {
       const params = { id: row.id, ...openParams(row.open), ...(row.completion === null ? OPEN_ROW : completionParams(row.completion)) };
       const changes = this.guarded(row.id, outcome, () => this.statements.insert.run(params).changes);
@@ -103,7 +100,6 @@ export class IndexDb {
     }
     for (const [id, completion] of plan.completions) outcome.completed += this.complete(id, completionParams(completion), outcome);
     this.sideTables.flush();
-    this.trigger.off();
     this.statements.writePosition.run(next.segment, next.offset);
     return outcome;
   }

@@ -13,6 +13,8 @@ import type { RowParams } from '../record-params';
  * - first_seen_*: the record with the earliest start; on equal starts the one inserted first keeps
  *   the place, as the trigger's strict `<` does when rows are inserted one by one.
  * Give it only rows that were really inserted: a row ignored as already present must not count.
+ * Migration 003 dropped the trigger, so this is the only way the side tables follow inserts: every
+ * writer of `requests` goes through it (connection.ts, carry-over.ts, index-db.ts, the benchmarks).
  */
 
 interface MinuteTotals {
@@ -26,13 +28,6 @@ interface MinuteTotals {
 interface FirstSeen {
   id: number;
   atMs: number;
-}
-
-/** Inside the consumer's own transaction only: see migrations/003_index_consumer.sql. */
-export function deferSideTableTrigger(db: Database.Database): { on: () => void; off: () => void } {
-  const on = db.prepare('INSERT INTO side_tables_deferred (id) VALUES (1)');
-  const off = db.prepare('DELETE FROM side_tables_deferred');
-  return { on: () => void on.run(), off: () => void off.run() };
 }
 
 function prepareUpserts(db: Database.Database) {
@@ -119,4 +114,37 @@ export class SideTableBatch {
     if (row.decision === 'deny') m.denied += 1;
     m.wouldDeny += row.would_deny as number;
   }
+}
+
+/**
+ * The definition the batches must match, in SQL: empties the side tables and fills them from
+ * `requests` as a whole, with 002's backfill statements. One change: 002 takes first_seen_*'s id
+ * from "the row holding min(started_at_ms)", which SQLite leaves arbitrary on equal starts; here
+ * the lowest id wins, the record inserted first, as the trigger and SideTableBatch decide. Used by
+ * the tests as the reference; it can also repair a file after rows were inserted by hand (a
+ * `sqlite3` shell keeps no side tables since 003), at a price: first_seen_* forget hosts whose
+ * records retention already deleted.
+ */
+export function rebuildSideTables(db: Database.Database): void {
+  db.transaction(() => db.exec(`
+    DELETE FROM request_clients;
+    DELETE FROM request_minutes;
+    DELETE FROM first_seen_hosts;
+    DELETE FROM first_seen_client_hosts;
+    INSERT INTO request_clients (client, request_id)
+      SELECT j.value, r.id FROM requests AS r, json_each(r.clients) AS j WHERE j.type = 'text'
+      ON CONFLICT DO NOTHING;
+    INSERT INTO request_minutes (minute, first_id, last_id, allowed, denied, would_deny)
+      SELECT started_at_ms / 60000, min(id), max(id), sum(decision = 'allow'), sum(decision = 'deny'), sum(would_deny)
+      FROM requests GROUP BY started_at_ms / 60000;
+    INSERT INTO first_seen_hosts (host, first_at_ms, first_id)
+      SELECT host, started_at_ms, id FROM (
+        SELECT host, started_at_ms, id, row_number() OVER (PARTITION BY host ORDER BY started_at_ms, id) AS n
+        FROM requests WHERE host IS NOT NULL) WHERE n = 1;
+    INSERT INTO first_seen_client_hosts (client_ip, host, first_at_ms, first_id)
+      SELECT client_ip, host, started_at_ms, id FROM (
+        SELECT client_ip, host, started_at_ms, id,
+          row_number() OVER (PARTITION BY client_ip, host ORDER BY started_at_ms, id) AS n
+        FROM requests WHERE host IS NOT NULL) WHERE n = 1;
+  `)).immediate();
 }
