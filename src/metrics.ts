@@ -45,6 +45,15 @@ export interface ProxyMetrics {
   setAuditDisk(state: () => AuditDiskGauges): void;
   /** Records deleted by --retain. */
   recordsPruned(count: number): void;
+  /** Read at every scrape: how far the SQLite index behind the admin API lags the audit log. */
+  setAuditIndex(status: () => AuditIndexGauges): void;
+}
+
+/** What the index gauges show (index-protocol.ts IndexStatus). */
+export interface AuditIndexGauges {
+  lagSeconds: number;
+  entriesBehind: number;
+  damagedRegions: number;
 }
 
 /** What the disk gauges show: free bytes (null: not measured), the watermark, and whether below it. */
@@ -147,6 +156,25 @@ export function createMetrics(): ProxyMetrics {
       auditWritable = writable;
     },
     ...connections,
+    ...auditIndexMetrics(registers),
+  };
+}
+
+/** The audit index (index-thread.ts): registered when a store with an index is served. */
+function auditIndexMetrics(registers: Registry[]): Pick<ProxyMetrics, 'setAuditIndex'> {
+  let read: (() => AuditIndexGauges) | null = null;
+  const register = (): void => {
+    const gauge = (name: string, help: string, value: (g: AuditIndexGauges) => number): void =>
+      void new Gauge({ name, help, registers, collect() { if (read !== null) this.set(value(read())); } });
+    gauge('tollgate_audit_index_lag_seconds', 'Age of the oldest audit log entry not yet in the index the admin API reads (0 when caught up)', (g) => g.lagSeconds);
+    gauge('tollgate_audit_index_entries_behind', 'Audit log entries not yet in the index', (g) => g.entriesBehind);
+    gauge('tollgate_audit_log_damaged_regions', 'Torn or damaged audit log regions skipped since start (never read as records)', (g) => g.damagedRegions);
+  };
+  return {
+    setAuditIndex: (status) => {
+      if (read === null) register();
+      read = status;
+    },
   };
 }
 

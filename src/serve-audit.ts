@@ -6,7 +6,7 @@ import { Retention } from './audit/retention';
 import type { PruneReport } from './audit/retention';
 import { openAuditStore } from './audit/store';
 import type { AuditStateChange } from './audit/store';
-import { WriterThread } from './audit/writer-thread';
+import { LoggedStore } from './audit/logged-store';
 import type { ServingStore, WriterThreadOptions } from './audit/writer-thread';
 import { MIN_FREE_DISK_OFF } from './config-size';
 import type { ServeConfig } from './config';
@@ -36,7 +36,9 @@ export function openServingAudit(config: ServeConfig, log: Logger, metrics: Prox
     retainMs: config.retainMs,
     onPruned: (report) => logPruned(log, metrics, report),
   };
-  const store = openStore(config.dbFile, options);
+  const store = openStore(config.dbFile, options, log);
+  const indexStatus = store.indexStatus?.bind(store);
+  if (indexStatus !== undefined) metrics.setAuditIndex(indexStatus);
   // An in-memory store runs on this thread (see openStore), and so does its retention.
   const localRetention = inMemory ? new Retention({ retainMs: config.retainMs, db: () => store.db, onPass: options.onPruned }) : null;
   localRetention?.start();
@@ -67,11 +69,12 @@ export function openServingAudit(config: ServeConfig, log: Logger, metrics: Prox
 }
 
 /**
- * The audit log's writes run on a thread of their own (writer-thread.ts), so a commit never
- * holds up relaying. An in-memory database cannot be shared between threads: it stays here.
+ * The audit log's appends run on a thread of their own and its SQLite index on another
+ * (logged-store.ts), so neither holds up relaying. An in-memory database has no log and cannot be
+ * shared between threads: the SQLite store (store.ts) runs here.
  */
-function openStore(file: string, options: WriterThreadOptions): ServingStore {
-  if (!isInMemory(file)) return new WriterThread(file, options);
+function openStore(file: string, options: WriterThreadOptions, log: Logger): ServingStore {
+  if (!isInMemory(file)) return new LoggedStore(file, { ...options, onDamage: (message) => log.warn({ damage: message }, 'audit log: skipped a damaged region (never read as records)') });
   const { retainMs: _, onPruned: __, ...storeOptions } = options;
   return openAuditStore(file, storeOptions);
 }
@@ -85,7 +88,7 @@ export function diskReadiness(watermark: DiskWatermark): { ok: boolean; detail: 
 
 /** One line when the audit log starts failing, recovers, or had to be reopened. */
 function logAuditState(log: Logger, change: AuditStateChange): void {
-  const level = change.event === 'failing' ? 'error' : change.event === 'reopened' ? 'warn' : 'info';
+  const level = change.event === 'failing' ? 'error' : change.event === 'reopened' || change.event === 'damaged' ? 'warn' : 'info';
   log[level]({ audit: change.health }, change.message);
 }
 

@@ -60,6 +60,8 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
   const serving = openServingAudit(config, log, metrics, deps);
   const { store, audit } = serving;
   const closedAtStart = await completeRecordsLeftOpen(store, log);
+  // The index then holds those completions before the first request, and before any API read.
+  await store.syncIndex?.();
   const holder = new PolicyHolder(config.policiesDir, loaded.policy, () => self, log, (ok) => metrics.policyReload(ok));
   const ctx = proxyContext(config, holder, audit, log, metrics, users?.authenticator ?? null);
   // Agents of parents a reload no longer names are retired; requests in flight on them finish.
@@ -84,6 +86,7 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
     await admin.close();
     server.close();
     serving.stop();
+    void store.closeIndex?.();
     store.close();
     throw new ConfigError(`cannot listen: ${err instanceof Error ? err.message : String(err)}`);
   }
@@ -179,7 +182,10 @@ function readiness(holder: PolicyHolder, store: ServingStore, watermark: DiskWat
   const disk = diskReadiness(watermark);
   return {
     ok: disk.ok,
-    detail: { policy_version: holder.active().policy.version, last_reload: last, audit: store.health(), ...disk.detail },
+    detail: {
+      policy_version: holder.active().policy.version, last_reload: last, audit: store.health(),
+      ...(store.indexStatus ? { audit_index: store.indexStatus() } : {}), ...disk.detail,
+    },
   };
 }
 
@@ -216,6 +222,8 @@ async function shutdown(
   await audit.drain();
   stop();
   const completed = completeAtShutdown(store, new Date());
+  // The index applies the last completions and closes its file before the writer stops.
+  await store.closeIndex?.();
   store.close();
   logShutdownAudit(log, completed);
   return { recordsCompleted: completed.ok };

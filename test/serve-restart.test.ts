@@ -1,11 +1,14 @@
 import { createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { heldCompletionsFile } from '../src/audit/held-completions-file';
+import { auditLogDir } from '../src/audit/log/segment-files';
 import { RecordEnd } from '../src/audit/record-types';
+import { catchUpIndex } from './helpers/audit-index';
+import { limitFileSize } from './helpers/file-size-limit';
 import { listenOn, parseHead, rawConnect, readUntil } from './helpers/proxy-harness';
 import { startRawOrigin } from './helpers/raw-origin';
 import { spawnServe, splitHostPort } from './helpers/serve-process';
@@ -37,6 +40,11 @@ interface Row {
   bytes_up: number;
   bytes_down: number;
   error: string | null;
+}
+
+/** The size of the biggest file in a folder: the newest log segment, here. */
+function largestFile(dir: string): number {
+  return Math.max(...readdirSync(dir).map((name) => statSync(path.join(dir, name)).size));
 }
 
 function readRecords(dbFile: string): Row[] {
@@ -109,6 +117,8 @@ describe('records a run could not complete are completed by the next start', () 
     first.proc.child.kill('SIGKILL');
     await first.proc.exited;
     silent.server.close();
+    // Both records are in the log; applied to the index as the next start would, both are open.
+    catchUpIndex(dbFile);
     expect(readRecords(dbFile).map((r) => r.ended_at_ms)).toEqual([null, null]);
 
     const second = await start();
@@ -126,22 +136,19 @@ describe('records a run could not complete are completed by the next start', () 
   test('SIGTERM while the audit log cannot be written exits 1; the held completion is written at the next start', async () => {
     const first = await start();
     const tunnel = await openTunnel(first.proxyPort);
-    // Another connection holds the write lock: every write of the proxy fails with SQLITE_BUSY.
-    const locker = new Database(dbFile);
-    locker.prepare('BEGIN IMMEDIATE').run();
-    try {
-      first.proc.child.kill('SIGTERM');
-      await first.proc.waitForLog('draining');
-      // The tunnel ends cleanly during the drain; its completion cannot be written, so it is held.
-      tunnel.end();
-      expect((await first.proc.exited).code).toBe(1);
-    } finally {
-      locker.prepare('ROLLBACK').run();
-      locker.close();
-    }
+    // A real write failure: the served process may not grow any file past the log's current
+    // size (RLIMIT_FSIZE, soft), so every append fails with EFBIG as a full disk fails with ENOSPC.
+    const pid = first.proc.child.pid as number;
+    limitFileSize(pid, largestFile(auditLogDir(dbFile)));
+    first.proc.child.kill('SIGTERM');
+    await first.proc.waitForLog('draining');
+    // The tunnel ends cleanly during the drain; its completion cannot be written, so it is held.
+    tunnel.end();
+    expect((await first.proc.exited).code).toBe(1);
     const saved = first.proc.lines.find((l) => l.msg === 'saved held completions beside the audit log; the next start writes them');
     expect(saved).toMatchObject({ held_completions: 1, file: heldCompletionsFile(dbFile) });
     expect(existsSync(String(saved?.file))).toBe(true);
+    catchUpIndex(dbFile);
     expect(readRecords(dbFile)[0].ended_at_ms).toBeNull();
 
     const second = await start();

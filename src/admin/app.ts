@@ -24,7 +24,13 @@ export type { PolicySnapshot } from './policy-view';
 
 export interface AdminAppOptions {
   /** Read queries use `store.db`, read at each request (the store may reopen its file). */
-  store: Pick<AuditStore, 'db' | 'isWritable'>;
+  store: Pick<AuditStore, 'db' | 'isWritable'> & {
+    /**
+     * The read barrier of a store whose index follows an audit log (logged-store.ts): an API
+     * read waits until every request already answered is in the index.
+     */
+    syncIndex?(): Promise<boolean>;
+  };
   /** Readiness apart from the audit log (policy loaded, ...); /readyz adds `audit_writable`. */
   ready: () => ReadinessReport;
   logger?: boolean;
@@ -105,6 +111,13 @@ export function buildAdminApp(opts: AdminAppOptions): FastifyInstance {
   registerAccessControl(app, { token, sessions });
 
   const db = () => opts.store.db;
+  const syncIndex = opts.store.syncIndex?.bind(opts.store);
+  // After access control (onRequest): an unauthenticated request never costs a catch-up.
+  if (syncIndex !== undefined) {
+    app.addHook('preHandler', async (request) => {
+      if (request.url.startsWith('/api/')) await syncIndex();
+    });
+  }
   registerHealthRoutes(app, { ready: opts.ready, auditWritable: () => opts.store.isWritable() });
   registerLoginRoutes(app, { token, sessions, limiter: new LoginLimiter({ ...LOGIN_LIMIT_DEFAULTS, clock }), webDir: WEB_ADMIN_DIR });
   registerRequestRoutes(app, { db, clock, pace: opts.searchPace });

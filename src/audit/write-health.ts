@@ -12,11 +12,13 @@ export interface AuditHealth {
   droppedCompletions: number;
   /** The writer's connection fsyncs every commit (--audit-fsync, PRAGMA synchronous=FULL). */
   fsync: boolean;
+  /** The audit log (log-store.ts) only: damage found at start (a torn tail cut off), as a sentence. */
+  logDamage?: string | null;
 }
 
 /** One transition, for a single log line: `message` is written to be logged as it is. */
 export interface AuditStateChange {
-  event: 'failing' | 'recovered' | 'reopened';
+  event: 'failing' | 'recovered' | 'reopened' | 'damaged';
   message: string;
   health: AuditHealth;
 }
@@ -64,7 +66,7 @@ export interface WriteHealthOptions {
   probeIntervalMs: number;
   /** Called by the timer while failing; it calls recovered() or fail() itself. */
   probe: () => void;
-  counts: () => Pick<AuditHealth, 'pendingCompletions' | 'droppedCompletions' | 'fsync'>;
+  counts: () => Pick<AuditHealth, 'pendingCompletions' | 'droppedCompletions' | 'fsync' | 'logDamage'>;
   onStateChange?: (change: AuditStateChange) => void;
 }
 

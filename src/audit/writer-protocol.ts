@@ -15,6 +15,8 @@ export interface WriterWorkerData {
   options: PortableStoreOptions;
   /** --retain: the thread deletes records older than this (retention.ts); 0 keeps every one. */
   retainMs: number;
+  /** Append to the log (log-store.ts) instead of writing the SQLite file (store.ts). */
+  log: boolean;
   /** Int32 slots, see the constants below. */
   flags: SharedArrayBuffer;
   /** Where the answers to synchronous calls go (read with receiveMessageOnPort). */

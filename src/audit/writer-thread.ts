@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { closeConnection } from './connection';
 import type { BatchOutcome, CompletionEntry, FinishedEntry } from './connection';
 import type { BatchTarget } from './group-commit';
+import type { IndexStatus } from './index-protocol';
 import type { AuditOpen } from './record-types';
 import type { PruneReport } from './retention';
 import type { AuditStore } from './store';
@@ -19,13 +20,20 @@ import type { CallReply, CallRequest, ParentMessage, PortableStoreOptions, Remot
  * What `serve` needs of the audit log: group commit's target, the admin API's reads, /readyz,
  * /metrics and shutdown. The store itself (store.ts) is one; so is the writer thread below.
  */
-export type ServingStore = BatchTarget & Pick<AuditStore, 'file' | 'db' | 'isWritable' | 'health' | 'completeOpenRecords' | 'heldCompletions' | 'close'>;
+export type ServingStore = BatchTarget & Pick<AuditStore, 'file' | 'db' | 'isWritable' | 'health' | 'completeOpenRecords' | 'heldCompletions' | 'close'> & {
+  /** Stores whose admin reads follow an append-only log (logged-store.ts): the read barrier. */
+  syncIndex?(): Promise<boolean>;
+  indexStatus?(): IndexStatus;
+  closeIndex?(): Promise<void>;
+};
 
 /** The store's options that can cross to a thread, the state-change callback, and retention. */
 export type WriterThreadOptions = PortableStoreOptions & Pick<AuditStoreOptions, 'onStateChange'> & {
   /** --retain: the writer thread deletes older records (retention.ts); 0 or absent keeps all. */
   retainMs?: number;
   onPruned?: (report: PruneReport) => void;
+  /** Append to the audit log (log-store.ts), which the index thread follows, instead of SQLite. */
+  log?: boolean;
 };
 
 /**
@@ -39,7 +47,7 @@ const CALL_WAIT_FLOOR_MS = 2_000;
 // Plain JavaScript run with `eval` (as in checkpointer.ts): from dist/ it loads the compiled
 // writer-worker.js; under ts-jest, which has no loader in other threads, it compiles the .ts
 // sources on the fly with TypeScript's transpileModule.
-const BOOTSTRAP = `
+export const WORKER_BOOTSTRAP = `
 const { workerData } = require('node:worker_threads');
 if (workerData.typescript !== null) {
   const ts = require(workerData.typescript);
@@ -169,17 +177,18 @@ export class WriterThread implements ServingStore {
   private start(): { ok: true; thread: Thread; health: AuditHealth } | { ok: false; error: RemoteError } {
     const { port1, port2 } = new MessageChannel();
     const flags = new Int32Array(new SharedArrayBuffer(8));
-    const { onStateChange: _, onPruned: __, retainMs, ...options } = this.opts;
+    const { onStateChange: _, onPruned: __, retainMs, log, ...options } = this.opts;
     const data: WriterWorkerData = {
       file: this.file,
       options,
       retainMs: retainMs ?? 0,
+      log: log ?? false,
       flags: flags.buffer as SharedArrayBuffer,
       calls: port2,
       entry: path.join(__dirname, `writer-worker${path.extname(__filename)}`),
       typescript: path.extname(__filename) === '.ts' ? require.resolve('typescript') : null,
     };
-    const worker = new Worker(BOOTSTRAP, { eval: true, workerData: data, transferList: [port2] });
+    const worker = new Worker(WORKER_BOOTSTRAP, { eval: true, workerData: data, transferList: [port2] });
     const thread: Thread = { worker, flags, calls: port1 };
     // Messages and exits of a thread already given up on are ignored.
     const current = (): boolean => this.thread === thread && this.lost === null && !this.closed;

@@ -1,6 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { MessagePort } from 'node:worker_threads';
 import { Retention } from './retention';
+import { LogAuditStore } from './log-store';
 import { openAuditStore } from './store';
 import type { AuditStore } from './store';
 import type { AuditStoreOptions } from './store-options';
@@ -62,21 +63,24 @@ function stateChanged(change: AuditStateChange): void {
   post({ kind: 'state', change: { ...change, message } });
 }
 
-function open(): AuditStore | null {
+/** What this thread needs of a store: the SQLite store (store.ts) or the log (log-store.ts). */
+type WorkerStore = Pick<AuditStore, 'commitBatch' | 'completeOpenRecords' | 'heldCompletions' | 'isWritable' | 'health' | 'close'>;
+
+function open(): WorkerStore | null {
   const options: AuditStoreOptions = {
     ...data.options,
     onStateChange: stateChanged,
     beforeReopen: closeParentReader,
   };
   try {
-    return openAuditStore(data.file, options);
+    return data.log ? new LogAuditStore(data.file, options, data.retainMs) : openAuditStore(data.file, options);
   } catch (err) {
     answer({ seq: 0, ok: false, error: remote(err), health: null });
     return null;
   }
 }
 
-function call(store: AuditStore, seq: number, request: CallRequest): CallReply {
+function call(store: WorkerStore, seq: number, request: CallRequest): CallReply {
   try {
     switch (request.method) {
       case 'isWritable':
@@ -95,7 +99,7 @@ function call(store: AuditStore, seq: number, request: CallRequest): CallReply {
   }
 }
 
-function batch(store: AuditStore, message: Extract<WorkerMessage, { kind: 'batch' }>): BatchReply {
+function batch(store: WorkerStore, message: Extract<WorkerMessage, { kind: 'batch' }>): BatchReply {
   try {
     const outcome = store.commitBatch(message.opens, message.completions, message.finished);
     return {
@@ -118,9 +122,11 @@ process.on('exit', () => {
 });
 
 /** --retain runs here, beside the writes it must not stall (retention.ts). */
-function startRetention(store: AuditStore): Retention | null {
-  if (data.retainMs <= 0) return null;
-  const started = new Retention({ retainMs: data.retainMs, db: () => store.db, onPass: (report) => post({ kind: 'pruned', report }) });
+function startRetention(store: WorkerStore): Retention | null {
+  // The log's retention runs on the index thread (index-worker.ts).
+  if (data.retainMs <= 0 || data.log) return null;
+  const sqlite = store as AuditStore;
+  const started = new Retention({ retainMs: data.retainMs, db: () => sqlite.db, onPass: (report) => post({ kind: 'pruned', report }) });
   started.start();
   return started;
 }

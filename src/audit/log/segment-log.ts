@@ -27,6 +27,13 @@ export interface SegmentLogOptions {
   idBlock?: number;
   /** Ids start at least here: a store being taken over keeps its ids. */
   firstId?: number;
+  /**
+   * A segment is also closed once it is this old, so retention, which drops whole segments, can
+   * keep disk use flat when fewer than maxSegmentBytes arrive per retention period. 0: no limit.
+   */
+  maxSegmentAgeMs?: number;
+  /** For segment ages; performance.now() by default. */
+  now?: () => number;
 }
 
 export const DEFAULT_MAX_SEGMENT_BYTES = 64 * 1024 * 1024;
@@ -60,6 +67,9 @@ export class SegmentLog {
   private readonly dir: string;
   private readonly maxSegmentBytes: number;
   private readonly fsync: boolean;
+  private readonly maxSegmentAgeMs: number;
+  private readonly now: () => number;
+  private segmentStartedAt = 0;
   private readonly ids: IdReservation;
   private sequence: number;
   private fd = -1;
@@ -74,6 +84,8 @@ export class SegmentLog {
     this.dir = options.dir;
     this.maxSegmentBytes = options.maxSegmentBytes ?? DEFAULT_MAX_SEGMENT_BYTES;
     this.fsync = options.fsync ?? false;
+    this.maxSegmentAgeMs = options.maxSegmentAgeMs ?? 0;
+    this.now = options.now ?? (() => performance.now());
     this.recovery = recovery;
     this.sequence = recovery.lastSegment;
     this.ids = new IdReservation(options.dir, mark, recovery.lastId, options.firstId ?? 1, options.idBlock ?? DEFAULT_ID_BLOCK);
@@ -120,7 +132,7 @@ export class SegmentLog {
     if (this.fd < 0 || this.tornEnd) this.startSegment();
     const withIds = this.withIds(entries);
     const bytes = encodeBatch(withIds);
-    if (this.size > SEGMENT_HEADER_BYTES && this.size + bytes.length > this.maxSegmentBytes) this.startSegment();
+    if (this.size > SEGMENT_HEADER_BYTES && (this.size + bytes.length > this.maxSegmentBytes || this.tooOld())) this.startSegment();
     this.write(bytes);
     return withIds.map((entry) => entry.id);
   }
@@ -129,6 +141,10 @@ export class SegmentLog {
     if (this.closed) return;
     this.closed = true;
     if (this.fd >= 0) this.closeQuietly();
+  }
+
+  private tooOld(): boolean {
+    return this.maxSegmentAgeMs > 0 && this.now() - this.segmentStartedAt >= this.maxSegmentAgeMs;
   }
 
   private withIds(entries: readonly NewEntry[]): LogEntry[] {
@@ -192,6 +208,7 @@ export class SegmentLog {
     this.fd = fd;
     this.file = file;
     this.size = SEGMENT_HEADER_BYTES;
+    this.segmentStartedAt = this.now();
     this.tornEnd = false;
   }
 

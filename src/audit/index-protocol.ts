@@ -1,0 +1,40 @@
+import type { PruneReport } from './retention';
+
+/** The messages between index-thread.ts (the proxy's thread) and index-worker.ts. */
+
+export interface IndexWorkerData {
+  /** The audit file the admin API reads (--db). */
+  file: string;
+  logDir: string;
+  /** --retain in ms; 0 keeps every record. */
+  retainMs: number;
+  /** The consumer's pause between steps once caught up. */
+  intervalMs: number;
+  /** For the bootstrap, as for the writer thread (writer-protocol.ts). */
+  entry: string;
+  typescript: string | null;
+}
+
+/** What the index reports about itself (/metrics, /readyz detail). */
+export interface IndexStatus {
+  /** How old the oldest log entry not yet in the index is; 0 when caught up. */
+  lagSeconds: number;
+  entriesBehind: number;
+  /** Torn or damaged log regions skipped since start. */
+  damagedRegions: number;
+  /** The last damage skipped, as a sentence; null when none. */
+  lastDamage: string | null;
+  /** Why the last step or retention pass failed; null once one succeeds. */
+  lastError: string | null;
+}
+
+/** Parent to worker: catch up with the log as it is now (a read barrier), or close. */
+export type IndexWorkerMessage = { kind: 'sync' | 'close'; seq: number };
+
+/** Worker to parent. */
+export type IndexParentMessage =
+  | { kind: 'answer'; seq: number; ok: true; status: IndexStatus }
+  | { kind: 'answer'; seq: number; ok: false; error: string; status: IndexStatus }
+  | { kind: 'status'; status: IndexStatus }
+  | { kind: 'damage'; message: string }
+  | { kind: 'pruned'; report: PruneReport };

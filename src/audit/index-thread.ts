@@ -1,0 +1,91 @@
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { IndexParentMessage, IndexStatus, IndexWorkerData, IndexWorkerMessage } from './index-protocol';
+import { auditLogDir } from './log/segment-files';
+import type { PruneReport } from './retention';
+import { WORKER_BOOTSTRAP } from './writer-thread';
+
+export interface IndexThreadOptions {
+  retainMs?: number;
+  intervalMs?: number;
+  /** A damaged log region was skipped (one log line each). */
+  onDamage?: (message: string) => void;
+  onPruned?: (report: PruneReport) => void;
+}
+
+/** How long a read barrier waits before the admin API answers from the index as it is. */
+const SYNC_WAIT_MS = 5000;
+
+/**
+ * The audit index on a thread of its own (index-worker.ts): it follows the log that the writer
+ * thread appends to, so SQLite's inserts, index upkeep and checkpoints never delay an append.
+ * `sync()` is the admin API's read barrier: it resolves once every batch already answered is in
+ * the index, so a record shows up in the API as soon as its request was answered.
+ */
+export class IndexThread {
+  private readonly worker: Worker;
+  private readonly waiting = new Map<number, (ok: boolean) => void>();
+  private seq = 0;
+  private latest: IndexStatus = { lagSeconds: 0, entriesBehind: 0, damagedRegions: 0, lastDamage: null, lastError: null };
+  private exited: string | null = null;
+
+  constructor(file: string, private readonly opts: IndexThreadOptions = {}) {
+    const data: IndexWorkerData = {
+      file,
+      logDir: auditLogDir(file),
+      retainMs: opts.retainMs ?? 0,
+      intervalMs: opts.intervalMs ?? 200,
+      entry: path.join(__dirname, `index-worker${path.extname(__filename)}`),
+      typescript: path.extname(__filename) === '.ts' ? require.resolve('typescript') : null,
+    };
+    this.worker = new Worker(WORKER_BOOTSTRAP, { eval: true, workerData: data });
+    this.worker.on('message', (message: IndexParentMessage) => this.received(message));
+    this.worker.on('error', (err) => this.gone(`audit index thread failed: ${err.message}`));
+    this.worker.on('exit', (code) => this.gone(`audit index thread exited (code ${code})`));
+    this.worker.unref();
+  }
+
+  status(): IndexStatus {
+    return this.exited === null ? this.latest : { ...this.latest, lastError: this.exited };
+  }
+
+  /** Resolves (true) once the index holds everything the log held when called; false on failure or time-out. */
+  sync(): Promise<boolean> {
+    return this.ask('sync');
+  }
+
+  /** Catches up one last time and closes the file; the thread then exits. */
+  async close(): Promise<void> {
+    await this.ask('close');
+    await this.worker.terminate();
+  }
+
+  private ask(kind: IndexWorkerMessage['kind']): Promise<boolean> {
+    if (this.exited !== null) return Promise.resolve(false);
+    const seq = ++this.seq;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => settle(false), SYNC_WAIT_MS);
+      const settle = (ok: boolean): void => {
+        clearTimeout(timer);
+        if (!this.waiting.delete(seq)) return;
+        if (this.waiting.size === 0) this.worker.unref();
+        resolve(ok);
+      };
+      this.worker.ref();
+      this.waiting.set(seq, settle);
+      this.worker.postMessage({ kind, seq } satisfies IndexWorkerMessage);
+    });
+  }
+
+  private received(message: IndexParentMessage): void {
+    if (message.kind === 'damage') return this.opts.onDamage?.(message.message);
+    if (message.kind === 'pruned') return this.opts.onPruned?.(message.report);
+    this.latest = message.status;
+    if (message.kind === 'answer') this.waiting.get(message.seq)?.(message.ok);
+  }
+
+  private gone(why: string): void {
+    this.exited ??= why;
+    for (const settle of [...this.waiting.values()]) settle(false);
+  }
+}

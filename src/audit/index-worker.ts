@@ -1,0 +1,83 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import type { MessagePort } from 'node:worker_threads';
+import type Database from 'better-sqlite3';
+import { IndexConsumer } from './log/index-consumer';
+import { dropSegmentsBefore } from './log/retention';
+import { pruneIntervalMs, Retention } from './retention';
+import { describeError } from './write-health';
+import type { IndexParentMessage, IndexStatus, IndexWorkerData, IndexWorkerMessage } from './index-protocol';
+
+/**
+ * The audit index thread (index-thread.ts starts it): follows the log with the index consumer
+ * and runs --retain on both the index (records) and the log (whole segments), so neither SQLite
+ * nor retention ever holds up an append on the writer thread.
+ */
+
+const data = workerData as IndexWorkerData;
+const port = parentPort as MessagePort;
+
+const status: IndexStatus = { lagSeconds: 0, entriesBehind: 0, damagedRegions: 0, lastError: null, lastDamage: null };
+
+const consumer = new IndexConsumer({
+  file: data.file,
+  logDir: data.logDir,
+  intervalMs: data.intervalMs,
+  onDamage: (damage) => {
+    status.damagedRegions += 1;
+    status.lastDamage = `${damage.file} at byte ${damage.offset}: ${damage.reason} (${damage.length} bytes skipped)`;
+    port.postMessage({ kind: 'damage', message: status.lastDamage } satisfies IndexParentMessage);
+  },
+  onError: (err) => {
+    status.lastError = describeError(err);
+  },
+});
+
+function refreshStatus(): IndexStatus {
+  try {
+    const lag = consumer.lag();
+    status.lagSeconds = lag.secondsBehind;
+    status.entriesBehind = lag.entriesBehind;
+  } catch (err) {
+    status.lastError = describeError(err);
+  }
+  return { ...status };
+}
+
+/** Retention drops a segment only when the index has applied it and none of its records is open. */
+function stillOpen(db: Database.Database): (id: number) => boolean {
+  const statement = db.prepare('SELECT ended_at_ms IS NULL FROM requests WHERE id = ?').pluck();
+  return (id) => statement.get(id) === 1;
+}
+
+function pruneSegments(): void {
+  try {
+    dropSegmentsBefore(data.logDir, { time: new Date(Date.now() - data.retainMs), position: consumer.position() }, stillOpen(consumer.db));
+  } catch (err) {
+    status.lastError = describeError(err);
+  }
+}
+
+function startRetention(): void {
+  if (data.retainMs <= 0) return;
+  new Retention({ retainMs: data.retainMs, db: () => consumer.db, onPass: (report) => port.postMessage({ kind: 'pruned', report } satisfies IndexParentMessage) }).start();
+  setInterval(pruneSegments, pruneIntervalMs(data.retainMs)).unref();
+}
+
+function answer(message: IndexWorkerMessage): IndexParentMessage {
+  try {
+    consumer.catchUp();
+    if (message.kind === 'close') consumer.close();
+    status.lastError = null;
+    return { kind: 'answer', seq: message.seq, ok: true, status: refreshStatus() };
+  } catch (err) {
+    status.lastError = describeError(err);
+    return { kind: 'answer', seq: message.seq, ok: false, error: status.lastError, status: { ...status } };
+  }
+}
+
+consumer.follow();
+startRetention();
+// The lag for /metrics, without a round trip per scrape.
+setInterval(() => port.postMessage({ kind: 'status', status: refreshStatus() } satisfies IndexParentMessage), 1000).unref();
+port.on('message', (message: IndexWorkerMessage) => port.postMessage(answer(message)));
+port.postMessage({ kind: 'status', status: refreshStatus() } satisfies IndexParentMessage);

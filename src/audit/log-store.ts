@@ -1,0 +1,192 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type Database from 'better-sqlite3';
+import type { BatchOutcome, CompletionEntry, FinishedEntry } from './connection';
+import { clipText } from './record-params';
+import type { AuditCompletion, AuditOpen } from './record-types';
+import { EntryEncodeError } from './log/entry-codec';
+import { IndexConsumer } from './log/index-consumer';
+import type { RecoveryReport } from './log/log-recovery';
+import { SegmentLog } from './log/segment-log';
+import type { NewEntry } from './log/segment-log';
+import { auditLogDir } from './log/segment-files';
+import { settingsFrom } from './store-options';
+import type { AuditStoreOptions, Settings } from './store-options';
+import { WriteHealth } from './write-health';
+import type { AuditHealth } from './write-health';
+
+/**
+ * The audit store of `serve` (issue 14): every open, completion and refused request is appended
+ * to the log (log/segment-log.ts), one write() per batch, and that append is the durability SPEC
+ * §4 asks for before a byte is forwarded: in the kernel on return (a crash of the process loses
+ * nothing), fsynced with --audit-fsync. Nothing else runs on this path: the SQLite index that the
+ * admin API reads follows the log on a thread of its own (index-thread.ts).
+ *
+ * What the SQLite store (store.ts) does for its file, this does for the log: fail closed (a
+ * failed append throws, requests get 503, a probe brings writes back), hold completions in memory
+ * while failing (bounded), complete every record still open at shutdown and at the next start.
+ * Records a crash left open are found in the index, which catches up with the log at open.
+ */
+export class LogAuditStore {
+  readonly recovery: RecoveryReport;
+  private readonly log: SegmentLog;
+  private readonly settings: Settings;
+  private readonly state: WriteHealth;
+  /** Records opened and not completed: completed at shutdown, kept by retention. */
+  private readonly open: Set<number>;
+  private readonly pending = new Map<number, AuditCompletion>();
+  private dropped = 0;
+  private closed = false;
+
+  constructor(
+    readonly file: string,
+    options: AuditStoreOptions,
+    retainMs = 0,
+  ) {
+    this.settings = settingsFrom(options);
+    const dir = auditLogDir(file);
+    // The index first: it takes over a file written before the log existed (its ids stay taken)
+    // and applies what an earlier run appended, so the records that run left open are known.
+    const index = new IndexConsumer({ file, logDir: dir, clock: this.settings.clock });
+    let firstId: number;
+    try {
+      index.catchUp();
+      firstId = index.firstFreeId();
+      this.open = new Set(openIds(index.db));
+    } finally {
+      index.close();
+    }
+    this.log = SegmentLog.open({ dir, fsync: this.settings.fsync, firstId, maxSegmentAgeMs: segmentAgeFor(retainMs) });
+    this.recovery = this.log.recovery;
+    this.damage = describeRecovery(this.recovery);
+    this.state = new WriteHealth({
+      clock: this.settings.clock,
+      probeIntervalMs: this.settings.probeIntervalMs,
+      probe: () => void this.probe(),
+      counts: () => ({ pendingCompletions: this.pending.size, droppedCompletions: this.dropped, fsync: this.settings.fsync, logDamage: this.damage }),
+      onStateChange: options.onStateChange,
+    });
+    if (this.damage !== null) this.state.emit('damaged', `audit log: ${this.damage}`);
+  }
+
+  /** Reported in health() for the life of this run: recovery ran once, at open. */
+  private readonly damage: string | null;
+
+  /** Appends one batch: opens and finished records get their ids, in that order. */
+  commitBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[], finished: readonly FinishedEntry[] = []): BatchOutcome {
+    if (this.closed || this.state.failing) {
+      for (const [id, completion] of completions) this.hold(id, completion);
+      throw this.state.unavailable();
+    }
+    const entries: NewEntry[] = [
+      ...opens.map((open): NewEntry => ({ type: 'open', open })),
+      ...finished.map(([open, completion]): NewEntry => ({ type: 'finished', open, completion })),
+      ...completions.map(([id, completion]): NewEntry => ({ type: 'complete', id, completion })),
+    ];
+    let ids: number[];
+    try {
+      ids = this.log.appendBatch(entries);
+    } catch (err) {
+      // An entry that cannot be encoded fails its batch, not the log: nothing was written.
+      if (err instanceof EntryEncodeError) throw err;
+      for (const [id, completion] of completions) this.hold(id, completion);
+      this.state.fail(err);
+      throw this.state.unavailable();
+    }
+    for (let i = 0; i < opens.length; i += 1) this.open.add(ids[i]);
+    for (const [id] of completions) this.open.delete(id);
+    return { ids: ids.slice(0, opens.length + finished.length), refusedCompletions: 0 };
+  }
+
+  /** Ends every record still open: held completions first (their real ends win). */
+  completeOpenRecords(endedAt: Date, error: string): number {
+    if (this.state.failing) this.probe();
+    if (this.state.failing) throw this.state.unavailable();
+    const ids = [...this.open];
+    const completion = { endedAt, status: null, bytesUp: 0, bytesDown: 0, error: clipText(error) };
+    this.commitBatch([], ids.map((id): CompletionEntry => [id, completion]));
+    return ids.length;
+  }
+
+  /** What a failed shutdown saves beside the database (left-open.ts). */
+  heldCompletions(): CompletionEntry[] {
+    return [...this.pending];
+  }
+
+  isWritable(): boolean {
+    if (this.state.failing) this.probe();
+    return !this.state.failing;
+  }
+
+  health(): AuditHealth {
+    return this.state.snapshot();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.state.stop();
+    this.log.close();
+  }
+
+  /**
+   * A real write to the log's folder (a full disk or a read-only volume fails it), then the held
+   * completions: the only way from failing back to writable.
+   */
+  private probe(): void {
+    try {
+      probeFolder(auditLogDir(this.file));
+    } catch (err) {
+      return this.state.fail(err);
+    }
+    const held = [...this.pending];
+    this.pending.clear();
+    this.state.recovered(held.length > 0 ? `; writing ${held.length} held completions` : '');
+    if (held.length === 0) return;
+    try {
+      this.commitBatch([], held);
+    } catch {
+      // Held again by commitBatch; the next probe tries again.
+    }
+  }
+
+  private hold(id: number, completion: AuditCompletion): void {
+    if (this.pending.size >= this.settings.maxPendingCompletions && !this.pending.has(id)) {
+      const oldest = this.pending.keys().next().value as number;
+      this.pending.delete(oldest);
+      this.dropped += 1;
+    }
+    this.pending.set(id, completion);
+  }
+}
+
+/**
+ * Retention drops whole segments: with --retain, a segment is closed after a quarter of the
+ * retention period (1 s to 1 h), so the log on disk stays within about 1.25 periods.
+ */
+function segmentAgeFor(retainMs: number): number {
+  return retainMs <= 0 ? 0 : Math.min(3_600_000, Math.max(1000, Math.floor(retainMs / 4)));
+}
+
+/** What recovery at open found: a torn or damaged tail is cut off and reported, never read. */
+function describeRecovery({ truncated, damage }: RecoveryReport): string | null {
+  const parts = damage.map((d) => `${d.reason} in ${path.basename(d.file)} at byte ${d.offset} (${d.length} bytes skipped)`);
+  if (truncated !== null) parts.push(`torn tail of ${path.basename(truncated.file)} cut at byte ${truncated.offset} (${truncated.bytes} bytes)`);
+  return parts.length === 0 ? null : parts.join('; ');
+}
+
+function openIds(db: Database.Database): number[] {
+  return db.prepare('SELECT id FROM requests WHERE ended_at_ms IS NULL').pluck().all() as number[];
+}
+
+/** 4 KiB written and removed: what a segment append needs from the volume, without touching one. */
+function probeFolder(dir: string): void {
+  const file = path.join(dir, '.write-probe');
+  const fd = fs.openSync(file, 'w');
+  try {
+    fs.writeSync(fd, Buffer.alloc(4096));
+  } finally {
+    fs.closeSync(fd);
+    fs.rmSync(file, { force: true });
+  }
+}
