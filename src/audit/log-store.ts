@@ -184,7 +184,9 @@ function probeFolder(dir: string): void {
   const file = path.join(dir, '.write-probe');
   const fd = fs.openSync(file, 'w');
   try {
-    fs.writeSync(fd, Buffer.alloc(4096));
+    // A short count is how a full volume or a file-size limit first shows (write(2)).
+    const written = fs.writeSync(fd, Buffer.alloc(4096));
+    if (written !== 4096) throw new Error(`write probe: only ${written} of 4096 bytes written`);
   } finally {
     fs.closeSync(fd);
     fs.rmSync(file, { force: true });

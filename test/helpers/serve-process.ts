@@ -16,7 +16,7 @@ export interface LogLine {
 export class ServeProcess {
   readonly lines: LogLine[] = [];
   stderr = '';
-  private readonly waiters: Array<{ msg: string; resolve: (line: LogLine) => void }> = [];
+  private readonly waiters: Array<{ match: (line: LogLine) => boolean; resolve: (line: LogLine) => void }> = [];
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   constructor(readonly child: ChildProcess) {
@@ -34,7 +34,7 @@ export class ServeProcess {
       return;
     }
     this.lines.push(line);
-    for (const waiter of this.waiters.filter((w) => w.msg === line.msg)) {
+    for (const waiter of this.waiters.filter((w) => w.match(line))) {
       this.waiters.splice(this.waiters.indexOf(waiter), 1);
       waiter.resolve(line);
     }
@@ -42,14 +42,23 @@ export class ServeProcess {
 
   /** The next log line with this msg (or one already seen after `afterIndex`). */
   waitForLog(msg: string, afterIndex = 0, limitMs = 15000): Promise<LogLine> {
-    const seen = this.lines.slice(afterIndex).find((l) => l.msg === msg);
+    return this.waitForLine((line) => line.msg === msg, `"${msg}"`, afterIndex, limitMs);
+  }
+
+  /** The next log line whose msg starts with `prefix` (for messages that carry figures). */
+  waitForLogStarting(prefix: string, afterIndex = 0, limitMs = 15000): Promise<LogLine> {
+    return this.waitForLine((line) => line.msg.startsWith(prefix), `"${prefix}…"`, afterIndex, limitMs);
+  }
+
+  private waitForLine(match: (line: LogLine) => boolean, what: string, afterIndex: number, limitMs: number): Promise<LogLine> {
+    const seen = this.lines.slice(afterIndex).find(match);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no "${msg}" log line within ${limitMs} ms; stderr: ${this.stderr}`)), limitMs);
-      this.waiters.push({ msg, resolve: (line) => (clearTimeout(timer), resolve(line)) });
+      const timer = setTimeout(() => reject(new Error(`no ${what} log line within ${limitMs} ms; stderr: ${this.stderr}`)), limitMs);
+      this.waiters.push({ match, resolve: (line) => (clearTimeout(timer), resolve(line)) });
       void this.exited.then(() => {
         clearTimeout(timer);
-        reject(new Error(`process exited before "${msg}"; stderr: ${this.stderr}`));
+        reject(new Error(`process exited before ${what}; stderr: ${this.stderr}`));
       });
     });
   }
