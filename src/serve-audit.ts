@@ -74,7 +74,13 @@ export function openServingAudit(config: ServeConfig, log: Logger, metrics: Prox
  * shared between threads: the SQLite store (store.ts) runs here.
  */
 function openStore(file: string, options: WriterThreadOptions, log: Logger): ServingStore {
-  if (!isInMemory(file)) return new LoggedStore(file, { ...options, onDamage: (message) => log.warn({ damage: message }, 'audit log: skipped a damaged region (never read as records)') });
+  if (!isInMemory(file)) {
+    return new LoggedStore(file, {
+      ...options,
+      onDamage: (message) => log.warn({ damage: message }, 'audit log: skipped a damaged region (never read as records)'),
+      onSegmentsDropped: (dropped, kept) => log.info({ dropped, kept_for_open_records: kept }, 'audit log segments dropped (--retain)'),
+    });
+  }
   const { retainMs: _, onPruned: __, ...storeOptions } = options;
   return openAuditStore(file, storeOptions);
 }

@@ -1,8 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Socket } from 'node:net';
 import Database from 'better-sqlite3';
+import { auditLogDir } from '../src/audit/log/segment-files';
 import { pruneBatch, pruneIntervalMs, Retention } from '../src/audit/retention';
 import type { PruneReport } from '../src/audit/retention';
 import { openAuditStore } from '../src/audit/store';
@@ -165,7 +166,12 @@ describe('serve --retain', () => {
     expect(open[0].ended_at).toBeNull();
     expect((await live.get('/late')).status).toBe(200);
     expect((await live.records()).some((r) => r.path === '/late')).toBe(true);
+    // The log drops whole segments: the first one holds the open tunnel's entry, so it stays
+    // until the tunnel ends, then goes at a later pass.
+    const firstSegment = path.join(auditLogDir(live.dbFile), '000000000001.seg');
+    expect(existsSync(firstSegment)).toBe(true);
     tunnel.end();
     tunnel.destroy();
-  });
+    await live.waitForLog((line) => line.msg === 'audit log segments dropped (--retain)' && !existsSync(firstSegment), 20_000);
+  }, 40_000);
 });

@@ -1,4 +1,5 @@
-import { statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
 import Database from 'better-sqlite3';
 
 /** What bench/retention.ts samples every few seconds: the audit store's files and contents. */
@@ -8,6 +9,8 @@ export interface DiskSample {
   dbBytes: number;
   walBytes: number;
   shmBytes: number;
+  /** The append-only log's segments and id mark (audit-log/ beside the db). */
+  logBytes: number;
   records: number;
   /** Pages on SQLite's freelist: freed by deletes, reused by inserts. */
   freePages: number;
@@ -28,14 +31,23 @@ export function sampleDisk(dbFile: string, t: number, pruned: number): DiskSampl
     const records = db.prepare('SELECT count(*) FROM requests').pluck().get() as number;
     const freePages = db.pragma('freelist_count', { simple: true }) as number;
     const pageCount = db.pragma('page_count', { simple: true }) as number;
-    return { t, dbBytes: size(dbFile), walBytes: size(`${dbFile}-wal`), shmBytes: size(`${dbFile}-shm`), records, freePages, pageCount, pruned };
+    return {
+      t, dbBytes: size(dbFile), walBytes: size(`${dbFile}-wal`), shmBytes: size(`${dbFile}-shm`), logBytes: folderBytes(path.join(path.dirname(dbFile), 'audit-log')),
+      records, freePages, pageCount, pruned,
+    };
   } finally {
     db.close();
   }
 }
 
+function folderBytes(dir: string): number {
+  let total = 0;
+  for (const name of readdirSync(dir, { withFileTypes: true })) if (name.isFile()) total += size(path.join(dir, name.name));
+  return total;
+}
+
 export function totalBytes(sample: DiskSample): number {
-  return sample.dbBytes + sample.walBytes + sample.shmBytes;
+  return sample.dbBytes + sample.walBytes + sample.shmBytes + sample.logBytes;
 }
 
 export interface FlatVerdict {
@@ -79,7 +91,7 @@ export interface RetentionRun {
 export function renderRetention(run: RetentionRun): string {
   const mib = (n: number): string => (n / MiB).toFixed(2);
   const rows = run.samples.map((s) =>
-    `| ${s.t} | ${s.records.toLocaleString('en-US')} | ${s.pruned.toLocaleString('en-US')} | ${mib(s.dbBytes)} | ${mib(s.walBytes)} | ${mib(s.shmBytes)} | **${mib(totalBytes(s))}** | ${s.freePages.toLocaleString('en-US')} / ${s.pageCount.toLocaleString('en-US')} |`);
+    `| ${s.t} | ${s.records.toLocaleString('en-US')} | ${s.pruned.toLocaleString('en-US')} | ${mib(s.dbBytes)} | ${mib(s.walBytes)} | ${mib(s.shmBytes)} | ${mib(s.logBytes)} | **${mib(totalBytes(s))}** | ${s.freePages.toLocaleString('en-US')} / ${s.pageCount.toLocaleString('en-US')} |`);
   const v = run.verdict;
   return [
     '# Retention soak (`npm run bench:retention`)',
@@ -87,11 +99,12 @@ export function renderRetention(run: RetentionRun): string {
     `${run.date.toISOString()}: \`tollgate serve --retain ${run.retainSeconds}s\` (a pass every ${run.pruneEverySeconds} s) under ${run.load} ` +
       `for ${run.seconds} s through the proxy to a loopback origin: ${run.requests.toLocaleString('en-US')} requests answered, ${run.failed} failed.`,
     '',
-    'Disk use is the db file plus its `-wal` and `-shm`, sampled from outside the proxy; records and the',
+    'Disk use is the db file (the index the admin API reads) plus its `-wal` and `-shm`, and the append-only',
+    'log (`audit-log/`: segments and the id mark), sampled from outside the proxy; records and the',
     'freelist (pages freed by deletes, waiting to be reused) are read on a read-only connection.',
     '',
-    '| t (s) | records | pruned so far | db MiB | wal MiB | shm MiB | total MiB | free pages / pages |',
-    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| t (s) | records | pruned so far | db MiB | wal MiB | shm MiB | log MiB | total MiB | free pages / pages |',
+    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...rows,
     '',
     `From t = ${v.settledFrom} s (one retention period and one pass after the start) to the end, the total grew by ` +

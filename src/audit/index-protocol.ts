@@ -37,4 +37,6 @@ export type IndexParentMessage =
   | { kind: 'answer'; seq: number; ok: false; error: string; status: IndexStatus }
   | { kind: 'status'; status: IndexStatus }
   | { kind: 'damage'; message: string }
-  | { kind: 'pruned'; report: PruneReport };
+  | { kind: 'pruned'; report: PruneReport }
+  /** Retention removed whole log segments, or kept some for records still open. */
+  | { kind: 'segments'; dropped: number; keptForOpenRecords: number };

@@ -11,6 +11,7 @@ export interface IndexThreadOptions {
   /** A damaged log region was skipped (one log line each). */
   onDamage?: (message: string) => void;
   onPruned?: (report: PruneReport) => void;
+  onSegmentsDropped?: (dropped: number, keptForOpenRecords: number) => void;
 }
 
 /** How long a read barrier waits before the admin API answers from the index as it is. */
@@ -80,6 +81,7 @@ export class IndexThread {
   private received(message: IndexParentMessage): void {
     if (message.kind === 'damage') return this.opts.onDamage?.(message.message);
     if (message.kind === 'pruned') return this.opts.onPruned?.(message.report);
+    if (message.kind === 'segments') return this.opts.onSegmentsDropped?.(message.dropped, message.keptForOpenRecords);
     this.latest = message.status;
     if (message.kind === 'answer') this.waiting.get(message.seq)?.(message.ok);
   }

@@ -4,6 +4,7 @@ import type Database from 'better-sqlite3';
 import { IndexConsumer } from './log/index-consumer';
 import { dropSegmentsBefore } from './log/retention';
 import { pruneIntervalMs, Retention } from './retention';
+import type { PruneReport } from './retention';
 import { describeError } from './write-health';
 import type { IndexParentMessage, IndexStatus, IndexWorkerData, IndexWorkerMessage } from './index-protocol';
 
@@ -51,15 +52,25 @@ function stillOpen(db: Database.Database): (id: number) => boolean {
 
 function pruneSegments(): void {
   try {
-    dropSegmentsBefore(data.logDir, { time: new Date(Date.now() - data.retainMs), position: consumer.position() }, stillOpen(consumer.db));
+    const cutoff = { time: new Date(Date.now() - data.retainMs), position: consumer.position() };
+    const report = dropSegmentsBefore(data.logDir, cutoff, stillOpen(consumer.db));
+    if (report.dropped.length > 0 || report.keptForOpenRecords.length > 0) {
+      port.postMessage({ kind: 'segments', dropped: report.dropped.length, keptForOpenRecords: report.keptForOpenRecords.length } satisfies IndexParentMessage);
+    }
   } catch (err) {
     status.lastError = describeError(err);
   }
 }
 
+/** --retain: records in the index (retention.ts, in small batches), then whole log segments. */
 function startRetention(): void {
   if (data.retainMs <= 0) return;
-  new Retention({ retainMs: data.retainMs, db: () => consumer.db, onPass: (report) => port.postMessage({ kind: 'pruned', report } satisfies IndexParentMessage) }).start();
+  const onPass = (report: PruneReport): void => {
+    port.postMessage({ kind: 'pruned', report } satisfies IndexParentMessage);
+    pruneSegments();
+  };
+  new Retention({ retainMs: data.retainMs, db: () => consumer.db, onPass }).start();
+  // Segments can be due when no record was (only completions of older records in them).
   setInterval(pruneSegments, pruneIntervalMs(data.retainMs)).unref();
 }
 

@@ -19,12 +19,12 @@ export class LoggedStore implements ServingStore {
 
   constructor(
     readonly file: string,
-    options: WriterThreadOptions & Pick<IndexThreadOptions, 'onDamage'>,
+    options: WriterThreadOptions & Pick<IndexThreadOptions, 'onDamage' | 'onSegmentsDropped'>,
   ) {
-    const { onDamage, ...writerOptions } = options;
+    const { onDamage, onSegmentsDropped, ...writerOptions } = options;
     // The writer first: it takes over an older file and applies what the last run appended.
     this.writer = new WriterThread(file, { ...writerOptions, log: true, onPruned: undefined });
-    this.index = new IndexThread(file, { retainMs: options.retainMs, onPruned: options.onPruned, onDamage });
+    this.index = new IndexThread(file, { retainMs: options.retainMs, onPruned: options.onPruned, onDamage, onSegmentsDropped });
   }
 
   get db(): Database.Database {
