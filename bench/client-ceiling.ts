@@ -16,6 +16,7 @@ import { runWrk } from './lib/tool-loads';
  * tollgate builds, so one run shows how much of a request's CPU the client costs.
  * Usage: node bench/dist/client-ceiling.js [--seconds 8] [--repeat 3]
  *        [--targets squid,node,undici-dispatch,...] [--cli name=path/to/cli.js ...]
+ * A target NAME+fsync runs the tollgate build NAME with --audit-fsync (`npm run bench:fsync`).
  */
 
 const BARE = ['node', 'undici-dispatch', 'undici-request', 'undici-stream'];
@@ -31,9 +32,11 @@ interface Row {
 async function start(target: string, scratch: string, clis: Map<string, string>): Promise<RunningProcess> {
   if (BARE.includes(target)) return startOriginProcess(path.join(__dirname, 'lib', 'bare-proxy.js'), [target]);
   if (target === 'squid') return startProxy('squid', { parent: scratch, cli: '', nodeArgs: [] });
-  const cli = clis.get(target);
-  if (cli === undefined) throw new Error(`unknown target ${target}: pass --cli ${target}=path/to/cli.js`);
-  return startProxy('tollgate', { parent: scratch, cli, nodeArgs: [] });
+  const [name, variant] = target.split('+');
+  const cli = clis.get(name);
+  if (cli === undefined) throw new Error(`unknown target ${target}: pass --cli ${name}=path/to/cli.js`);
+  if (variant !== undefined && variant !== 'fsync') throw new Error(`unknown variant ${variant} of ${name}: only +fsync`);
+  return startProxy('tollgate', { parent: scratch, cli, nodeArgs: [], serveArgs: variant === 'fsync' ? ['--audit-fsync'] : [] });
 }
 
 async function main(): Promise<void> {

@@ -181,7 +181,7 @@ rules:
     ports: any
 `;
 
-async function startTollgate(parent: string, cli: string, nodeArgs: string[]): Promise<RunningProxy> {
+async function startTollgate(parent: string, cli: string, nodeArgs: string[], extraArgs: string[]): Promise<RunningProxy> {
   const dir = mkdtempSync(path.join(parent, 'tollgate-'));
   mkdirSync(path.join(dir, 'policies'));
   writeFileSync(path.join(dir, 'policies', 'bench.yaml'), LOOPBACK_POLICY);
@@ -195,6 +195,7 @@ async function startTollgate(parent: string, cli: string, nodeArgs: string[]): P
   const serveArgs = [
     '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--policies', path.join(dir, 'policies'), '--db', dbFile,
     ...limits.filter(([flag]) => known.has(flag)).flat(),
+    ...extraArgs,
   ];
   const proxy = await startProxyProcess({ cli, nodeArgs, serveArgs });
   const auditRecords = (): number => {
@@ -212,12 +213,14 @@ export interface ProxyLaunchOptions {
   parent: string;
   cli: string;
   nodeArgs: string[];
+  /** tollgate only: more serve flags (e.g. --audit-fsync). */
+  serveArgs?: string[];
 }
 
 export function startProxy(name: ProxyName, options: ProxyLaunchOptions): Promise<RunningProxy> {
   switch (name) {
     case 'tollgate':
-      return startTollgate(options.parent, options.cli, options.nodeArgs);
+      return startTollgate(options.parent, options.cli, options.nodeArgs, options.serveArgs ?? []);
     case 'squid':
       return startSquid(options.parent);
     case 'tinyproxy':

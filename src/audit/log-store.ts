@@ -113,8 +113,9 @@ export class LogAuditStore {
     return [...this.pending];
   }
 
+  /** A real write now (/readyz): a full or read-only volume shows before a request finds it. */
   isWritable(): boolean {
-    if (this.state.failing) this.probe();
+    this.probe();
     return !this.state.failing;
   }
 
