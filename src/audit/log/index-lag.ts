@@ -1,8 +1,7 @@
 import fs from 'node:fs';
-import { EntryDecodeError, readEntryHead } from './entry-codec';
+import { entryHeads } from './entry-heads';
 import { listSegments } from './segment-files';
 import type { LogPosition } from './segment-reader';
-import { scanSegment } from './segment-scan';
 
 /**
  * How far the index is behind the log, for /metrics (tollgate_audit_index_lag_seconds) and
@@ -57,15 +56,7 @@ export function measureLag(dir: string, from: LogPosition, now: Date, maxEntries
 /** Counts each readable entry into `lag` and yields its time; damage is the reader's to report. */
 function* countEntries(file: string, start: number, lag: IndexLag): Generator<number> {
   try {
-    for (const item of scanSegment(file, start)) {
-      if (item.kind !== 'frame') continue;
-      let head;
-      try {
-        head = readEntryHead(item.payload);
-      } catch (err) {
-        if (!(err instanceof EntryDecodeError)) throw err;
-        continue;
-      }
+    for (const head of entryHeads(file, start)) {
       lag.entriesBehind += 1;
       if (head.type !== 'complete') lag.recordsBehind += 1;
       yield head.timeMs;

@@ -1,9 +1,8 @@
 import fs from 'node:fs';
-import { EntryDecodeError, readEntryHead } from './entry-codec';
+import { entryHeads } from './entry-heads';
 import type { LogPosition } from './segment-reader';
 import { listSegments } from './segment-files';
 import type { SegmentFile } from './segment-files';
-import { scanSegment } from './segment-scan';
 
 /**
  * Where retention may cut: a segment is dropped only when every entry in it is older than `time`
@@ -30,15 +29,7 @@ interface SegmentContents {
 function contentsOf(file: string): SegmentContents {
   const contents: SegmentContents = { newestMs: -Infinity, openIds: [] };
   const completed = new Set<number>();
-  for (const item of scanSegment(file)) {
-    if (item.kind !== 'frame') continue;
-    let head;
-    try {
-      head = readEntryHead(item.payload);
-    } catch (err) {
-      if (!(err instanceof EntryDecodeError)) throw err;
-      continue;
-    }
+  for (const head of entryHeads(file)) {
     contents.newestMs = Math.max(contents.newestMs, head.timeMs);
     if (head.type === 'open') contents.openIds.push(head.id);
     if (head.type === 'complete') completed.add(head.id);
