@@ -1,5 +1,6 @@
 import path from 'node:path';
 import type Database from 'better-sqlite3';
+import { seededRandom } from './lib/seeded-random';
 
 /**
  * Synthetic egress traffic for `npm run bench:replay`: a million audit records shaped like a
@@ -47,18 +48,6 @@ export function loadDist(): Dist {
     loadPolicy: dist('policy/load.js').loadPolicy as Dist['loadPolicy'],
     decide: dist('policy/decide.js').decide as Dist['decide'],
     SideTableBatch: dist('audit/log/side-tables.js').SideTableBatch as Dist['SideTableBatch'],
-  };
-}
-
-/** mulberry32: a small seeded PRNG, so every run writes the same traffic. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
 
@@ -130,7 +119,7 @@ export interface GenerateOptions {
  * 2,000th was never decided (the client left first).
  */
 export function generateTraffic(dist: Dist, db: Database.Database, policy: LoadedPolicy, opts: GenerateOptions): void {
-  const rand = random(20260301);
+  const rand = seededRandom(20260301);
   const insert = db.prepare(INSERT);
   const sideTables = new dist.SideTableBatch(db);
   const decided = new Map<string, Decision>();

@@ -1,4 +1,6 @@
 import type Database from 'better-sqlite3';
+import { seededRandom } from '../lib/seeded-random';
+import { CLIENTS, zipfPicker } from './traffic-skew';
 
 /**
  * A synthetic audit log with the skew of a real one: a few hundred destinations with Zipf-like
@@ -28,23 +30,6 @@ const REGIONS = ['eu-west-1', 'us-east-1', 'ap-south-1'];
 const WORDS = ['api', 'cdn', 'objects', 'uploads', 'registry', 'auth', 'static', 'hooks', 'events', 'edge'];
 
 export const HOST_COUNT = 400;
-const CLIENTS: Array<{ ip: string; groups: string[] }> = [
-  ...Array.from({ length: 8 }, (_, i) => ({ ip: `10.0.8.${10 + i}`, groups: ['ci-runners'] })),
-  ...Array.from({ length: 4 }, (_, i) => ({ ip: `10.0.12.${5 + i}`, groups: ['payments', 'prod'] })),
-  ...Array.from({ length: 8 }, (_, i) => ({ ip: `10.1.${i}.20`, groups: ['dev'] })),
-];
-
-/** Deterministic, so two runs measure the same data (mulberry32). */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function buildHosts(): string[] {
   return Array.from({ length: HOST_COUNT }, (_, r) => {
@@ -53,29 +38,6 @@ function buildHosts(): string[] {
     const word = WORDS[r % WORDS.length];
     return r % 3 === 2 ? `${word}${r}.${REGIONS[r % REGIONS.length]}.${domain}` : `${word}${r}.${domain}`;
   });
-}
-
-/** Cumulative Zipf(s = 1.1) weights, for picking by binary search. */
-function cumulative(n: number, s: number): Float64Array {
-  const out = new Float64Array(n);
-  let sum = 0;
-  for (let i = 0; i < n; i += 1) {
-    sum += 1 / Math.pow(i + 1, s);
-    out[i] = sum;
-  }
-  for (let i = 0; i < n; i += 1) out[i] /= sum;
-  return out;
-}
-
-function pick(cdf: Float64Array, u: number): number {
-  let lo = 0;
-  let hi = cdf.length - 1;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (cdf[mid] < u) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 const INSERT = `INSERT INTO requests (started_at_ms, ended_at_ms, client_ip, client_port, clients, user, kind,
@@ -87,10 +49,10 @@ const INSERT = `INSERT INTO requests (started_at_ms, ended_at_ms, client_ip, cli
 
 type Row = Record<string, string | number | null>;
 
-function makeRow(rand: () => number, hosts: string[], hostCdf: Float64Array, clientCdf: Float64Array, startedAt: number): Row {
-  const hostIndex = pick(hostCdf, rand());
+function makeRow(rand: () => number, hosts: string[], pickHost: () => number, pickClient: () => number, startedAt: number): Row {
+  const hostIndex = pickHost();
   const host = hosts[hostIndex];
-  const client = CLIENTS[pick(clientCdf, rand())];
+  const client = CLIENTS[pickClient()];
   const denyBias = host.endsWith('pastebin.com') ? 0.9 : 0.085;
   const deny = rand() < denyBias;
   const wouldDeny = !deny && rand() < 0.02;
@@ -143,17 +105,17 @@ export interface GenerateOptions {
  */
 export function generateLog(db: Database.Database, count: number, spanMs: number, endMs: number, opts: GenerateOptions): GeneratedLog {
   const { batch = 10_000, sideTables } = opts;
-  const rand = random(42);
+  const rand = seededRandom(42);
   const hosts = buildHosts();
-  const hostCdf = cumulative(hosts.length, 1.1);
-  const clientCdf = cumulative(CLIENTS.length, 0.8);
+  const pickHost = zipfPicker(hosts.length, 1.1, rand);
+  const pickClient = zipfPicker(CLIENTS.length, 0.8, rand);
   const insert = db.prepare(INSERT);
   const step = spanMs / count;
   const firstMs = Math.floor(endMs - spanMs);
   const insertBatch = db.transaction((from: number, to: number) => {
     for (let i = from; i < to; i += 1) {
       const late = rand() < 0.01 ? Math.floor(rand() * 15_000) : 0;
-      const row = makeRow(rand, hosts, hostCdf, clientCdf, Math.floor(firstMs + i * step) - late);
+      const row = makeRow(rand, hosts, pickHost, pickClient, Math.floor(firstMs + i * step) - late);
       const id = Number(insert.run(row).lastInsertRowid);
       sideTables?.add(id, row);
     }

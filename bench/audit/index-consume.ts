@@ -7,8 +7,10 @@ import type * as ConsumerModule from '../../src/audit/log/index-consumer';
 import type * as StepModule from '../../src/audit/log/index-step';
 import type * as SegmentLogModule from '../../src/audit/log/segment-log';
 import type { AuditCompletion, AuditOpen } from '../../src/audit/record-types';
+import { load, loadFrom, REPO } from './built-modules';
 import { benchRecords } from './index-records';
 import type { BenchRecord } from './index-records';
+import { committedIds, logBatch } from './write-batch';
 
 /**
  * CPU per record of the log's SQLite index consumer (src/audit/log/index-consumer.ts) against the
@@ -18,25 +20,12 @@ import type { BenchRecord } from './index-records';
  * Usage: npm run build && npx tsc -p bench/audit/tsconfig.json && node bench/dist/audit/bench/audit/index-consume.js [--before DIR]
  */
 
-function repoRoot(): string {
-  let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, 'migrations', '001_audit.sql'))) {
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error('cannot find the repository root');
-    dir = up;
-  }
-  return dir;
-}
-
 /** A build of tollgate: its dist/ (and, through it, its migrations/ folder). */
 interface Build {
   connectAudit: typeof ConnectionModule.connectAudit;
   IndexConsumer: typeof ConsumerModule.IndexConsumer;
 }
 
-const REPO = repoRoot();
-const loadFrom = <T>(root: string, rel: string): T => require(path.join(root, 'dist', rel)) as T;
-const load = <T>(rel: string): T => loadFrom<T>(REPO, rel);
 const loadBuild = (root: string): Build => ({
   connectAudit: loadFrom<typeof ConnectionModule>(root, 'audit/connection.js').connectAudit,
   IndexConsumer: loadFrom<typeof ConsumerModule>(root, 'audit/log/index-consumer.js').IndexConsumer,
@@ -81,10 +70,7 @@ function drive(records: BenchRecord[], write: (opens: AuditOpen[], completions: 
 
 function writeLog(logDir: string, records: BenchRecord[]): void {
   const log = SegmentLog.open({ dir: logDir });
-  drive(records, (opens, completions) => log.appendBatch([
-    ...opens.map((open) => ({ type: 'open' as const, open })),
-    ...completions.map(([id, completion]) => ({ type: 'complete' as const, id, completion })),
-  ]).slice(0, opens.length));
+  drive(records, (opens, completions) => log.appendBatch(logBatch(opens, completions)).slice(0, opens.length));
   log.close();
 }
 
@@ -119,10 +105,7 @@ function storeRun(build: Build, records: BenchRecord[]): Run {
     const run = timed(records.length, () => {
       drive(records, (opens, completions) => {
         if (++batches % CHECKPOINT_EVERY_BATCHES === 0) connection.db.pragma('wal_checkpoint(TRUNCATE)');
-        return connection.commitBatch(opens, completions).ids.map((id) => {
-          if (typeof id !== 'number') throw id;
-          return id;
-        });
+        return committedIds(connection.commitBatch(opens, completions));
       });
       return records.length;
     });

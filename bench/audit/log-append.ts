@@ -6,6 +6,8 @@ import type * as ConnectionModule from '../../src/audit/connection';
 import type * as EntryCodecModule from '../../src/audit/log/entry-codec';
 import type * as SegmentLogModule from '../../src/audit/log/segment-log';
 import type { AuditCompletion, AuditOpen } from '../../src/audit/record-types';
+import { load, REPO } from './built-modules';
+import { committedIds, logBatch } from './write-batch';
 
 /**
  * CPU per audit record on the write side: the append-only log (src/audit/log/) against the SQLite
@@ -15,18 +17,6 @@ import type { AuditCompletion, AuditOpen } from '../../src/audit/record-types';
  * Usage: npm run build && npx tsc -p bench/audit/tsconfig.json && node bench/dist/audit/bench/audit/log-append.js
  */
 
-function repoRoot(): string {
-  let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, 'migrations', '001_audit.sql'))) {
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error('cannot find the repository root');
-    dir = up;
-  }
-  return dir;
-}
-
-const REPO = repoRoot();
-const load = <T>(rel: string): T => require(path.join(REPO, 'dist', rel)) as T;
 const { connectAudit } = load<typeof ConnectionModule>('audit/connection.js');
 const { SegmentLog } = load<typeof SegmentLogModule>('audit/log/segment-log.js');
 const { encodeBatch } = load<typeof EntryCodecModule>('audit/log/entry-codec.js');
@@ -107,10 +97,7 @@ function folderBytes(dir: string): number {
 function segmentLog(fsync: boolean) {
   return (dir: string) => {
     const log = SegmentLog.open({ dir: path.join(dir, 'audit-log'), fsync });
-    const write: Writer = (opens, completions) => log.appendBatch([
-      ...opens.map((open) => ({ type: 'open' as const, open })),
-      ...completions.map(([id, completion]) => ({ type: 'complete' as const, id, completion })),
-    ]).slice(0, opens.length);
+    const write: Writer = (opens, completions) => log.appendBatch(logBatch(opens, completions)).slice(0, opens.length);
     return { write, bytes: () => folderBytes(path.join(dir, 'audit-log')), close: () => log.close() };
   };
 }
@@ -132,10 +119,7 @@ function encodeOnly() {
 function sqliteStore(dir: string) {
   const file = path.join(dir, 'audit.db');
   const connection = connectAudit(file, { clock: () => new Date(), busyTimeoutMs: 5000 });
-  const write: Writer = (opens, completions) => connection.commitBatch(opens, completions).ids.map((id) => {
-    if (typeof id !== 'number') throw id;
-    return id;
-  });
+  const write: Writer = (opens, completions) => committedIds(connection.commitBatch(opens, completions));
   // Checkpointed before each size reading (outside the timed loop): the WAL alone would count
   // every page rewritten by every commit.
   const bytes = (): number => {

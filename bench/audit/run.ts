@@ -11,6 +11,7 @@ import type * as StoreModule from '../../src/audit/store';
 import type * as MigrateModule from '../../src/audit/migrate';
 import type * as LoadModule from '../../src/policy/load';
 import type * as SideTablesModule from '../../src/audit/log/side-tables';
+import { load, REPO } from './built-modules';
 import { generateLog } from './generate';
 import type { GeneratedLog } from './generate';
 import { renderReport } from './report';
@@ -24,18 +25,6 @@ import type { Measurement, BenchReport, SearchWalk } from './report';
  * Usage: npm run bench:audit [-- --records N] [--keep]
  */
 
-function repoRoot(): string {
-  let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, 'migrations', '001_audit.sql'))) {
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error('cannot find the repository root');
-    dir = up;
-  }
-  return dir;
-}
-
-const REPO = repoRoot();
-const load = <T>(rel: string): T => require(path.join(REPO, 'dist', rel)) as T;
 const { buildAdminApp } = load<typeof AppModule>('admin/app.js');
 const { openAuditStore } = load<typeof StoreModule>('audit/store.js');
 const { applyMigrations, MIGRATIONS_DIR } = load<typeof MigrateModule>('audit/migrate.js');
