@@ -32,14 +32,15 @@ interface Readiness {
   audit: { fsync: boolean };
 }
 
+/** The proxy a test started, closed after it (both describes). */
+let served: ServedProxy | null = null;
+
+afterEach(async () => {
+  await served?.close();
+  served = null;
+});
+
 describe('serve --min-free-disk', () => {
-  let served: ServedProxy | null = null;
-
-  afterEach(async () => {
-    await served?.close();
-    served = null;
-  });
-
   test('below the watermark requests get 503 and /readyz, /metrics and the log say so; it recovers', async () => {
     const volume = fakeVolume();
     const live = await startServed({
@@ -99,13 +100,6 @@ describe('serve --min-free-disk', () => {
 });
 
 describe('serve --audit-fsync', () => {
-  let served: ServedProxy | null = null;
-
-  afterEach(async () => {
-    await served?.close();
-    served = null;
-  });
-
   test('the writer thread\'s connection runs synchronous=FULL, and /readyz says so', async () => {
     served = await startServed({ config: { auditFsync: true } });
     expect(((await served.admin('/readyz')).body as Readiness).audit.fsync).toBe(true);

@@ -1,9 +1,7 @@
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, statSync, truncateSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import type { Server as HttpServer } from 'node:http';
-import { createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { auditLogDir } from '../src/audit/log/segment-files';
@@ -11,8 +9,9 @@ import { applyMigrations, MIGRATIONS_DIR } from '../src/audit/migrate';
 import { RecordEnd } from '../src/audit/record-types';
 import { limitFileSize, liftFileSizeLimit } from './helpers/file-size-limit';
 import { listenOn, parseHead, rawConnect, readAll, readUntil } from './helpers/proxy-harness';
-import { spawnServe, splitHostPort } from './helpers/serve-process';
-import type { ServeProcess } from './helpers/serve-process';
+import { startEchoServer } from './helpers/raw-origin';
+import { listeningPorts, serveArgs, serveFolder, spawnServe } from './helpers/serve-process';
+import type { ServeFolder, ServeProcess } from './helpers/serve-process';
 
 /**
  * Issue 14: `serve` appends every record to the audit log (the durable write) and an index
@@ -20,18 +19,6 @@ import type { ServeProcess } from './helpers/serve-process';
  * files: SIGKILL, a torn segment, a file-size limit standing in for a full disk, and a store
  * written by the release before the log.
  */
-
-const POLICY = `version: 1
-settings:
-  default: deny
-network:
-  allow_ranges: [127.0.0.0/8]
-rules:
-  - name: loopback-origin
-    action: allow
-    hosts: [127.0.0.1]
-    ports: any
-`;
 
 interface Row {
   id: number;
@@ -54,7 +41,7 @@ function newestSegment(dbFile: string): string {
 }
 
 describe('the audit log under serve', () => {
-  let dir: string;
+  let folder: ServeFolder;
   let dbFile: string;
   let origin: HttpServer;
   let originPort: number;
@@ -70,23 +57,17 @@ describe('the audit log under serve', () => {
       res.end('ok');
     });
     originPort = await listenOn(origin);
-    echo = createServer((s) => {
-      s.on('error', () => s.destroy());
-      s.on('data', (chunk) => s.write(chunk));
-    });
-    echoPort = await listenOn(echo);
+    ({ server: echo, port: echoPort } = await startEchoServer());
   });
   beforeEach(() => {
     originHits = 0;
-    dir = mkdtempSync(path.join(tmpdir(), 'tollgate-log-serve-'));
-    mkdirSync(path.join(dir, 'policies'));
-    writeFileSync(path.join(dir, 'policies', 'policy.yaml'), POLICY);
-    dbFile = path.join(dir, 'data', 'audit.db');
+    folder = serveFolder('tollgate-log-serve-');
+    dbFile = folder.dbFile;
   });
   afterEach(() => {
     for (const p of running.splice(0)) p.child.kill('SIGKILL');
     for (const s of sockets.splice(0)) s.destroy();
-    rmSync(dir, { recursive: true, force: true });
+    folder.remove();
   });
   afterAll(() => {
     origin.close();
@@ -94,10 +75,10 @@ describe('the audit log under serve', () => {
   });
 
   async function start(): Promise<Served> {
-    const proc = spawnServe(['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--policies', path.join(dir, 'policies'), '--db', dbFile]);
+    const proc = spawnServe(serveArgs(folder));
     running.push(proc);
-    const listening = await proc.waitForLog('listening');
-    return { proc, proxyPort: splitHostPort(String(listening.proxy)).port, adminPort: splitHostPort(String(listening.admin)).port };
+    const { proxyPort, adminPort } = await listeningPorts(proc);
+    return { proc, proxyPort, adminPort };
   }
 
   async function api<T>(served: Served, route: string): Promise<T> {
@@ -216,7 +197,7 @@ describe('the audit log under serve', () => {
 
   test('a store written by the release before the log is taken over: every record kept, new ids above, its open records completed', async () => {
     mkdirSync(path.dirname(dbFile));
-    writeOldStore(dbFile, dir);
+    writeOldStore(dbFile, folder.dir);
     const served = await start();
     expect(served.proc.lines.find((l) => l.msg === 'listening')).toMatchObject({ records_closed_at_start: 1 });
     const before = await records(served);

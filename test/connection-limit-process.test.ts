@@ -1,25 +1,10 @@
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { connect } from 'node:net';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import Database from 'better-sqlite3';
+import { withReader } from './helpers/audit-index-fixtures';
 import { listenOn } from './helpers/proxy-harness';
-import { spawnServe, splitHostPort } from './helpers/serve-process';
-import type { ServeProcess } from './helpers/serve-process';
-
-const LOOPBACK_POLICY = `version: 1
-settings:
-  default: deny
-network:
-  allow_ranges: [127.0.0.0/8]
-rules:
-  - name: loopback-origin
-    action: allow
-    hosts: [127.0.0.1]
-    ports: any
-`;
+import { listeningPorts, serveArgs, serveFolder, spawnServe } from './helpers/serve-process';
+import type { ServeFolder, ServeProcess } from './helpers/serve-process';
 
 /** Under this open-files limit the old code dropped 180 of 400 connections with no answer. */
 const OPEN_FILES_LIMIT = 256;
@@ -47,7 +32,7 @@ function proxiedGet(proxyPort: number, originPort: number): Promise<Outcome> {
 }
 
 describe('client connections under a low open-files limit', () => {
-  let dir: string;
+  let folder: ServeFolder;
   let origin: Server;
   let originPort: number;
   let proc: ServeProcess | null = null;
@@ -63,13 +48,11 @@ describe('client connections under a low open-files limit', () => {
     originPort = await listenOn(origin);
   });
   beforeEach(() => {
-    dir = mkdtempSync(path.join(tmpdir(), 'tollgate-maxconn-'));
-    mkdirSync(path.join(dir, 'policies'));
-    writeFileSync(path.join(dir, 'policies', 'policy.yaml'), LOOPBACK_POLICY);
+    folder = serveFolder('tollgate-maxconn-');
   });
   afterEach(() => {
     proc?.child.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
+    folder.remove();
   });
   afterAll(() => {
     origin.closeAllConnections();
@@ -77,19 +60,13 @@ describe('client connections under a low open-files limit', () => {
   });
 
   test(`${CLIENTS} connections at once under ulimit -n ${OPEN_FILES_LIMIT}: each is served or answered 503 and recorded`, async () => {
-    const dbFile = path.join(dir, 'audit.db');
-    proc = spawnServe(
-      ['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--policies', path.join(dir, 'policies'), '--db', dbFile],
-      {},
-      { openFilesLimit: OPEN_FILES_LIMIT },
-    );
-    const listening = await proc.waitForLog('listening');
+    proc = spawnServe(serveArgs(folder), {}, { openFilesLimit: OPEN_FILES_LIMIT });
+    const { line: listening, proxyPort } = await listeningPorts(proc);
     // Derived from the limit, with room for two descriptors per connection and the reserve.
     expect(listening.open_files_limit).toBe(OPEN_FILES_LIMIT);
     const cap = listening.max_client_connections as number;
     expect(cap).toBeGreaterThanOrEqual(16);
     expect(cap).toBeLessThan(OPEN_FILES_LIMIT / 2);
-    const proxyPort = splitHostPort(listening.proxy as string).port;
 
     // The origin answers nothing until every connection is accounted for: served ones all hold
     // their descriptors at once, as under real load, and the rest must be answered meanwhile.
@@ -120,15 +97,10 @@ describe('client connections under a low open-files limit', () => {
 
     proc.child.kill('SIGTERM');
     expect((await proc.exited).code).toBe(0);
-    const db = new Database(dbFile, { readonly: true });
-    try {
-      const rows = db.prepare('SELECT status, error FROM requests').all() as Array<{ status: number; error: string | null }>;
-      expect(rows.filter((r) => r.status === 200)).toHaveLength(served);
-      const refusals = rows.filter((r) => r.status === 503);
-      expect(refusals).toHaveLength(refused);
-      expect(refusals.every((r) => r.error?.startsWith('too_many_client_connections: ') === true)).toBe(true);
-    } finally {
-      db.close();
-    }
+    const rows = withReader(folder.dbFile, (db) => db.prepare('SELECT status, error FROM requests').all() as Array<{ status: number; error: string | null }>);
+    expect(rows.filter((r) => r.status === 200)).toHaveLength(served);
+    const refusals = rows.filter((r) => r.status === 503);
+    expect(refusals).toHaveLength(refused);
+    expect(refusals.every((r) => r.error?.startsWith('too_many_client_connections: ') === true)).toBe(true);
   }, 20_000);
 });

@@ -33,6 +33,25 @@ function closed(socket: Socket): Promise<void> {
   return new Promise((resolve) => (socket.destroyed ? resolve() : socket.once('close', () => resolve())));
 }
 
+/** Holds every audit record the proxy writes until `release()`; `restore()` puts the real writer back. */
+function holdAuditRecords(proxy: ProxyHarness): { release: () => void; restore: () => void } {
+  const audit = proxy.ctx.audit;
+  const record = audit.record.bind(audit);
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  audit.record = async (open, completion) => {
+    await gate;
+    return record(open, completion);
+  };
+  return {
+    release: () => release(),
+    restore: () => {
+      audit.record = record;
+      release();
+    },
+  };
+}
+
 describe('--max-client-connections', () => {
   let proxy: ProxyHarness;
   let origin: Origin;
@@ -74,19 +93,12 @@ describe('--max-client-connections', () => {
   test('a CONNECT sent on a refused connection before its answer is not handled', async () => {
     const idle = await openIdle(proxy, CAP);
     // Hold the refusal's record until the proxy has parsed the CONNECT behind it.
-    const audit = proxy.ctx.audit;
-    const record = audit.record.bind(audit);
-    let release: () => void = () => undefined;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    audit.record = async (open, completion) => {
-      await gate;
-      return record(open, completion);
-    };
+    const held = holdAuditRecords(proxy);
     const tunnelsWhenParsed: number[] = [];
     // Registered after the proxy's own listener, so it runs once the proxy has handled the event.
     proxy.server.on('connect', () => {
       tunnelsWhenParsed.push(proxy.ctx.tunnels.size);
-      release();
+      held.release();
     });
     try {
       const refused = await rawConnect(proxy.port);
@@ -95,22 +107,14 @@ describe('--max-client-connections', () => {
       expect(answer.status).toBe(503);
       expect(tunnelsWhenParsed).toEqual([0]);
     } finally {
-      audit.record = record;
-      release();
+      held.restore();
     }
     for (const socket of idle.clients) socket.destroy();
   });
 
   test('a burst past the cap is answered at once, without waiting on the audit log, and still recorded', async () => {
     const idle = await openIdle(proxy, CAP);
-    const audit = proxy.ctx.audit;
-    const record = audit.record.bind(audit);
-    let release: () => void = () => undefined;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    audit.record = async (open, completion) => {
-      await gate;
-      return record(open, completion);
-    };
+    const held = holdAuditRecords(proxy);
     const burst = REFUSALS_IN_FLIGHT + 10;
     try {
       const clients = await Promise.all(Array.from({ length: burst }, () => rawConnect(proxy.port)));
@@ -129,14 +133,13 @@ describe('--max-client-connections', () => {
       expect(early.map((text) => parseHead(text).status)).toEqual(Array(10).fill(503));
       expect(early.every((text) => parseHead(text).headers['x-tollgate-request-id'] === undefined)).toBe(true);
       expect(proxy.ctx.gauges.refusingSockets).toBe(REFUSALS_IN_FLIGHT);
-      release();
+      held.release();
       const all = await Promise.all(answers);
       expect(all.map((text) => parseHead(text).status)).toEqual(Array(burst).fill(503));
       const withId = all.filter((text) => parseHead(text).headers['x-tollgate-request-id'] !== undefined);
       expect(withId).toHaveLength(REFUSALS_IN_FLIGHT);
     } finally {
-      audit.record = record;
-      release();
+      held.restore();
     }
     // Every refusal has its record, the burst's too.
     const refusals = (): number => proxy.records().filter((r) => r.error?.startsWith('too_many_client_connections')).length;

@@ -5,12 +5,10 @@ import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
-import { readDescriptorLimit } from '../src/descriptors';
-import type { ServeConfig } from '../src/config';
-import { MIN_FREE_DISK_OFF } from '../src/config-size';
 import { startServing } from '../src/serve';
 import type { RunningProxy } from '../src/serve';
 import { listenOn, parseHead, rawConnect, readAll } from './helpers/proxy-harness';
+import { testServeConfig } from './helpers/serve-config';
 
 /**
  * Plain HTTP through a parent proxy uses a pooled keep-alive agent per parent. This runs the
@@ -92,27 +90,7 @@ describe('pooled agents of parent proxies', () => {
     mkdirSync(path.join(dir, 'policies'));
     parent = await startFakeParent();
     writePolicy(policy(parent.port));
-    const config: ServeConfig = {
-      listen: { host: '127.0.0.1', port: 0 },
-      adminListen: { host: '127.0.0.1', port: 0 },
-      policiesDir: path.join(dir, 'policies'),
-      dbFile: path.join(dir, 'audit.db'),
-      adminToken: null,
-      dnsTimeoutMs: 2000,
-      connectTimeoutMs: 2000,
-      drainTimeoutMs: 2000,
-      tunnelIdleTimeoutMs: 60_000,
-      tunnelMaxLifetimeMs: 0,
-      requestIdleTimeoutMs: 30_000,
-      maxTunnels: 100,
-      maxTunnelsPerSource: 100,
-      maxClientConnections: 1000,
-      descriptorLimit: readDescriptorLimit(),
-      usersFile: null,
-      retainMs: 0,
-      minFreeDisk: MIN_FREE_DISK_OFF,
-      auditFsync: false,
-    };
+    const config = testServeConfig({ policiesDir: path.join(dir, 'policies'), dbFile: path.join(dir, 'audit.db') });
     running = await startServing(config, pino({ level: 'silent' }));
     stopped = false;
   });

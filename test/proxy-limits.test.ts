@@ -3,16 +3,8 @@ import type { Server, Socket } from 'node:net';
 import { parseHead, rawConnect, readAll, readUntil, listenOn, startProxy } from './helpers/proxy-harness';
 import type { ProxyHarness } from './helpers/proxy-harness';
 import { PROXY_TEST_HOSTS, PROXY_TEST_POLICY } from './helpers/policies';
+import { startEchoServer } from './helpers/raw-origin';
 import { RETRY_AFTER_SECONDS } from '../src/proxy/respond';
-
-function echoServer(): Promise<{ server: Server; port: number }> {
-  const server = createServer({ allowHalfOpen: true }, (s) => {
-    s.on('error', () => s.destroy());
-    s.on('data', (chunk) => s.write(chunk));
-    s.on('end', () => s.end());
-  });
-  return listenOn(server).then((port) => ({ server, port }));
-}
 
 /** Open a tunnel from a given loopback source address; resolves with the socket and the answer head. */
 function tunnelFrom(proxy: ProxyHarness, port: number, localAddress = '127.0.0.1'): Promise<{ socket: Socket; head: ReturnType<typeof parseHead> }> {
@@ -36,7 +28,7 @@ describe('tunnel limits', () => {
   let echo: { server: Server; port: number };
 
   beforeAll(async () => {
-    echo = await echoServer();
+    echo = await startEchoServer();
     proxy = await startProxy({
       policies: { 'policy.yaml': PROXY_TEST_POLICY },
       hosts: PROXY_TEST_HOSTS,
@@ -123,7 +115,7 @@ describe('timeouts', () => {
   let silent: { server: Server; port: number };
 
   beforeAll(async () => {
-    echo = await echoServer();
+    echo = await startEchoServer();
     // Accepts, reads, never answers (its sockets end when the proxy gives up on them).
     const server = createServer((s) => s.on('error', () => s.destroy()));
     silent = { server, port: await listenOn(server) };
@@ -177,7 +169,7 @@ describe('timeouts', () => {
 
 describe('tunnel lifetime', () => {
   test('a busy tunnel is still closed at its maximum lifetime', async () => {
-    const echo = await echoServer();
+    const echo = await startEchoServer();
     const proxy = await startProxy({
       policies: { 'policy.yaml': PROXY_TEST_POLICY },
       hosts: PROXY_TEST_HOSTS,

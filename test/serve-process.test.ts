@@ -1,27 +1,17 @@
 import { createServer } from 'node:net';
-import type { Server } from 'node:net';
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import type { Server, Socket } from 'node:net';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { catchUpIndex } from './helpers/audit-index';
+import { withReader } from './helpers/audit-index-fixtures';
 import { RecordEnd } from '../src/audit/record-types';
+import { LOOPBACK_POLICY } from './helpers/policies';
 import { listenOn, parseHead, rawConnect, readAll, readUntil } from './helpers/proxy-harness';
+import { startEchoServer } from './helpers/raw-origin';
 import { spawnSync } from 'node:child_process';
-import { CLI, spawnServe, splitHostPort } from './helpers/serve-process';
-import type { ServeProcess } from './helpers/serve-process';
-
-const LOOPBACK_POLICY = `version: 1
-settings:
-  default: deny
-network:
-  allow_ranges: [127.0.0.0/8]
-rules:
-  - name: loopback-origin
-    action: allow
-    hosts: [127.0.0.1]
-    ports: any
-`;
+import { CLI, serveArgs, serveFolder, spawnServe, splitHostPort } from './helpers/serve-process';
+import type { ServeFolder, ServeProcess } from './helpers/serve-process';
 
 interface OpenRow {
   id: number;
@@ -32,12 +22,7 @@ interface OpenRow {
 }
 
 function readRecords(dbFile: string): OpenRow[] {
-  const db = new Database(dbFile, { readonly: true });
-  try {
-    return db.prepare('SELECT id, ended_at_ms, decision, host, error FROM requests ORDER BY id').all() as OpenRow[];
-  } finally {
-    db.close();
-  }
+  return withReader(dbFile, (db) => db.prepare('SELECT id, ended_at_ms, decision, host, error FROM requests ORDER BY id').all() as OpenRow[]);
 }
 
 /** The id of the newest record, from the admin API (an allowed CONNECT's 200 names none). */
@@ -47,42 +32,32 @@ async function newestId(adminPort: number): Promise<number> {
 }
 
 describe('tollgate serve as a process', () => {
-  let dir: string;
+  let folder: ServeFolder;
   let policies: string;
   let echo: Server;
   let echoPort: number;
   const running: ServeProcess[] = [];
 
   beforeAll(async () => {
-    echo = createServer({ allowHalfOpen: true }, (s) => {
-      s.on('error', () => s.destroy());
-      s.on('data', (chunk) => s.write(chunk));
-      s.on('end', () => s.end());
-    });
-    echoPort = await listenOn(echo);
+    ({ server: echo, port: echoPort } = await startEchoServer());
   });
   beforeEach(() => {
-    dir = mkdtempSync(path.join(tmpdir(), 'tollgate-serve-'));
-    policies = path.join(dir, 'policies');
-    mkdirSync(policies);
-    writeFileSync(path.join(policies, 'policy.yaml'), LOOPBACK_POLICY);
+    folder = serveFolder('tollgate-serve-');
+    policies = folder.policies;
   });
   afterEach(() => {
     for (const p of running.splice(0)) p.child.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
+    folder.remove();
   });
   afterAll(() => echo.close());
 
   function start(args: string[] = [], env: NodeJS.ProcessEnv = {}): ServeProcess {
-    const proc = spawnServe(
-      ['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--policies', policies, '--db', path.join(dir, 'data', 'audit.db'), ...args],
-      env,
-    );
+    const proc = spawnServe(serveArgs(folder, ...args), env);
     running.push(proc);
     return proc;
   }
 
-  async function openTunnel(proxyPort: number): Promise<import('node:net').Socket> {
+  async function openTunnel(proxyPort: number): Promise<Socket> {
     const socket = await rawConnect(proxyPort);
     socket.write(`CONNECT 127.0.0.1:${echoPort} HTTP/1.1\r\n\r\n`);
     expect(parseHead(await readUntil(socket, '\r\n\r\n')).status).toBe(200);
@@ -92,7 +67,7 @@ describe('tollgate serve as a process', () => {
   }
 
   test('the defaults of npm start: example policies, one "listening" line, health endpoints, a denial recorded', async () => {
-    const proc = spawnServe(['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--db', path.join(dir, 'audit.db')]);
+    const proc = spawnServe(['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--db', path.join(folder.dir, 'audit.db')]);
     running.push(proc);
     const listening = await proc.waitForLog('listening');
     expect(listening.policies).toBe('./policies');
@@ -141,8 +116,8 @@ describe('tollgate serve as a process', () => {
     proc.child.kill('SIGKILL');
     await proc.exited;
     // The record is in the log (the write SPEC §4 asks for); the index may not have it yet.
-    catchUpIndex(path.join(dir, 'data', 'audit.db'));
-    const rows = readRecords(path.join(dir, 'data', 'audit.db'));
+    catchUpIndex(folder.dbFile);
+    const rows = readRecords(folder.dbFile);
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ decision: 'allow', host: '127.0.0.1', ended_at_ms: null });
     socket.destroy();
@@ -161,7 +136,7 @@ describe('tollgate serve as a process', () => {
     const proxy = splitHostPort(String(listening.proxy));
     const admin = splitHostPort(String(listening.admin));
     const tunnel = await openTunnel(proxy.port);
-    const locker = new Database(path.join(dir, 'data', 'audit.db'));
+    const locker = new Database(folder.dbFile);
     let answer: { status: number; headers: Record<string, string> };
     try {
       locker.prepare('BEGIN IMMEDIATE').run();
@@ -196,7 +171,7 @@ describe('tollgate serve as a process', () => {
     socket.end();
     const { code } = await proc.exited;
     expect(code).toBe(0);
-    const rows = readRecords(path.join(dir, 'data', 'audit.db'));
+    const rows = readRecords(folder.dbFile);
     expect(rows).toHaveLength(1);
     expect(rows[0].ended_at_ms).not.toBeNull();
     expect(rows[0].error).toBeNull();
@@ -212,7 +187,7 @@ describe('tollgate serve as a process', () => {
     proc.child.kill('SIGTERM');
     await ended;
     expect((await proc.exited).code).toBe(0);
-    const rows = readRecords(path.join(dir, 'data', 'audit.db'));
+    const rows = readRecords(folder.dbFile);
     expect(rows[0].ended_at_ms).not.toBeNull();
     // Not ERR_STREAM_PREMATURE_CLOSE: the proxy cut it, the network did not fail.
     expect(rows[0].error).toBe(RecordEnd.drainDeadline);
@@ -253,7 +228,7 @@ describe('tollgate serve as a process', () => {
     expect(added.status).toBe(0);
     expect(added.stdout).toMatch(/^ci-bot:\$scrypt\$ln=14,r=8,p=1\$\S+\$\S+\n$/);
     expect(added.stdout).not.toContain('ci-bot-password');
-    const usersFile = path.join(dir, 'users');
+    const usersFile = path.join(folder.dir, 'users');
     writeFileSync(usersFile, added.stdout);
     writeFileSync(path.join(policies, 'policy.yaml'), LOOPBACK_POLICY.replace('default: deny', 'default: deny\n  auth: required'));
     const proc = start(['--users', usersFile]);

@@ -1,35 +1,21 @@
-import { createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import Database from 'better-sqlite3';
 import { heldCompletionsFile } from '../src/audit/held-completions-file';
 import { auditLogDir } from '../src/audit/log/segment-files';
 import { RecordEnd } from '../src/audit/record-types';
 import { catchUpIndex } from './helpers/audit-index';
+import { withReader } from './helpers/audit-index-fixtures';
 import { limitFileSize } from './helpers/file-size-limit';
-import { listenOn, parseHead, rawConnect, readUntil } from './helpers/proxy-harness';
-import { startRawOrigin } from './helpers/raw-origin';
-import { spawnServe, splitHostPort } from './helpers/serve-process';
-import type { ServeProcess } from './helpers/serve-process';
+import { parseHead, rawConnect, readUntil } from './helpers/proxy-harness';
+import { startEchoServer, startRawOrigin } from './helpers/raw-origin';
+import { listeningPorts, serveArgs, serveFolder, spawnServe } from './helpers/serve-process';
+import type { LogLine, ServeFolder, ServeProcess } from './helpers/serve-process';
 
 /**
  * SPEC §4/§6: every record is completed, even when the run that opened it could not complete
  * it: killed (kill -9), or stopped while its audit log could not be written.
  */
-
-const LOOPBACK_POLICY = `version: 1
-settings:
-  default: deny
-network:
-  allow_ranges: [127.0.0.0/8]
-rules:
-  - name: loopback-origin
-    action: allow
-    hosts: [127.0.0.1]
-    ports: any
-`;
 
 interface Row {
   id: number;
@@ -48,16 +34,11 @@ function largestFile(dir: string): number {
 }
 
 function readRecords(dbFile: string): Row[] {
-  const db = new Database(dbFile, { readonly: true });
-  try {
-    return db.prepare('SELECT id, kind, started_at_ms, ended_at_ms, status, bytes_up, bytes_down, error FROM requests ORDER BY id').all() as Row[];
-  } finally {
-    db.close();
-  }
+  return withReader(dbFile, (db) => db.prepare('SELECT id, kind, started_at_ms, ended_at_ms, status, bytes_up, bytes_down, error FROM requests ORDER BY id').all() as Row[]);
 }
 
 describe('records a run could not complete are completed by the next start', () => {
-  let dir: string;
+  let folder: ServeFolder;
   let dbFile: string;
   let echo: Server;
   let echoPort: number;
@@ -65,31 +46,24 @@ describe('records a run could not complete are completed by the next start', () 
   const sockets: Socket[] = [];
 
   beforeAll(async () => {
-    echo = createServer({ allowHalfOpen: true }, (s) => {
-      s.on('error', () => s.destroy());
-      s.on('data', (chunk) => s.write(chunk));
-      s.on('end', () => s.end());
-    });
-    echoPort = await listenOn(echo);
+    ({ server: echo, port: echoPort } = await startEchoServer());
   });
   beforeEach(() => {
-    dir = mkdtempSync(path.join(tmpdir(), 'tollgate-restart-'));
-    mkdirSync(path.join(dir, 'policies'));
-    writeFileSync(path.join(dir, 'policies', 'policy.yaml'), LOOPBACK_POLICY);
-    dbFile = path.join(dir, 'data', 'audit.db');
+    folder = serveFolder('tollgate-restart-');
+    dbFile = folder.dbFile;
   });
   afterEach(() => {
     for (const p of running.splice(0)) p.child.kill('SIGKILL');
     for (const s of sockets.splice(0)) s.destroy();
-    rmSync(dir, { recursive: true, force: true });
+    folder.remove();
   });
   afterAll(() => echo.close());
 
-  async function start(): Promise<{ proc: ServeProcess; proxyPort: number; listening: Record<string, unknown> }> {
-    const proc = spawnServe(['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--policies', path.join(dir, 'policies'), '--db', dbFile]);
+  async function start(): Promise<{ proc: ServeProcess; proxyPort: number; listening: LogLine }> {
+    const proc = spawnServe(serveArgs(folder));
     running.push(proc);
-    const listening = await proc.waitForLog('listening');
-    return { proc, proxyPort: splitHostPort(String(listening.proxy)).port, listening };
+    const { line, proxyPort } = await listeningPorts(proc);
+    return { proc, proxyPort, listening: line };
   }
 
   /** An established tunnel to the echo server, with one round trip through it. */

@@ -30,3 +30,16 @@ export const PROXY_TEST_HOSTS: Record<string, string[]> = {
   'mapped.test': ['::ffff:10.0.0.1'],
   'mixed.test': ['10.0.0.7', '127.0.0.1'],
 };
+
+/** The policy of tests that run `serve` as a process: loopback origins allowed by address, the rest denied. */
+export const LOOPBACK_POLICY = `version: 1
+settings:
+  default: deny
+network:
+  allow_ranges: [127.0.0.0/8]
+rules:
+  - name: loopback-origin
+    action: allow
+    hosts: [127.0.0.1]
+    ports: any
+`;

@@ -48,3 +48,13 @@ export async function startRawOrigin(onData: (socket: Socket, chunk: string) => 
     closed: (n) => until(() => closes >= n),
   };
 }
+
+/** A TCP origin on 127.0.0.1:0 that sends back every byte and ends its side when the client does. */
+export async function startEchoServer(): Promise<{ server: Server; port: number }> {
+  const server = createServer({ allowHalfOpen: true }, (s) => {
+    s.on('error', () => s.destroy());
+    s.on('data', (chunk) => s.write(chunk));
+    s.on('end', () => s.end());
+  });
+  return { server, port: await listenOn(server) };
+}

@@ -1,8 +1,10 @@
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { LOOPBACK_POLICY } from './policies';
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
 export const CLI = path.join(REPO_ROOT, 'dist', 'cli.js');
@@ -91,6 +93,33 @@ export function spawnServe(args: string[], env: NodeJS.ProcessEnv = {}, options:
 export function splitHostPort(text: string): { host: string; port: number } {
   const colon = text.lastIndexOf(':');
   return { host: text.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(text.slice(colon + 1)) };
+}
+
+/** A temp folder for `serve` runs: its policies folder (one policy.yaml) and its audit file's path. */
+export interface ServeFolder {
+  readonly dir: string;
+  readonly policies: string;
+  readonly dbFile: string;
+  remove(): void;
+}
+
+export function serveFolder(prefix: string, policy = LOOPBACK_POLICY): ServeFolder {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  const policies = path.join(dir, 'policies');
+  mkdirSync(policies);
+  writeFileSync(path.join(policies, 'policy.yaml'), policy);
+  return { dir, policies, dbFile: path.join(dir, 'data', 'audit.db'), remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** `serve` arguments: proxy and admin on loopback port 0, the folder's policies and audit file, then `extra`. */
+export function serveArgs(folder: ServeFolder, ...extra: string[]): string[] {
+  return ['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--policies', folder.policies, '--db', folder.dbFile, ...extra];
+}
+
+/** The process's "listening" line and the ports it names. */
+export async function listeningPorts(proc: ServeProcess): Promise<{ line: LogLine; proxyPort: number; adminPort: number }> {
+  const line = await proc.waitForLog('listening');
+  return { line, proxyPort: splitHostPort(String(line.proxy)).port, adminPort: splitHostPort(String(line.admin)).port };
 }
 
 export interface CliResult {

@@ -3,14 +3,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import type { AuditRecordJson } from '../../src/audit/record-types';
-import { MIN_FREE_DISK_OFF } from '../../src/config-size';
 import type { ServeConfig } from '../../src/config';
-import { readDescriptorLimit } from '../../src/descriptors';
 import { startServing } from '../../src/serve';
 import type { RunningProxy } from '../../src/serve';
 import type { AuditDependencies } from '../../src/serve-audit';
 import { PROXY_TEST_POLICY } from './policies';
 import { parseHead, rawConnect, readAll, startOrigin } from './proxy-harness';
+import { testServeConfig } from './serve-config';
 import type { Origin } from './proxy-harness';
 
 /**
@@ -69,28 +68,7 @@ export async function startServed(options: ServedOptions = {}): Promise<ServedPr
     },
   };
   const origin = await startOrigin((req, res) => res.end(`origin saw ${req.url ?? ''}`));
-  const config: ServeConfig = {
-    listen: { host: '127.0.0.1', port: 0 },
-    adminListen: { host: '127.0.0.1', port: 0 },
-    policiesDir: path.join(dir, 'policies'),
-    dbFile,
-    adminToken: null,
-    dnsTimeoutMs: 2000,
-    connectTimeoutMs: 2000,
-    drainTimeoutMs: 2000,
-    tunnelIdleTimeoutMs: 60_000,
-    tunnelMaxLifetimeMs: 0,
-    requestIdleTimeoutMs: 30_000,
-    maxTunnels: 100,
-    maxTunnelsPerSource: 100,
-    maxClientConnections: 1000,
-    descriptorLimit: readDescriptorLimit(),
-    usersFile: null,
-    retainMs: 0,
-    minFreeDisk: MIN_FREE_DISK_OFF,
-    auditFsync: false,
-    ...options.config,
-  };
+  const config = testServeConfig({ policiesDir: path.join(dir, 'policies'), dbFile, ...options.config });
   const running = await startServing(config, pino({ level: 'info', base: undefined }, destination), options.deps);
   const adminBase = `http://127.0.0.1:${running.adminAddress.port}`;
   const admin = async (pathname: string): Promise<{ status: number; body: unknown; text: string }> => {
