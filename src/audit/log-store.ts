@@ -72,6 +72,11 @@ export class LogAuditStore {
   /** Reported in health() for the life of this run: recovery ran once, at open. */
   private readonly damage: string | null;
 
+  /** Known state, no write (group commit asks before every batch). */
+  writable(): boolean {
+    return !this.closed && !this.state.failing;
+  }
+
   /** Appends one batch: opens and finished records get their ids, in that order. */
   commitBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[], finished: readonly FinishedEntry[] = []): BatchOutcome {
     if (this.closed || this.state.failing) {

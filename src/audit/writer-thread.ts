@@ -338,7 +338,7 @@ export class WriterThread implements ServingStore {
 }
 
 /** A second connection to the same file, for reads only (WAL: it never blocks the writer). */
-function openReader(file: string): Database.Database {
+export function openReader(file: string): Database.Database {
   const db = new Database(file, { fileMustExist: true });
   db.pragma(`busy_timeout = ${AUDIT_STORE_DEFAULTS.busyTimeoutMs}`);
   db.pragma('query_only = 1');
