@@ -79,6 +79,7 @@ function openStore(file: string, options: WriterThreadOptions, log: Logger): Ser
       ...options,
       onDamage: (message) => log.warn({ damage: message }, 'audit log: skipped a damaged region (never read as records)'),
       onSegmentsDropped: (dropped, kept) => log.info({ dropped, kept_for_open_records: kept }, 'audit log segments dropped (--retain)'),
+      onFailed: (why) => log.error({ err: why }, 'audit index thread stopped; a new one starts in a second (records are safe in the log; the admin API lags)'),
     });
   }
   const { retainMs: _, onPruned: __, ...storeOptions } = options;

@@ -143,7 +143,7 @@ function withFileSizeLimit(bytes: number, fn: () => void): void {
 }
 
 describe('segment log: failing writes fail closed and leave nothing misreadable', () => {
-  test('a batch cut short by the kernel throws, is cut back, and the next batch follows cleanly', () => {
+  test('a batch cut short by the kernel throws, is cut back, and the next batch follows in a new segment', () => {
     const log = openLog();
     log.appendBatch(opens(0, 3));
     const good = log.end().offset;
@@ -164,6 +164,8 @@ describe('segment log: failing writes fail closed and leave nothing misreadable'
     expect(back.damage).toEqual([]);
     expect(back.entries.map(({ entry }) => entry.id)).toEqual([1, 2, 3, id]);
     expect(id).toBeGreaterThan(8);
+    // A follower may have read whole frames of the failed batch: their offsets are never reused.
+    expect(back.entries.map(({ position }) => position.segment)).toEqual([1, 1, 1, 2]);
   });
 
   test('a segment that cannot be created fails its batch, and appends resume once it can', () => {

@@ -12,7 +12,12 @@ export interface IndexThreadOptions {
   onDamage?: (message: string) => void;
   onPruned?: (report: PruneReport) => void;
   onSegmentsDropped?: (dropped: number, keptForOpenRecords: number) => void;
+  /** The thread died (a new one starts after a second): one log line each time. */
+  onFailed?: (why: string) => void;
 }
+
+/** How long after a thread died a new one starts. */
+const RESTART_MS = 1000;
 
 /** How long a read barrier waits before the admin API answers from the index as it is. */
 const SYNC_WAIT_MS = 5000;
@@ -24,14 +29,17 @@ const SYNC_WAIT_MS = 5000;
  * the index, so a record shows up in the API as soon as its request was answered.
  */
 export class IndexThread {
-  private readonly worker: Worker;
+  private worker: Worker;
+  private readonly data: IndexWorkerData;
   private readonly waiting = new Map<number, (ok: boolean) => void>();
   private seq = 0;
   private latest: IndexStatus = { lagSeconds: 0, entriesBehind: 0, damagedRegions: 0, lastDamage: null, lastError: null };
   private exited: string | null = null;
+  private closing = false;
+  private restarting = false;
 
   constructor(file: string, private readonly opts: IndexThreadOptions = {}) {
-    const data: IndexWorkerData = {
+    this.data = {
       file,
       logDir: auditLogDir(file),
       retainMs: opts.retainMs ?? 0,
@@ -39,11 +47,17 @@ export class IndexThread {
       entry: path.join(__dirname, `index-worker${path.extname(__filename)}`),
       typescript: path.extname(__filename) === '.ts' ? require.resolve('typescript') : null,
     };
-    this.worker = new Worker(WORKER_BOOTSTRAP, { eval: true, workerData: data });
-    this.worker.on('message', (message: IndexParentMessage) => this.received(message));
-    this.worker.on('error', (err) => this.gone(`audit index thread failed: ${err.message}`));
-    this.worker.on('exit', (code) => this.gone(`audit index thread exited (code ${code})`));
-    this.worker.unref();
+    this.worker = this.start();
+  }
+
+  private start(): Worker {
+    const worker = new Worker(WORKER_BOOTSTRAP, { eval: true, workerData: this.data });
+    const current = (): boolean => this.worker === worker;
+    worker.on('message', (message: IndexParentMessage) => current() && this.received(message));
+    worker.on('error', (err) => current() && this.gone(`audit index thread failed: ${err.message}`));
+    worker.on('exit', (code) => current() && this.gone(`audit index thread exited (code ${code})`));
+    worker.unref();
+    return worker;
   }
 
   status(): IndexStatus {
@@ -57,6 +71,7 @@ export class IndexThread {
 
   /** Catches up one last time and closes the file; the thread then exits. */
   async close(): Promise<void> {
+    this.closing = true;
     await this.ask('close');
     await this.worker.terminate();
   }
@@ -65,7 +80,7 @@ export class IndexThread {
     if (this.exited !== null) return Promise.resolve(false);
     const seq = ++this.seq;
     return new Promise((resolve) => {
-      const timer = setTimeout(() => settle(false), SYNC_WAIT_MS);
+      const timer = setTimeout(() => settle(false), SYNC_WAIT_MS).unref();
       const settle = (ok: boolean): void => {
         clearTimeout(timer);
         if (!this.waiting.delete(seq)) return;
@@ -86,8 +101,24 @@ export class IndexThread {
     if (message.kind === 'answer') this.waiting.get(message.seq)?.(message.ok);
   }
 
+  /**
+   * The index is rebuilt from the log, so a thread that died loses nothing: a new one starts
+   * after a second and resumes at the position stored in the file. Meanwhile reads answer from
+   * the index as it is, and the status says why it lags.
+   */
   private gone(why: string): void {
-    this.exited ??= why;
+    this.exited = why;
     for (const settle of [...this.waiting.values()]) settle(false);
+    // A thread that throws emits both 'error' and 'exit': one restart.
+    if (this.closing || this.restarting) return;
+    this.restarting = true;
+    void this.worker.terminate();
+    this.opts.onFailed?.(why);
+    setTimeout(() => {
+      this.restarting = false;
+      if (this.closing) return;
+      this.exited = null;
+      this.worker = this.start();
+    }, RESTART_MS).unref();
   }
 }

@@ -69,15 +69,23 @@ function startRetention(): void {
     port.postMessage({ kind: 'pruned', report } satisfies IndexParentMessage);
     pruneSegments();
   };
-  new Retention({ retainMs: data.retainMs, db: () => consumer.db, onPass }).start();
+  retention = new Retention({ retainMs: data.retainMs, db: () => consumer.db, onPass });
+  retention.start();
   // Segments can be due when no record was (only completions of older records in them).
-  setInterval(pruneSegments, pruneIntervalMs(data.retainMs)).unref();
+  segmentTimer = setInterval(pruneSegments, pruneIntervalMs(data.retainMs)).unref();
 }
+
+let retention: Retention | null = null;
+let segmentTimer: NodeJS.Timeout | null = null;
 
 function answer(message: IndexWorkerMessage): IndexParentMessage {
   try {
     consumer.catchUp();
-    if (message.kind === 'close') consumer.close();
+    if (message.kind === 'close') {
+      retention?.stop();
+      if (segmentTimer !== null) clearInterval(segmentTimer);
+      consumer.close();
+    }
     status.lastError = null;
     return { kind: 'answer', seq: message.seq, ok: true, status: refreshStatus() };
   } catch (err) {

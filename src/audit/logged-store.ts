@@ -67,9 +67,9 @@ export class LoggedStore implements ServingStore {
 
   constructor(
     readonly file: string,
-    options: WriterThreadOptions & Pick<IndexThreadOptions, 'onDamage' | 'onSegmentsDropped'>,
+    options: WriterThreadOptions & Pick<IndexThreadOptions, 'onDamage' | 'onSegmentsDropped' | 'onFailed'>,
   ) {
-    const { onDamage, onSegmentsDropped, ...writerOptions } = options;
+    const { onDamage, onSegmentsDropped, onFailed, ...writerOptions } = options;
     // The writer first: it takes over an older file and applies what the last run appended.
     // With --audit-fsync each batch waits for the disk (fdatasync): that wait runs on the writer
     // thread, so it never holds up relaying. Without it an append is a write() into the page
@@ -77,7 +77,7 @@ export class LoggedStore implements ServingStore {
     this.writer = options.fsync === true
       ? new WriterThread(file, { ...writerOptions, log: true, onPruned: undefined })
       : new LocalLogWriter(file, writerOptions);
-    this.index = new IndexThread(file, { retainMs: options.retainMs, onPruned: options.onPruned, onDamage, onSegmentsDropped });
+    this.index = new IndexThread(file, { retainMs: options.retainMs, onPruned: options.onPruned, onDamage, onSegmentsDropped, onFailed });
   }
 
   get db(): Database.Database {

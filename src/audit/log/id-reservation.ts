@@ -13,7 +13,9 @@ import { fsyncDir } from './segment-files';
  */
 
 export const ID_MARK_FILE = 'next-id';
-export const DEFAULT_ID_BLOCK = 4096;
+// Reserving a block fsyncs the mark on the appending thread (the proxy's, without --audit-fsync):
+// at 1,000 requests a second, once a minute rather than every 4 s.
+export const DEFAULT_ID_BLOCK = 65_536;
 
 /** The mark cannot be read: guessing could reuse ids, so the log refuses to start. */
 export class IdMarkError extends Error {

@@ -32,8 +32,11 @@ function prepare(db: Database.Database) {
     complete: db.prepare(`UPDATE requests SET ${COMPLETION_COLUMNS.map((c) => `${c} = @${c}`).join(', ')}
       WHERE id = @id AND ended_at_ms IS NULL`),
     readPosition: db.prepare('SELECT segment, byte_offset AS offset FROM index_position WHERE id = 1'),
+    // Only forward: a second consumer of the same file (a writer thread's catch-up at a restart)
+    // that is behind must not move the position back over entries retention has since removed.
     writePosition: db.prepare(`INSERT INTO index_position (id, segment, byte_offset) VALUES (1, ?, ?)
-      ON CONFLICT (id) DO UPDATE SET segment = excluded.segment, byte_offset = excluded.byte_offset`),
+      ON CONFLICT (id) DO UPDATE SET segment = excluded.segment, byte_offset = excluded.byte_offset
+      WHERE (excluded.segment, excluded.byte_offset) > (index_position.segment, index_position.byte_offset)`),
     // AUTOINCREMENT's counter is above every id the store ever used, deleted rows' included.
     firstFreeId: db.prepare(`SELECT max(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'requests'), 0),
       COALESCE((SELECT max(id) FROM requests), 0)) + 1`).pluck(),

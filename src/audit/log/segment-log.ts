@@ -170,18 +170,22 @@ export class SegmentLog {
       if (this.fsync) fs.fdatasyncSync(this.fd);
     } catch (err) {
       this.cutBack();
+      // The next batch starts a new segment: a follower may already have read whole frames of
+      // the failed batch (or, with fsync, all of it before fdatasync failed), and a position it
+      // stored must never come to name a different entry.
+      this.tornEnd = true;
       throw new AuditLogWriteError('appending to', this.file, err);
     }
     this.size += bytes.length;
   }
 
-  /** Removes a failed batch's partial bytes; when that fails too, the next append moves on. */
+  /** Removes a failed batch's bytes, so a reader of this segment never takes them for records. */
   private cutBack(): void {
     try {
       fs.ftruncateSync(this.fd, this.size);
       if (this.fsync) fs.fdatasyncSync(this.fd);
     } catch {
-      this.tornEnd = true;
+      // Readers then skip the partial frame by its checksum; the next append moves on anyway.
     }
   }
 

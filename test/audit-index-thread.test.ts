@@ -1,0 +1,78 @@
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { IndexThread } from '../src/audit/index-thread';
+import { SegmentLog } from '../src/audit/log/segment-log';
+import { auditLogDir } from '../src/audit/log/segment-files';
+import type { AuditCompletion, AuditOpen } from '../src/audit/record-types';
+
+/** The index thread (issue 14): follows the log into SQLite; a thread that dies is replaced. */
+
+const OPEN: AuditOpen = {
+  startedAt: new Date(), clientIp: '127.0.0.1', clientPort: 40000, clients: [], user: null, kind: 'http', method: 'GET',
+  scheme: 'http', host: 'index.test', port: 80, path: '/', resolvedIp: '127.0.0.1', decision: 'allow', wouldDeny: false,
+  rule: 'r', ruleSource: 'p.yaml:1', reason: 'matched rule r', policyVersion: 'v',
+};
+const DONE: AuditCompletion = { endedAt: new Date(), status: 200, bytesUp: 1, bytesDown: 2, error: null };
+
+describe('IndexThread', () => {
+  let dir: string;
+  let dbFile: string;
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'tollgate-index-thread-'));
+    dbFile = path.join(dir, 'audit.db');
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  function countRecords(): number {
+    const db = new Database(dbFile, { readonly: true });
+    try {
+      return db.prepare('SELECT count(*) FROM requests').pluck().get() as number;
+    } finally {
+      db.close();
+    }
+  }
+
+  test('sync() resolves once what the log holds is in the index', async () => {
+    const log = SegmentLog.open({ dir: auditLogDir(dbFile) });
+    const thread = new IndexThread(dbFile);
+    try {
+      log.appendBatch([{ type: 'finished', open: OPEN, completion: DONE }, { type: 'open', open: OPEN }]);
+      expect(await thread.sync()).toBe(true);
+      expect(countRecords()).toBe(2);
+    } finally {
+      await thread.close();
+      log.close();
+    }
+  });
+
+  test('a thread that dies is replaced after a second and resumes from the log', async () => {
+    const log = SegmentLog.open({ dir: auditLogDir(dbFile) });
+    log.appendBatch([{ type: 'finished', open: OPEN, completion: DONE }]);
+    // A folder where the index file should be: the thread cannot open it and exits.
+    mkdirSync(dbFile);
+    const failures: string[] = [];
+    let failed: () => void = () => undefined;
+    const firstFailure = new Promise<void>((resolve) => (failed = resolve));
+    const thread = new IndexThread(dbFile, { onFailed: (why) => (failures.push(why), failed()) });
+    try {
+      await firstFailure;
+      expect(thread.status().lastError).toMatch(/audit index thread (failed|exited)/);
+      expect(await thread.sync()).toBe(false);
+      rmSync(dbFile, { recursive: true });
+      // Bounded: the replacement starts a second after each failure.
+      let synced = false;
+      for (let attempt = 0; attempt < 40 && !synced; attempt += 1) {
+        synced = await thread.sync();
+        if (!synced) await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(synced).toBe(true);
+      expect(countRecords()).toBe(1);
+      expect(failures.length).toBeGreaterThanOrEqual(1);
+    } finally {
+      await thread.close();
+      log.close();
+    }
+  });
+});
