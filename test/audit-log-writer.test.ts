@@ -165,7 +165,7 @@ describe('segment log: failing writes fail closed and leave nothing misreadable'
     expect(back.entries.map(({ entry }) => entry.id)).toEqual([1, 2, 3, id]);
     expect(id).toBeGreaterThan(8);
     // A follower may have read whole frames of the failed batch: their offsets are never reused.
-    expect(back.entries.map(({ position }) => position.segment)).toEqual([1, 1, 1, 2]);
+    expect(back.entries.map(({ segment }) => segment)).toEqual([1, 1, 1, 2]);
   });
 
   test('a segment that cannot be created fails its batch, and appends resume once it can', () => {
