@@ -19,6 +19,11 @@ export interface DiskSample {
   pruned: number;
 }
 
+/** The log's folder as the build names it (dist/, built by `npm run build` before every bench). */
+const { auditLogDir } = require(path.join(__dirname, '..', '..', '..', 'dist', 'audit', 'log', 'segment-files.js')) as {
+  auditLogDir(dbFile: string): string;
+};
+
 function size(file: string): number {
   return statSync(file, { throwIfNoEntry: false })?.size ?? 0;
 }
@@ -32,7 +37,7 @@ export function sampleDisk(dbFile: string, t: number, pruned: number): DiskSampl
     const freePages = db.pragma('freelist_count', { simple: true }) as number;
     const pageCount = db.pragma('page_count', { simple: true }) as number;
     return {
-      t, dbBytes: size(dbFile), walBytes: size(`${dbFile}-wal`), shmBytes: size(`${dbFile}-shm`), logBytes: folderBytes(path.join(path.dirname(dbFile), 'audit-log')),
+      t, dbBytes: size(dbFile), walBytes: size(`${dbFile}-wal`), shmBytes: size(`${dbFile}-shm`), logBytes: folderBytes(auditLogDir(dbFile)),
       records, freePages, pageCount, pruned,
     };
   } finally {

@@ -9,12 +9,15 @@ import path from 'node:path';
  * log needs to be idempotent.
  */
 
-export const AUDIT_LOG_FOLDER = 'audit-log';
 const SEGMENT_NAME = /^(\d{12})\.seg$/;
 
-/** Where a store's log lives: `audit-log/` beside the `--db` file (SPEC §6). */
+/**
+ * Where a store's log lives: beside the `--db` file (SPEC §6), named after it without its
+ * extension, `audit.db` -> `audit-log/`, so two stores in one folder never share a log.
+ */
 export function auditLogDir(dbFile: string): string {
-  return path.join(path.dirname(path.resolve(dbFile)), AUDIT_LOG_FOLDER);
+  const resolved = path.resolve(dbFile);
+  return path.join(path.dirname(resolved), `${path.parse(resolved).name}-log`);
 }
 
 export function segmentName(sequence: number): string {
