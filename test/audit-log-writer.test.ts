@@ -42,6 +42,8 @@ describe('segment log: appending', () => {
 
   test('the log lives in audit-log/ beside the --db file, segments named by sequence number', () => {
     expect(auditLogDir('/var/lib/tollgate/audit.db')).toBe('/var/lib/tollgate/audit-log');
+    // Two stores in one folder keep two logs.
+    expect(auditLogDir('/var/lib/tollgate/eu.db')).toBe('/var/lib/tollgate/eu-log');
     openLog().appendBatch(opens(0, 1));
     expect(fs.readdirSync(dir).sort()).toEqual(['000000000001.seg', ID_MARK_FILE]);
   });
