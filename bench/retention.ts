@@ -133,9 +133,12 @@ async function main(): Promise<void> {
   };
   try {
     await sample();
-    const sampler = setInterval(() => void sample(), opts.sampleEvery * 1000);
+    let inFlight: Promise<void> = Promise.resolve();
+    const sampler = setInterval(() => void (inFlight = sample()), opts.sampleEvery * 1000);
     const load = (await which('hey')) ? await heyLoad(proxy.port, origin.port, opts) : await nodeLoad(proxy.port, origin.port, opts);
     clearInterval(sampler);
+    // A sample the interval started may still be reading the prune count: let it land first.
+    await inFlight;
     // The last sample, unless the sampler just took one at the same second.
     if (samples[samples.length - 1]?.t !== Math.round((Date.now() - started) / 1000)) await sample();
     // The same rule as the proxy's (src/audit/retention.ts pruneIntervalMs).
