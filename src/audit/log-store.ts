@@ -4,7 +4,7 @@ import type Database from 'better-sqlite3';
 import type { BatchOutcome, CompletionEntry, FinishedEntry } from './connection';
 import { clipText } from './record-params';
 import type { AuditCompletion, AuditOpen } from './record-types';
-import { EntryEncodeError } from './log/entry-codec';
+import { encodeBatch, EntryEncodeError } from './log/entry-codec';
 import { IndexConsumer } from './log/index-consumer';
 import type { RecoveryReport } from './log/log-recovery';
 import { SegmentLog } from './log/segment-log';
@@ -92,8 +92,8 @@ export class LogAuditStore {
     try {
       ids = this.log.appendBatch(entries);
     } catch (err) {
-      // An entry that cannot be encoded fails its batch, not the log: nothing was written.
-      if (err instanceof EntryEncodeError) throw err;
+      // One entry the codec refuses (an id or a time out of range) fails that record alone.
+      if (err instanceof EntryEncodeError) return this.commitEncodable(entries, opens.length + finished.length);
       for (const [id, completion] of completions) this.hold(id, completion);
       this.state.fail(err);
       throw this.state.unavailable();
@@ -101,6 +101,39 @@ export class LogAuditStore {
     for (let i = 0; i < opens.length; i += 1) this.open.add(ids[i]);
     for (const [id] of completions) this.open.delete(id);
     return { ids: ids.slice(0, opens.length + finished.length), refusedCompletions: 0 };
+  }
+
+  /**
+   * The batch again without the entries the codec refuses: those records get an error in the
+   * outcome (their requests a 503, as the SQLite store answers a record it refuses), the others
+   * are appended as one batch.
+   */
+  private commitEncodable(entries: readonly NewEntry[], records: number): BatchOutcome {
+    const refused = entries.map((entry) => encodeError(entry));
+    const kept = entries.filter((_, i) => refused[i] === null);
+    const keptIds = kept.length === 0 ? [] : this.appendOrFail(kept);
+    const outcome: BatchOutcome = { ids: [], refusedCompletions: 0 };
+    let next = 0;
+    entries.forEach((entry, i) => {
+      const error = refused[i];
+      const id = error === null ? keptIds[next++] : error;
+      if (i < records) outcome.ids.push(id);
+      else if (error !== null) outcome.refusedCompletions += 1;
+      if (typeof id !== 'number') return;
+      if (entry.type === 'open') this.open.add(id);
+      if (entry.type === 'complete') this.open.delete(entry.id);
+    });
+    return outcome;
+  }
+
+  private appendOrFail(entries: readonly NewEntry[]): number[] {
+    try {
+      return this.log.appendBatch(entries);
+    } catch (err) {
+      for (const entry of entries) if (entry.type === 'complete') this.hold(entry.id, entry.completion);
+      this.state.fail(err);
+      throw this.state.unavailable();
+    }
   }
 
   /** Ends every record still open: held completions first (their real ends win). */
@@ -172,6 +205,17 @@ export class LogAuditStore {
  */
 function segmentAgeFor(retainMs: number): number {
   return retainMs <= 0 ? 0 : Math.min(3_600_000, Math.max(1000, Math.floor(retainMs / 4)));
+}
+
+/** Why the codec refuses this entry, or null (encoded apart, with a stand-in id where it gets one). */
+function encodeError(entry: NewEntry): EntryEncodeError | null {
+  try {
+    encodeBatch([entry.type === 'complete' ? entry : { ...entry, id: 1 }]);
+    return null;
+  } catch (err) {
+    if (err instanceof EntryEncodeError) return err;
+    throw err;
+  }
 }
 
 /** What recovery at open found: a torn or damaged tail is cut off and reported, never read. */
