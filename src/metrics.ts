@@ -1,7 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Action } from './policy/types';
-import type { ProxyErrorCode } from './proxy/errors-types';
-import type { RequestKind } from './proxy/target-types';
+import type { ProxyErrorCode } from './request/errors-types';
+import type { RequestKind } from './request/target-types';
 
 /** The upstream failures counted by `tollgate_upstream_errors_total{kind}`: a fixed label set. */
 export const UPSTREAM_ERROR_KINDS = [

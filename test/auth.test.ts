@@ -2,7 +2,7 @@ import { Authenticator, AUTH_LIMITS, AuthReason, parseProxyAuthorization } from 
 import { hashPassword, parseHash, verifyPassword } from '../src/auth/password-hash';
 import type { ParsedHash } from '../src/auth/password-hash';
 import { parseUsersFile } from '../src/auth/users-file';
-import { ProxyError } from '../src/proxy/errors';
+import { ProxyError } from '../src/request/errors';
 
 const basic = (user: string, password: string): string => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
 

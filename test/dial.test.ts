@@ -13,8 +13,8 @@ import {
   type ConnectFunction,
   type Resolver,
 } from '../src/proxy/dial';
-import { ProxyError } from '../src/proxy/errors';
-import type { Target } from '../src/proxy/target-types';
+import { ProxyError } from '../src/request/errors';
+import type { Target } from '../src/request/target-types';
 
 // Only loopback is ever connected to. Private and metadata answers are refused by the guard
 // before any connect: the connect function below fails the test if it is called.

@@ -2,7 +2,7 @@ import { createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
 import Database from 'better-sqlite3';
 import path from 'node:path';
-import { TargetReason } from '../src/proxy/target';
+import { TargetReason } from '../src/request/target';
 import { listenOn, parseHead, rawConnect, readAll, readUntil, startProxy } from './helpers/proxy-harness';
 import type { ProxyHarness } from './helpers/proxy-harness';
 import { PROXY_TEST_HOSTS, PROXY_TEST_POLICY } from './helpers/policies';

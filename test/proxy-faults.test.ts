@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events';
 import { CLIENT_GONE } from '../src/proxy/exchange';
 import { CLIENT_LEFT } from '../src/proxy/forward';
 import { drainProxy } from '../src/proxy/drain';
-import type { ProxyErrorCode } from '../src/proxy/errors';
+import type { ProxyErrorCode } from '../src/request/errors';
 import type { Resolver } from '../src/proxy/dial';
 import { listenOn, parseHead, rawConnect, readAll, readUntil, startOrigin, startProxy, tableResolver } from './helpers/proxy-harness';
 import type { Origin, ProxyHarness } from './helpers/proxy-harness';

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { IncomingMessage } from 'node:http';
 import { createServer } from 'node:net';
-import { TargetReason } from '../src/proxy/target';
+import { TargetReason } from '../src/request/target';
 import { listenOn, parseHead, rawConnect, readAll, readUntil, startOrigin, startProxy } from './helpers/proxy-harness';
 import type { Origin, ProxyHarness } from './helpers/proxy-harness';
 import { PROXY_TEST_HOSTS, PROXY_TEST_POLICY } from './helpers/policies';

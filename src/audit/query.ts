@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type Database from 'better-sqlite3';
 import type { AuditRecordJson } from './record-types';
 import type { Action } from '../policy/types';
-import type { RequestKind } from '../proxy/target-types';
+import type { RequestKind } from '../request/target-types';
 import { parseRequestFilters } from './filters';
 import type { RequestFilters } from './filters';
 import { QueryInputError } from './query-errors';

@@ -1,4 +1,4 @@
-import type { RequestKind } from '../proxy/target-types';
+import type { RequestKind } from '../request/target-types';
 import type { Action } from '../policy/types';
 
 /** What is known when a record is opened (before the first byte is forwarded). */

@@ -1,4 +1,4 @@
-import { ProxyError } from '../proxy/errors';
+import { ProxyError } from '../request/errors';
 import { CredentialCache } from './credential-cache';
 import { FailureLimiter } from './failure-limiter';
 import { hashPassword, parseHash, verifyPassword } from './password-hash';

@@ -15,9 +15,9 @@ import { ReplayInputError } from '../policy/replay/input-error';
 import { parseWindow } from '../policy/replay/window';
 import type { TimeWindow } from '../policy/replay/window';
 import { GUARD_RULE } from '../proxy/exchange';
-import { ProxyError } from '../proxy/errors';
-import { formatAuthority, parseAbsoluteTarget, parseConnectTarget } from '../proxy/target';
-import type { Target } from '../proxy/target-types';
+import { ProxyError } from '../request/errors';
+import { formatAuthority, parseAbsoluteTarget, parseConnectTarget } from '../request/target';
+import type { Target } from '../request/target-types';
 
 const DEFAULT_POLICIES = process.env.TOLLGATE_POLICIES ?? './policies';
 

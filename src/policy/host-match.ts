@@ -1,7 +1,7 @@
 import { domainToASCII } from 'node:url';
 import { isIP } from 'node:net';
 import { Minimatch } from 'minimatch';
-import type { HostKind } from '../proxy/target-types';
+import type { HostKind } from '../request/target-types';
 import { looksLikeIp, parseLiteral, parseRange, rangeContains, type IpRange } from './ip-range';
 
 /**

@@ -1,4 +1,4 @@
-import { parseParentProxy } from '../proxy/parent-url';
+import { parseParentProxy } from './parent-url';
 import type { ParentProxy } from './types';
 import { readString, report } from './yaml-read';
 import type { Field, FileContext } from './yaml-read';

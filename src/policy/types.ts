@@ -1,4 +1,4 @@
-import type { HostKind, RequestKind } from '../proxy/target-types';
+import type { HostKind, RequestKind } from '../request/target-types';
 
 export type Action = 'allow' | 'deny';
 export type Mode = 'enforce' | 'report';

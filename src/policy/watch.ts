@@ -1,7 +1,7 @@
 import { watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
 import type { Logger } from 'pino';
-import type { ActivePolicy } from '../proxy/context';
+import type { ActivePolicy } from './active-policy';
 import { compileGuard } from './guard';
 import type { SelfAddress } from './guard';
 import { formatProblem, loadPolicy } from './load';

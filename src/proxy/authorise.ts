@@ -1,9 +1,9 @@
 import { decide } from '../policy/decide';
 import { GuardError, resolveChecked } from './dial';
 import type { ProxyContext } from './context';
-import { ProxyError } from './errors';
+import { ProxyError } from '../request/errors';
 import type { Exchange } from './exchange';
-import type { Target } from './target-types';
+import type { Target } from '../request/target-types';
 
 /**
  * Decide a parsed target on the policy (SPEC §2 order: client, first matching rule, default).

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { clientAddress } from './client-address';
 import type { ProxyContext } from './context';
-import { ProxyError } from './errors';
+import { ProxyError } from '../request/errors';
 import { Exchange } from './exchange';
 import { recordFailure } from './record';
 import { answerFor, writeRawAnswer } from './respond';

@@ -3,20 +3,12 @@ import type { Dispatcher } from 'undici';
 import type { AuditSink } from '../audit/record-types';
 import type { Authenticator } from '../auth/authenticator';
 import type { ProxyMetrics } from '../metrics';
-import type { Guard } from '../policy/guard';
-import type { Policy } from '../policy/load';
+import type { ActivePolicy } from '../policy/active-policy';
 import type { Resolver } from './dial';
 import type { ParentAgents } from './parent-agents';
 import type { TunnelRegistry } from './tunnel-registry';
 
-/** The policy and the guards compiled from it, swapped together on reload. */
-export interface ActivePolicy {
-  readonly policy: Policy;
-  /** Checks the destinations clients ask for. */
-  readonly guard: Guard;
-  /** Checks tollgate's own connections to parent proxies (also exempts `parent_ranges`). */
-  readonly parentGuard: Guard;
-}
+export type { ActivePolicy } from '../policy/active-policy';
 
 export interface ProxyTimeouts {
   /** DNS lookup of a destination; past it the client gets 504. */

@@ -1,8 +1,8 @@
 import { promises as dns } from 'node:dns';
 import net from 'node:net';
 import { describeBlock, type Guard, type GuardBlock } from '../policy/guard';
-import { ProxyError } from './errors';
-import type { Target } from './target-types';
+import { ProxyError } from '../request/errors';
+import type { Target } from '../request/target-types';
 
 /**
  * Resolve once, guard every address, connect only to an address that passed (SPEC §2). The

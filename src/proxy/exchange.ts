@@ -1,7 +1,7 @@
 import type { AuditCompletion, AuditOpen, AuditSink } from '../audit/record-types';
 import type { Decision } from '../policy/types';
-import { ProxyError } from './errors';
-import type { RequestKind, Target } from './target-types';
+import { ProxyError } from '../request/errors';
+import type { RequestKind, Target } from '../request/target-types';
 
 /** The longest raw (unparsed) target text kept for the audit of a malformed request. */
 const RAW_TARGET_LIMIT = 512;

@@ -2,17 +2,17 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { authenticate, decideTarget, resolveDestination } from './authorise';
 import { clientAddress } from './client-address';
 import type { ProxyContext } from './context';
-import { ProxyError } from './errors';
+import { ProxyError } from '../request/errors';
 import { asProxyError, Exchange } from './exchange';
 import { answerFor, sendAnswer } from './respond';
 import { parentAddresses } from './parent-proxy';
-import type { ParentProxy } from './parent-url';
+import type { ParentProxy } from '../policy/parent-url';
 import { hasBody } from './relay';
 import type { Tally } from './relay';
 import { relayDirect } from './relay-direct';
 import { relayViaParent } from './relay-parent';
-import { parseAbsoluteTarget } from './target';
-import type { Target } from './target-types';
+import { parseAbsoluteTarget } from '../request/target';
+import type { Target } from '../request/target-types';
 import { completeRecord, describeStreamError, ensureAuditWritable, openRecord, recordAbandoned, recordFailure } from './record';
 
 /** Recorded when the client's connection closes before the response was complete. */

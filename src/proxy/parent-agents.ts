@@ -2,7 +2,7 @@ import { HttpProxyAgent } from 'http-proxy-agent';
 import type { Policy } from '../policy/load';
 import type { ParentProxy } from '../policy/types';
 import { formatHostPort } from './dial';
-import { formatAuthority } from './target';
+import { formatAuthority } from '../request/target';
 
 /** `user:password@` for a proxy URL, or nothing. */
 function userinfo({ credentials }: ParentProxy): string {

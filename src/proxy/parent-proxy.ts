@@ -1,10 +1,10 @@
 import type { Socket } from 'node:net';
 import type { ProxyContext } from './context';
 import { connectChecked, GuardError, resolveChecked } from './dial';
-import { ProxyError } from './errors';
-import { formatAuthority } from './target';
+import { ProxyError } from '../request/errors';
+import { formatAuthority } from '../request/target';
 import type { ParentProxy } from '../policy/types';
-import type { Target } from './target-types';
+import type { Target } from '../request/target-types';
 
 /**
  * Reaching destinations through a parent proxy (`settings.upstream`, or a rule's `via`).

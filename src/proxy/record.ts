@@ -2,7 +2,7 @@ import type { AuditCompletion } from '../audit/record-types';
 import { UPSTREAM_ERROR_KINDS } from '../metrics';
 import type { UpstreamErrorKind } from '../metrics';
 import type { ProxyContext } from './context';
-import { ProxyError } from './errors';
+import { ProxyError } from '../request/errors';
 import type { Exchange } from './exchange';
 
 /**

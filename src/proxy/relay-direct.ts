@@ -5,12 +5,12 @@ import { Agent } from 'undici';
 import type { Dispatcher } from 'undici';
 import type { ProxyContext, ProxyTimeouts } from './context';
 import { DialReason, formatHostPort, upstreamError } from './dial';
-import { ProxyError } from './errors';
+import { ProxyError } from '../request/errors';
 import type { Exchange } from './exchange';
 import { endToEndHeaders } from './headers';
 import { failUpstream, hasBody, hostHeader, idleTimeout, invalidResponse, isParseError, relayHead } from './relay';
 import type { Relay, Tally } from './relay';
-import type { Target } from './target-types';
+import type { Target } from '../request/target-types';
 
 /**
  * A plain HTTP request straight to its destination, through undici's connection pool. Its

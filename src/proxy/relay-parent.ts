@@ -2,14 +2,14 @@ import { request as httpRequest } from 'node:http';
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { ProxyContext } from './context';
 import { upstreamError } from './dial';
-import { ProxyError } from './errors';
+import { ProxyError } from '../request/errors';
 import type { Exchange } from './exchange';
 import { endToEndHeaders } from './headers';
-import type { ParentProxy } from './parent-url';
+import type { ParentProxy } from '../policy/parent-url';
 import { describeStreamError } from './record';
 import { DROP_FROM_REQUEST, failUpstream, hostHeader, idleTimeout, invalidResponse, isParseError, relayHead } from './relay';
 import type { Relay, Tally } from './relay';
-import type { Target } from './target-types';
+import type { Target } from '../request/target-types';
 
 /**
  * A plain HTTP request through a parent proxy: node:http with http-proxy-agent, which writes

@@ -1,12 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errors } from 'undici';
 import type { ProxyContext } from './context';
-import { ProxyError } from './errors';
+import { ProxyError } from '../request/errors';
 import type { Exchange } from './exchange';
 import { endToEndHeaders } from './headers';
 import { countUpstreamError, describeStreamError } from './record';
 import { answerFor, sendAnswer } from './respond';
-import type { Target } from './target-types';
+import type { Target } from '../request/target-types';
 
 /**
  * What both ways of forwarding a plain HTTP request share (relay-direct.ts for a destination,

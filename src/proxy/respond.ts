@@ -1,9 +1,9 @@
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { STATUS_CODES } from 'node:http';
-import type { ProxyError } from './errors';
+import type { ProxyError } from '../request/errors';
 import type { Exchange } from './exchange';
-import { formatAuthority } from './target';
+import { formatAuthority } from '../request/target';
 
 /** Response headers tollgate sets on every answer it makes itself (SPEC §3). */
 export const Header = {

@@ -3,7 +3,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ProxyContext } from './context';
-import { ProxyError } from './errors';
+import { ProxyError } from '../request/errors';
 import { Exchange } from './exchange';
 import { answerWhenRecorded, handleRequest, refuseMalformedBody } from './forward';
 import { answerFor, writeRawAnswer } from './respond';

@@ -3,15 +3,15 @@ import type { Socket } from 'node:net';
 import { authenticate, decideTarget, resolveDestination } from './authorise';
 import type { ProxyContext } from './context';
 import { connectChecked } from './dial';
-import { ProxyError } from './errors';
+import { ProxyError } from '../request/errors';
 import { asProxyError, Exchange } from './exchange';
 import { answerFor, writeRawAnswer } from './respond';
 import { clientAddress } from './client-address';
 import { completeRecord, describeStreamError, ensureAuditWritable, openRecord, recordAbandoned, recordFailure } from './record';
 import { connectViaParent } from './parent-proxy';
 import { connectRelayed, relayTo } from './relay-read';
-import { parseConnectTarget } from './target';
-import type { Target } from './target-types';
+import { parseConnectTarget } from '../request/target';
+import type { Target } from '../request/target-types';
 
 const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');
 

@@ -1,7 +1,7 @@
 import { createServer } from 'node:net';
 import type { Server } from 'node:net';
 import fc from 'fast-check';
-import { parseAbsoluteTarget, parseConnectTarget } from '../../src/proxy/target';
+import { parseAbsoluteTarget, parseConnectTarget } from '../../src/request/target';
 import { listenOn, startProxy } from '../helpers/proxy-harness';
 import type { ProxyHarness } from '../helpers/proxy-harness';
 import { PROXY_TEST_HOSTS, PROXY_TEST_POLICY } from '../helpers/policies';

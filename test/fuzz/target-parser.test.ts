@@ -1,8 +1,8 @@
 import { isIP } from 'node:net';
 import fc from 'fast-check';
-import { ProxyError } from '../../src/proxy/errors';
-import { parseAbsoluteTarget, parseConnectTarget } from '../../src/proxy/target';
-import type { Target } from '../../src/proxy/target';
+import { ProxyError } from '../../src/request/errors';
+import { parseAbsoluteTarget, parseConnectTarget } from '../../src/request/target';
+import type { Target } from '../../src/request/target';
 import { fuzzBudget, reportThroughput } from './budget';
 import { CONNECT_SEEDS, fillPorts, hostileTarget, URI_SEEDS } from './targets';
 

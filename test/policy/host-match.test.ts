@@ -1,5 +1,5 @@
 import { compileHostMatcher, hostMatches, isOverBroad, normalizeHostName, parseHostEntry, viewHost } from '../../src/policy/host-match';
-import type { HostKind } from '../../src/proxy/target-types';
+import type { HostKind } from '../../src/request/target-types';
 
 function matches(pattern: string, host: string, kind: HostKind = 'name'): boolean {
   const parsed = parseHostEntry(pattern);

@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import Database from 'better-sqlite3';
-import { normaliseHost } from '../../proxy/target';
-import type { HostKind, RequestKind } from '../../proxy/target-types';
+import { normaliseHost } from '../../request/target';
+import type { HostKind, RequestKind } from '../../request/target-types';
 import type { Action } from '../types';
 import { ReplayInputError } from './input-error';
 

@@ -1,7 +1,7 @@
-import type { ParentProxy } from '../policy/types';
-import { formatAuthority, normaliseHost } from './target';
+import type { ParentProxy } from './types';
+import { formatAuthority, normaliseHost } from '../request/target';
 
-export type { ParentProxy } from '../policy/types';
+export type { ParentProxy } from './types';
 
 /** The URL with its credentials blanked: what error messages may show. */
 function redact(text: string): string {
