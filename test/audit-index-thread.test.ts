@@ -1,20 +1,16 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import Database from 'better-sqlite3';
 import { IndexThread } from '../src/audit/index-thread';
 import { SegmentLog } from '../src/audit/log/segment-log';
 import { auditLogDir } from '../src/audit/log/segment-files';
-import type { AuditCompletion, AuditOpen } from '../src/audit/record-types';
+import { withReader } from './helpers/audit-index-fixtures';
+import { completion, openFacts } from './helpers/audit-log-fixtures';
 
 /** The index thread (issue 14): follows the log into SQLite; a thread that dies is replaced. */
 
-const OPEN: AuditOpen = {
-  startedAt: new Date(), clientIp: '127.0.0.1', clientPort: 40000, clients: [], user: null, kind: 'http', method: 'GET',
-  scheme: 'http', host: 'index.test', port: 80, path: '/', resolvedIp: '127.0.0.1', decision: 'allow', wouldDeny: false,
-  rule: 'r', ruleSource: 'p.yaml:1', reason: 'matched rule r', policyVersion: 'v',
-};
-const DONE: AuditCompletion = { endedAt: new Date(), status: 200, bytesUp: 1, bytesDown: 2, error: null };
+const OPEN = openFacts(1);
+const DONE = completion(1);
 
 describe('IndexThread', () => {
   let dir: string;
@@ -25,14 +21,7 @@ describe('IndexThread', () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  function countRecords(): number {
-    const db = new Database(dbFile, { readonly: true });
-    try {
-      return db.prepare('SELECT count(*) FROM requests').pluck().get() as number;
-    } finally {
-      db.close();
-    }
-  }
+  const countRecords = (): number => withReader(dbFile, (db) => db.prepare('SELECT count(*) FROM requests').pluck().get() as number);
 
   test('sync() resolves once what the log holds is in the index', async () => {
     const log = SegmentLog.open({ dir: auditLogDir(dbFile) });

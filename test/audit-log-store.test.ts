@@ -1,19 +1,16 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import Database from 'better-sqlite3';
 import { LogAuditStore } from '../src/audit/log-store';
-import type { AuditCompletion, AuditOpen } from '../src/audit/record-types';
+import type { AuditOpen } from '../src/audit/record-types';
 import { catchUpIndex } from './helpers/audit-index';
+import { withReader } from './helpers/audit-index-fixtures';
+import { completion, openFacts } from './helpers/audit-log-fixtures';
 
 /** serve's audit store (issue 14): the log as the write, on real files in a temp folder. */
 
-const open = (host: string, startedAt = new Date()): AuditOpen => ({
-  startedAt, clientIp: '127.0.0.1', clientPort: 40000, clients: [], user: null, kind: 'http', method: 'GET',
-  scheme: 'http', host, port: 80, path: '/', resolvedIp: '127.0.0.1', decision: 'allow', wouldDeny: false,
-  rule: 'r', ruleSource: 'p.yaml:1', reason: 'matched rule r', policyVersion: 'v',
-});
-const done = (status: number): AuditCompletion => ({ endedAt: new Date(), status, bytesUp: 1, bytesDown: 2, error: null });
+const open = (host: string, overrides: Partial<AuditOpen> = {}): AuditOpen => openFacts(0, { host, ...overrides });
+const done = (status: number) => completion(0, { status });
 
 describe('LogAuditStore', () => {
   let dir: string;
@@ -26,12 +23,7 @@ describe('LogAuditStore', () => {
 
   function rows(): Array<{ id: number; host: string; status: number | null }> {
     catchUpIndex(dbFile);
-    const db = new Database(dbFile, { readonly: true });
-    try {
-      return db.prepare('SELECT id, host, status FROM requests ORDER BY id').all() as Array<{ id: number; host: string; status: number | null }>;
-    } finally {
-      db.close();
-    }
+    return withReader(dbFile, (db) => db.prepare('SELECT id, host, status FROM requests ORDER BY id').all() as Array<{ id: number; host: string; status: number | null }>);
   }
 
   test('a record the codec refuses fails alone: the rest of its batch, completions included, is appended', () => {
@@ -39,7 +31,7 @@ describe('LogAuditStore', () => {
     try {
       const [first] = store.commitBatch([open('first.test')], []).ids as number[];
       // A start time past the codec's 48-bit range: no client can send one, a bug could.
-      const outcome = store.commitBatch([open('kept.test'), open('refused.test', new Date(2 ** 48 + 1000))], [[first, done(204)]]);
+      const outcome = store.commitBatch([open('kept.test'), open('refused.test', { startedAt: new Date(2 ** 48 + 1000) })], [[first, done(204)]]);
       expect(typeof outcome.ids[0]).toBe('number');
       expect(outcome.ids[1]).toBeInstanceOf(Error);
       expect(outcome.refusedCompletions).toBe(0);

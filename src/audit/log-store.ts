@@ -28,7 +28,6 @@ import type { AuditHealth } from './write-health';
  * Records a crash left open are found in the index, which catches up with the log at open.
  */
 export class LogAuditStore {
-  readonly recovery: RecoveryReport;
   private readonly log: SegmentLog;
   private readonly settings: Settings;
   private readonly state: WriteHealth;
@@ -57,8 +56,7 @@ export class LogAuditStore {
       index.close();
     }
     this.log = SegmentLog.open({ dir, fsync: this.settings.fsync, firstId, maxSegmentAgeMs: segmentAgeFor(retainMs) });
-    this.recovery = this.log.recovery;
-    this.damage = describeRecovery(this.recovery);
+    this.damage = describeRecovery(this.log.recovery);
     this.state = new WriteHealth({
       clock: this.settings.clock,
       probeIntervalMs: this.settings.probeIntervalMs,
@@ -83,11 +81,11 @@ export class LogAuditStore {
       for (const [id, completion] of completions) this.hold(id, completion);
       throw this.state.unavailable();
     }
-    const entries: NewEntry[] = [
-      ...opens.map((open): NewEntry => ({ type: 'open', open })),
-      ...finished.map(([open, completion]): NewEntry => ({ type: 'finished', open, completion })),
-      ...completions.map(([id, completion]): NewEntry => ({ type: 'complete', id, completion })),
-    ];
+    // Opens, then finished records: the order their ids are reported in (BatchOutcome).
+    const entries: NewEntry[] = [];
+    for (const open of opens) entries.push({ type: 'open', open });
+    for (const [open, completion] of finished) entries.push({ type: 'finished', open, completion });
+    for (const [id, completion] of completions) entries.push({ type: 'complete', id, completion });
     let ids: number[];
     try {
       ids = this.log.appendBatch(entries);

@@ -9,61 +9,20 @@ import { LogAuditStore } from './log-store';
 import { openReader, WriterThread } from './writer-thread';
 import type { ServingStore, WriterThreadOptions } from './writer-thread';
 
-/**
- * `serve`'s audit store for a file (issue 14): the writer thread appends to the log, the index
- * thread follows it into the SQLite file that the admin API reads (this thread's read connection,
- * the writer thread's `db`). Writes and their failures are the writer's; the index only lags.
- */
-/** What appends: the writer thread, or the log on this thread (see the constructor). */
-type LogWriter = Omit<ServingStore, 'file'>;
+/** What appends: the writer thread, or the log store itself on this thread (see the constructor). */
+type LogWriter = Omit<ServingStore, 'file' | 'db'>;
 
 /**
- * The log appended to on this thread: a write() of one batch into the page cache, a few
- * microseconds, cheaper than posting the batch to another thread and waiting for its answer.
- * Reads go through a connection of their own, as with the writer thread.
+ * `serve`'s audit store for a file (issue 14): the log is appended to, and the index thread
+ * follows it into the SQLite file that the admin API reads through a connection of its own.
+ * Writes and their failures are the writer's; the index only lags.
  */
-class LocalLogWriter implements LogWriter {
-  private readonly store: LogAuditStore;
-  readonly db: Database.Database;
-
-  constructor(file: string, options: WriterThreadOptions) {
-    this.store = new LogAuditStore(file, options, options.retainMs ?? 0);
-    this.db = openReader(file);
-  }
-
-  writable(): boolean {
-    return this.store.writable();
-  }
-
-  health(): AuditHealth {
-    return this.store.health();
-  }
-
-  commitBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[], finished: readonly FinishedEntry[] = []): BatchOutcome {
-    return this.store.commitBatch(opens, completions, finished);
-  }
-
-  isWritable(): boolean {
-    return this.store.isWritable();
-  }
-
-  completeOpenRecords(endedAt: Date, error: string): number {
-    return this.store.completeOpenRecords(endedAt, error);
-  }
-
-  heldCompletions(): CompletionEntry[] {
-    return this.store.heldCompletions();
-  }
-
-  close(): void {
-    this.db.close();
-    this.store.close();
-  }
-}
-
 export class LoggedStore implements ServingStore {
   private readonly writer: LogWriter;
   private readonly index: IndexThread;
+  /** The admin API's reads; the writer thread has one of its own, used under --audit-fsync. */
+  private readonly reader: () => Database.Database;
+  private readonly closeReader: () => void;
 
   constructor(
     readonly file: string,
@@ -74,14 +33,22 @@ export class LoggedStore implements ServingStore {
     // With --audit-fsync each batch waits for the disk (fdatasync): that wait runs on the writer
     // thread, so it never holds up relaying. Without it an append is a write() into the page
     // cache, made here (issue 14: posting it to a thread cost more than the write itself).
-    this.writer = options.fsync === true
-      ? new WriterThread(file, { ...writerOptions, log: true, onPruned: undefined })
-      : new LocalLogWriter(file, writerOptions);
+    if (options.fsync === true) {
+      const thread = new WriterThread(file, { ...writerOptions, log: true, onPruned: undefined });
+      this.writer = thread;
+      this.reader = () => thread.db;
+      this.closeReader = () => undefined;
+    } else {
+      this.writer = new LogAuditStore(file, writerOptions, options.retainMs ?? 0);
+      const reader = openReader(file);
+      this.reader = () => reader;
+      this.closeReader = () => reader.close();
+    }
     this.index = new IndexThread(file, { retainMs: options.retainMs, onPruned: options.onPruned, onDamage, onSegmentsDropped, onFailed });
   }
 
   get db(): Database.Database {
-    return this.writer.db;
+    return this.reader();
   }
 
   writable(): boolean {
@@ -123,6 +90,7 @@ export class LoggedStore implements ServingStore {
   }
 
   close(): void {
+    this.closeReader();
     this.writer.close();
   }
 }
