@@ -1,0 +1,59 @@
+import { Pool } from 'pg';
+import { SegmentLog } from '../src/audit/log/segment-log';
+import { planStep, readStep } from '../src/audit/log/index-step';
+import { applyPgMigrations } from '../src/fleet/pg-migrate';
+import { shipBatch, shippedPosition } from '../src/fleet/pg-ship';
+import { completion, openFacts, tempLogDir } from './helpers/audit-log-fixtures';
+import { describePg, freshDatabase } from './helpers/postgres';
+
+const STORE = { storeId: '6f1c1a52-5d1e-4c1b-9a57-3f0d8c2e1a01', node: 'replica-a' };
+
+describePg('shipping a batch of the local log to PostgreSQL', () => {
+  let pool: Pool;
+  let log: ReturnType<typeof tempLogDir>;
+
+  beforeEach(async () => {
+    pool = new Pool({ connectionString: freshDatabase('ship') });
+    await applyPgMigrations(pool);
+    log = tempLogDir();
+  });
+  afterEach(async () => {
+    await pool.end();
+    log.remove();
+  });
+
+  async function shipAll(from = { segment: 0, offset: 0 }) {
+    const read = readStep(log.dir, from, 10_000);
+    return { read, outcome: await shipBatch(pool, STORE, { from, next: read.next, plan: planStep(read.entries), entries: read.entries.length, policyVersion: 'v1' }) };
+  }
+
+  test('migrations apply once, under the lock, twice at the same time', async () => {
+    const again = await Promise.all([applyPgMigrations(pool), applyPgMigrations(pool)]);
+    expect(again).toEqual([[], []]);
+    const versions = await pool.query('SELECT version FROM schema_migrations');
+    expect(versions.rows.map((r: { version: string }) => r.version)).toEqual(['001_fleet']);
+  });
+
+  test('a batch lands once; a re-sent batch is stale; a later completion fills the open row', async () => {
+    const writer = SegmentLog.open({ dir: log.dir, fsync: false, firstId: 1 });
+    const ids = writer.appendBatch([
+      { type: 'open', open: openFacts(1) },
+      { type: 'finished', open: openFacts(2, { host: 'evil\u0000.example' }), completion: completion(2) },
+    ]);
+    const first = await shipAll();
+    expect(first.outcome).toEqual({ kind: 'shipped', inserted: 2, completed: 0 });
+    const resent = await shipAll();
+    expect(resent.outcome).toEqual({ kind: 'stale', position: first.read.next });
+    writer.appendBatch([{ type: 'complete', id: ids[0], completion: completion(1, { status: 204 }) }]);
+    const later = await shipAll(await shippedPosition(pool, STORE.storeId));
+    expect(later.outcome).toEqual({ kind: 'shipped', inserted: 0, completed: 1 });
+    writer.close();
+    const rows = await pool.query('SELECT local_id, node, status, ended_at_ms IS NOT NULL AS done, host FROM requests ORDER BY local_id');
+    expect(rows.rows).toEqual([
+      { local_id: String(ids[0]), node: 'replica-a', status: 204, done: true, host: 'host1.example.com' },
+      { local_id: String(ids[1]), node: 'replica-a', status: 200, done: true, host: 'evil\uFFFD.example' },
+    ]);
+    const minutes = await pool.query('SELECT sum(allowed)::int AS allowed FROM request_minutes');
+    expect(minutes.rows[0].allowed).toBe(2);
+  });
+});
