@@ -1,9 +1,12 @@
+import os from 'node:os';
 import ipaddr from 'ipaddr.js';
 import { derivedClientConnections, readDescriptorLimit } from './descriptors';
 import type { DescriptorLimit } from './descriptors';
 import { ConfigError } from './config-error';
 import { parseMinFreeDisk } from './config-size';
 import type { MinFreeDisk } from './config-size';
+import { isInMemory } from './audit/connection';
+import { AuditUrlError, checkAuditUrl, readAuditUrlFile } from './fleet/audit-url';
 
 export { ConfigError } from './config-error';
 export { parseMinFreeDisk } from './config-size';
@@ -41,6 +44,10 @@ export interface ServeConfig {
   readonly minFreeDisk: MinFreeDisk;
   /** PRAGMA synchronous=FULL: every audit commit is fsynced (survives a power cut). */
   readonly auditFsync: boolean;
+  /** Where audit records are shipped (PostgreSQL), or null; never logged whole (redactAuditUrl). */
+  readonly auditUrl: string | null;
+  /** This replica's name in the shared history. */
+  readonly node: string;
 }
 
 interface OptionSpec {
@@ -71,6 +78,9 @@ export const SERVE_OPTIONS = {
   retain: { flag: 'retain', env: 'TOLLGATE_RETAIN', fallback: '0', help: 'delete audit records older than this, e.g. 14d (0 = keep every record)' },
   minFreeDisk: { flag: 'min-free-disk', env: 'TOLLGATE_MIN_FREE_DISK', fallback: '1GiB,5%', help: 'free space below which requests get 503: SIZE, PERCENT% or both, the smaller applies (0 = off)' },
   auditFsync: { flag: 'audit-fsync', env: 'TOLLGATE_AUDIT_FSYNC', fallback: 'false', help: 'fsync every audit commit (survives a power cut; costs write throughput)', boolean: true },
+  auditUrl: { flag: 'audit-url', env: 'TOLLGATE_AUDIT_URL', fallback: '', help: 'ship audit records to this PostgreSQL URL (prefer the variable or --audit-url-file: a flag shows in the process list)' },
+  auditUrlFile: { flag: 'audit-url-file', env: 'TOLLGATE_AUDIT_URL_FILE', fallback: '', help: 'read the PostgreSQL URL from this file' },
+  node: { flag: 'node', env: 'TOLLGATE_NODE', fallback: '', help: "this replica's name in the shared audit history (default the host name)" },
 } as const satisfies Record<string, OptionSpec>;
 
 export type ServeOptionName = keyof typeof SERVE_OPTIONS;
@@ -122,6 +132,25 @@ function parseClientConnections(text: string, limit: DescriptorLimit): number {
   return text.trim() === 'auto' ? derivedClientConnections(limit) : parseCount(text, '--max-client-connections');
 }
 
+/** --audit-url or --audit-url-file (one of them), checked without ever echoing the URL. */
+function resolveAuditUrl(url: string, file: string): string | null {
+  if (url !== '' && file !== '') throw new ConfigError('--audit-url and --audit-url-file both given (or their variables): give one');
+  try {
+    if (file !== '') return checkAuditUrl(readAuditUrlFile(file));
+    return url === '' ? null : checkAuditUrl(url);
+  } catch (err) {
+    if (err instanceof AuditUrlError) throw new ConfigError(err.message);
+    throw err;
+  }
+}
+
+/** The name people see for this replica: the host name unless given; printable, at most 128 characters. */
+function parseNodeName(text: string): string {
+  const name = text.trim() === '' ? os.hostname() : text.trim();
+  if (name.length > 128 || /[\u0000-\u001f\u007f]/.test(name)) throw new ConfigError(`--node: expected a printable name of at most 128 characters, got ${JSON.stringify(name.slice(0, 140))}`);
+  return name;
+}
+
 /**
  * Build the config from flags, then environment, then defaults. The open-files limit is read
  * here, once, at start (tests pass their own).
@@ -155,7 +184,12 @@ export function resolveServeConfig(
     retainMs: parseDuration(pick('retain'), '--retain'),
     minFreeDisk: parseMinFreeDisk(pick('minFreeDisk'), '--min-free-disk'),
     auditFsync: parseBoolean(pick('auditFsync'), '--audit-fsync'),
+    auditUrl: resolveAuditUrl(pick('auditUrl'), pick('auditUrlFile')),
+    node: parseNodeName(pick('node')),
   };
+  if (config.auditUrl !== null && isInMemory(config.dbFile)) {
+    throw new ConfigError('--audit-url needs an audit file (--db FILE): an in-memory store has no log to ship from');
+  }
   if (!isLoopbackHost(config.adminListen.host) && config.adminToken === null) {
     throw new ConfigError(
       `refusing to serve the admin UI on non-loopback ${config.adminListen.host} without TOLLGATE_ADMIN_TOKEN`,

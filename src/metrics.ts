@@ -47,6 +47,16 @@ export interface ProxyMetrics {
   recordsPruned(count: number): void;
   /** Read at every scrape: how far the SQLite index behind the admin API lags the audit log. */
   setAuditIndex(status: () => AuditIndexGauges): void;
+  /** Read at every scrape: shipping to PostgreSQL (--audit-url); totals only ever grow. */
+  setAuditShip(status: () => AuditShipGauges): void;
+}
+
+/** What the ship gauges and counters show (fleet/ship-status.ts ShipStatus). */
+export interface AuditShipGauges {
+  backlogEntries: number;
+  oldestSeconds: number;
+  shippedEntries: number;
+  failures: number;
 }
 
 /** What the index gauges show (index-protocol.ts IndexStatus). */
@@ -157,6 +167,7 @@ export function createMetrics(): ProxyMetrics {
     },
     ...connections,
     ...auditIndexMetrics(registers),
+    ...auditShipMetrics(registers),
   };
 }
 
@@ -172,6 +183,37 @@ function auditIndexMetrics(registers: Registry[]): Pick<ProxyMetrics, 'setAuditI
   };
   return {
     setAuditIndex: (status) => {
+      if (read === null) register();
+      read = status;
+    },
+  };
+}
+
+/** Shipping to PostgreSQL (fleet/ship-thread.ts): registered only with --audit-url. */
+function auditShipMetrics(registers: Registry[]): Pick<ProxyMetrics, 'setAuditShip'> {
+  let read: (() => AuditShipGauges) | null = null;
+  const register = (): void => {
+    const gauge = (name: string, help: string, value: (g: AuditShipGauges) => number): void =>
+      void new Gauge({ name, help, registers, collect() { if (read !== null) this.set(value(read())); } });
+    gauge('tollgate_audit_ship_backlog_records', 'Audit log entries (opens, completions) not yet shipped to PostgreSQL', (g) => g.backlogEntries);
+    gauge('tollgate_audit_ship_backlog_oldest_seconds', 'Age of the oldest audit log entry not yet shipped to PostgreSQL (0 when none)', (g) => g.oldestSeconds);
+    // The thread keeps running totals; a counter here moves by what they grew since the last scrape.
+    const counter = (name: string, help: string, value: (g: AuditShipGauges) => number): void => {
+      let seen = 0;
+      void new Counter({
+        name, help, registers,
+        collect() {
+          const total = read === null ? seen : value(read());
+          if (total > seen) this.inc(total - seen);
+          seen = Math.max(seen, total);
+        },
+      });
+    };
+    counter('tollgate_audit_shipped_records_total', 'Audit log entries shipped to PostgreSQL', (g) => g.shippedEntries);
+    counter('tollgate_audit_ship_failures_total', 'Ship attempts to PostgreSQL that failed (each is retried)', (g) => g.failures);
+  };
+  return {
+    setAuditShip: (status) => {
       if (read === null) register();
       read = status;
     },

@@ -36,7 +36,7 @@ export function openServingAudit(config: ServeConfig, log: Logger, metrics: Prox
     retainMs: config.retainMs,
     onPruned: (report) => logPruned(log, metrics, report),
   };
-  const store = openStore(config.dbFile, options, log);
+  const store = openStore(config.dbFile, options, log, config.auditUrl !== null);
   const indexStatus = store.indexStatus?.bind(store);
   if (indexStatus !== undefined) metrics.setAuditIndex(indexStatus);
   // An in-memory store runs on this thread (see openStore), and so does its retention.
@@ -73,10 +73,11 @@ export function openServingAudit(config: ServeConfig, log: Logger, metrics: Prox
  * (logged-store.ts), so neither holds up relaying. An in-memory database has no log and cannot be
  * shared between threads: the SQLite store (store.ts) runs here.
  */
-function openStore(file: string, options: WriterThreadOptions, log: Logger): ServingStore {
+function openStore(file: string, options: WriterThreadOptions, log: Logger, waitForShipping: boolean): ServingStore {
   if (!isInMemory(file)) {
     return new LoggedStore(file, {
       ...options,
+      waitForShipping,
       onDamage: (message) => log.warn({ damage: message }, 'audit log: skipped a damaged region (never read as records)'),
       onSegmentsDropped: (dropped, kept) => log.info({ dropped, kept_for_open_records: kept }, 'audit log segments dropped (--retain)'),
       onFailed: (why) => log.error({ err: why }, 'audit index thread stopped; a new one starts in a second (records are safe in the log; the admin API lags)'),

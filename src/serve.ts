@@ -21,6 +21,8 @@ import { PolicyHolder } from './policy/watch';
 import type { ProxyContext } from './proxy/context';
 import { systemResolver } from './proxy/dial';
 import { diskReadiness, openServingAudit } from './serve-audit';
+import { startShipping } from './serve-ship';
+import type { ServingShip } from './serve-ship';
 import type { AuditDependencies, ServingAudit } from './serve-audit';
 import { drainProxy } from './proxy/drain';
 import { ParentAgents } from './proxy/parent-agents';
@@ -63,6 +65,8 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
   // The index then holds those completions before the first request, and before any API read.
   await store.syncIndex?.();
   const holder = new PolicyHolder(config.policiesDir, loaded.policy, () => self, log, (ok) => metrics.policyReload(ok));
+  const ship = startShipping(config, log, metrics, loaded.policy.version);
+  if (ship !== null) holder.onLoaded((policy) => ship.policyChanged(policy.version));
   const ctx = proxyContext(config, holder, audit, log, metrics, users?.authenticator ?? null);
   // Agents of parents a reload no longer names are retired; requests in flight on them finish.
   holder.onLoaded((policy) => ctx.parentAgents.retainFor(policy));
@@ -71,7 +75,7 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
   const server = createProxyServer(ctx);
   const admin = buildAdminApp({
     store,
-    ready: () => readiness(holder, store, serving.watermark),
+    ready: () => readiness(holder, store, serving.watermark, ship),
     token: config.adminToken,
     policy: () => ({ policy: holder.active().policy, lastReload: holder.lastReload }),
     metrics,
@@ -88,6 +92,7 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
     serving.stop();
     void store.closeIndex?.();
     store.close();
+    void ship?.close();
     throw new ConfigError(`cannot listen: ${err instanceof Error ? err.message : String(err)}`);
   }
   // The guard refuses connections to our own sockets. Their ports are known only now; this runs
@@ -114,7 +119,7 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
     },
     shutdown: () => {
       users?.holder.close();
-      return shutdown(server, ctx, admin, serving, holder, config.drainTimeoutMs, log);
+      return shutdown(server, ctx, admin, serving, holder, config.drainTimeoutMs, log, ship);
     },
   };
 }
@@ -177,7 +182,7 @@ function proxyContext(
   };
 }
 
-function readiness(holder: PolicyHolder, store: ServingStore, watermark: DiskWatermark): { ok: boolean; detail: Record<string, unknown> } {
+function readiness(holder: PolicyHolder, store: ServingStore, watermark: DiskWatermark, ship: ServingShip | null): { ok: boolean; detail: Record<string, unknown> } {
   const last = holder.lastReload;
   const disk = diskReadiness(watermark);
   return {
@@ -185,6 +190,7 @@ function readiness(holder: PolicyHolder, store: ServingStore, watermark: DiskWat
     detail: {
       policy_version: holder.active().policy.version, last_reload: last, audit: store.health(),
       ...(store.indexStatus ? { audit_index: store.indexStatus() } : {}), ...disk.detail,
+      ...(ship !== null ? { ship: ship.readiness() } : {}),
     },
   };
 }
@@ -211,6 +217,7 @@ async function shutdown(
   holder: PolicyHolder,
   drainMs: number,
   log: Logger,
+  ship: ServingShip | null,
 ): Promise<ShutdownOutcome> {
   log.info({ open_tunnels: ctx.tunnels.size, drain_ms: drainMs }, 'draining');
   holder.close();
@@ -225,6 +232,8 @@ async function shutdown(
   // The index applies the last completions and closes its file before the writer stops.
   await store.closeIndex?.();
   store.close();
+  // After the last completions are in the log, so a replica scaled away leaves none unshipped.
+  await ship?.close();
   logShutdownAudit(log, completed);
   return { recordsCompleted: completed.ok };
 }

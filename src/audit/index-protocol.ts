@@ -10,6 +10,11 @@ export interface IndexWorkerData {
   retainMs: number;
   /** The consumer's pause between steps once caught up. */
   intervalMs: number;
+  /**
+   * --audit-url: log retention keeps every segment not yet shipped to PostgreSQL, as the local
+   * copy of the ship position says (fleet/ship-position-file.ts).
+   */
+  waitForShipping: boolean;
   /** For the bootstrap, as for the writer thread (writer-protocol.ts). */
   entry: string;
   typescript: string | null;

@@ -8,6 +8,8 @@ import { WORKER_BOOTSTRAP } from './writer-thread';
 export interface IndexThreadOptions {
   retainMs?: number;
   intervalMs?: number;
+  /** Log retention waits for shipping (--audit-url). */
+  waitForShipping?: boolean;
   /** A damaged log region was skipped (one log line each). */
   onDamage?: (message: string) => void;
   onPruned?: (report: PruneReport) => void;
@@ -44,6 +46,7 @@ export class IndexThread {
       logDir: auditLogDir(file),
       retainMs: opts.retainMs ?? 0,
       intervalMs: opts.intervalMs ?? 200,
+      waitForShipping: opts.waitForShipping ?? false,
       entry: path.join(__dirname, `index-worker${path.extname(__filename)}`),
       typescript: path.extname(__filename) === '.ts' ? require.resolve('typescript') : null,
     };

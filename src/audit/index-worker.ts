@@ -3,6 +3,9 @@ import type { MessagePort } from 'node:worker_threads';
 import type Database from 'better-sqlite3';
 import { IndexConsumer } from './log/index-consumer';
 import { dropSegmentsBefore } from './log/retention';
+import { comparePositions } from './log/segment-reader';
+import type { LogPosition } from './log/segment-reader';
+import { readShippedCopy } from '../fleet/ship-position-file';
 import { pruneIntervalMs, Retention } from './retention';
 import type { PruneReport } from './retention';
 import { describeError } from './write-health';
@@ -50,9 +53,20 @@ function stillOpen(db: Database.Database): (id: number) => boolean {
   return (id) => statement.get(id) === 1;
 }
 
+/**
+ * Segments before this position may go: applied by the index and, with --audit-url, shipped.
+ * With no shipped position known yet, nothing is shipped: the log's very beginning.
+ */
+function retainFrom(): LogPosition {
+  const applied = consumer.position();
+  if (!data.waitForShipping) return applied;
+  const shipped = readShippedCopy(data.logDir) ?? { segment: 0, offset: 0 };
+  return comparePositions(shipped, applied) < 0 ? shipped : applied;
+}
+
 function pruneSegments(): void {
   try {
-    const cutoff = { time: new Date(Date.now() - data.retainMs), position: consumer.position() };
+    const cutoff = { time: new Date(Date.now() - data.retainMs), position: retainFrom() };
     const report = dropSegmentsBefore(data.logDir, cutoff, stillOpen(consumer.db));
     if (report.dropped.length > 0 || report.keptForOpenRecords.length > 0) {
       port.postMessage({ kind: 'segments', dropped: report.dropped.length, keptForOpenRecords: report.keptForOpenRecords.length } satisfies IndexParentMessage);

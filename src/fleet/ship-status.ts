@@ -1,0 +1,46 @@
+/** What the shipper reports (/metrics, /readyz detail `ship`, the UI's banner). */
+export interface ShipStatus {
+  /** Log entries (opens, completions, finished records) not yet in PostgreSQL. */
+  backlogEntries: number;
+  /** Age of the oldest entry not yet shipped, in seconds; 0 when none. */
+  oldestSeconds: number;
+  /** True when the count stopped at its cap (a lower bound). */
+  backlogCapped: boolean;
+  /** Entries shipped, and batches that failed, since this shipper started. */
+  shippedEntries: number;
+  failures: number;
+  /** Why the last attempt failed (password removed); null once one succeeds. */
+  lastError: string | null;
+  /** ISO time of the last batch committed (or of the last "nothing to ship"); null before. */
+  lastSuccessAt: string | null;
+}
+
+export const EMPTY_SHIP_STATUS: ShipStatus = Object.freeze({
+  backlogEntries: 0, oldestSeconds: 0, backlogCapped: false, shippedEntries: 0, failures: 0, lastError: null, lastSuccessAt: null,
+});
+
+/**
+ * The error text with the URL's password taken out wherever it appears (raw or percent-encoded):
+ * PostgreSQL and the driver do not echo it today, and this keeps it so if one ever does.
+ */
+export function scrubSecret(text: string, url: string): string {
+  let password = '';
+  try {
+    password = new URL(url).password;
+  } catch {
+    return text;
+  }
+  if (password === '') return text;
+  const forms = new Set([password, decodeURIComponentSafe(password)]);
+  let scrubbed = text;
+  for (const form of forms) if (form !== '') scrubbed = scrubbed.split(form).join('***');
+  return scrubbed;
+}
+
+function decodeURIComponentSafe(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}

@@ -1,0 +1,209 @@
+import type { Pool } from 'pg';
+import { planStep, readStep } from '../audit/log/index-step';
+import { measureLag } from '../audit/log/index-lag';
+import type { LogPosition } from '../audit/log/segment-reader';
+import { readMigrations } from '../audit/migrate';
+import { applyPgMigrations, PG_MIGRATIONS_DIR } from './pg-migrate';
+import { shipBatch, shippedPosition } from './pg-ship';
+import type { StoreIdentity } from './pg-ship';
+import { readShippedCopy, writeShippedCopy } from './ship-position-file';
+import { EMPTY_SHIP_STATUS } from './ship-status';
+import type { ShipStatus } from './ship-status';
+
+/**
+ * Ships the local audit log to PostgreSQL (issue 15): follows the log as the index consumer does
+ * (readStep/planStep), one PostgreSQL transaction per batch (shipBatch), resuming from the
+ * position PostgreSQL holds, at start and whenever a batch comes back stale or fails. Nothing
+ * here touches the proxy: when PostgreSQL is down or slow, the loop waits (backoff) and the
+ * backlog is the part of the local log after the shipped position.
+ */
+export interface ShipperOptions {
+  pool: Pool;
+  logDir: string;
+  who: StoreIdentity;
+  policyVersion: () => string | null;
+  /** Entries per batch (one transaction). */
+  maxBatchEntries?: number;
+  /** The pause once caught up. */
+  intervalMs?: number;
+  /** After a failure: first wait, doubled per failure up to the most. */
+  backoffFirstMs?: number;
+  backoffMaxMs?: number;
+  clock?: () => Date;
+  /** Error text for status and logs; the caller removes the password (scrubSecret). */
+  describe: (err: unknown) => string;
+  /** A failure, and the first success after failures. */
+  onFailing?: (message: string, failures: number) => void;
+  onRecovered?: (failures: number) => void;
+  onMigrated?: (versions: string[]) => void;
+}
+
+export const SHIPPER_DEFAULTS = Object.freeze({ maxBatchEntries: 2000, intervalMs: 250, backoffFirstMs: 1000, backoffMaxMs: 30_000 });
+
+/** What one attempt did: nothing to ship, a batch with maybe more behind it, a short batch, a failure. */
+type Step = 'idle' | 'more' | 'some' | 'failed';
+
+/** PostgreSQL's insufficient_privilege: the shipper role may not change the schema (README). */
+const INSUFFICIENT_PRIVILEGE = '42501';
+
+export class Shipper {
+  private readonly state: ShipStatus = { ...EMPTY_SHIP_STATUS };
+  /** Where the next batch starts; null until read from PostgreSQL (and after any failure). */
+  private at: LogPosition | null = null;
+  private migrated = false;
+  private running = false;
+  private loop: Promise<void> | null = null;
+  private wake: (() => void) | null = null;
+  private streak = 0;
+  private readonly clock: () => Date;
+
+  constructor(private readonly opts: ShipperOptions) {
+    this.clock = opts.clock ?? (() => new Date());
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  /** Stops after the batch in flight (its transaction commits or rolls back whole). */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loop;
+  }
+
+  /**
+   * Ships until the log's end as it is now, or until `deadline`; true when caught up. For a
+   * stopping replica: the completions written at shutdown should reach PostgreSQL now, not at
+   * the next start (a replica scaled away has no next start).
+   */
+  async drain(deadlineMs: number): Promise<boolean> {
+    await this.stop();
+    this.running = true;
+    try {
+      while (this.clock().getTime() < deadlineMs) {
+        const step = await this.attempt();
+        if (step === 'idle') return true;
+        if (step === 'failed') return false;
+      }
+      return false;
+    } finally {
+      this.running = false;
+    }
+  }
+
+  status(): ShipStatus {
+    return { ...this.state };
+  }
+
+  /** Recounts the backlog from the shipped position (entry heads only, no JSON). */
+  refreshBacklog(): ShipStatus {
+    const from = this.at ?? readShippedCopy(this.opts.logDir) ?? { segment: 0, offset: 0 };
+    const lag = measureLag(this.opts.logDir, from, this.clock());
+    this.state.backlogEntries = lag.entriesBehind;
+    this.state.oldestSeconds = lag.secondsBehind;
+    this.state.backlogCapped = lag.capped;
+    return this.status();
+  }
+
+  private async run(): Promise<void> {
+    let wait = 0;
+    while (this.running) {
+      if (wait > 0) await this.sleep(wait);
+      if (!this.running) return;
+      const step = await this.attempt();
+      if (step === 'failed') wait = this.backoff();
+      else wait = step === 'more' ? 0 : (this.opts.intervalMs ?? SHIPPER_DEFAULTS.intervalMs);
+    }
+  }
+
+  private async attempt(): Promise<Step> {
+    try {
+      const shipped = await this.shipOne();
+      if (this.streak > 0) this.opts.onRecovered?.(this.streak);
+      this.streak = 0;
+      this.state.lastError = null;
+      this.state.lastSuccessAt = this.clock().toISOString();
+      return shipped;
+    } catch (err) {
+      // A commit may have landed before the error reached us: PostgreSQL says where to go on.
+      this.at = null;
+      this.streak += 1;
+      this.state.failures += 1;
+      this.state.lastError = this.opts.describe(err);
+      this.opts.onFailing?.(this.state.lastError, this.streak);
+      return 'failed';
+    }
+  }
+
+  private backoff(): number {
+    const first = this.opts.backoffFirstMs ?? SHIPPER_DEFAULTS.backoffFirstMs;
+    const most = this.opts.backoffMaxMs ?? SHIPPER_DEFAULTS.backoffMaxMs;
+    return Math.min(most, first * 2 ** Math.min(this.streak - 1, 20));
+  }
+
+  private async shipOne(): Promise<Exclude<Step, 'failed'>> {
+    const { pool, logDir, who } = this.opts;
+    if (!this.migrated) await this.migrate();
+    this.at ??= await shippedPosition(pool, who.storeId);
+    const from = this.at;
+    const read = readStep(logDir, from, this.opts.maxBatchEntries ?? SHIPPER_DEFAULTS.maxBatchEntries);
+    if (read.entries.length === 0 && read.damage.length === 0) return 'idle';
+    const batch = { from, next: read.next, plan: planStep(read.entries), entries: read.entries.length, policyVersion: this.opts.policyVersion() };
+    const outcome = await shipBatch(pool, who, batch, this.clock().getTime());
+    if (outcome.kind === 'stale') {
+      this.at = outcome.position;
+      return 'more';
+    }
+    this.at = read.next;
+    this.state.shippedEntries += read.entries.length;
+    this.keepLocalCopy(read.next);
+    return read.entries.length >= (this.opts.maxBatchEntries ?? SHIPPER_DEFAULTS.maxBatchEntries) ? 'more' : 'some';
+  }
+
+  /** A copy that cannot be written (a full disk) only makes retention keep more; shipping goes on. */
+  private keepLocalCopy(position: LogPosition): void {
+    try {
+      writeShippedCopy(this.opts.logDir, position);
+    } catch {
+      // Retention reads the older copy and keeps the segments after it.
+    }
+  }
+
+  /**
+   * Migrations need the owner role. A least-privilege shipper role (README) cannot run them: it
+   * ships when an owner has already brought the schema up to date, and says so otherwise.
+   */
+  private async migrate(): Promise<void> {
+    try {
+      const applied = await applyPgMigrations(this.opts.pool);
+      if (applied.length > 0) this.opts.onMigrated?.(applied);
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== INSUFFICIENT_PRIVILEGE) throw err;
+      const missing = await this.missingMigrations();
+      if (missing.length > 0) {
+        throw new Error(`the PostgreSQL schema lacks migrations ${missing.join(', ')} and this role may not apply them: run tollgate once with the owner role's URL`);
+      }
+    }
+    this.migrated = true;
+  }
+
+  private async missingMigrations(): Promise<string[]> {
+    const result = await this.opts.pool.query<{ version: string }>('SELECT version FROM schema_migrations');
+    const applied = new Set(result.rows.map((row) => row.version));
+    return readMigrations(PG_MIGRATIONS_DIR).map((m) => m.version).filter((v) => !applied.has(v));
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+}
