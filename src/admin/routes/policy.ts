@@ -1,13 +1,12 @@
 import type { FastifyInstance } from 'fastify';
-import type Database from 'better-sqlite3';
-import { ruleHits } from '../../audit/rule-hits';
+import type { AuditReader } from '../../audit/reader';
 import { parseTimeParam } from '../../audit/time-window';
 import { FALLBACK_RULES, policyView } from '../policy-view';
 import type { PolicySnapshot } from '../policy-view';
 import { POLICY_QUERY_SCHEMA } from '../query-schema';
 
 export interface PolicyRoutesOptions {
-  db: () => Database.Database;
+  reader: AuditReader;
   clock: () => Date;
   /** The policy in force; absent: the route answers 503 (nothing to show yet). */
   policy?: () => PolicySnapshot;
@@ -25,7 +24,7 @@ export function registerPolicyRoutes(app: FastifyInstance, opts: PolicyRoutesOpt
       if (opts.policy === undefined) return reply.code(503).send({ error: 'no policy is available to this admin app' });
       const snapshot = opts.policy();
       const names = [...snapshot.policy.rules.map((rule) => rule.name), ...FALLBACK_RULES];
-      return policyView(snapshot, ruleHits(opts.db(), names, sinceMs), sinceMs, now.getTime());
+      return policyView(snapshot, await opts.reader.ruleHits(names, sinceMs), sinceMs, now.getTime());
     },
   );
 }
