@@ -47,6 +47,8 @@ export interface AdminAppOptions {
   token?: string | null;
   /** The policy in force and the last reload, for GET /api/policy (503 without it). */
   policy?: () => PolicySnapshot;
+  /** What GET /api/policy's 503 says without a policy (tollgate admin has none of its own). */
+  noPolicyReason?: string;
   /** The process's metrics, rendered by GET /metrics (503 without them). */
   metrics?: ProxyMetrics;
   /** "now" for relative times (since=24h), sessions and login limits; tests pass their own. */
@@ -134,7 +136,7 @@ export function buildAdminApp(opts: AdminAppOptions): FastifyInstance {
   registerRequestRoutes(app, { reader, clock, pace: opts.searchPace });
   registerExportRoutes(app, { reader, clock, pace: opts.searchPace });
   registerStatsRoutes(app, { reader, clock });
-  registerPolicyRoutes(app, { reader, clock, policy: opts.policy });
+  registerPolicyRoutes(app, { reader, clock, policy: opts.policy, noPolicyReason: opts.noPolicyReason });
   registerMetricsRoute(app, opts.metrics);
   app.register(fastifyStatic, { root: WEB_ADMIN_DIR, prefix: '/', index: 'index.html' });
   return app;

@@ -10,6 +10,7 @@ export interface PolicyRoutesOptions {
   clock: () => Date;
   /** The policy in force; absent: the route answers 503 (nothing to show yet). */
   policy?: () => PolicySnapshot;
+  noPolicyReason?: string;
 }
 
 const DEFAULT_HITS_WINDOW = '7d';
@@ -21,7 +22,7 @@ export function registerPolicyRoutes(app: FastifyInstance, opts: PolicyRoutesOpt
     async (request, reply) => {
       const now = opts.clock();
       const sinceMs = parseTimeParam('since', request.query.since ?? DEFAULT_HITS_WINDOW, now);
-      if (opts.policy === undefined) return reply.code(503).send({ error: 'no policy is available to this admin app' });
+      if (opts.policy === undefined) return reply.code(503).send({ error: opts.noPolicyReason ?? 'no policy is available to this admin app' });
       const snapshot = opts.policy();
       const names = [...snapshot.policy.rules.map((rule) => rule.name), ...FALLBACK_RULES];
       return policyView(snapshot, await opts.reader.ruleHits(names, sinceMs), sinceMs, now.getTime());
