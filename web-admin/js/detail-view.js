@@ -66,6 +66,7 @@ function pivots(record) {
   if (record.host !== null) add('All requests to this host', { host: record.host }, `host = ${record.host}`);
   add('Everything from this client', { client: record.client_ip }, `client = ${record.client_ip}`);
   if (record.host !== null) add('This client to this host', { client: record.client_ip, host: record.host }, 'both');
+  if (typeof record.node === 'string' && record.node !== '') add('Everything this node recorded', { node: record.node }, `node = ${record.node}`);
   if (record.rule) add('Other requests naming this rule', { q: record.rule }, `search "${record.rule}"`);
   return list;
 }
