@@ -32,6 +32,7 @@ export const RECORD_FIELDS = [
   ['bytes_down', 'bytes destination → client'],
   ['error', 'error, if the request failed'],
   ['policy_version', 'policy in force when decided'],
+  ['node', 'the replica that recorded it (--node)'],
 ];
 
 const POLL_OPEN_MS = 2000;
