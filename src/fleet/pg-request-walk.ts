@@ -113,7 +113,7 @@ const PG_MAX_SLICE_IDS = 4_194_304;
 /** What one slice should cost: the console waits on it, the proxy does not. */
 const PG_SLICE_TARGET_MS = 50;
 
-interface PreparedWalk {
+export interface PreparedWalk {
   sql: string;
   params: unknown[];
   /** Lowest id to visit, and one above the highest. */
@@ -121,7 +121,8 @@ interface PreparedWalk {
   top: number;
 }
 
-async function prepare(pool: Pool, filters: RequestFilters, after: number): Promise<PreparedWalk | null> {
+/** The slice query of a walk and its bounds (exported for the EXPLAIN test). */
+export async function preparePgWalk(pool: Pool, filters: RequestFilters, after: number): Promise<PreparedWalk | null> {
   const resolved = await resolve(pool, filters);
   if (resolved === null) return null;
   const range = await windowIds(pool, filters);
@@ -185,6 +186,6 @@ export async function openPgIdWalk(
   bounds: { before: number; after: number },
   firstSlice = PG_FIRST_SLICE_IDS,
 ): Promise<PgIdWalk | null> {
-  const walk = await prepare(pool, filters, bounds.after);
+  const walk = await preparePgWalk(pool, filters, bounds.after);
   return walk === null ? null : new PgIdWalk(pool, walk, bounds.before, Math.max(1, Math.floor(firstSlice)));
 }
