@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { runAdmin } from './commands/admin';
 import { runPolicyCheck, runPolicyReplay, runPolicyTest, runPolicyUnused } from './commands/policy';
 import { runServe } from './commands/serve';
 import { runUsers } from './commands/users';
@@ -7,6 +8,9 @@ const USAGE = `tollgate - an egress proxy with policies as code and an audit tra
 
 usage:
   tollgate serve [options]                 run the proxy and the admin UI
+  tollgate admin --audit-url URL [--admin-listen HOST:PORT]
+                                           the admin UI and API alone, on the fleet's
+                                           shared history in PostgreSQL
   tollgate policy check [--policies DIR]   validate policy files
   tollgate policy test [options] TARGET    explain the decision for one request
   tollgate policy replay --db FILE --policies DIR [options]
@@ -23,6 +27,7 @@ Run "tollgate <command> --help" for a command's options.
 async function main(argv: string[]): Promise<number> {
   const [command, sub, ...rest] = argv;
   if (command === 'serve') return runServe(argv.slice(1));
+  if (command === 'admin') return runAdmin(argv.slice(1));
   if (command === 'users') return runUsers(argv.slice(1));
   if (command === 'policy' && sub === 'check') return runPolicyCheck(rest);
   if (command === 'policy' && sub === 'test') return runPolicyTest(rest);

@@ -8,6 +8,7 @@ import type { AuditStore } from '../src/audit/store';
 import { applyMigrations, MIGRATIONS_DIR, readMigrations } from '../src/audit/migrate';
 import {
   AUDIT_RECORD_FIELDS,
+  DEFAULT_NODE,
   getRequest,
   listRequests,
   QueryInputError,
@@ -20,6 +21,8 @@ const SPEC_FIELDS = [
   'id', 'started_at', 'ended_at', 'duration_ms', 'client_ip', 'client_port', 'clients', 'user',
   'kind', 'method', 'scheme', 'host', 'port', 'path', 'resolved_ip', 'decision', 'would_deny',
   'rule', 'rule_source', 'reason', 'status', 'bytes_up', 'bytes_down', 'error', 'policy_version',
+  // SPEC §6 (fleet): every record gains node.
+  'node',
 ];
 
 const ISO_MS_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
@@ -170,6 +173,7 @@ describe('audit store', () => {
       bytes_down: 4096,
       error: null,
       policy_version: 'sha256:abc',
+      node: DEFAULT_NODE,
     });
     expect(record?.started_at).toMatch(ISO_MS_UTC);
     expect(record?.ended_at).toMatch(ISO_MS_UTC);

@@ -31,7 +31,7 @@ describePg('shipping a batch of the local log to PostgreSQL', () => {
     const again = await Promise.all([applyPgMigrations(pool), applyPgMigrations(pool)]);
     expect(again).toEqual([[], []]);
     const versions = await pool.query('SELECT version FROM schema_migrations');
-    expect(versions.rows.map((r: { version: string }) => r.version)).toEqual(['001_fleet']);
+    expect(versions.rows.map((r: { version: string }) => r.version)).toEqual(['001_fleet', '002_reader']);
   });
 
   test('a batch lands once; a re-sent batch is stale; a later completion fills the open row', async () => {

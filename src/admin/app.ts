@@ -5,6 +5,8 @@ import fastifyStatic from '@fastify/static';
 import { QueryInputError } from '../audit/query-errors';
 import type { AuditStore } from '../audit/store';
 import type { SearchPace } from '../audit/query';
+import type { AuditReader } from '../audit/reader';
+import { SqliteAuditReader } from '../audit/sqlite-reader';
 import type { ProxyMetrics } from '../metrics';
 import { registerAccessControl } from './access';
 import { LOGIN_LIMIT_DEFAULTS, LoginLimiter } from './login-limiter';
@@ -23,21 +25,30 @@ export type { ReadinessReport } from './routes/health';
 export type { PolicySnapshot } from './policy-view';
 
 export interface AdminAppOptions {
-  /** Read queries use `store.db`, read at each request (the store may reopen its file). */
-  store: Pick<AuditStore, 'db' | 'isWritable'> & {
+  /**
+   * A replica's own store: read through a SqliteAuditReader on `store.db`, read at each request
+   * (the store may reopen its file). Absent with `reader` (tollgate admin on PostgreSQL).
+   */
+  store?: Pick<AuditStore, 'db' | 'isWritable'> & {
     /**
      * The read barrier of a store whose index follows an audit log (logged-store.ts): an API
      * read waits until every request already answered is in the index.
      */
     syncIndex?(): Promise<boolean>;
   };
-  /** Readiness apart from the audit log (policy loaded, ...); /readyz adds `audit_writable`. */
-  ready: () => ReadinessReport;
+  /** Where API reads go instead of `store` (the shared history in PostgreSQL). */
+  reader?: AuditReader;
+  /** This replica's node name, on every record of `store` (default: the host name). */
+  node?: string;
+  /** Readiness apart from the audit log (policy loaded, ...); /readyz adds `audit_writable` with a store. */
+  ready: () => ReadinessReport | Promise<ReadinessReport>;
   logger?: boolean;
   /** TOLLGATE_ADMIN_TOKEN; null or absent: loopback-only, no token. */
   token?: string | null;
   /** The policy in force and the last reload, for GET /api/policy (503 without it). */
   policy?: () => PolicySnapshot;
+  /** What GET /api/policy's 503 says without a policy (tollgate admin has none of its own). */
+  noPolicyReason?: string;
   /** The process's metrics, rendered by GET /metrics (503 without them). */
   metrics?: ProxyMetrics;
   /** "now" for relative times (since=24h), sessions and login limits; tests pass their own. */
@@ -110,20 +121,22 @@ export function buildAdminApp(opts: AdminAppOptions): FastifyInstance {
   const sessions = new SessionStore({ ...SESSION_DEFAULTS, ttlMs: opts.sessionTtlMs ?? SESSION_DEFAULTS.ttlMs, clock });
   registerAccessControl(app, { token, sessions });
 
-  const db = () => opts.store.db;
-  const syncIndex = opts.store.syncIndex?.bind(opts.store);
+  const store = opts.store;
+  const reader = opts.reader ?? (store === undefined ? null : new SqliteAuditReader(() => store.db, opts.node));
+  if (reader === null) throw new Error('buildAdminApp needs a store or a reader');
+  const syncIndex = store?.syncIndex?.bind(store);
   // After access control (onRequest): an unauthenticated request never costs a catch-up.
   if (syncIndex !== undefined) {
     app.addHook('preHandler', async (request) => {
       if (request.url.startsWith('/api/')) await syncIndex();
     });
   }
-  registerHealthRoutes(app, { ready: opts.ready, auditWritable: () => opts.store.isWritable() });
+  registerHealthRoutes(app, { ready: opts.ready, auditWritable: store === undefined ? undefined : () => store.isWritable() });
   registerLoginRoutes(app, { token, sessions, limiter: new LoginLimiter({ ...LOGIN_LIMIT_DEFAULTS, clock }), webDir: WEB_ADMIN_DIR });
-  registerRequestRoutes(app, { db, clock, pace: opts.searchPace });
-  registerExportRoutes(app, { db, clock, pace: opts.searchPace });
-  registerStatsRoutes(app, { db, clock });
-  registerPolicyRoutes(app, { db, clock, policy: opts.policy });
+  registerRequestRoutes(app, { reader, clock, pace: opts.searchPace });
+  registerExportRoutes(app, { reader, clock, pace: opts.searchPace });
+  registerStatsRoutes(app, { reader, clock });
+  registerPolicyRoutes(app, { reader, clock, policy: opts.policy, noPolicyReason: opts.noPolicyReason });
   registerMetricsRoute(app, opts.metrics);
   app.register(fastifyStatic, { root: WEB_ADMIN_DIR, prefix: '/', index: 'index.html' });
   return app;

@@ -1,4 +1,4 @@
-import { MAX_HOST_FILTER_LENGTH, MAX_Q_LENGTH } from '../audit/filters';
+import { MAX_HOST_FILTER_LENGTH, MAX_NODE_LENGTH, MAX_Q_LENGTH } from '../audit/filters';
 import { MAX_PAGE_LIMIT } from '../audit/query';
 
 /**
@@ -19,6 +19,7 @@ export const FILTER_PROPERTIES = {
   status: { type: 'string', minLength: 1, maxLength: 3 },
   ...TIME_PROPERTIES,
   q: { type: 'string', maxLength: MAX_Q_LENGTH },
+  node: { type: 'string', minLength: 1, maxLength: MAX_NODE_LENGTH },
 } as const;
 
 export const LIST_QUERY_SCHEMA = {

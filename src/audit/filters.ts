@@ -19,6 +19,7 @@ export interface RawRequestFilters {
   since?: string;
   until?: string;
   q?: string;
+  node?: string;
 }
 
 /** A host filter: one policy host entry or several, comma-separated; matched as policies match. */
@@ -43,10 +44,13 @@ export interface RequestFilters {
   window: TimeWindow;
   /** Free text, matched case-insensitively (ASCII) as a substring. */
   q: string | null;
+  /** The replica's name (--node), matched exactly. */
+  node: string | null;
 }
 
 export const MAX_HOST_FILTER_LENGTH = 1000;
 export const MAX_Q_LENGTH = 200;
+export const MAX_NODE_LENGTH = 255;
 
 function parseHost(text: string): HostFilter {
   if (text.length > MAX_HOST_FILTER_LENGTH) {
@@ -106,6 +110,13 @@ function parseQ(text: string): string | null {
   return text === '' ? null : text;
 }
 
+function parseNode(text: string): string {
+  if (text.length === 0 || text.length > MAX_NODE_LENGTH) {
+    throw new QueryInputError('node', `node must be a node name of 1 to ${MAX_NODE_LENGTH} characters`);
+  }
+  return text;
+}
+
 /** Validates every filter; throws QueryInputError naming the first bad one. */
 export function parseRequestFilters(raw: RawRequestFilters, now: Date): RequestFilters {
   return {
@@ -116,6 +127,7 @@ export function parseRequestFilters(raw: RawRequestFilters, now: Date): RequestF
     status: raw.status === undefined ? null : parseStatus(raw.status),
     window: parseTimeWindow({ since: raw.since, until: raw.until }, now),
     q: raw.q === undefined ? null : parseQ(raw.q),
+    node: raw.node === undefined ? null : parseNode(raw.node),
   };
 }
 
@@ -129,4 +141,18 @@ export function recordedHostMatches(matcher: HostMatcher, host: string): boolean
 export function recordedAddressMatches(range: IpRange, clientIp: string): boolean {
   const addr = parseLiteral(clientIp);
   return addr !== null && rangeContains(range, addr);
+}
+
+/**
+ * The recorded hosts a host filter matches, out of every host ever recorded (first_seen_hosts):
+ * a single wildcard-free name is itself, with no scan. Both engines resolve globs this way.
+ */
+export function hostsMatching(filter: HostFilter, known: () => readonly string[]): string[] {
+  if (filter.exactName !== null) return [filter.exactName];
+  return known().filter((name) => recordedHostMatches(filter.matcher, name));
+}
+
+/** The recorded client addresses in an address filter's range, out of every one ever recorded. */
+export function addressesMatching(range: IpRange, known: readonly string[]): string[] {
+  return known.filter((ip) => recordedAddressMatches(range, ip));
 }

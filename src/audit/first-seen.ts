@@ -31,14 +31,14 @@ export interface FirstSeenPage {
   truncated: boolean;
 }
 
-interface FirstRow {
+export interface FirstRow {
   host: string;
   client_ip: string | null;
   first_id: number;
   first_at_ms: number;
 }
 
-interface DetailRow {
+export interface DetailRow {
   client_ip: string;
   clients: string;
   count: number;
@@ -63,7 +63,7 @@ function groupsOf(json: string): string[] {
   return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
 }
 
-function detail(first: FirstRow, rows: DetailRow[]): FirstSeenItem {
+export function detail(first: FirstRow, rows: DetailRow[]): FirstSeenItem {
   const groups = new Set<string>();
   const ips = new Set<string>();
   const item: FirstSeenItem = {

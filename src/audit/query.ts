@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type Database from 'better-sqlite3';
 import type { AuditRecordJson } from './record-types';
@@ -17,7 +18,7 @@ export { parseRequestFilters } from './filters';
 export const AUDIT_RECORD_FIELDS = [
   'id', 'started_at', 'ended_at', 'duration_ms', 'client_ip', 'client_port', 'clients', 'user',
   'kind', 'method', 'scheme', 'host', 'port', 'path', 'resolved_ip', 'decision', 'would_deny',
-  'rule', 'rule_source', 'reason', 'status', 'bytes_up', 'bytes_down', 'error', 'policy_version',
+  'rule', 'rule_source', 'reason', 'status', 'bytes_up', 'bytes_down', 'error', 'policy_version', 'node',
 ] as const satisfies readonly (keyof AuditRecordJson)[];
 
 /** Compile-time check that AUDIT_RECORD_FIELDS names every field of AuditRecordJson. */
@@ -52,7 +53,12 @@ export interface ListRequestsOptions {
   /** Only records with a higher id: a live view catching up stops at the newest row it has. */
   afterId?: number;
   pace?: SearchPace;
+  /** The node name every record of this store carries (default: the host name). */
+  node?: string;
 }
+
+/** A single store's node name when none is given: what --node defaults to (SPEC §6). */
+export const DEFAULT_NODE = os.hostname();
 
 export interface RequestPage {
   items: AuditRecordJson[];
@@ -73,8 +79,8 @@ export interface RequestPage {
   searched_to?: string | null;
 }
 
-/** A row of `requests` as SQLite returns it. */
-interface RequestRow {
+/** A row of `requests` as SQLite returns it (the PostgreSQL reader converts its rows to this). */
+export interface RequestRow {
   id: number;
   started_at_ms: number;
   ended_at_ms: number | null;
@@ -111,7 +117,7 @@ function parseClients(text: string): string[] {
 }
 
 /** The one mapping from a stored row to the API shape (SPEC §4). */
-export function rowToJson(row: RequestRow): AuditRecordJson {
+export function rowToJson(row: RequestRow, node: string): AuditRecordJson {
   return {
     id: row.id,
     started_at: new Date(row.started_at_ms).toISOString(),
@@ -139,6 +145,7 @@ export function rowToJson(row: RequestRow): AuditRecordJson {
     bytes_down: row.bytes_down,
     error: row.error,
     policy_version: row.policy_version,
+    node,
   };
 }
 
@@ -161,7 +168,7 @@ export function decodeCursor(cursor: string): number {
   return id;
 }
 
-function checkLimit(limit: number | undefined): number {
+export function checkLimit(limit: number | undefined): number {
   if (limit === undefined) return DEFAULT_PAGE_LIMIT;
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE_LIMIT) {
     throw new QueryInputError('limit', `limit must be an integer from 1 to ${MAX_PAGE_LIMIT}`);
@@ -172,17 +179,17 @@ function checkLimit(limit: number | undefined): number {
 const NO_FILTERS: RequestFilters = parseRequestFilters({}, new Date(0));
 
 /** The ids' records, newest first. */
-function recordsByIds(db: Database.Database, ids: readonly number[]): AuditRecordJson[] {
+function recordsByIds(db: Database.Database, ids: readonly number[], node: string): AuditRecordJson[] {
   if (ids.length === 0) return [];
   const rows = statement(
     db,
     `SELECT ${ROW_COLUMNS} FROM requests WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id DESC`,
   ).all(JSON.stringify(ids)) as RequestRow[];
-  return rows.map(rowToJson);
+  return rows.map((row) => rowToJson(row, node));
 }
 
 /** Above every id: a first page starts here. */
-const TOP = Number.MAX_SAFE_INTEGER;
+export const TOP = Number.MAX_SAFE_INTEGER;
 
 /** The start time of the oldest record at or above `id`: how far back a search reached. */
 function startedAtFrom(db: Database.Database, id: number): string | null {
@@ -219,7 +226,7 @@ export function listRequests(db: Database.Database, opts: ListRequestsOptions = 
     resumeBelow = slice.resumeBelow;
     if (ids.length === want || resumeBelow === null || performance.now() >= deadline) break;
   }
-  const items = recordsByIds(db, ids.slice(0, limit));
+  const items = recordsByIds(db, ids.slice(0, limit), opts.node ?? DEFAULT_NODE);
   const newest = statement(db, 'SELECT max(id) FROM requests').pluck().get() as number | null;
   const page = { items, newest_id: newest };
   if (ids.length > limit) return { ...page, next_cursor: encodeCursor(items[items.length - 1].id), partial: false };
@@ -249,18 +256,19 @@ export function* exportRecords(
   db: Database.Database,
   filters: RequestFilters,
   pace: SearchPace = {},
+  node: string = DEFAULT_NODE,
 ): Generator<AuditRecordJson[], void, undefined> {
   const walk = openIdWalk(db, filters, { before: TOP, after: 0 }, pace.firstSliceIds);
   if (walk === null) return;
   for (;;) {
     const slice = walk.slice(EXPORT_BATCH);
-    yield recordsByIds(db, slice.ids);
+    yield recordsByIds(db, slice.ids, node);
     if (slice.resumeBelow === null) return;
   }
 }
 
 /** One record by id, or null. */
-export function getRequest(db: Database.Database, id: number): AuditRecordJson | null {
+export function getRequest(db: Database.Database, id: number, node: string = DEFAULT_NODE): AuditRecordJson | null {
   const row = statement(db, `SELECT ${ROW_COLUMNS} FROM requests WHERE id = ?`).get(id) as RequestRow | undefined;
-  return row === undefined ? null : rowToJson(row);
+  return row === undefined ? null : rowToJson(row, node);
 }

@@ -60,6 +60,8 @@ export interface AuditRecordJson {
   bytes_down: number;
   error: string | null;
   policy_version: string | null;
+  /** The replica that recorded it (--node; SPEC §6). */
+  node: string;
 }
 
 /**

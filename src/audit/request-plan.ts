@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type Database from 'better-sqlite3';
-import { recordedAddressMatches, recordedHostMatches } from './filters';
+import { addressesMatching, hostsMatching } from './filters';
 import type { RequestFilters } from './filters';
 import { DISTINCT_CLIENT_IPS } from './distinct';
 import { MergedIds } from './merge-ids';
@@ -41,16 +41,13 @@ interface Resolved {
 function matchingHosts(db: Database.Database, filters: RequestFilters): string[] | null {
   const host = filters.host;
   if (host === null) return null;
-  if (host.exactName !== null) return [host.exactName];
-  const known = statement(db, 'SELECT host FROM first_seen_hosts').pluck().all() as string[];
-  return known.filter((name) => recordedHostMatches(host.matcher, name));
+  return hostsMatching(host, () => statement(db, 'SELECT host FROM first_seen_hosts').pluck().all() as string[]);
 }
 
 function matchingClientIps(db: Database.Database, filters: RequestFilters): string[] | null {
   const client = filters.client;
   if (client === null || client.kind !== 'address') return null;
-  const known = statement(db, DISTINCT_CLIENT_IPS).pluck().all() as string[];
-  return known.filter((ip) => recordedAddressMatches(client.range, ip));
+  return addressesMatching(client.range, statement(db, DISTINCT_CLIENT_IPS).pluck().all() as string[]);
 }
 
 function chooseDriver(resolved: Resolved): Driver {

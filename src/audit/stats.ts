@@ -131,7 +131,7 @@ function subtractStray(counts: Map<string, number>, strayKeys: Array<string | nu
   return counts;
 }
 
-function ranked(counts: Map<string, number>, top: number): Array<{ key: string; count: number }> {
+export function ranked(counts: Map<string, number>, top: number): Array<{ key: string; count: number }> {
   return [...counts]
     .filter(([, count]) => count > 0)
     .sort(([a, x], [b, y]) => y - x || (a < b ? -1 : a > b ? 1 : 0))

@@ -175,7 +175,7 @@ export function seedRecords(store: AuditStore, now = Date.now()): SeededIds {
 const silent = pino({ level: 'silent' });
 
 /** A real admin app on 127.0.0.1:0 over a real SQLite store and a real policy folder. */
-export async function startAdmin(opts: { token?: string; searchPace?: SearchPace } = {}): Promise<AdminUnderTest> {
+export async function startAdmin(opts: { token?: string; searchPace?: SearchPace; node?: string } = {}): Promise<AdminUnderTest> {
   const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-ui-'));
   const policiesDir = path.join(dir, 'policies');
   mkdirSync(policiesDir);
@@ -189,6 +189,7 @@ export async function startAdmin(opts: { token?: string; searchPace?: SearchPace
     store,
     token: opts.token ?? null,
     searchPace: opts.searchPace,
+    node: opts.node,
     ready: () => ({ ok: true, detail: { policy_loaded: true, policy_version: holder.active().policy.version } }),
     ...adminPolicyOptions(holder),
   });

@@ -24,7 +24,7 @@ export class UiSuite {
   private pageWatch: PageWatch | null = null;
 
   constructor(
-    private readonly adminOptions: { token?: string; searchPace?: SearchPace } = {},
+    private readonly adminOptions: { token?: string; searchPace?: SearchPace; node?: string } = {},
     private readonly contextOptions: BrowserContextOptions = {},
   ) {
     beforeAll(async () => {

@@ -32,6 +32,7 @@ export const RECORD_FIELDS = [
   ['bytes_down', 'bytes destination → client'],
   ['error', 'error, if the request failed'],
   ['policy_version', 'policy in force when decided'],
+  ['node', 'the replica that recorded it (--node)'],
 ];
 
 const POLL_OPEN_MS = 2000;
@@ -66,6 +67,7 @@ function pivots(record) {
   if (record.host !== null) add('All requests to this host', { host: record.host }, `host = ${record.host}`);
   add('Everything from this client', { client: record.client_ip }, `client = ${record.client_ip}`);
   if (record.host !== null) add('This client to this host', { client: record.client_ip, host: record.host }, 'both');
+  if (typeof record.node === 'string' && record.node !== '') add('Everything this node recorded', { node: record.node }, `node = ${record.node}`);
   if (record.rule) add('Other requests naming this rule', { q: record.rule }, `search "${record.rule}"`);
   return list;
 }

@@ -5,7 +5,7 @@ import { navigate, stateHref, FILTER_KEYS } from './state.js';
 
 const LABELS = {
   q: 'Search', decision: 'Decision', would_deny: 'Would deny', status: 'Status', client: 'Client',
-  host: 'Host glob', since: 'Since', until: 'Until',
+  host: 'Host glob', node: 'Node', since: 'Since', until: 'Until',
 };
 
 const RANGE_PRESETS = [['15m', '15 min'], ['1h', '1 h'], ['24h', '24 h'], ['7d', '7 days'], ['30d', '30 days']];
@@ -43,6 +43,7 @@ function facetFields(filters) {
     field('status', input('status', filters.status, { placeholder: '4xx or 403', list: 'status-classes', inputmode: 'numeric' })),
     field('client', input('client', filters.client, { placeholder: 'IP or group' })),
     field('host', input('host', filters.host, { placeholder: '**.example.com' })),
+    field('node', input('node', filters.node, { placeholder: 'replica name' })),
   ];
 }
 

@@ -105,18 +105,49 @@ function firstSeenSection(state, page, range) {
     firstSeenTable(state, page, range));
 }
 
+function nodeFlags(node) {
+  const flags = [];
+  if (node.duplicate_name) flags.push(el('span', { class: 'badge badge-deny', title: 'Two or more local stores report this node name: give each replica its own --node' }, 'duplicate name'));
+  if (node.policy_differs) flags.push(el('span', { class: 'badge badge-would', title: 'This node runs a different policy version from most nodes' }, 'policy differs'));
+  return flags.length === 0 ? el('span', { class: 'muted' }, 'ok') : flags;
+}
+
+/** The replicas whose records this history holds, with their policy version and last contact. */
+function nodesSection(page) {
+  if (page === null || !Array.isArray(page.nodes)) {
+    return el('section', { class: 'panel panel-wide' }, el('h2', {}, 'Nodes'), el('p', { class: 'muted' }, 'The node list could not be loaded.'));
+  }
+  const when = (iso) => (typeof iso === 'string' ? timeNode(iso, { short: true }) : el('span', { class: 'null' }, '—'));
+  const rows = page.nodes.map((node) => el('tr', { class: node.duplicate_name || node.policy_differs ? 'node-flagged' : null },
+    el('td', {}, el('a', { href: stateHref({ filters: { node: node.node } }), 'data-route': '', title: 'Requests recorded by this node' }, el('code', {}, String(node.node)))),
+    el('td', {}, node.policy_version === null ? el('span', { class: 'null' }, '—') : el('code', {}, String(node.policy_version))),
+    el('td', {}, when(node.last_contact)),
+    el('td', {}, when(node.last_record)),
+    el('td', { class: 'num' }, typeof node.shipped_entries === 'number' ? formatCount(node.shipped_entries) : '—'),
+    el('td', { class: 'node-flags' }, nodeFlags(node))));
+  return el('section', { class: 'panel panel-wide nodes' }, el('h2', {}, 'Nodes'),
+    el('p', { class: 'muted' }, page.engine === 'postgres'
+      ? 'Every replica shipping to this shared history. A flagged node runs another policy than most, or shares its name with another.'
+      : 'This replica alone: its own audit store.'),
+    el('div', { class: 'table-wrap' }, el('table', { class: 'nodes-table' },
+      el('thead', {}, el('tr', {}, ['node', 'policy version', 'last contact (UTC)', 'last record (UTC)', 'entries shipped', 'flags']
+        .map((label) => el('th', { scope: 'col' }, label)))),
+      el('tbody', {}, rows))));
+}
+
 async function loadOverview(state, signal) {
   const params = windowParams(state);
   const firstSeenParams = new URLSearchParams(params);
   firstSeenParams.set('by', state.by);
-  const [stats, firstSeen] = await Promise.all([
+  const [stats, firstSeen, nodes] = await Promise.all([
     apiGet('stats', params, { signal }),
     apiGet('first-seen', firstSeenParams, { signal }).catch((err) => ({ error: err })),
+    apiGet('nodes', new URLSearchParams(), { signal }).catch(() => null),
   ]);
-  return { stats, firstSeen };
+  return { stats, firstSeen, nodes };
 }
 
-function overviewBody(state, { stats, firstSeen }) {
+function overviewBody(state, { stats, firstSeen, nodes }) {
   const range = windowFilters(state);
   const series = Array.isArray(stats.series) ? stats.series : [];
   const firstSeenPage = Array.isArray(firstSeen) ? { items: firstSeen, truncated: false }
@@ -137,6 +168,7 @@ function overviewBody(state, { stats, firstSeen }) {
     firstSeenPage === null
       ? el('div', { class: 'alert', role: 'alert' }, 'First-seen destinations could not be loaded: ', firstSeen.error?.message ?? 'unexpected answer')
       : firstSeenSection(state, firstSeenPage, range),
+    nodesSection(nodes),
   ];
 }
 

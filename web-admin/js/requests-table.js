@@ -11,6 +11,7 @@ export const COLUMNS = [
   { key: 'time', label: 'Started (UTC)', value: (r) => r.started_at },
   { key: 'decision', label: 'Decision', value: (r) => `${r.decision}${r.would_deny ? '-would' : ''}` },
   { key: 'client', label: 'Client', value: (r) => r.client_ip },
+  { key: 'node', label: 'Node', value: (r) => text(r.node) },
   { key: 'request', label: 'Request (method host:port path)', value: (r) => `${text(r.host)}:${r.port ?? ''}${text(r.path)}` },
   { key: 'status', label: 'Status', value: (r) => r.status, numeric: true },
   { key: 'why', label: 'Why (rule · reason)', value: (r) => `${text(r.rule)} ${r.reason}` },
@@ -95,6 +96,14 @@ function bytesCell(record) {
     `${formatBytes(record.bytes_up)} / ${formatBytes(record.bytes_down)}`);
 }
 
+/** The replica that recorded it; a pivot to everything that node recorded under the same filters. */
+function nodeCell(record, filters) {
+  const node = text(record.node);
+  return el('td', { class: 'col-node' }, node === '' ? '' : el('a', {
+    href: stateHref({ filters: { ...filters, node } }), 'data-route': '', title: `Only requests recorded by ${node}`,
+  }, el('code', {}, node)));
+}
+
 /** One table row. Every value is text; the id cell is the keyboard-focusable link to the detail. */
 export function requestRow(record, filters) {
   const href = stateHref({ id: record.id, filters });
@@ -103,6 +112,7 @@ export function requestRow(record, filters) {
     el('td', { class: 'col-time' }, timeNode(record.started_at, { short: true })),
     el('td', { class: 'col-decision' }, decisionBadges(record)),
     clientCell(record),
+    nodeCell(record, filters),
     requestCell(record),
     el('td', { class: 'num col-status' }, record.status === null ? (record.ended_at === null ? 'open' : '—') : String(record.status)),
     whyCell(record),

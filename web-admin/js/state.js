@@ -2,7 +2,7 @@
 // shared as a link, reloaded, and walked with back/forward.
 
 /** API filters of /api/requests (SPEC §5), in the order they appear in URLs. */
-export const FILTER_KEYS = ['decision', 'would_deny', 'status', 'client', 'host', 'since', 'until', 'q'];
+export const FILTER_KEYS = ['decision', 'would_deny', 'status', 'client', 'host', 'node', 'since', 'until', 'q'];
 
 export const VIEWS = ['history', 'overview', 'policy'];
 

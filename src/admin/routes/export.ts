@@ -1,9 +1,8 @@
 import { Readable } from 'node:stream';
-import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
-import type Database from 'better-sqlite3';
-import { exportRecords, parseRequestFilters } from '../../audit/query';
+import { parseRequestFilters } from '../../audit/query';
 import type { RawRequestFilters, SearchPace } from '../../audit/query';
+import type { AuditReader } from '../../audit/reader';
 import { csvChunks, EXPORT_CONTENT_TYPES, ndjsonChunks } from '../export-format';
 import type { ExportFormat } from '../export-format';
 import { EXPORT_QUERY_SCHEMA } from '../query-schema';
@@ -13,7 +12,7 @@ interface ExportQuery extends RawRequestFilters {
 }
 
 export interface ExportRoutesOptions {
-  db: () => Database.Database;
+  reader: AuditReader;
   clock: () => Date;
   /** How searches pace themselves (tests shrink it); absent: the defaults. */
   pace?: SearchPace;
@@ -22,18 +21,6 @@ export interface ExportRoutesOptions {
 /** `20250301T120000Z`: sorts by time and holds no character a file system dislikes. */
 function fileStamp(now: Date): string {
   return now.toISOString().replace(/\.\d{3}Z$/, 'Z').replace(/[-:]/g, '');
-}
-
-/**
- * The batches with a turn of the event loop after each: the proxy shares this thread, and a
- * rare match is a long run of slices that find nothing and would otherwise be read back to
- * back (Readable.from keeps pulling a synchronous source while the socket takes the bytes).
- */
-async function* paced<T>(batches: Iterable<T>): AsyncGenerator<T, void, undefined> {
-  for (const batch of batches) {
-    yield batch;
-    await nextTurn();
-  }
 }
 
 /**
@@ -49,7 +36,7 @@ export function registerExportRoutes(app: FastifyInstance, opts: ExportRoutesOpt
       const { format = 'csv', ...raw } = request.query;
       const now = opts.clock();
       const filters = parseRequestFilters(raw, now);
-      const batches = paced(exportRecords(opts.db(), filters, opts.pace));
+      const batches = opts.reader.exportRecords(filters, opts.pace);
       const chunks = format === 'csv' ? csvChunks(batches) : ndjsonChunks(batches);
       return reply
         .type(EXPORT_CONTENT_TYPES[format])

@@ -6,10 +6,13 @@ export interface ReadinessReport {
 }
 
 export interface HealthRoutesOptions {
-  /** Readiness of everything but the audit log (policy loaded, ...), from the serve command. */
-  ready: () => ReadinessReport;
-  /** The audit log accepts writes (AuditStore.isWritable). */
-  auditWritable: () => boolean;
+  /**
+   * Readiness of everything but the audit log (policy loaded, ...), from the serve command; or
+   * for `tollgate admin`, whether the shared history answers.
+   */
+  ready: () => ReadinessReport | Promise<ReadinessReport>;
+  /** The audit log accepts writes (AuditStore.isWritable); absent where nothing is written. */
+  auditWritable?: () => boolean;
 }
 
 /**
@@ -20,12 +23,12 @@ export function registerHealthRoutes(app: FastifyInstance, opts: HealthRoutesOpt
   app.get('/healthz', async () => ({ status: 'ok' }));
 
   app.get('/readyz', async (_request, reply) => {
-    const report = opts.ready();
-    const auditWritable = opts.auditWritable();
-    const ready = report.ok && auditWritable;
+    const report = await opts.ready();
+    const writable = opts.auditWritable === undefined ? {} : { audit_writable: opts.auditWritable() };
+    const ready = report.ok && (writable.audit_writable ?? true);
     // `ready` last, so a detail key of the same name cannot contradict the status code.
     return reply
       .code(ready ? 200 : 503)
-      .send({ ...report.detail, audit_writable: auditWritable, ready });
+      .send({ ...report.detail, ...writable, ready });
   });
 }

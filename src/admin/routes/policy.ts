@@ -1,16 +1,16 @@
 import type { FastifyInstance } from 'fastify';
-import type Database from 'better-sqlite3';
-import { ruleHits } from '../../audit/rule-hits';
+import type { AuditReader } from '../../audit/reader';
 import { parseTimeParam } from '../../audit/time-window';
 import { FALLBACK_RULES, policyView } from '../policy-view';
 import type { PolicySnapshot } from '../policy-view';
 import { POLICY_QUERY_SCHEMA } from '../query-schema';
 
 export interface PolicyRoutesOptions {
-  db: () => Database.Database;
+  reader: AuditReader;
   clock: () => Date;
   /** The policy in force; absent: the route answers 503 (nothing to show yet). */
   policy?: () => PolicySnapshot;
+  noPolicyReason?: string;
 }
 
 const DEFAULT_HITS_WINDOW = '7d';
@@ -22,10 +22,10 @@ export function registerPolicyRoutes(app: FastifyInstance, opts: PolicyRoutesOpt
     async (request, reply) => {
       const now = opts.clock();
       const sinceMs = parseTimeParam('since', request.query.since ?? DEFAULT_HITS_WINDOW, now);
-      if (opts.policy === undefined) return reply.code(503).send({ error: 'no policy is available to this admin app' });
+      if (opts.policy === undefined) return reply.code(503).send({ error: opts.noPolicyReason ?? 'no policy is available to this admin app' });
       const snapshot = opts.policy();
       const names = [...snapshot.policy.rules.map((rule) => rule.name), ...FALLBACK_RULES];
-      return policyView(snapshot, ruleHits(opts.db(), names, sinceMs), sinceMs, now.getTime());
+      return policyView(snapshot, await opts.reader.ruleHits(names, sinceMs), sinceMs, now.getTime());
     },
   );
 }

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
-import type Database from 'better-sqlite3';
-import { getRequest, listRequests, parseRequestFilters } from '../../audit/query';
+import { parseRequestFilters } from '../../audit/query';
 import type { RawRequestFilters, SearchPace } from '../../audit/query';
+import type { AuditReader } from '../../audit/reader';
 import { LIST_QUERY_SCHEMA } from '../query-schema';
 
 interface ListQuery extends RawRequestFilters {
@@ -11,8 +11,7 @@ interface ListQuery extends RawRequestFilters {
 }
 
 export interface RequestRoutesOptions {
-  /** Read at each request: the store replaces its connection when the file is reopened. */
-  db: () => Database.Database;
+  reader: AuditReader;
   clock: () => Date;
   /** How searches pace themselves (tests shrink it); absent: the defaults. */
   pace?: SearchPace;
@@ -32,13 +31,13 @@ export function registerRequestRoutes(app: FastifyInstance, opts: RequestRoutesO
   app.get<{ Querystring: ListQuery }>('/api/requests', { schema: { querystring: LIST_QUERY_SCHEMA } }, async (request) => {
     const { limit, cursor, after_id: afterId, ...raw } = request.query;
     const filters = parseRequestFilters(raw, opts.clock());
-    return listRequests(opts.db(), { limit, cursor, afterId, filters, pace: opts.pace });
+    return opts.reader.listRequests({ limit, cursor, afterId, filters, pace: opts.pace });
   });
 
   app.get<{ Params: { id: string } }>('/api/requests/:id', async (request, reply) => {
     const id = parseRecordId(request.params.id);
     if (id === null) return reply.code(400).send({ error: 'id must be a positive integer' });
-    const record = getRequest(opts.db(), id);
+    const record = await opts.reader.getRequest(id);
     if (record === null) return reply.code(404).send({ error: `no request with id ${id}` });
     return record;
   });

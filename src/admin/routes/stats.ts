@@ -1,15 +1,13 @@
 import type { FastifyInstance } from 'fastify';
-import type Database from 'better-sqlite3';
-import { listFirstSeen } from '../../audit/first-seen';
 import type { FirstSeenBy } from '../../audit/first-seen';
-import { computeStatsPaced } from '../../audit/stats';
+import type { AuditReader } from '../../audit/reader';
 import type { StatsWindow } from '../../audit/stats';
 import { QueryInputError } from '../../audit/query-errors';
 import { parseTimeWindow } from '../../audit/time-window';
 import { FIRST_SEEN_QUERY_SCHEMA, STATS_QUERY_SCHEMA } from '../query-schema';
 
 export interface StatsRoutesOptions {
-  db: () => Database.Database;
+  reader: AuditReader;
   clock: () => Date;
 }
 
@@ -35,7 +33,7 @@ export function registerStatsRoutes(app: FastifyInstance, opts: StatsRoutesOptio
   app.get<{ Querystring: WindowQuery & { top?: number } }>(
     '/api/stats',
     { schema: { querystring: STATS_QUERY_SCHEMA } },
-    async (request) => computeStatsPaced(opts.db, statsWindow(request.query, opts.clock()), request.query.top ?? DEFAULT_TOP),
+    async (request) => opts.reader.stats(statsWindow(request.query, opts.clock()), request.query.top ?? DEFAULT_TOP),
   );
 
   /** "The view a team checks every morning": destinations never seen before the window. */
@@ -44,7 +42,10 @@ export function registerStatsRoutes(app: FastifyInstance, opts: StatsRoutesOptio
     { schema: { querystring: FIRST_SEEN_QUERY_SCHEMA } },
     async (request) => {
       const { by = 'host', limit = DEFAULT_FIRST_SEEN_LIMIT } = request.query;
-      return listFirstSeen(opts.db(), statsWindow(request.query, opts.clock()), by, limit);
+      return opts.reader.firstSeen(statsWindow(request.query, opts.clock()), by, limit);
     },
   );
+
+  /** The replicas in this history, with their policy versions and last contact (SPEC §6). */
+  app.get('/api/nodes', async () => opts.reader.nodes(opts.clock()));
 }

@@ -1,0 +1,63 @@
+import type { Pool } from 'pg';
+import { rowToJson } from '../audit/query';
+import type { RequestRow } from '../audit/query';
+import type { AuditRecordJson } from '../audit/record-types';
+
+/**
+ * Records of the shared history as the API returns them: PostgreSQL's row converted to the
+ * SQLite row shape, then the one mapping (query.ts rowToJson), so both engines answer alike.
+ * `clients` leaves PostgreSQL as JSON text and `would_deny` as 0/1, as SQLite stores them.
+ */
+export const PG_RECORD_COLUMNS = `id, started_at_ms, ended_at_ms, client_ip, client_port, to_json(clients)::text AS clients,
+  "user", kind, method, scheme, host, port, path, resolved_ip, decision, would_deny::int AS would_deny, rule,
+  rule_source, reason, status, bytes_up, bytes_down, error, policy_version, node`;
+
+/** bigint columns arrive as strings (node-postgres keeps 64 bits exact); ids stay below 2^53. */
+export interface PgRecordRow extends Omit<RequestRow, 'id' | 'started_at_ms' | 'ended_at_ms' | 'bytes_up' | 'bytes_down'> {
+  id: string;
+  started_at_ms: string;
+  ended_at_ms: string | null;
+  bytes_up: string;
+  bytes_down: string;
+  node: string;
+}
+
+export function pgRecordJson(row: PgRecordRow): AuditRecordJson {
+  return rowToJson(
+    {
+      ...row,
+      id: Number(row.id),
+      started_at_ms: Number(row.started_at_ms),
+      ended_at_ms: row.ended_at_ms === null ? null : Number(row.ended_at_ms),
+      bytes_up: Number(row.bytes_up),
+      bytes_down: Number(row.bytes_down),
+    },
+    row.node,
+  );
+}
+
+/** PostgreSQL text cannot hold NUL; the shipper stored it as U+FFFD, so a filter value says the same. */
+export function pgFilterText(value: string): string {
+  return value.includes('\u0000') ? value.replace(/\u0000/g, '\uFFFD') : value;
+}
+
+/** The records with these ids, newest first. */
+export async function pgRecordsByIds(pool: Pool, ids: readonly number[]): Promise<AuditRecordJson[]> {
+  if (ids.length === 0) return [];
+  const result = await pool.query<PgRecordRow>(
+    `SELECT ${PG_RECORD_COLUMNS} FROM requests WHERE id = ANY($1::bigint[]) ORDER BY id DESC`,
+    [ids],
+  );
+  return result.rows.map(pgRecordJson);
+}
+
+export async function pgRecordById(pool: Pool, id: number): Promise<AuditRecordJson | null> {
+  const result = await pool.query<PgRecordRow>(`SELECT ${PG_RECORD_COLUMNS} FROM requests WHERE id = $1`, [id]);
+  return result.rows.length === 0 ? null : pgRecordJson(result.rows[0]);
+}
+
+export async function pgNewestId(pool: Pool): Promise<number | null> {
+  const result = await pool.query<{ max: string | null }>('SELECT max(id) FROM requests');
+  const max = result.rows[0]?.max ?? null;
+  return max === null ? null : Number(max);
+}

@@ -1,0 +1,191 @@
+import { performance } from 'node:perf_hooks';
+import type { Pool } from 'pg';
+import { DISTINCT_CLIENT_IPS } from '../audit/distinct';
+import { addressesMatching, hostsMatching } from '../audit/filters';
+import type { RequestFilters } from '../audit/filters';
+import type { IdSlice } from '../audit/request-plan';
+import { pgFilterText } from './pg-records';
+
+/**
+ * The filtered, newest-first ids of the shared history, read as a walk down the id space in
+ * slices, as the SQLite walk does (src/audit/request-plan.ts) and for the same reason: a page
+ * stops after n matches and a rare match answers within a budget with a resumable cursor. Each
+ * slice is one query bounded by `id >= lo AND id < hi ... ORDER BY id DESC LIMIT n`, so whatever
+ * plan PostgreSQL picks (an index on (host, id), (client_ip, id), (decision, id), (node, id)
+ * walked backwards, or the GIN index on clients and a sort), it never reads or sorts more than
+ * one slice. No INDEXED BY here: PostgreSQL has no hints, and with both id bounds and the LIMIT
+ * its planner picks the (column, id) index (checked with EXPLAIN, see README).
+ *
+ * Host globs and CIDR ranges are resolved first, as for SQLite: globs against every host ever
+ * recorded (first_seen_hosts), ranges against the distinct client addresses (the same recursive
+ * loose scan, which PostgreSQL runs as is), so they mean here exactly what they mean in a rule.
+ */
+
+class Params {
+  readonly values: unknown[] = [];
+  add(value: unknown): string {
+    this.values.push(value);
+    return `$${this.values.length}`;
+  }
+}
+
+const Q_COLUMNS = ['host', 'path', 'reason', 'rule', 'error', 'client_ip'] as const;
+const UPPER = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
+
+/** SQLite's LIKE folds ASCII case only; translate() does exactly that, whatever the collation. */
+function foldAscii(text: string): string {
+  return text.replace(/[A-Z]/g, (c) => c.toLowerCase());
+}
+
+function likePattern(text: string): string {
+  return `%${foldAscii(pgFilterText(text)).replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+function oneOrAny(column: string, values: readonly string[], params: Params): string {
+  return values.length === 1 ? `${column} = ${params.add(values[0])}` : `${column} = ANY(${params.add(values)}::text[])`;
+}
+
+interface Resolved {
+  filters: RequestFilters;
+  hosts: string[] | null;
+  clientIps: string[] | null;
+}
+
+/** The row tests of every filter, with their parameters added to `params`. */
+function conditions(resolved: Resolved, params: Params): string[] {
+  const { filters, hosts, clientIps } = resolved;
+  const sql: string[] = [];
+  if (hosts !== null) sql.push(oneOrAny('r.host', hosts.map(pgFilterText), params));
+  if (clientIps !== null) sql.push(oneOrAny('r.client_ip', clientIps, params));
+  if (filters.client?.kind === 'group') sql.push(`r.clients @> ARRAY[${params.add(filters.client.name)}::text]`);
+  if (filters.decision !== null) sql.push(`r.decision = ${params.add(filters.decision)}`);
+  // Written out, not a parameter: only `would_deny` as such can use the partial index.
+  if (filters.wouldDeny !== null) sql.push(filters.wouldDeny ? 'r.would_deny' : 'NOT r.would_deny');
+  if (filters.status !== null) {
+    const low = filters.status.kind === 'exact' ? filters.status.code : filters.status.low;
+    const high = filters.status.kind === 'exact' ? filters.status.code : filters.status.high;
+    sql.push(`r.status BETWEEN ${params.add(low)} AND ${params.add(high)}`);
+  }
+  if (filters.window.sinceMs !== null) sql.push(`r.started_at_ms >= ${params.add(filters.window.sinceMs)}`);
+  if (filters.window.untilMs !== null) sql.push(`r.started_at_ms < ${params.add(filters.window.untilMs)}`);
+  if (filters.q !== null) {
+    const q = params.add(likePattern(filters.q));
+    sql.push(`(${Q_COLUMNS.map((c) => `translate(r.${c}, '${UPPER}', '${UPPER.toLowerCase()}') LIKE ${q} ESCAPE '\\'`).join(' OR ')})`);
+  }
+  if (filters.node !== null) sql.push(`r.node = ${params.add(pgFilterText(filters.node))}`);
+  return sql;
+}
+
+async function resolve(pool: Pool, filters: RequestFilters): Promise<Resolved | null> {
+  let hosts: string[] | null = null;
+  if (filters.host !== null) {
+    const known = filters.host.exactName === null ? (await pool.query<{ host: string }>('SELECT host FROM first_seen_hosts')).rows.map((r) => r.host) : [];
+    hosts = hostsMatching(filters.host, () => known);
+  }
+  let clientIps: string[] | null = null;
+  if (filters.client?.kind === 'address') {
+    const known = (await pool.query<{ x: string }>(DISTINCT_CLIENT_IPS)).rows.map((r) => r.x);
+    clientIps = addressesMatching(filters.client.range, known);
+  }
+  if (hosts?.length === 0 || clientIps?.length === 0) return null;
+  return { filters, hosts, clientIps };
+}
+
+/**
+ * The ids a time window's records can have. Ids follow arrival in the shared history, not start
+ * time (a replica's backlog arrives late), so the window's own min and max id are read from the
+ * (started_at_ms, id) index; null: nothing in the window.
+ */
+async function windowIds(pool: Pool, filters: RequestFilters): Promise<{ lo: number; hi: number } | null> {
+  const { sinceMs, untilMs } = filters.window;
+  if (sinceMs === null && untilMs === null) return { lo: 1, hi: Number.MAX_SAFE_INTEGER };
+  const result = await pool.query<{ lo: string | null; hi: string | null }>(
+    'SELECT min(id) AS lo, max(id) AS hi FROM requests WHERE started_at_ms >= $1 AND started_at_ms < $2',
+    [sinceMs ?? Number.MIN_SAFE_INTEGER, untilMs ?? Number.MAX_SAFE_INTEGER],
+  );
+  const row = result.rows[0];
+  return row.lo === null || row.hi === null ? null : { lo: Number(row.lo), hi: Number(row.hi) };
+}
+
+/** First slice of a walk, in ids; later ones grow while cheap and shrink when dear. */
+export const PG_FIRST_SLICE_IDS = 16_384;
+const PG_MAX_SLICE_IDS = 4_194_304;
+/** What one slice should cost: the console waits on it, the proxy does not. */
+const PG_SLICE_TARGET_MS = 50;
+
+export interface PreparedWalk {
+  sql: string;
+  params: unknown[];
+  /** Lowest id to visit, and one above the highest. */
+  lo: number;
+  top: number;
+}
+
+/** The slice query of a walk and its bounds (exported for the EXPLAIN test). */
+export async function preparePgWalk(pool: Pool, filters: RequestFilters, after: number): Promise<PreparedWalk | null> {
+  const resolved = await resolve(pool, filters);
+  if (resolved === null) return null;
+  const range = await windowIds(pool, filters);
+  if (range === null) return null;
+  const newest = await pool.query<{ max: string | null }>('SELECT max(id) FROM requests');
+  if (newest.rows[0].max === null) return null;
+  const params = new Params();
+  // $1..$3 are the slice's bounds and size, set per query.
+  params.add(0);
+  params.add(0);
+  params.add(0);
+  const more = conditions(resolved, params).map((c) => ` AND ${c}`).join('');
+  return {
+    sql: `SELECT r.id FROM requests AS r WHERE r.id >= $1 AND r.id < $2${more} ORDER BY r.id DESC LIMIT $3`,
+    params: params.values,
+    lo: Math.max(range.lo, after + 1),
+    top: Math.min(range.hi, Number(newest.rows[0].max)) + 1,
+  };
+}
+
+/** A walk over the shared history; the same contract as request-plan.ts IdWalk, asynchronously. */
+export class PgIdWalk {
+  private hi: number;
+  private size: number;
+  private openLo: number | null = null;
+  private openMs = 0;
+
+  constructor(private readonly pool: Pool, private readonly walk: PreparedWalk, before: number, private readonly firstSlice: number) {
+    this.hi = Math.min(before, walk.top);
+    this.size = firstSlice;
+  }
+
+  async slice(want: number): Promise<IdSlice> {
+    const walk = this.walk;
+    if (this.openLo === null) {
+      if (this.hi <= walk.lo) return { ids: [], resumeBelow: null };
+      this.openLo = Math.max(walk.lo, this.hi - this.size);
+      this.openMs = 0;
+    }
+    const lo = this.openLo;
+    const started = performance.now();
+    const params = [lo, this.hi, want, ...walk.params.slice(3)];
+    const ids = (await this.pool.query<{ id: string }>(walk.sql, params)).rows.map((r) => Number(r.id));
+    this.openMs += performance.now() - started;
+    if (ids.length === want) {
+      this.hi = ids[ids.length - 1];
+      return { ids, resumeBelow: this.hi };
+    }
+    this.openLo = null;
+    this.hi = lo;
+    if (this.openMs < PG_SLICE_TARGET_MS / 2) this.size = Math.min(PG_MAX_SLICE_IDS, this.size * 4);
+    else if (this.openMs > PG_SLICE_TARGET_MS * 2) this.size = Math.max(this.firstSlice, Math.floor(this.size / 2));
+    return { ids, resumeBelow: lo > walk.lo ? lo : null };
+  }
+}
+
+/** A walk of the filtered ids in (after, before); null when nothing can match. */
+export async function openPgIdWalk(
+  pool: Pool,
+  filters: RequestFilters,
+  bounds: { before: number; after: number },
+  firstSlice = PG_FIRST_SLICE_IDS,
+): Promise<PgIdWalk | null> {
+  const walk = await preparePgWalk(pool, filters, bounds.after);
+  return walk === null ? null : new PgIdWalk(pool, walk, bounds.before, Math.max(1, Math.floor(firstSlice)));
+}

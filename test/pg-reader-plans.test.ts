@@ -1,0 +1,69 @@
+import { performance } from 'node:perf_hooks';
+import { Pool } from 'pg';
+import { parseRequestFilters } from '../src/audit/filters';
+import { applyPgMigrations } from '../src/fleet/pg-migrate';
+import { preparePgWalk, PG_FIRST_SLICE_IDS } from '../src/fleet/pg-request-walk';
+import { describePg, freshDatabase } from './helpers/postgres';
+
+const ROWS = 200_000;
+const NOW = new Date('2025-03-01T12:00:00Z');
+
+/**
+ * Direct SQL, not the shipper: this is about plans on a large table, not about shipping. 200k
+ * records of 3 nodes over 10 days, 500 hosts, 50 client addresses, a tenth denied.
+ */
+const FILL = `INSERT INTO audit_stores (store_id, node, first_contact_ms, last_contact_ms)
+    SELECT ('00000000-0000-0000-0000-00000000000' || n)::uuid, 'node-' || n, 0, 0 FROM generate_series(1, 3) AS n;
+  INSERT INTO requests (store_id, local_id, node, started_at_ms, ended_at_ms, client_ip, client_port, clients, kind, host, port,
+      decision, would_deny, rule, reason, status)
+    SELECT ('00000000-0000-0000-0000-00000000000' || (1 + i % 3))::uuid, i, 'node-' || (1 + i % 3),
+      ${NOW.getTime()} - (${ROWS} - i) * 4320, ${NOW.getTime()} - (${ROWS} - i) * 4320 + 10, '10.0.' || (i % 50) || '.1', 40000,
+      CASE WHEN i % 7 = 0 THEN ARRAY['ci'] WHEN i % 11 = 0 THEN ARRAY['office'] ELSE '{}'::text[] END, 'connect',
+      'h' || (i % 500) || '.example', 443, CASE WHEN i % 10 = 0 THEN 'deny' ELSE 'allow' END, i % 97 = 0, 'r' || (i % 20),
+      'fixture', CASE WHEN i % 10 = 0 THEN 403 ELSE 200 END
+    FROM generate_series(1, ${ROWS}) AS i;
+  INSERT INTO first_seen_hosts (host, first_id, first_at_ms) SELECT host, min(id), min(started_at_ms) FROM requests GROUP BY host;
+  ANALYZE requests;`;
+
+describePg('first pages on the shared history walk an index, never sort the table', () => {
+  let pool: Pool;
+  beforeAll(async () => {
+    pool = new Pool({ connectionString: freshDatabase('plans') });
+    await applyPgMigrations(pool);
+    await pool.query(FILL);
+  }, 120_000);
+  afterAll(async () => {
+    await pool.end();
+  });
+
+  test.each([
+    ['host=h7.example', 'requests_host'],
+    ['client=10.0.3.1', 'requests_client_ip|requests_pkey'],
+    ['since=7d', 'requests_pkey'],
+    ['decision=deny', 'requests_decision|requests_pkey'],
+    ['node=node-2', 'requests_node|requests_pkey'],
+    ['client=ci', 'requests_clients|requests_pkey'],
+    ['would_deny=true', 'requests_would_deny|requests_pkey'],
+    ['host=h1%3F.example', 'requests_host|requests_pkey'],
+    ['q=h42', 'requests_pkey'],
+    ['since=1d&status=4xx', 'requests_pkey'],
+  ])('?%s', async (query, indexes) => {
+    const filters = parseRequestFilters(Object.fromEntries(new URLSearchParams(decodeURIComponent(query))), NOW);
+    const started = performance.now();
+    const walk = await preparePgWalk(pool, filters, 0);
+    const prepareMs = performance.now() - started;
+    if (walk === null) throw new Error('nothing to walk');
+    const hi = walk.top;
+    const params = [Math.max(walk.lo, hi - PG_FIRST_SLICE_IDS), hi, 51, ...walk.params.slice(3)];
+    const plan = (await pool.query<{ 'QUERY PLAN': string }>(`EXPLAIN (ANALYZE, BUFFERS) ${walk.sql}`, params)).rows.map((r) => r['QUERY PLAN']).join('\n');
+    expect(plan).toMatch(new RegExp(`(Index|Bitmap Index) (Only )?Scan( Backward)? (using|on) (${indexes})`));
+    expect(plan).not.toMatch(/Seq Scan/);
+    // A sort, if any, is of one slice's matches: never more rows than the slice holds.
+    for (const match of plan.matchAll(/Sort .*actual time=[\d.]+\.\.[\d.]+ rows=(\d+)/g)) expect(Number(match[1])).toBeLessThanOrEqual(PG_FIRST_SLICE_IDS);
+    const total = /Execution Time: ([\d.]+) ms/.exec(plan);
+    process.stdout.write(`${query}: resolve + bounds ${prepareMs.toFixed(1)} ms, first slice ${total?.[1]} ms\n`);
+    // Resolving globs and a time window's id bounds read the known hosts or the window's index range.
+    expect(prepareMs).toBeLessThan(500);
+    expect(Number(total?.[1])).toBeLessThan(100);
+  });
+});
