@@ -24,19 +24,21 @@ const jsonField = (expr: string): string => `coalesce(to_json(${expr})::text, 'n
  * order it sees them from SQLite (recorded-shape.ts). Only the groups are sorted, not the rows.
  */
 const SHAPES_SQL = `
-  SELECT '[' || ${['kind', 'method', 'host', 'port', 'path', 'client_ip', '"user"', 'decision', 'would_deny::int', 'rule'].map(jsonField).join(` || ',' || `)} || ']' AS shape,
-         n, last_ms
-    FROM (SELECT kind, method, host, port, path, client_ip, "user", decision, would_deny, rule,
-                 count(*) AS n, max(started_at_ms) AS last_ms
-            FROM requests WHERE started_at_ms >= $1 AND started_at_ms <= $2
-           GROUP BY kind, method, host, port, path, client_ip, "user", decision, would_deny, rule) AS g
+  SELECT shape, n, last_ms FROM (
+    SELECT '[' || ${['kind', 'method', 'host', 'port', 'path', 'client_ip', '"user"', 'decision', 'would_deny::int', 'rule'].map(jsonField).join(` || ',' || `)} || ']' AS shape,
+           n, last_ms
+      FROM (SELECT kind, method, host, port, path, client_ip, "user", decision, would_deny, rule,
+                   count(*) AS n, max(started_at_ms) AS last_ms
+              FROM requests WHERE started_at_ms >= $1 AND started_at_ms <= $2
+             GROUP BY kind, method, host, port, path, client_ip, "user", decision, would_deny, rule) AS g
+  ) AS keyed
    ORDER BY shape COLLATE "C"`;
 
 /** Ordered as SQLite orders them: NULL first, text bytewise. */
 const VERSIONS_SQL = `
   SELECT policy_version AS version, count(*) AS requests, min(started_at_ms) AS first_ms, max(started_at_ms) AS last_ms
     FROM requests WHERE started_at_ms >= $1 AND started_at_ms <= $2
-   GROUP BY policy_version ORDER BY requests DESC, version COLLATE "C" NULLS FIRST`;
+   GROUP BY policy_version ORDER BY requests DESC, policy_version COLLATE "C" NULLS FIRST`;
 
 /** Two ranges of the (rule, started_at_ms) index per rule: the table is not read. */
 const RULE_HITS_SQL = `
