@@ -113,15 +113,34 @@ export interface GenerateOptions {
   batch: number;
 }
 
+/** One generated record, in the SQLite store's column names (clients as JSON, would_deny 0/1). */
+export interface TrafficRow {
+  started: number;
+  ended: number;
+  client_ip: string;
+  clients: string;
+  kind: 'connect' | 'http';
+  method: string;
+  scheme: string | null;
+  host: string;
+  port: number | null;
+  path: string | null;
+  decision: 'allow' | 'deny';
+  would_deny: 0 | 1;
+  rule: string | null;
+  rule_source: string | null;
+  reason: string;
+  status: number;
+  error: null;
+  version: string;
+}
+
 /**
- * Inserts `records` rows, `batch` per transaction, oldest first, with the side tables' upserts at
- * the end of each transaction. Every 1,000th is malformed (a raw target, no port) and every
+ * `records` rows, oldest first. Every 1,000th is malformed (a raw target, no port) and every
  * 2,000th was never decided (the client left first).
  */
-export function generateTraffic(dist: Dist, db: Database.Database, policy: LoadedPolicy, opts: GenerateOptions): void {
+export function* trafficRows(dist: Pick<Dist, 'decide'>, policy: LoadedPolicy, opts: Omit<GenerateOptions, 'batch'>): Generator<TrafficRow> {
   const rand = seededRandom(20260301);
-  const insert = db.prepare(INSERT);
-  const sideTables = new dist.SideTableBatch(db);
   const decided = new Map<string, Decision>();
   const decideOnce = (r: Request): Decision => {
     const key = `${r.kind} ${r.method} ${r.host} ${r.port} ${r.path ?? ''} ${r.clientIp}`;
@@ -133,27 +152,38 @@ export function generateTraffic(dist: Dist, db: Database.Database, policy: Loade
     }
     return decision;
   };
-  const writeBatch = db.transaction((from: number, to: number) => {
-    for (let i = from; i < to; i += 1) {
-      const started = opts.nowMs - opts.spanMs + Math.floor((i / opts.records) * opts.spanMs);
-      const r = nextRequest(rand);
-      const d = decideOnce(r);
-      // The guard refuses the private 10.1.x.x addresses a rule may allow: recorded as (guard).
-      const guarded = d.action === 'allow' && r.host.startsWith('10.1.');
-      const malformed = i % 1000 === 999;
-      const undecided = i % 2000 === 500;
-      const row = {
-        started, ended: started + 150, client_ip: r.clientIp, clients: JSON.stringify(d.clients), kind: r.kind,
-        method: r.method, scheme: r.kind === 'http' ? 'http' : null, host: malformed ? `${r.host}:` : r.host,
-        port: malformed ? null : r.port, path: r.path, decision: guarded || d.action === 'deny' || malformed || undecided ? 'deny' : 'allow',
-        would_deny: d.wouldDeny && !malformed && !undecided ? 1 : 0,
-        rule: malformed || undecided ? null : guarded ? '(guard)' : d.rule, rule_source: d.ruleSource, reason: d.reason,
-        status: d.action === 'deny' || guarded ? 403 : 200, error: null, version: policy.version,
-      };
-      const id = Number(insert.run(row).lastInsertRowid);
-      sideTables.add(id, { ...row, started_at_ms: started });
+  for (let i = 0; i < opts.records; i += 1) {
+    const started = opts.nowMs - opts.spanMs + Math.floor((i / opts.records) * opts.spanMs);
+    const r = nextRequest(rand);
+    const d = decideOnce(r);
+    // The guard refuses the private 10.1.x.x addresses a rule may allow: recorded as (guard).
+    const guarded = d.action === 'allow' && r.host.startsWith('10.1.');
+    const malformed = i % 1000 === 999;
+    const undecided = i % 2000 === 500;
+    yield {
+      started, ended: started + 150, client_ip: r.clientIp, clients: JSON.stringify(d.clients), kind: r.kind,
+      method: r.method, scheme: r.kind === 'http' ? 'http' : null, host: malformed ? `${r.host}:` : r.host,
+      port: malformed ? null : r.port, path: r.path, decision: guarded || d.action === 'deny' || malformed || undecided ? 'deny' : 'allow',
+      would_deny: d.wouldDeny && !malformed && !undecided ? 1 : 0,
+      rule: malformed || undecided ? null : guarded ? '(guard)' : d.rule, rule_source: d.ruleSource, reason: d.reason,
+      status: d.action === 'deny' || guarded ? 403 : 200, error: null, version: policy.version,
+    };
+  }
+}
+
+/** Inserts the rows, `batch` per transaction, with the side tables' upserts at the end of each. */
+export function generateTraffic(dist: Dist, db: Database.Database, policy: LoadedPolicy, opts: GenerateOptions): void {
+  const insert = db.prepare(INSERT);
+  const sideTables = new dist.SideTableBatch(db);
+  const rows = trafficRows(dist, policy, opts);
+  const writeBatch = db.transaction((count: number) => {
+    for (let i = 0; i < count; i += 1) {
+      const row = rows.next();
+      if (row.done === true) break;
+      const id = Number(insert.run(row.value).lastInsertRowid);
+      sideTables.add(id, { ...row.value, started_at_ms: row.value.started });
     }
     sideTables.flush();
   });
-  for (let from = 0; from < opts.records; from += opts.batch) writeBatch(from, Math.min(opts.records, from + opts.batch));
+  for (let from = 0; from < opts.records; from += opts.batch) writeBatch(Math.min(opts.batch, opts.records - from));
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { runAdmin } from './commands/admin';
+import { runAuditPrune } from './commands/audit';
 import { runPolicyCheck, runPolicyReplay, runPolicyTest, runPolicyUnused } from './commands/policy';
 import { runServe } from './commands/serve';
 import { runUsers } from './commands/users';
@@ -13,11 +14,13 @@ usage:
                                            shared history in PostgreSQL
   tollgate policy check [--policies DIR]   validate policy files
   tollgate policy test [options] TARGET    explain the decision for one request
-  tollgate policy replay --db FILE --policies DIR [options]
+  tollgate policy replay --db FILE|--audit-url URL --policies DIR [options]
                                            replay recorded traffic against proposed policies
                                            and report what would change (text, markdown, json)
-  tollgate policy unused --db FILE [options]
+  tollgate policy unused --db FILE|--audit-url URL [options]
                                            rules with no recorded hits, and expiring rules
+  tollgate audit prune --audit-url URL --older-than DURATION
+                                           delete old records of the shared history (PostgreSQL)
   tollgate users add NAME                  print a users-file line (password from stdin or a prompt)
 
 Run "tollgate <command> --help" for a command's options.
@@ -29,6 +32,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'serve') return runServe(argv.slice(1));
   if (command === 'admin') return runAdmin(argv.slice(1));
   if (command === 'users') return runUsers(argv.slice(1));
+  if (command === 'audit' && sub === 'prune') return runAuditPrune(rest);
   if (command === 'policy' && sub === 'check') return runPolicyCheck(rest);
   if (command === 'policy' && sub === 'test') return runPolicyTest(rest);
   if (command === 'policy' && sub === 'replay') return runPolicyReplay(rest);

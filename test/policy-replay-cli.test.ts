@@ -126,7 +126,7 @@ describe('tollgate policy replay', () => {
   test('--help', () => {
     const run = tollgate('policy', 'replay', '--help');
     expect(run.status).toBe(0);
-    expect(run.stdout).toMatch(/^usage: tollgate policy replay --db FILE --policies DIR/);
-    expect(tollgate('--help').stdout).toContain('tollgate policy replay --db FILE --policies DIR');
+    expect(run.stdout).toMatch(/^usage: tollgate policy replay \(--db FILE \| --audit-url URL\) --policies DIR/);
+    expect(tollgate('--help').stdout).toContain('tollgate policy replay --db FILE|--audit-url URL --policies DIR');
   });
 });

@@ -1,12 +1,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type Database from 'better-sqlite3';
 import { openAuditStore } from '../src/audit/store';
 import { loadPolicy, type Policy } from '../src/policy/load';
 import { formatMarkdown, MARKDOWN_MARKER } from '../src/policy/replay/format-markdown';
 import { formatText } from '../src/policy/replay/format-text';
-import { openAuditReadOnly } from '../src/policy/replay/recorded-traffic';
+import { openSqliteTraffic, type RecordedTraffic } from '../src/policy/replay/recorded-traffic';
 import { GUARD_NOTE, replayTraffic } from '../src/policy/replay/replay';
 import type { ReplayReport } from '../src/policy/replay/report-types';
 import { parseWindow } from '../src/policy/replay/window';
@@ -28,7 +27,7 @@ function policyAt(dir: string): Policy {
 
 let dir: string;
 let dbFile: string;
-let db: Database.Database;
+let traffic: RecordedTraffic;
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'tollgate-replay-'));
@@ -36,22 +35,22 @@ beforeAll(() => {
   const store = openAuditStore(dbFile);
   recordTraffic(store, policyAt(RECORDED_POLICIES), NOW.getTime());
   store.close();
-  db = openAuditReadOnly(dbFile);
+  traffic = openSqliteTraffic(dbFile);
 });
 
-afterAll(() => {
-  db.close();
+afterAll(async () => {
+  await traffic.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
-function replay(policies: string, since = '7d'): ReplayReport {
-  return replayTraffic({ policy: policyAt(policies), policiesDir: policies, db, dbFile, window: parseWindow(since, NOW), now: NOW });
+function replay(policies: string, since = '7d'): Promise<ReplayReport> {
+  return replayTraffic({ policy: policyAt(policies), policiesDir: policies, traffic, window: parseWindow(since, NOW), now: NOW });
 }
 
 describe('policy replay against a proposed policy', () => {
   let report: ReplayReport;
-  beforeAll(() => {
-    report = replay(PROPOSED_POLICIES);
+  beforeAll(async () => {
+    report = await replay(PROPOSED_POLICIES);
   });
 
   test('counts what it replayed and what it skipped', () => {
@@ -136,8 +135,8 @@ describe('policy replay against a proposed policy', () => {
 });
 
 describe('policy replay edge cases', () => {
-  test('the recorded policy replayed against itself changes nothing', () => {
-    const same = replay(RECORDED_POLICIES);
+  test('the recorded policy replayed against itself changes nothing', async () => {
+    const same = await replay(RECORDED_POLICIES);
     expect(same.summary).toMatchObject({
       newly_denied: { destinations: 0, requests: 0 },
       newly_allowed: { destinations: 0, requests: 0 },
@@ -149,23 +148,23 @@ describe('policy replay edge cases', () => {
     expect(same.never_matching.map((r) => [r.rule, r.why])).toEqual([['npm', 'no_match'], ['metrics-ip', 'guarded'], ['internal-name', 'guarded']]);
   });
 
-  test('the window: --since 30d takes in the ten-day-old request, 55m only the newest', () => {
-    expect(replay(RECORDED_POLICIES, '30d').records.replayed).toBe(40);
-    const hour = replay(PROPOSED_POLICIES, '55m');
+  test('the window: --since 30d takes in the ten-day-old request, 55m only the newest', async () => {
+    expect((await replay(RECORDED_POLICIES, '30d')).records.replayed).toBe(40);
+    const hour = await replay(PROPOSED_POLICIES, '55m');
     expect(hour.records.replayed).toBe(5 + 5 + 4 + 1);
     expect(hour.newly_denied.map((r) => r.destination)).toEqual(['gitlab.com:443', 'bucket.s3.amazonaws.com:443']);
   });
 
-  test('an empty window says so', () => {
-    const empty = replay(PROPOSED_POLICIES, '1m');
+  test('an empty window says so', async () => {
+    const empty = await replay(PROPOSED_POLICIES, '1m');
     expect(empty.records.in_window).toBe(0);
     expect(empty.notes).toContain('No requests were recorded in the window: nothing was replayed.');
   });
 });
 
 describe('policy replay formats', () => {
-  test('markdown: a marker, a heading, a summary line and one table per section', () => {
-    const md = formatMarkdown(replay(PROPOSED_POLICIES));
+  test('markdown: a marker, a heading, a summary line and one table per section', async () => {
+    const md = formatMarkdown(await replay(PROPOSED_POLICIES));
     const lines = md.split('\n');
     expect(lines[0]).toBe(MARKDOWN_MARKER);
     expect(lines[1]).toBe('## tollgate policy replay: 3 destinations newly denied');
@@ -183,17 +182,17 @@ describe('policy replay formats', () => {
     expect(lines.filter((l) => l === '### No longer would_deny')).toHaveLength(0);
   });
 
-  test('markdown: no changes reads as such; long tables are cut', () => {
-    const md = formatMarkdown(replay(RECORDED_POLICIES));
+  test('markdown: no changes reads as such; long tables are cut', async () => {
+    const md = formatMarkdown(await replay(RECORDED_POLICIES));
     expect(md).toContain('## tollgate policy replay: no new denials');
     expect(md).toMatch(/### Newly denied\n\n_None._/);
     expect(md).toMatch(/### Rule hit changes\n\n_None: every rule decides as many requests as before._/);
-    const cut = formatMarkdown(replay(PROPOSED_POLICIES), 1);
+    const cut = formatMarkdown(await replay(PROPOSED_POLICIES), 1);
     expect(cut).toContain('_…and 2 destinations more (see `--format json`)._');
   });
 
-  test('text: sections in plain lines', () => {
-    const text = formatText(replay(PROPOSED_POLICIES), 50);
+  test('text: sections in plain lines', async () => {
+    const text = formatText(await replay(PROPOSED_POLICIES), 50);
     expect(text).toContain('newly denied: 3 destinations, 11 requests\n  gitlab.com:443  5 requests, last seen 2026-03-01 11:40 UTC\n    clients: ci-runners, office; 10.0.8.6, 192.168.1.10\n    allow → deny, rule gitlab → (default)\n');
     expect(text).toContain('  pypi (policy.yaml:41): 0 → 6 (+6)\n');
     expect(text).toContain('  old-exception (policy.yaml:61, allow): expired on 2020-01-31\n');

@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import type { AuditOpen } from '../src/audit/record-types';
 import { openAuditStore } from '../src/audit/store';
 import { loadPolicy } from '../src/policy/load';
-import { openAuditReadOnly } from '../src/policy/replay/recorded-traffic';
+import { openSqliteTraffic } from '../src/policy/replay/recorded-traffic';
 import { formatUnusedText, unusedRules, type UnusedReport } from '../src/policy/replay/unused';
 import { parseWindow } from '../src/policy/replay/window';
 
@@ -70,20 +70,20 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function unused(since: string): UnusedReport {
+async function unused(since: string): Promise<UnusedReport> {
   const loaded = loadPolicy(policies);
   if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
-  const db = openAuditReadOnly(dbFile);
+  const traffic = openSqliteTraffic(dbFile);
   try {
-    return unusedRules({ policy: loaded.policy, policiesDir: policies, db, dbFile, window: parseWindow(since, NOW), now: NOW });
+    return await unusedRules({ policy: loaded.policy, policiesDir: policies, traffic, window: parseWindow(since, NOW), now: NOW });
   } finally {
-    db.close();
+    await traffic.close();
   }
 }
 
 describe('policy unused', () => {
-  test('rules without hits in the window, with their last hit before it', () => {
-    const report = unused('30d');
+  test('rules without hits in the window, with their last hit before it', async () => {
+    const report = await unused('30d');
     expect(report.unused).toEqual([
       { rule: 'quiet-lately', source: 'policy.yaml:6', action: 'allow', last_hit: new Date(NOW.getTime() - 40 * DAY).toISOString() },
       { rule: 'never-used', source: 'policy.yaml:9', action: 'deny', last_hit: null },
@@ -94,25 +94,25 @@ describe('policy unused', () => {
     expect(report.records_in_window).toBe(5);
   });
 
-  test('a longer window finds the older hits', () => {
-    expect(unused('60d').unused.map((u) => u.rule)).toEqual(['never-used', 'ended', 'ends-later']);
+  test('a longer window finds the older hits', async () => {
+    expect((await unused('60d')).unused.map((u) => u.rule)).toEqual(['never-used', 'ended', 'ends-later']);
   });
 
-  test('rules expired or expiring within 14 days', () => {
-    expect(unused('30d').expiring).toEqual([
+  test('rules expired or expiring within 14 days', async () => {
+    expect((await unused('30d')).expiring).toEqual([
       { rule: 'ends-soon', source: 'policy.yaml:12', expires: '2026-03-05', days_left: 5, expired: false },
       { rule: 'ended', source: 'policy.yaml:16', expires: '2026-02-20', days_left: -8, expired: true },
     ]);
   });
 
-  test('says when the database does not reach back to the start of the window', () => {
-    expect(unused('30d').notes).toEqual([]);
-    expect(unused('2w').notes).toEqual([]);
-    expect(unused('90d').notes[0]).toMatch(/^The database holds records only since 2026-01-15T12:00:00\.000Z/);
+  test('says when the database does not reach back to the start of the window', async () => {
+    expect((await unused('30d')).notes).toEqual([]);
+    expect((await unused('2w')).notes).toEqual([]);
+    expect((await unused('90d')).notes[0]).toMatch(/^The database holds records only since 2026-01-15T12:00:00\.000Z/);
   });
 
-  test('text format', () => {
-    const text = formatUnusedText(unused('30d'));
+  test('text format', async () => {
+    const text = formatUnusedText(await unused('30d'));
     expect(text).toContain('rules with no hits in the window: 4 of 6\n');
     expect(text).toContain('  never-used (policy.yaml:9, deny): never decided a recorded request\n');
     expect(text).toContain('rules expired or expiring within 14 days: 2\n  ends-soon (policy.yaml:12): expires on 2026-03-05 (in 5 days)\n  ended (policy.yaml:16): expired on 2026-02-20 and no longer matches\n');

@@ -7,7 +7,9 @@ import type { Explanation } from '../policy/explain';
 import { formatProblem, loadPolicy } from '../policy/load';
 import { formatMarkdown } from '../policy/replay/format-markdown';
 import { formatText } from '../policy/replay/format-text';
-import { openAuditReadOnly } from '../policy/replay/recorded-traffic';
+import { AuditUrlError, describeAuditError, resolveAuditUrl } from '../fleet/audit-url';
+import { openPgTraffic } from '../policy/replay/pg-recorded-traffic';
+import { openSqliteTraffic, type RecordedTraffic } from '../policy/replay/recorded-traffic';
 import { replayTraffic } from '../policy/replay/replay';
 import type { ReplayInput } from '../policy/replay/replay';
 import { formatUnusedText, unusedRules } from '../policy/replay/unused';
@@ -39,14 +41,16 @@ guard applies to IP-literal targets).
 Exit 0 allow (also a report-mode would_deny), 1 deny, 2 bad input.
 `;
 
-const REPLAY_HELP = `usage: tollgate policy replay --db FILE --policies DIR [--since 7d] [--format text|markdown|json]
-                             [--fail-on-new-denials] [--limit N]
+const REPLAY_HELP = `usage: tollgate policy replay (--db FILE | --audit-url URL) --policies DIR [--since 7d]
+                             [--format text|markdown|json] [--fail-on-new-denials] [--limit N]
 
 Re-decide the requests recorded in the audit database over the window under the policies in DIR
 (the proposed change) and report what would change: destinations newly denied and newly allowed
 (requests, client groups and addresses, last seen), rules whose hit counts change, and rules
 that would match no recorded request. The database is opened read-only.
   --db        audit database: the live file or a snapshot (sqlite3 audit.db "VACUUM INTO 'snap.db'")
+  --audit-url the fleet's shared history in PostgreSQL instead (or --audit-url-file FILE, or
+              TOLLGATE_AUDIT_URL: keeps the password out of the process list); read in one snapshot
   --policies  the proposed policies folder
   --since     how far back: 30m, 12h, 7d, 2w, or a UTC date such as 2026-01-01 (default 7d)
   --format    text (default), markdown (a pull-request comment) or json (everything)
@@ -56,11 +60,14 @@ No DNS is done: the destination guard is re-checked for IP-literal targets only.
 Exit 0 done, 1 new denials (with --fail-on-new-denials), 2 bad input.
 `;
 
-const UNUSED_HELP = `usage: tollgate policy unused --db FILE [--policies DIR] [--since 30d] [--format text|json]
+const UNUSED_HELP = `usage: tollgate policy unused (--db FILE | --audit-url URL) [--policies DIR] [--since 30d]
+                             [--format text|json]
 
 List the rules of the policies in DIR that decided no request recorded in the window (a hit is a
 record whose rule is the rule's name), and rules past or within 14 days of their expires date.
   --db        audit database (opened read-only)
+  --audit-url the fleet's shared history in PostgreSQL instead (or --audit-url-file FILE, or
+              TOLLGATE_AUDIT_URL)
   --policies  default ./policies or $TOLLGATE_POLICIES
   --since     how far back: 30m, 12h, 7d, 2w, or a UTC date (default 30d)
   --format    text (default) or json
@@ -192,13 +199,29 @@ function formatOutcome(outcome: TestOutcome, target: Target, method: string): st
   return `${lines.join('\n')}\n`;
 }
 
-/** --db, --policies and --since, checked and opened; problems are bad input (exit 2). */
-function openRecordedInputs(values: Values, policiesDir: string, since: string, command: string): ReplayInput | number {
+/** Where the recorded traffic is: --db FILE, else the audit URL (flag, file or environment). */
+type TrafficSource = { kind: 'sqlite'; file: string } | { kind: 'pg'; url: string };
+
+function trafficSource(values: Values): TrafficSource | string {
+  const flagged = typeof values['audit-url'] === 'string' || typeof values['audit-url-file'] === 'string';
+  if (typeof values.db === 'string') return flagged ? 'give --db FILE or --audit-url URL, not both' : { kind: 'sqlite', file: values.db };
+  try {
+    const url = resolveAuditUrl({ url: values['audit-url'] as string | undefined, file: values['audit-url-file'] as string | undefined, env: process.env.TOLLGATE_AUDIT_URL });
+    return url === null ? '--db FILE is required (or --audit-url URL, --audit-url-file FILE, TOLLGATE_AUDIT_URL)' : { kind: 'pg', url };
+  } catch (err) {
+    if (err instanceof AuditUrlError) return err.message;
+    throw err;
+  }
+}
+
+/** --db or --audit-url, --policies and --since, checked and opened; problems are bad input (exit 2). */
+async function openRecordedInputs(values: Values, policiesDir: string, since: string, command: string): Promise<ReplayInput | number> {
   const fail = (message: string): number => {
     process.stderr.write(`tollgate policy ${command}: ${message}\n`);
     return 2;
   };
-  if (typeof values.db !== 'string') return fail('--db FILE is required');
+  const source = trafficSource(values);
+  if (typeof source === 'string') return fail(source);
   const now = new Date();
   let window: TimeWindow;
   try {
@@ -208,12 +231,15 @@ function openRecordedInputs(values: Values, policiesDir: string, since: string, 
   }
   const loaded = loadPolicy(policiesDir);
   if (!loaded.ok) return fail(`invalid policies in ${policiesDir}:\n${loaded.problems.map(formatProblem).join('\n')}`);
+  let traffic: RecordedTraffic;
   try {
-    return { policy: loaded.policy, policiesDir, db: openAuditReadOnly(values.db), dbFile: values.db, window, now };
+    traffic = source.kind === 'sqlite' ? openSqliteTraffic(source.file) : await openPgTraffic(source.url);
   } catch (err) {
     if (err instanceof ReplayInputError) return fail(err.message);
+    if (source.kind === 'pg') return fail(`cannot read the shared history ${describeAuditError(err, source.url)}`);
     throw err;
   }
+  return { policy: loaded.policy, policiesDir, traffic, window, now };
 }
 
 function oneOf(value: string | boolean | undefined, allowed: readonly string[], fallback: string): string | null {
@@ -231,26 +257,28 @@ function replayArgsProblem(values: Values, positionals: string[]): string | null
 }
 
 /**
- * Runs a read of the audit database. A failure there (a corrupt or truncated snapshot) is bad
- * input, exit 2: exit 1 is reserved for what --fail-on-new-denials reports.
+ * Runs a read of the recorded traffic. A failure there (a corrupt or truncated snapshot, a
+ * PostgreSQL server gone) is bad input, exit 2: exit 1 is reserved for what
+ * --fail-on-new-denials reports. The label is the file or the URL without its password.
  */
-function readRecorded<T>(inputs: ReplayInput, command: string, read: (inputs: ReplayInput) => T): T | number {
+async function readRecorded<T>(inputs: ReplayInput, command: string, read: (inputs: ReplayInput) => Promise<T>): Promise<T | number> {
+  const { traffic } = inputs;
   try {
-    return read(inputs);
+    return await read(inputs);
   } catch (err) {
-    process.stderr.write(`tollgate policy ${command}: cannot read ${inputs.dbFile}: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.stderr.write(`tollgate policy ${command}: cannot read ${traffic.describeError(err)}\n`);
     return 2;
   } finally {
-    inputs.db.close();
+    await traffic.close().catch(() => undefined);
   }
 }
 
 /** `tollgate policy replay` */
-export function runPolicyReplay(args: string[]): number {
+export async function runPolicyReplay(args: string[]): Promise<number> {
   const parsed = parseOrUsage(
     args,
     {
-      db: { type: 'string' }, policies: { type: 'string' }, since: { type: 'string' }, format: { type: 'string' },
+      db: { type: 'string' }, 'audit-url': { type: 'string' }, 'audit-url-file': { type: 'string' }, policies: { type: 'string' }, since: { type: 'string' }, format: { type: 'string' },
       limit: { type: 'string' }, 'fail-on-new-denials': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
     },
     REPLAY_HELP,
@@ -262,9 +290,9 @@ export function runPolicyReplay(args: string[]): number {
     process.stderr.write(`tollgate policy replay: ${problem ?? ''}\n\n${REPLAY_HELP}`);
     return 2;
   }
-  const inputs = openRecordedInputs(values, values.policies, typeof values.since === 'string' ? values.since : '7d', 'replay');
+  const inputs = await openRecordedInputs(values, values.policies, typeof values.since === 'string' ? values.since : '7d', 'replay');
   if (typeof inputs === 'number') return inputs;
-  const report = readRecorded(inputs, 'replay', replayTraffic);
+  const report = await readRecorded(inputs, 'replay', replayTraffic);
   if (typeof report === 'number') return report;
   const limit = Number(typeof values.limit === 'string' ? values.limit : '50');
   const format = oneOf(values.format, ['text', 'markdown', 'json'], 'text');
@@ -274,10 +302,13 @@ export function runPolicyReplay(args: string[]): number {
 }
 
 /** `tollgate policy unused` */
-export function runPolicyUnused(args: string[]): number {
+export async function runPolicyUnused(args: string[]): Promise<number> {
   const parsed = parseOrUsage(
     args,
-    { db: { type: 'string' }, policies: { type: 'string' }, since: { type: 'string' }, format: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    {
+      db: { type: 'string' }, 'audit-url': { type: 'string' }, 'audit-url-file': { type: 'string' }, policies: { type: 'string' },
+      since: { type: 'string' }, format: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    },
     UNUSED_HELP,
   );
   if (typeof parsed === 'number') return parsed;
@@ -289,9 +320,9 @@ export function runPolicyUnused(args: string[]): number {
     return 2;
   }
   const dir = typeof values.policies === 'string' ? values.policies : DEFAULT_POLICIES;
-  const inputs = openRecordedInputs(values, dir, typeof values.since === 'string' ? values.since : '30d', 'unused');
+  const inputs = await openRecordedInputs(values, dir, typeof values.since === 'string' ? values.since : '30d', 'unused');
   if (typeof inputs === 'number') return inputs;
-  const report = readRecorded(inputs, 'unused', unusedRules);
+  const report = await readRecorded(inputs, 'unused', unusedRules);
   if (typeof report === 'number') return report;
   process.stdout.write(format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : formatUnusedText(report));
   return 0;

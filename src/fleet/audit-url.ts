@@ -81,3 +81,44 @@ export function openAuditPool(url: string, opts: AuditPoolOptions = {}): Pool {
   pool.on('error', () => undefined);
   return pool;
 }
+
+export interface AuditUrlSources {
+  /** --audit-url */
+  url?: string;
+  /** --audit-url-file */
+  file?: string;
+  /** TOLLGATE_AUDIT_URL */
+  env?: string;
+}
+
+/**
+ * The audit URL from the flag, the file or the environment, checked; null when none is given.
+ * A flag beats the variable (as every serve option does); the flag and the file together are
+ * ambiguous and refused rather than one silently winning.
+ */
+export function resolveAuditUrl(sources: AuditUrlSources): string | null {
+  const { url, file, env } = sources;
+  if (url !== undefined && file !== undefined) throw new AuditUrlError('give --audit-url or --audit-url-file, not both');
+  if (url !== undefined) return checkAuditUrl(url);
+  if (file !== undefined) return checkAuditUrl(readAuditUrlFile(file));
+  if (env !== undefined && env !== '') return checkAuditUrl(env);
+  return null;
+}
+
+/**
+ * An error from talking to the shared history, for a person: the driver's message (pg's never
+ * carry the password, but a server or proxy in between may echo a connection string) with any
+ * trace of the URL's password replaced, and the redacted URL it concerns.
+ */
+export function describeAuditError(err: unknown, url: string): string {
+  let message = err instanceof Error ? err.message : String(err);
+  if (message === '' && err instanceof AggregateError) message = err.errors.map((e: unknown) => (e instanceof Error ? e.message : String(e))).join('; ');
+  try {
+    const parsed = new URL(url);
+    const secrets = [parsed.password, decodeURIComponent(parsed.password), parsed.searchParams.get('password') ?? ''];
+    for (const secret of secrets) if (secret !== '') message = message.split(secret).join('***');
+  } catch {
+    // An unparseable URL was refused before any connection: there is nothing to hide here.
+  }
+  return `${redactAuditUrl(url)}: ${message || 'unknown error'}`;
+}

@@ -3,7 +3,7 @@ import type { CompiledRule, Policy } from '../compiled';
 import { decisionFor, firstMatch } from '../decide';
 import { compileGuard, type Guard } from '../guard';
 import { identifyClients, prepareRequest, type PreparedRequest } from '../match-rule';
-import type { RecordedShape } from './recorded-traffic';
+import type { RecordedShape } from './recorded-shape';
 import type { Outcome } from './report-types';
 
 /** What was recorded, or what the proposed policy would record, for one request shape. */

@@ -1,14 +1,49 @@
-import { isIP } from 'node:net';
 import Database from 'better-sqlite3';
-import { normaliseHost } from '../../request/target';
-import type { HostKind, RequestKind } from '../../request/target-types';
-import type { Action } from '../types';
 import { ReplayInputError } from './input-error';
+import { HostKinds, toShape, type ShapeFields, type ShapeVerdict } from './recorded-shape';
+import type { TimeWindow } from './window';
 
 /**
- * Reading recorded traffic for `policy replay` and `policy unused`. The database is opened
- * read-only (an exported snapshot, or the live file next to a running proxy: WAL lets both
- * read while the proxy writes) and never migrated: a replay must not change the evidence.
+ * Recorded traffic for `policy replay` and `policy unused`, from either engine: a local SQLite
+ * audit database (here) or the fleet's shared history in PostgreSQL (pg-recorded-traffic.ts).
+ * Both answer the same questions with the same numbers; the replay knows only this interface.
+ */
+export interface RecordedTraffic {
+  /** Named in reports: the database file, or the audit URL without its password. */
+  readonly label: string;
+  /** Runs `read` on one snapshot, so every question sees the same records while writers go on. */
+  snapshot<T>(read: () => Promise<T>): Promise<T>;
+  coverage(window: TimeWindow): Promise<WindowCoverage>;
+  /** The window's request shapes in key order (recorded-shape.ts), streamed. */
+  shapes(window: TimeWindow): AsyncIterable<ShapeVerdict>;
+  /** Hits in the window and the newest record (up to its end) of each named rule. */
+  ruleHits(names: readonly string[], window: TimeWindow): Promise<RuleHitsInWindow>;
+  /** A read's failure for a person, naming the source (never a password). */
+  describeError(err: unknown): string;
+  close(): Promise<void>;
+}
+
+export interface WindowCoverage {
+  /** Records in the window. */
+  total: number;
+  firstMs: number | null;
+  lastMs: number | null;
+  /** The oldest record in the whole database: a window reaching further back is not covered. */
+  oldestMs: number | null;
+  versions: Array<{ version: string | null; requests: number }>;
+}
+
+export interface RuleHitsInWindow {
+  byRule: Map<string, { hits: number; lastMs: number | null }>;
+  /** Every record in the window, whichever rule (or none) decided it. */
+  inWindow: number;
+  oldestMs: number | null;
+}
+
+/**
+ * The SQLite database is opened read-only (an exported snapshot, or the live file next to a
+ * running proxy: WAL lets both read while the proxy writes) and never migrated: a replay must not
+ * change the evidence.
  */
 
 /** The columns read here; a database without them is not a tollgate audit log. */
@@ -38,28 +73,11 @@ export function openAuditReadOnly(file: string): Database.Database {
   return db;
 }
 
-/** One distinct request shape of the window and how often it was recorded. */
-export interface RecordedShape {
-  kind: RequestKind;
-  method: string;
-  host: string;
-  hostKind: HostKind;
-  port: number;
-  /** Plain HTTP only. */
-  path: string | null;
-  clientIp: string;
-  user: string | null;
-  decision: Action;
-  wouldDeny: boolean;
-  rule: string;
-  count: number;
-  lastSeenMs: number;
-}
-
 /**
  * Identical request facts are grouped in SQLite, so a replay handles each shape once. The key is
  * one JSON array rather than ten GROUP BY columns: the sort compares one value per row, about a
- * third faster on a million rows, and JSON keeps NULL and every string unambiguous.
+ * third faster on a million rows, and JSON keeps NULL and every string unambiguous. The ORDER BY
+ * costs nothing (the grouping sort already yields it) and makes the order a promise.
  * NOT INDEXED with a rowid bound: the window's rows are read in one sequential pass from the
  * first id in the window (ids grow with time); the index on started_at_ms would fetch every row
  * by a separate lookup. The started_at_ms test still decides what is in the window.
@@ -69,81 +87,9 @@ const SHAPES_SQL = `
          COUNT(*) AS n, MAX(started_at_ms) AS last_ms
     FROM requests NOT INDEXED
    WHERE id >= @first AND started_at_ms >= @since AND started_at_ms <= @until
-   GROUP BY shape`;
+   GROUP BY shape ORDER BY shape`;
 
 const FIRST_ID_SQL = 'SELECT MIN(id) AS id FROM requests WHERE started_at_ms >= @since AND started_at_ms <= @until';
-
-type ShapeFields = [unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown];
-
-export type ShapeVerdict = { ok: true; shape: RecordedShape } | { ok: false; why: 'malformed' | 'undecided'; count: number };
-
-const nullableText = (v: unknown): v is string | null => v === null || typeof v === 'string';
-
-/** The host as the proxy would have recorded it, or null if it is not one (a raw target). */
-function hostKindOf(host: string): HostKind | null {
-  if (isIP(host) === 6) return 'ipv6';
-  try {
-    const parsed = normaliseHost(host);
-    return parsed.host === host ? parsed.hostKind : null;
-  } catch {
-    return null;
-  }
-}
-
-/** Hosts repeat across shapes (one per client address): classify each once. */
-class HostKinds {
-  private readonly known = new Map<string, HostKind | null>();
-
-  of(host: string): HostKind | null {
-    let kind = this.known.get(host);
-    if (kind === undefined) {
-      kind = hostKindOf(host);
-      this.known.set(host, kind);
-    }
-    return kind;
-  }
-}
-
-function toShape(fields: ShapeFields, count: number, lastSeenMs: number, hosts: HostKinds): ShapeVerdict {
-  const [kind, method, host, port, path, clientIp, user, decision, wouldDeny, rule] = fields;
-  const malformed = { ok: false, why: 'malformed', count } as const;
-  if (kind !== 'connect' && kind !== 'http') return malformed;
-  if (typeof host !== 'string' || typeof method !== 'string' || typeof clientIp !== 'string') return malformed;
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return malformed;
-  if (!nullableText(path) || (kind === 'http' && path === null) || !nullableText(user) || !nullableText(rule)) return malformed;
-  if ((decision !== 'allow' && decision !== 'deny') || isIP(clientIp) === 0) return malformed;
-  const hostKind = hosts.of(host);
-  if (hostKind === null) return malformed;
-  // No rule: the request ended before the policy decided it (the client left, a malformed head).
-  if (rule === null) return { ok: false, why: 'undecided', count };
-  return {
-    ok: true,
-    shape: {
-      kind, method, host, hostKind, port, path: kind === 'http' ? path : null, clientIp, user, decision,
-      wouldDeny: wouldDeny === 1, rule, count, lastSeenMs,
-    },
-  };
-}
-
-/** Streams the window's request shapes (better-sqlite3 iterate: rows are not all held at once). */
-export function* recordedShapes(db: Database.Database, sinceMs: number, untilMs: number): Generator<ShapeVerdict> {
-  const window = { since: sinceMs, until: untilMs };
-  const first = firstIdInWindow(db, window);
-  if (first === null) return;
-  const hosts = new HostKinds();
-  const rows = db.prepare(SHAPES_SQL).raw().iterate({ ...window, first }) as IterableIterator<[string, number, number]>;
-  for (const [shape, count, lastMs] of rows) yield toShape(JSON.parse(shape) as ShapeFields, count, lastMs, hosts);
-}
-
-export interface WindowCoverage {
-  /** Records in the window. */
-  total: number;
-  firstMs: number | null;
-  lastMs: number | null;
-  /** The oldest record in the whole database: a window reaching further back is not covered. */
-  oldestMs: number | null;
-  versions: Array<{ version: string | null; requests: number }>;
-}
 
 const VERSIONS_SQL = `
   SELECT policy_version AS version, COUNT(*) AS requests, MIN(started_at_ms) AS first_ms, MAX(started_at_ms) AS last_ms
@@ -151,22 +97,79 @@ const VERSIONS_SQL = `
    WHERE id >= @first AND started_at_ms >= @since AND started_at_ms <= @until
    GROUP BY policy_version ORDER BY requests DESC, version`;
 
-/** The smallest id in the window (an index-only range scan), or null for an empty window. */
-function firstIdInWindow(db: Database.Database, window: { since: number; until: number }): number | null {
-  return (db.prepare(FIRST_ID_SQL).get(window) as { id: number | null }).id;
+/** One pass over the table: hits in the window and the newest record ever, by rule. */
+const HITS_SQL =
+  // NOT INDEXED: this reads (nearly) every row, and one sequential pass beats a lookup per row.
+  `SELECT rule, SUM(started_at_ms >= @since AND started_at_ms <= @until) AS hits, MAX(started_at_ms) AS last_ms
+     FROM requests NOT INDEXED WHERE started_at_ms <= @until GROUP BY rule`;
+
+const windowParams = (window: TimeWindow) => ({ since: window.sinceMs, until: window.untilMs });
+
+class SqliteTraffic implements RecordedTraffic {
+  constructor(
+    private readonly db: Database.Database,
+    readonly label: string,
+  ) {}
+
+  async snapshot<T>(read: () => Promise<T>): Promise<T> {
+    this.db.exec('BEGIN');
+    try {
+      return await read();
+    } finally {
+      this.db.exec('COMMIT');
+    }
+  }
+
+  /** The smallest id in the window (an index-only range scan), or null for an empty window. */
+  private firstIdInWindow(window: TimeWindow): number | null {
+    return (this.db.prepare(FIRST_ID_SQL).get(windowParams(window)) as { id: number | null }).id;
+  }
+
+  private oldestMs(): number | null {
+    return (this.db.prepare('SELECT MIN(started_at_ms) AS ms FROM requests').get() as { ms: number | null }).ms;
+  }
+
+  async coverage(window: TimeWindow): Promise<WindowCoverage> {
+    const oldestMs = this.oldestMs();
+    const first = this.firstIdInWindow(window);
+    if (first === null) return { total: 0, firstMs: null, lastMs: null, oldestMs, versions: [] };
+    const versions = this.db.prepare(VERSIONS_SQL).all({ ...windowParams(window), first }) as Array<{ version: string | null; requests: number; first_ms: number; last_ms: number }>;
+    return {
+      total: versions.reduce((sum, v) => sum + v.requests, 0),
+      firstMs: Math.min(...versions.map((v) => v.first_ms)),
+      lastMs: Math.max(...versions.map((v) => v.last_ms)),
+      oldestMs,
+      versions: versions.map((v) => ({ version: v.version, requests: v.requests })),
+    };
+  }
+
+  /** better-sqlite3's iterate: rows are not all held at once. */
+  async *shapes(window: TimeWindow): AsyncGenerator<ShapeVerdict> {
+    const first = this.firstIdInWindow(window);
+    if (first === null) return;
+    const hosts = new HostKinds();
+    const rows = this.db.prepare(SHAPES_SQL).raw().iterate({ ...windowParams(window), first }) as IterableIterator<[string, number, number]>;
+    for (const [shape, count, lastMs] of rows) yield toShape(JSON.parse(shape) as ShapeFields, count, lastMs, hosts);
+  }
+
+  async ruleHits(names: readonly string[], window: TimeWindow): Promise<RuleHitsInWindow> {
+    const rows = this.db.prepare(HITS_SQL).all(windowParams(window)) as Array<{ rule: string | null; hits: number; last_ms: number }>;
+    const wanted = new Set(names);
+    const byRule = new Map<string, { hits: number; lastMs: number | null }>();
+    for (const row of rows) if (row.rule !== null && wanted.has(row.rule)) byRule.set(row.rule, { hits: row.hits, lastMs: row.last_ms });
+    return { byRule, inWindow: rows.reduce((sum, r) => sum + r.hits, 0), oldestMs: this.oldestMs() };
+  }
+
+  describeError(err: unknown): string {
+    return `${this.label}: ${err instanceof Error ? err.message : String(err)}`;
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+  }
 }
 
-export function windowCoverage(db: Database.Database, sinceMs: number, untilMs: number): WindowCoverage {
-  const window = { since: sinceMs, until: untilMs };
-  const oldestMs = (db.prepare('SELECT MIN(started_at_ms) AS ms FROM requests').get() as { ms: number | null }).ms;
-  const first = firstIdInWindow(db, window);
-  if (first === null) return { total: 0, firstMs: null, lastMs: null, oldestMs, versions: [] };
-  const versions = db.prepare(VERSIONS_SQL).all({ ...window, first }) as Array<{ version: string | null; requests: number; first_ms: number; last_ms: number }>;
-  return {
-    total: versions.reduce((sum, v) => sum + v.requests, 0),
-    firstMs: Math.min(...versions.map((v) => v.first_ms)),
-    lastMs: Math.max(...versions.map((v) => v.last_ms)),
-    oldestMs,
-    versions: versions.map((v) => ({ version: v.version, requests: v.requests })),
-  };
+/** A local audit database as recorded traffic; throws ReplayInputError when it is not one. */
+export function openSqliteTraffic(file: string): RecordedTraffic {
+  return new SqliteTraffic(openAuditReadOnly(file), file);
 }

@@ -1,7 +1,6 @@
-import type Database from 'better-sqlite3';
 import type { Policy } from '../compiled';
 import { recordedOutcome, ShapeDecider } from './decide-shape';
-import { recordedShapes, windowCoverage, type WindowCoverage } from './recorded-traffic';
+import type { RecordedTraffic, WindowCoverage } from './recorded-traffic';
 import { CHANGE_KINDS, changeKind, type ChangeKind, type DestinationChange, type ReplayReport } from './report-types';
 import { DestinationTally, RuleTally } from './tally';
 import type { TimeWindow } from './window';
@@ -10,8 +9,7 @@ export interface ReplayInput {
   policy: Policy;
   /** As given on the command line, for the report. */
   policiesDir: string;
-  db: Database.Database;
-  dbFile: string;
+  traffic: RecordedTraffic;
   window: TimeWindow;
   /** Expiry of the proposed rules is judged at this instant (the policy is proposed now). */
   now: Date;
@@ -32,7 +30,7 @@ interface Tallies {
 }
 
 /** Decides every shape of the window once and tallies the differences. */
-function tallyShapes(input: ReplayInput): Tallies {
+async function tallyShapes(input: ReplayInput): Promise<Tallies> {
   const { policy, window, now } = input;
   const tallies: Tallies = {
     changes: Object.fromEntries(CHANGE_KINDS.map((k) => [k, new DestinationTally()])) as Record<ChangeKind, DestinationTally>,
@@ -42,7 +40,7 @@ function tallyShapes(input: ReplayInput): Tallies {
   };
   const { records } = tallies;
   const decider = new ShapeDecider(policy, now, (verdict) => tallies.rules.observe(verdict));
-  for (const verdict of recordedShapes(input.db, window.sinceMs, window.untilMs)) {
+  for await (const verdict of input.traffic.shapes(window)) {
     if (!verdict.ok) {
       records.in_window += verdict.count;
       if (verdict.why === 'malformed') records.skipped_malformed += verdict.count;
@@ -79,18 +77,13 @@ const iso = (ms: number | null): string | null => (ms === null ? null : new Date
  * Re-decides the window's recorded requests under `policy` and reports what would change.
  * Reads the database and nothing else; every distinct request shape is decided once.
  */
-export function replayTraffic(input: ReplayInput): ReplayReport {
+export async function replayTraffic(input: ReplayInput): Promise<ReplayReport> {
   const started = performance.now();
-  let coverage: WindowCoverage;
-  let tallies: Tallies;
-  // One read transaction: both queries see the same snapshot while a proxy keeps writing.
-  input.db.exec('BEGIN');
-  try {
-    coverage = windowCoverage(input.db, input.window.sinceMs, input.window.untilMs);
-    tallies = tallyShapes(input);
-  } finally {
-    input.db.exec('COMMIT');
-  }
+  // One snapshot: both reads see the same records while a proxy or a shipper keeps writing.
+  const { coverage, tallies } = await input.traffic.snapshot(async () => ({
+    coverage: await input.traffic.coverage(input.window),
+    tallies: await tallyShapes(input),
+  }));
   const rows = Object.fromEntries(CHANGE_KINDS.map((k) => [k, tallies.changes[k].rows()])) as Record<ChangeKind, DestinationChange[]>;
   const totals = (k: ChangeKind) => ({ destinations: rows[k].length, requests: rows[k].reduce((sum, r) => sum + r.requests, 0) });
   const ruleHits = tallies.rules.changes();
@@ -98,7 +91,7 @@ export function replayTraffic(input: ReplayInput): ReplayReport {
   const { policy, window } = input;
   return {
     policy: { dir: input.policiesDir, version: policy.version, content_hash: policy.contentHash, files: [...policy.files], rules: policy.rules.length },
-    db: input.dbFile,
+    db: input.traffic.label,
     window: {
       since: new Date(window.sinceMs).toISOString(),
       until: new Date(window.untilMs).toISOString(),

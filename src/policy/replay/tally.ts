@@ -1,7 +1,7 @@
 import type { CompiledRule, Policy } from '../compiled';
 import { matchRule } from '../match-rule';
 import type { PolicyVerdict, ProposedOutcome, ShapeOutcome } from './decide-shape';
-import type { RecordedShape } from './recorded-traffic';
+import type { RecordedShape } from './recorded-shape';
 import {
   MAX_LISTED_CLIENT_IPS, type DestinationChange, type NeverMatchingRule, type Outcome, type RuleHitChange,
 } from './report-types';

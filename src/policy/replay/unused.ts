@@ -1,6 +1,6 @@
-import type Database from 'better-sqlite3';
 import type { Policy } from '../compiled';
 import { describeExpiry, EXPIRY_WARNING_DAYS, expiringRules, type ExpiringRule } from '../expiry';
+import type { RecordedTraffic } from './recorded-traffic';
 import type { TimeWindow } from './window';
 
 /**
@@ -29,42 +29,23 @@ export interface UnusedReport {
   notes: string[];
 }
 
-interface HitRow {
-  rule: string | null;
-  hits: number;
-  last_ms: number;
-}
-
-/** One pass over the table: hits in the window and the newest record ever, by rule. */
-function hitsByRule(db: Database.Database, window: TimeWindow): Map<string | null, HitRow> {
-  const rows = db
-    .prepare(
-      // NOT INDEXED: this reads (nearly) every row, and one sequential pass beats a lookup per row.
-      `SELECT rule, SUM(started_at_ms >= @since AND started_at_ms <= @until) AS hits, MAX(started_at_ms) AS last_ms
-         FROM requests NOT INDEXED WHERE started_at_ms <= @until GROUP BY rule`,
-    )
-    .all({ since: window.sinceMs, until: window.untilMs }) as HitRow[];
-  return new Map(rows.map((r) => [r.rule, r]));
-}
-
-export function unusedRules(input: { policy: Policy; policiesDir: string; db: Database.Database; dbFile: string; window: TimeWindow; now: Date }): UnusedReport {
-  const { policy, window } = input;
-  const hits = hitsByRule(input.db, window);
-  const oldest = (input.db.prepare('SELECT MIN(started_at_ms) AS ms FROM requests').get() as { ms: number | null }).ms;
+export async function unusedRules(input: { policy: Policy; policiesDir: string; traffic: RecordedTraffic; window: TimeWindow; now: Date }): Promise<UnusedReport> {
+  const { policy, window, traffic } = input;
+  const { byRule: hits, inWindow, oldestMs: oldest } = await traffic.snapshot(() => traffic.ruleHits(policy.rules.map((r) => r.name), window));
   const iso = (ms: number | null | undefined): string | null => (ms === null || ms === undefined ? null : new Date(ms).toISOString());
-  const rules = policy.rules.map((r) => ({ rule: r.name, source: r.source, hits: hits.get(r.name)?.hits ?? 0, last_hit: iso(hits.get(r.name)?.last_ms) }));
+  const rules = policy.rules.map((r) => ({ rule: r.name, source: r.source, hits: hits.get(r.name)?.hits ?? 0, last_hit: iso(hits.get(r.name)?.lastMs) }));
   const unused = policy.rules
     .filter((r) => (hits.get(r.name)?.hits ?? 0) === 0)
-    .map((r) => ({ rule: r.name, source: r.source, action: r.action, last_hit: iso(hits.get(r.name)?.last_ms) }));
+    .map((r) => ({ rule: r.name, source: r.source, action: r.action, last_hit: iso(hits.get(r.name)?.lastMs) }));
   const notes: string[] = [];
   if (oldest === null || oldest > window.sinceMs) {
     notes.push(`The database holds records only since ${iso(oldest) ?? '(no records)'}: a rule unused here may have been used before that.`);
   }
   return {
     policy: { dir: input.policiesDir, version: policy.version, rules: policy.rules.length },
-    db: input.dbFile,
+    db: traffic.label,
     window: { since: new Date(window.sinceMs).toISOString(), until: new Date(window.untilMs).toISOString(), covered_since: iso(oldest) },
-    records_in_window: [...hits.values()].reduce((sum, r) => sum + r.hits, 0),
+    records_in_window: inWindow,
     rules,
     unused,
     expiring: expiringRules(policy, input.now),
