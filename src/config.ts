@@ -6,7 +6,7 @@ import { ConfigError } from './config-error';
 import { parseMinFreeDisk } from './config-size';
 import type { MinFreeDisk } from './config-size';
 import { isInMemory } from './audit/connection';
-import { AuditUrlError, checkAuditUrl, readAuditUrlFile } from './fleet/audit-url';
+import { AuditUrlError, resolveAuditUrl } from './fleet/audit-url';
 
 export { ConfigError } from './config-error';
 export { parseMinFreeDisk } from './config-size';
@@ -133,11 +133,9 @@ function parseClientConnections(text: string, limit: DescriptorLimit): number {
 }
 
 /** --audit-url or --audit-url-file (one of them), checked without ever echoing the URL. */
-function resolveAuditUrl(url: string, file: string): string | null {
-  if (url !== '' && file !== '') throw new ConfigError('--audit-url and --audit-url-file both given (or their variables): give one');
+function auditUrlOf(url: string, file: string): string | null {
   try {
-    if (file !== '') return checkAuditUrl(readAuditUrlFile(file));
-    return url === '' ? null : checkAuditUrl(url);
+    return resolveAuditUrl({ url: url === '' ? undefined : url, file: file === '' ? undefined : file });
   } catch (err) {
     if (err instanceof AuditUrlError) throw new ConfigError(err.message);
     throw err;
@@ -184,7 +182,7 @@ export function resolveServeConfig(
     retainMs: parseDuration(pick('retain'), '--retain'),
     minFreeDisk: parseMinFreeDisk(pick('minFreeDisk'), '--min-free-disk'),
     auditFsync: parseBoolean(pick('auditFsync'), '--audit-fsync'),
-    auditUrl: resolveAuditUrl(pick('auditUrl'), pick('auditUrlFile')),
+    auditUrl: auditUrlOf(pick('auditUrl'), pick('auditUrlFile')),
     node: parseNodeName(pick('node')),
   };
   if (config.auditUrl !== null && isInMemory(config.dbFile)) {

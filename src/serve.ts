@@ -79,6 +79,7 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
     token: config.adminToken,
     policy: () => ({ policy: holder.active().policy, lastReload: holder.lastReload }),
     metrics,
+    node: config.node,
   });
   let proxyAddress: AddressInfo;
   let adminAddress: AddressInfo;

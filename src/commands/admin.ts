@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import type { AddressInfo } from 'node:net';
 import { buildAdminApp } from '../admin/app';
 import { ConfigError, isLoopbackHost, parseListen } from '../config';
-import { AuditUrlError, checkAuditUrl, openAuditPool, readAuditUrlFile, redactAuditUrl } from '../fleet/audit-url';
+import { AuditUrlError, openAuditPool, redactAuditUrl, resolveAuditUrl } from '../fleet/audit-url';
 import { applyPgMigrations } from '../fleet/pg-migrate';
 import { PgAuditReader } from '../fleet/pg-reader';
 import { createLogger } from '../log';
@@ -33,12 +33,12 @@ interface AdminConfig {
 }
 
 function resolveAdminConfig(values: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): AdminConfig {
-  const flagUrl = typeof values['audit-url'] === 'string' ? values['audit-url'] : undefined;
-  const file = typeof values['audit-url-file'] === 'string' ? values['audit-url-file'] : undefined;
-  if (flagUrl !== undefined && file !== undefined) throw new ConfigError('give --audit-url or --audit-url-file, not both');
-  const url = flagUrl ?? (file === undefined ? env.TOLLGATE_AUDIT_URL : readAuditUrlFile(file));
-  if (url === undefined || url === '') throw new ConfigError('tollgate admin needs --audit-url, --audit-url-file or TOLLGATE_AUDIT_URL');
-  checkAuditUrl(url);
+  const url = resolveAuditUrl({
+    url: typeof values['audit-url'] === 'string' ? values['audit-url'] : undefined,
+    file: typeof values['audit-url-file'] === 'string' ? values['audit-url-file'] : undefined,
+    env: env.TOLLGATE_AUDIT_URL,
+  });
+  if (url === null) throw new ConfigError('tollgate admin needs --audit-url, --audit-url-file or TOLLGATE_AUDIT_URL');
   const listenText = typeof values['admin-listen'] === 'string' ? values['admin-listen'] : env.TOLLGATE_ADMIN_LISTEN ?? DEFAULT_ADMIN_LISTEN;
   const listen = parseListen(listenText, '--admin-listen');
   const token = env.TOLLGATE_ADMIN_TOKEN ? env.TOLLGATE_ADMIN_TOKEN : null;
