@@ -1,7 +1,8 @@
+import { readMigrations } from '../src/audit/migrate';
 import { Pool } from 'pg';
 import { SegmentLog } from '../src/audit/log/segment-log';
 import { planStep, readStep } from '../src/audit/log/index-step';
-import { applyPgMigrations } from '../src/fleet/pg-migrate';
+import { applyPgMigrations, PG_MIGRATIONS_DIR } from '../src/fleet/pg-migrate';
 import { shipBatch, shippedPosition } from '../src/fleet/pg-ship';
 import { completion, openFacts, tempLogDir } from './helpers/audit-log-fixtures';
 import { describePg, freshDatabase } from './helpers/postgres';
@@ -31,7 +32,7 @@ describePg('shipping a batch of the local log to PostgreSQL', () => {
     const again = await Promise.all([applyPgMigrations(pool), applyPgMigrations(pool)]);
     expect(again).toEqual([[], []]);
     const versions = await pool.query('SELECT version FROM schema_migrations');
-    expect(versions.rows.map((r: { version: string }) => r.version)).toEqual(['001_fleet', '002_reader']);
+    expect(versions.rows.map((r: { version: string }) => r.version)).toEqual(readMigrations(PG_MIGRATIONS_DIR).map((m) => m.version));
   });
 
   test('a batch lands once; a re-sent batch is stale; a later completion fills the open row', async () => {

@@ -1,3 +1,5 @@
+import { readMigrations } from '../src/audit/migrate';
+import { PG_MIGRATIONS_DIR } from '../src/fleet/pg-migrate';
 import type { Server } from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -73,7 +75,7 @@ describePg('serve ships its audit log to PostgreSQL', () => {
     expect(await metricValue(adminPort, 'tollgate_audit_shipped_records_total')).toBeGreaterThanOrEqual(30);
     expect(await metricValue(adminPort, 'tollgate_audit_ship_failures_total')).toBe(0);
     const migrated = proc.lines.find((l) => l.msg === 'PostgreSQL audit schema migrated');
-    expect(migrated?.versions).toEqual(['001_fleet']);
+    expect(migrated?.versions).toEqual(readMigrations(PG_MIGRATIONS_DIR).map((m) => m.version));
     const started = proc.lines.find((l) => l.msg === 'shipping audit records to PostgreSQL');
     expect(started).toMatchObject({ node: 'replica-one', store_id: storeId });
 
@@ -116,7 +118,7 @@ describePg('serve ships its audit log to PostgreSQL', () => {
     const proc = spawnServe(serveArgs(folder, '--audit-url-file', urlFile), { TOLLGATE_AUDIT_URL: 'postgres://u:s3cret-pw@127.0.0.1:1/db' });
     running.push(proc);
     expect((await proc.exited).code).toBe(1);
-    expect(proc.stderr).toMatch(/--audit-url and --audit-url-file both given/);
+    expect(proc.stderr).toMatch(/give --audit-url or --audit-url-file, not both/);
     expect(proc.stderr + JSON.stringify(proc.lines)).not.toContain('s3cret-pw');
   });
 });
