@@ -56,6 +56,9 @@ export class Shipper {
   private wake: (() => void) | null = null;
   private streak = 0;
   private readonly clock: () => Date;
+  /** When the local copy of the position was last written, and a newer position not yet written. */
+  private copiedAt = 0;
+  private uncopied: LogPosition | null = null;
 
   constructor(private readonly opts: ShipperOptions) {
     this.clock = opts.clock ?? (() => new Date());
@@ -150,7 +153,10 @@ export class Shipper {
     this.at ??= await shippedPosition(pool, who.storeId);
     const from = this.at;
     const read = readStep(logDir, from, this.opts.maxBatchEntries ?? SHIPPER_DEFAULTS.maxBatchEntries);
-    if (read.entries.length === 0 && read.damage.length === 0) return 'idle';
+    if (read.entries.length === 0 && read.damage.length === 0) {
+      if (this.uncopied !== null) this.keepLocalCopy(this.uncopied, true);
+      return 'idle';
+    }
     const batch = { from, next: read.next, plan: planStep(read.entries), entries: read.entries.length, policyVersion: this.opts.policyVersion() };
     const outcome = await shipBatch(pool, who, batch, this.clock().getTime());
     if (outcome.kind === 'stale') {
@@ -163,8 +169,19 @@ export class Shipper {
     return read.entries.length >= (this.opts.maxBatchEntries ?? SHIPPER_DEFAULTS.maxBatchEntries) ? 'more' : 'some';
   }
 
-  /** A copy that cannot be written (a full disk) only makes retention keep more; shipping goes on. */
-  private keepLocalCopy(position: LogPosition): void {
+  /**
+   * A copy that cannot be written (a full disk) only makes retention keep more; shipping goes on.
+   * At most once a second (and at the end of a drain): retention reads it once a minute, and a
+   * write and rename per batch was 8% of the ship thread's time at full rate.
+   */
+  private keepLocalCopy(position: LogPosition, force = false): void {
+    const now = this.clock().getTime();
+    if (!force && now - this.copiedAt < 1000) {
+      this.uncopied = position;
+      return;
+    }
+    this.copiedAt = now;
+    this.uncopied = null;
     try {
       writeShippedCopy(this.opts.logDir, position);
     } catch {
