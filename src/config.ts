@@ -1,6 +1,7 @@
 import ipaddr from 'ipaddr.js';
 import { derivedClientConnections, readDescriptorLimit } from './descriptors';
 import type { DescriptorLimit } from './descriptors';
+import { isInMemory } from './audit/connection';
 import { ConfigError } from './config-error';
 import { parseMinFreeDisk } from './config-size';
 import type { MinFreeDisk } from './config-size';
@@ -41,6 +42,8 @@ export interface ServeConfig {
   readonly minFreeDisk: MinFreeDisk;
   /** PRAGMA synchronous=FULL: every audit commit is fsynced (survives a power cut). */
   readonly auditFsync: boolean;
+  /** `stdout` or a file: one JSON line per completed record (null: off). */
+  readonly accessLog: string | null;
 }
 
 interface OptionSpec {
@@ -70,6 +73,7 @@ export const SERVE_OPTIONS = {
   maxClientConnections: { flag: 'max-client-connections', env: 'TOLLGATE_MAX_CLIENT_CONNECTIONS', fallback: 'auto', help: 'open client connections (503 past it; auto = what fits the open-files limit)' },
   retain: { flag: 'retain', env: 'TOLLGATE_RETAIN', fallback: '0', help: 'delete audit records older than this, e.g. 14d (0 = keep every record)' },
   minFreeDisk: { flag: 'min-free-disk', env: 'TOLLGATE_MIN_FREE_DISK', fallback: '1GiB,5%', help: 'free space below which requests get 503: SIZE, PERCENT% or both, the smaller applies (0 = off)' },
+  accessLog: { flag: 'access-log', env: 'TOLLGATE_ACCESS_LOG', fallback: '', help: 'one JSON line per completed record: stdout or FILE (reopened on SIGUSR1; off by default)' },
   auditFsync: { flag: 'audit-fsync', env: 'TOLLGATE_AUDIT_FSYNC', fallback: 'false', help: 'fsync every audit commit (survives a power cut; costs write throughput)', boolean: true },
 } as const satisfies Record<string, OptionSpec>;
 
@@ -155,7 +159,11 @@ export function resolveServeConfig(
     retainMs: parseDuration(pick('retain'), '--retain'),
     minFreeDisk: parseMinFreeDisk(pick('minFreeDisk'), '--min-free-disk'),
     auditFsync: parseBoolean(pick('auditFsync'), '--audit-fsync'),
+    accessLog: pick('accessLog') === '' ? null : pick('accessLog'),
   };
+  if (config.accessLog !== null && isInMemory(config.dbFile)) {
+    throw new ConfigError('--access-log follows the audit log, which an in-memory --db does not have: give --db a file');
+  }
   if (!isLoopbackHost(config.adminListen.host) && config.adminToken === null) {
     throw new ConfigError(
       `refusing to serve the admin UI on non-loopback ${config.adminListen.host} without TOLLGATE_ADMIN_TOKEN`,

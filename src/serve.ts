@@ -20,6 +20,7 @@ import type { SelfAddress } from './policy/guard';
 import { PolicyHolder } from './policy/watch';
 import type { ProxyContext } from './proxy/context';
 import { systemResolver } from './proxy/dial';
+import { startAccessLog } from './serve-access-log';
 import { diskReadiness, openServingAudit } from './serve-audit';
 import type { AuditDependencies, ServingAudit } from './serve-audit';
 import { drainProxy } from './proxy/drain';
@@ -34,6 +35,8 @@ export interface RunningProxy {
   readonly holder: PolicyHolder;
   /** SIGHUP: reload the policies and the users file. */
   reload(): void;
+  /** SIGUSR1: the access log file is opened again at its path (logrotate). */
+  reopenAccessLog(): void;
   /** Stop accepting, drain, complete open records, close the database. */
   shutdown(): Promise<ShutdownOutcome>;
 }
@@ -62,6 +65,7 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
   const closedAtStart = await completeRecordsLeftOpen(store, log);
   // The index then holds those completions before the first request, and before any API read.
   await store.syncIndex?.();
+  const accessLog = startAccessLog(config, store, log);
   const holder = new PolicyHolder(config.policiesDir, loaded.policy, () => self, log, (ok) => metrics.policyReload(ok));
   const ctx = proxyContext(config, holder, audit, log, metrics, users?.authenticator ?? null);
   // Agents of parents a reload no longer names are retired; requests in flight on them finish.
@@ -86,6 +90,7 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
     await admin.close();
     server.close();
     serving.stop();
+    void accessLog?.close();
     void store.closeIndex?.();
     store.close();
     throw new ConfigError(`cannot listen: ${err instanceof Error ? err.message : String(err)}`);
@@ -112,9 +117,13 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
       holder.reload();
       users?.holder.reload();
     },
-    shutdown: () => {
+    reopenAccessLog: () => accessLog?.reopen(),
+    shutdown: async () => {
       users?.holder.close();
-      return shutdown(server, ctx, admin, serving, holder, config.drainTimeoutMs, log);
+      const outcome = await shutdown(server, ctx, admin, serving, holder, config.drainTimeoutMs, log);
+      // After the shutdown's own completions are in the log: their lines are the last ones.
+      await accessLog?.close();
+      return outcome;
     },
   };
 }
