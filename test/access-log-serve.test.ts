@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { AccessLine } from '../src/audit/access-log/access-follower';
 import type { AuditRecordJson } from '../src/audit/record-types';
 import { RecordEnd } from '../src/audit/record-types';
+import { ConfigError, resolveServeConfig } from '../src/config';
 import { parseHead, rawConnect, readAll, readUntil } from './helpers/proxy-harness';
 import { startEchoServer, startRawOrigin } from './helpers/raw-origin';
 import type { RawOrigin } from './helpers/raw-origin';
@@ -210,5 +211,14 @@ describe('serve --access-log stdout', () => {
     expectExactlyTheRecords(access, await apiRecords(adminPort));
     // serve's own lines carry a level; access lines do not.
     for (const line of proc.lines) expect(line.msg === 'access').toBe(line.level === undefined);
+  });
+});
+
+describe('--access-log option', () => {
+  test('off by default; the flag wins over TOLLGATE_ACCESS_LOG; refused with an in-memory --db', () => {
+    expect(resolveServeConfig({}, {}).accessLog).toBeNull();
+    expect(resolveServeConfig({}, { TOLLGATE_ACCESS_LOG: 'stdout' }).accessLog).toBe('stdout');
+    expect(resolveServeConfig({ accessLog: '/var/log/a.log' }, { TOLLGATE_ACCESS_LOG: 'stdout' }).accessLog).toBe('/var/log/a.log');
+    expect(() => resolveServeConfig({ accessLog: 'stdout', db: ':memory:' }, {})).toThrow(ConfigError);
   });
 });
