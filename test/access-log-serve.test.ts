@@ -51,6 +51,9 @@ const HOSTILE = [
   'CONNECT a%22b%00%0A:0 HTTP/1.1\r\n\r\n',
 ];
 
+/** A bound on a traffic loop, should the test fail before it stops the loop. */
+const MAX_TRAFFIC = 2000;
+
 async function start(...extra: string[]): Promise<{ proc: ServeProcess; proxyPort: number; adminPort: number }> {
   const proc = spawnServe(serveArgs(folder, ...extra));
   running.push(proc);
@@ -157,15 +160,18 @@ describe('serve --access-log FILE', () => {
     // Traffic runs on while the file is rotated.
     let stopTraffic = false;
     const traffic = (async () => {
-      for (let i = 0; !stopTraffic; i += 1) await get(proxyPort, `/t${i}`);
+      for (let i = 0; !stopTraffic && i < MAX_TRAFFIC; i += 1) await get(proxyPort, `/t${i}`);
     })();
-    await until('lines before the rotation', () => lines().length, (n) => n >= 10);
-    fs.renameSync(accessFile, `${accessFile}.1`);
-    proc.child.kill('SIGUSR1');
-    await until('lines in the new file', () => lines().length, (n) => n >= 10);
-    await closeTunnel(tunnel);
-    stopTraffic = true;
-    await traffic;
+    try {
+      await until('lines before the rotation', () => lines().length, (n) => n >= 10);
+      fs.renameSync(accessFile, `${accessFile}.1`);
+      proc.child.kill('SIGUSR1');
+      await until('lines in the new file', () => lines().length, (n) => n >= 10);
+      await closeTunnel(tunnel);
+    } finally {
+      stopTraffic = true;
+      await traffic;
+    }
     const records = await apiRecords(adminPort);
     const both = await until('every record in one of the files', () => [...lines(`${accessFile}.1`), ...lines()], (ls) => ls.length >= records.length);
     expectExactlyTheRecords(both, records);
@@ -180,13 +186,17 @@ describe('serve --access-log FILE', () => {
     await openTunnel(first.proxyPort);
     let stopTraffic = false;
     const traffic = Array.from({ length: 4 }, async (_, worker) => {
-      for (let i = 0; !stopTraffic; i += 1) await get(first.proxyPort, `/k${worker}-${i}`).catch(() => 0);
+      // Requests cut by the kill fail: the loop goes on until told to stop.
+      for (let i = 0; !stopTraffic && i < MAX_TRAFFIC; i += 1) await get(first.proxyPort, `/k${worker}-${i}`).catch(() => 0);
     });
-    await until('traffic under way', () => lines().length, (n) => n >= 40);
-    first.proc.child.kill('SIGKILL');
-    await first.proc.exited;
-    stopTraffic = true;
-    await Promise.all(traffic);
+    try {
+      await until('traffic under way', () => lines().length, (n) => n >= 40);
+      first.proc.child.kill('SIGKILL');
+      await first.proc.exited;
+    } finally {
+      stopTraffic = true;
+      await Promise.all(traffic);
+    }
     for (const s of sockets.splice(0)) s.destroy();
 
     const second = await start('--access-log', accessFile);

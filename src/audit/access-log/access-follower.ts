@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import type Database from 'better-sqlite3';
 import { getRequest, recordToJson } from '../query';
 import type { AuditCompletion, AuditOpen, AuditRecordJson } from '../record-types';
+import type { LogEntry } from '../log/entry-codec';
 import { readStep } from '../log/index-step';
 import { comparePositions } from '../log/segment-reader';
 import type { LogDamage, LogPosition } from '../log/segment-reader';
@@ -124,7 +125,7 @@ export class AccessFollower {
     this.index = null;
   }
 
-  private handle(entry: ReturnType<typeof readStep>['entries'][number], position: LogPosition): string | null | typeof WAIT {
+  private handle(entry: LogEntry, position: LogPosition): string | null | typeof WAIT {
     const written = comparePositions(position, this.replayEnd) < 0;
     switch (entry.type) {
       case 'open':
