@@ -48,6 +48,8 @@ export interface ServeConfig {
   readonly auditUrl: string | null;
   /** This replica's name in the shared history. */
   readonly node: string;
+  /** `stdout` or a file: one JSON line per completed record (null: off). */
+  readonly accessLog: string | null;
 }
 
 interface OptionSpec {
@@ -77,6 +79,7 @@ export const SERVE_OPTIONS = {
   maxClientConnections: { flag: 'max-client-connections', env: 'TOLLGATE_MAX_CLIENT_CONNECTIONS', fallback: 'auto', help: 'open client connections (503 past it; auto = what fits the open-files limit)' },
   retain: { flag: 'retain', env: 'TOLLGATE_RETAIN', fallback: '0', help: 'delete audit records older than this, e.g. 14d (0 = keep every record)' },
   minFreeDisk: { flag: 'min-free-disk', env: 'TOLLGATE_MIN_FREE_DISK', fallback: '1GiB,5%', help: 'free space below which requests get 503: SIZE, PERCENT% or both, the smaller applies (0 = off)' },
+  accessLog: { flag: 'access-log', env: 'TOLLGATE_ACCESS_LOG', fallback: '', help: 'one JSON line per completed record: stdout or FILE (reopened on SIGUSR1; off by default)' },
   auditFsync: { flag: 'audit-fsync', env: 'TOLLGATE_AUDIT_FSYNC', fallback: 'false', help: 'fsync every audit commit (survives a power cut; costs write throughput)', boolean: true },
   auditUrl: { flag: 'audit-url', env: 'TOLLGATE_AUDIT_URL', fallback: '', help: 'ship audit records to this PostgreSQL URL (prefer the variable or --audit-url-file: a flag shows in the process list)' },
   auditUrlFile: { flag: 'audit-url-file', env: 'TOLLGATE_AUDIT_URL_FILE', fallback: '', help: 'read the PostgreSQL URL from this file' },
@@ -184,9 +187,13 @@ export function resolveServeConfig(
     auditFsync: parseBoolean(pick('auditFsync'), '--audit-fsync'),
     auditUrl: auditUrlOf(pick('auditUrl'), pick('auditUrlFile')),
     node: parseNodeName(pick('node')),
+    accessLog: pick('accessLog') === '' ? null : pick('accessLog'),
   };
   if (config.auditUrl !== null && isInMemory(config.dbFile)) {
     throw new ConfigError('--audit-url needs an audit file (--db FILE): an in-memory store has no log to ship from');
+  }
+  if (config.accessLog !== null && isInMemory(config.dbFile)) {
+    throw new ConfigError('--access-log follows the audit log, which an in-memory --db does not have: give --db a file');
   }
   if (!isLoopbackHost(config.adminListen.host) && config.adminToken === null) {
     throw new ConfigError(

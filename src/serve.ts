@@ -20,6 +20,7 @@ import type { SelfAddress } from './policy/guard';
 import { PolicyHolder } from './policy/watch';
 import type { ProxyContext } from './proxy/context';
 import { systemResolver } from './proxy/dial';
+import { startAccessLog } from './serve-access-log';
 import { diskReadiness, openServingAudit } from './serve-audit';
 import { startShipping } from './serve-ship';
 import type { ServingShip } from './serve-ship';
@@ -36,6 +37,8 @@ export interface RunningProxy {
   readonly holder: PolicyHolder;
   /** SIGHUP: reload the policies and the users file. */
   reload(): void;
+  /** SIGUSR1: the access log file is opened again at its path (logrotate). */
+  reopenAccessLog(): void;
   /** Stop accepting, drain, complete open records, close the database. */
   shutdown(): Promise<ShutdownOutcome>;
 }
@@ -64,6 +67,7 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
   const closedAtStart = await completeRecordsLeftOpen(store, log);
   // The index then holds those completions before the first request, and before any API read.
   await store.syncIndex?.();
+  const accessLog = startAccessLog(config, store, log);
   const holder = new PolicyHolder(config.policiesDir, loaded.policy, () => self, log, (ok) => metrics.policyReload(ok));
   const ship = startShipping(config, log, metrics, loaded.policy.version);
   if (ship !== null) holder.onLoaded((policy) => ship.policyChanged(policy.version));
@@ -91,6 +95,7 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
     await admin.close();
     server.close();
     serving.stop();
+    void accessLog?.close();
     void store.closeIndex?.();
     store.close();
     void ship?.close();
@@ -118,9 +123,13 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
       holder.reload();
       users?.holder.reload();
     },
-    shutdown: () => {
+    reopenAccessLog: () => accessLog?.reopen(),
+    shutdown: async () => {
       users?.holder.close();
-      return shutdown(server, ctx, admin, serving, holder, config.drainTimeoutMs, log, ship);
+      const outcome = await shutdown(server, ctx, admin, serving, holder, config.drainTimeoutMs, log, ship);
+      // After the shutdown's own completions are in the log: their lines are the last ones.
+      await accessLog?.close();
+      return outcome;
     },
   };
 }

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 
 /**
@@ -31,40 +32,10 @@ export const CHECKPOINTER_DEFAULTS: CheckpointerOptions = Object.freeze({ interv
 /** The longest close() waits for the worker to let go of the file. */
 const STOP_WAIT_MS = 2000;
 
-// Plain JavaScript run with `eval`: it works the same from dist/ and under ts-jest, and the
-// driver's path comes from the parent, so no module resolution depends on the working folder.
-const WORKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
-const Database = require(workerData.driver);
-const done = new Int32Array(workerData.done);
-const finish = () => { Atomics.store(done, 0, 1); Atomics.notify(done, 0); };
-let db = null;
-try {
-  db = new Database(workerData.file, { fileMustExist: true });
-  // Never wait: a RESTART that waits for readers holds the write lock meanwhile, and the proxy's
-  // commits would wait behind it. Busy means "next tick".
-  db.pragma('busy_timeout = 0');
-} catch {
-  // Unopenable: no checkpoints; the store's own writes report the file's state.
-}
-const checkpoint = () => {
-  if (db === null) return;
-  try {
-    const [passive] = db.pragma('wal_checkpoint(PASSIVE)');
-    if (passive.log > workerData.restartFrames) db.pragma('wal_checkpoint(RESTART)');
-  } catch {
-    // Busy, full or gone: the store notices on its own writes; the next tick tries again.
-  }
-};
-const timer = setInterval(checkpoint, workerData.intervalMs);
-parentPort.on('message', (message) => {
-  if (message !== 'stop') return;
-  clearInterval(timer);
-  try { if (db !== null) db.close(); } catch {}
-  finish();
-  parentPort.close();
-});
-`;
+// Plain JavaScript, started as it is from src/ (ts-jest) and dist/ alike: a store opens one per
+// file, so it must start fast, without the TypeScript compile of worker-entry.js. The driver's
+// path comes from the parent, so no module resolution depends on the working folder.
+const WORKER_FILE = path.join(__dirname, 'checkpoint-worker.js');
 
 export class Checkpointer {
   private readonly worker: Worker;
@@ -72,8 +43,7 @@ export class Checkpointer {
   private stopped = false;
 
   constructor(file: string, opts: CheckpointerOptions = CHECKPOINTER_DEFAULTS) {
-    this.worker = new Worker(WORKER_SOURCE, {
-      eval: true,
+    this.worker = new Worker(WORKER_FILE, {
       workerData: { file, driver: require.resolve('better-sqlite3'), done: this.done.buffer, ...opts },
     });
     // The proxy must not wait on this thread to exit, nor die with it.

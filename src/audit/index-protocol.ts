@@ -1,8 +1,9 @@
 import type { PruneReport } from './retention';
+import type { WorkerModule } from './start-worker';
 
 /** The messages between index-thread.ts (the proxy's thread) and index-worker.ts. */
 
-export interface IndexWorkerData {
+export interface IndexWorkerData extends WorkerModule {
   /** The audit file the admin API reads (--db). */
   file: string;
   logDir: string;
@@ -15,9 +16,6 @@ export interface IndexWorkerData {
    * copy of the ship position says (fleet/ship-position-file.ts).
    */
   waitForShipping: boolean;
-  /** For the bootstrap, as for the writer thread (writer-protocol.ts). */
-  entry: string;
-  typescript: string | null;
 }
 
 /** What the index reports about itself (/metrics, /readyz detail). */

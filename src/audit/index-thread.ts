@@ -1,9 +1,9 @@
 import path from 'node:path';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { IndexParentMessage, IndexStatus, IndexWorkerData, IndexWorkerMessage } from './index-protocol';
 import { auditLogDir } from './log/segment-files';
 import type { PruneReport } from './retention';
-import { WORKER_BOOTSTRAP } from './writer-thread';
+import { startWorker, workerModule } from './start-worker';
 
 export interface IndexThreadOptions {
   retainMs?: number;
@@ -47,14 +47,13 @@ export class IndexThread {
       retainMs: opts.retainMs ?? 0,
       intervalMs: opts.intervalMs ?? 200,
       waitForShipping: opts.waitForShipping ?? false,
-      entry: path.join(__dirname, `index-worker${path.extname(__filename)}`),
-      typescript: path.extname(__filename) === '.ts' ? require.resolve('typescript') : null,
+      ...workerModule(path.join(__dirname, 'index-worker')),
     };
     this.worker = this.start();
   }
 
   private start(): Worker {
-    const worker = new Worker(WORKER_BOOTSTRAP, { eval: true, workerData: this.data });
+    const worker = startWorker(this.data);
     const current = (): boolean => this.worker === worker;
     worker.on('message', (message: IndexParentMessage) => current() && this.received(message));
     worker.on('error', (err) => current() && this.gone(`audit index thread failed: ${err.message}`));

@@ -1,7 +1,8 @@
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type Database from 'better-sqlite3';
-import type { AuditRecordJson } from './record-types';
+import type { AuditCompletion, AuditOpen, AuditRecordJson } from './record-types';
+import { completionParams, openParams } from './record-params';
 import type { Action } from '../policy/types';
 import type { RequestKind } from '../request/target-types';
 import { parseRequestFilters } from './filters';
@@ -147,6 +148,14 @@ export function rowToJson(row: RequestRow, node: string): AuditRecordJson {
     policy_version: row.policy_version,
     node,
   };
+}
+
+/**
+ * A completed record as the audit log holds it (an open and its completion) in the API shape:
+ * through the store's own row parameters and rowToJson, so both shapes are one mapping.
+ */
+export function recordToJson(id: number, open: AuditOpen, completion: AuditCompletion, node: string): AuditRecordJson {
+  return rowToJson({ id, ...openParams(open), ...completionParams(completion) } as unknown as RequestRow, node);
 }
 
 /** The cursor is opaque to clients: base64url of the last id returned. */

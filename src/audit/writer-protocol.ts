@@ -2,6 +2,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { CompletionEntry, FinishedEntry } from './connection';
 import type { AuditOpen } from './record-types';
 import type { PruneReport } from './retention';
+import type { WorkerModule } from './start-worker';
 import type { AuditStoreOptions } from './store-options';
 import type { AuditHealth, AuditStateChange } from './write-health';
 
@@ -10,7 +11,7 @@ import type { AuditHealth, AuditStateChange } from './write-health';
 /** Store options that can cross to the thread: no functions (the clock, the callbacks). */
 export type PortableStoreOptions = Omit<AuditStoreOptions, 'clock' | 'onStateChange' | 'beforeReopen'>;
 
-export interface WriterWorkerData {
+export interface WriterWorkerData extends WorkerModule {
   file: string;
   options: PortableStoreOptions;
   /** --retain: the thread deletes records older than this (retention.ts); 0 keeps every one. */
@@ -21,9 +22,6 @@ export interface WriterWorkerData {
   flags: SharedArrayBuffer;
   /** Where the answers to synchronous calls go (read with receiveMessageOnPort). */
   calls: MessagePort;
-  /** For the bootstrap: writer-worker.js, or .ts under ts-jest with TypeScript's path to compile it. */
-  entry: string;
-  typescript: string | null;
 }
 
 /** flags[REPLY]: the worker sets ANSWERED after posting a call's answer, GONE when it exits. */

@@ -1,11 +1,12 @@
 import path from 'node:path';
-import { MessageChannel, receiveMessageOnPort, Worker } from 'node:worker_threads';
-import type { MessagePort } from 'node:worker_threads';
+import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
+import type { MessagePort, Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { closeConnection } from './connection';
 import type { BatchOutcome, CompletionEntry, FinishedEntry } from './connection';
 import type { BatchTarget } from './group-commit';
 import type { IndexStatus } from './index-protocol';
+import { startWorker, workerModule } from './start-worker';
 import type { AuditOpen } from './record-types';
 import type { PruneReport } from './retention';
 import type { AuditStore } from './store';
@@ -43,23 +44,6 @@ export type WriterThreadOptions = PortableStoreOptions & Pick<AuditStoreOptions,
  */
 const OPEN_WAIT_MS = 120_000;
 const CALL_WAIT_FLOOR_MS = 2_000;
-
-// Plain JavaScript run with `eval` (as in checkpointer.ts): from dist/ it loads the compiled
-// writer-worker.js; under ts-jest, which has no loader in other threads, it compiles the .ts
-// sources on the fly with TypeScript's transpileModule.
-export const WORKER_BOOTSTRAP = `
-const { workerData } = require('node:worker_threads');
-if (workerData.typescript !== null) {
-  const ts = require(workerData.typescript);
-  const fs = require('node:fs');
-  const compilerOptions = { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true };
-  require.extensions['.ts'] = (module, filename) => {
-    const source = fs.readFileSync(filename, 'utf8');
-    module._compile(ts.transpileModule(source, { fileName: filename, compilerOptions }).outputText, filename);
-  };
-}
-require(workerData.entry);
-`;
 
 interface Waiting {
   resolve: (outcome: BatchOutcome) => void;
@@ -185,10 +169,9 @@ export class WriterThread implements ServingStore {
       log: log ?? false,
       flags: flags.buffer as SharedArrayBuffer,
       calls: port2,
-      entry: path.join(__dirname, `writer-worker${path.extname(__filename)}`),
-      typescript: path.extname(__filename) === '.ts' ? require.resolve('typescript') : null,
+      ...workerModule(path.join(__dirname, 'writer-worker')),
     };
-    const worker = new Worker(WORKER_BOOTSTRAP, { eval: true, workerData: data, transferList: [port2] });
+    const worker = startWorker(data, { transferList: [port2] });
     const thread: Thread = { worker, flags, calls: port1 };
     // Messages and exits of a thread already given up on are ignored.
     const current = (): boolean => this.thread === thread && this.lost === null && !this.closed;

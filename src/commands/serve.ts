@@ -17,7 +17,7 @@ function serveHelp(): string {
     `  ${''.padEnd(24)} TOLLGATE_ADMIN_TOKEN            admin API token; required for a non-loopback admin address`,
     '',
     'Signals: SIGTERM/SIGINT drain and exit 0 (1 when the audit log could not take the last',
-    'completions); SIGHUP reloads the policies.',
+    'completions); SIGHUP reloads the policies; SIGUSR1 reopens the --access-log file.',
     '',
   ].join('\n');
 }
@@ -49,7 +49,12 @@ export async function runServe(args: string[]): Promise<number> {
   }
   const log = createLogger();
   try {
-    const running = await startServing(resolveServeConfig(flags, process.env), log);
+    const config = resolveServeConfig(flags, process.env);
+    // Registered before the start: Node's own SIGUSR1 action would start the inspector.
+    let reopenAccessLog = (): void => undefined;
+    if (config.accessLog !== null) process.on('SIGUSR1', () => reopenAccessLog());
+    const running = await startServing(config, log);
+    reopenAccessLog = () => running.reopenAccessLog();
     return await untilStopped(running.shutdown, () => running.reload(), log);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;

@@ -1,17 +1,15 @@
+import type { WorkerModule } from '../audit/start-worker';
 import type { ShipStatus } from './ship-status';
 
 /** The messages between ship-thread.ts (the proxy's thread) and ship-worker.ts. */
 
-export interface ShipWorkerData {
+export interface ShipWorkerData extends WorkerModule {
   /** The audit URL, password included: it crosses to the thread in memory, never through a log. */
   url: string;
   logDir: string;
   storeId: string;
   node: string;
   policyVersion: string | null;
-  /** For the bootstrap, as for the writer thread (writer-protocol.ts). */
-  entry: string;
-  typescript: string | null;
 }
 
 /** Parent to worker: the policy version changed; or ship what is left and stop (shutdown). */

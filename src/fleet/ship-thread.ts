@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { WORKER_BOOTSTRAP } from '../audit/writer-thread';
+import { startWorker, workerModule } from '../audit/start-worker';
 import type { ShipEvent, ShipParentMessage, ShipWorkerData, ShipWorkerMessage } from './ship-protocol';
 import { EMPTY_SHIP_STATUS } from './ship-status';
 import type { ShipStatus } from './ship-status';
@@ -42,14 +42,13 @@ export class ShipThread {
       storeId: opts.storeId,
       node: opts.node,
       policyVersion: opts.policyVersion,
-      entry: path.join(__dirname, `ship-worker${path.extname(__filename)}`),
-      typescript: path.extname(__filename) === '.ts' ? require.resolve('typescript') : null,
+      ...workerModule(path.join(__dirname, 'ship-worker')),
     };
     this.worker = this.start();
   }
 
   private start(): Worker {
-    const worker = new Worker(WORKER_BOOTSTRAP, { eval: true, workerData: this.data });
+    const worker = startWorker(this.data);
     const current = (): boolean => this.worker === worker;
     worker.on('message', (message: ShipParentMessage) => current() && this.received(message));
     worker.on('error', (err) => current() && this.gone(`audit ship thread failed: ${err.message}`));

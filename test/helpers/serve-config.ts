@@ -28,6 +28,7 @@ export function testServeConfig(overrides: Pick<ServeConfig, 'policiesDir' | 'db
     auditFsync: false,
     auditUrl: null,
     node: 'test-node',
+    accessLog: null,
     ...overrides,
   };
 }

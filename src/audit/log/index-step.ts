@@ -12,6 +12,8 @@ import type { LogDamage, LogPosition } from './segment-reader';
 
 export interface StepRead {
   entries: LogEntry[];
+  /** Where each entry begins (a follower that stops within a step resumes there). */
+  positions: LogPosition[];
   /** Damage to count and skip: never applied, reported once (the position moves past it). */
   damage: LogDamage[];
   /** Where the next step starts; stored with the step's rows. */
@@ -27,7 +29,7 @@ export interface StepRead {
  */
 export function readStep(dir: string, from: LogPosition, max: number): StepRead {
   const newest = listSegments(dir).at(-1)?.sequence ?? 0;
-  const read: StepRead = { entries: [], damage: [], next: from };
+  const read: StepRead = { entries: [], positions: [], damage: [], next: from };
   for (const item of readLog(dir, from)) {
     if (item.kind === 'damage') {
       const { damage } = item;
@@ -37,6 +39,7 @@ export function readStep(dir: string, from: LogPosition, max: number): StepRead 
       continue;
     }
     read.entries.push(item.entry);
+    read.positions.push(item.position);
     read.next = item.next;
     if (read.entries.length >= max) break;
   }
