@@ -119,8 +119,8 @@ function expectExactlyTheRecords(written: AccessLine[], records: AuditRecordJson
   expect(new Set(ids).size).toBe(ids.length);
   const byId = new Map(records.map((r) => [r.id, r]));
   expect([...ids].sort((a, b) => a - b)).toEqual([...byId.keys()].sort((a, b) => a - b));
-  for (const { msg, node, ...record } of written) {
-    expect({ msg, node }).toEqual({ msg: 'access', node: os.hostname() });
+  for (const { msg, ...record } of written) {
+    expect({ msg, node: record.node }).toEqual({ msg: 'access', node: os.hostname() });
     expect(record).toEqual(byId.get(record.id));
   }
 }
@@ -146,8 +146,8 @@ describe('serve --access-log FILE', () => {
     const written = await until('the tunnel\'s line', () => lines(), (ls) => ls.length === 5 + HOSTILE.length);
     for (const line of written) {
       const response = await fetch(`http://127.0.0.1:${adminPort}/api/requests/${line.id}`);
-      const { msg, node, ...record } = line;
-      expect({ msg, node }).toEqual({ msg: 'access', node: os.hostname() });
+      const { msg, ...record } = line;
+      expect({ msg, node: record.node }).toEqual({ msg: 'access', node: os.hostname() });
       expect(record).toEqual(await response.json());
     }
     expect(written.filter((l) => l.decision === 'deny')).toHaveLength(HOSTILE.length);

@@ -139,3 +139,48 @@ describe('Dockerfile', () => {
     }
   });
 });
+
+describe('docker-compose.fleet.yml', () => {
+  // merge: compose resolves YAML merge keys (<<), which the fleet file uses for what the replicas share.
+  const fleet = parse(fs.readFileSync(path.join(ROOT, 'docker-compose.fleet.yml'), 'utf8'), { merge: true }) as ComposeFile & {
+    services: Record<string, ComposeService & { command?: string[]; secrets?: string[] }>;
+  };
+  const internal = (network: string): boolean => fleet.networks?.[network]?.internal === true;
+  const replicas = Object.entries(fleet.services).filter(([name]) => name.startsWith('tollgate-'));
+
+  it('has two replicas, PostgreSQL, the console and a workload', () => {
+    expect(replicas.length).toBeGreaterThanOrEqual(2);
+    for (const name of ['postgres', 'console', 'workload']) expect(fleet.services[name]).toBeDefined();
+  });
+
+  it('gives every replica its own node name and its own audit volume', () => {
+    const nodes = replicas.map(([, service]) => environmentOf(service).TOLLGATE_NODE);
+    expect(new Set(nodes).size).toBe(replicas.length);
+    const volumes = replicas.map(([, service]) => mounts(service).find((m) => m.target === path.posix.dirname(environmentOf(service).TOLLGATE_DB))?.source);
+    expect(new Set(volumes).size).toBe(replicas.length);
+  });
+
+  it('passes the audit URL as a secret file, never as a flag or a variable holding a password', () => {
+    for (const [, service] of replicas) {
+      const env = environmentOf(service);
+      expect(env.TOLLGATE_AUDIT_URL).toBeUndefined();
+      expect(env.TOLLGATE_AUDIT_URL_FILE).toBe('/run/secrets/audit_url');
+      expect(service.secrets).toContain('audit_url');
+    }
+    const console = fleet.services.console;
+    expect(console.command).toContain('--audit-url-file');
+    expect(JSON.stringify(fleet.services)).not.toMatch(/postgres:\/\/[^@\s]*:[^@\s]*@/);
+  });
+
+  it('keeps PostgreSQL and the workloads on internal networks, PostgreSQL unpublished', () => {
+    expect(fleet.services.postgres.ports ?? []).toEqual([]);
+    for (const network of networksOf(fleet.services.postgres)) expect(internal(network)).toBe(true);
+    for (const network of networksOf(fleet.services.workload)) expect(internal(network)).toBe(true);
+  });
+
+  it('publishes the console on the host loopback only, with a token', () => {
+    const console = fleet.services.console;
+    for (const port of console.ports ?? []) expect(String(port).split(':')[0]).toBe('127.0.0.1');
+    expect(environmentOf(console).TOLLGATE_ADMIN_TOKEN).toMatch(/^\$\{TOLLGATE_ADMIN_TOKEN:\?.+\}$/);
+  });
+});

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -121,6 +121,8 @@ async function cpuPerRequest(server: PostgresServer, scratch: string, seconds: n
 
 interface ShipRate {
   records: number;
+  localBytesPerRecord: number;
+  pgBytesPerRecord: number;
   shipped: number;
   startSeconds: number;
   atListen: number;
@@ -167,6 +169,7 @@ async function shipRate(server: PostgresServer, scratch: string, seconds: number
       await replica.stop(15_000);
     }
     const total = dirs.map(localRecords).reduce((a, b) => a + b, 0);
+    const localBytes = dirs.map((dir) => Number(execFileSync('du', ['-sb', dir], { encoding: 'utf8' }).split('\t')[0])).reduce((a, b) => a + b, 0);
     server.start();
     const check = new Pool({ connectionString: url });
     const started = Date.now();
@@ -181,6 +184,7 @@ async function shipRate(server: PostgresServer, scratch: string, seconds: number
     }
     const drainSeconds = (Date.now() - listening) / 1000;
     const startSeconds = (listening - started) / 1000;
+    const pgBytes = Number((await check.query<{ n: string }>("SELECT pg_total_relation_size('requests') AS n")).rows[0].n);
     await check.end();
     log(`${total} records shipped by 3 replicas in ${drainSeconds.toFixed(1)} s after ${startSeconds.toFixed(1)} s of start-up (PostgreSQL holds ${shipped}, ${atListen} at listen)`);
     // The gauges are recounted once a second: let them forget the drained backlog before sampling.
@@ -195,6 +199,8 @@ async function shipRate(server: PostgresServer, scratch: string, seconds: number
     return {
       records: total,
       shipped,
+      localBytesPerRecord: localBytes / total,
+      pgBytesPerRecord: pgBytes / Math.max(1, shipped),
       seconds: drainSeconds,
       startSeconds,
       atListen,
@@ -236,6 +242,7 @@ async function main(): Promise<void> {
     const single = median((cpu.get('tollgate') as CpuRow).rate);
     lines.push('', '## 2. Shipping rate', '');
     lines.push(`Three replicas built a backlog of ${ship.records} records while PostgreSQL was stopped, and were stopped. PostgreSQL started, the three started again (${ship.startSeconds.toFixed(1)} s until all three listened, ${ship.atListen} records shipped by then) and shipped the rest at once in ${ship.seconds.toFixed(1)} s: **${ship.rate.toFixed(0)} records/s**, ${(ship.rate / single).toFixed(2)}× one replica's full request rate (${single.toFixed(0)} req/s, part 1). PostgreSQL and the three replicas share this machine's 2 cores. A replica that is running when PostgreSQL comes back starts shipping at its next retry (backoff 1 s doubling to 30 s).`);
+    lines.push('', `Disk per record: ${ship.localBytesPerRecord.toFixed(0)} bytes on a replica (log segments and SQLite index, policies included), ${ship.pgBytesPerRecord.toFixed(0)} bytes in PostgreSQL (the requests table with its indexes and TOAST).`);
     lines.push('', `One replica at its full rate (${ship.loadRate.toFixed(0)} req/s) with PostgreSQL up: oldest unshipped entry ${ship.meanOldestUnderLoad.toFixed(2)} s on average, ${ship.maxOldestUnderLoad.toFixed(2)} s at most (sampled every 0.5 s).`);
     if (values['skip-scale'] !== true) {
       server.sql('CREATE DATABASE scale');
