@@ -1,12 +1,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Pool } from 'pg';
+import { ensurePgSchema } from '../src/fleet/pg-migrate';
+import { PgAuditReader } from '../src/fleet/pg-reader';
 import { SegmentLog } from '../src/audit/log/segment-log';
 import { resolveServeConfig } from '../src/config';
 import { readDescriptorLimit } from '../src/descriptors';
 import { shippedPosition } from '../src/fleet/pg-ship';
 import { readShippedCopy, writeShippedCopy } from '../src/fleet/ship-position-file';
-import { scrubSecret } from '../src/fleet/ship-status';
+import { scrubSecret } from '../src/fleet/audit-url';
 import { Shipper } from '../src/fleet/shipper';
 import { readOrCreateStoreId } from '../src/fleet/store-id';
 import { completion, openFacts, tempLogDir } from './helpers/audit-log-fixtures';
@@ -41,6 +43,7 @@ describe('the store identity and the local copy of the ship position', () => {
     const url = 'postgres://u:p%40ss%2Fw@db.example/x';
     expect(scrubSecret('auth for p@ss/w failed; url had p%40ss%2Fw', url)).toBe('auth for *** failed; url had ***');
     expect(scrubSecret('no secret here', 'postgres://u@db/x')).toBe('no secret here');
+    expect(scrubSecret('bad %zz and hunter2', 'postgres://u:%zz@db/x?password=hunter2')).toBe('bad *** and ***');
   });
 });
 
@@ -55,7 +58,7 @@ describe('serve options for shipping', () => {
     const file = path.join(folder.dir, 'url');
     fs.writeFileSync(file, '\npostgres://u:pw@h/db\n');
     expect(resolveServeConfig({ auditUrlFile: file }, {}, limit).auditUrl).toBe('postgres://u:pw@h/db');
-    expect(() => resolveServeConfig({ auditUrlFile: file, auditUrl: 'postgres://u:pw@h/db' }, {}, limit)).toThrow(/both given/);
+    expect(() => resolveServeConfig({ auditUrlFile: file, auditUrl: 'postgres://u:pw@h/db' }, {}, limit)).toThrow(/not both/);
     expect(() => resolveServeConfig({ auditUrl: 'mysql://u:hunter2@h/db' }, {}, limit)).toThrow(/must start with postgres:\/\//);
     expect(() => resolveServeConfig({ auditUrl: 'mysql://u:hunter2@h/db' }, {}, limit)).not.toThrow(/hunter2/);
     expect(() => resolveServeConfig({ auditUrl: 'postgres://u@h/db', db: ':memory:' }, {}, limit)).toThrow(/needs an audit file/);
@@ -147,6 +150,10 @@ describePg('the least-privilege roles of the README', () => {
       await expect(shipperPool.query("UPDATE requests SET host = 'x'")).rejects.toThrow(/permission denied/);
       await expect(consolePool.query("UPDATE audit_stores SET node = 'x'")).rejects.toThrow(/permission denied/);
       await expect(consolePool.query('DELETE FROM request_minutes')).rejects.toThrow(/permission denied/);
+      // tollgate admin with the console role: the schema check passes without migrating, and it reads.
+      await expect(ensurePgSchema(consolePool)).resolves.toEqual([]);
+      const page = await new PgAuditReader(consolePool).listRequests({ limit: 10 });
+      expect(page.items.map((r) => r.node)).toEqual(['least', 'least']);
     } finally {
       writer.close();
       await Promise.all([owner.end(), shipperPool.end(), consolePool.end()]);

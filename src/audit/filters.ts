@@ -50,6 +50,9 @@ export interface RequestFilters {
 
 export const MAX_HOST_FILTER_LENGTH = 1000;
 export const MAX_Q_LENGTH = 200;
+
+/** The columns free text (`q`) searches, on both engines. */
+export const Q_COLUMNS = ['host', 'path', 'reason', 'rule', 'error', 'client_ip'] as const;
 export const MAX_NODE_LENGTH = 255;
 
 function parseHost(text: string): HostFilter {

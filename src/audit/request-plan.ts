@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type Database from 'better-sqlite3';
-import { addressesMatching, hostsMatching } from './filters';
+import { addressesMatching, hostsMatching, Q_COLUMNS } from './filters';
 import type { RequestFilters } from './filters';
 import { DISTINCT_CLIENT_IPS } from './distinct';
 import { MergedIds } from './merge-ids';
@@ -69,7 +69,6 @@ function likePattern(text: string): string {
   return `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 }
 
-const Q_COLUMNS = ['host', 'path', 'reason', 'rule', 'error', 'client_ip'] as const;
 
 /** The row tests for every filter but the driver's, with their parameters. */
 function rowConditions(resolved: Resolved, driver: Driver): { sql: string[]; params: Params } {

@@ -2,8 +2,8 @@ import { parseArgs } from 'node:util';
 import type { AddressInfo } from 'node:net';
 import { buildAdminApp } from '../admin/app';
 import { ConfigError, isLoopbackHost, parseListen } from '../config';
-import { AuditUrlError, openAuditPool, redactAuditUrl, resolveAuditUrl } from '../fleet/audit-url';
-import { applyPgMigrations } from '../fleet/pg-migrate';
+import { AuditUrlError, openAuditPool, redactAuditUrl, resolveAuditUrl, scrubSecret } from '../fleet/audit-url';
+import { ensurePgSchema } from '../fleet/pg-migrate';
 import { PgAuditReader } from '../fleet/pg-reader';
 import { createLogger } from '../log';
 
@@ -49,16 +49,8 @@ function resolveAdminConfig(values: Record<string, string | boolean | undefined>
   return { url, listen, token };
 }
 
-/** An error's message with the URL's password cut out, should a driver ever echo it. */
 function scrubbed(err: unknown, url: string): string {
-  const message = err instanceof Error ? err.message : String(err);
-  let password = '';
-  try {
-    password = decodeURIComponent(new URL(url).password);
-  } catch {
-    password = '';
-  }
-  return password === '' ? message : message.split(password).join('***');
+  return scrubSecret(err instanceof Error ? err.message : String(err), url);
 }
 
 /** `tollgate admin`: the console on the shared history, until SIGTERM/SIGINT. */
@@ -91,7 +83,7 @@ export async function runAdmin(args: string[]): Promise<number> {
   const pool = openAuditPool(config.url, { applicationName: 'tollgate admin' });
   const where = redactAuditUrl(config.url);
   try {
-    await applyPgMigrations(pool);
+    await ensurePgSchema(pool);
   } catch (err) {
     const message = `cannot prepare the shared history at ${where}: ${scrubbed(err, config.url)}`;
     log.fatal(message);

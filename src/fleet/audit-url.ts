@@ -13,16 +13,21 @@ export class AuditUrlError extends Error {
   }
 }
 
+/** A path as an error shows it: a URL given where a path belongs (with its password) is redacted. */
+function shownPath(file: string): string {
+  return file.includes('://') ? redactAuditUrl(file) : file;
+}
+
 /** The URL from the file's first non-empty line; the file may end in a newline. */
 export function readAuditUrlFile(file: string): string {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
-    throw new AuditUrlError(`--audit-url-file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`);
+    throw new AuditUrlError(`--audit-url-file ${shownPath(file)}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`);
   }
   const line = text.split(/\r?\n/).map((l) => l.trim()).find((l) => l !== '');
-  if (line === undefined) throw new AuditUrlError(`--audit-url-file ${file} is empty`);
+  if (line === undefined) throw new AuditUrlError(`--audit-url-file ${shownPath(file)} is empty`);
   return line;
 }
 
@@ -113,12 +118,30 @@ export function resolveAuditUrl(sources: AuditUrlSources): string | null {
 export function describeAuditError(err: unknown, url: string): string {
   let message = err instanceof Error ? err.message : String(err);
   if (message === '' && err instanceof AggregateError) message = err.errors.map((e: unknown) => (e instanceof Error ? e.message : String(e))).join('; ');
+  return `${redactAuditUrl(url)}: ${scrubSecret(message, url) || 'unknown error'}`;
+}
+
+function decodeSafely(text: string): string {
   try {
-    const parsed = new URL(url);
-    const secrets = [parsed.password, decodeURIComponent(parsed.password), parsed.searchParams.get('password') ?? ''];
-    for (const secret of secrets) if (secret !== '') message = message.split(secret).join('***');
+    return decodeURIComponent(text);
   } catch {
-    // An unparseable URL was refused before any connection: there is nothing to hide here.
+    return text;
   }
-  return `${redactAuditUrl(url)}: ${message || 'unknown error'}`;
+}
+
+/**
+ * `text` with every form of the URL's password replaced by `***`: as written in the URL, decoded,
+ * and a `password=` parameter. The one scrubber for logs, /readyz and command output.
+ */
+export function scrubSecret(text: string, url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return text;
+  }
+  const forms = new Set([parsed.password, decodeSafely(parsed.password), parsed.searchParams.get('password') ?? '']);
+  let scrubbed = text;
+  for (const form of forms) if (form !== '') scrubbed = scrubbed.split(form).join('***');
+  return scrubbed;
 }

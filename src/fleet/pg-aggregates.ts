@@ -6,7 +6,7 @@ import type { NodesPage } from '../audit/reader';
 import type { RuleHits } from '../audit/rule-hits';
 import { bucketSecondsFor, ranked } from '../audit/stats';
 import type { SeriesPoint, Stats, StatsWindow } from '../audit/stats';
-import { pgFilterText } from './pg-records';
+import { pgText } from './pg-text';
 
 /**
  * The aggregates of the admin API on the shared history: the same answers as stats.ts,
@@ -143,12 +143,12 @@ export async function pgRuleHits(pool: Pool, names: readonly string[], sinceMs: 
   const result = await pool.query<{ rule: string; hits: string; last: string | null }>(
     `SELECT rule, count(*) AS hits, max(started_at_ms) AS last FROM requests
       WHERE rule = ANY($1::text[]) AND started_at_ms >= $2 GROUP BY rule`,
-    [unique.map(pgFilterText), sinceMs],
+    [unique.map(pgText), sinceMs],
   );
   const found = new Map(result.rows.map((row) => [row.rule, row]));
   const hits = new Map<string, RuleHits>();
   for (const name of unique) {
-    const row = found.get(pgFilterText(name));
+    const row = found.get(pgText(name));
     hits.set(name, { hits: row === undefined ? 0 : Number(row.hits), last_hit: row?.last == null ? null : new Date(Number(row.last)).toISOString() });
   }
   return hits;

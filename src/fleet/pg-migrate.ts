@@ -1,5 +1,6 @@
 import path from 'node:path';
 import type { Pool, PoolClient } from 'pg';
+import { withClient } from './pg-client';
 import { MIGRATIONS_DIR, MigrationError, readMigrations } from '../audit/migrate';
 
 /** migrations/postgres/: the shared history's schema, forward-only like SQLite's. */
@@ -24,8 +25,7 @@ async function appliedVersions(client: PoolClient): Promise<Set<string>> {
  */
 export async function applyPgMigrations(pool: Pool, opts: { dir?: string } = {}): Promise<string[]> {
   const migrations = readMigrations(opts.dir ?? PG_MIGRATIONS_DIR);
-  const client = await pool.connect();
-  try {
+  return withClient(pool, async (client) => {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
     try {
       await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -56,9 +56,30 @@ export async function applyPgMigrations(pool: Pool, opts: { dir?: string } = {})
       }
       return done;
     } finally {
-      await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
+      await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
     }
-  } finally {
-    client.release();
+  });
+}
+
+/** PostgreSQL's insufficient_privilege: a least-privilege role (README) may not change the schema. */
+const INSUFFICIENT_PRIVILEGE = '42501';
+
+/**
+ * The schema as this build needs it. A role that may migrate (the owner) brings it up to date; a
+ * least-privilege role (the shipper, the console) cannot, and goes on when an owner already has,
+ * or says which migrations are missing. Returns the versions applied here.
+ */
+export async function ensurePgSchema(pool: Pool): Promise<string[]> {
+  try {
+    return await applyPgMigrations(pool);
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== INSUFFICIENT_PRIVILEGE) throw err;
   }
+  const result = await pool.query<{ version: string }>('SELECT version FROM schema_migrations');
+  const applied = new Set(result.rows.map((row) => row.version));
+  const missing = readMigrations(PG_MIGRATIONS_DIR).map((m) => m.version).filter((v) => !applied.has(v));
+  if (missing.length > 0) {
+    throw new MigrationError(`the PostgreSQL schema lacks migrations ${missing.join(', ')} and this role may not apply them: run tollgate once with the owner role's URL`);
+  }
+  return [];
 }

@@ -1,4 +1,5 @@
 import type { Pool, PoolClient } from 'pg';
+import { withClient } from './pg-client';
 
 /**
  * `tollgate audit prune`: deletes the shared history's records that started before a cutoff, in
@@ -112,8 +113,7 @@ export async function pruneHistory(pool: Pool, opts: PruneOptions): Promise<Prun
   const started = performance.now();
   const size = opts.batchSize ?? DEFAULT_PRUNE_BATCH;
   const result: PruneResult = { deleted: 0, batches: 0, minutesRemoved: 0, elapsedMs: 0 };
-  const client = await pool.connect();
-  try {
+  await withClient(pool, async (client) => {
     // Rows at the newest deleted instant may remain (the LIMIT can cut through them): the next
     // range starts at that instant, not after it. A record shipped during the prune that started
     // before the point reached stays until the next prune.
@@ -127,9 +127,7 @@ export async function pruneHistory(pool: Pool, opts: PruneOptions): Promise<Prun
       fromMs = batch.newestMs;
       await opts.onBatch?.({ deleted: batch.deleted, total: result.deleted });
     }
-  } finally {
-    client.release();
-  }
+  });
   result.elapsedMs = Math.round(performance.now() - started);
   return result;
 }

@@ -37,7 +37,11 @@ export class PgAuditReader implements AuditReader {
     const want = limit + 1;
     const ids: number[] = [];
     let resumeBelow: number | null = null;
-    const walk = await openPgIdWalk(this.pool, opts.filters ?? NO_FILTERS, { before, after: opts.afterId ?? 0 }, pace.firstSliceIds);
+    // Read first, and the walk bounded by it: a record shipped while the page is read is above
+    // newest_id, so a live view asking for after_id=newest_id gets it next time, not never.
+    const newest = await pgNewestId(this.pool);
+    const top = newest === null ? before : Math.min(before, newest + 1);
+    const walk = await openPgIdWalk(this.pool, opts.filters ?? NO_FILTERS, { before: top, after: opts.afterId ?? 0 }, pace.firstSliceIds);
     while (walk !== null) {
       const slice = await walk.slice(want - ids.length);
       ids.push(...slice.ids);
@@ -45,8 +49,9 @@ export class PgAuditReader implements AuditReader {
       if (ids.length === want || resumeBelow === null || performance.now() >= deadline) break;
     }
     const items = await pgRecordsByIds(this.pool, ids.slice(0, limit));
-    const page = { items, newest_id: await pgNewestId(this.pool) };
-    if (ids.length > limit) return { ...page, next_cursor: encodeCursor(items[items.length - 1].id), partial: false };
+    const page = { items, newest_id: newest };
+    // ids, not items: a record pruned between the walk and the read is missing from items.
+    if (ids.length > limit) return { ...page, next_cursor: encodeCursor(ids[limit - 1]), partial: false };
     if (resumeBelow === null) return { ...page, next_cursor: null, partial: false };
     const reached = await this.pool.query<{ started_at_ms: string }>(
       'SELECT started_at_ms FROM requests WHERE id >= $1 ORDER BY id LIMIT 1',

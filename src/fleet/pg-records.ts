@@ -36,11 +36,6 @@ export function pgRecordJson(row: PgRecordRow): AuditRecordJson {
   );
 }
 
-/** PostgreSQL text cannot hold NUL; the shipper stored it as U+FFFD, so a filter value says the same. */
-export function pgFilterText(value: string): string {
-  return value.includes('\u0000') ? value.replace(/\u0000/g, '\uFFFD') : value;
-}
-
 /** The records with these ids, newest first. */
 export async function pgRecordsByIds(pool: Pool, ids: readonly number[]): Promise<AuditRecordJson[]> {
   if (ids.length === 0) return [];

@@ -1,10 +1,10 @@
 import { performance } from 'node:perf_hooks';
 import type { Pool } from 'pg';
 import { DISTINCT_CLIENT_IPS } from '../audit/distinct';
-import { addressesMatching, hostsMatching } from '../audit/filters';
+import { addressesMatching, hostsMatching, Q_COLUMNS } from '../audit/filters';
 import type { RequestFilters } from '../audit/filters';
 import type { IdSlice } from '../audit/request-plan';
-import { pgFilterText } from './pg-records';
+import { pgText } from './pg-text';
 
 /**
  * The filtered, newest-first ids of the shared history, read as a walk down the id space in
@@ -29,7 +29,6 @@ class Params {
   }
 }
 
-const Q_COLUMNS = ['host', 'path', 'reason', 'rule', 'error', 'client_ip'] as const;
 const UPPER = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
 
 /** SQLite's LIKE folds ASCII case only; translate() does exactly that, whatever the collation. */
@@ -38,7 +37,7 @@ function foldAscii(text: string): string {
 }
 
 function likePattern(text: string): string {
-  return `%${foldAscii(pgFilterText(text)).replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+  return `%${foldAscii(pgText(text)).replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 }
 
 function oneOrAny(column: string, values: readonly string[], params: Params): string {
@@ -55,7 +54,7 @@ interface Resolved {
 function conditions(resolved: Resolved, params: Params): string[] {
   const { filters, hosts, clientIps } = resolved;
   const sql: string[] = [];
-  if (hosts !== null) sql.push(oneOrAny('r.host', hosts.map(pgFilterText), params));
+  if (hosts !== null) sql.push(oneOrAny('r.host', hosts.map(pgText), params));
   if (clientIps !== null) sql.push(oneOrAny('r.client_ip', clientIps, params));
   if (filters.client?.kind === 'group') sql.push(`r.clients @> ARRAY[${params.add(filters.client.name)}::text]`);
   if (filters.decision !== null) sql.push(`r.decision = ${params.add(filters.decision)}`);
@@ -72,7 +71,7 @@ function conditions(resolved: Resolved, params: Params): string[] {
     const q = params.add(likePattern(filters.q));
     sql.push(`(${Q_COLUMNS.map((c) => `translate(r.${c}, '${UPPER}', '${UPPER.toLowerCase()}') LIKE ${q} ESCAPE '\\'`).join(' OR ')})`);
   }
-  if (filters.node !== null) sql.push(`r.node = ${params.add(pgFilterText(filters.node))}`);
+  if (filters.node !== null) sql.push(`r.node = ${params.add(pgText(filters.node))}`);
   return sql;
 }
 

@@ -3,6 +3,8 @@ import { completionParams, openParams } from '../audit/record-params';
 import type { AuditCompletion } from '../audit/record-types';
 import type { LogPosition } from '../audit/log/segment-reader';
 import type { StepPlan } from '../audit/log/index-step';
+import { withClient } from './pg-client';
+import { pgText } from './pg-text';
 
 /**
  * One ship to the shared history: a batch of the local log's entries (paired by planStep, so a
@@ -41,11 +43,9 @@ export type ShipOutcome =
   /** The stored position differs from `from`: re-read from `position`. */
   | { kind: 'stale'; position: LogPosition };
 
-/** PostgreSQL text cannot hold NUL; hostile clients can send it. It becomes U+FFFD there. */
-function pgText(value: string | number | null): string | null {
-  if (value === null) return null;
-  const text = String(value);
-  return text.includes('\u0000') ? text.replace(/\u0000/g, '\uFFFD') : text;
+/** A nullable text for PostgreSQL (pg-text.ts). */
+function pgNullableText(value: string | number | null): string | null {
+  return value === null ? null : pgText(String(value));
 }
 
 /** Registers the store (or refreshes its node name, policy version and last contact). */
@@ -55,7 +55,7 @@ export async function touchStore(client: PoolClient | Pool, who: StoreIdentity, 
      VALUES ($1, $2, $3, $3, $4)
      ON CONFLICT (store_id) DO UPDATE SET node = excluded.node, last_contact_ms = excluded.last_contact_ms,
        policy_version = excluded.policy_version`,
-    [who.storeId, pgText(who.node), nowMs, pgText(policyVersion)],
+    [who.storeId, pgText(who.node), nowMs, pgNullableText(policyVersion)],
   );
 }
 
@@ -105,8 +105,9 @@ function rowsJson(rows: StepPlan['rows']): string {
       o.reason, done?.status ?? null, done?.bytes_up ?? 0, done?.bytes_down ?? 0, done?.error ?? null, o.policy_version,
     ]);
   }
-  // PostgreSQL text cannot hold NUL (pgText); in JSON it is the six characters \u0000.
-  return JSON.stringify(out).replace(/\\u0000/g, '\\ufffd');
+  // PostgreSQL text cannot hold NUL (pg-text.ts). Replaced per string, before JSON escapes it: a
+  // replace on the JSON text would also hit a client's literal backslash-u-0000.
+  return JSON.stringify(out, (_key, value: unknown) => (typeof value === 'string' ? pgText(value) : value));
 }
 
 const quoted = (c: string): string => (c === 'user' ? '"user"' : c);
@@ -167,18 +168,18 @@ async function applyCompletions(client: PoolClient, storeId: string, completions
     cols[2].push(p.status);
     cols[3].push(p.bytes_up);
     cols[4].push(p.bytes_down);
-    cols[5].push(pgText(p.error));
+    cols[5].push(pgNullableText(p.error));
   }
   const result = await client.query(COMPLETE_SQL, [storeId, ...cols]);
   return result.rowCount ?? 0;
 }
 
-/** Side tables for the rows this batch inserted: one upsert per key, keys sorted (no deadlock between shippers). */
+/** The advisory lock that keeps id order and commit order one (any constant every tollgate shares). */
+const ID_ORDER_LOCK = 0x73686970; // "ship"
 
 /** Ships one batch; see the file comment for what makes it idempotent. */
 export async function shipBatch(pool: Pool, who: StoreIdentity, batch: ShipBatch, nowMs: number = Date.now()): Promise<ShipOutcome> {
-  const client = await pool.connect();
-  try {
+  return withClient(pool, async (client) => {
     await client.query('BEGIN');
     try {
       await touchStore(client, who, batch.policyVersion, nowMs);
@@ -192,18 +193,21 @@ export async function shipBatch(pool: Pool, who: StoreIdentity, batch: ShipBatch
         await client.query('ROLLBACK');
         return { kind: 'stale', position };
       }
-      let inserted = 0;
-      let completedInPlace = 0;
       const { rows, completions } = batch.plan;
+      let completed = await applyCompletions(client, who.storeId, completions);
+      let inserted = 0;
       if (rows.length > 0) {
+        // Ids are handed out by the INSERT; shippers must commit them in that order, or a live
+        // view that read newest_id = 500 never sees a 450 committed a moment later. The lock is
+        // held from here to COMMIT, so only this tail of the transaction is one at a time.
+        await client.query('SELECT pg_advisory_xact_lock($1)', [ID_ORDER_LOCK]);
         const result = await client.query<{ local_id: string }>(INSERT_SQL, [who.storeId, pgText(who.node), rowsJson(rows)]);
         inserted = result.rows.length;
         // A row already there (shipped before, still open) takes the completion this batch carries.
         const landed = new Set(result.rows.map((r) => Number(r.local_id)));
         const late = rows.filter((r) => !landed.has(r.id) && r.completion !== null).map((r) => [r.id, r.completion as AuditCompletion] as const);
-        completedInPlace = await applyCompletions(client, who.storeId, late);
+        completed += await applyCompletions(client, who.storeId, late);
       }
-      const completed = completedInPlace + (await applyCompletions(client, who.storeId, completions));
       const newest = rows.at(-1);
       await client.query(
         `UPDATE audit_stores SET ship_segment = $2, ship_offset = $3, shipped_entries = shipped_entries + $4,
@@ -217,7 +221,5 @@ export async function shipBatch(pool: Pool, who: StoreIdentity, batch: ShipBatch
       await client.query('ROLLBACK').catch(() => undefined);
       throw err;
     }
-  } finally {
-    client.release();
-  }
+  });
 }

@@ -18,29 +18,3 @@ export interface ShipStatus {
 export const EMPTY_SHIP_STATUS: ShipStatus = Object.freeze({
   backlogEntries: 0, oldestSeconds: 0, backlogCapped: false, shippedEntries: 0, failures: 0, lastError: null, lastSuccessAt: null,
 });
-
-/**
- * The error text with the URL's password taken out wherever it appears (raw or percent-encoded):
- * PostgreSQL and the driver do not echo it today, and this keeps it so if one ever does.
- */
-export function scrubSecret(text: string, url: string): string {
-  let password = '';
-  try {
-    password = new URL(url).password;
-  } catch {
-    return text;
-  }
-  if (password === '') return text;
-  const forms = new Set([password, decodeURIComponentSafe(password)]);
-  let scrubbed = text;
-  for (const form of forms) if (form !== '') scrubbed = scrubbed.split(form).join('***');
-  return scrubbed;
-}
-
-function decodeURIComponentSafe(text: string): string {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
-  }
-}

@@ -1,8 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { MessagePort } from 'node:worker_threads';
-import { openAuditPool } from './audit-url';
 import type { ShipEvent, ShipParentMessage, ShipWorkerData, ShipWorkerMessage } from './ship-protocol';
-import { scrubSecret } from './ship-status';
+import { openAuditPool, scrubSecret } from './audit-url';
 import { Shipper } from './shipper';
 
 /**

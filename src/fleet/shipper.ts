@@ -2,8 +2,7 @@ import type { Pool } from 'pg';
 import { planStep, readStep } from '../audit/log/index-step';
 import { measureLag } from '../audit/log/index-lag';
 import type { LogPosition } from '../audit/log/segment-reader';
-import { readMigrations } from '../audit/migrate';
-import { applyPgMigrations, PG_MIGRATIONS_DIR } from './pg-migrate';
+import { ensurePgSchema } from './pg-migrate';
 import { shipBatch, shippedPosition } from './pg-ship';
 import type { StoreIdentity } from './pg-ship';
 import { readShippedCopy, writeShippedCopy } from './ship-position-file';
@@ -42,9 +41,6 @@ export const SHIPPER_DEFAULTS = Object.freeze({ maxBatchEntries: 2000, intervalM
 
 /** What one attempt did: nothing to ship, a batch with maybe more behind it, a short batch, a failure. */
 type Step = 'idle' | 'more' | 'some' | 'failed';
-
-/** PostgreSQL's insufficient_privilege: the shipper role may not change the schema (README). */
-const INSUFFICIENT_PRIVILEGE = '42501';
 
 export class Shipper {
   private readonly state: ShipStatus = { ...EMPTY_SHIP_STATUS };
@@ -189,28 +185,11 @@ export class Shipper {
     }
   }
 
-  /**
-   * Migrations need the owner role. A least-privilege shipper role (README) cannot run them: it
-   * ships when an owner has already brought the schema up to date, and says so otherwise.
-   */
+  /** A least-privilege role ships once an owner has migrated (ensurePgSchema). */
   private async migrate(): Promise<void> {
-    try {
-      const applied = await applyPgMigrations(this.opts.pool);
-      if (applied.length > 0) this.opts.onMigrated?.(applied);
-    } catch (err) {
-      if ((err as { code?: unknown }).code !== INSUFFICIENT_PRIVILEGE) throw err;
-      const missing = await this.missingMigrations();
-      if (missing.length > 0) {
-        throw new Error(`the PostgreSQL schema lacks migrations ${missing.join(', ')} and this role may not apply them: run tollgate once with the owner role's URL`);
-      }
-    }
+    const applied = await ensurePgSchema(this.opts.pool);
+    if (applied.length > 0) this.opts.onMigrated?.(applied);
     this.migrated = true;
-  }
-
-  private async missingMigrations(): Promise<string[]> {
-    const result = await this.opts.pool.query<{ version: string }>('SELECT version FROM schema_migrations');
-    const applied = new Set(result.rows.map((row) => row.version));
-    return readMigrations(PG_MIGRATIONS_DIR).map((m) => m.version).filter((v) => !applied.has(v));
   }
 
   private sleep(ms: number): Promise<void> {

@@ -1,5 +1,6 @@
 import type { Pool, PoolClient } from 'pg';
 import { describeAuditError, openAuditPool, redactAuditUrl } from '../../fleet/audit-url';
+import { borrowClient } from '../../fleet/pg-client';
 import type { RecordedTraffic, RuleHitsInWindow, WindowCoverage } from './recorded-traffic';
 import { HostKinds, toShape, type ShapeFields, type ShapeVerdict } from './recorded-shape';
 import type { TimeWindow } from './window';
@@ -59,6 +60,7 @@ class PgTraffic implements RecordedTraffic {
   constructor(
     private readonly pool: Pool,
     private readonly client: PoolClient,
+    private readonly release: () => void,
     private readonly url: string,
   ) {}
 
@@ -124,7 +126,7 @@ class PgTraffic implements RecordedTraffic {
   }
 
   async close(): Promise<void> {
-    this.client.release();
+    this.release();
     await this.pool.end();
   }
 }
@@ -137,8 +139,8 @@ export async function openPgTraffic(url: string): Promise<RecordedTraffic> {
   // A replay of millions of records may run for a while: no 60 s statement limit here.
   const pool = openAuditPool(url, { max: 1, applicationName: 'tollgate policy replay', statementTimeoutMs: 0 });
   try {
-    const client = await pool.connect();
-    return new PgTraffic(pool, client, url);
+    const { client, release } = await borrowClient(pool);
+    return new PgTraffic(pool, client, release, url);
   } catch (err) {
     await pool.end().catch(() => undefined);
     throw err;
