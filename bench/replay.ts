@@ -1,8 +1,8 @@
-import { spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { medianOf, seconds, timeCli as timeCliAt } from './lib/cli-timing';
 import Database from 'better-sqlite3';
 import { generateTraffic, loadDist } from './replay-traffic';
 
@@ -35,16 +35,8 @@ interface ReplayJson {
   elapsed_ms: number;
 }
 
-function timeCli(args: string[]): { ms: number; stdout: string } {
-  const started = performance.now();
-  const run = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
-  const ms = performance.now() - started;
-  if (run.status !== 0) throw new Error(`policy replay exited ${run.status}: ${run.stderr}`);
-  return { ms, stdout: run.stdout };
-}
-
-const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
-const seconds = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
+const timeCli = (args: string[]): { ms: number; stdout: string } => timeCliAt(CLI, args);
+const median = medianOf;
 
 function main(): void {
   const { values } = parseArgs({ options: { records: { type: 'string' }, runs: { type: 'string' }, keep: { type: 'boolean' } } });
