@@ -40,8 +40,8 @@ export class PgAuditReader implements AuditReader {
     // Read first, and the walk bounded by it: a record shipped while the page is read is above
     // newest_id, so a live view asking for after_id=newest_id gets it next time, not never.
     const newest = await pgNewestId(this.pool);
-    const top = newest === null ? before : Math.min(before, newest + 1);
-    const walk = await openPgIdWalk(this.pool, opts.filters ?? NO_FILTERS, { before: top, after: opts.afterId ?? 0 }, pace.firstSliceIds);
+    if (newest === null) return { items: [], newest_id: null, next_cursor: null, partial: false };
+    const walk = await openPgIdWalk(this.pool, opts.filters ?? NO_FILTERS, { before: Math.min(before, newest + 1), after: opts.afterId ?? 0 }, pace.firstSliceIds);
     while (walk !== null) {
       const slice = await walk.slice(want - ids.length);
       ids.push(...slice.ids);
