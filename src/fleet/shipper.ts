@@ -5,6 +5,7 @@ import type { LogPosition } from '../audit/log/segment-reader';
 import { ensurePgSchema } from './pg-migrate';
 import { shipBatch, shippedPosition } from './pg-ship';
 import type { StoreIdentity } from './pg-ship';
+import { ForeignShipperError, positionOutsideLog, StaleCounter } from './ship-position-check';
 import { readShippedCopy, writeShippedCopy } from './ship-position-file';
 import { EMPTY_SHIP_STATUS } from './ship-status';
 import type { ShipStatus } from './ship-status';
@@ -55,6 +56,7 @@ export class Shipper {
   /** When the local copy of the position was last written, and a newer position not yet written. */
   private copiedAt = 0;
   private uncopied: LogPosition | null = null;
+  private readonly stale = new StaleCounter();
 
   constructor(private readonly opts: ShipperOptions) {
     this.clock = opts.clock ?? (() => new Date());
@@ -146,7 +148,7 @@ export class Shipper {
   private async shipOne(): Promise<Exclude<Step, 'failed'>> {
     const { pool, logDir, who } = this.opts;
     if (!this.migrated) await this.migrate();
-    this.at ??= await shippedPosition(pool, who.storeId);
+    this.at ??= this.ownPosition(await shippedPosition(pool, who.storeId));
     const from = this.at;
     const read = readStep(logDir, from, this.opts.maxBatchEntries ?? SHIPPER_DEFAULTS.maxBatchEntries);
     if (read.entries.length === 0 && read.damage.length === 0) {
@@ -156,13 +158,23 @@ export class Shipper {
     const batch = { from, next: read.next, plan: planStep(read.entries), entries: read.entries.length, policyVersion: this.opts.policyVersion() };
     const outcome = await shipBatch(pool, who, batch, this.clock().getTime());
     if (outcome.kind === 'stale') {
-      this.at = outcome.position;
+      if (this.stale.note(this.clock().getTime())) {
+        throw new ForeignShipperError(who.storeId, 'the ship position in PostgreSQL was moved under this shipper more than 3 times in a minute');
+      }
+      this.at = this.ownPosition(outcome.position);
       return 'more';
     }
     this.at = read.next;
     this.state.shippedEntries += read.entries.length;
     this.keepLocalCopy(read.next);
     return read.entries.length >= (this.opts.maxBatchEntries ?? SHIPPER_DEFAULTS.maxBatchEntries) ? 'more' : 'some';
+  }
+
+  /** PostgreSQL's position for this store, when it can be this log's (ship-position-check.ts). */
+  private ownPosition(position: LogPosition): LogPosition {
+    const why = positionOutsideLog(this.opts.logDir, position);
+    if (why !== null) throw new ForeignShipperError(this.opts.who.storeId, `its ship position in PostgreSQL (segment ${position.segment}, offset ${position.offset}) is not in this log: ${why}`);
+    return position;
   }
 
   /**
