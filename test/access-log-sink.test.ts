@@ -12,7 +12,8 @@ import { startWorker } from '../src/audit/start-worker';
  */
 
 function writer(fd: number, kind: 'access' | 'pino', lines: number, batch: number): { worker: Worker; done: Promise<void> } {
-  const worker = startWorker({ entry: path.join(__dirname, 'helpers', 'pipe-writer.ts'), typescript: require.resolve('typescript'), fd, writer: kind, lines, batch } as never);
+  const data = { entry: path.join(__dirname, 'helpers', 'pipe-writer.ts'), typescript: require.resolve('typescript'), fd, writer: kind, lines, batch };
+  const worker = startWorker(data);
   const done = new Promise<void>((resolve, reject) => {
     worker.once('message', () => resolve());
     worker.once('error', reject);
