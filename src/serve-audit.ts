@@ -1,3 +1,4 @@
+import { accessPositionFile } from './audit/access-log/access-log-thread';
 import { isInMemory } from './audit/connection';
 import { DiskWatermark, describeDiskState, gateOnFreeDisk } from './audit/disk-watermark';
 import type { DiskState, StatfsFunction } from './audit/disk-watermark';
@@ -36,7 +37,11 @@ export function openServingAudit(config: ServeConfig, log: Logger, metrics: Prox
     retainMs: config.retainMs,
     onPruned: (report) => logPruned(log, metrics, report),
   };
-  const store = openStore(config.dbFile, options, log, config.auditUrl !== null);
+  const waitFor = {
+    waitForShipping: config.auditUrl !== null,
+    accessPositionFile: config.accessLog === null ? null : accessPositionFile(config.accessLog, config.dbFile),
+  };
+  const store = openStore(config.dbFile, options, log, waitFor);
   const indexStatus = store.indexStatus?.bind(store);
   if (indexStatus !== undefined) metrics.setAuditIndex(indexStatus);
   // An in-memory store runs on this thread (see openStore), and so does its retention.
@@ -73,11 +78,17 @@ export function openServingAudit(config: ServeConfig, log: Logger, metrics: Prox
  * (logged-store.ts), so neither holds up relaying. An in-memory database has no log and cannot be
  * shared between threads: the SQLite store (store.ts) runs here.
  */
-function openStore(file: string, options: WriterThreadOptions, log: Logger, waitForShipping: boolean): ServingStore {
+/** What log retention waits for besides the index: shipping (--audit-url) and the access log. */
+interface RetentionWaits {
+  waitForShipping: boolean;
+  accessPositionFile: string | null;
+}
+
+function openStore(file: string, options: WriterThreadOptions, log: Logger, waitFor: RetentionWaits): ServingStore {
   if (!isInMemory(file)) {
     return new LoggedStore(file, {
       ...options,
-      waitForShipping,
+      ...waitFor,
       onDamage: (message) => log.warn({ damage: message }, 'audit log: skipped a damaged region (never read as records)'),
       onSegmentsDropped: (dropped, kept) => log.info({ dropped, kept_for_open_records: kept }, 'audit log segments dropped (--retain)'),
       onFailed: (why) => log.error({ err: why }, 'audit index thread stopped; a new one starts in a second (records are safe in the log; the admin API lags)'),

@@ -13,8 +13,12 @@ export const SHIP_DRAIN_MS = 5000;
 
 /** Shipping as `serve` runs it (--audit-url): the thread, its metrics, its /readyz detail. */
 export interface ServingShip {
-  /** /readyz detail `ship`: never affects readiness (egress does not depend on PostgreSQL). */
-  readiness(): Record<string, unknown>;
+  /**
+   * /readyz detail `ship`: never affects readiness (egress does not depend on PostgreSQL). The
+   * probe is open: the error text (a driver message naming the database host, user and database)
+   * and the store id go only to authenticated requests; everyone sees `failing`.
+   */
+  readiness(authenticated: boolean): Record<string, unknown>;
   policyChanged(version: string | null): void;
   /** Ships what is left (bounded), then stops the thread; true when all of it went. */
   close(): Promise<boolean>;
@@ -48,12 +52,12 @@ export function startShipping(config: ServeConfig, log: Logger, metrics: ProxyMe
   });
   metrics.setAuditShip(() => thread.status());
   return {
-    readiness: () => {
+    readiness: (authenticated) => {
       const s = thread.status();
       return {
-        node: config.node, store_id: storeId, backlog_records: s.backlogEntries, backlog_capped: s.backlogCapped,
-        oldest_seconds: s.oldestSeconds, shipped_records: s.shippedEntries, failures: s.failures,
-        last_error: s.lastError, last_success_at: s.lastSuccessAt,
+        node: config.node, ...(authenticated ? { store_id: storeId } : {}), backlog_records: s.backlogEntries, backlog_capped: s.backlogCapped,
+        oldest_seconds: s.oldestSeconds, shipped_records: s.shippedEntries, failures: s.failures, failing: s.lastError !== null,
+        ...(authenticated ? { last_error: s.lastError } : {}), last_success_at: s.lastSuccessAt,
       };
     },
     policyChanged: (version) => thread.policyChanged(version),

@@ -79,7 +79,7 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
   const server = createProxyServer(ctx);
   const admin = buildAdminApp({
     store,
-    ready: () => readiness(holder, store, serving.watermark, ship),
+    ready: (view) => readiness(holder, store, serving.watermark, ship, view.authenticated),
     token: config.adminToken,
     policy: () => ({ policy: holder.active().policy, lastReload: holder.lastReload }),
     metrics,
@@ -192,7 +192,7 @@ function proxyContext(
   };
 }
 
-function readiness(holder: PolicyHolder, store: ServingStore, watermark: DiskWatermark, ship: ServingShip | null): { ok: boolean; detail: Record<string, unknown> } {
+function readiness(holder: PolicyHolder, store: ServingStore, watermark: DiskWatermark, ship: ServingShip | null, authenticated: boolean): { ok: boolean; detail: Record<string, unknown> } {
   const last = holder.lastReload;
   const disk = diskReadiness(watermark);
   return {
@@ -200,7 +200,7 @@ function readiness(holder: PolicyHolder, store: ServingStore, watermark: DiskWat
     detail: {
       policy_version: holder.active().policy.version, last_reload: last, audit: store.health(),
       ...(store.indexStatus ? { audit_index: store.indexStatus() } : {}), ...disk.detail,
-      ...(ship !== null ? { ship: ship.readiness() } : {}),
+      ...(ship !== null ? { ship: ship.readiness(authenticated) } : {}),
     },
   };
 }

@@ -176,7 +176,7 @@ describe('node on a single SQLite store', () => {
       engine: 'sqlite', common_policy_version: 'sha256:fixture',
       nodes: [{
         node: FIXTURE_NODE, store_id: null, policy_version: 'sha256:fixture', last_contact: NOW.toISOString(),
-        last_record: new Date(T - MINUTE).toISOString(), shipped_entries: null, duplicate_name: false, policy_differs: false,
+        last_record: new Date(T - MINUTE).toISOString(), shipped_entries: null, duplicate_name: false, policy_differs: false, stale: false,
       }],
     });
   });

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { IndexThread } from '../src/audit/index-thread';
 import { SegmentLog } from '../src/audit/log/segment-log';
-import { auditLogDir } from '../src/audit/log/segment-files';
+import { writeAccessPosition } from '../src/audit/access-log/access-position';
+import { auditLogDir, listSegments } from '../src/audit/log/segment-files';
 import { withReader } from './helpers/audit-index-fixtures';
 import { completion, openFacts } from './helpers/audit-log-fixtures';
 
@@ -59,6 +60,30 @@ describe('IndexThread', () => {
       expect(synced).toBe(true);
       expect(countRecords()).toBe(1);
       expect(failures.length).toBeGreaterThanOrEqual(1);
+    } finally {
+      await thread.close();
+      log.close();
+    }
+  });
+
+  test('--retain keeps every segment from the access log\'s replay position on, and drops them once it moves', async () => {
+    const logDir = auditLogDir(dbFile);
+    const log = SegmentLog.open({ dir: logDir, maxSegmentBytes: 2048 });
+    const positionFile = path.join(dir, '.access.log.position');
+    // Records of 2025: older than any --retain from now.
+    for (let i = 0; i < 60; i += 1) log.appendBatch([{ type: 'finished', open: openFacts(i), completion: completion(i) }]);
+    const before = listSegments(logDir).map((s) => s.sequence);
+    expect(before.length).toBeGreaterThan(5);
+    const replay = { segment: before[3], offset: 0 };
+    writeAccessPosition(positionFile, { replay, next: { segment: before.at(-1)!, offset: 0 }, file: null }, false);
+    const dropped: number[] = [];
+    const thread = new IndexThread(dbFile, { retainMs: 1000, accessPositionFile: positionFile, onSegmentsDropped: (n) => dropped.push(n) });
+    try {
+      for (let i = 0; i < 100 && dropped.length === 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(listSegments(logDir).map((s) => s.sequence)).toEqual(before.slice(3));
+      writeAccessPosition(positionFile, { replay: { segment: before.at(-1)!, offset: 0 }, next: { segment: before.at(-1)!, offset: 0 }, file: null }, false);
+      for (let i = 0; i < 100 && listSegments(logDir).length > 1; i += 1) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(listSegments(logDir).map((s) => s.sequence)).toEqual([before.at(-1)]);
     } finally {
       await thread.close();
       log.close();

@@ -132,4 +132,22 @@ describePg('shipping over TLS with a password', () => {
     expectNoPassword(shown, wrong);
     expectNoPassword(shown);
   });
+
+  test('/readyz is open: only a request with the admin token sees the error text and the store id', async () => {
+    const token = 'an-admin-token-for-readyz';
+    const { url } = shipperUrl(certs.caCert, 'Wr0ng-pa55word!');
+    const { proc, adminPort } = await serve([], { TOLLGATE_AUDIT_URL: url, TOLLGATE_ADMIN_TOKEN: token });
+    await proc.waitForLogStarting('shipping audit records to PostgreSQL failed');
+    const open = await waitFor('a failing ship status', async () => {
+      const body = (await readyz(adminPort)).body;
+      return (body.ship as { failing?: boolean }).failing === true ? body : undefined;
+    });
+    expect(Object.keys(open.ship as object)).not.toEqual(expect.arrayContaining(['last_error']));
+    expect(Object.keys(open.ship as object)).not.toEqual(expect.arrayContaining(['store_id']));
+    expect(JSON.stringify(open)).not.toMatch(/password authentication|shipper|secure_/);
+    const authenticated = (await readyz(adminPort, { authorization: `Bearer ${token}` })).body.ship as Record<string, unknown>;
+    expect(authenticated).toMatchObject({ failing: true, last_error: expect.stringMatching(/password authentication failed for user "shipper"/), store_id: expect.stringMatching(/^[0-9a-f-]{36}$/) });
+    const wrongToken = (await readyz(adminPort, { authorization: 'Bearer nope' })).body.ship as Record<string, unknown>;
+    expect(wrongToken.last_error).toBeUndefined();
+  });
 });

@@ -66,6 +66,16 @@ function wantsPage(request: FastifyRequest, path: string): boolean {
 }
 
 /**
+ * Whether a request would pass access control on a route that is not open: the token or a live
+ * session, or, without a token, a loopback host name. The open probes use it to show their
+ * details (an error text naming a database host and user) only to those who could read the rest.
+ */
+export function isAuthenticated(request: FastifyRequest, opts: AccessOptions): boolean {
+  if (opts.token === null) return LOOPBACK_HOST.test(request.headers.host ?? '');
+  return hasValidBearer(request, opts.token) || hasValidSession(request, opts.sessions);
+}
+
+/**
  * With a token, every route but the probes and the login page needs `Authorization: Bearer
  * <token>` or a live session cookie (POST /login). Without one, the admin listens on loopback
  * only, and a Host other than a loopback name is refused: a web page the operator visits could

@@ -8,12 +8,12 @@ import type { SearchPace } from '../audit/query';
 import type { AuditReader } from '../audit/reader';
 import { SqliteAuditReader } from '../audit/sqlite-reader';
 import type { ProxyMetrics } from '../metrics';
-import { registerAccessControl } from './access';
+import { isAuthenticated, registerAccessControl } from './access';
 import { LOGIN_LIMIT_DEFAULTS, LoginLimiter } from './login-limiter';
 import type { PolicySnapshot } from './policy-view';
 import { registerExportRoutes } from './routes/export';
 import { registerHealthRoutes } from './routes/health';
-import type { ReadinessReport } from './routes/health';
+import type { ReadinessReport, ReadinessView } from './routes/health';
 import { registerLoginRoutes } from './routes/login';
 import { registerMetricsRoute } from './routes/metrics';
 import { registerPolicyRoutes } from './routes/policy';
@@ -41,7 +41,7 @@ export interface AdminAppOptions {
   /** This replica's node name, on every record of `store` (default: the host name). */
   node?: string;
   /** Readiness apart from the audit log (policy loaded, ...); /readyz adds `audit_writable` with a store. */
-  ready: () => ReadinessReport | Promise<ReadinessReport>;
+  ready: (view: ReadinessView) => ReadinessReport | Promise<ReadinessReport>;
   logger?: boolean;
   /** TOLLGATE_ADMIN_TOKEN; null or absent: loopback-only, no token. */
   token?: string | null;
@@ -131,7 +131,8 @@ export function buildAdminApp(opts: AdminAppOptions): FastifyInstance {
       if (request.url.startsWith('/api/')) await syncIndex();
     });
   }
-  registerHealthRoutes(app, { ready: opts.ready, auditWritable: store === undefined ? undefined : () => store.isWritable() });
+  const authenticated = (request: FastifyRequest): boolean => isAuthenticated(request, { token, sessions });
+  registerHealthRoutes(app, { ready: opts.ready, authenticated, auditWritable: store === undefined ? undefined : () => store.isWritable() });
   registerLoginRoutes(app, { token, sessions, limiter: new LoginLimiter({ ...LOGIN_LIMIT_DEFAULTS, clock }), webDir: WEB_ADMIN_DIR });
   registerRequestRoutes(app, { reader, clock, pace: opts.searchPace });
   registerExportRoutes(app, { reader, clock, pace: opts.searchPace });

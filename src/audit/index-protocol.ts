@@ -16,6 +16,11 @@ export interface IndexWorkerData extends WorkerModule {
    * copy of the ship position says (fleet/ship-position-file.ts).
    */
   waitForShipping: boolean;
+  /**
+   * --access-log: log retention keeps every segment from the access log's `replay` position on
+   * (access-log/access-position.ts), read from this file; null without an access log.
+   */
+  accessPositionFile: string | null;
 }
 
 /** What the index reports about itself (/metrics, /readyz detail). */

@@ -10,6 +10,8 @@ export interface IndexThreadOptions {
   intervalMs?: number;
   /** Log retention waits for shipping (--audit-url). */
   waitForShipping?: boolean;
+  /** Log retention waits for the access log (--access-log): its position file. */
+  accessPositionFile?: string | null;
   /** A damaged log region was skipped (one log line each). */
   onDamage?: (message: string) => void;
   onPruned?: (report: PruneReport) => void;
@@ -47,6 +49,7 @@ export class IndexThread {
       retainMs: opts.retainMs ?? 0,
       intervalMs: opts.intervalMs ?? 200,
       waitForShipping: opts.waitForShipping ?? false,
+      accessPositionFile: opts.accessPositionFile ?? null,
       ...workerModule(path.join(__dirname, 'index-worker')),
     };
     this.worker = this.start();

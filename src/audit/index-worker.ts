@@ -6,6 +6,7 @@ import { dropSegmentsBefore } from './log/retention';
 import { comparePositions } from './log/segment-reader';
 import type { LogPosition } from './log/segment-reader';
 import { readShippedCopy } from '../fleet/ship-position-file';
+import { readAccessPosition } from './access-log/access-position';
 import { pruneIntervalMs, Retention } from './retention';
 import type { PruneReport } from './retention';
 import { describeError } from './write-health';
@@ -53,15 +54,36 @@ function stillOpen(db: Database.Database): (id: number) => boolean {
   return (id) => statement.get(id) === 1;
 }
 
+const LOG_START: LogPosition = { segment: 0, offset: 0 };
+
+function earlier(a: LogPosition, b: LogPosition): LogPosition {
+  return comparePositions(a, b) < 0 ? a : b;
+}
+
 /**
- * Segments before this position may go: applied by the index and, with --audit-url, shipped.
- * With no shipped position known yet, nothing is shipped: the log's very beginning.
+ * Where the access log must be able to read again from: its `replay` position (the oldest record
+ * still open there is re-read from it at a restart). Without a position file it has not written
+ * yet and starts at the log's end as serve started, which retention never passes. A file that
+ * cannot be read keeps everything: the follower will report it, and nothing is lost meanwhile.
+ */
+function accessReplay(file: string): LogPosition | null {
+  try {
+    return readAccessPosition(file)?.replay ?? null;
+  } catch {
+    return LOG_START;
+  }
+}
+
+/**
+ * Segments before this position may go: applied by the index and, with --audit-url, shipped, and
+ * with --access-log, written as lines. With no shipped position known yet, nothing is shipped:
+ * the log's very beginning.
  */
 function retainFrom(): LogPosition {
-  const applied = consumer.position();
-  if (!data.waitForShipping) return applied;
-  const shipped = readShippedCopy(data.logDir) ?? { segment: 0, offset: 0 };
-  return comparePositions(shipped, applied) < 0 ? shipped : applied;
+  let from = consumer.position();
+  if (data.waitForShipping) from = earlier(from, readShippedCopy(data.logDir) ?? LOG_START);
+  const replay = data.accessPositionFile === null ? null : accessReplay(data.accessPositionFile);
+  return replay === null ? from : earlier(from, replay);
 }
 
 function pruneSegments(): void {

@@ -26,9 +26,9 @@ export class LoggedStore implements ServingStore {
 
   constructor(
     readonly file: string,
-    options: WriterThreadOptions & Pick<IndexThreadOptions, 'onDamage' | 'onSegmentsDropped' | 'onFailed' | 'waitForShipping'>,
+    options: WriterThreadOptions & Pick<IndexThreadOptions, 'onDamage' | 'onSegmentsDropped' | 'onFailed' | 'waitForShipping' | 'accessPositionFile'>,
   ) {
-    const { onDamage, onSegmentsDropped, onFailed, waitForShipping, ...writerOptions } = options;
+    const { onDamage, onSegmentsDropped, onFailed, waitForShipping, accessPositionFile, ...writerOptions } = options;
     // The writer first: it takes over an older file and applies what the last run appended.
     // With --audit-fsync each batch waits for the disk (fdatasync): that wait runs on the writer
     // thread, so it never holds up relaying. Without it an append is a write() into the page
@@ -44,7 +44,7 @@ export class LoggedStore implements ServingStore {
       this.reader = () => reader;
       this.closeReader = () => reader.close();
     }
-    this.index = new IndexThread(file, { retainMs: options.retainMs, onPruned: options.onPruned, onDamage, onSegmentsDropped, onFailed, waitForShipping });
+    this.index = new IndexThread(file, { retainMs: options.retainMs, onPruned: options.onPruned, onDamage, onSegmentsDropped, onFailed, waitForShipping, accessPositionFile });
   }
 
   get db(): Database.Database {

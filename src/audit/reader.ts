@@ -40,6 +40,11 @@ export interface NodeView {
   duplicate_name: boolean;
   /** Its policy version is not the one most nodes run (on a tie, every node is flagged). */
   policy_differs: boolean;
+  /**
+   * Not heard from for NODE_STALE_MS (a retired or stopped replica): still listed, but it takes
+   * no part in the two flags, so an old name or an old policy does not flag the live nodes.
+   */
+  stale: boolean;
 }
 
 export interface NodesPage {
@@ -49,13 +54,24 @@ export interface NodesPage {
   nodes: NodeView[];
 }
 
-export type UnflaggedNode = Omit<NodeView, 'duplicate_name' | 'policy_differs'>;
+export type UnflaggedNode = Omit<NodeView, 'duplicate_name' | 'policy_differs' | 'stale'>;
 
-/** The two flags, from the nodes' names and versions alone (both engines). */
-export function flagNodes(engine: NodesPage['engine'], rows: readonly UnflaggedNode[]): NodesPage {
+/**
+ * A node whose last contact is older than this is stale. A live shipper touches its row at least
+ * every 30 s, idle or not; a day leaves room for a PostgreSQL outage of hours.
+ */
+export const NODE_STALE_MS = 24 * 60 * 60 * 1000;
+
+function isStale(row: UnflaggedNode, now: Date): boolean {
+  return row.last_contact !== null && Date.parse(row.last_contact) < now.getTime() - NODE_STALE_MS;
+}
+
+/** The flags, from the names and versions of the nodes seen within NODE_STALE_MS (both engines). */
+export function flagNodes(engine: NodesPage['engine'], rows: readonly UnflaggedNode[], now: Date): NodesPage {
   const names = new Map<string, number>();
   const versions = new Map<string, number>();
   for (const row of rows) {
+    if (isStale(row, now)) continue;
     names.set(row.node, (names.get(row.node) ?? 0) + 1);
     if (row.policy_version !== null) versions.set(row.policy_version, (versions.get(row.policy_version) ?? 0) + 1);
   }
@@ -65,10 +81,14 @@ export function flagNodes(engine: NodesPage['engine'], rows: readonly UnflaggedN
   return {
     engine,
     common_policy_version: common,
-    nodes: rows.map((row) => ({
-      ...row,
-      duplicate_name: (names.get(row.node) ?? 0) > 1,
-      policy_differs: versions.size > 1 && row.policy_version !== null && row.policy_version !== common,
-    })),
+    nodes: rows.map((row) => {
+      const stale = isStale(row, now);
+      return {
+        ...row,
+        duplicate_name: !stale && (names.get(row.node) ?? 0) > 1,
+        policy_differs: !stale && versions.size > 1 && row.policy_version !== null && row.policy_version !== common,
+        stale,
+      };
+    }),
   };
 }

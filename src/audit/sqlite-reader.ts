@@ -83,6 +83,6 @@ export class SqliteAuditReader implements AuditReader {
       last_contact: now.toISOString(),
       last_record: newest === undefined ? null : new Date(newest.started_at_ms).toISOString(),
       shipped_entries: null,
-    }]);
+    }], now);
   }
 }

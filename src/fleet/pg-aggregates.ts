@@ -164,7 +164,7 @@ interface StoreRow {
 }
 
 /** GET /api/nodes on the shared history: one entry per local store that ever shipped. */
-export async function pgNodes(pool: Pool): Promise<NodesPage> {
+export async function pgNodes(pool: Pool, now: Date): Promise<NodesPage> {
   const result = await pool.query<StoreRow>(
     `SELECT store_id, node, policy_version, last_contact_ms, last_record_ms, shipped_entries FROM audit_stores
       ORDER BY node COLLATE "C", store_id`,
@@ -179,5 +179,6 @@ export async function pgNodes(pool: Pool): Promise<NodesPage> {
       last_record: row.last_record_ms === null ? null : new Date(Number(row.last_record_ms)).toISOString(),
       shipped_entries: Number(row.shipped_entries),
     })),
+    now,
   );
 }

@@ -94,8 +94,8 @@ export class PgAuditReader implements AuditReader {
     return pgRuleHits(this.pool, names, sinceMs);
   }
 
-  nodes(): Promise<NodesPage> {
-    return pgNodes(this.pool);
+  nodes(now: Date): Promise<NodesPage> {
+    return pgNodes(this.pool, now);
   }
 
   /** The shared history answers (for /readyz of `tollgate admin`). */

@@ -66,6 +66,8 @@ export class ShipThread {
   }
 
   policyChanged(version: string | null): void {
+    // A thread started after this (a restart) reports the version running now, not the first one.
+    this.data.policyVersion = version;
     this.worker.postMessage({ kind: 'policy', version } satisfies ShipWorkerMessage);
   }
 

@@ -3,8 +3,9 @@ import { planStep, readStep } from '../audit/log/index-step';
 import { measureLag } from '../audit/log/index-lag';
 import type { LogPosition } from '../audit/log/segment-reader';
 import { ensurePgSchema } from './pg-migrate';
-import { shipBatch, shippedPosition } from './pg-ship';
+import { shipBatch, shippedPosition, touchStore } from './pg-ship';
 import type { StoreIdentity } from './pg-ship';
+import { ForeignShipperError, positionOutsideLog, StaleCounter } from './ship-position-check';
 import { readShippedCopy, writeShippedCopy } from './ship-position-file';
 import { EMPTY_SHIP_STATUS } from './ship-status';
 import type { ShipStatus } from './ship-status';
@@ -28,6 +29,8 @@ export interface ShipperOptions {
   /** After a failure: first wait, doubled per failure up to the most. */
   backoffFirstMs?: number;
   backoffMaxMs?: number;
+  /** While idle, the store's row (last contact, policy version) is refreshed this often. */
+  touchEveryMs?: number;
   clock?: () => Date;
   /** Error text for status and logs; the caller removes the password (scrubSecret). */
   describe: (err: unknown) => string;
@@ -37,7 +40,7 @@ export interface ShipperOptions {
   onMigrated?: (versions: string[]) => void;
 }
 
-export const SHIPPER_DEFAULTS = Object.freeze({ maxBatchEntries: 2000, intervalMs: 250, backoffFirstMs: 1000, backoffMaxMs: 30_000 });
+export const SHIPPER_DEFAULTS = Object.freeze({ maxBatchEntries: 2000, intervalMs: 250, backoffFirstMs: 1000, backoffMaxMs: 30_000, touchEveryMs: 30_000 });
 
 /** What one attempt did: nothing to ship, a batch with maybe more behind it, a short batch, a failure. */
 type Step = 'idle' | 'more' | 'some' | 'failed';
@@ -55,6 +58,10 @@ export class Shipper {
   /** When the local copy of the position was last written, and a newer position not yet written. */
   private copiedAt = 0;
   private uncopied: LogPosition | null = null;
+  private readonly stale = new StaleCounter();
+  /** When the store's row was last refreshed, and with which policy version (undefined: never). */
+  private touchedAt = -Infinity;
+  private touchedVersion: string | null | undefined = undefined;
 
   constructor(private readonly opts: ShipperOptions) {
     this.clock = opts.clock ?? (() => new Date());
@@ -146,23 +153,49 @@ export class Shipper {
   private async shipOne(): Promise<Exclude<Step, 'failed'>> {
     const { pool, logDir, who } = this.opts;
     if (!this.migrated) await this.migrate();
-    this.at ??= await shippedPosition(pool, who.storeId);
+    this.at ??= this.ownPosition(await shippedPosition(pool, who.storeId));
     const from = this.at;
     const read = readStep(logDir, from, this.opts.maxBatchEntries ?? SHIPPER_DEFAULTS.maxBatchEntries);
     if (read.entries.length === 0 && read.damage.length === 0) {
       if (this.uncopied !== null) this.keepLocalCopy(this.uncopied, true);
+      await this.keepInTouch();
       return 'idle';
     }
     const batch = { from, next: read.next, plan: planStep(read.entries), entries: read.entries.length, policyVersion: this.opts.policyVersion() };
     const outcome = await shipBatch(pool, who, batch, this.clock().getTime());
     if (outcome.kind === 'stale') {
-      this.at = outcome.position;
+      if (this.stale.note(this.clock().getTime())) {
+        throw new ForeignShipperError(who.storeId, 'the ship position in PostgreSQL was moved under this shipper more than 3 times in a minute');
+      }
+      this.at = this.ownPosition(outcome.position);
       return 'more';
     }
     this.at = read.next;
+    this.touchedAt = this.clock().getTime();
+    this.touchedVersion = batch.policyVersion;
     this.state.shippedEntries += read.entries.length;
     this.keepLocalCopy(read.next);
     return read.entries.length >= (this.opts.maxBatchEntries ?? SHIPPER_DEFAULTS.maxBatchEntries) ? 'more' : 'some';
+  }
+
+  /**
+   * A batch refreshes the store's row (pg-ship.ts touchStore); an idle replica does it here, so the
+   * console's last contact stays current and a policy reload shows at once, not at the next request.
+   */
+  private async keepInTouch(): Promise<void> {
+    const now = this.clock().getTime();
+    const version = this.opts.policyVersion();
+    if (version === this.touchedVersion && now - this.touchedAt < (this.opts.touchEveryMs ?? SHIPPER_DEFAULTS.touchEveryMs)) return;
+    await touchStore(this.opts.pool, this.opts.who, version, now);
+    this.touchedAt = now;
+    this.touchedVersion = version;
+  }
+
+  /** PostgreSQL's position for this store, when it can be this log's (ship-position-check.ts). */
+  private ownPosition(position: LogPosition): LogPosition {
+    const why = positionOutsideLog(this.opts.logDir, position);
+    if (why !== null) throw new ForeignShipperError(this.opts.who.storeId, `its ship position in PostgreSQL (segment ${position.segment}, offset ${position.offset}) is not in this log: ${why}`);
+    return position;
   }
 
   /**

@@ -92,7 +92,7 @@ export async function metricValue(adminPort: number, name: string): Promise<numb
   return line === undefined ? null : Number(line.slice(line.lastIndexOf(' ') + 1));
 }
 
-export async function readyz(adminPort: number): Promise<{ status: number; body: Record<string, unknown> }> {
-  const response = await fetch(`http://127.0.0.1:${adminPort}/readyz`);
+export async function readyz(adminPort: number, headers: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> }> {
+  const response = await fetch(`http://127.0.0.1:${adminPort}/readyz`, { headers });
   return { status: response.status, body: (await response.json()) as Record<string, unknown> };
 }

@@ -106,6 +106,7 @@ function firstSeenSection(state, page, range) {
 }
 
 function nodeFlags(node) {
+  if (node.stale) return el('span', { class: 'badge', title: 'No contact for more than a day (a stopped or retired replica): it takes no part in the other flags' }, 'stale');
   const flags = [];
   if (node.duplicate_name) flags.push(el('span', { class: 'badge badge-deny', title: 'Two or more local stores report this node name: give each replica its own --node' }, 'duplicate name'));
   if (node.policy_differs) flags.push(el('span', { class: 'badge badge-would', title: 'This node runs a different policy version from most nodes' }, 'policy differs'));

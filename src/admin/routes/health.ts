@@ -1,8 +1,13 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 
 export interface ReadinessReport {
   ok: boolean;
   detail: Record<string, unknown>;
+}
+
+/** Who asks: an authenticated request may see error texts (they can name hosts and users). */
+export interface ReadinessView {
+  authenticated: boolean;
 }
 
 export interface HealthRoutesOptions {
@@ -10,7 +15,9 @@ export interface HealthRoutesOptions {
    * Readiness of everything but the audit log (policy loaded, ...), from the serve command; or
    * for `tollgate admin`, whether the shared history answers.
    */
-  ready: () => ReadinessReport | Promise<ReadinessReport>;
+  ready: (view: ReadinessView) => ReadinessReport | Promise<ReadinessReport>;
+  /** Whether the request would pass access control (access.ts isAuthenticated). */
+  authenticated: (request: FastifyRequest) => boolean;
   /** The audit log accepts writes (AuditStore.isWritable); absent where nothing is written. */
   auditWritable?: () => boolean;
 }
@@ -22,8 +29,8 @@ export interface HealthRoutesOptions {
 export function registerHealthRoutes(app: FastifyInstance, opts: HealthRoutesOptions): void {
   app.get('/healthz', async () => ({ status: 'ok' }));
 
-  app.get('/readyz', async (_request, reply) => {
-    const report = await opts.ready();
+  app.get('/readyz', async (request, reply) => {
+    const report = await opts.ready({ authenticated: opts.authenticated(request) });
     const writable = opts.auditWritable === undefined ? {} : { audit_writable: opts.auditWritable() };
     const ready = report.ok && (writable.audit_writable ?? true);
     // `ready` last, so a detail key of the same name cannot contradict the status code.

@@ -26,21 +26,51 @@ export interface AccessSink {
   close(): void;
 }
 
-/** How long stdout may refuse a write (EAGAIN: a non-blocking pipe that is full) before it throws. */
-const STDOUT_BLOCKED_MS = 5000;
+/**
+ * POSIX: a write of at most PIPE_BUF bytes to a pipe lands whole, never mixed with another
+ * writer's bytes (Linux: 4096). pino writes its lines to the same fd from the proxy's thread.
+ */
+export const PIPE_BUF = 4096;
 
-function writeAll(fd: number, bytes: Buffer, blockedMs: number): void {
+/**
+ * Writes all of `bytes`, waiting out EAGAIN (a non-blocking pipe that is full: the reader is slow)
+ * for as long as it lasts. Giving up part-way would leave half a line that the next write runs on
+ * from, and the retry would write the whole batch again after it. This is the access log's own
+ * thread: blocking here holds up no request, and the log on disk keeps what is not written yet.
+ */
+function writeAll(fd: number, bytes: Buffer): void {
   let at = 0;
-  const deadline = performance.now() + blockedMs;
   const pause = new Int32Array(new SharedArrayBuffer(4));
+  let waitMs = 1;
   while (at < bytes.length) {
     try {
       at += fs.writeSync(fd, bytes, at, bytes.length - at);
+      waitMs = 1;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' || performance.now() > deadline) throw err;
-      // This is the access log's own thread: a short block here holds up no request.
-      Atomics.wait(pause, 0, 0, 10);
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      Atomics.wait(pause, 0, 0, waitMs);
+      waitMs = Math.min(100, waitMs * 2);
     }
+  }
+}
+
+/**
+ * Writes whole lines in writes of at most PIPE_BUF bytes where it can, so that on a pipe shared
+ * with pino no line is split by another writer's. A line longer than PIPE_BUF is written alone,
+ * and may be split (README, "Access log for a SIEM").
+ */
+function writeLines(fd: number, bytes: Buffer): void {
+  let start = 0;
+  while (start < bytes.length) {
+    let end = start;
+    while (end < bytes.length) {
+      const newline = bytes.indexOf(0x0a, end);
+      const lineEnd = newline < 0 ? bytes.length : newline + 1;
+      if (lineEnd - start > PIPE_BUF && end > start) break;
+      end = lineEnd;
+    }
+    writeAll(fd, bytes.subarray(start, end));
+    start = end;
   }
 }
 
@@ -68,7 +98,8 @@ export class FileSink implements AccessSink {
   }
 
   write(text: string): void {
-    writeAll(this.fd, Buffer.from(text, 'utf8'), 0);
+    // O_APPEND: one write per batch lands whole at the file's end.
+    writeAll(this.fd, Buffer.from(text, 'utf8'));
   }
 
   sync(): void {
@@ -116,12 +147,15 @@ export class FileSink implements AccessSink {
  * stored position, and lines of a batch in flight at a crash can be written twice.
  */
 export class StdoutSink implements AccessSink {
+  /** `fd`: the process's stdout; tests give a pipe of their own. */
+  constructor(private readonly fd = 1) {}
+
   open(): null {
     return null;
   }
 
   write(text: string): void {
-    writeAll(1, Buffer.from(text, 'utf8'), STDOUT_BLOCKED_MS);
+    writeLines(this.fd, Buffer.from(text, 'utf8'));
   }
 
   sync(): void {
