@@ -119,6 +119,8 @@ const quoted = (c: string): string => (c === 'user' ? '"user"' : c);
  * A minute's id range only grows (LEAST/GREATEST): it must hold every record of the minute. The
  * hourly rollups (migration 003) take a row per hour and destination, client address or group
  * in the batch: a batch of 2,000 records spans an hour or two, so a few hundred small upserts.
+ * Groups are read from the batch's own rows (u), not RETURNING: the shipper role may read back
+ * only the columns the README grants it.
  * Only the inserted local ids come back: a row that was already there may need this batch's
  * completion.
  */
@@ -129,7 +131,7 @@ const INSERT_SQL = `WITH u AS (
     INSERT INTO requests (store_id, node, ${INSERT_COLUMNS.map(quoted).join(', ')})
     SELECT $1::uuid, $2::text, ${INSERT_COLUMNS.map((c) => `u.${quoted(c)}`).join(', ')} FROM u
     ON CONFLICT (store_id, local_id) DO NOTHING
-    RETURNING id, local_id, started_at_ms, host, client_ip, clients, decision, would_deny
+    RETURNING id, local_id, started_at_ms, host, client_ip, decision, would_deny
   ), minutes AS (
     INSERT INTO request_minutes (minute, first_id, last_id, allowed, denied, would_deny)
     SELECT started_at_ms / 60000, min(id), max(id), count(*) FILTER (WHERE decision = 'allow'),
@@ -152,7 +154,8 @@ const INSERT_SQL = `WITH u AS (
   ), hour_groups AS (
     INSERT INTO request_hour_groups (hour, client_group, requests)
     SELECT ins.started_at_ms / 3600000, g.client_group, count(*)
-    FROM ins CROSS JOIN LATERAL (SELECT DISTINCT unnest(ins.clients) AS client_group) AS g GROUP BY 1, 2 ORDER BY 1, 2
+    FROM ins JOIN u ON u.local_id = ins.local_id CROSS JOIN LATERAL (SELECT DISTINCT unnest(u.clients) AS client_group) AS g
+    GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (hour, client_group) DO UPDATE SET requests = request_hour_groups.requests + excluded.requests
   ), hosts AS (
     INSERT INTO first_seen_hosts (host, first_id, first_at_ms)
