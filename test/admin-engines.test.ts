@@ -48,7 +48,8 @@ const QUERIES = [
   'client=ci', 'client=build', 'client=10.0.8.0%2F24', 'client=10.0.8.9', 'client=2001%3Adb8%3A%3A%2F32',
   'decision=deny', 'decision=allow&would_deny=true', 'would_deny=false', 'status=4xx', 'status=204', 'since=2d',
   'since=5d&until=1d', 'q=github', 'q=UPSTREAM', 'q=_r', 'q=%25', 'q=%2Fp%2F1', 'node=node-a', 'node=elsewhere',
-  'host=github.com&client=ci&since=7d&status=2xx',
+  'host=github.com&client=ci&since=7d&status=2xx', 'since=2025-02-24T10:20:30.5Z&until=2025-02-27T13:40:15Z',
+  'decision=deny&since=2025-02-26T21:58:30.5Z&until=2025-02-27T02:04:10Z', 'host=pastebin.com&until=2025-02-25T07:13:00Z',
 ];
 
 describePg('the admin API answers the same on SQLite and PostgreSQL', () => {
@@ -131,7 +132,13 @@ describePg('the admin API answers the same on SQLite and PostgreSQL', () => {
     expect((await apps.postgres.inject({ url: '/api/requests/99999999' })).statusCode).toBe(404);
   });
 
-  test.each(['', 'since=7d', 'since=3d&until=2d', 'since=2025-02-25T10:00:30Z&until=2025-02-25T10:17:45.5Z', 'since=30d&top=3', 'since=1h'])(
+  test.each([
+    '', 'since=7d', 'since=3d&until=2d', 'since=2025-02-25T10:00:30Z&until=2025-02-25T10:17:45.5Z', 'since=30d&top=3', 'since=1h',
+    // Mid-hour and mid-minute edges: whole hours from the rollups, the edge hours from the records.
+    'since=2025-02-24T10:20:30.5Z&until=2025-02-27T13:40:15Z&top=50', 'since=2025-02-25T10:20:00Z&until=2025-02-25T11:40:00Z&top=50',
+    'since=2025-02-25T09:00:00Z&until=2025-02-25T12:00:00Z&top=50', 'since=2025-02-25T10:05:00Z&until=2025-02-25T10:55:00.5Z&top=50',
+    'since=2025-02-22T03:59:59.999Z&until=2025-02-28T20:00:00.001Z&top=50',
+  ])(
     'stats ?%s',
     async (query) => {
       const [lite, pg] = await both(`/api/stats?${query}`);

@@ -3,6 +3,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Pool } from 'pg';
 import { applyPgMigrations } from '../src/fleet/pg-migrate';
+import { ranked } from '../src/audit/stats';
+import type { StatsWindow } from '../src/audit/stats';
+import { pgStats } from '../src/fleet/pg-aggregates';
 import { pruneHistory } from '../src/fleet/pg-prune';
 import { completion, openFacts, tempLogDir } from './helpers/audit-log-fixtures';
 import { ShippingLog } from './helpers/pg-history';
@@ -35,6 +38,47 @@ async function minutesMismatch(pool: Pool): Promise<unknown[]> {
   return result.rows;
 }
 
+/** Each hourly rollup against a GROUP BY of the records present: the rows that differ, either way. */
+async function rollupsMismatch(pool: Pool): Promise<unknown[]> {
+  const pairs: Array<[string, string]> = [
+    ['SELECT hour, host, allowed, denied, would_deny FROM request_hour_hosts',
+      `SELECT started_at_ms / 3600000, host, count(*) FILTER (WHERE decision = 'allow'), count(*) FILTER (WHERE decision = 'deny'),
+         count(*) FILTER (WHERE would_deny) FROM requests WHERE host IS NOT NULL GROUP BY 1, 2`],
+    ['SELECT hour, client_ip, requests FROM request_hour_clients', 'SELECT started_at_ms / 3600000, client_ip, count(*) FROM requests GROUP BY 1, 2'],
+    ['SELECT hour, client_group, requests FROM request_hour_groups',
+      `SELECT started_at_ms / 3600000, g, count(*) FROM requests CROSS JOIN LATERAL (SELECT DISTINCT unnest(clients) AS g) AS u GROUP BY 1, 2`],
+  ];
+  const out: unknown[] = [];
+  for (const [kept, actual] of pairs) {
+    out.push(...(await pool.query(`(${kept} EXCEPT ${actual}) UNION ALL (${actual} EXCEPT ${kept})`)).rows);
+  }
+  return out;
+}
+
+/** /api/stats on the shared history against a raw GROUP BY of the window's records. */
+async function statsAgainstRaw(pool: Pool, window: StatsWindow): Promise<{ stats: unknown; raw: unknown }> {
+  const stats = await pgStats(pool, window, 1000);
+  const counts = async (sql: string): Promise<Map<string, number>> =>
+    new Map((await pool.query<{ k: string; n: string }>(sql, [window.sinceMs, window.untilMs])).rows.map((r) => [r.k, Number(r.n)]));
+  const within = 'started_at_ms >= $1 AND started_at_ms < $2';
+  const [hosts, denied, clients, groups, totals] = await Promise.all([
+    counts(`SELECT host AS k, count(*) AS n FROM requests WHERE ${within} AND host IS NOT NULL GROUP BY 1`),
+    counts(`SELECT host AS k, count(*) AS n FROM requests WHERE ${within} AND host IS NOT NULL AND decision = 'deny' GROUP BY 1`),
+    counts(`SELECT client_ip AS k, count(*) AS n FROM requests WHERE ${within} GROUP BY 1`),
+    counts(`SELECT g AS k, count(*) AS n FROM requests CROSS JOIN LATERAL (SELECT DISTINCT unnest(clients) AS g) AS u WHERE ${within} GROUP BY 1`),
+    counts(`SELECT decision AS k, count(*) AS n FROM requests WHERE ${within} GROUP BY 1`),
+  ]);
+  const raw = {
+    total: (totals.get('allow') ?? 0) + (totals.get('deny') ?? 0),
+    top_hosts: ranked(hosts, 1000).map(({ key, count }) => ({ host: key, count })),
+    top_denied_hosts: ranked(denied, 1000).map(({ key, count }) => ({ host: key, count })),
+    top_clients: ranked(clients, 1000).map(({ key, count }) => ({ client: key, count })),
+    top_client_groups: ranked(groups, 1000).map(({ key, count }) => ({ client: key, count })),
+  };
+  const { total, top_hosts, top_denied_hosts, top_clients, top_client_groups } = stats;
+  return { stats: { total, top_hosts, top_denied_hosts, top_clients, top_client_groups }, raw };
+}
+
 async function localIds(pool: Pool): Promise<number[]> {
   const result = await pool.query<{ local_id: string }>('SELECT local_id FROM requests ORDER BY local_id');
   return result.rows.map((r) => Number(r.local_id));
@@ -61,7 +105,10 @@ describePg('tollgate audit prune', () => {
 
   /** A finished record that started at `at`; denied ones every third, would_deny every fifth. */
   function recordAt(at: number, n: number): number {
-    const open = openFacts(n, { startedAt: new Date(at), host: `h${n % 7}.example.com`, decision: n % 3 === 0 ? 'deny' : 'allow', wouldDeny: n % 5 === 0 });
+    const open = openFacts(n, {
+      startedAt: new Date(at), host: `h${n % 7}.example.com`, decision: n % 3 === 0 ? 'deny' : 'allow', wouldDeny: n % 5 === 0,
+      clientIp: `10.0.0.${n % 4}`, clients: [['ci'], ['ci', 'build'], []][n % 3],
+    });
     return replica.record(open, completion(n, { endedAt: new Date(at + 10) }));
   }
 
@@ -89,6 +136,7 @@ describePg('tollgate audit prune', () => {
     expect(run.stdout).toMatch(new RegExp(`^pruned ${old.size} records started before \\d{4}-\\d\\d-\\d\\dT[0-9:.]+Z from postgres://.* in 7 batches, \\d+\\.\\d\\d s; \\d+ empty minutes removed from the stats\\n$`));
     expect(await localIds(pool)).toEqual(all.filter((id) => !old.has(id)));
     expect(await minutesMismatch(pool)).toEqual([]);
+    expect(await rollupsMismatch(pool)).toEqual([]);
     expect((await pool.query('SELECT * FROM first_seen_hosts ORDER BY host')).rows).toEqual(firstSeen.rows);
     expect((await pool.query('SELECT count(*)::int AS n FROM first_seen_client_hosts')).rows).toEqual(pairs.rows);
 
@@ -110,6 +158,39 @@ describePg('tollgate audit prune', () => {
     expect(await minutesMismatch(pool)).toEqual([]);
     const boundary = await pool.query<{ total: string }>('SELECT allowed + denied AS total FROM request_minutes WHERE minute = $1', [minuteStart / MINUTE]);
     expect(boundary.rows).toEqual([{ total: '3' }]);
+  });
+
+  test('after a prune whose cutoff falls mid-hour, the stats of any window equal a GROUP BY of the records left', async () => {
+    const HOUR = 60 * MINUTE;
+    const base = Math.floor((Date.now() - 20 * DAY) / HOUR) * HOUR;
+    // Six hours, a record every 97 s (several per minute, out of start order within each batch).
+    let n = 0;
+    for (let at = base; at < base + 6 * HOUR; at += 97_000) recordAt(at + ((n * 7919) % 50_000), (n += 1));
+    await replica.ship(pool, 64);
+    const cutoff = base + 2 * HOUR + 17 * MINUTE + 31_000;
+    const windows: StatsWindow[] = [
+      { sinceMs: base - HOUR, untilMs: base + 7 * HOUR },
+      { sinceMs: base + 2 * HOUR + 5 * MINUTE + 500, untilMs: base + 4 * HOUR + 40 * MINUTE + 12_345 },
+      { sinceMs: cutoff - 1, untilMs: base + 3 * HOUR + 1 },
+      { sinceMs: base + 2 * HOUR, untilMs: base + 5 * HOUR },
+      { sinceMs: base + 3 * HOUR + 10 * MINUTE, untilMs: base + 3 * HOUR + 50 * MINUTE },
+    ];
+    for (const window of windows) {
+      const { stats, raw } = await statsAgainstRaw(pool, window);
+      expect(stats).toEqual(raw);
+    }
+    const result = await pruneHistory(pool, { cutoffMs: cutoff, batchSize: 7 });
+    expect(result.deleted).toBeGreaterThan(50);
+    expect(await minutesMismatch(pool)).toEqual([]);
+    expect(await rollupsMismatch(pool)).toEqual([]);
+    for (const window of windows) {
+      const { stats, raw } = await statsAgainstRaw(pool, window);
+      expect(stats).toEqual(raw);
+      expect((raw as { total: number }).total).toBeGreaterThan(0);
+    }
+    // The hours before the cutoff's are gone from the rollups, not left at zero.
+    const early = await pool.query('SELECT count(*)::int AS n FROM request_hour_hosts WHERE hour < $1', [Math.floor(cutoff / HOUR)]);
+    expect(early.rows).toEqual([{ n: 0 }]);
   });
 
   test('a shipper keeps shipping while a long prune runs, and the stats stay exact', async () => {
@@ -139,6 +220,7 @@ describePg('tollgate audit prune', () => {
     const kept = await pool.query<{ node: string; n: string }>('SELECT node, count(*) AS n FROM requests GROUP BY node');
     expect(kept.rows.map((r) => r.node)).toEqual(['replica-b']);
     expect(await minutesMismatch(pool)).toEqual([]);
+    expect(await rollupsMismatch(pool)).toEqual([]);
   });
 
   test.each([

@@ -23,6 +23,9 @@ const FILL = `INSERT INTO audit_stores (store_id, node, first_contact_ms, last_c
       'fixture', CASE WHEN i % 10 = 0 THEN 403 ELSE 200 END
     FROM generate_series(1, ${ROWS}) AS i;
   INSERT INTO first_seen_hosts (host, first_id, first_at_ms) SELECT host, min(id), min(started_at_ms) FROM requests GROUP BY host;
+  INSERT INTO request_minutes (minute, first_id, last_id, allowed, denied, would_deny)
+    SELECT started_at_ms / 60000, min(id), max(id), count(*) FILTER (WHERE decision = 'allow'), count(*) FILTER (WHERE decision = 'deny'),
+      count(*) FILTER (WHERE would_deny) FROM requests GROUP BY 1;
   ANALYZE requests;`;
 
 describePg('first pages on the shared history walk an index, never sort the table', () => {
@@ -47,6 +50,8 @@ describePg('first pages on the shared history walk an index, never sort the tabl
     ['host=h1%3F.example', 'requests_host|requests_pkey'],
     ['q=h42', 'requests_pkey'],
     ['since=1d&status=4xx', 'requests_pkey'],
+    ['since=1d&decision=deny', 'requests_decision|requests_pkey'],
+    ['until=5d&host=h7.example', 'requests_host'],
   ])('?%s', async (query, indexes) => {
     const filters = parseRequestFilters(Object.fromEntries(new URLSearchParams(decodeURIComponent(query))), NOW);
     const started = performance.now();

@@ -84,9 +84,19 @@ export async function generateHistory(pool: Pool, opts: { records: number; nodes
     await pool.query(statement);
     log(`${/CREATE INDEX (\w+)/.exec(statement)?.[1]}: ${Date.now() - started} ms`);
   }
-  await pool.query(`INSERT INTO request_minutes (minute, allowed, denied, would_deny)
-    SELECT started_at_ms / 60000, count(*) FILTER (WHERE decision = 'allow'), count(*) FILTER (WHERE decision = 'deny'), count(*) FILTER (WHERE would_deny)
+  await pool.query(`INSERT INTO request_minutes (minute, first_id, last_id, allowed, denied, would_deny)
+    SELECT started_at_ms / 60000, min(id), max(id), count(*) FILTER (WHERE decision = 'allow'), count(*) FILTER (WHERE decision = 'deny'),
+      count(*) FILTER (WHERE would_deny)
     FROM requests GROUP BY 1 ON CONFLICT (minute) DO NOTHING`);
+  await pool.query(`INSERT INTO request_hour_hosts (hour, host, allowed, denied, would_deny)
+    SELECT started_at_ms / 3600000, host, count(*) FILTER (WHERE decision = 'allow'), count(*) FILTER (WHERE decision = 'deny'),
+      count(*) FILTER (WHERE would_deny)
+    FROM requests WHERE host IS NOT NULL GROUP BY 1, 2 ON CONFLICT DO NOTHING`);
+  await pool.query(`INSERT INTO request_hour_clients (hour, client_ip, requests)
+    SELECT started_at_ms / 3600000, client_ip, count(*) FROM requests GROUP BY 1, 2 ON CONFLICT DO NOTHING`);
+  await pool.query(`INSERT INTO request_hour_groups (hour, client_group, requests)
+    SELECT r.started_at_ms / 3600000, g.client_group, count(*)
+    FROM requests AS r CROSS JOIN LATERAL (SELECT DISTINCT unnest(r.clients) AS client_group) AS g GROUP BY 1, 2 ON CONFLICT DO NOTHING`);
   await pool.query(`INSERT INTO first_seen_hosts (host, first_id, first_at_ms)
     SELECT DISTINCT ON (host) host, id, started_at_ms FROM requests WHERE host IS NOT NULL ORDER BY host, started_at_ms
     ON CONFLICT (host) DO NOTHING`);
@@ -94,7 +104,7 @@ export async function generateHistory(pool: Pool, opts: { records: number; nodes
     SELECT DISTINCT ON (client_ip, host) client_ip, host, id, started_at_ms FROM requests WHERE host IS NOT NULL ORDER BY client_ip, host, started_at_ms
     ON CONFLICT (client_ip, host) DO NOTHING`);
   await pool.query('VACUUM ANALYZE requests');
-  await pool.query('VACUUM ANALYZE request_minutes');
+  for (const table of ['request_minutes', 'request_hour_hosts', 'request_hour_clients', 'request_hour_groups']) await pool.query(`VACUUM ANALYZE ${table}`);
   const hosts = await pool.query<{ top: string; rare: string }>(
     `SELECT (SELECT name FROM bench_hosts WHERE idx = 0) AS top, (SELECT name FROM bench_hosts WHERE idx = 398) AS rare`,
   );

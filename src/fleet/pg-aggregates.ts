@@ -57,24 +57,42 @@ async function series(pool: Pool, window: StatsWindow, bucketMs: number): Promis
   return points;
 }
 
+const HOUR_MS = 3_600_000;
+
 /**
- * Every count of the top lists in one pass over the window's records (the (started_at_ms, id)
- * index range). A record in several groups counts once in each, as request_clients makes it.
+ * Every count of the top lists: the window's whole hours from the hourly rollups (migration 003,
+ * kept by the shipper and by prune), the records of the partly covered edge hours one by one (the
+ * (started_at_ms, id) index ranges), as the series does with minutes. A day's window reads 24
+ * hours of rollups plus at most two hours of records, not a day of records. A record in several
+ * groups counts once in each, as request_clients makes it.
  */
 const TOP_COUNTS = `WITH w AS MATERIALIZED (
-    SELECT host, client_ip, clients, decision FROM requests WHERE started_at_ms >= $1 AND started_at_ms < $2
+    SELECT host, client_ip, clients, decision FROM requests
+     WHERE (started_at_ms >= $1 AND started_at_ms < $2) OR (started_at_ms >= $3 AND started_at_ms < $4)
   )
   SELECT 'host' AS list, host AS key, count(*) AS n FROM w WHERE host IS NOT NULL GROUP BY host
   UNION ALL SELECT 'denied', host, count(*) FROM w WHERE host IS NOT NULL AND decision = 'deny' GROUP BY host
   UNION ALL SELECT 'client', client_ip, count(*) FROM w GROUP BY client_ip
-  UNION ALL SELECT 'group', g, count(*) FROM w CROSS JOIN LATERAL (SELECT DISTINCT unnest(w.clients) AS g) AS u GROUP BY g`;
+  UNION ALL SELECT 'group', g, count(*) FROM w CROSS JOIN LATERAL (SELECT DISTINCT unnest(w.clients) AS g) AS u GROUP BY g
+  UNION ALL SELECT 'host', host, sum(allowed + denied) FROM request_hour_hosts WHERE hour >= $5 AND hour < $6 GROUP BY host
+  UNION ALL SELECT 'denied', host, sum(denied) FROM request_hour_hosts WHERE hour >= $5 AND hour < $6 AND denied > 0 GROUP BY host
+  UNION ALL SELECT 'client', client_ip, sum(requests) FROM request_hour_clients WHERE hour >= $5 AND hour < $6 GROUP BY client_ip
+  UNION ALL SELECT 'group', client_group, sum(requests) FROM request_hour_groups WHERE hour >= $5 AND hour < $6 GROUP BY client_group`;
 
 type Tops = Pick<Stats, 'top_hosts' | 'top_denied_hosts' | 'top_clients' | 'top_client_groups'>;
 
 async function tops(pool: Pool, window: StatsWindow, top: number): Promise<Tops> {
   const lists = { host: new Map<string, number>(), denied: new Map<string, number>(), client: new Map<string, number>(), group: new Map<string, number>() };
-  const result = await pool.query<{ list: keyof typeof lists; key: string; n: string }>(TOP_COUNTS, [window.sinceMs, window.untilMs]);
-  for (const row of result.rows) lists[row.list].set(row.key, Number(row.n));
+  // Whole hours [wholeFrom, wholeTo); the records of [since, headEnd) and [tailStart, until). A
+  // window within one hour, or across one boundary only, is all edges.
+  const wholeFrom = Math.ceil(window.sinceMs / HOUR_MS);
+  const wholeTo = Math.floor(window.untilMs / HOUR_MS);
+  const headEnd = Math.min(window.untilMs, wholeFrom * HOUR_MS);
+  const tailStart = Math.max(headEnd, wholeTo * HOUR_MS);
+  const result = await pool.query<{ list: keyof typeof lists; key: string; n: string }>(TOP_COUNTS, [
+    window.sinceMs, headEnd, tailStart, window.untilMs, wholeFrom, wholeTo,
+  ]);
+  for (const row of result.rows) lists[row.list].set(row.key, (lists[row.list].get(row.key) ?? 0) + Number(row.n));
   const hosts = (counts: Map<string, number>) => ranked(counts, top).map(({ key, count }) => ({ host: key, count }));
   const clients = (counts: Map<string, number>) => ranked(counts, top).map(({ key, count }) => ({ client: key, count }));
   return {

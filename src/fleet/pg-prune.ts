@@ -1,5 +1,6 @@
 import type { Pool, PoolClient } from 'pg';
 import { withClient } from './pg-client';
+import { ID_ORDER_LOCK } from './pg-ship';
 
 /**
  * `tollgate audit prune`: deletes the shared history's records that started before a cutoff, in
@@ -13,10 +14,12 @@ import { withClient } from './pg-client';
  * rows no shipper touches. Partitions pay once deletes dominate: tens of millions of records a
  * day, where DELETE's dead tuples and the vacuum they need cost more than the pruning itself.
  *
- * request_minutes stays equal to the records present: each batch subtracts exactly what it
- * deleted from the minutes those records started in, in the same transaction, and removes a
- * minute whose counts reach zero. So the minute the cutoff falls in is adjusted, not dropped,
- * and a late record shipped into an old minute while prune runs is counted right either way.
+ * request_minutes and the hourly rollups (request_hour_*, migration 003) stay equal to the records
+ * present: each batch subtracts exactly what it deleted from the minutes and hours those records
+ * started in, in the same transaction, and removes a row whose counts reach zero. A minute's id
+ * range is left as it was (wider than what remains only widens a walk). So the minute and hour
+ * the cutoff falls in are adjusted, not dropped, and a late record shipped into an old minute
+ * while prune runs is counted right either way.
  * first_seen_* are kept: they are first-ever facts, true after the record that made them is gone.
  */
 
@@ -41,7 +44,9 @@ export const DEFAULT_PRUNE_BATCH = 5000;
 
 /**
  * One batch: the oldest ids below the cutoff (a range of the started_at index, starting where the
- * previous batch ended so dead index entries are not walked again), deleted, counted per minute.
+ * previous batch ended so dead index entries are not walked again), deleted, and counted as the
+ * side tables count them: per minute, and per hour and destination, client address and group.
+ * `gone` is read by every branch but computed once (a CTE with side effects always is).
  */
 const DELETE_BATCH_SQL = `
   WITH doomed AS (
@@ -50,25 +55,69 @@ const DELETE_BATCH_SQL = `
      ORDER BY started_at_ms LIMIT $3
   ), gone AS (
     DELETE FROM requests r USING doomed d WHERE r.id = d.id
-    RETURNING r.started_at_ms, r.decision, r.would_deny
+    RETURNING r.started_at_ms, r.decision, r.would_deny, r.host, r.client_ip, r.clients
+  ), keyed AS (
+    SELECT 'minute' AS side, started_at_ms / 60000 AS bucket, '' AS key, decision, would_deny, started_at_ms FROM gone
+    UNION ALL SELECT 'host', started_at_ms / 3600000, host, decision, would_deny, started_at_ms FROM gone WHERE host IS NOT NULL
+    UNION ALL SELECT 'client', started_at_ms / 3600000, client_ip, decision, would_deny, started_at_ms FROM gone
+    UNION ALL SELECT 'group', gone.started_at_ms / 3600000, g.client_group, decision, would_deny, started_at_ms
+      FROM gone CROSS JOIN LATERAL (SELECT DISTINCT unnest(gone.clients) AS client_group) AS g
   )
-  SELECT started_at_ms / 60000 AS minute,
+  SELECT side, bucket, key,
          count(*) FILTER (WHERE decision = 'allow') AS allowed,
          count(*) FILTER (WHERE decision = 'deny') AS denied,
          count(*) FILTER (WHERE would_deny) AS would_deny,
          max(started_at_ms) AS newest
-    FROM gone GROUP BY 1 ORDER BY 1`;
+    FROM keyed GROUP BY side, bucket, key`;
 
-/** Sorted by minute, as the shippers lock them: two transactions never wait on each other in a circle. */
-const ADJUST_MINUTES_SQL = `
-  UPDATE request_minutes m
-     SET allowed = m.allowed - c.allowed, denied = m.denied - c.denied, would_deny = m.would_deny - c.would_deny
-    FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[]) AS c(minute, allowed, denied, would_deny)
-   WHERE m.minute = c.minute
-  RETURNING m.minute, m.allowed + m.denied AS remaining`;
+/**
+ * Subtracts a batch's counts. Taken under the shippers' advisory lock (pg-ship.ts ID_ORDER_LOCK):
+ * a shipper upserts these rows only while holding it, so prune and shippers never hold some of
+ * these rows each and wait for the other's.
+ */
+const ADJUST_SQL = `
+  WITH minutes AS (
+    UPDATE request_minutes m
+       SET allowed = m.allowed - c.allowed, denied = m.denied - c.denied, would_deny = m.would_deny - c.would_deny
+      FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[]) AS c(minute, allowed, denied, would_deny)
+     WHERE m.minute = c.minute
+    RETURNING 1
+  ), hosts AS (
+    UPDATE request_hour_hosts h
+       SET allowed = h.allowed - c.allowed, denied = h.denied - c.denied, would_deny = h.would_deny - c.would_deny
+      FROM unnest($5::bigint[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[]) AS c(hour, host, allowed, denied, would_deny)
+     WHERE h.hour = c.hour AND h.host = c.host
+    RETURNING 1
+  ), clients AS (
+    UPDATE request_hour_clients h SET requests = h.requests - c.requests
+      FROM unnest($10::bigint[], $11::text[], $12::bigint[]) AS c(hour, client_ip, requests)
+     WHERE h.hour = c.hour AND h.client_ip = c.client_ip
+    RETURNING 1
+  ), groups AS (
+    UPDATE request_hour_groups h SET requests = h.requests - c.requests
+      FROM unnest($13::bigint[], $14::text[], $15::bigint[]) AS c(hour, client_group, requests)
+     WHERE h.hour = c.hour AND h.client_group = c.client_group
+    RETURNING 1
+  )
+  SELECT (SELECT count(*) FROM minutes) + (SELECT count(*) FROM hosts) + (SELECT count(*) FROM clients) + (SELECT count(*) FROM groups) AS n`;
 
-interface MinuteCounts {
-  minute: string;
+/** Rows whose counts reached zero: no record of theirs is left. A later statement sees the updates. */
+const DROP_EMPTY_SQL = `
+  WITH minutes AS (
+    DELETE FROM request_minutes WHERE minute = ANY($1::bigint[]) AND allowed + denied <= 0 RETURNING 1
+  ), hosts AS (
+    DELETE FROM request_hour_hosts WHERE hour = ANY($2::bigint[]) AND allowed + denied <= 0
+  ), clients AS (
+    DELETE FROM request_hour_clients WHERE hour = ANY($2::bigint[]) AND requests <= 0
+  ), groups AS (
+    DELETE FROM request_hour_groups WHERE hour = ANY($2::bigint[]) AND requests <= 0
+  )
+  SELECT count(*) AS removed FROM minutes`;
+
+interface SideCounts {
+  side: 'minute' | 'host' | 'client' | 'group';
+  bucket: string;
+  key: string;
   allowed: string;
   denied: string;
   would_deny: string;
@@ -82,22 +131,32 @@ interface BatchOutcome {
   removed: number;
 }
 
+/** The ADJUST_SQL parameters: one array per column, per side table. */
+function adjustParams(rows: readonly SideCounts[]): unknown[] {
+  const of = (side: SideCounts['side']): SideCounts[] => rows.filter((r) => r.side === side);
+  const total = (r: SideCounts): string => String(Number(r.allowed) + Number(r.denied));
+  const [minutes, hosts, clients, groups] = [of('minute'), of('host'), of('client'), of('group')];
+  return [
+    minutes.map((r) => r.bucket), minutes.map((r) => r.allowed), minutes.map((r) => r.denied), minutes.map((r) => r.would_deny),
+    hosts.map((r) => r.bucket), hosts.map((r) => r.key), hosts.map((r) => r.allowed), hosts.map((r) => r.denied), hosts.map((r) => r.would_deny),
+    clients.map((r) => r.bucket), clients.map((r) => r.key), clients.map(total),
+    groups.map((r) => r.bucket), groups.map((r) => r.key), groups.map(total),
+  ];
+}
+
 async function pruneBatch(client: PoolClient, fromMs: number, cutoffMs: number, size: number): Promise<BatchOutcome> {
   await client.query('BEGIN');
   try {
-    const counted = await client.query<MinuteCounts>(DELETE_BATCH_SQL, [fromMs, cutoffMs, size]);
-    const minutes = counted.rows;
+    const counted = await client.query<SideCounts>(DELETE_BATCH_SQL, [fromMs, cutoffMs, size]);
+    const minutes = counted.rows.filter((r) => r.side === 'minute');
     const deleted = minutes.reduce((sum, m) => sum + Number(m.allowed) + Number(m.denied), 0);
     let removed = 0;
     if (minutes.length > 0) {
-      const after = await client.query<{ minute: string; remaining: string }>(ADJUST_MINUTES_SQL, [
-        minutes.map((m) => m.minute), minutes.map((m) => m.allowed), minutes.map((m) => m.denied), minutes.map((m) => m.would_deny),
-      ]);
-      const empty = after.rows.filter((r) => Number(r.remaining) <= 0).map((r) => r.minute);
-      if (empty.length > 0) {
-        const gone = await client.query('DELETE FROM request_minutes WHERE minute = ANY($1::bigint[]) AND allowed + denied <= 0', [empty]);
-        removed = gone.rowCount ?? 0;
-      }
+      await client.query('SELECT pg_advisory_xact_lock($1)', [ID_ORDER_LOCK]);
+      await client.query(ADJUST_SQL, adjustParams(counted.rows));
+      const hours = [...new Set(counted.rows.filter((r) => r.side !== 'minute').map((r) => r.bucket))];
+      const gone = await client.query<{ removed: string }>(DROP_EMPTY_SQL, [minutes.map((m) => m.bucket), hours]);
+      removed = Number(gone.rows[0].removed);
     }
     await client.query('COMMIT');
     const newestMs = minutes.reduce((max, m) => Math.max(max, Number(m.newest)), fromMs);

@@ -90,17 +90,28 @@ async function resolve(pool: Pool, filters: RequestFilters): Promise<Resolved | 
   return { filters, hosts, clientIps };
 }
 
+const MINUTE_MS = 60_000;
+
 /**
  * The ids a time window's records can have. Ids follow arrival in the shared history, not start
- * time (a replica's backlog arrives late), so the window's own min and max id are read from the
- * (started_at_ms, id) index; null: nothing in the window.
+ * time (a replica's backlog arrives late), so the window becomes the union of its minutes' id
+ * ranges (request_minutes first_id/last_id, migration 003): a few thousand rows for a week, where
+ * the window's own min and max id meant reading its whole (started_at_ms, id) index range. The
+ * edge minutes are whole minutes here; the walk tests started_at_ms on every row. Null: nothing
+ * in the window.
  */
 async function windowIds(pool: Pool, filters: RequestFilters): Promise<{ lo: number; hi: number } | null> {
   const { sinceMs, untilMs } = filters.window;
   if (sinceMs === null && untilMs === null) return { lo: 1, hi: Number.MAX_SAFE_INTEGER };
+  if (sinceMs !== null && untilMs !== null && untilMs <= sinceMs) return null;
+  // minute = started_at_ms / 60000 truncates toward zero in PostgreSQL: floor below and trunc above
+  // cover it whatever the sign (they differ only before 1970, where they widen the range).
   const result = await pool.query<{ lo: string | null; hi: string | null }>(
-    'SELECT min(id) AS lo, max(id) AS hi FROM requests WHERE started_at_ms >= $1 AND started_at_ms < $2',
-    [sinceMs ?? Number.MIN_SAFE_INTEGER, untilMs ?? Number.MAX_SAFE_INTEGER],
+    'SELECT min(first_id) AS lo, max(last_id) AS hi FROM request_minutes WHERE minute >= $1 AND minute <= $2',
+    [
+      sinceMs === null ? Number.MIN_SAFE_INTEGER : Math.floor(sinceMs / MINUTE_MS),
+      untilMs === null ? Number.MAX_SAFE_INTEGER : Math.trunc((untilMs - 1) / MINUTE_MS),
+    ],
   );
   const row = result.rows[0];
   return row.lo === null || row.hi === null ? null : { lo: Number(row.lo), hi: Number(row.hi) };

@@ -116,6 +116,11 @@ const quoted = (c: string): string => (c === 'user' ? '"user"' : c);
  * The rows and their side tables in one statement. The side tables read what the INSERT returned,
  * and a row already there is not returned, so nothing counts twice; they are grouped on the server
  * and upserted in key order, so two shippers touching the same minutes or hosts cannot deadlock.
+ * A minute's id range only grows (LEAST/GREATEST): it must hold every record of the minute. The
+ * hourly rollups (migration 003) take a row per hour and destination, client address or group
+ * in the batch: a batch of 2,000 records spans an hour or two, so a few hundred small upserts.
+ * Groups are read from the batch's own rows (u), not RETURNING: the shipper role may read back
+ * only the columns the README grants it.
  * Only the inserted local ids come back: a row that was already there may need this batch's
  * completion.
  */
@@ -128,12 +133,30 @@ const INSERT_SQL = `WITH u AS (
     ON CONFLICT (store_id, local_id) DO NOTHING
     RETURNING id, local_id, started_at_ms, host, client_ip, decision, would_deny
   ), minutes AS (
-    INSERT INTO request_minutes (minute, allowed, denied, would_deny)
-    SELECT started_at_ms / 60000, count(*) FILTER (WHERE decision = 'allow'), count(*) FILTER (WHERE decision = 'deny'),
-      count(*) FILTER (WHERE would_deny)
+    INSERT INTO request_minutes (minute, first_id, last_id, allowed, denied, would_deny)
+    SELECT started_at_ms / 60000, min(id), max(id), count(*) FILTER (WHERE decision = 'allow'),
+      count(*) FILTER (WHERE decision = 'deny'), count(*) FILTER (WHERE would_deny)
     FROM ins GROUP BY 1 ORDER BY 1
-    ON CONFLICT (minute) DO UPDATE SET allowed = request_minutes.allowed + excluded.allowed,
+    ON CONFLICT (minute) DO UPDATE SET first_id = LEAST(request_minutes.first_id, excluded.first_id),
+      last_id = GREATEST(request_minutes.last_id, excluded.last_id), allowed = request_minutes.allowed + excluded.allowed,
       denied = request_minutes.denied + excluded.denied, would_deny = request_minutes.would_deny + excluded.would_deny
+  ), hour_hosts AS (
+    INSERT INTO request_hour_hosts (hour, host, allowed, denied, would_deny)
+    SELECT started_at_ms / 3600000, host, count(*) FILTER (WHERE decision = 'allow'), count(*) FILTER (WHERE decision = 'deny'),
+      count(*) FILTER (WHERE would_deny)
+    FROM ins WHERE host IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (hour, host) DO UPDATE SET allowed = request_hour_hosts.allowed + excluded.allowed,
+      denied = request_hour_hosts.denied + excluded.denied, would_deny = request_hour_hosts.would_deny + excluded.would_deny
+  ), hour_clients AS (
+    INSERT INTO request_hour_clients (hour, client_ip, requests)
+    SELECT started_at_ms / 3600000, client_ip, count(*) FROM ins GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (hour, client_ip) DO UPDATE SET requests = request_hour_clients.requests + excluded.requests
+  ), hour_groups AS (
+    INSERT INTO request_hour_groups (hour, client_group, requests)
+    SELECT ins.started_at_ms / 3600000, g.client_group, count(*)
+    FROM ins JOIN u ON u.local_id = ins.local_id CROSS JOIN LATERAL (SELECT DISTINCT unnest(u.clients) AS client_group) AS g
+    GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (hour, client_group) DO UPDATE SET requests = request_hour_groups.requests + excluded.requests
   ), hosts AS (
     INSERT INTO first_seen_hosts (host, first_id, first_at_ms)
     SELECT DISTINCT ON (host) host, id, started_at_ms FROM ins WHERE host IS NOT NULL ORDER BY host, started_at_ms, id
@@ -174,8 +197,12 @@ async function applyCompletions(client: PoolClient, storeId: string, completions
   return result.rowCount ?? 0;
 }
 
-/** The advisory lock that keeps id order and commit order one (any constant every tollgate shares). */
-const ID_ORDER_LOCK = 0x73686970; // "ship"
+/**
+ * The advisory lock that keeps id order and commit order one (any constant every tollgate shares).
+ * Prune takes it too before it adjusts the side tables, so no two writers of those ever wait on
+ * each other's rows in a circle.
+ */
+export const ID_ORDER_LOCK = 0x73686970; // "ship"
 
 /** Ships one batch; see the file comment for what makes it idempotent. */
 export async function shipBatch(pool: Pool, who: StoreIdentity, batch: ShipBatch, nowMs: number = Date.now()): Promise<ShipOutcome> {
