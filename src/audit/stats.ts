@@ -206,20 +206,7 @@ function* statsSteps(db: Database.Database, window: StatsWindow, top: number, st
   const points = series(db, minutes, window, bucketSeconds * 1000);
   yield;
   const lists = yield* tops(db, minutes, window, top, stepIds);
-  const sum = (pick: (p: SeriesPoint) => number): number => points.reduce((total, p) => total + pick(p), 0);
-  const allowed = sum((p) => p.allowed);
-  const denied = sum((p) => p.denied);
-  return {
-    since: new Date(window.sinceMs).toISOString(),
-    until: new Date(window.untilMs).toISOString(),
-    total: allowed + denied,
-    allowed,
-    denied,
-    would_deny: sum((p) => p.would_deny),
-    ...lists,
-    bucket_seconds: bucketSeconds,
-    series: points,
-  };
+  return assembleStats(window, bucketSeconds, points, lists);
 }
 
 /** The stats in one go: for tools and tests. */
@@ -251,4 +238,24 @@ export async function computeStatsPaced(
     // Reopened meanwhile (the file was moved): count again on the new connection.
     if (db() !== first) return computeStatsPaced(db, window, top, stepIds);
   }
+}
+
+export type TopLists = Pick<Stats, 'top_hosts' | 'top_denied_hosts' | 'top_clients' | 'top_client_groups'>;
+
+/** The stats answer from its series and top lists (both engines): totals are the series' sums. */
+export function assembleStats(window: StatsWindow, bucketSeconds: number, points: SeriesPoint[], lists: TopLists): Stats {
+  const sum = (pick: (p: SeriesPoint) => number): number => points.reduce((total, p) => total + pick(p), 0);
+  const allowed = sum((p) => p.allowed);
+  const denied = sum((p) => p.denied);
+  return {
+    since: new Date(window.sinceMs).toISOString(),
+    until: new Date(window.untilMs).toISOString(),
+    total: allowed + denied,
+    allowed,
+    denied,
+    would_deny: sum((p) => p.would_deny),
+    ...lists,
+    bucket_seconds: bucketSeconds,
+    series: points,
+  };
 }

@@ -4,7 +4,7 @@ import type { DetailRow, FirstRow, FirstSeenBy, FirstSeenPage } from '../audit/f
 import { flagNodes } from '../audit/reader';
 import type { NodesPage } from '../audit/reader';
 import type { RuleHits } from '../audit/rule-hits';
-import { bucketSecondsFor, ranked } from '../audit/stats';
+import { assembleStats, bucketSecondsFor, ranked } from '../audit/stats';
 import type { SeriesPoint, Stats, StatsWindow } from '../audit/stats';
 import { pgText } from './pg-text';
 
@@ -106,20 +106,7 @@ async function tops(pool: Pool, window: StatsWindow, top: number): Promise<Tops>
 export async function pgStats(pool: Pool, window: StatsWindow, top: number): Promise<Stats> {
   const bucketSeconds = bucketSecondsFor(window);
   const [points, lists] = await Promise.all([series(pool, window, bucketSeconds * 1000), tops(pool, window, top)]);
-  const sum = (pick: (p: SeriesPoint) => number): number => points.reduce((total, p) => total + pick(p), 0);
-  const allowed = sum((p) => p.allowed);
-  const denied = sum((p) => p.denied);
-  return {
-    since: new Date(window.sinceMs).toISOString(),
-    until: new Date(window.untilMs).toISOString(),
-    total: allowed + denied,
-    allowed,
-    denied,
-    would_deny: sum((p) => p.would_deny),
-    ...lists,
-    bucket_seconds: bucketSeconds,
-    series: points,
-  };
+  return assembleStats(window, bucketSeconds, points, lists);
 }
 
 const FIRST_SQL: Record<FirstSeenBy, string> = {
