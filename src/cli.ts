@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 import { runAdmin } from './commands/admin';
 import { runAuditPrune } from './commands/audit';
-import { runPolicyCheck, runPolicyReplay, runPolicyTest, runPolicyUnused } from './commands/policy';
+import { runPolicyCheck, runPolicyReplay, runPolicyUnused } from './commands/policy';
+import { runPolicyTest } from './commands/policy-test';
 import { runServe } from './commands/serve';
 import { runUsers } from './commands/users';
 

@@ -1,0 +1,111 @@
+import { isIP } from 'node:net';
+import { describeBlock, compileGuard } from '../policy/guard';
+import { explainDecision } from '../policy/explain';
+import type { Explanation } from '../policy/explain';
+import { formatProblem, loadPolicy } from '../policy/load';
+import { GUARD_RULE } from '../proxy/exchange';
+import { ProxyError } from '../request/errors';
+import { formatAuthority, parseAbsoluteTarget, parseConnectTarget } from '../request/target';
+import type { Target } from '../request/target-types';
+import { DEFAULT_POLICIES, parseOrUsage } from './policy';
+
+const TEST_HELP = `usage: tollgate policy test [--policies DIR] [--source IP] [--user NAME] [--method M] TARGET [--json]
+
+Explain the decision for one request, on the policy alone (no DNS; the destination
+guard applies to IP-literal targets).
+  TARGET      http://host[:port]/path (plain HTTP) or host:port (a CONNECT)
+  --source    client source address (default 127.0.0.1)
+  --user      proxy username
+  --method    HTTP method for a plain HTTP target (default GET)
+  --json      one JSON object: decision, would_deny, rule, rule_source, reason, ...
+Exit 0 allow (also a report-mode would_deny), 1 deny, 2 bad input.
+`;
+
+/** `tollgate policy test` */
+export function runPolicyTest(args: string[]): number {
+  const parsed = parseOrUsage(
+    args,
+    {
+      policies: { type: 'string' },
+      source: { type: 'string' },
+      user: { type: 'string' },
+      method: { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    TEST_HELP,
+  );
+  if (typeof parsed === 'number') return parsed;
+  const { values, positionals } = parsed;
+  const source = typeof values.source === 'string' ? values.source : '127.0.0.1';
+  let target: Target;
+  try {
+    if (positionals.length !== 1) throw new ProxyError(400, 'bad_target', 'expected exactly one TARGET');
+    if (isIP(source) === 0) throw new ProxyError(400, 'bad_target', `--source must be an IP address, got "${source}"`);
+    target = parseTestTarget(positionals[0]);
+  } catch (err) {
+    process.stderr.write(`tollgate policy test: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 2;
+  }
+  const dir = typeof values.policies === 'string' ? values.policies : DEFAULT_POLICIES;
+  const loaded = loadPolicy(dir);
+  if (!loaded.ok) {
+    process.stderr.write(`${loaded.problems.map(formatProblem).join('\n')}\n`);
+    return 2;
+  }
+  const method = target.kind === 'connect' ? 'CONNECT' : (typeof values.method === 'string' ? values.method : 'GET').toUpperCase();
+  const user = typeof values.user === 'string' ? values.user : null;
+  const explanation = explainDecision(loaded.policy, {
+    kind: target.kind, host: target.host, hostKind: target.hostKind, port: target.port,
+    method, path: target.path, sourceIp: source, user, now: new Date(),
+  });
+  const outcome = applyGuard(explanation, target, loaded.policy.network);
+  process.stdout.write(values.json ? `${JSON.stringify(outcome)}\n` : formatOutcome(outcome, target, method));
+  return outcome.decision === 'allow' ? 0 : 1;
+}
+
+function parseTestTarget(text: string): Target {
+  return /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(text) ? parseAbsoluteTarget(text) : parseConnectTarget(text);
+}
+
+interface TestOutcome {
+  decision: 'allow' | 'deny';
+  would_deny: boolean;
+  rule: string;
+  rule_source: string | null;
+  reason: string;
+  clients: string[];
+  target: { kind: string; host: string; port: number; path: string | null };
+  considered: Explanation['considered'];
+}
+
+/** An allowed IP-literal target still has to pass the guard, as it would in the proxy. */
+function applyGuard(explanation: Explanation, target: Target, network: Parameters<typeof compileGuard>[0]): TestOutcome {
+  const { decision, considered } = explanation;
+  const outcome: TestOutcome = {
+    decision: decision.action,
+    would_deny: decision.wouldDeny,
+    rule: decision.rule,
+    rule_source: decision.ruleSource,
+    reason: decision.reason,
+    clients: decision.clients,
+    target: { kind: target.kind, host: target.host, port: target.port, path: target.path },
+    considered,
+  };
+  if (decision.action === 'allow' && target.hostKind !== 'name') {
+    const block = compileGuard(network, []).check(target.host, target.port);
+    if (block) Object.assign(outcome, { decision: 'deny', would_deny: false, rule: GUARD_RULE, rule_source: null, reason: describeBlock(block) });
+  }
+  return outcome;
+}
+
+function formatOutcome(outcome: TestOutcome, target: Target, method: string): string {
+  const lines = [`${method} ${formatAuthority(target)}${target.path ?? ''}`];
+  for (const rule of outcome.considered) {
+    lines.push(`  ${rule.matched ? 'match' : 'skip '}  ${rule.rule} (${rule.source}): ${rule.why}`);
+  }
+  const verdict = outcome.would_deny ? 'allow (would_deny: report mode lets this policy denial through)' : outcome.decision;
+  lines.push(`decision: ${verdict}`, `rule: ${outcome.rule}${outcome.rule_source ? ` (${outcome.rule_source})` : ''}`, `reason: ${outcome.reason}`);
+  if (outcome.clients.length > 0) lines.push(`clients: ${outcome.clients.join(', ')}`);
+  return `${lines.join('\n')}\n`;
+}
