@@ -7,6 +7,8 @@ import { parseMinFreeDisk } from './config-size';
 import type { MinFreeDisk } from './config-size';
 import { isInMemory } from './audit/connection';
 import { AuditUrlError, resolveAuditUrl } from './fleet/audit-url';
+import { parseRange } from './policy/ip-range';
+import type { IpRange } from './policy/ip-range';
 
 export { ConfigError } from './config-error';
 export { parseMinFreeDisk } from './config-size';
@@ -50,6 +52,8 @@ export interface ServeConfig {
   readonly node: string;
   /** `stdout` or a file: one JSON line per completed record (null: off). */
   readonly accessLog: string | null;
+  /** Load balancers that must send a PROXY protocol header (nobody else may); empty: off. */
+  readonly proxyProtocolFrom: readonly IpRange[];
 }
 
 interface OptionSpec {
@@ -83,6 +87,7 @@ export const SERVE_OPTIONS = {
   auditFsync: { flag: 'audit-fsync', env: 'TOLLGATE_AUDIT_FSYNC', fallback: 'false', help: 'fsync every audit commit (survives a power cut; costs write throughput)', boolean: true },
   auditUrl: { flag: 'audit-url', env: 'TOLLGATE_AUDIT_URL', fallback: '', help: 'ship audit records to this PostgreSQL URL (prefer the variable or --audit-url-file: a flag shows in the process list)' },
   auditUrlFile: { flag: 'audit-url-file', env: 'TOLLGATE_AUDIT_URL_FILE', fallback: '', help: 'read the PostgreSQL URL from this file' },
+  proxyProtocolFrom: { flag: 'proxy-protocol-from', env: 'TOLLGATE_PROXY_PROTOCOL_FROM', fallback: '', help: 'CIDR[,CIDR...]: load balancers that must send a PROXY protocol v1/v2 header (refused from anyone else; off by default)' },
   node: { flag: 'node', env: 'TOLLGATE_NODE', fallback: '', help: "this replica's name in the shared audit history (default the host name)" },
 } as const satisfies Record<string, OptionSpec>;
 
@@ -152,6 +157,16 @@ function parseNodeName(text: string): string {
   return name;
 }
 
+/** `--proxy-protocol-from`: comma-separated ranges as policy files write them (a bare address is /32 or /128). */
+function parseProxyProtocolFrom(text: string): IpRange[] {
+  const items = text.split(',').map((item) => item.trim()).filter((item) => item !== '');
+  return items.map((item) => {
+    const parsed = parseRange(item);
+    if (!parsed.ok) throw new ConfigError(`--proxy-protocol-from: ${parsed.message}`);
+    return parsed.range;
+  });
+}
+
 /**
  * Build the config from flags, then environment, then defaults. The open-files limit is read
  * here, once, at start (tests pass their own).
@@ -188,6 +203,7 @@ export function resolveServeConfig(
     auditUrl: auditUrlOf(pick('auditUrl'), pick('auditUrlFile')),
     node: parseNodeName(pick('node')),
     accessLog: pick('accessLog') === '' ? null : pick('accessLog'),
+    proxyProtocolFrom: parseProxyProtocolFrom(pick('proxyProtocolFrom')),
   };
   if (config.auditUrl !== null && isInMemory(config.dbFile)) {
     throw new ConfigError('--audit-url needs an audit file (--db FILE): an in-memory store has no log to ship from');

@@ -39,6 +39,8 @@ export interface ProxyMetrics {
   setAuditWritable(writable: () => boolean): void;
   /** A connection past --max-client-connections, answered 503. */
   clientConnectionRefused(): void;
+  /** A connection refused for its PROXY protocol header (--proxy-protocol-from), by reason. */
+  proxyHeaderRefused(reason: ProxyHeaderRefusal): void;
   /** Read at every scrape: open client connections, against the cap set at start. */
   setClientConnections(open: () => number, limit: number): void;
   /** Read at every scrape: the audit volume's free space against --min-free-disk. */
@@ -50,6 +52,10 @@ export interface ProxyMetrics {
   /** Read at every scrape: shipping to PostgreSQL (--audit-url); totals only ever grow. */
   setAuditShip(status: () => AuditShipGauges): void;
 }
+
+/** Why a PROXY protocol header was refused (proxy/proxy-protocol-accept.ts). */
+export const PROXY_HEADER_REFUSALS = ['missing', 'unexpected', 'malformed', 'timeout'] as const;
+export type ProxyHeaderRefusal = (typeof PROXY_HEADER_REFUSALS)[number];
 
 /** What the ship gauges and counters show (fleet/ship-status.ts ShipStatus). */
 export interface AuditShipGauges {
@@ -221,10 +227,15 @@ function auditShipMetrics(registers: Registry[]): Pick<ProxyMetrics, 'setAuditSh
 }
 
 /** The client connection cap (connection-limit.ts): how close to it, and how often past it. */
-function clientConnectionMetrics(registers: Registry[]): Pick<ProxyMetrics, 'clientConnectionRefused' | 'setClientConnections'> {
+function clientConnectionMetrics(registers: Registry[]): Pick<ProxyMetrics, 'clientConnectionRefused' | 'setClientConnections' | 'proxyHeaderRefused'> {
   const refused = new Counter({
     name: 'tollgate_client_connections_refused_total', help: 'Client connections answered 503 because --max-client-connections was reached', registers,
   });
+  const headers = new Counter({
+    name: 'tollgate_proxy_protocol_refused_total', help: 'Connections refused for their PROXY protocol header (--proxy-protocol-from), by reason', labelNames: ['reason'] as const, registers,
+  });
+  // Every reason shows from the start (0), so a dashboard need not guess the label values.
+  for (const reason of PROXY_HEADER_REFUSALS) headers.inc({ reason }, 0);
   let open: () => number = () => 0;
   new Gauge({
     name: 'tollgate_client_connections', help: 'Open client connections (tunnels included) counted against --max-client-connections', registers,
@@ -233,6 +244,7 @@ function clientConnectionMetrics(registers: Registry[]): Pick<ProxyMetrics, 'cli
   const limit = new Gauge({ name: 'tollgate_client_connections_limit', help: 'The --max-client-connections in force', registers });
   return {
     clientConnectionRefused: () => refused.inc(),
+    proxyHeaderRefused: (reason) => headers.inc({ reason }),
     setClientConnections: (count, max) => {
       open = count;
       limit.set(max);

@@ -30,6 +30,8 @@ import { ParentAgents } from './proxy/parent-agents';
 import { createUpstreamPool } from './proxy/relay-direct';
 import { createProxyServer } from './proxy/server';
 import { TunnelRegistry } from './proxy/tunnel-registry';
+import { proxyPeerOverlaps } from './proxy/proxy-protocol-accept';
+import type { Policy } from './policy/compiled';
 
 export interface RunningProxy {
   readonly proxyAddress: AddressInfo;
@@ -108,6 +110,7 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
   holder.watch();
   users?.holder.watch();
   warnOfDescriptorBudget(config, log);
+  warnOfProxyPeerOverlaps(config, loaded.policy.clients, log);
   log.info(
     {
       proxy: formatAddress(proxyAddress), admin: formatAddress(adminAddress), policies: config.policiesDir, policy_version: loaded.policy.version, db: config.dbFile,
@@ -135,6 +138,13 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
 }
 
 /** A cap set above what the open-files limit holds fails the way the cap exists to prevent. */
+/** One line at start: a workload inside a --proxy-protocol-from range could claim any client group. */
+function warnOfProxyPeerOverlaps(config: ServeConfig, groups: Policy['clients'], log: Logger): void {
+  const overlaps = proxyPeerOverlaps(config.proxyProtocolFrom, groups);
+  if (overlaps.length === 0) return;
+  log.warn({ overlaps }, '--proxy-protocol-from overlaps client group sources: a workload there can send a PROXY header and claim another group');
+}
+
 function warnOfDescriptorBudget(config: ServeConfig, log: Logger): void {
   const limit = config.descriptorLimit;
   const needed = descriptorsNeeded(limit, config.maxClientConnections);
@@ -189,6 +199,7 @@ function proxyContext(
     upstreamPool: createUpstreamPool({ connectMs: config.connectTimeoutMs }),
     parentAgents: new ParentAgents(),
     tunnels: new TunnelRegistry(),
+    proxyProtocolFrom: config.proxyProtocolFrom,
   };
 }
 

@@ -40,6 +40,32 @@ describe('audit log entry codec', () => {
     expect(payloads(encodeBatch(ENTRIES)).map(decodeEntry)).toEqual(ENTRIES);
   });
 
+  test('peer_ip (issue 16) reads back; an entry without it (a direct connection, or written before it existed) is unchanged', () => {
+    const proxied: LogEntry[] = [
+      { type: 'open', id: 5, open: { ...OPEN, peerIp: '10.1.2.3' } },
+      { type: 'finished', id: 6, open: { ...OPEN, peerIp: '2001:db8::1' }, completion: DONE },
+    ];
+    expect(payloads(encodeBatch(proxied)).map(decodeEntry)).toEqual(proxied);
+    // Byte for byte what the release before peer_ip wrote: its logs read with the new code.
+    const direct = payloads(encodeBatch([{ type: 'open', id: 7, open: { ...OPEN, peerIp: null } }]))[0];
+    const earlier = payloads(encodeBatch([{ type: 'open', id: 7, open: OPEN }]))[0];
+    expect(direct.equals(earlier)).toBe(true);
+    expect(JSON.parse(earlier.toString('utf8', 13))).toHaveLength(17);
+    const decoded = decodeEntry(earlier);
+    expect(decoded.type === 'open' && decoded.open.peerIp).toBeUndefined();
+  });
+
+  test('a peer_ip that is not a string, or a second extra field, is refused', () => {
+    const body = (extra: unknown[]): Buffer => {
+      const [payload] = payloads(encodeBatch([{ type: 'open', id: 8, open: OPEN }]));
+      const fields = [...(JSON.parse(payload.toString('utf8', 13)) as unknown[]), ...extra];
+      return Buffer.concat([payload.subarray(0, 13), Buffer.from(JSON.stringify(fields))]);
+    };
+    expect(() => decodeEntry(body([42]))).toThrow(EntryDecodeError);
+    expect(() => decodeEntry(body(['10.0.0.1', 'x']))).toThrow(EntryDecodeError);
+    expect(decodeEntry(body(['10.0.0.1']))).toMatchObject({ open: { peerIp: '10.0.0.1' } });
+  });
+
   test('the binary head gives type, id and the entry time without parsing JSON', () => {
     const heads = payloads(encodeBatch(ENTRIES)).map(readEntryHead);
     expect(heads).toEqual([

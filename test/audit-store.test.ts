@@ -18,7 +18,7 @@ import type { AuditCompletion, AuditOpen } from '../src/audit/record-types';
 
 /** SPEC §4, written out by hand so that a change to the code's list shows up here. */
 const SPEC_FIELDS = [
-  'id', 'started_at', 'ended_at', 'duration_ms', 'client_ip', 'client_port', 'clients', 'user',
+  'id', 'started_at', 'ended_at', 'duration_ms', 'client_ip', 'client_port', 'peer_ip', 'clients', 'user',
   'kind', 'method', 'scheme', 'host', 'port', 'path', 'resolved_ip', 'decision', 'would_deny',
   'rule', 'rule_source', 'reason', 'status', 'bytes_up', 'bytes_down', 'error', 'policy_version',
   // SPEC §6 (fleet): every record gains node.
@@ -154,6 +154,7 @@ describe('audit store', () => {
       duration_ms: 1500,
       client_ip: '10.0.8.7',
       client_port: 51234,
+      peer_ip: null,
       clients: ['ci-runners', 'everyone'],
       user: 'ci-bot',
       kind: 'connect',

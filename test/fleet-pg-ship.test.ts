@@ -5,6 +5,7 @@ import { planStep, readStep } from '../src/audit/log/index-step';
 import { applyPgMigrations, PG_MIGRATIONS_DIR } from '../src/fleet/pg-migrate';
 import { shipBatch, shippedPosition } from '../src/fleet/pg-ship';
 import { completion, openFacts, tempLogDir } from './helpers/audit-log-fixtures';
+import { pgRecordsByIds } from '../src/fleet/pg-records';
 import { describePg, freshDatabase } from './helpers/postgres';
 
 const STORE = { storeId: '6f1c1a52-5d1e-4c1b-9a57-3f0d8c2e1a01', node: 'replica-a' };
@@ -38,7 +39,7 @@ describePg('shipping a batch of the local log to PostgreSQL', () => {
   test('a batch lands once; a re-sent batch is stale; a later completion fills the open row', async () => {
     const writer = SegmentLog.open({ dir: log.dir, fsync: false, firstId: 1 });
     const ids = writer.appendBatch([
-      { type: 'open', open: openFacts(1) },
+      { type: 'open', open: openFacts(1, { peerIp: '10.1.0.5' }) },
       { type: 'finished', open: openFacts(2, { host: 'evil\u0000.example' }), completion: completion(2) },
     ]);
     const first = await shipAll();
@@ -49,11 +50,13 @@ describePg('shipping a batch of the local log to PostgreSQL', () => {
     const later = await shipAll(await shippedPosition(pool, STORE.storeId));
     expect(later.outcome).toEqual({ kind: 'shipped', inserted: 0, completed: 1 });
     writer.close();
-    const rows = await pool.query('SELECT local_id, node, status, ended_at_ms IS NOT NULL AS done, host FROM requests ORDER BY local_id');
+    const rows = await pool.query('SELECT local_id, node, status, ended_at_ms IS NOT NULL AS done, host, peer_ip FROM requests ORDER BY local_id');
     expect(rows.rows).toEqual([
-      { local_id: String(ids[0]), node: 'replica-a', status: 204, done: true, host: 'host1.example.com' },
-      { local_id: String(ids[1]), node: 'replica-a', status: 200, done: true, host: 'evil\uFFFD.example' },
+      { local_id: String(ids[0]), node: 'replica-a', status: 204, done: true, host: 'host1.example.com', peer_ip: '10.1.0.5' },
+      { local_id: String(ids[1]), node: 'replica-a', status: 200, done: true, host: 'evil\uFFFD.example', peer_ip: null },
     ]);
+    const records = await pgRecordsByIds(pool, (await pool.query<{ id: string }>('SELECT id FROM requests')).rows.map((r) => Number(r.id)));
+    expect(records.map((r) => r.peer_ip).sort()).toEqual(['10.1.0.5', null]);
     const minutes = await pool.query('SELECT sum(allowed)::int AS allowed FROM request_minutes');
     expect(minutes.rows[0].allowed).toBe(2);
   });

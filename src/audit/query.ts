@@ -17,7 +17,7 @@ export { parseRequestFilters } from './filters';
 
 /** The fields of an audit record as the API returns them, in SPEC §4 order. */
 export const AUDIT_RECORD_FIELDS = [
-  'id', 'started_at', 'ended_at', 'duration_ms', 'client_ip', 'client_port', 'clients', 'user',
+  'id', 'started_at', 'ended_at', 'duration_ms', 'client_ip', 'client_port', 'peer_ip', 'clients', 'user',
   'kind', 'method', 'scheme', 'host', 'port', 'path', 'resolved_ip', 'decision', 'would_deny',
   'rule', 'rule_source', 'reason', 'status', 'bytes_up', 'bytes_down', 'error', 'policy_version', 'node',
 ] as const satisfies readonly (keyof AuditRecordJson)[];
@@ -87,6 +87,7 @@ export interface RequestRow {
   ended_at_ms: number | null;
   client_ip: string;
   client_port: number;
+  peer_ip: string | null;
   clients: string;
   user: string | null;
   kind: RequestKind;
@@ -108,7 +109,7 @@ export interface RequestRow {
   policy_version: string | null;
 }
 
-const ROW_COLUMNS = `id, started_at_ms, ended_at_ms, client_ip, client_port, clients, user, kind,
+const ROW_COLUMNS = `id, started_at_ms, ended_at_ms, client_ip, client_port, peer_ip, clients, user, kind,
   method, scheme, host, port, path, resolved_ip, decision, would_deny, rule, rule_source, reason,
   status, bytes_up, bytes_down, error, policy_version`;
 
@@ -127,6 +128,7 @@ export function rowToJson(row: RequestRow, node: string): AuditRecordJson {
     duration_ms: row.ended_at_ms === null ? null : Math.max(0, row.ended_at_ms - row.started_at_ms),
     client_ip: row.client_ip,
     client_port: row.client_port,
+    peer_ip: row.peer_ip,
     clients: parseClients(row.clients),
     user: row.user,
     kind: row.kind,

@@ -30,6 +30,7 @@ export function openParams(record: AuditOpen): RowParams {
     started_at_ms: record.startedAt.getTime(),
     client_ip: clipText(record.clientIp),
     client_port: record.clientPort,
+    peer_ip: clipNullable(record.peerIp ?? null),
     clients: JSON.stringify(record.clients.map(clipText)),
     user: clipNullable(record.user),
     kind: record.kind,
@@ -59,7 +60,7 @@ export function completionParams(completion: AuditCompletion): RowParams {
 }
 
 export const OPEN_COLUMNS = [
-  'started_at_ms', 'client_ip', 'client_port', 'clients', 'user', 'kind', 'method', 'scheme',
+  'started_at_ms', 'client_ip', 'client_port', 'peer_ip', 'clients', 'user', 'kind', 'method', 'scheme',
   'host', 'port', 'path', 'resolved_ip', 'decision', 'would_deny', 'rule', 'rule_source',
   'reason', 'policy_version',
 ] as const;

@@ -6,6 +6,11 @@ export interface AuditOpen {
   startedAt: Date;
   clientIp: string;
   clientPort: number;
+  /**
+   * The load balancer that named the client in a PROXY protocol header (SPEC §6 `peer_ip`);
+   * null or absent for a direct connection (records written before the field have none).
+   */
+  peerIp?: string | null;
   clients: string[];
   user: string | null;
   kind: RequestKind;
@@ -41,6 +46,8 @@ export interface AuditRecordJson {
   duration_ms: number | null;
   client_ip: string;
   client_port: number;
+  /** The connecting load balancer when a PROXY protocol header named the client, else null. */
+  peer_ip: string | null;
   clients: string[];
   user: string | null;
   kind: RequestKind;

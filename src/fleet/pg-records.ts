@@ -8,7 +8,7 @@ import type { AuditRecordJson } from '../audit/record-types';
  * SQLite row shape, then the one mapping (query.ts rowToJson), so both engines answer alike.
  * `clients` leaves PostgreSQL as JSON text and `would_deny` as 0/1, as SQLite stores them.
  */
-export const PG_RECORD_COLUMNS = `id, started_at_ms, ended_at_ms, client_ip, client_port, to_json(clients)::text AS clients,
+export const PG_RECORD_COLUMNS = `id, started_at_ms, ended_at_ms, client_ip, client_port, peer_ip, to_json(clients)::text AS clients,
   "user", kind, method, scheme, host, port, path, resolved_ip, decision, would_deny::int AS would_deny, rule,
   rule_source, reason, status, bytes_up, bytes_down, error, policy_version, node`;
 

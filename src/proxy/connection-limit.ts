@@ -43,9 +43,9 @@ function refuseConnection(ctx: ProxyContext, socket: Socket): void {
   refused.add(socket);
   ctx.metrics.clientConnectionRefused();
   warnOfRefusals(ctx);
-  const { ip, port } = clientAddress(socket);
+  const client = clientAddress(socket);
   // Nothing of the request has been read: the record names the client and why, no target.
-  const exchange = new Exchange('http', null, ip, port, null, ctx.clock());
+  const exchange = new Exchange('http', null, client, null, ctx.clock());
   const error = new ProxyError(503, 'too_many_client_connections', `too many client connections (limit ${ctx.limits.maxClientConnections})`);
   if (ctx.gauges.refusingSockets >= REFUSALS_IN_FLIGHT) {
     // A burst: libuv accepts every waiting connection in one go, so each must give its

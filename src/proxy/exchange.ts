@@ -2,6 +2,7 @@ import type { AuditCompletion, AuditOpen, AuditSink } from '../audit/record-type
 import type { Decision } from '../policy/types';
 import { ProxyError } from '../request/errors';
 import type { RequestKind, Target } from '../request/target-types';
+import type { ClientAddress } from './client-address';
 
 /** The longest raw (unparsed) target text kept for the audit of a malformed request. */
 const RAW_TARGET_LIMIT = 512;
@@ -26,16 +27,22 @@ export class Exchange {
   guardReason: string | null = null;
   /** The authenticated proxy user, or null. */
   user: string | null = null;
+  readonly clientIp: string;
+  readonly clientPort: number;
+  /** The load balancer that named the client in a PROXY protocol header, or null. */
+  readonly peerIp: string | null;
 
   constructor(
     readonly kind: RequestKind,
     readonly method: string | null,
-    readonly clientIp: string,
-    readonly clientPort: number,
+    client: ClientAddress,
     readonly rawTarget: string | null,
     now: Date,
   ) {
     this.startedAt = now;
+    this.clientIp = client.ip;
+    this.clientPort = client.port;
+    this.peerIp = client.peerIp;
   }
 
   /** The record as it is opened, before a byte is forwarded. */
@@ -46,6 +53,7 @@ export class Exchange {
       startedAt: this.startedAt,
       clientIp: this.clientIp,
       clientPort: this.clientPort,
+      peerIp: this.peerIp,
       clients: decision?.clients ?? [],
       user: this.user,
       kind: this.kind,

@@ -28,8 +28,8 @@ export async function handleRequest(
   res: ServerResponse,
   options: { expectsContinue?: boolean } = {},
 ): Promise<void> {
-  const { ip, port } = clientAddress(req.socket);
-  const exchange = new Exchange('http', req.method ?? null, ip, port, req.url ?? null, ctx.clock());
+  const client = clientAddress(req.socket);
+  const exchange = new Exchange('http', req.method ?? null, client, req.url ?? null, ctx.clock());
   deciding.set(res, exchange);
   let route: Route;
   try {

@@ -11,6 +11,7 @@ import { clientAddress } from './client-address';
 import { admitConnection, isRefusedConnection } from './connection-limit';
 import { recordFailure } from './record';
 import { handleConnect } from './tunnel';
+import { acceptProxyHeader } from './proxy-protocol-accept';
 
 /** Request-head limits; documented in README "Limits". */
 export const HEAD_LIMITS = {
@@ -41,12 +42,22 @@ export function createProxyServer(ctx: ProxyContext): Server {
     // A CONNECT's Host header is meaningless to us; the request-target decides.
     requireHostHeader: false,
   });
+  // Node's own listener starts the HTTP parser on a socket; with --proxy-protocol-from it must
+  // wait until the header is off the socket, so it is called from here instead.
+  const startHttp = server.listeners('connection') as Array<(this: Server, socket: Socket) => void>;
+  server.removeAllListeners('connection');
   server.on('connection', (socket: Socket) => {
     // STYLE habit 7: an error listener at once, before anything can fail. Errors are handled
     // where the socket is used; this one only keeps a reset from becoming an uncaught error.
     socket.on('error', () => socket.destroy());
-    if (!admitConnection(ctx, socket)) return;
-    socket.setNoDelay(true);
+    const serve = (): void => {
+      for (const listener of startHttp) listener.call(server, socket);
+      if (!admitConnection(ctx, socket)) return;
+      socket.setNoDelay(true);
+    };
+    const from = ctx.proxyProtocolFrom ?? [];
+    if (from.length === 0) serve();
+    else acceptProxyHeader(ctx, from, socket, serve);
   });
   // Node keeps one header more than the limit (and drops the rest), so a head past it shows.
   server.maxHeadersCount = HEAD_LIMITS.maxHeaders + 1;
@@ -147,8 +158,8 @@ function answerRaw(ctx: ProxyContext, socket: Socket, exchange: Exchange, refusa
 }
 
 function exchangeFor(ctx: ProxyContext, req: IncomingMessage, kind: 'http' | 'connect'): Exchange {
-  const { ip, port } = clientAddress(req.socket);
-  return new Exchange(kind, req.method ?? null, ip, port, req.url ?? null, ctx.clock());
+  const client = clientAddress(req.socket);
+  return new Exchange(kind, req.method ?? null, client, req.url ?? null, ctx.clock());
 }
 
 /** A bug, not a client's doing: log it and drop the connection rather than crash. */
@@ -184,8 +195,8 @@ function answerClientError(ctx: ProxyContext, err: NodeJS.ErrnoException, socket
     socket.destroy();
     return;
   }
-  const { ip, port } = clientAddress(socket);
-  const exchange = new Exchange('http', null, ip, port, null, ctx.clock());
+  const client = clientAddress(socket);
+  const exchange = new Exchange('http', null, client, null, ctx.clock());
   // Node's parser reports every later chunk on this socket as another error: one answer.
   answeredHeads.add(socket);
   answerRaw(ctx, socket, exchange, parserError(err));

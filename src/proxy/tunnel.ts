@@ -23,10 +23,10 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
   // Hold the client's bytes (including any it pipelined after the CONNECT head) until the
   // upstream exists; with no 'data' listener a flowing socket would drop them.
   client.pause();
-  const { ip, port } = clientAddress(client);
+  const source = clientAddress(client);
   // Tracked from the start, so limits and a drain see it while it is decided or dialled.
-  ctx.tunnels.add(client, ip);
-  const exchange = new Exchange('connect', 'CONNECT', ip, port, req.url ?? null, ctx.clock());
+  ctx.tunnels.add(client, source.ip);
+  const exchange = new Exchange('connect', 'CONNECT', source, req.url ?? null, ctx.clock());
   let upstream: Socket | null = null;
   let fromUpstream: Buffer = NOTHING;
   try {
@@ -34,7 +34,7 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
     exchange.target = target;
     await authenticate(ctx, exchange, req.headers['proxy-authorization']);
     decideTarget(ctx, exchange, target);
-    enforceTunnelLimits(ctx, ip);
+    enforceTunnelLimits(ctx, exchange.clientIp);
     ensureAuditWritable(ctx);
     const connected = await dialDestination(ctx, exchange, target);
     fromUpstream = connected.rest;

@@ -31,6 +31,8 @@ import { createUpstreamPool } from '../../src/proxy/relay-direct';
 import { createProxyServer } from '../../src/proxy/server';
 import { ParentAgents } from '../../src/proxy/parent-agents';
 import { TunnelRegistry } from '../../src/proxy/tunnel-registry';
+import { parseRange } from '../../src/policy/ip-range';
+import type { IpRange } from '../../src/policy/ip-range';
 
 export interface ProxyHarness {
   readonly port: number;
@@ -63,6 +65,14 @@ export interface HarnessOptions {
   authenticator?: Authenticator;
   /** Passed to openAuditStore (e.g. a short busy timeout for lock tests). */
   auditOptions?: AuditStoreOptions;
+  /** --proxy-protocol-from ranges (CIDR text); none: off. */
+  proxyProtocolFrom?: string[];
+}
+
+function testRange(text: string): IpRange {
+  const parsed = parseRange(text);
+  if (!parsed.ok) throw new Error(parsed.message);
+  return parsed.range;
 }
 
 /** A resolver over a fixed table: tests never touch real DNS. */
@@ -102,6 +112,7 @@ export async function startProxy(options: HarnessOptions): Promise<ProxyHarness>
     upstreamPool: createUpstreamPool(timeouts),
     parentAgents: new ParentAgents(),
     tunnels: new TunnelRegistry(),
+    proxyProtocolFrom: (options.proxyProtocolFrom ?? []).map(testRange),
   };
   const server = createProxyServer(ctx);
   const port = await listenOn(server);

@@ -29,6 +29,7 @@ export function testServeConfig(overrides: Pick<ServeConfig, 'policiesDir' | 'db
     auditUrl: null,
     node: 'test-node',
     accessLog: null,
+    proxyProtocolFrom: [],
     ...overrides,
   };
 }

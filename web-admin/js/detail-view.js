@@ -13,6 +13,7 @@ export const RECORD_FIELDS = [
   ['duration_ms', 'milliseconds from start to end'],
   ['client_ip', 'source address of the client'],
   ['client_port', 'source port of the client'],
+  ['peer_ip', 'load balancer the request came through (PROXY protocol), if any'],
   ['clients', 'client groups the request belonged to'],
   ['user', 'proxy username'],
   ['kind', 'connect (tunnel) or http (absolute URI)'],

@@ -52,11 +52,20 @@ function completionFields(c: AuditCompletion): unknown[] {
   return [c.status, c.bytesUp, c.bytesDown, clip(c.error)];
 }
 
+/**
+ * `peer_ip` (issue 16) came after the log format: it is one optional field at the very end of
+ * an open or finished body, written only when there is one, so a direct connection's entry is
+ * byte for byte what the earlier release wrote and a log written by it reads unchanged.
+ */
+function peerField(o: AuditOpen): unknown[] {
+  return o.peerIp === undefined || o.peerIp === null ? [] : [clipText(o.peerIp)];
+}
+
 function bodyOf(entry: LogEntry): string {
   switch (entry.type) {
-    case 'open': return JSON.stringify(openFields(entry.open));
+    case 'open': return JSON.stringify([...openFields(entry.open), ...peerField(entry.open)]);
     case 'complete': return JSON.stringify(completionFields(entry.completion));
-    case 'finished': return JSON.stringify([entry.open.startedAt.getTime(), ...openFields(entry.open), ...completionFields(entry.completion)]);
+    case 'finished': return JSON.stringify([entry.open.startedAt.getTime(), ...openFields(entry.open), ...completionFields(entry.completion), ...peerField(entry.open)]);
   }
 }
 
@@ -123,16 +132,16 @@ export function decodeEntry(payload: Buffer): LogEntry {
   const time = new Date(timeMs);
   switch (type) {
     case 'open':
-      expectLength(body, OPEN_CHECKS.length);
-      return { type, id, open: readOpen(body, 0, time) };
+      expectLength(body, OPEN_CHECKS.length, true);
+      return { type, id, open: withPeer(readOpen(body, 0, time), body, OPEN_CHECKS.length) };
     case 'complete':
       expectLength(body, COMPLETION_CHECKS.length);
       return { type, id, completion: readCompletion(body, 0, time) };
     case 'finished':
-      expectLength(body, 1 + OPEN_CHECKS.length + COMPLETION_CHECKS.length);
+      expectLength(body, 1 + OPEN_CHECKS.length + COMPLETION_CHECKS.length, true);
       return {
         type, id,
-        open: readOpen(body, 1, new Date(checked(body[0], isCount, 'started_at'))),
+        open: withPeer(readOpen(body, 1, new Date(checked(body[0], isCount, 'started_at'))), body, 1 + OPEN_CHECKS.length + COMPLETION_CHECKS.length),
         completion: readCompletion(body, 1 + OPEN_CHECKS.length, time),
       };
   }
@@ -164,8 +173,16 @@ function checked<T>(value: unknown, check: Check, name: string): T {
   return value as T;
 }
 
-function expectLength(body: unknown[], length: number): void {
-  if (body.length !== length) throw new EntryDecodeError(`entry has ${body.length} fields, expected ${length}`);
+/** `withPeer`: the body may hold one more field, peer_ip (peerField). */
+function expectLength(body: unknown[], length: number, withPeer = false): void {
+  if (body.length === length || (withPeer && body.length === length + 1)) return;
+  throw new EntryDecodeError(`entry has ${body.length} fields, expected ${length}`);
+}
+
+/** Entries written before peer_ip, and direct connections' entries, have none (read as null). */
+function withPeer(open: AuditOpen, body: unknown[], at: number): AuditOpen {
+  if (body.length > at) open.peerIp = checked<string>(body[at], isString, 'peerIp');
+  return open;
 }
 
 function readOpen(body: unknown[], from: number, startedAt: Date): AuditOpen {
