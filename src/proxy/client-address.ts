@@ -15,8 +15,8 @@ export interface ClientAddress {
 const proxied = new WeakMap<Socket, ClientAddress>();
 
 /** From now on the connection is the header's client's (proxy-protocol-accept.ts). */
-export function setProxiedClient(socket: Socket, client: { ip: string; port: number }): void {
-  proxied.set(socket, { ip: client.ip, port: client.port, peerIp: peerAddress(socket).ip });
+export function setProxiedClient(socket: Socket, client: ClientAddress): void {
+  proxied.set(socket, client);
 }
 
 /**

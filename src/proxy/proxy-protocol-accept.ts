@@ -4,6 +4,7 @@ import type { IpRange } from '../policy/ip-range';
 import { parseLiteral, rangeContains } from '../policy/ip-range';
 import { ProxyError } from '../request/errors';
 import { peerAddress, setProxiedClient } from './client-address';
+import type { ClientAddress } from './client-address';
 import type { ProxyContext } from './context';
 import { Exchange } from './exchange';
 import { parseProxyHeader, startsLikeProxyHeader, V2_MAX_BYTES } from './proxy-protocol';
@@ -35,7 +36,15 @@ export function isProxyPeer(from: readonly IpRange[], ip: string): boolean {
  * HTTP server; a refused connection is answered 400, recorded and closed instead. Never throws.
  */
 export function acceptProxyHeader(ctx: ProxyContext, from: readonly IpRange[], socket: Socket, serve: () => void): void {
-  const listed = isProxyPeer(from, peerAddress(socket).ip);
+  // Read once, now: Node asks the kernel lazily, and once the peer has reset the connection
+  // (HAProxy ends its health checks with a reset) the address is gone.
+  const peer = peerAddress(socket);
+  if (peer.ip === '') {
+    // Reset before it was even accepted: nobody to answer, and no address to decide or record.
+    socket.destroy();
+    return;
+  }
+  const listed = isProxyPeer(from, peer.ip);
   let received: Buffer = Buffer.alloc(0);
   let settled = false;
   const timer = setTimeout(() => settle(onDeadline), PROXY_HEADER_TIMEOUT_MS);
@@ -53,7 +62,7 @@ export function acceptProxyHeader(ctx: ProxyContext, from: readonly IpRange[], s
     socket.removeListener('end', onEnd);
     socket.removeListener('close', onEnd);
     socket.pause();
-    finish(ctx, socket, decide(), serve);
+    finish(ctx, socket, peer, decide(), serve);
   };
   const onDeadline = (): Outcome => {
     if (!listed) return { outcome: 'serve', rest: received };
@@ -105,7 +114,7 @@ function unlistedVerdict(received: Buffer): Outcome | null {
   }
 }
 
-function finish(ctx: ProxyContext, socket: Socket, outcome: Outcome, serve: () => void): void {
+function finish(ctx: ProxyContext, socket: Socket, peer: ClientAddress, outcome: Outcome, serve: () => void): void {
   switch (outcome.outcome) {
     case 'gone':
       if (outcome.reason) ctx.metrics.proxyHeaderRefused(outcome.reason);
@@ -114,12 +123,12 @@ function finish(ctx: ProxyContext, socket: Socket, outcome: Outcome, serve: () =
     case 'refuse': {
       ctx.metrics.proxyHeaderRefused(outcome.reason);
       // The header was not trusted: the record names the address that connected.
-      const exchange = new Exchange('http', null, peerAddress(socket), null, ctx.clock());
+      const exchange = new Exchange('http', null, peer, null, ctx.clock());
       void recordFailure(ctx, exchange, outcome.error).then((answer) => writeRawAnswer(socket, answerFor(answer, exchange)));
       return;
     }
     case 'serve':
-      if (outcome.source) setProxiedClient(socket, outcome.source);
+      if (outcome.source) setProxiedClient(socket, { ip: outcome.source.ip, port: outcome.source.port, peerIp: peer.ip });
       if (outcome.rest.length > 0) socket.unshift(outcome.rest);
       serve();
       // The HTTP server's 'data' listener does not restart a stream paused above.
