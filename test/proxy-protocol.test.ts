@@ -6,6 +6,7 @@ import { sendRaw } from './fuzz/raw-client';
 import { PROXY_TEST_HOSTS } from './helpers/policies';
 import { PROXY_HEADER_TIMEOUT_MS } from '../src/proxy/proxy-protocol-accept';
 import type { AuditRecordJson } from '../src/audit/record-types';
+import { SIGNATURE, v1, v2 } from './helpers/proxy-protocol-headers';
 
 /**
  * --proxy-protocol-from on the proxy listener, with raw sockets: v1 and v2 headers before a
@@ -28,36 +29,6 @@ rules:
     ports: any
     clients: [workloads]
 `;
-
-export function v1(family: 'TCP4' | 'TCP6', src: string, sport: number): Buffer {
-  const dst = family === 'TCP4' ? '127.0.0.1' : '::1';
-  return Buffer.from(`PROXY ${family} ${src} ${dst} ${sport} 3128\r\n`, 'latin1');
-}
-
-const SIGNATURE = Buffer.from('0d0a0d0a000d0a515549540a', 'hex');
-
-/** A v2 PROXY (or LOCAL) header; `tlv` bytes are appended after the addresses. */
-export function v2(command: 'PROXY' | 'LOCAL', src?: { ip: string; port: number }, tlv: Buffer = Buffer.alloc(0)): Buffer {
-  if (command === 'LOCAL' || src === undefined) return Buffer.concat([SIGNATURE, Buffer.from([0x20, 0x00, 0, 0])]);
-  const six = src.ip.includes(':');
-  const addresses = six ? Buffer.concat([ipv6Bytes(src.ip), ipv6Bytes('::1')]) : Buffer.from([...src.ip.split('.').map(Number), 127, 0, 0, 1]);
-  const ports = Buffer.alloc(4);
-  ports.writeUInt16BE(src.port, 0);
-  ports.writeUInt16BE(3128, 2);
-  const body = Buffer.concat([addresses, ports, tlv]);
-  const head = Buffer.from([0x21, six ? 0x21 : 0x11, body.length >> 8, body.length & 0xff]);
-  return Buffer.concat([SIGNATURE, head, body]);
-}
-
-function ipv6Bytes(ip: string): Buffer {
-  const [left, right = ''] = ip.split('::');
-  const l = left === '' ? [] : left.split(':');
-  const r = right === '' ? [] : right.split(':');
-  const groups = [...l, ...Array<string>(8 - l.length - r.length).fill('0'), ...r];
-  const out = Buffer.alloc(16);
-  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
-  return out;
-}
 
 const get = (origin: Origin, path: string): Buffer =>
   Buffer.from(`GET http://origin.test:${origin.port}${path} HTTP/1.1\r\nHost: origin.test\r\nConnection: close\r\n\r\n`, 'latin1');
