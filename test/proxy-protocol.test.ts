@@ -243,3 +243,21 @@ describe('--proxy-protocol-from, from an address not listed', () => {
     expect(await proxy.waitForRecord((r) => r.path === '/via-127-0-0-2')).toMatchObject({ client_ip: '192.0.2.70', peer_ip: '127.0.0.2', clients: ['workloads'] });
   });
 });
+
+describe('--proxy-protocol-from and --max-client-connections', () => {
+  it('a connection still waiting for its header counts against the cap', async () => {
+    const proxy = await startProxy({ policies: { 'p.yaml': POLICY }, hosts: PROXY_TEST_HOSTS, proxyProtocolFrom: ['127.0.0.1/32'], limits: { maxClientConnections: 1 } });
+    try {
+      const idle = connect({ port: proxy.port, host: '127.0.0.1' });
+      idle.on('error', () => undefined);
+      await new Promise((resolve) => idle.once('connect', resolve));
+      while (proxy.ctx.gauges.clientSockets < 1) await new Promise((resolve) => setTimeout(resolve, 5));
+      const outcome = await sendRaw(proxy.port, v1('TCP4', '192.0.2.90', 1));
+      expect(outcome.status).toBe(503);
+      expect(await proxy.waitForRecord((r) => r.status === 503)).toMatchObject({ client_ip: '127.0.0.1', peer_ip: null });
+      idle.destroy();
+    } finally {
+      await proxy.close();
+    }
+  });
+});

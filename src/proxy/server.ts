@@ -50,14 +50,17 @@ export function createProxyServer(ctx: ProxyContext): Server {
     // STYLE habit 7: an error listener at once, before anything can fail. Errors are handled
     // where the socket is used; this one only keeps a reset from becoming an uncaught error.
     socket.on('error', () => socket.destroy());
-    const serve = (): void => {
+    const parseHttp = (): void => {
       for (const listener of startHttp) listener.call(server, socket);
-      if (!admitConnection(ctx, socket)) return;
-      socket.setNoDelay(true);
     };
     const from = ctx.proxyProtocolFrom ?? [];
-    if (from.length === 0) serve();
-    else acceptProxyHeader(ctx, from, socket, serve);
+    // Counted from the accept, header or not: a connection waiting for its header holds a
+    // descriptor too. Past the cap the 503 names the connecting address (no header is read), and
+    // the HTTP parser still reads what arrives, so the answer is not cut by a reset.
+    const admitted = admitConnection(ctx, socket);
+    if (from.length === 0 || !admitted) parseHttp();
+    else acceptProxyHeader(ctx, from, socket, parseHttp);
+    if (admitted) socket.setNoDelay(true);
   });
   // Node keeps one header more than the limit (and drops the rest), so a head past it shows.
   server.maxHeadersCount = HEAD_LIMITS.maxHeaders + 1;
