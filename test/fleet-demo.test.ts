@@ -315,6 +315,8 @@ describeFleet('the fleet demo: HAProxy → two replicas → PostgreSQL, one repl
     expect(nodes.nodes.map((n) => n.node).sort()).toEqual(['replica-a', 'replica-b']);
     // Whose address: with PROXY v2, the workloads' own; without it, every record names HAProxy.
     expect(new Set(rows.map((r) => r.client_ip))).toEqual(new Set([PROXY_V2 ? CLIENT_ADDRESS : LB_ADDRESS]));
+    // peer_ip comes with --proxy-protocol-from: the connecting address, HAProxy's.
+    if (PROXY_V2) expect(new Set(rows.map((r) => (r as AuditRecordJson & { peer_ip?: string }).peer_ip))).toEqual(new Set([LB_ADDRESS]));
 
     console.log(JSON.stringify({
       fleet_demo: {
