@@ -21,7 +21,7 @@ interface ComposeService {
 
 interface ComposeFile {
   services: Record<string, ComposeService>;
-  networks?: Record<string, { internal?: boolean } | null>;
+  networks?: Record<string, { internal?: boolean; ipam?: { config?: Array<{ subnet?: string }> } } | null>;
 }
 
 const compose = parse(fs.readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8')) as ComposeFile;
@@ -143,7 +143,7 @@ describe('Dockerfile', () => {
 describe('docker-compose.fleet.yml', () => {
   // merge: compose resolves YAML merge keys (<<), which the fleet file uses for what the replicas share.
   const fleet = parse(fs.readFileSync(path.join(ROOT, 'docker-compose.fleet.yml'), 'utf8'), { merge: true }) as ComposeFile & {
-    services: Record<string, ComposeService & { command?: string[]; secrets?: string[] }>;
+    services: Record<string, ComposeService & { command?: string[]; secrets?: string[]; image?: string }>;
   };
   const internal = (network: string): boolean => fleet.networks?.[network]?.internal === true;
   const replicas = Object.entries(fleet.services).filter(([name]) => name.startsWith('tollgate-'));
@@ -183,4 +183,72 @@ describe('docker-compose.fleet.yml', () => {
     for (const port of console.ports ?? []) expect(String(port).split(':')[0]).toBe('127.0.0.1');
     expect(environmentOf(console).TOLLGATE_ADMIN_TOKEN).toMatch(/^\$\{TOLLGATE_ADMIN_TOKEN:\?.+\}$/);
   });
+
+  describe('HAProxy in front: workload -> haproxy -> replicas, PROXY v2', () => {
+    const haproxy = fleet.services.haproxy;
+    const onNetwork = (network: string): string[] =>
+      Object.entries(fleet.services).filter(([, service]) => networksOf(service).includes(network)).map(([name]) => name).sort();
+    const workloadNetworks = networksOf(fleet.services.workload);
+    const configMount = mounts(haproxy ?? {}).find((m) => m.target === '/usr/local/etc/haproxy/haproxy.cfg');
+    const config = configMount === undefined ? '' : fs.readFileSync(path.join(ROOT, configMount.source), 'utf8');
+    const serverLines = config.split('\n').map((l) => l.replace(/#.*/, '').trim()).filter((l) => /^server\s/.test(l));
+    /** The networks HAProxy shares with the replicas (not the workloads'). */
+    const balancerNetworks = networksOf(haproxy ?? {}).filter((n) => !workloadNetworks.includes(n));
+
+    it('is the only service on the workloads network besides the workload, answering as tollgate', () => {
+      expect(haproxy?.image).toMatch(/^haproxy:2\.6/);
+      expect(workloadNetworks.length).toBeGreaterThan(0);
+      for (const network of workloadNetworks) expect(onNetwork(network)).toEqual(['haproxy', 'workload']);
+      const nets = haproxy?.networks as Record<string, { aliases?: string[] } | null>;
+      expect(workloadNetworks.some((n) => nets[n]?.aliases?.includes('tollgate'))).toBe(true);
+      for (const name of PROXY_ENV_VARS) expect(environmentOf(fleet.services.workload)[name]).toBe(PROXY_URL);
+    });
+
+    it('takes the replicas off the workloads network', () => {
+      for (const [, service] of replicas) for (const network of workloadNetworks) expect(networksOf(service)).not.toContain(network);
+    });
+
+    it('mounts its config read-only, and every server line is a replica sent PROXY v2, health checks too', () => {
+      expect(configMount?.readOnly).toBe(true);
+      expect(config).toMatch(/^\s*mode tcp\b/m);
+      expect(serverLines.map((l) => l.split(/\s+/)[2]).sort()).toEqual(replicas.map(([name]) => `${name}:3128`).sort());
+      for (const line of serverLines) expect(line.split(/\s+/)).toEqual(expect.arrayContaining(['send-proxy-v2', 'check-send-proxy']));
+    });
+
+    it("lets replicas take PROXY headers only from the balancer network's fixed subnet, which holds only HAProxy and the replicas", () => {
+      expect(balancerNetworks).toHaveLength(1);
+      const [balancer] = balancerNetworks;
+      expect(onNetwork(balancer)).toEqual(['haproxy', ...replicas.map(([name]) => name)].sort());
+      expect(internal(balancer)).toBe(true);
+      const subnets = fleet.networks?.[balancer]?.ipam?.config?.map((c) => c.subnet) ?? [];
+      expect(subnets).toHaveLength(1);
+      for (const [, service] of replicas) {
+        const command = service.command ?? [];
+        const at = command.indexOf('--proxy-protocol-from');
+        expect(at).toBeGreaterThan(0);
+        for (const cidr of command[at + 1].split(',')) expect(cidrWithin(cidr, subnets[0] ?? '')).toBe(true);
+      }
+    });
+  });
 });
+
+function ipv4ToNumber(ip: string): number | null {
+  const parts = ip.split('.').map(Number);
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) return null;
+  return parts.reduce((n, p) => n * 256 + p, 0);
+}
+
+/** True when the IPv4 range `inner` lies wholly inside `outer`. */
+function cidrWithin(inner: string, outer: string): boolean {
+  const parse = (cidr: string): { base: number; bits: number } | null => {
+    const [ip, bits = '32'] = cidr.split('/');
+    const base = ipv4ToNumber(ip);
+    const n = Number(bits);
+    return base === null || !Number.isInteger(n) || n < 0 || n > 32 ? null : { base, bits: n };
+  };
+  const a = parse(inner);
+  const b = parse(outer);
+  if (a === null || b === null || a.bits < b.bits) return false;
+  const size = 2 ** (32 - b.bits);
+  return Math.floor(a.base / size) === Math.floor(b.base / size);
+}
