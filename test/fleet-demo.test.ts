@@ -17,11 +17,9 @@ jest.setTimeout(180_000);
  * The fleet demo (docker-compose.fleet.yml) as real processes on loopback: HAProxy in TCP mode
  * → two `tollgate serve` replicas → one PostgreSQL database, read back through `tollgate admin`.
  *
- * PROXY_V2: HAProxy sends PROXY v2 to the replicas (health checks too) and they accept it from
- * 127.0.0.1/32, so the records carry the workloads' own address (127.0.0.2) instead of
- * HAProxy's. Off until `serve --proxy-protocol-from` is on main.
+ * HAProxy sends PROXY v2 to the replicas (health checks too) and they accept it from 127.0.0.1/32,
+ * so the records carry the workloads' own address (127.0.0.2) and HAProxy's as peer_ip.
  */
-const PROXY_V2 = false;
 const CLIENT_ADDRESS = '127.0.0.2';
 const LB_ADDRESS = '127.0.0.1';
 const CLIENT_LOOPS = 4;
@@ -165,7 +163,7 @@ describeFleet('the fleet demo: HAProxy → two replicas → PostgreSQL, one repl
   });
 
   async function replica(folder: ServeFolder, url: string, node: string, listen = '127.0.0.1:0') {
-    const extra = PROXY_V2 ? ['--proxy-protocol-from', `${LB_ADDRESS}/32`] : [];
+    const extra = ['--proxy-protocol-from', `${LB_ADDRESS}/32`];
     const args = serveArgs(folder, '--node', node, '--audit-url', url, ...extra);
     args[args.indexOf('--listen') + 1] = listen;
     const proc = spawnServe(args);
@@ -180,7 +178,7 @@ describeFleet('the fleet demo: HAProxy → two replicas → PostgreSQL, one repl
     const [a, b] = await Promise.all([replica(folderA, url, 'replica-a'), replica(folderB, url, 'replica-b')]);
     haproxy = await HaproxyProcess.start({
       backends: [{ name: 'replica-a', port: a.proxyPort }, { name: 'replica-b', port: b.proxyPort }],
-      proxyV2: PROXY_V2,
+      proxyV2: true,
     });
     const lb = haproxy.port;
 
@@ -318,9 +316,9 @@ describeFleet('the fleet demo: HAProxy → two replicas → PostgreSQL, one repl
     const nodes = (await (await fetch(`${base}/api/nodes`)).json()) as { nodes: Array<{ node: string }> };
     expect(nodes.nodes.map((n) => n.node).sort()).toEqual(['replica-a', 'replica-b']);
     // Whose address: with PROXY v2, the workloads' own; without it, every record names HAProxy.
-    expect(new Set(rows.map((r) => r.client_ip))).toEqual(new Set([PROXY_V2 ? CLIENT_ADDRESS : LB_ADDRESS]));
+    expect(new Set(rows.map((r) => r.client_ip))).toEqual(new Set([CLIENT_ADDRESS]));
     // peer_ip comes with --proxy-protocol-from: the connecting address, HAProxy's.
-    if (PROXY_V2) expect(new Set(rows.map((r) => (r as AuditRecordJson & { peer_ip?: string }).peer_ip))).toEqual(new Set([LB_ADDRESS]));
+    expect(new Set(rows.map((r) => r.peer_ip))).toEqual(new Set([LB_ADDRESS]));
 
     console.log(JSON.stringify({
       fleet_demo: {
