@@ -79,9 +79,10 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
   metrics.setOpenTunnels(() => ctx.tunnels.size);
   metrics.setClientConnections(() => ctx.gauges.clientSockets, config.maxClientConnections);
   const server = createProxyServer(ctx);
+  let draining = false;
   const admin = buildAdminApp({
     store,
-    ready: (view) => readiness(holder, store, serving.watermark, ship, view.authenticated),
+    ready: (view) => readiness(holder, store, serving.watermark, ship, view.authenticated, draining),
     token: config.adminToken,
     policy: () => ({ policy: holder.active().policy, lastReload: holder.lastReload }),
     metrics,
@@ -128,6 +129,9 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
     },
     reopenAccessLog: () => accessLog?.reopen(),
     shutdown: async () => {
+      // Not ready from the first moment: a load balancer stops sending new connections while the
+      // open ones drain (SPEC §6). The admin app answers until the drain is over.
+      draining = true;
       users?.holder.close();
       const outcome = await shutdown(server, ctx, admin, serving, holder, config.drainTimeoutMs, log, ship);
       // After the shutdown's own completions are in the log: their lines are the last ones.
@@ -203,12 +207,13 @@ function proxyContext(
   };
 }
 
-function readiness(holder: PolicyHolder, store: ServingStore, watermark: DiskWatermark, ship: ServingShip | null, authenticated: boolean): { ok: boolean; detail: Record<string, unknown> } {
+function readiness(holder: PolicyHolder, store: ServingStore, watermark: DiskWatermark, ship: ServingShip | null, authenticated: boolean, draining: boolean): { ok: boolean; detail: Record<string, unknown> } {
   const last = holder.lastReload;
   const disk = diskReadiness(watermark);
   return {
-    ok: disk.ok,
+    ok: disk.ok && !draining,
     detail: {
+      draining,
       policy_version: holder.active().policy.version, last_reload: last, audit: store.health(),
       ...(store.indexStatus ? { audit_index: store.indexStatus() } : {}), ...disk.detail,
       ...(ship !== null ? { ship: ship.readiness(authenticated) } : {}),

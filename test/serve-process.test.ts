@@ -161,11 +161,18 @@ describe('tollgate serve as a process', () => {
 
   test('SIGTERM stops accepting, lets an open tunnel finish, completes its record and exits 0', async () => {
     const proc = start();
-    const proxy = splitHostPort(String((await proc.waitForLog('listening')).proxy));
+    const listening = await proc.waitForLog('listening');
+    const proxy = splitHostPort(String(listening.proxy));
+    const adminPort = splitHostPort(String(listening.admin)).port;
     const socket = await openTunnel(proxy.port);
+    expect((await fetch(`http://127.0.0.1:${adminPort}/readyz`)).status).toBe(200);
     proc.child.kill('SIGTERM');
     await proc.waitForLog('draining');
     await expect(rawConnect(proxy.port)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    // Not ready from the moment SIGTERM arrives (a load balancer stops sending), while the tunnel drains.
+    const draining = await fetch(`http://127.0.0.1:${adminPort}/readyz`);
+    expect(draining.status).toBe(503);
+    expect(await draining.json()).toMatchObject({ draining: true });
     socket.write('still-open');
     await readUntil(socket, 'still-open');
     socket.end();
