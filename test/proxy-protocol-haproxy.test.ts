@@ -1,13 +1,14 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
-import type { AddressInfo, Socket } from 'node:net';
+import { connect } from 'node:net';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startOrigin, startProxy } from './helpers/proxy-harness';
 import type { Origin, ProxyHarness } from './helpers/proxy-harness';
 import { PROXY_TEST_HOSTS } from './helpers/policies';
+import { freePort } from './helpers/free-port';
 
 /**
  * A real HAProxy (Debian's 2.6) in front of tollgate, as README "Behind a load balancer" sets it
@@ -34,17 +35,6 @@ rules:
     clients: [workloads]
 `;
 
-/** A port nothing listens on right now (HAProxy cannot report one it picked itself). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.on('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 function haproxyConfig(frontendPort: number, proxyPort: number): string {
   return `global

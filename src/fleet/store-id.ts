@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fsyncDir } from '../audit/log/segment-files';
+import { fsyncDir, readTextIfExists } from '../audit/log/segment-files';
 
 /**
  * The local store's own identity (issue 15): a random UUID in the `store-id` file of its log
@@ -50,13 +50,8 @@ export function readOrCreateStoreId(logDir: string): string {
 }
 
 function readStoreId(file: string): string | null {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
+  const text = readTextIfExists(file);
+  if (text === null) return null;
   const id = text.trim().toLowerCase();
   // A damaged id is not replaced silently: a new one would ship every record again under it.
   if (!UUID.test(id)) throw new StoreIdError(`${file} does not hold a UUID; restore it from a backup or remove it to give this store a new identity (its records would then be shipped again under the new one)`);

@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { freePort } from './free-port';
 
 /** Debian's package; .ci/run installs it where it is missing. */
 export const HAPROXY = '/usr/sbin/haproxy';
@@ -58,17 +58,6 @@ export function haproxyConfig(options: HaproxyOptions, statsSocket: string): str
   ].join('\n');
 }
 
-/** A free loopback port: HAProxy's config names its port, so the test picks one first. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 export class HaproxyProcess {
   stderr = '';

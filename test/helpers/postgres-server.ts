@@ -1,8 +1,8 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from './free-port';
 
 /**
  * A throwaway PostgreSQL server for tests: initdb into a temp folder, pg_ctl start on a loopback
@@ -49,17 +49,6 @@ function runAsServerUser(bin: string, args: string[], opts: { ignoreFailure?: bo
   return result.stdout;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Starts a new server; `conf` lines are appended to postgresql.conf (ssl, say). */
 export async function startPostgres(opts: { conf?: string[]; hba?: string[] } = {}): Promise<PostgresServer> {

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { fsyncDir } from '../log/segment-files';
+import { fsyncDir, readTextIfExists } from '../log/segment-files';
 import type { LogPosition } from '../log/segment-reader';
 import type { FileMark } from './access-sink';
 
@@ -35,13 +35,8 @@ function isMark(value: unknown): value is FileMark | null {
 
 /** The stored position, or null when there is none (first start). Throws on a file that is not one. */
 export function readAccessPosition(file: string): AccessPosition | null {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
+  const text = readTextIfExists(file);
+  if (text === null) return null;
   const value = JSON.parse(text) as { format?: unknown; replay?: unknown; next?: unknown; file?: unknown };
   if (value.format !== FORMAT || !isPosition(value.replay) || !isPosition(value.next) || !isMark(value.file)) {
     throw new Error(`${file} is not an access log position file of this release`);
