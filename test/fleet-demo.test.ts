@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import type { Server, Socket } from 'node:net';
-import { HaproxyProcess, haproxyInstalled } from './helpers/haproxy';
+import { describeWithHaproxy, HaproxyProcess } from './helpers/haproxy';
 import { waitFor } from './helpers/fleet-ship';
 import { describePg, freshDatabase } from './helpers/postgres';
 import { startOrigin } from './helpers/proxy-harness';
@@ -122,8 +122,7 @@ function spawnAdmin(url: string): ServeProcess {
   return new ServeProcess(child);
 }
 
-const describeFleet = haproxyInstalled() ? describePg : describe.skip;
-if (!haproxyInstalled()) console.warn('fleet demo skipped: /usr/sbin/haproxy is missing (apt-get install haproxy; .ci/run does)');
+const describeFleet = describeWithHaproxy(describePg);
 
 describeFleet('the fleet demo: HAProxy → two replicas → PostgreSQL, one replica killed mid-run', () => {
   let origin: Origin;

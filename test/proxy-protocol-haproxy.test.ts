@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,6 +9,7 @@ import { startOrigin, startProxy } from './helpers/proxy-harness';
 import type { Origin, ProxyHarness } from './helpers/proxy-harness';
 import { PROXY_TEST_HOSTS } from './helpers/policies';
 import { freePort } from './helpers/free-port';
+import { describeWithHaproxy, HAPROXY } from './helpers/haproxy';
 
 /**
  * A real HAProxy (Debian's 2.6) in front of tollgate, as README "Behind a load balancer" sets it
@@ -17,7 +18,7 @@ import { freePort } from './helpers/free-port';
  * HAProxy's 127.0.0.1.
  */
 
-const HAPROXY = '/usr/sbin/haproxy';
+
 
 const POLICY = `version: 1
 settings:
@@ -80,7 +81,7 @@ function requestFrom127002(port: number, bytes: string): Promise<string> {
   });
 }
 
-const describeHaproxy = existsSync(HAPROXY) ? describe : describe.skip;
+const describeHaproxy = describeWithHaproxy();
 
 describeHaproxy('a real HAProxy in front, send-proxy-v2 and check-send-proxy', () => {
   let proxy: ProxyHarness;

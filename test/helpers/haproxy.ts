@@ -13,6 +13,28 @@ export function haproxyInstalled(): boolean {
   return existsSync(HAPROXY);
 }
 
+/**
+ * `describe` for suites that put a real HAProxy in front: skipped (loudly) only with
+ * TOLLGATE_TEST_HAPROXY=off. Without HAProxy the suite fails and says how to get it, as the
+ * PostgreSQL suites do.
+ */
+export function describeWithHaproxy(base: jest.Describe = describe): jest.Describe {
+  if (process.env.TOLLGATE_TEST_HAPROXY === 'off') {
+    console.warn('TOLLGATE_TEST_HAPROXY=off: the HAProxy tests are SKIPPED');
+    return describe.skip;
+  }
+  if (!haproxyInstalled()) {
+    return ((name: string, body: () => void) =>
+      base(name, () => {
+        test('needs HAProxy', () => {
+          throw new Error(`${HAPROXY} is missing: apt-get install haproxy (.ci/run does), or set TOLLGATE_TEST_HAPROXY=off to skip`);
+        });
+        void body;
+      })) as unknown as jest.Describe;
+  }
+  return base;
+}
+
 export interface HaproxyBackend {
   name: string;
   port: number;
