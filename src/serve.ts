@@ -141,7 +141,6 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
   };
 }
 
-/** A cap set above what the open-files limit holds fails the way the cap exists to prevent. */
 /** One line at start: a workload inside a --proxy-protocol-from range could claim any client group. */
 function warnOfProxyPeerOverlaps(config: ServeConfig, groups: Policy['clients'], log: Logger): void {
   const overlaps = proxyPeerOverlaps(config.proxyProtocolFrom, groups);
@@ -149,6 +148,7 @@ function warnOfProxyPeerOverlaps(config: ServeConfig, groups: Policy['clients'],
   log.warn({ overlaps }, '--proxy-protocol-from overlaps client group sources: a workload there can send a PROXY header and claim another group');
 }
 
+/** A cap set above what the open-files limit holds fails the way the cap exists to prevent. */
 function warnOfDescriptorBudget(config: ServeConfig, log: Logger): void {
   const limit = config.descriptorLimit;
   const needed = descriptorsNeeded(limit, config.maxClientConnections);

@@ -145,6 +145,7 @@ describe('--proxy-protocol-from, from a listed load balancer (127.0.0.1)', () =>
     ['v2 version 3', Buffer.concat([SIGNATURE, Buffer.from([0x31, 0x11, 0, 12]), Buffer.alloc(12)])],
     ['v2 INET too short', Buffer.concat([SIGNATURE, Buffer.from([0x21, 0x11, 0, 4]), Buffer.alloc(4)])],
     ['v2 longer than the cap', Buffer.concat([SIGNATURE, Buffer.from([0x21, 0x11, 0xff, 0xff])])],
+    ['v2 UNSPEC with an unknown transport', Buffer.concat([SIGNATURE, Buffer.from([0x21, 0x0f, 0, 0])])],
   ];
 
   it.each(garbage)('garbage (%s) is refused 400, recorded as malformed, and never reaches the origin', async (_name, bytes) => {
@@ -220,6 +221,21 @@ describe('--proxy-protocol-from, from an address not listed', () => {
     const record = await proxy.waitForRecord((r) => r.error?.includes('not in --proxy-protocol-from') === true && r.id > 0);
     expect(record).toMatchObject({ client_ip: '127.0.0.1', peer_ip: null });
     expect(await metric(proxy, 'unexpected')).toBe(unexpected + 1);
+  });
+
+  it('a client that sends the first byte of a header and resets leaves no record and no connection behind', async () => {
+    const before = proxy.records().length;
+    await new Promise<void>((resolve) => {
+      const socket = connect({ port: proxy.port, host: '127.0.0.1' }, () => {
+        socket.write('P', () => socket.resetAndDestroy());
+      });
+      socket.on('error', () => undefined);
+      socket.on('close', () => resolve());
+    });
+    for (let i = 0; i < 100 && proxy.ctx.gauges.clientSockets > 0; i += 1) await new Promise((r) => setTimeout(r, 20));
+    expect(proxy.ctx.gauges.clientSockets).toBe(0);
+    expect(await new Promise<number>((resolve) => proxy.server.getConnections((_err, n) => resolve(n)))).toBe(0);
+    expect(proxy.records().length).toBe(before);
   });
 
   it('plain HTTP is served as before, even split right where a header would be told apart', async () => {

@@ -43,7 +43,7 @@ function canonicalIpv4(text: string): string | null {
  * also avoids an ipaddr.js quirk: it reads the IPv4-compatible `::a.b.c.d` (RFC 4291
  * §2.5.5.1) as the IPv4-mapped `::ffff:a.b.c.d`, which would make it match IPv4 entries.
  */
-function canonicalIpv6(text: string): string | null {
+export function canonicalIpv6(text: string): string | null {
   try {
     const host = new URL(`http://[${text}]/`).hostname;
     return host.slice(1, -1);

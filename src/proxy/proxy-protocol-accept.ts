@@ -53,7 +53,9 @@ export function acceptProxyHeader(ctx: ProxyContext, from: readonly IpRange[], s
     const verdict = listed ? listedVerdict(received) : unlistedVerdict(received);
     if (verdict !== null) settle(() => verdict);
   };
-  const onEnd = (): void => settle(() => (received.length === 0 ? { outcome: 'gone' } : listed ? refusal('malformed', 'connection closed inside the PROXY protocol header') : { outcome: 'serve', rest: received }));
+  // An unlisted client that ends while its first bytes could still be a header sent no request
+  // either (fewer than 12 bytes): nothing to serve, and a parser attached to a closed socket leaks.
+  const onEnd = (): void => settle(() => (received.length === 0 || (!listed && startsLikeProxyHeader(received) === 'undecided') ? { outcome: 'gone' } : listed ? refusal('malformed', 'connection closed inside the PROXY protocol header') : { outcome: 'serve', rest: received }));
   const settle = (decide: () => Outcome): void => {
     if (settled) return;
     settled = true;
@@ -128,6 +130,9 @@ function finish(ctx: ProxyContext, socket: Socket, peer: ClientAddress, outcome:
       return;
     }
     case 'serve':
+      // Closed while it was being decided: there is nobody left to serve (Node's HTTP parser
+      // attached now would never see a 'close' and never be freed).
+      if (socket.destroyed) return;
       if (outcome.source) setProxiedClient(socket, { ip: outcome.source.ip, port: outcome.source.port, peerIp: peer.ip });
       if (outcome.rest.length > 0) socket.unshift(outcome.rest);
       serve();

@@ -1,4 +1,5 @@
 import { isIPv4, isIPv6 } from 'node:net';
+import { canonicalIpv6 } from '../policy/ip-range';
 
 /**
  * A strict reader of the PROXY protocol header, v1 (text) and v2 (binary), as HAProxy's
@@ -101,12 +102,14 @@ function parseV1(bytes: Buffer): ProxyHeaderParse {
   }
   const port = parsePort(sport);
   if (port === null || parsePort(dport) === null) return invalid('v1 header: bad port');
-  return { state: 'header', length, source: { kind: 'proxied', ip: family === 'TCP6' ? canonicalIpv6(src) : src, port } };
+  return { state: 'header', length, source: { kind: 'proxied', ip: family === 'TCP6' ? canonicalClientIpv6(src) : src, port } };
 }
 
 const V2_COMMAND_LOCAL = 0x0;
 const V2_COMMAND_PROXY = 0x1;
 const FAMILY_UNSPEC = 0x0;
+/** UNSPEC, TCP/UDP over IPv4, TCP/UDP over IPv6, UNIX stream/datagram (§2.2). */
+const V2_FAMILY_BYTES = new Set([0x00, 0x11, 0x12, 0x21, 0x22, 0x31, 0x32]);
 const FAMILY_INET = 0x1;
 const FAMILY_INET6 = 0x2;
 const TRANSPORT_STREAM = 0x1;
@@ -123,6 +126,8 @@ function parseV2(bytes: Buffer): ProxyHeaderParse {
   // §2.2: with LOCAL "the receiver must accept this connection as valid and must use the real
   // connection endpoints and discard the protocol block including the family".
   if (command === V2_COMMAND_LOCAL) return { state: 'header', length, source: null };
+  // §2.2: only these family/transport bytes exist; any other value must be refused.
+  if (!V2_FAMILY_BYTES.has(bytes[13])) return invalid(`v2 header: unknown address family/protocol byte 0x${bytes[13].toString(16).padStart(2, '0')}`);
   const family = bytes[13] >> 4;
   const transport = bytes[13] & 0x0f;
   if (family === FAMILY_UNSPEC) return { state: 'header', length, source: null };
@@ -153,8 +158,10 @@ function checkV2Start(bytes: Buffer): ProxyHeaderParse | null {
  * same with or without a load balancer in front; IPv4-mapped addresses become IPv4 (as
  * client-address.ts does for a dual-stack listener) so they match IPv4 `sources`.
  */
-function canonicalIpv6(text: string): string {
-  const canonical = new URL(`http://[${text}]/`).hostname.slice(1, -1);
+function canonicalClientIpv6(text: string): string {
+  // The text was checked as IPv6 already (or built from 16 bytes); null cannot come back, and
+  // if it did the text would be kept rather than thrown on inside a 'data' listener.
+  const canonical = canonicalIpv6(text) ?? text;
   const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonical);
   if (mapped === null) return canonical;
   const [high, low] = [parseInt(mapped[1], 16), parseInt(mapped[2], 16)];
@@ -164,5 +171,5 @@ function canonicalIpv6(text: string): string {
 function ipv6Text(raw: Buffer): string {
   const groups: string[] = [];
   for (let i = 0; i < 16; i += 2) groups.push(raw.readUInt16BE(i).toString(16));
-  return canonicalIpv6(groups.join(':'));
+  return canonicalClientIpv6(groups.join(':'));
 }

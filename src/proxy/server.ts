@@ -59,7 +59,9 @@ export function createProxyServer(ctx: ProxyContext): Server {
     // the HTTP parser still reads what arrives, so the answer is not cut by a reset.
     const admitted = admitConnection(ctx, socket);
     if (from.length === 0 || !admitted) parseHttp();
-    else acceptProxyHeader(ctx, from, socket, parseHttp);
+    // A header that arrives after SIGTERM closed the listener: the drain has already passed
+    // this connection by (it was not an HTTP connection yet), so it is closed, not served.
+    else acceptProxyHeader(ctx, from, socket, () => (server.listening ? parseHttp() : socket.destroy()));
     if (admitted) socket.setNoDelay(true);
   });
   // Node keeps one header more than the limit (and drops the rest), so a head past it shows.
