@@ -4,7 +4,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { medianOf, seconds, timeCli as timeCliAt } from './lib/cli-timing';
 import { Pool } from 'pg';
-import { loadDist, trafficRows, type TrafficRow } from './replay-traffic';
+import { loadDist, trafficRows, type TrafficRow, PROPOSED_CHANGE } from './replay-traffic';
 
 /**
  * How long does `tollgate policy replay --audit-url` take on a million records in PostgreSQL?
@@ -20,16 +20,6 @@ const TARGET_SECONDS = 15;
 const DAY_MS = 86_400_000;
 const STORE_ID = '00000000-0000-4000-8000-00000000be9c';
 
-const PROPOSED_CHANGE = `version: 1
-rules:
-  - name: no-gitlab
-    action: deny
-    hosts: [gitlab.com, "*.gitlab.com"]
-  - name: vendor-apis
-    action: allow
-    hosts: ["svc-1.vendor1.example.com", "svc-2.vendor2.example.com", "svc-3.vendor3.example.com"]
-    ports: [443]
-`;
 
 const INSERT = `INSERT INTO requests (store_id, node, local_id, started_at_ms, ended_at_ms, client_ip, client_port, clients,
     kind, method, scheme, host, port, path, decision, would_deny, rule, rule_source, reason, status, bytes_up, bytes_down, policy_version)

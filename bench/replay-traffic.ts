@@ -187,3 +187,15 @@ export function generateTraffic(dist: Dist, db: Database.Database, policy: Loade
   });
   for (let from = 0; from < opts.records; from += opts.batch) writeBatch(Math.min(opts.batch, opts.records - from));
 }
+
+/** The policy change both replay benches replay the generated traffic against. */
+export const PROPOSED_CHANGE = `version: 1
+rules:
+  - name: no-gitlab
+    action: deny
+    hosts: [gitlab.com, "*.gitlab.com"]
+  - name: vendor-apis
+    action: allow
+    hosts: ["svc-1.vendor1.example.com", "svc-2.vendor2.example.com", "svc-3.vendor3.example.com"]
+    ports: [443]
+`;

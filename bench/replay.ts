@@ -4,7 +4,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { medianOf, seconds, timeCli as timeCliAt } from './lib/cli-timing';
 import Database from 'better-sqlite3';
-import { generateTraffic, loadDist } from './replay-traffic';
+import { generateTraffic, loadDist, PROPOSED_CHANGE } from './replay-traffic';
 
 /**
  * How long does `tollgate policy replay` take on a million recorded requests?
@@ -18,16 +18,6 @@ const TARGET_SECONDS = 10;
 const DAY_MS = 86_400_000;
 
 /** The change under review: added in front of the example policies (files load in name order). */
-const PROPOSED_CHANGE = `version: 1
-rules:
-  - name: no-gitlab
-    action: deny
-    hosts: [gitlab.com, "*.gitlab.com"]
-  - name: vendor-apis
-    action: allow
-    hosts: ["svc-1.vendor1.example.com", "svc-2.vendor2.example.com", "svc-3.vendor3.example.com"]
-    ports: [443]
-`;
 
 interface ReplayJson {
   records: { in_window: number; replayed: number; shapes: number; decisions: number; skipped_malformed: number; skipped_undecided: number };
