@@ -111,7 +111,11 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
   holder.watch();
   users?.holder.watch();
   warnOfDescriptorBudget(config, log);
-  warnOfProxyPeerOverlaps(config, loaded.policy.clients, log);
+  let overlapsWarned = warnOfProxyPeerOverlaps(config, loaded.policy.clients, log, '');
+  // A reload can add a group inside a --proxy-protocol-from range: said again when what overlaps changes.
+  holder.onLoaded((policy) => {
+    overlapsWarned = warnOfProxyPeerOverlaps(config, policy.clients, log, overlapsWarned);
+  });
   log.info(
     {
       proxy: formatAddress(proxyAddress), admin: formatAddress(adminAddress), policies: config.policiesDir, policy_version: loaded.policy.version, db: config.dbFile,
@@ -141,11 +145,17 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
   };
 }
 
-/** One line at start: a workload inside a --proxy-protocol-from range could claim any client group. */
-function warnOfProxyPeerOverlaps(config: ServeConfig, groups: Policy['clients'], log: Logger): void {
+/**
+ * One line when a workload inside a --proxy-protocol-from range could claim any client group: at
+ * start, and after a reload whose overlaps differ from those last said (`said`, as JSON).
+ */
+function warnOfProxyPeerOverlaps(config: ServeConfig, groups: Policy['clients'], log: Logger, said: string): string {
   const overlaps = proxyPeerOverlaps(config.proxyProtocolFrom, groups);
-  if (overlaps.length === 0) return;
-  log.warn({ overlaps }, '--proxy-protocol-from overlaps client group sources: a workload there can send a PROXY header and claim another group');
+  const now = JSON.stringify(overlaps);
+  if (overlaps.length > 0 && now !== said) {
+    log.warn({ overlaps }, '--proxy-protocol-from overlaps client group sources: a workload there can send a PROXY header and claim another group');
+  }
+  return now;
 }
 
 /** A cap set above what the open-files limit holds fails the way the cap exists to prevent. */

@@ -1,3 +1,5 @@
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { connect } from 'node:net';
 import { resolveServeConfig } from '../src/config';
 import { ConfigError } from '../src/config-error';
@@ -121,5 +123,20 @@ describe('serve --proxy-protocol-from (a process)', () => {
     const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
     expect(metrics).toMatch(/^tollgate_proxy_protocol_refused_total\{reason="missing"\} 1$/m);
     expect(metrics).toMatch(/^tollgate_proxy_protocol_refused_total\{reason="unexpected"\} 0$/m);
+  });
+  test('a reload that puts another group inside a listed range warns again; one that changes nothing does not', async () => {
+    const before = proc.lines.length;
+    writeFileSync(path.join(folder.policies, 'policy.yaml'), POLICY.replace('    sources: [10.1.0.0/16]\n', '    sources: [10.1.0.0/16]\n  batch:\n    sources: [10.2.0.0/16]\n'));
+    proc.child.kill('SIGHUP');
+    const warning = await proc.waitForLogStarting('--proxy-protocol-from overlaps', before);
+    expect((warning.overlaps as Array<{ group: string }>).map((o) => o.group).sort()).toEqual(['batch', 'workloads']);
+    // Two more reloads of the same policy: the second one's 'policy loaded' line comes after anything
+    // the first one logged, so a repeated warning would be there by then.
+    const quiet = proc.lines.length;
+    proc.child.kill('SIGHUP');
+    const first = await proc.waitForLog('policy loaded', quiet);
+    proc.child.kill('SIGHUP');
+    await proc.waitForLog('policy loaded', proc.lines.indexOf(first) + 1);
+    expect(proc.lines.slice(quiet).filter((l) => l.msg.startsWith('--proxy-protocol-from overlaps'))).toEqual([]);
   });
 });
