@@ -267,7 +267,8 @@ describe('--proxy-protocol-from and --max-client-connections', () => {
       const idle = connect({ port: proxy.port, host: '127.0.0.1' });
       idle.on('error', () => undefined);
       await new Promise((resolve) => idle.once('connect', resolve));
-      while (proxy.ctx.gauges.clientSockets < 1) await new Promise((resolve) => setTimeout(resolve, 5));
+      for (let i = 0; i < 1000 && proxy.ctx.gauges.clientSockets < 1; i += 1) await new Promise((resolve) => setTimeout(resolve, 5));
+      expect(proxy.ctx.gauges.clientSockets).toBe(1);
       const outcome = await sendRaw(proxy.port, v1('TCP4', '192.0.2.90', 1));
       expect(outcome.status).toBe(503);
       expect(await proxy.waitForRecord((r) => r.status === 503)).toMatchObject({ client_ip: '127.0.0.1', peer_ip: null });

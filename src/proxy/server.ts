@@ -46,22 +46,22 @@ export function createProxyServer(ctx: ProxyContext): Server {
   // wait until the header is off the socket, so it is called from here instead.
   const startHttp = server.listeners('connection') as Array<(this: Server, socket: Socket) => void>;
   server.removeAllListeners('connection');
+  const parseHttp = (socket: Socket): void => {
+    for (const listener of startHttp) listener.call(server, socket);
+  };
+  const from = ctx.proxyProtocolFrom ?? [];
   server.on('connection', (socket: Socket) => {
     // STYLE habit 7: an error listener at once, before anything can fail. Errors are handled
     // where the socket is used; this one only keeps a reset from becoming an uncaught error.
     socket.on('error', () => socket.destroy());
-    const parseHttp = (): void => {
-      for (const listener of startHttp) listener.call(server, socket);
-    };
-    const from = ctx.proxyProtocolFrom ?? [];
     // Counted from the accept, header or not: a connection waiting for its header holds a
     // descriptor too. Past the cap the 503 names the connecting address (no header is read), and
     // the HTTP parser still reads what arrives, so the answer is not cut by a reset.
     const admitted = admitConnection(ctx, socket);
-    if (from.length === 0 || !admitted) parseHttp();
+    if (from.length === 0 || !admitted) parseHttp(socket);
     // A header that arrives after SIGTERM closed the listener: the drain has already passed
     // this connection by (it was not an HTTP connection yet), so it is closed, not served.
-    else acceptProxyHeader(ctx, from, socket, () => (server.listening ? parseHttp() : socket.destroy()));
+    else acceptProxyHeader(ctx, from, socket, () => (server.listening ? parseHttp(socket) : socket.destroy()));
     if (admitted) socket.setNoDelay(true);
   });
   // Node keeps one header more than the limit (and drops the rest), so a head past it shows.

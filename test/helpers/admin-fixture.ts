@@ -104,14 +104,5 @@ export function tempStore(prefix: string): TempStore {
   };
 }
 
-/** Deterministic pseudo-random numbers (mulberry32), so a failing case can be rerun. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic pseudo-random numbers, so a failing case can be rerun: the benches' generator. */
+export { seededRandom as seeded } from '../../bench/lib/seeded-random';
