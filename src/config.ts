@@ -54,6 +54,10 @@ export interface ServeConfig {
   readonly accessLog: string | null;
   /** Load balancers that must send a PROXY protocol header (nobody else may); empty: off. */
   readonly proxyProtocolFrom: readonly IpRange[];
+  /** Proxy worker processes (node:cluster); 1 runs the proxy in this process, as before. */
+  readonly workers: number;
+  /** --max-client-connections was `auto`: each worker process derives its own from its open-files limit. */
+  readonly maxClientConnectionsAuto: boolean;
 }
 
 interface OptionSpec {
@@ -88,6 +92,7 @@ export const SERVE_OPTIONS = {
   auditUrl: { flag: 'audit-url', env: 'TOLLGATE_AUDIT_URL', fallback: '', help: 'ship audit records to this PostgreSQL URL (prefer the variable or --audit-url-file: a flag shows in the process list)' },
   auditUrlFile: { flag: 'audit-url-file', env: 'TOLLGATE_AUDIT_URL_FILE', fallback: '', help: 'read the PostgreSQL URL from this file' },
   proxyProtocolFrom: { flag: 'proxy-protocol-from', env: 'TOLLGATE_PROXY_PROTOCOL_FROM', fallback: '', help: 'CIDR[,CIDR...]: load balancers that must send a PROXY protocol v1/v2 header (refused from anyone else; off by default)' },
+  workers: { flag: 'workers', env: 'TOLLGATE_WORKERS', fallback: '1', help: 'proxy worker processes: N or auto (one per core); 1 = a single process' },
   node: { flag: 'node', env: 'TOLLGATE_NODE', fallback: '', help: "this replica's name in the shared audit history (default the host name)" },
 } as const satisfies Record<string, OptionSpec>;
 
@@ -138,6 +143,29 @@ export function isLoopbackHost(host: string): boolean {
 /** `auto`, or a count given by the operator. */
 function parseClientConnections(text: string, limit: DescriptorLimit): number {
   return text.trim() === 'auto' ? derivedClientConnections(limit) : parseCount(text, '--max-client-connections');
+}
+
+/** `auto` is one worker per core the process may use (os.availableParallelism). */
+function parseWorkers(text: string): number {
+  if (text.trim() === 'auto') return os.availableParallelism();
+  const n = /^[0-9]{1,3}$/.test(text.trim()) ? Number(text) : NaN;
+  if (!(n >= 1 && n <= 256)) throw new ConfigError(`--workers: expected auto or a number from 1 to 256, got "${text}"`);
+  return n;
+}
+
+/**
+ * With workers each one enforces its share of a box-wide limit (cluster/limits.ts): a limit
+ * below the number of workers would leave some worker a share of nothing.
+ */
+function checkWorkerShares(config: ServeConfig): void {
+  if (config.workers === 1) return;
+  const limits: Array<[string, number]> = [['--max-tunnels', config.maxTunnels], ['--max-tunnels-per-source', config.maxTunnelsPerSource]];
+  if (!config.maxClientConnectionsAuto) limits.push(['--max-client-connections', config.maxClientConnections]);
+  for (const [flag, value] of limits) {
+    if (value < config.workers) {
+      throw new ConfigError(`${flag} ${value} is below --workers ${config.workers}: each worker enforces its share of the limit, and some would have none`);
+    }
+  }
 }
 
 /** --audit-url or --audit-url-file (one of them), checked without ever echoing the URL. */
@@ -204,7 +232,10 @@ export function resolveServeConfig(
     node: parseNodeName(pick('node')),
     accessLog: pick('accessLog') === '' ? null : pick('accessLog'),
     proxyProtocolFrom: parseProxyProtocolFrom(pick('proxyProtocolFrom')),
+    workers: parseWorkers(pick('workers')),
+    maxClientConnectionsAuto: pick('maxClientConnections').trim() === 'auto',
   };
+  checkWorkerShares(config);
   if (config.auditUrl !== null && isInMemory(config.dbFile)) {
     throw new ConfigError('--audit-url needs an audit file (--db FILE): an in-memory store has no log to ship from');
   }

@@ -1,4 +1,5 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { Action } from './policy/types';
 import type { ProxyErrorCode } from './request/errors-types';
 import type { RequestKind } from './request/target-types';
@@ -23,8 +24,17 @@ const AUDIT_WRITE_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.
  * What the proxy reports, and the registry /metrics renders. Every method is cheap and never
  * throws (a metric must not fail a request). One instance per process, passed in (STYLE habit 5).
  */
+/** One process's metrics as prom-client's JSON: what workers send the primary to sum. */
+export type MetricsJson = Array<MetricObjectWithValues<MetricValue<string>>>;
+
 export interface ProxyMetrics {
   readonly registry: Registry;
+  /** The text /metrics serves: this process's registry, summed with the workers' when there are any. */
+  render(): Promise<string>;
+  /** A worker process died and another took its place (serve --workers). */
+  workerRestarted(): void;
+  /** --workers: /metrics sums these processes' metrics (fetched at each scrape) with this one's. */
+  setPeers(fetch: () => Promise<MetricsJson[]>): void;
   /** One call per decided request (not per malformed one); wouldDeny only with decision allow. */
   requestDecided(kind: RequestKind, decision: Action, wouldDeny: boolean): void;
   /** Bytes relayed: up = client -> destination, down = destination -> client. */
@@ -119,6 +129,7 @@ export function createMetrics(): ProxyMetrics {
     });
   };
   const connections = clientConnectionMetrics(registers);
+  const restarts = new Counter({ name: 'tollgate_worker_restarts_total', help: 'Proxy worker processes that died and were replaced (serve --workers)', registers });
   const pruned = new Counter({ name: 'tollgate_audit_pruned_records_total', help: 'Audit records deleted by --retain', registers });
   let auditDisk: (() => AuditDiskGauges) | null = null;
   const registerAuditDisk = (): void => {
@@ -144,8 +155,20 @@ export function createMetrics(): ProxyMetrics {
   for (const kind of UPSTREAM_ERROR_KINDS) upstreamErrors.inc({ kind }, 0);
   for (const result of ['ok', 'error']) reloads.inc({ result }, 0);
 
+  let peers: (() => Promise<MetricsJson[]>) | null = null;
   return {
     registry,
+    render: async () => {
+      if (peers === null) return registry.metrics();
+      // Counters, histograms and most gauges add up; prom-client's default process metrics
+      // carry their own rule (a version is taken once, not summed).
+      const all = [await registry.getMetricsAsJSON(), ...(await peers())];
+      return AggregatorRegistry.aggregate(all).metrics();
+    },
+    workerRestarted: () => restarts.inc(),
+    setPeers: (fetch) => {
+      peers = fetch;
+    },
     requestDecided: (kind, decision, denied) => {
       requests.inc({ kind, decision });
       if (denied) wouldDeny.inc();

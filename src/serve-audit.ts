@@ -3,6 +3,7 @@ import { isInMemory } from './audit/connection';
 import { DiskWatermark, describeDiskState, gateOnFreeDisk } from './audit/disk-watermark';
 import type { DiskState, StatfsFunction } from './audit/disk-watermark';
 import { GroupCommit } from './audit/group-commit';
+import type { BatchTarget } from './audit/group-commit';
 import { Retention } from './audit/retention';
 import type { PruneReport } from './audit/retention';
 import { openAuditStore } from './audit/store';
@@ -24,6 +25,8 @@ export interface AuditDependencies {
 export interface ServingAudit {
   store: ServingStore;
   audit: GroupCommit;
+  /** What group commit writes to: the store, refused while the disk is low (workers' batches come here). */
+  target: BatchTarget;
   watermark: DiskWatermark;
   /** Stops the timers (the store itself is closed by the shutdown, after the last completions). */
   stop(): void;
@@ -61,10 +64,12 @@ export function openServingAudit(config: ServeConfig, log: Logger, metrics: Prox
   watermark.start();
   metrics.setAuditWritable(() => store.health().writable);
   metrics.setAuditDisk(() => watermark.snapshot());
-  const audit = new GroupCommit(gateOnFreeDisk(store, watermark), (seconds) => metrics.auditWrite(seconds));
+  const target = gateOnFreeDisk(store, watermark);
+  const audit = new GroupCommit(target, (seconds) => metrics.auditWrite(seconds));
   return {
     store,
     audit,
+    target,
     watermark,
     stop: () => {
       localRetention?.stop();

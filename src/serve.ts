@@ -1,36 +1,28 @@
-import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { buildAdminApp } from './admin/app';
 import { Authenticator } from './auth/authenticator';
 import { UsersHolder } from './auth/users-holder';
 import { createMetrics } from './metrics';
-import type { ProxyMetrics } from './metrics';
-import type { GroupCommit } from './audit/group-commit';
 import type { DiskWatermark } from './audit/disk-watermark';
 import { completeAtShutdown, completeLeftOpen } from './audit/left-open';
 import type { AtShutdown } from './audit/left-open';
 import type { ServingStore } from './audit/writer-thread';
 import { ConfigError } from './config';
-import type { ListenAddress, ServeConfig } from './config';
+import type { ServeConfig } from './config';
 import { descriptorsNeeded } from './descriptors';
 import type { Logger } from './log';
 import { formatProblem, loadPolicy } from './policy/load';
 import type { SelfAddress } from './policy/guard';
 import { PolicyHolder } from './policy/watch';
-import type { ProxyContext } from './proxy/context';
-import { systemResolver } from './proxy/dial';
 import { startAccessLog } from './serve-access-log';
 import { diskReadiness, openServingAudit } from './serve-audit';
 import { startShipping } from './serve-ship';
 import type { ServingShip } from './serve-ship';
 import type { AuditDependencies, ServingAudit } from './serve-audit';
-import { drainProxy } from './proxy/drain';
-import { ParentAgents } from './proxy/parent-agents';
-import { createUpstreamPool } from './proxy/relay-direct';
-import { createProxyServer } from './proxy/server';
-import { TunnelRegistry } from './proxy/tunnel-registry';
 import { proxyPeerOverlaps } from './proxy/proxy-protocol-accept';
+import { startLocalProxy, startWorkers } from './serve-front';
+import type { ProxyFront } from './serve-front';
 import type { Policy } from './policy/compiled';
 
 export interface RunningProxy {
@@ -73,16 +65,11 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
   const holder = new PolicyHolder(config.policiesDir, loaded.policy, () => self, log, (ok) => metrics.policyReload(ok));
   const ship = startShipping(config, log, metrics, loaded.policy.version);
   if (ship !== null) holder.onLoaded((policy) => ship.policyChanged(policy.version));
-  const ctx = proxyContext(config, holder, audit, log, metrics, users?.authenticator ?? null);
-  // Agents of parents a reload no longer names are retired; requests in flight on them finish.
-  holder.onLoaded((policy) => ctx.parentAgents.retainFor(policy));
-  metrics.setOpenTunnels(() => ctx.tunnels.size);
-  metrics.setClientConnections(() => ctx.gauges.clientSockets, config.maxClientConnections);
-  const server = createProxyServer(ctx);
   let draining = false;
+  let front: ProxyFront | null = null;
   const admin = buildAdminApp({
     store,
-    ready: (view) => readiness(holder, store, serving.watermark, ship, view.authenticated, draining),
+    ready: (view) => readiness(holder, store, serving.watermark, ship, view.authenticated, draining, front),
     token: config.adminToken,
     policy: () => ({ policy: holder.active().policy, lastReload: holder.lastReload }),
     metrics,
@@ -93,10 +80,12 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
   try {
     await admin.listen({ host: config.adminListen.host, port: config.adminListen.port });
     adminAddress = admin.server.address() as AddressInfo;
-    proxyAddress = await listen(server, config.listen);
+    front = config.workers > 1
+      ? await startWorkers(config, log, metrics, serving, adminAddress, holder)
+      : await startLocalProxy(config, log, metrics, audit, holder, users?.authenticator ?? null);
+    proxyAddress = front.address;
   } catch (err) {
     await admin.close();
-    server.close();
     serving.stop();
     void accessLog?.close();
     void store.closeIndex?.();
@@ -118,7 +107,7 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
   });
   log.info(
     {
-      proxy: formatAddress(proxyAddress), admin: formatAddress(adminAddress), policies: config.policiesDir, policy_version: loaded.policy.version, db: config.dbFile,
+      proxy: formatAddress(proxyAddress), admin: formatAddress(adminAddress), policies: config.policiesDir, policy_version: loaded.policy.version, db: config.dbFile, workers: config.workers,
       max_client_connections: config.maxClientConnections, open_files_limit: config.descriptorLimit.soft, records_closed_at_start: closedAtStart,
     },
     'listening',
@@ -130,6 +119,7 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
     reload: () => {
       holder.reload();
       users?.holder.reload();
+      front?.reload();
     },
     reopenAccessLog: () => accessLog?.reopen(),
     shutdown: async () => {
@@ -137,7 +127,7 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
       // open ones drain (SPEC §6). The admin app answers until the drain is over.
       draining = true;
       users?.holder.close();
-      const outcome = await shutdown(server, ctx, admin, serving, holder, config.drainTimeoutMs, log, ship);
+      const outcome = await shutdown(front as ProxyFront, admin, serving, holder, config.drainTimeoutMs, log, ship);
       // After the shutdown's own completions are in the log: their lines are the last ones.
       await accessLog?.close();
       return outcome;
@@ -172,7 +162,7 @@ function warnOfDescriptorBudget(config: ServeConfig, log: Logger): void {
 }
 
 /** The users file and the authenticator over it, when --users is given. */
-function openUsers(config: ServeConfig, log: Logger): { holder: UsersHolder; authenticator: Authenticator } | null {
+export function openUsers(config: ServeConfig, log: Logger): { holder: UsersHolder; authenticator: Authenticator } | null {
   if (config.usersFile === null) return null;
   let authenticator: Authenticator | null = null;
   let holder: UsersHolder;
@@ -185,60 +175,28 @@ function openUsers(config: ServeConfig, log: Logger): { holder: UsersHolder; aut
   return { holder, authenticator };
 }
 
-function proxyContext(
-  config: ServeConfig,
+function readiness(
   holder: PolicyHolder,
-  audit: GroupCommit,
-  log: Logger,
-  metrics: ProxyMetrics,
-  authenticator: Authenticator | null,
-): ProxyContext {
-  return {
-    active: holder.active,
-    audit,
-    resolver: systemResolver,
-    clock: () => new Date(),
-    timeouts: {
-      dnsMs: config.dnsTimeoutMs,
-      connectMs: config.connectTimeoutMs,
-      tunnelIdleMs: config.tunnelIdleTimeoutMs,
-      tunnelLifetimeMs: config.tunnelMaxLifetimeMs,
-      requestIdleMs: config.requestIdleTimeoutMs,
-    },
-    limits: { maxTunnels: config.maxTunnels, maxTunnelsPerSource: config.maxTunnelsPerSource, maxClientConnections: config.maxClientConnections },
-    gauges: { clientSockets: 0, refusingSockets: 0, activeRequests: 0 },
-    metrics,
-    authenticator,
-    log,
-    upstreamPool: createUpstreamPool({ connectMs: config.connectTimeoutMs }),
-    parentAgents: new ParentAgents(),
-    tunnels: new TunnelRegistry(),
-    proxyProtocolFrom: config.proxyProtocolFrom,
-  };
-}
-
-function readiness(holder: PolicyHolder, store: ServingStore, watermark: DiskWatermark, ship: ServingShip | null, authenticated: boolean, draining: boolean): { ok: boolean; detail: Record<string, unknown> } {
+  store: ServingStore,
+  watermark: DiskWatermark,
+  ship: ServingShip | null,
+  authenticated: boolean,
+  draining: boolean,
+  front: ProxyFront | null,
+): { ok: boolean; detail: Record<string, unknown> } {
   const last = holder.lastReload;
   const disk = diskReadiness(watermark);
+  const proxy = front?.readiness() ?? { ok: true, detail: {} };
   return {
-    ok: disk.ok && !draining,
+    ok: disk.ok && !draining && proxy.ok,
     detail: {
       draining,
       policy_version: holder.active().policy.version, last_reload: last, audit: store.health(),
       ...(store.indexStatus ? { audit_index: store.indexStatus() } : {}), ...disk.detail,
       ...(ship !== null ? { ship: ship.readiness(authenticated) } : {}),
+      ...proxy.detail,
     },
   };
-}
-
-function listen(server: Server, address: ListenAddress): Promise<AddressInfo> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(address.port, address.host, () => {
-      server.off('error', reject);
-      resolve(server.address() as AddressInfo);
-    });
-  });
 }
 
 export function formatAddress(address: AddressInfo): string {
@@ -246,8 +204,7 @@ export function formatAddress(address: AddressInfo): string {
 }
 
 async function shutdown(
-  server: Server,
-  ctx: ProxyContext,
+  front: ProxyFront,
   admin: FastifyInstance,
   { store, audit, stop }: ServingAudit,
   holder: PolicyHolder,
@@ -255,11 +212,9 @@ async function shutdown(
   log: Logger,
   ship: ServingShip | null,
 ): Promise<ShutdownOutcome> {
-  log.info({ open_tunnels: ctx.tunnels.size, drain_ms: drainMs }, 'draining');
+  log.info({ ...front.drainInfo(), drain_ms: drainMs }, 'draining');
   holder.close();
-  await drainProxy(server, ctx, drainMs);
-  await ctx.upstreamPool.destroy();
-  ctx.parentAgents.destroyAll();
+  await front.drain(drainMs);
   await admin.close();
   // Completions of the connections the drain just ended, and opens still waiting for a commit.
   await audit.drain();

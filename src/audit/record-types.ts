@@ -118,6 +118,8 @@ export interface AuditSink {
 export const RecordEnd = {
   /** A previous run left the record open (killed, crashed): completed at the next start. */
   proxyRestarted: 'proxy_restarted',
+  /** Open in a proxy worker process that died (serve --workers): completed by the primary. */
+  workerExited: 'worker_exited',
   /** Still open once the drain had ended every connection: completed as the proxy stopped. */
   shutdown: 'shutdown: proxy stopped',
   /** A tunnel still open at the drain deadline (--drain-timeout), cut by the proxy. */

@@ -30,6 +30,8 @@ export function testServeConfig(overrides: Pick<ServeConfig, 'policiesDir' | 'db
     node: 'test-node',
     accessLog: null,
     proxyProtocolFrom: [],
+    workers: 1,
+    maxClientConnectionsAuto: false,
     ...overrides,
   };
 }

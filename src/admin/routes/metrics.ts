@@ -5,7 +5,7 @@ import type { ProxyMetrics } from '../../metrics';
 export function registerMetricsRoute(app: FastifyInstance, metrics: ProxyMetrics | undefined): void {
   app.get('/metrics', async (_request, reply) => {
     if (metrics === undefined) return reply.code(503).send({ error: 'metrics are not enabled in this admin app' });
-    const text = await metrics.registry.metrics();
+    const text = await metrics.render();
     return reply.type(metrics.registry.contentType).header('cache-control', 'no-store').send(text);
   });
 }

@@ -1,0 +1,305 @@
+import cluster from 'node:cluster';
+import type { Worker } from 'node:cluster';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import type { CompletionEntry } from '../audit/connection';
+import type { BatchTarget } from '../audit/group-commit';
+import { RecordEnd } from '../audit/record-types';
+import { workerModule } from '../audit/start-worker';
+import type { ListenAddress, ServeConfig } from '../config';
+import type { Logger } from '../log';
+import type { MetricsJson } from '../metrics';
+import { workerLimits } from './limits';
+import { isWorkerMessage, toRemote } from './protocol';
+import type { PrimaryMessage, WorkerMessage } from './protocol';
+
+/** A worker that exits sooner than this after its start is crashing: the next start waits. */
+const QUICK_EXIT_MS = 5_000;
+const RESPAWN_MAX_DELAY_MS = 30_000;
+/** How long a scrape waits for each worker's metrics before leaving it out. */
+const METRICS_WAIT_MS = 2_000;
+/** After --drain-timeout, how long workers have to send their last completions and exit. */
+const EXIT_GRACE_MS = 10_000;
+/** How often the log's state is checked for a change to tell the workers. */
+const WRITABLE_CHECK_MS = 250;
+
+type WorkerState = 'starting' | 'listening' | 'draining' | 'exited';
+
+/** One worker process: a slot (1…N) is filled by one process at a time, replaced when it dies. */
+interface Member {
+  readonly slot: number;
+  readonly worker: Worker;
+  readonly startedAt: number;
+  state: WorkerState;
+  policyVersion: string | null;
+  /** Records this process opened or finished (its share of the load, in /readyz). */
+  records: number;
+  /** Record ids it opened and has not completed: completed for it when it dies. */
+  readonly open: Set<number>;
+  /** Its batches being committed: their ids count before the process's death is handled. */
+  readonly committing: Set<Promise<void>>;
+}
+
+export interface PoolOptions {
+  config: ServeConfig;
+  log: Logger;
+  /** The box's one audit log (gated on free disk): every worker's batches are committed here. */
+  target: BatchTarget;
+  admin: ListenAddress;
+  /** Told when a worker takes the place of one that died (the restarts metric). */
+  onRestart?: () => void;
+}
+
+/**
+ * `serve --workers N`: N proxy processes (node:cluster) share the proxy port; this process, the
+ * primary, keeps what there must be one of per box: the audit log and its index, shipping, the
+ * access log, retention, the admin app and its sessions, the policy watch.
+ *
+ * Why one writer: the log's guarantees (ids unique and never reused, one record per request, a
+ * record on disk before the first byte) come from one appender that assigns ids in order
+ * (log/segment-log.ts); the index, shipping and the access log each follow one log. Workers send
+ * their group commits' batches here and wait for the ids, which costs one IPC round trip per
+ * batch, not per record (measured in `npm run bench`, README "Using every core").
+ */
+export class WorkerPool {
+  private readonly members = new Map<number, Member>();
+  private readonly quickExits = new Map<number, number>();
+  private metricsSeq = 0;
+  private readonly metricsWaiting = new Map<number, (json: MetricsJson) => void>();
+  private draining = false;
+  private lastWritable = true;
+  private readonly writableTimer: NodeJS.Timeout;
+  private restarts = 0;
+  private reloadPending: NodeJS.Immediate | null = null;
+
+  constructor(private readonly opts: PoolOptions) {
+    cluster.setupPrimary({
+      exec: path.join(__dirname, 'cluster-entry.js'),
+      args: [],
+      // Dates and Buffers of the audit records cross as themselves (JSON would make strings).
+      serialization: 'advanced',
+    });
+    this.writableTimer = setInterval(() => this.tellWritable(), WRITABLE_CHECK_MS);
+    this.writableTimer.unref();
+  }
+
+  /** Forks every worker; resolves with the proxy's address once all of them listen. */
+  start(): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      let listening = 0;
+      let address: AddressInfo | null = null;
+      for (let slot = 1; slot <= this.opts.config.workers; slot += 1) {
+        this.fork(slot, {
+          listening: (at) => {
+            address ??= at;
+            listening += 1;
+            if (listening === this.opts.config.workers) resolve(address);
+          },
+          failed: (why) => {
+            this.stopAll();
+            reject(new Error(why));
+          },
+        });
+      }
+    });
+  }
+
+  /** A policy or users file reload in this process: every worker loads them again. */
+  reload(): void {
+    // A SIGHUP reloads the policies (whose listener calls this) and the users file (which calls
+    // it again): one broadcast for both.
+    this.reloadPending ??= setImmediate(() => {
+      this.reloadPending = null;
+      this.broadcast({ t: 'reload' });
+    });
+  }
+
+  /** What /metrics sums with the primary's own: each listening worker's registry. */
+  async workerMetrics(): Promise<MetricsJson[]> {
+    const asked = [...this.members.values()].filter((m) => m.state === 'listening' || m.state === 'draining');
+    const answers = await Promise.all(asked.map((member) => this.askMetrics(member)));
+    return answers.filter((json): json is MetricsJson => json !== null);
+  }
+
+  /** /readyz: ready while at least one worker listens; the detail lists each. */
+  readiness(): { ok: boolean; detail: Record<string, unknown> } {
+    const workers = [...this.members.values()]
+      .sort((a, b) => a.slot - b.slot)
+      .map((m) => ({ slot: m.slot, pid: m.worker.process.pid ?? null, state: m.state, policy_version: m.policyVersion, records: m.records }));
+    return { ok: workers.some((w) => w.state === 'listening'), detail: { workers, worker_restarts: this.restarts } };
+  }
+
+  /**
+   * SIGTERM: every worker stops accepting and drains for up to drainMs, sends its last
+   * completions and exits. One still there past the grace is killed; its open records are then
+   * completed by the shutdown like any other (RecordEnd.shutdown).
+   */
+  async drain(drainMs: number): Promise<void> {
+    this.draining = true;
+    clearInterval(this.writableTimer);
+    const exits = [...this.members.values()].map((member) => this.exited(member));
+    for (const member of this.members.values()) {
+      member.state = 'draining';
+      this.send(member, { t: 'drain' });
+    }
+    const timer = setTimeout(() => this.stopAll(), drainMs + EXIT_GRACE_MS);
+    await Promise.all(exits);
+    clearTimeout(timer);
+    await this.settleAll();
+  }
+
+  private fork(slot: number, start?: { listening: (at: AddressInfo) => void; failed: (why: string) => void }): void {
+    const worker = cluster.fork({ TOLLGATE_CLUSTER_ENTRY: JSON.stringify(workerModule(path.join(__dirname, 'worker-main'))) });
+    const member: Member = { slot, worker, startedAt: Date.now(), state: 'starting', policyVersion: null, records: 0, open: new Set(), committing: new Set() };
+    this.members.set(slot, member);
+    const { config } = this.opts;
+    worker.on('online', () => this.send(member, { t: 'init', slot, config, admin: this.opts.admin, limits: workerLimits(config, slot) }));
+    worker.on('message', (message: unknown) => {
+      if (!isWorkerMessage(message)) return;
+      if (message.t === 'listening') {
+        member.state = this.draining ? 'draining' : 'listening';
+        start?.listening({ port: message.port, address: message.address, family: message.family });
+      } else if (message.t === 'failed') {
+        this.opts.log.error({ worker: slot, err: message.message }, 'worker could not start');
+        start?.failed(message.message);
+      } else this.received(member, message);
+    });
+    // The IPC channel's errors (a worker gone mid-send) are the exit's to handle.
+    worker.on('error', (err) => this.opts.log.warn({ worker: slot, err }, 'worker channel error'));
+    worker.on('exit', (code, signal) => {
+      const wasListening = member.state === 'listening';
+      member.state = 'exited';
+      void this.afterExit(member, code, signal, wasListening, start);
+    });
+  }
+
+  private received(member: Member, message: WorkerMessage): void {
+    if (message.t === 'batch') {
+      const committing = this.commit(member, message);
+      member.committing.add(committing);
+      void committing.finally(() => member.committing.delete(committing));
+    } else if (message.t === 'policy') {
+      member.policyVersion = message.version;
+    } else if (message.t === 'metrics') {
+      this.metricsWaiting.get(message.seq)?.(message.metrics);
+    }
+  }
+
+  /** One worker batch into the box's log; the answer carries the ids (or why not). */
+  private async commit(member: Member, batch: Extract<WorkerMessage, { t: 'batch' }>): Promise<void> {
+    const { target } = this.opts;
+    let reply: PrimaryMessage;
+    try {
+      const outcome = await target.commitBatch(batch.opens, batch.completions, batch.finished);
+      const ids = outcome.ids.map((id) => (typeof id === 'number' ? id : toRemote(id)));
+      for (let i = 0; i < batch.opens.length; i += 1) {
+        const id = ids[i];
+        if (typeof id === 'number') member.open.add(id);
+      }
+      member.records += batch.opens.length + batch.finished.length;
+      reply = { t: 'batchDone', seq: batch.seq, ok: true, ids, refusedCompletions: outcome.refusedCompletions, writable: target.writable() };
+    } catch (err) {
+      reply = { t: 'batchDone', seq: batch.seq, ok: false, error: toRemote(err), writable: target.writable() };
+    }
+    // A failed commit's completions are held by the store and written on recovery: not ours to end.
+    for (const [id] of batch.completions) member.open.delete(id);
+    this.send(member, reply);
+  }
+
+  /**
+   * A worker is gone. Its acknowledged records are in the log; those it left open are completed
+   * now (error worker_exited) once its last batches are in, and another process takes its slot.
+   */
+  private async afterExit(
+    member: Member,
+    code: number | null,
+    signal: string | null,
+    wasListening: boolean,
+    start: { failed: (why: string) => void } | undefined,
+  ): Promise<void> {
+    await this.settle(member);
+    if (this.draining) return;
+    const ran = Date.now() - member.startedAt;
+    this.opts.log.error({ worker: member.slot, pid: member.worker.process.pid, code, signal, ran_ms: ran }, 'worker exited; another takes its place');
+    if (!wasListening && start !== undefined) {
+      start.failed(`worker ${member.slot} exited before listening (code ${code}, signal ${signal})`);
+      return;
+    }
+    this.restarts += 1;
+    this.opts.onRestart?.();
+    const quick = ran < QUICK_EXIT_MS ? (this.quickExits.get(member.slot) ?? 0) + 1 : 0;
+    this.quickExits.set(member.slot, quick);
+    const delay = quick === 0 ? 0 : Math.min(RESPAWN_MAX_DELAY_MS, 500 * 2 ** quick);
+    setTimeout(() => {
+      if (!this.draining && this.members.get(member.slot) === member) this.fork(member.slot);
+    }, delay).unref();
+  }
+
+  /** Its batches in flight committed, then what it left open completed. */
+  private async settle(member: Member): Promise<void> {
+    await Promise.allSettled([...member.committing]);
+    const ids = [...member.open];
+    member.open.clear();
+    if (ids.length === 0) return;
+    const completion = { endedAt: new Date(), status: null, bytesUp: 0, bytesDown: 0, error: RecordEnd.workerExited };
+    try {
+      await this.opts.target.commitBatch([], ids.map((id): CompletionEntry => [id, completion]), []);
+      this.opts.log.warn({ worker: member.slot, records: ids.length }, 'completed the records a worker left open (error worker_exited)');
+    } catch (err) {
+      // Held by the store and written when it recovers; at worst completed at the next start.
+      this.opts.log.error({ worker: member.slot, records: ids.length, err }, 'could not complete the records a worker left open; the store holds them');
+    }
+  }
+
+  private async settleAll(): Promise<void> {
+    await Promise.all([...this.members.values()].map((member) => this.settle(member)));
+  }
+
+  private exited(member: Member): Promise<void> {
+    if (member.worker.isDead()) return Promise.resolve();
+    return new Promise((resolve) => member.worker.once('exit', () => resolve()));
+  }
+
+  private askMetrics(member: Member): Promise<MetricsJson | null> {
+    const seq = ++this.metricsSeq;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => done(null), METRICS_WAIT_MS);
+      const done = (json: MetricsJson | null): void => {
+        clearTimeout(timer);
+        this.metricsWaiting.delete(seq);
+        resolve(json);
+      };
+      this.metricsWaiting.set(seq, done);
+      if (!this.send(member, { t: 'metrics', seq })) done(null);
+    });
+  }
+
+  private tellWritable(): void {
+    const writable = this.opts.target.writable();
+    if (writable === this.lastWritable) return;
+    this.lastWritable = writable;
+    this.broadcast({ t: 'writable', writable });
+  }
+
+  private broadcast(message: PrimaryMessage): void {
+    for (const member of this.members.values()) if (member.state !== 'exited') this.send(member, message);
+  }
+
+  /** False when the worker cannot be told (gone, or its channel closed). */
+  private send(member: Member, message: PrimaryMessage): boolean {
+    if (!member.worker.isConnected()) return false;
+    try {
+      return member.worker.send(message, (err: Error | null) => {
+        if (err !== null) this.opts.log.debug({ worker: member.slot, err }, 'message to a worker not delivered');
+      });
+    } catch {
+      return false;
+    }
+  }
+
+  /** Kills every worker (a failed start, or a drain past its grace); none is replaced after this. */
+  private stopAll(): void {
+    this.draining = true;
+    for (const member of this.members.values()) if (!member.worker.isDead()) member.worker.process.kill('SIGKILL');
+  }
+}

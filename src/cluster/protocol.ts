@@ -1,0 +1,68 @@
+import type { MetricObjectWithValues, MetricValue } from 'prom-client';
+import type { BatchOutcome, CompletionEntry, FinishedEntry } from '../audit/connection';
+import type { AuditOpen } from '../audit/record-types';
+import type { RemoteError } from '../audit/writer-protocol';
+import { AuditUnavailableError } from '../audit/write-health';
+import type { ListenAddress, ServeConfig } from '../config';
+import type { ProxyLimits } from '../proxy/context';
+
+/**
+ * The messages between the primary (cluster-primary.ts: the audit log, the admin app, shipping)
+ * and its proxy workers (cluster-worker.ts), over the cluster's IPC channel with the `advanced`
+ * serialization (Dates and Buffers cross as themselves).
+ */
+
+/** What a worker needs that it cannot resolve itself: the primary's choices for it. */
+export interface WorkerInit {
+  t: 'init';
+  /** 1…N: the slot this process fills (a replacement takes the slot of the one it replaces). */
+  slot: number;
+  config: ServeConfig;
+  /** The admin listener: the guard refuses connections to it, as to the proxy's own. */
+  admin: ListenAddress;
+  /** This worker's share of the box's limits (cluster-limits.ts). */
+  limits: ProxyLimits;
+}
+
+export type PrimaryMessage =
+  | WorkerInit
+  | { t: 'batchDone'; seq: number; ok: true; ids: Array<number | RemoteError>; refusedCompletions: number; writable: boolean }
+  | { t: 'batchDone'; seq: number; ok: false; error: RemoteError; writable: boolean }
+  /** The audit log's state changed (a failing store, a low disk): opens are refused without a round trip. */
+  | { t: 'writable'; writable: boolean }
+  /** The primary reloaded the policies (a file changed, or SIGHUP): load them again. */
+  | { t: 'reload' }
+  | { t: 'metrics'; seq: number }
+  /** SIGTERM reached the primary: stop accepting, finish what is open, exit. */
+  | { t: 'drain' };
+
+export type WorkerMessage =
+  | { t: 'listening'; port: number; address: string; family: string }
+  | { t: 'failed'; message: string }
+  | { t: 'batch'; seq: number; opens: readonly AuditOpen[]; completions: readonly CompletionEntry[]; finished: readonly FinishedEntry[] }
+  | { t: 'policy'; version: string; ok: boolean }
+  | { t: 'metrics'; seq: number; metrics: Array<MetricObjectWithValues<MetricValue<string>>> };
+
+export function isWorkerMessage(value: unknown): value is WorkerMessage {
+  return typeof value === 'object' && value !== null && typeof (value as { t?: unknown }).t === 'string';
+}
+
+export function isPrimaryMessage(value: unknown): value is PrimaryMessage {
+  return isWorkerMessage(value);
+}
+
+/** An error as it crosses to the other process: its `code` says what kind of failure it was. */
+export function toRemote(err: unknown): RemoteError {
+  const code = (err as { code?: unknown } | null)?.code;
+  return { message: err instanceof Error ? err.message : String(err), code: typeof code === 'string' ? code : null };
+}
+
+/** The error as the proxy would have seen it thrown in this process (record.ts reads `code`). */
+export function fromRemote(error: RemoteError): Error {
+  if (error.code === 'audit_unavailable') return new AuditUnavailableError(error.message);
+  return Object.assign(new Error(error.message), { code: error.code ?? undefined });
+}
+
+export function outcomeFromRemote(ids: ReadonlyArray<number | RemoteError>, refusedCompletions: number): BatchOutcome {
+  return { ids: ids.map((id) => (typeof id === 'number' ? id : fromRemote(id))), refusedCompletions };
+}

@@ -1,0 +1,119 @@
+import type { AddressInfo } from 'node:net';
+import { GroupCommit } from '../audit/group-commit';
+import { createLogger } from '../log';
+import type { Logger } from '../log';
+import { createMetrics } from '../metrics';
+import { formatProblem, loadPolicy } from '../policy/load';
+import type { SelfAddress } from '../policy/guard';
+import { PolicyHolder } from '../policy/watch';
+import { drainProxy } from '../proxy/drain';
+import { createProxyServer } from '../proxy/server';
+import { openUsers } from '../serve';
+import { listen, proxyContext } from '../serve-front';
+import { PrimaryAudit } from './primary-audit';
+import { isPrimaryMessage } from './protocol';
+import type { PrimaryMessage, WorkerInit, WorkerMessage } from './protocol';
+
+/**
+ * A proxy worker process of `serve --workers N` (pool.ts forks it through cluster-entry.js). It
+ * runs the proxy alone: its audit records go to the primary (primary-audit.ts), its policy is
+ * reloaded when the primary says so, its metrics are summed by the primary's /metrics.
+ */
+function send(message: WorkerMessage): boolean {
+  if (process.send === undefined || !process.connected) return false;
+  try {
+    return process.send(message);
+  } catch {
+    return false;
+  }
+}
+
+async function run(init: WorkerInit, log: Logger): Promise<void> {
+  const { config } = init;
+  const loaded = loadPolicy(config.policiesDir);
+  if (!loaded.ok) throw new Error(`invalid policies in ${config.policiesDir}: ${loaded.problems.map(formatProblem).join('; ')}`);
+  const users = openUsers(config, log);
+  const metrics = createMetrics();
+  const primary = new PrimaryAudit(send);
+  const audit = new GroupCommit(primary, (seconds) => metrics.auditWrite(seconds));
+  const self: SelfAddress[] = [];
+  // Reloads are counted once, by the primary's own holder (its metric is the box's).
+  const holder = new PolicyHolder(config.policiesDir, loaded.policy, () => self, log);
+  const ctx = proxyContext({ ...config, ...init.limits }, holder, audit, log, metrics, users?.authenticator ?? null);
+  holder.onLoaded((policy) => ctx.parentAgents.retainFor(policy));
+  metrics.setOpenTunnels(() => ctx.tunnels.size);
+  metrics.setClientConnections(() => ctx.gauges.clientSockets, init.limits.maxClientConnections);
+  const server = createProxyServer(ctx);
+  let address: AddressInfo;
+  try {
+    address = await listen(server, config.listen);
+  } catch (err) {
+    throw new Error(`cannot listen: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  self.push({ host: address.address, port: address.port }, { host: init.admin.host, port: init.admin.port });
+  holder.refreshGuard();
+
+  let draining: Promise<void> | null = null;
+  const drain = (why: string): Promise<void> => {
+    draining ??= (async () => {
+      log.info({ open_tunnels: ctx.tunnels.size, why }, 'worker draining');
+      await drainProxy(server, ctx, config.drainTimeoutMs);
+      await ctx.upstreamPool.destroy();
+      ctx.parentAgents.destroyAll();
+      // The last completions reach the primary (and its log) before this process goes.
+      await audit.drain();
+      process.exit(0);
+    })().catch((err: unknown) => {
+      log.error({ err }, 'worker drain failed');
+      process.exit(1);
+    });
+    return draining;
+  };
+  process.on('message', (message: unknown) => {
+    if (!isPrimaryMessage(message)) return;
+    handle(message);
+  });
+  const handle = (message: PrimaryMessage): void => {
+    if (message.t === 'batchDone' || message.t === 'writable') primary.received(message);
+    else if (message.t === 'reload') {
+      const result = holder.reload();
+      users?.holder.reload();
+      send({ t: 'policy', version: holder.active().policy.version, ok: result.ok });
+    } else if (message.t === 'metrics') {
+      void metrics.registry.getMetricsAsJSON().then((json) => send({ t: 'metrics', seq: message.seq, metrics: json }));
+    } else if (message.t === 'drain') void drain('the primary is stopping');
+  };
+  // Without the primary nothing can be recorded, so nothing is forwarded: finish and go.
+  process.on('disconnect', () => {
+    primary.disconnected();
+    void drain('the primary is gone');
+  });
+  // Signals to the whole process group (Ctrl-C, a service manager's stop) drain as the primary
+  // does; a reload comes from the primary, and SIGUSR1 must not start Node's inspector.
+  process.once('SIGTERM', () => void drain('SIGTERM'));
+  process.once('SIGINT', () => void drain('SIGINT'));
+  process.on('SIGHUP', () => undefined);
+  process.on('SIGUSR1', () => undefined);
+  send({ t: 'policy', version: holder.active().policy.version, ok: true });
+  send({ t: 'listening', port: address.port, address: address.address, family: address.family });
+}
+
+function main(): void {
+  const base = createLogger();
+  process.once('message', (message: unknown) => {
+    if (!isPrimaryMessage(message) || message.t !== 'init') {
+      base.fatal('worker: the first message from the primary was not its init');
+      process.exit(2);
+    }
+    const log = base.child({ worker: message.slot });
+    run(message, log).catch((err: unknown) => {
+      const why = err instanceof Error ? err.message : String(err);
+      log.fatal({ err: why }, 'worker could not start');
+      send({ t: 'failed', message: why });
+      process.exitCode = 1;
+      process.disconnect();
+    });
+  });
+}
+
+main();
