@@ -1,0 +1,353 @@
+import http from 'node:http';
+import type { Server } from 'node:net';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Socket } from 'node:net';
+import Database from 'better-sqlite3';
+import { rawConnect, readUntil, startOrigin } from './helpers/proxy-harness';
+import type { Origin } from './helpers/proxy-harness';
+import { startEchoServer } from './helpers/raw-origin';
+import { listeningPorts, runCli, serveArgs, serveFolder, spawnServe } from './helpers/serve-process';
+import type { ServeFolder, ServeProcess } from './helpers/serve-process';
+import { LOOPBACK_POLICY } from './helpers/policies';
+
+/**
+ * `serve --workers 2` as an operator runs it: the built CLI, real worker processes sharing the
+ * proxy port, real signals. Every guarantee of one process must hold across the workers.
+ */
+
+jest.setTimeout(60_000);
+
+interface WorkerView {
+  slot: number;
+  pid: number;
+  state: string;
+  policy_version: string | null;
+  records: number;
+}
+
+interface Readiness {
+  status: number;
+  body: { ready?: boolean; draining?: boolean; policy_version?: string; workers?: WorkerView[]; worker_restarts?: number };
+}
+
+interface RecordJson {
+  id: number;
+  kind: string;
+  path: string | null;
+  status: number | null;
+  decision: string;
+  ended_at: string | null;
+  error: string | null;
+}
+
+const DENY_ALL_POLICY = `version: 1
+settings:
+  default: deny
+network:
+  allow_ranges: [127.0.0.0/8]
+rules: []
+`;
+
+function getJson<T>(port: number, pathname: string): Promise<{ status: number; body: T }> {
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: pathname, agent: false }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => {
+        try {
+          resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as T });
+        } catch (err) {
+          reject(err);
+        }
+      });
+    }).on('error', reject);
+  });
+}
+
+function getText(port: number, pathname: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: pathname, agent: false }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => resolve(text));
+    }).on('error', reject);
+  });
+}
+
+/** A plain-HTTP GET through the proxy on a connection of its own (so the workers take turns). */
+function proxiedGet(proxyPort: number, url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: proxyPort, method: 'GET', path: url, headers: { host: new URL(url).host }, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    // A connection the cluster was handing to a worker as it died is never answered (README).
+    req.setTimeout(3_000, () => req.destroy(new Error('no answer within 3 s')));
+    req.end();
+  });
+}
+
+async function until<T>(what: string, probe: () => Promise<T | null>, limitMs = 15_000): Promise<T> {
+  const deadline = Date.now() + limitMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== null) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+async function openTunnel(proxyPort: number, target: number): Promise<Socket> {
+  const socket = await rawConnect(proxyPort);
+  socket.on('error', () => undefined);
+  socket.write(`CONNECT 127.0.0.1:${target} HTTP/1.1\r\nHost: 127.0.0.1:${target}\r\n\r\n`);
+  const head = await readUntil(socket, '\r\n\r\n');
+  expect(head.startsWith('HTTP/1.1 200')).toBe(true);
+  return socket;
+}
+
+async function echoes(socket: Socket, text: string): Promise<boolean> {
+  socket.write(text);
+  const back = await readUntil(socket, text);
+  return back.includes(text);
+}
+
+function closed(socket: Socket): Promise<void> {
+  return socket.closed ? Promise.resolve() : new Promise((resolve) => socket.once('close', () => resolve()));
+}
+
+/** The proxy's side ended (the tunnels are half-open sockets: our side stays open until we end it). */
+function ended(socket: Socket): Promise<Socket> {
+  return socket.readableEnded || socket.closed ? Promise.resolve(socket) : new Promise((resolve) => {
+    socket.once('end', () => resolve(socket));
+    socket.once('close', () => resolve(socket));
+  });
+}
+
+function metricValue(text: string, series: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? NaN : Number(line.slice(series.length + 1));
+}
+
+describe('serve --workers 2', () => {
+  let folder: ServeFolder;
+  let proc: ServeProcess;
+  let proxyPort: number;
+  let adminPort: number;
+  let origin: Origin;
+  let echo: { server: Server; port: number };
+
+  const readyz = (): Promise<Readiness> => getJson<Readiness['body']>(adminPort, '/readyz');
+  const records = async (query: string): Promise<RecordJson[]> => (await getJson<{ items: RecordJson[] }>(adminPort, `/api/requests?${query}`)).body.items;
+
+  beforeAll(async () => {
+    origin = await startOrigin((req, res) => res.end(`ok ${req.url}`));
+    echo = await startEchoServer();
+    folder = serveFolder('tollgate-workers-');
+    proc = spawnServe(serveArgs(folder, '--workers', '2', '--drain-timeout', '20s'));
+    ({ proxyPort, adminPort } = await listeningPorts(proc));
+  });
+
+  afterAll(async () => {
+    if (proc.child.exitCode === null && proc.child.signalCode === null) {
+      proc.child.kill('SIGKILL');
+      await proc.exited;
+    }
+    await origin.close();
+    await new Promise((resolve) => echo.server.close(resolve));
+    folder.remove();
+  });
+
+  it('runs two workers that share the load, with one record per request and ids unique across them', async () => {
+    const ready = await readyz();
+    expect(ready.status).toBe(200);
+    expect(ready.body.workers?.map((w) => w.state)).toEqual(['listening', 'listening']);
+    expect(new Set(ready.body.workers?.map((w) => w.pid)).size).toBe(2);
+
+    const statuses = [];
+    for (let i = 0; i < 20; i += 1) statuses.push(await proxiedGet(proxyPort, `http://127.0.0.1:${origin.port}/share/${i}`));
+    expect(statuses).toEqual(Array(20).fill(200));
+
+    const items = await until('20 records', async () => {
+      const found = (await records('limit=100')).filter((r) => r.path?.startsWith('/share/') === true && r.ended_at !== null);
+      return found.length >= 20 ? found : null;
+    });
+    expect(items).toHaveLength(20);
+    expect(new Set(items.map((r) => r.id)).size).toBe(20);
+    expect(new Set(items.map((r) => r.path)).size).toBe(20);
+
+    // The cluster hands connections out in turn: each worker took about half.
+    const after = await readyz();
+    for (const worker of after.body.workers ?? []) expect(worker.records).toBeGreaterThanOrEqual(5);
+    expect((after.body.workers ?? []).reduce((sum, w) => sum + w.records, 0)).toBe(20);
+
+    // /metrics is the box's: the workers' counters summed.
+    const metrics = await getText(adminPort, '/metrics');
+    expect(metricValue(metrics, 'tollgate_requests_total{kind="http",decision="allow"}')).toBe(20);
+    expect(metricValue(metrics, 'tollgate_worker_restarts_total')).toBe(0);
+  });
+
+  it('reloads every worker when a policy file changes, and on SIGHUP to the primary', async () => {
+    const before = (await readyz()).body.policy_version;
+    writeFileSync(path.join(folder.policies, 'policy.yaml'), DENY_ALL_POLICY);
+    const edited = await until('every worker on the edited policy', async () => {
+      const { body } = await readyz();
+      const versions = new Set(body.workers?.map((w) => w.policy_version));
+      return body.policy_version !== before && versions.size === 1 && versions.has(body.policy_version ?? null) ? body.policy_version : null;
+    });
+    const denied = [];
+    for (let i = 0; i < 8; i += 1) denied.push(await proxiedGet(proxyPort, `http://127.0.0.1:${origin.port}/edited/${i}`));
+    expect(denied).toEqual(Array(8).fill(403));
+
+    // The watch is not the only way: the same content again, and a SIGHUP, go to every worker too.
+    writeFileSync(path.join(folder.policies, 'policy.yaml'), LOOPBACK_POLICY);
+    proc.child.kill('SIGHUP');
+    await until('every worker back on the first policy', async () => {
+      const { body } = await readyz();
+      return body.policy_version === before && body.workers?.every((w) => w.policy_version === before) === true ? true : null;
+    });
+    expect(edited).not.toBe(before);
+    const allowed = [];
+    for (let i = 0; i < 8; i += 1) allowed.push(await proxiedGet(proxyPort, `http://127.0.0.1:${origin.port}/restored/${i}`));
+    expect(allowed).toEqual(Array(8).fill(200));
+  });
+
+  it('replaces a SIGKILLed worker, completes the records it left open and loses none it acknowledged', async () => {
+    const tunnels: Socket[] = [];
+    for (let i = 0; i < 4; i += 1) tunnels.push(await openTunnel(proxyPort, echo.port));
+    for (const [i, tunnel] of tunnels.entries()) expect(await echoes(tunnel, `hello ${i}\n`)).toBe(true);
+    const { body } = await readyz();
+    const victim = body.workers?.find((w) => w.slot === 1) as WorkerView;
+    const ends = tunnels.map(ended);
+    process.kill(victim.pid, 'SIGKILL');
+
+    // The victim's tunnels end with it; the other worker's go on working.
+    const first = await Promise.race(ends);
+    expect(first.readableEnded || first.closed).toBe(true);
+    const replaced = await until('a new worker in slot 1', async () => {
+      const { body: now } = await readyz();
+      const slot1 = now.workers?.find((w) => w.slot === 1);
+      return slot1 !== undefined && slot1.pid !== victim.pid && slot1.state === 'listening' && now.worker_restarts === 1 ? now : null;
+    });
+    expect(replaced.workers?.map((w) => w.state)).toEqual(['listening', 'listening']);
+    const alive = tunnels.filter((t) => !t.readableEnded && !t.closed);
+    expect(alive).toHaveLength(2);
+    for (const tunnel of alive) expect(await echoes(tunnel, 'still here\n')).toBe(true);
+
+    const exited = await until('the victim\'s tunnel records completed', async () => {
+      const found = (await records('limit=200').then((all) => all.filter((r) => r.kind === 'connect'))).filter((r) => r.error === 'worker_exited');
+      return found.length === 2 ? found : null;
+    });
+    for (const record of exited) expect(record.ended_at).not.toBeNull();
+    expect(proc.lines.some((line) => line.msg === 'worker exited; another takes its place' && line.signal === 'SIGKILL')).toBe(true);
+
+    // Every tunnel that was acknowledged (200 Connection Established) has its record: none lost.
+    const connects = await records('limit=200').then((all) => all.filter((r) => r.kind === 'connect'));
+    expect(connects).toHaveLength(4);
+    expect(connects.filter((r) => r.ended_at === null)).toHaveLength(2);
+    const statuses = [];
+    for (let i = 0; i < 6; i += 1) statuses.push(await proxiedGet(proxyPort, `http://127.0.0.1:${origin.port}/after-kill/${i}`));
+    expect(statuses).toEqual(Array(6).fill(200));
+    const metrics = await getText(adminPort, '/metrics');
+    expect(metricValue(metrics, 'tollgate_worker_restarts_total')).toBe(1);
+    for (const tunnel of tunnels) tunnel.end();
+    await Promise.all(tunnels.map(closed));
+  });
+
+  it('loses no acknowledged record when a worker is SIGKILLed under load', async () => {
+    const served = new Set<string>();
+    const answered: string[] = [];
+    let n = 0;
+    const { body } = await readyz();
+    const victim = body.workers?.find((w) => w.slot === 2) as WorkerView;
+    // Eight clients in a loop; the worker in slot 2 is killed once a quarter of the requests are in.
+    const client = async (): Promise<void> => {
+      while (n < 160) {
+        const pathname = `/load/${(n += 1)}`;
+        if (n === 40) process.kill(victim.pid, 'SIGKILL');
+        const status = await proxiedGet(proxyPort, `http://127.0.0.1:${origin.port}${pathname}`).catch(() => 0);
+        if (status === 200) answered.push(pathname);
+      }
+    };
+    origin.server.on('request', (req: http.IncomingMessage) => served.add(req.url ?? ''));
+    await Promise.all(Array.from({ length: 8 }, client));
+    expect(answered.length).toBeGreaterThan(100);
+    const recorded = await until('every answered request recorded', async () => {
+      const paths = new Set((await records('q=/load/&limit=500')).map((r) => r.path));
+      return answered.every((p) => paths.has(p)) ? paths : null;
+    });
+    // A record is written before the first byte is forwarded: whatever reached the origin is in the log.
+    for (const pathname of served) expect(recorded.has(pathname)).toBe(true);
+    await until('the killed worker replaced', async () => {
+      const { body: now } = await readyz();
+      return now.workers?.every((w) => w.state === 'listening') === true && now.worker_restarts === (body.worker_restarts ?? 0) + 1 ? true : null;
+    });
+  });
+
+  it('fails /readyz from the moment SIGTERM arrives, lets open tunnels finish, and exits 0 with every record completed', async () => {
+    const tunnels = [await openTunnel(proxyPort, echo.port), await openTunnel(proxyPort, echo.port)];
+    proc.child.kill('SIGTERM');
+    const draining = await until('/readyz to fail', async () => {
+      const ready = await readyz();
+      return ready.status === 503 ? ready : null;
+    }, 5_000);
+    expect(draining.body.draining).toBe(true);
+    // Both workers are draining, not gone: their tunnels still carry bytes.
+    for (const tunnel of tunnels) expect(await echoes(tunnel, 'draining\n')).toBe(true);
+    for (const tunnel of tunnels) tunnel.end();
+    const exit = await proc.exited;
+    expect(exit).toEqual({ code: 0, signal: null });
+    const db = new Database(folder.dbFile, { readonly: true });
+    try {
+      expect(db.prepare('SELECT count(*) FROM requests WHERE ended_at_ms IS NULL').pluck().get()).toBe(0);
+      const ids = db.prepare('SELECT id FROM requests').pluck().all() as number[];
+      expect(new Set(ids).size).toBe(ids.length);
+      expect(ids.length).toBeGreaterThanOrEqual(20 + 8 + 8 + 4 + 6 + 100 + 2);
+    } finally {
+      db.close();
+    }
+  });
+});
+
+describe('serve --workers: limits are per box', () => {
+  let folder: ServeFolder;
+  beforeAll(() => {
+    folder = serveFolder('tollgate-workers-limits-');
+  });
+  afterAll(() => folder.remove());
+
+  it('splits --max-tunnels between the workers: the box holds the limit, the next CONNECT gets 429', async () => {
+    const echo = await startEchoServer();
+    const proc = spawnServe(serveArgs(folder, '--workers', '2', '--max-tunnels', '2', '--drain-timeout', '1s'));
+    try {
+      const { proxyPort } = await listeningPorts(proc);
+      const tunnels = [await openTunnel(proxyPort, echo.port), await openTunnel(proxyPort, echo.port)];
+      const third = await rawConnect(proxyPort);
+      third.on('error', () => undefined);
+      third.write(`CONNECT 127.0.0.1:${echo.port} HTTP/1.1\r\nHost: 127.0.0.1:${echo.port}\r\n\r\n`);
+      expect(await readUntil(third, '\r\n\r\n')).toMatch(/^HTTP\/1\.1 429 /);
+      third.destroy();
+      for (const tunnel of tunnels) tunnel.destroy();
+    } finally {
+      proc.child.kill('SIGTERM');
+      await proc.exited;
+      await new Promise((resolve) => echo.server.close(resolve));
+    }
+  });
+
+  it('refuses to start when a limit is below the number of workers', () => {
+    const run = runCli('serve', ...serveArgs(folder, '--workers', '4', '--max-tunnels-per-source', '3'));
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain('--max-tunnels-per-source 3 is below --workers 4');
+  });
+
+  it('refuses a worker count that is not a number from 1 to 256 or auto', () => {
+    const run = runCli('serve', ...serveArgs(folder, '--workers', 'many'));
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain('--workers: expected auto or a number from 1 to 256');
+  });
+});
