@@ -161,8 +161,8 @@ describeFleet('the fleet demo: HAProxy → two replicas → PostgreSQL, one repl
     echo.close();
   });
 
-  async function replica(folder: ServeFolder, url: string, node: string, listen = '127.0.0.1:0') {
-    const extra = ['--proxy-protocol-from', `${LB_ADDRESS}/32`];
+  async function replica(folder: ServeFolder, url: string, node: string, listen = '127.0.0.1:0', workers = '1') {
+    const extra = ['--proxy-protocol-from', `${LB_ADDRESS}/32`, '--workers', workers];
     const args = serveArgs(folder, '--node', node, '--audit-url', url, ...extra);
     args[args.indexOf('--listen') + 1] = listen;
     const proc = spawnServe(args);
@@ -174,7 +174,9 @@ describeFleet('the fleet demo: HAProxy → two replicas → PostgreSQL, one repl
     const url = freshDatabase('fleet_demo');
     const [folderA, folderB] = [serveFolder('tollgate-demo-a-'), serveFolder('tollgate-demo-b-')];
     folders.push(folderA, folderB);
-    const [a, b] = await Promise.all([replica(folderA, url, 'replica-a'), replica(folderB, url, 'replica-b')]);
+    const [a, b] = await Promise.all([replica(folderA, url, 'replica-a'), replica(folderB, url, 'replica-b', '127.0.0.1:0', '2')]);
+    // Replica b runs two proxy workers: the PROXY header and the shipping hold across them.
+    expect(b.line.workers).toBe(2);
     haproxy = await HaproxyProcess.start({
       backends: [{ name: 'replica-a', port: a.proxyPort }, { name: 'replica-b', port: b.proxyPort }],
       proxyV2: true,

@@ -339,6 +339,34 @@ describe('serve --workers: limits are per box', () => {
     }
   });
 
+  it('leaves no worker behind when the primary is SIGKILLed: they close their connections and exit', async () => {
+    const echo = await startEchoServer();
+    const proc = spawnServe(serveArgs(folder, '--workers', '2', '--drain-timeout', '30s'));
+    try {
+      const { proxyPort, adminPort } = await listeningPorts(proc);
+      const tunnel = await openTunnel(proxyPort, echo.port);
+      const { body } = await getJson<Readiness['body']>(adminPort, '/readyz');
+      const pids = (body.workers ?? []).map((w) => w.pid);
+      expect(pids).toHaveLength(2);
+      proc.child.kill('SIGKILL');
+      // Nothing can be recorded without the primary: the tunnel is cut at once, not after --drain-timeout.
+      await ended(tunnel);
+      const alive = (pid: number): boolean => {
+        try {
+          process.kill(pid, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      await until('both workers gone', async () => (pids.some(alive) ? null : true), 10_000);
+      tunnel.destroy();
+    } finally {
+      await proc.exited;
+      await new Promise((resolve) => echo.server.close(resolve));
+    }
+  });
+
   it('refuses to start when a limit is below the number of workers', () => {
     const run = runCli('serve', ...serveArgs(folder, '--workers', '4', '--max-tunnels-per-source', '3'));
     expect(run.status).toBe(1);

@@ -10,7 +10,7 @@ import type { ListenAddress, ServeConfig } from '../config';
 import type { Logger } from '../log';
 import type { MetricsJson } from '../metrics';
 import { workerLimits } from './limits';
-import { isWorkerMessage, toRemote } from './protocol';
+import { isWorkerMessage, toPortable, toRemote } from './protocol';
 import type { PrimaryMessage, WorkerMessage } from './protocol';
 
 /** A worker that exits sooner than this after its start is crashing: the next start waits. */
@@ -153,7 +153,7 @@ export class WorkerPool {
     const member: Member = { slot, worker, startedAt: Date.now(), state: 'starting', policyVersion: null, records: 0, open: new Set(), committing: new Set() };
     this.members.set(slot, member);
     const { config } = this.opts;
-    worker.on('online', () => this.send(member, { t: 'init', slot, config, admin: this.opts.admin, limits: workerLimits(config, slot) }));
+    worker.on('online', () => this.send(member, { t: 'init', slot, config: toPortable(config), admin: this.opts.admin, limits: workerLimits(config, slot) }));
     worker.on('message', (message: unknown) => {
       if (!isWorkerMessage(message)) return;
       if (message.t === 'listening') {

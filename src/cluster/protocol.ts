@@ -5,6 +5,7 @@ import type { RemoteError } from '../audit/writer-protocol';
 import { AuditUnavailableError } from '../audit/write-health';
 import type { ListenAddress, ServeConfig } from '../config';
 import type { ProxyLimits } from '../proxy/context';
+import { parseRange } from '../policy/ip-range';
 
 /**
  * The messages between the primary (cluster-primary.ts: the audit log, the admin app, shipping)
@@ -12,12 +13,33 @@ import type { ProxyLimits } from '../proxy/context';
  * serialization (Dates and Buffers cross as themselves).
  */
 
+/**
+ * The config as it crosses to a worker: plain data only (structured cloning drops the methods of
+ * the parsed ranges, so they cross as their CIDR text), and no secrets a worker has no use for.
+ */
+export type PortableConfig = Omit<ServeConfig, 'proxyProtocolFrom'> & { proxyProtocolFrom: string[] };
+
+export function toPortable(config: ServeConfig): PortableConfig {
+  return { ...config, adminToken: null, auditUrl: null, proxyProtocolFrom: config.proxyProtocolFrom.map((range) => range.cidr) };
+}
+
+export function fromPortable(config: PortableConfig): ServeConfig {
+  return {
+    ...config,
+    proxyProtocolFrom: config.proxyProtocolFrom.map((cidr) => {
+      const parsed = parseRange(cidr);
+      if (!parsed.ok) throw new Error(`--proxy-protocol-from: ${parsed.message}`);
+      return parsed.range;
+    }),
+  };
+}
+
 /** What a worker needs that it cannot resolve itself: the primary's choices for it. */
 export interface WorkerInit {
   t: 'init';
   /** 1…N: the slot this process fills (a replacement takes the slot of the one it replaces). */
   slot: number;
-  config: ServeConfig;
+  config: PortableConfig;
   /** The admin listener: the guard refuses connections to it, as to the proxy's own. */
   admin: ListenAddress;
   /** This worker's share of the box's limits (cluster-limits.ts). */

@@ -11,7 +11,7 @@ import { createProxyServer } from '../proxy/server';
 import { openUsers } from '../serve';
 import { listen, proxyContext } from '../serve-front';
 import { PrimaryAudit } from './primary-audit';
-import { isPrimaryMessage } from './protocol';
+import { fromPortable, isPrimaryMessage } from './protocol';
 import type { PrimaryMessage, WorkerInit, WorkerMessage } from './protocol';
 
 /**
@@ -29,7 +29,7 @@ function send(message: WorkerMessage): boolean {
 }
 
 async function run(init: WorkerInit, log: Logger): Promise<void> {
-  const { config } = init;
+  const config = fromPortable(init.config);
   const loaded = loadPolicy(config.policiesDir);
   if (!loaded.ok) throw new Error(`invalid policies in ${config.policiesDir}: ${loaded.problems.map(formatProblem).join('; ')}`);
   const users = openUsers(config, log);
@@ -54,10 +54,10 @@ async function run(init: WorkerInit, log: Logger): Promise<void> {
   holder.refreshGuard();
 
   let draining: Promise<void> | null = null;
-  const drain = (why: string): Promise<void> => {
+  const drain = (why: string, drainMs = config.drainTimeoutMs): Promise<void> => {
     draining ??= (async () => {
       log.info({ open_tunnels: ctx.tunnels.size, why }, 'worker draining');
-      await drainProxy(server, ctx, config.drainTimeoutMs);
+      await drainProxy(server, ctx, drainMs);
       await ctx.upstreamPool.destroy();
       ctx.parentAgents.destroyAll();
       // The last completions reach the primary (and its log) before this process goes.
@@ -83,10 +83,11 @@ async function run(init: WorkerInit, log: Logger): Promise<void> {
       void metrics.registry.getMetricsAsJSON().then((json) => send({ t: 'metrics', seq: message.seq, metrics: json }));
     } else if (message.t === 'drain') void drain('the primary is stopping');
   };
-  // Without the primary nothing can be recorded, so nothing is forwarded: finish and go.
+  // Without the primary nothing can be recorded, so nothing more is relayed: every connection is
+  // closed now (their records stay open in the log; the next start completes them, SPEC §4).
   process.on('disconnect', () => {
     primary.disconnected();
-    void drain('the primary is gone');
+    void drain('the primary is gone', 0);
   });
   // Signals to the whole process group (Ctrl-C, a service manager's stop) drain as the primary
   // does; a reload comes from the primary, and SIGUSR1 must not start Node's inspector.
