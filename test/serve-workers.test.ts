@@ -313,7 +313,7 @@ describe('serve --workers 2', () => {
   });
 });
 
-describe('serve --workers: limits are per box', () => {
+describe('serve --workers: limits per box, failures, bad input', () => {
   let folder: ServeFolder;
   beforeAll(() => {
     folder = serveFolder('tollgate-workers-limits-');
@@ -364,6 +364,24 @@ describe('serve --workers: limits are per box', () => {
     } finally {
       await proc.exited;
       await new Promise((resolve) => echo.server.close(resolve));
+    }
+  });
+
+  it('fails closed in every worker when the audit log cannot take records (disk below --min-free-disk)', async () => {
+    const origin = await startOrigin((_req, res) => res.end('never'));
+    let reached = 0;
+    origin.server.on('request', () => (reached += 1));
+    const proc = spawnServe(serveArgs(folder, '--workers', '2', '--min-free-disk', '100%'));
+    try {
+      const { proxyPort } = await listeningPorts(proc);
+      const statuses = [];
+      for (let i = 0; i < 6; i += 1) statuses.push(await proxiedGet(proxyPort, `http://127.0.0.1:${origin.port}/full/${i}`));
+      expect(statuses).toEqual(Array(6).fill(503));
+      expect(reached).toBe(0);
+    } finally {
+      proc.child.kill('SIGTERM');
+      await proc.exited;
+      await origin.close();
     }
   });
 

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { CompletionEntry } from '../audit/connection';
 import type { BatchTarget } from '../audit/group-commit';
 import { RecordEnd } from '../audit/record-types';
+import { AuditUnavailableError } from '../audit/write-health';
 import { workerModule } from '../audit/start-worker';
 import type { ListenAddress, ServeConfig } from '../config';
 import type { Logger } from '../log';
@@ -79,6 +80,7 @@ export class WorkerPool {
       // Dates and Buffers of the audit records cross as themselves (JSON would make strings).
       serialization: 'advanced',
     });
+    this.lastWritable = opts.target.writable();
     this.writableTimer = setInterval(() => this.tellWritable(), WRITABLE_CHECK_MS);
     this.writableTimer.unref();
   }
@@ -153,7 +155,7 @@ export class WorkerPool {
     const member: Member = { slot, worker, startedAt: Date.now(), state: 'starting', policyVersion: null, records: 0, open: new Set(), committing: new Set() };
     this.members.set(slot, member);
     const { config } = this.opts;
-    worker.on('online', () => this.send(member, { t: 'init', slot, config: toPortable(config), admin: this.opts.admin, limits: workerLimits(config, slot) }));
+    worker.on('online', () => this.send(member, { t: 'init', slot, config: toPortable(config), admin: this.opts.admin, limits: workerLimits(config, slot), writable: this.opts.target.writable() }));
     worker.on('message', (message: unknown) => {
       if (!isWorkerMessage(message)) return;
       if (message.t === 'listening') {
@@ -185,11 +187,20 @@ export class WorkerPool {
     }
   }
 
-  /** One worker batch into the box's log; the answer carries the ids (or why not). */
+  /**
+   * One worker batch into the box's log; the answer carries the ids (or why not). Records are
+   * refused here too while the log cannot take them (a failing store, a low disk), as a worker's
+   * own check may be up to WRITABLE_CHECK_MS behind; completions are written (or held) as ever.
+   */
   private async commit(member: Member, batch: Extract<WorkerMessage, { t: 'batch' }>): Promise<void> {
     const { target } = this.opts;
+    const refuse = !target.writable() && batch.opens.length + batch.finished.length > 0;
     let reply: PrimaryMessage;
     try {
+      if (refuse) {
+        if (batch.completions.length > 0) await target.commitBatch([], batch.completions, []);
+        throw new AuditUnavailableError('audit log unavailable: new records are refused (see /readyz)');
+      }
       const outcome = await target.commitBatch(batch.opens, batch.completions, batch.finished);
       const ids = outcome.ids.map((id) => (typeof id === 'number' ? id : toRemote(id)));
       for (let i = 0; i < batch.opens.length; i += 1) {

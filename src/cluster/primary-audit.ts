@@ -19,10 +19,15 @@ interface Waiting {
 export class PrimaryAudit implements BatchTarget {
   private readonly waiting = new Map<number, Waiting>();
   private seq = 0;
-  private primaryWritable = true;
+  private primaryWritable: boolean;
   private gone = false;
 
-  constructor(private readonly send: (message: WorkerMessage) => boolean) {}
+  constructor(
+    private readonly send: (message: WorkerMessage) => boolean,
+    writable: boolean,
+  ) {
+    this.primaryWritable = writable;
+  }
 
   writable(): boolean {
     return !this.gone && this.primaryWritable;

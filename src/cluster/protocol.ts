@@ -42,8 +42,10 @@ export interface WorkerInit {
   config: PortableConfig;
   /** The admin listener: the guard refuses connections to it, as to the proxy's own. */
   admin: ListenAddress;
-  /** This worker's share of the box's limits (cluster-limits.ts). */
+  /** This worker's share of the box's limits (limits.ts). */
   limits: ProxyLimits;
+  /** Whether the audit log takes records now; changes follow as `writable` messages. */
+  writable: boolean;
 }
 
 export type PrimaryMessage =

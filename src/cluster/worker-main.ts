@@ -34,7 +34,7 @@ async function run(init: WorkerInit, log: Logger): Promise<void> {
   if (!loaded.ok) throw new Error(`invalid policies in ${config.policiesDir}: ${loaded.problems.map(formatProblem).join('; ')}`);
   const users = openUsers(config, log);
   const metrics = createMetrics();
-  const primary = new PrimaryAudit(send);
+  const primary = new PrimaryAudit(send, init.writable);
   const audit = new GroupCommit(primary, (seconds) => metrics.auditWrite(seconds));
   const self: SelfAddress[] = [];
   // Reloads are counted once, by the primary's own holder (its metric is the box's).
