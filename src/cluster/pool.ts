@@ -296,13 +296,17 @@ export class WorkerPool {
     for (const member of this.members.values()) if (member.state !== 'exited') this.send(member, message);
   }
 
-  /** False when the worker cannot be told (gone, or its channel closed). */
+  /**
+   * False when the worker cannot be told (gone, or its channel closed). worker.send's own false
+   * means a backlog, and the message is still queued.
+   */
   private send(member: Member, message: PrimaryMessage): boolean {
     if (!member.worker.isConnected()) return false;
     try {
-      return member.worker.send(message, (err: Error | null) => {
+      member.worker.send(message, (err: Error | null) => {
         if (err !== null) this.opts.log.debug({ worker: member.slot, err }, 'message to a worker not delivered');
       });
+      return true;
     } catch {
       return false;
     }

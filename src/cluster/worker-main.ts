@@ -19,10 +19,16 @@ import type { PrimaryMessage, WorkerInit, WorkerMessage } from './protocol';
  * runs the proxy alone: its audit records go to the primary (primary-audit.ts), its policy is
  * reloaded when the primary says so, its metrics are summed by the primary's /metrics.
  */
+/**
+ * False only when the primary cannot be told (the channel is closed). process.send's own false
+ * means a backlog, and the message is still queued: under load that is not a failure.
+ */
 function send(message: WorkerMessage): boolean {
   if (process.send === undefined || !process.connected) return false;
   try {
-    return process.send(message);
+    // With a callback a failed send is reported there, not as an 'error' event that would crash us.
+    process.send(message, undefined, undefined, () => undefined);
+    return true;
   } catch {
     return false;
   }
