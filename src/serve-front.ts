@@ -70,7 +70,7 @@ export async function startWorkers(
   admin: AddressInfo,
   holder: PolicyHolder,
 ): Promise<ProxyFront> {
-  const pool = new WorkerPool({ config, log, target: serving.target, admin: { host: admin.address, port: admin.port }, onRestart: () => metrics.workerRestarted() });
+  const pool = new WorkerPool({ config, log, target: serving.target, admin: { host: admin.address, port: admin.port }, policy: () => { const { sources, provenance } = holder.sources(); return { sources: [...sources], provenance }; }, onRestart: () => metrics.workerRestarted() });
   holder.onLoaded(() => pool.reload());
   metrics.setPeers(() => pool.workerMetrics());
   const address = await pool.start();

@@ -53,7 +53,9 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
   }
   if (loaded.warnings.length > 0) log.warn({ warnings: loaded.warnings.map(formatProblem) }, 'policy warnings (see tollgate policy check)');
   // Before the store: a bad users file must not leave the audit file open behind the error.
-  const users = openUsers(config, log);
+  // A users-file change reaches the proxy workers too (set once they exist).
+  let usersChanged = (): void => undefined;
+  const users = openUsers(config, log, () => usersChanged());
   const self: SelfAddress[] = [];
   const metrics = createMetrics();
   const serving = openServingAudit(config, log, metrics, deps);
@@ -62,7 +64,7 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
   // The index then holds those completions before the first request, and before any API read.
   await store.syncIndex?.();
   const accessLog = startAccessLog(config, store, log);
-  const holder = new PolicyHolder(config.policiesDir, loaded.policy, () => self, log, (ok) => metrics.policyReload(ok));
+  const holder = new PolicyHolder(config.policiesDir, loaded.policy, () => self, log, (ok) => metrics.policyReload(ok), loaded.sources);
   const ship = startShipping(config, log, metrics, loaded.policy.version);
   if (ship !== null) holder.onLoaded((policy) => ship.policyChanged(policy.version));
   let draining = false;
@@ -84,6 +86,8 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
       ? await startWorkers(config, log, metrics, serving, adminAddress, holder)
       : await startLocalProxy(config, log, metrics, audit, holder, users?.authenticator ?? null);
     proxyAddress = front.address;
+    const started = front;
+    usersChanged = () => started.reload();
   } catch (err) {
     await admin.close();
     serving.stop();
@@ -151,7 +155,9 @@ function warnOfProxyPeerOverlaps(config: ServeConfig, groups: Policy['clients'],
 /** A cap set above what the open-files limit holds fails the way the cap exists to prevent. */
 function warnOfDescriptorBudget(config: ServeConfig, log: Logger): void {
   const limit = config.descriptorLimit;
-  const needed = descriptorsNeeded(limit, config.maxClientConnections);
+  // With workers each process holds its share of an explicit cap (cluster/limits.ts).
+  const perProcess = config.workers > 1 && !config.maxClientConnectionsAuto ? Math.ceil(config.maxClientConnections / config.workers) : config.maxClientConnections;
+  const needed = descriptorsNeeded(limit, perProcess);
   if (!limit.known) log.warn({ assumed_open_files_limit: limit.soft }, 'open-files limit unknown on this system; assumed');
   else if (needed > limit.soft) {
     log.warn(
@@ -162,12 +168,15 @@ function warnOfDescriptorBudget(config: ServeConfig, log: Logger): void {
 }
 
 /** The users file and the authenticator over it, when --users is given. */
-export function openUsers(config: ServeConfig, log: Logger): { holder: UsersHolder; authenticator: Authenticator } | null {
+export function openUsers(config: ServeConfig, log: Logger, onChange: () => void = () => undefined): { holder: UsersHolder; authenticator: Authenticator } | null {
   if (config.usersFile === null) return null;
   let authenticator: Authenticator | null = null;
   let holder: UsersHolder;
   try {
-    holder = UsersHolder.open(config.usersFile, log, () => authenticator?.usersChanged());
+    holder = UsersHolder.open(config.usersFile, log, () => {
+      authenticator?.usersChanged();
+      onChange();
+    });
   } catch (err) {
     throw new ConfigError((err as Error).message);
   }

@@ -2,7 +2,8 @@ import cluster from 'node:cluster';
 import type { Worker } from 'node:cluster';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import type { CompletionEntry } from '../audit/connection';
+import type { BatchOutcome, CompletionEntry, FinishedEntry } from '../audit/connection';
+import type { AuditOpen } from '../audit/record-types';
 import type { BatchTarget } from '../audit/group-commit';
 import { RecordEnd } from '../audit/record-types';
 import { AuditUnavailableError } from '../audit/write-health';
@@ -12,7 +13,8 @@ import type { Logger } from '../log';
 import type { MetricsJson } from '../metrics';
 import { workerLimits } from './limits';
 import { isWorkerMessage, toPortable, toRemote } from './protocol';
-import type { PrimaryMessage, WorkerMessage } from './protocol';
+import { unpackBatch } from './wire';
+import type { PolicyFiles, PrimaryMessage, WorkerMessage } from './protocol';
 
 /** A worker that exits sooner than this after its start is crashing: the next start waits. */
 const QUICK_EXIT_MS = 5_000;
@@ -39,6 +41,18 @@ interface Member {
   readonly open: Set<number>;
   /** Its batches being committed: their ids count before the process's death is handled. */
   readonly committing: Set<Promise<void>>;
+  /** Its death was handled: what it left open was completed (the ids are kept in endedBySettle). */
+  settled: boolean;
+  readonly endedBySettle: Set<number>;
+}
+
+/** A worker's batch waiting for this turn's append. */
+interface QueuedBatch {
+  member: Member;
+  seq: number;
+  opens: AuditOpen[];
+  completions: CompletionEntry[];
+  finished: FinishedEntry[];
 }
 
 export interface PoolOptions {
@@ -47,6 +61,8 @@ export interface PoolOptions {
   /** The box's one audit log (gated on free disk): every worker's batches are committed here. */
   target: BatchTarget;
   admin: ListenAddress;
+  /** The policy the primary holds, sent to every worker at its start and with each reload. */
+  policy: () => PolicyFiles;
   /** Told when a worker takes the place of one that died (the restarts metric). */
   onRestart?: () => void;
 }
@@ -72,13 +88,19 @@ export class WorkerPool {
   private readonly writableTimer: NodeJS.Timeout;
   private restarts = 0;
   private reloadPending: NodeJS.Immediate | null = null;
+  private queued: QueuedBatch[] = [];
+  private commitScheduled: NodeJS.Immediate | null = null;
 
   constructor(private readonly opts: PoolOptions) {
+    // The cluster's round robin (Node's default on Linux): the primary accepts and hands each
+    // connection to the next worker. It costs the primary CPU per connection (README "Using every
+    // core"), but the shares are even, which the per-worker split of the limits (limits.ts) needs:
+    // with workers accepting for themselves the kernel gave 3 of 4 sequential tunnels to one.
+    cluster.schedulingPolicy = cluster.SCHED_RR;
     cluster.setupPrimary({
       exec: path.join(__dirname, 'cluster-entry.js'),
       args: [],
-      // Dates and Buffers of the audit records cross as themselves (JSON would make strings).
-      serialization: 'advanced',
+      serialization: 'json',
     });
     this.lastWritable = opts.target.writable();
     this.writableTimer = setInterval(() => this.tellWritable(), WRITABLE_CHECK_MS);
@@ -112,7 +134,7 @@ export class WorkerPool {
     // it again): one broadcast for both.
     this.reloadPending ??= setImmediate(() => {
       this.reloadPending = null;
-      this.broadcast({ t: 'reload' });
+      this.broadcast({ t: 'reload', policy: this.opts.policy() });
     });
   }
 
@@ -151,15 +173,24 @@ export class WorkerPool {
   }
 
   private fork(slot: number, start?: { listening: (at: AddressInfo) => void; failed: (why: string) => void }): void {
-    const worker = cluster.fork({ TOLLGATE_CLUSTER_ENTRY: JSON.stringify(workerModule(path.join(__dirname, 'worker-main'))) });
-    const member: Member = { slot, worker, startedAt: Date.now(), state: 'starting', policyVersion: null, records: 0, open: new Set(), committing: new Set() };
+    const worker = cluster.fork({
+      TOLLGATE_CLUSTER_ENTRY: JSON.stringify(workerModule(path.join(__dirname, 'worker-main'))),
+      // A worker relays untrusted traffic and has no use for these: not in its environment.
+      TOLLGATE_ADMIN_TOKEN: undefined,
+      TOLLGATE_AUDIT_URL: undefined,
+      TOLLGATE_AUDIT_URL_FILE: undefined,
+    });
+    const member: Member = { slot, worker, startedAt: Date.now(), state: 'starting', policyVersion: null, records: 0, open: new Set(), committing: new Set(), settled: false, endedBySettle: new Set() };
     this.members.set(slot, member);
     const { config } = this.opts;
-    worker.on('online', () => this.send(member, { t: 'init', slot, config: toPortable(config), admin: this.opts.admin, limits: workerLimits(config, slot), writable: this.opts.target.writable() }));
+    worker.on('online', () => this.send(member, { t: 'init', slot, config: toPortable(config), admin: this.opts.admin, limits: workerLimits(config, slot), writable: this.opts.target.writable(), policy: this.opts.policy() }));
     worker.on('message', (message: unknown) => {
       if (!isWorkerMessage(message)) return;
       if (message.t === 'listening') {
         member.state = this.draining ? 'draining' : 'listening';
+        // What was said while it started may have come before it could act on it.
+        if (this.draining) this.send(member, { t: 'drain' });
+        else if (member.policyVersion !== this.opts.policy().provenance.version) this.send(member, { t: 'reload', policy: this.opts.policy() });
         start?.listening({ port: message.port, address: message.address, family: message.family });
       } else if (message.t === 'failed') {
         this.opts.log.error({ worker: slot, err: message.message }, 'worker could not start');
@@ -177,9 +208,8 @@ export class WorkerPool {
 
   private received(member: Member, message: WorkerMessage): void {
     if (message.t === 'batch') {
-      const committing = this.commit(member, message);
-      member.committing.add(committing);
-      void committing.finally(() => member.committing.delete(committing));
+      this.queued.push({ member, seq: message.seq, ...unpackBatch(message.batch) });
+      this.commitScheduled ??= setImmediate(() => this.commitQueued());
     } else if (message.t === 'policy') {
       member.policyVersion = message.version;
     } else if (message.t === 'metrics') {
@@ -188,33 +218,67 @@ export class WorkerPool {
   }
 
   /**
-   * One worker batch into the box's log; the answer carries the ids (or why not). Records are
+   * Every batch that arrived in this turn, from any worker, in one append: under load the
+   * workers' batches arrive together, and one write costs about what one batch did. Records are
    * refused here too while the log cannot take them (a failing store, a low disk), as a worker's
    * own check may be up to WRITABLE_CHECK_MS behind; completions are written (or held) as ever.
    */
-  private async commit(member: Member, batch: Extract<WorkerMessage, { t: 'batch' }>): Promise<void> {
+  private commitQueued(): void {
+    this.commitScheduled = null;
+    const batches = this.queued;
+    this.queued = [];
     const { target } = this.opts;
-    const refuse = !target.writable() && batch.opens.length + batch.finished.length > 0;
-    let reply: PrimaryMessage;
-    try {
-      if (refuse) {
-        if (batch.completions.length > 0) await target.commitBatch([], batch.completions, []);
-        throw new AuditUnavailableError('audit log unavailable: new records are refused (see /readyz)');
+    const refused = !target.writable();
+    const taken = refused ? [] : batches;
+    const opens = taken.flatMap((b) => b.opens);
+    const finished = taken.flatMap((b) => b.finished);
+    // A message read after its worker's death was handled: what settle() completed stays so.
+    const completions = batches.flatMap((b) => (b.member.settled ? b.completions.filter(([id]) => !b.member.endedBySettle.has(id)) : b.completions));
+    const committing = (async (): Promise<void> => {
+      let outcome: BatchOutcome | null = null;
+      let failure: unknown = null;
+      try {
+        outcome = await target.commitBatch(opens, completions, finished);
+      } catch (err) {
+        failure = err;
       }
-      const outcome = await target.commitBatch(batch.opens, batch.completions, batch.finished);
-      const ids = outcome.ids.map((id) => (typeof id === 'number' ? id : toRemote(id)));
+      this.answer(batches, refused, outcome, failure);
+    })();
+    for (const batch of batches) {
+      batch.member.committing.add(committing);
+      void committing.finally(() => batch.member.committing.delete(committing));
+    }
+  }
+
+  /** Each worker its part of the outcome: ids in the order they were sent (all opens, then all finished). */
+  private answer(batches: readonly QueuedBatch[], refused: boolean, outcome: BatchOutcome | null, failure: unknown): void {
+    const writable = this.opts.target.writable();
+    const unavailable = new AuditUnavailableError('audit log unavailable: new records are refused (see /readyz)');
+    let nextOpen = 0;
+    let nextFinished = outcome === null ? 0 : batches.reduce((sum, b) => sum + (refused ? 0 : b.opens.length), 0);
+    for (const batch of batches) {
+      const { member } = batch;
+      // A failed commit's completions are held by the store and written on recovery: not ours to end.
+      for (const [id] of batch.completions) member.open.delete(id);
+      const records = batch.opens.length + batch.finished.length;
+      if (outcome === null || (refused && records > 0)) {
+        this.send(member, { t: 'batchDone', seq: batch.seq, ok: false, error: toRemote(failure ?? unavailable), writable });
+        continue;
+      }
+      const own = refused ? [] : [...outcome.ids.slice(nextOpen, nextOpen + batch.opens.length), ...outcome.ids.slice(nextFinished, nextFinished + batch.finished.length)];
+      if (!refused) {
+        nextOpen += batch.opens.length;
+        nextFinished += batch.finished.length;
+      }
+      const ids = own.map((id) => (typeof id === 'number' ? id : toRemote(id)));
       for (let i = 0; i < batch.opens.length; i += 1) {
         const id = ids[i];
         if (typeof id === 'number') member.open.add(id);
       }
-      member.records += batch.opens.length + batch.finished.length;
-      reply = { t: 'batchDone', seq: batch.seq, ok: true, ids, refusedCompletions: outcome.refusedCompletions, writable: target.writable() };
-    } catch (err) {
-      reply = { t: 'batchDone', seq: batch.seq, ok: false, error: toRemote(err), writable: target.writable() };
+      member.records += records;
+      this.send(member, { t: 'batchDone', seq: batch.seq, ok: true, ids, refusedCompletions: 0, writable });
+      if (member.settled) void this.completeLeftOpen(member);
     }
-    // A failed commit's completions are held by the store and written on recovery: not ours to end.
-    for (const [id] of batch.completions) member.open.delete(id);
-    this.send(member, reply);
   }
 
   /**
@@ -246,12 +310,26 @@ export class WorkerPool {
     }, delay).unref();
   }
 
-  /** Its batches in flight committed, then what it left open completed. */
+  /**
+   * Its batches in flight committed (those read but not yet appended go now), then what it left
+   * open completed. A batch read even later (Node can report the exit first) is appended and
+   * its opens completed at once (answer()).
+   */
   private async settle(member: Member): Promise<void> {
+    if (this.commitScheduled !== null) {
+      clearImmediate(this.commitScheduled);
+      this.commitQueued();
+    }
     await Promise.allSettled([...member.committing]);
+    member.settled = true;
+    await this.completeLeftOpen(member);
+  }
+
+  private async completeLeftOpen(member: Member): Promise<void> {
     const ids = [...member.open];
     member.open.clear();
     if (ids.length === 0) return;
+    for (const id of ids) member.endedBySettle.add(id);
     const completion = { endedAt: new Date(), status: null, bytesUp: 0, bytesDown: 0, error: RecordEnd.workerExited };
     try {
       await this.opts.target.commitBatch([], ids.map((id): CompletionEntry => [id, completion]), []);

@@ -3,6 +3,7 @@ import type { BatchTarget } from '../audit/group-commit';
 import type { AuditOpen } from '../audit/record-types';
 import { AuditUnavailableError } from '../audit/write-health';
 import { fromRemote, outcomeFromRemote } from './protocol';
+import { packBatch } from './wire';
 import type { PrimaryMessage, WorkerMessage } from './protocol';
 
 interface Waiting {
@@ -38,7 +39,7 @@ export class PrimaryAudit implements BatchTarget {
     const seq = ++this.seq;
     return new Promise((resolve, reject) => {
       this.waiting.set(seq, { resolve, reject });
-      if (!this.send({ t: 'batch', seq, opens, completions, finished })) this.disconnected();
+      if (!this.send({ t: 'batch', seq, batch: packBatch(opens, completions, finished) })) this.disconnected();
     });
   }
 

@@ -1,37 +1,48 @@
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
-import type { BatchOutcome, CompletionEntry, FinishedEntry } from '../audit/connection';
-import type { AuditOpen } from '../audit/record-types';
+import type { BatchOutcome } from '../audit/connection';
 import type { RemoteError } from '../audit/writer-protocol';
 import { AuditUnavailableError } from '../audit/write-health';
 import type { ListenAddress, ServeConfig } from '../config';
 import type { ProxyLimits } from '../proxy/context';
 import { parseRange } from '../policy/ip-range';
+import type { PolicyProvenance, PolicySource } from '../policy/provenance';
+import { readDescriptorLimit } from '../descriptors';
+import type { WireBatch } from './wire';
 
 /**
- * The messages between the primary (cluster-primary.ts: the audit log, the admin app, shipping)
- * and its proxy workers (cluster-worker.ts), over the cluster's IPC channel with the `advanced`
- * serialization (Dates and Buffers cross as themselves).
+ * The messages between the primary (pool.ts: the audit log, the admin app, shipping) and its
+ * proxy workers (worker-main.ts), over the cluster's IPC channel as JSON (audit records packed
+ * as arrays, wire.ts).
  */
 
 /**
  * The config as it crosses to a worker: plain data only (structured cloning drops the methods of
  * the parsed ranges, so they cross as their CIDR text), and no secrets a worker has no use for.
  */
-export type PortableConfig = Omit<ServeConfig, 'proxyProtocolFrom'> & { proxyProtocolFrom: string[] };
+export type PortableConfig = Omit<ServeConfig, 'proxyProtocolFrom' | 'descriptorLimit'> & { proxyProtocolFrom: string[] };
 
 export function toPortable(config: ServeConfig): PortableConfig {
-  return { ...config, adminToken: null, auditUrl: null, proxyProtocolFrom: config.proxyProtocolFrom.map((range) => range.cidr) };
+  const { descriptorLimit: _, ...rest } = config;
+  return { ...rest, adminToken: null, auditUrl: null, proxyProtocolFrom: config.proxyProtocolFrom.map((range) => range.cidr) };
 }
 
+/** The worker's own open-files limit (it may differ from the primary's, and JSON has no Infinity). */
 export function fromPortable(config: PortableConfig): ServeConfig {
   return {
     ...config,
+    descriptorLimit: readDescriptorLimit(),
     proxyProtocolFrom: config.proxyProtocolFrom.map((cidr) => {
       const parsed = parseRange(cidr);
       if (!parsed.ok) throw new Error(`--proxy-protocol-from: ${parsed.message}`);
       return parsed.range;
     }),
   };
+}
+
+/** A policy as its files and the version the primary worked out for them (git or content hash). */
+export interface PolicyFiles {
+  sources: PolicySource[];
+  provenance: PolicyProvenance;
 }
 
 /** What a worker needs that it cannot resolve itself: the primary's choices for it. */
@@ -46,6 +57,8 @@ export interface WorkerInit {
   limits: ProxyLimits;
   /** Whether the audit log takes records now; changes follow as `writable` messages. */
   writable: boolean;
+  /** The primary's policy: workers never read the folder, so they hold what the primary checked. */
+  policy: PolicyFiles;
 }
 
 export type PrimaryMessage =
@@ -54,8 +67,8 @@ export type PrimaryMessage =
   | { t: 'batchDone'; seq: number; ok: false; error: RemoteError; writable: boolean }
   /** The audit log's state changed (a failing store, a low disk): opens are refused without a round trip. */
   | { t: 'writable'; writable: boolean }
-  /** The primary reloaded the policies (a file changed, or SIGHUP): load them again. */
-  | { t: 'reload' }
+  /** The primary reloaded the policies or the users file (a change, or SIGHUP): take them. */
+  | { t: 'reload'; policy: PolicyFiles }
   | { t: 'metrics'; seq: number }
   /** SIGTERM reached the primary: stop accepting, finish what is open, exit. */
   | { t: 'drain' };
@@ -63,7 +76,7 @@ export type PrimaryMessage =
 export type WorkerMessage =
   | { t: 'listening'; port: number; address: string; family: string }
   | { t: 'failed'; message: string }
-  | { t: 'batch'; seq: number; opens: readonly AuditOpen[]; completions: readonly CompletionEntry[]; finished: readonly FinishedEntry[] }
+  | { t: 'batch'; seq: number; batch: WireBatch }
   | { t: 'policy'; version: string; ok: boolean }
   | { t: 'metrics'; seq: number; metrics: Array<MetricObjectWithValues<MetricValue<string>>> };
 

@@ -3,7 +3,7 @@ import { GroupCommit } from '../audit/group-commit';
 import { createLogger } from '../log';
 import type { Logger } from '../log';
 import { createMetrics } from '../metrics';
-import { formatProblem, loadPolicy } from '../policy/load';
+import { compileSources, formatProblem } from '../policy/load';
 import type { SelfAddress } from '../policy/guard';
 import { PolicyHolder } from '../policy/watch';
 import { drainProxy } from '../proxy/drain';
@@ -34,17 +34,18 @@ function send(message: WorkerMessage): boolean {
   }
 }
 
-async function run(init: WorkerInit, log: Logger): Promise<void> {
+async function run(init: WorkerInit, log: Logger): Promise<(message: PrimaryMessage) => void> {
   const config = fromPortable(init.config);
-  const loaded = loadPolicy(config.policiesDir);
-  if (!loaded.ok) throw new Error(`invalid policies in ${config.policiesDir}: ${loaded.problems.map(formatProblem).join('; ')}`);
+  // The primary's policy, compiled here: never the folder, which may have changed since.
+  const loaded = compileSources(init.policy.sources, init.policy.provenance);
+  if (!loaded.ok) throw new Error(`the primary's policy does not compile here: ${loaded.problems.map(formatProblem).join('; ')}`);
   const users = openUsers(config, log);
   const metrics = createMetrics();
   const primary = new PrimaryAudit(send, init.writable);
   const audit = new GroupCommit(primary, (seconds) => metrics.auditWrite(seconds));
   const self: SelfAddress[] = [];
   // Reloads are counted once, by the primary's own holder (its metric is the box's).
-  const holder = new PolicyHolder(config.policiesDir, loaded.policy, () => self, log);
+  const holder = new PolicyHolder(config.policiesDir, loaded.policy, () => self, log, undefined, loaded.sources);
   const ctx = proxyContext({ ...config, ...init.limits }, holder, audit, log, metrics, users?.authenticator ?? null);
   holder.onLoaded((policy) => ctx.parentAgents.retainFor(policy));
   metrics.setOpenTunnels(() => ctx.tunnels.size);
@@ -75,14 +76,10 @@ async function run(init: WorkerInit, log: Logger): Promise<void> {
     });
     return draining;
   };
-  process.on('message', (message: unknown) => {
-    if (!isPrimaryMessage(message)) return;
-    handle(message);
-  });
   const handle = (message: PrimaryMessage): void => {
     if (message.t === 'batchDone' || message.t === 'writable') primary.received(message);
     else if (message.t === 'reload') {
-      const result = holder.reload();
+      const result = holder.adopt(message.policy.sources, message.policy.provenance);
       users?.holder.reload();
       send({ t: 'policy', version: holder.active().policy.version, ok: result.ok });
     } else if (message.t === 'metrics') {
@@ -103,23 +100,39 @@ async function run(init: WorkerInit, log: Logger): Promise<void> {
   process.on('SIGUSR1', () => undefined);
   send({ t: 'policy', version: holder.active().policy.version, ok: true });
   send({ t: 'listening', port: address.port, address: address.address, family: address.family });
+  return handle;
 }
 
+/**
+ * One listener from the first moment: messages that come while the worker starts (a reload, a
+ * drain) wait for it to be ready instead of being lost. The primary says again on `listening`
+ * what it must not have missed (pool.ts), so the queue only bridges the start.
+ */
 function main(): void {
   const base = createLogger();
-  process.once('message', (message: unknown) => {
-    if (!isPrimaryMessage(message) || message.t !== 'init') {
-      base.fatal('worker: the first message from the primary was not its init');
-      process.exit(2);
-    }
+  let handler: ((message: PrimaryMessage) => void) | null = null;
+  let started = false;
+  const early: PrimaryMessage[] = [];
+  process.on('message', (message: unknown) => {
+    if (!isPrimaryMessage(message)) return;
+    if (handler !== null) return handler(message);
+    if (message.t !== 'init') return void early.push(message);
+    if (started) return;
+    started = true;
     const log = base.child({ worker: message.slot });
-    run(message, log).catch((err: unknown) => {
-      const why = err instanceof Error ? err.message : String(err);
-      log.fatal({ err: why }, 'worker could not start');
-      send({ t: 'failed', message: why });
-      process.exitCode = 1;
-      process.disconnect();
-    });
+    run(message, log).then(
+      (ready) => {
+        handler = ready;
+        for (const waiting of early.splice(0)) ready(waiting);
+      },
+      (err: unknown) => {
+        const why = err instanceof Error ? err.message : String(err);
+        log.fatal({ err: why }, 'worker could not start');
+        send({ t: 'failed', message: why });
+        // A moment for the message to leave before the channel closes with the process.
+        setTimeout(() => process.exit(1), 100);
+      },
+    );
   });
 }
 

@@ -3,13 +3,14 @@ import { basename, join } from 'node:path';
 import { compilePolicy, type Policy } from './compiled';
 import { checkPolicySet, policySetWarnings } from './policy-set-checks';
 import type { Problem } from './problems';
-import { isPolicyFileName, policyProvenance, type PolicySource } from './provenance';
+import { isPolicyFileName, policyProvenance, type PolicyProvenance, type PolicySource } from './provenance';
 import { parsePolicyFile, type PolicyFileSpec } from './schema';
 
 export type { Policy, CompiledRule, CompiledClient, PolicySettings } from './compiled';
 export { formatProblem, type Problem } from './problems';
 
-export type LoadResult = { ok: true; policy: Policy; warnings: Problem[] } | { ok: false; problems: Problem[] };
+/** `sources`: the files as read, so another process can compile the same policy (compileSources). */
+export type LoadResult = { ok: true; policy: Policy; warnings: Problem[]; sources: PolicySource[] } | { ok: false; problems: Problem[] };
 
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -55,6 +56,14 @@ function readSources(dir: string): PolicySource[] | Problem {
 export function loadPolicy(dir: string): LoadResult {
   const sources = readSources(dir);
   if (!Array.isArray(sources)) return { ok: false, problems: [sources] };
+  return compileSources(sources, policyProvenance(dir, sources));
+}
+
+/**
+ * The files as another process read them, compiled here: `serve --workers` sends its workers
+ * the primary's sources and version, so every process holds the very policy the primary checked.
+ */
+export function compileSources(sources: PolicySource[], provenance: PolicyProvenance): LoadResult {
   const specs: PolicyFileSpec[] = [];
   const problems: Problem[] = [];
   for (const { file, text } of sources) {
@@ -65,5 +74,5 @@ export function loadPolicy(dir: string): LoadResult {
   if (problems.length > 0) return { ok: false, problems };
   const setProblems = checkPolicySet(specs);
   if (setProblems.length > 0) return { ok: false, problems: setProblems };
-  return { ok: true, policy: compilePolicy(specs, policyProvenance(dir, sources)), warnings: policySetWarnings(specs) };
+  return { ok: true, policy: compilePolicy(specs, provenance), warnings: policySetWarnings(specs), sources };
 }

@@ -4,8 +4,9 @@ import type { Logger } from 'pino';
 import type { ActivePolicy } from './active-policy';
 import { compileGuard } from './guard';
 import type { SelfAddress } from './guard';
-import { formatProblem, loadPolicy } from './load';
-import type { Policy } from './load';
+import { compileSources, formatProblem, loadPolicy } from './load';
+import type { LoadResult, Policy } from './load';
+import type { PolicyProvenance, PolicySource } from './provenance';
 
 /** Editors write a file in several steps; wait for them to settle before loading. */
 const RELOAD_DEBOUNCE_MS = 250;
@@ -44,6 +45,8 @@ export class PolicyHolder {
     private readonly log: Logger,
     /** Told of every reload's outcome (metrics). */
     private readonly onReload: (ok: boolean) => void = () => undefined,
+    /** The files `initial` was compiled from (loadPolicy's `sources`), for sources(). */
+    private currentSources: readonly PolicySource[] = [],
   ) {
     this.current = activatePolicy(initial, self());
     this.last = { ok: true, at: new Date().toISOString(), version: initial.version, problems: [] };
@@ -65,8 +68,23 @@ export class PolicyHolder {
     this.current = activatePolicy(this.current.policy, this.self());
   }
 
+  /** The policy in force as its files and version: what `serve --workers` sends its workers. */
+  sources(): { sources: readonly PolicySource[]; provenance: PolicyProvenance } {
+    const { version, contentHash } = this.current.policy;
+    return { sources: this.currentSources, provenance: { version, contentHash } };
+  }
+
+  /** Reload from the folder (a change, SIGHUP). */
   reload(): ReloadResult {
-    const result = loadPolicy(this.dir);
+    return this.apply(loadPolicy(this.dir));
+  }
+
+  /** Put in force a policy compiled from another process's files (a `serve --workers` worker). */
+  adopt(sources: PolicySource[], provenance: PolicyProvenance): ReloadResult {
+    return this.apply(compileSources(sources, provenance));
+  }
+
+  private apply(result: LoadResult): ReloadResult {
     const at = new Date().toISOString();
     if (!result.ok) {
       const problems = result.problems.map(formatProblem);
@@ -77,6 +95,7 @@ export class PolicyHolder {
     }
     const { policy } = result;
     this.current = activatePolicy(policy, this.self());
+    this.currentSources = result.sources;
     this.last = { ok: true, at, version: policy.version, problems: [] };
     this.log.info({ policy_version: policy.version, content_hash: policy.contentHash, files: policy.files }, 'policy loaded');
     if (result.warnings.length > 0) this.log.warn({ warnings: result.warnings.map(formatProblem) }, 'policy warnings (see tollgate policy check)');
