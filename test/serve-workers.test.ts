@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import type { Server } from 'node:net';
 import { writeFileSync } from 'node:fs';
@@ -7,7 +8,7 @@ import Database from 'better-sqlite3';
 import { rawConnect, readUntil, startOrigin } from './helpers/proxy-harness';
 import type { Origin } from './helpers/proxy-harness';
 import { startEchoServer } from './helpers/raw-origin';
-import { listeningPorts, runCli, serveArgs, serveFolder, spawnServe } from './helpers/serve-process';
+import { CLI, listeningPorts, runCli, serveArgs, serveFolder, spawnServe } from './helpers/serve-process';
 import type { ServeFolder, ServeProcess } from './helpers/serve-process';
 import { LOOPBACK_POLICY } from './helpers/policies';
 
@@ -395,5 +396,78 @@ describe('serve --workers: limits per box, failures, bad input', () => {
     const run = runCli('serve', ...serveArgs(folder, '--workers', 'many'));
     expect(run.status).toBe(1);
     expect(run.stderr).toContain('--workers: expected auto or a number from 1 to 256');
+  });
+});
+
+describe('serve --workers: users file and policy edits', () => {
+  let folder: ServeFolder;
+  let echo: { server: Server; port: number };
+  beforeAll(async () => {
+    folder = serveFolder('tollgate-workers-users-', LOOPBACK_POLICY.replace('default: deny', 'default: deny\n  auth: required'));
+    echo = await startEchoServer();
+  });
+  afterAll(async () => {
+    folder.remove();
+    await new Promise((resolve) => echo.server.close(resolve));
+  });
+
+  const usersLine = (name: string, password: string): string => {
+    const added = spawnSync(process.execPath, [CLI, 'users', 'add', name], { input: `${password}\n`, encoding: 'utf8' });
+    expect(added.status).toBe(0);
+    return added.stdout;
+  };
+
+  it('a user removed from the users file is refused by every worker, and a bad policy edit never reaches a respawned worker', async () => {
+    const usersFile = path.join(folder.dir, 'users');
+    const ciBot = usersLine('ci-bot', 'ci-bot-password');
+    const deployBot = usersLine('deploy-bot', 'deploy-password');
+    writeFileSync(usersFile, ciBot + deployBot);
+    const proc = spawnServe(serveArgs(folder, '--workers', '2', '--users', usersFile, '--drain-timeout', '1s'));
+    try {
+      const { proxyPort, adminPort } = await listeningPorts(proc);
+      const ask = async (user: string, password: string): Promise<number> => {
+        const socket = await rawConnect(proxyPort);
+        socket.on('error', () => undefined);
+        const credentials = Buffer.from(`${user}:${password}`).toString('base64');
+        socket.write(`CONNECT 127.0.0.1:${echo.port} HTTP/1.1\r\nProxy-Authorization: Basic ${credentials}\r\n\r\n`);
+        const head = await readUntil(socket, '\r\n\r\n');
+        socket.destroy();
+        return Number(head.split(' ')[1]);
+      };
+      // Connections alternate between the workers: four asks reach both, twice.
+      const asks = async (user: string, password: string): Promise<number[]> => {
+        const statuses = [];
+        for (let i = 0; i < 4; i += 1) statuses.push(await ask(user, password));
+        return statuses;
+      };
+      expect(await asks('ci-bot', 'ci-bot-password')).toEqual([200, 200, 200, 200]);
+
+      const before = proc.lines.length;
+      writeFileSync(usersFile, deployBot);
+      await until('both workers on the new users file', async () => {
+        const workers = new Set(proc.lines.slice(before).filter((l) => l.msg === 'users file loaded' && l.worker !== undefined).map((l) => l.worker));
+        return workers.size === 2 ? true : null;
+      });
+      expect(await asks('ci-bot', 'ci-bot-password')).toEqual([407, 407, 407, 407]);
+      expect(await asks('deploy-bot', 'deploy-password')).toEqual([200, 200, 200, 200]);
+
+      // A broken edit: the primary keeps the last good policy, and so does a worker started now.
+      const good = (await getJson<Readiness['body']>(adminPort, '/readyz')).body.policy_version;
+      const failedAt = proc.lines.length;
+      writeFileSync(path.join(folder.policies, 'policy.yaml'), 'version: 1\nrules: [this is not a rule\n');
+      await proc.waitForLog('policy reload failed; keeping the last good policy', failedAt);
+      const victim = (await getJson<Readiness['body']>(adminPort, '/readyz')).body.workers?.[0] as WorkerView;
+      process.kill(victim.pid, 'SIGKILL');
+      const after = await until('a new worker on the good policy', async () => {
+        const { body } = await getJson<Readiness['body']>(adminPort, '/readyz');
+        const slot = body.workers?.find((w) => w.slot === victim.slot);
+        return slot !== undefined && slot.pid !== victim.pid && slot.state === 'listening' ? slot : null;
+      });
+      expect(after.policy_version).toBe(good);
+      expect(await asks('deploy-bot', 'deploy-password')).toEqual([200, 200, 200, 200]);
+    } finally {
+      proc.child.kill('SIGTERM');
+      await proc.exited;
+    }
   });
 });
