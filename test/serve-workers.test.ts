@@ -223,6 +223,8 @@ describe('serve --workers 2', () => {
     for (const [i, tunnel] of tunnels.entries()) expect(await echoes(tunnel, `hello ${i}\n`)).toBe(true);
     const { body } = await readyz();
     const victim = body.workers?.find((w) => w.slot === 1) as WorkerView;
+    const connectsBefore = metricValue(await getText(adminPort, '/metrics'), 'tollgate_requests_total{kind="connect",decision="allow"}');
+    expect(connectsBefore).toBe(4);
     const ends = tunnels.map(ended);
     process.kill(victim.pid, 'SIGKILL');
 
@@ -255,6 +257,8 @@ describe('serve --workers 2', () => {
     expect(statuses).toEqual(Array(6).fill(200));
     const metrics = await getText(adminPort, '/metrics');
     expect(metricValue(metrics, 'tollgate_worker_restarts_total')).toBe(1);
+    // The dead worker's counters stay in the box's totals: a counter never goes down.
+    expect(metricValue(metrics, 'tollgate_requests_total{kind="connect",decision="allow"}')).toBe(connectsBefore);
     for (const tunnel of tunnels) tunnel.end();
     await Promise.all(tunnels.map(closed));
   });

@@ -1,4 +1,5 @@
 import cluster from 'node:cluster';
+import { AggregatorRegistry } from 'prom-client';
 import type { Worker } from 'node:cluster';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -41,6 +42,8 @@ interface Member {
   readonly open: Set<number>;
   /** Its batches being committed: their ids count before the process's death is handled. */
   readonly committing: Set<Promise<void>>;
+  /** Its registry as last reported (summed while it does not answer, kept as retired when it dies). */
+  lastMetrics: MetricsJson | null;
   /** Its death was handled: what it left open was completed (the ids are kept in endedBySettle). */
   settled: boolean;
   readonly endedBySettle: Set<number>;
@@ -89,6 +92,7 @@ export class WorkerPool {
   private restarts = 0;
   private reloadPending: NodeJS.Immediate | null = null;
   private queued: QueuedBatch[] = [];
+  private retired: MetricsJson[] = [];
   private commitScheduled: NodeJS.Immediate | null = null;
 
   constructor(private readonly opts: PoolOptions) {
@@ -138,11 +142,33 @@ export class WorkerPool {
     });
   }
 
-  /** What /metrics sums with the primary's own: each listening worker's registry. */
+  /**
+   * What /metrics sums with the primary's own: each live worker's registry (its last answer when
+   * it is slow to give one), and the counters of workers that died, so that no total ever goes
+   * down (Prometheus would read that as a reset).
+   */
   async workerMetrics(): Promise<MetricsJson[]> {
     const asked = [...this.members.values()].filter((m) => m.state === 'listening' || m.state === 'draining');
-    const answers = await Promise.all(asked.map((member) => this.askMetrics(member)));
-    return answers.filter((json): json is MetricsJson => json !== null);
+    const answers = await Promise.all(
+      asked.map(async (member) => {
+        member.lastMetrics = (await this.askMetrics(member)) ?? member.lastMetrics;
+        return member.lastMetrics;
+      }),
+    );
+    return [...answers.filter((json): json is MetricsJson => json !== null), ...this.retired];
+  }
+
+  /** A dead worker's counters and histograms stay in the sums; its gauges go with it. */
+  private retire(member: Member): void {
+    if (member.lastMetrics === null) return;
+    this.retired.push(member.lastMetrics.filter((metric) => ['counter', 'histogram'].includes(String(metric.type))));
+    member.lastMetrics = null;
+    // Bounded however often workers die: folded into one set now and then.
+    if (this.retired.length > 8) {
+      const folded = this.retired;
+      this.retired = [];
+      void AggregatorRegistry.aggregate(folded).getMetricsAsJSON().then((json) => this.retired.push(json as MetricsJson));
+    }
   }
 
   /** /readyz: ready while at least one worker listens; the detail lists each. */
@@ -180,7 +206,7 @@ export class WorkerPool {
       TOLLGATE_AUDIT_URL: undefined,
       TOLLGATE_AUDIT_URL_FILE: undefined,
     });
-    const member: Member = { slot, worker, startedAt: Date.now(), state: 'starting', policyVersion: null, records: 0, open: new Set(), committing: new Set(), settled: false, endedBySettle: new Set() };
+    const member: Member = { slot, worker, startedAt: Date.now(), state: 'starting', policyVersion: null, records: 0, open: new Set(), committing: new Set(), settled: false, endedBySettle: new Set(), lastMetrics: null };
     this.members.set(slot, member);
     const { config } = this.opts;
     worker.on('online', () => this.send(member, { t: 'init', slot, config: toPortable(config), admin: this.opts.admin, limits: workerLimits(config, slot), writable: this.opts.target.writable(), policy: this.opts.policy() }));
@@ -322,6 +348,7 @@ export class WorkerPool {
     }
     await Promise.allSettled([...member.committing]);
     member.settled = true;
+    this.retire(member);
     await this.completeLeftOpen(member);
   }
 
