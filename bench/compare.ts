@@ -3,8 +3,8 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startOriginProcess } from './lib/children';
-import { CompareResults, METRIC_KEYS, TARGETS } from './lib/compare-results';
-import type { TargetName } from './lib/compare-results';
+import { columnsFor, CompareResults, METRIC_KEYS, TARGETS } from './lib/compare-results';
+import type { BaseTarget, TargetName } from './lib/compare-results';
 import { renderCompare } from './lib/compare-report';
 import type { ComparePlan } from './lib/compare-report';
 import { runIdleMemory, runTimedLoads, warmOrigin } from './lib/compare-run';
@@ -14,12 +14,13 @@ import { installed, installMissing, versions } from './lib/tools';
 
 /**
  * tollgate against direct, squid and tinyproxy, with the same loads in one run.
- * Usage: npm run bench [-- --seconds N] [--repeat N] [--targets direct,tollgate,...]
+ * Usage: npm run bench [-- --seconds N] [--repeat N] [--targets direct,tollgate,...] [--workers 1,2]
  *        [--bulk-mib N] [--idle-tunnels N] [--rate N] [--pause-ms N] [--skip-missing] [--out FILE]
  *        [--loads http,connect,bulk,latency,idle]
  * Writes bench/results/compare.md. Missing Debian packages (squid, tinyproxy, wrk, hey,
  * nginx-light) are installed with apt-get when run as root, unless --skip-missing is given,
  * which instead reports what they would have measured as not run (the smoke test uses it).
+ * tollgate runs once per --workers count (`serve --workers N`), each its own column.
  */
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..');
@@ -55,7 +56,13 @@ function wholeNumber(name: string, text: string | undefined, fallback: number): 
   return value;
 }
 
-function parseTargets(text: string | undefined): TargetName[] {
+/** --workers 1,2: each count once, in the order given. */
+function parseWorkers(text: string | undefined): number[] {
+  const counts = (text ?? '1,2').split(',').map((part) => wholeNumber('workers', part.trim(), 1));
+  return [...new Set(counts)];
+}
+
+function parseTargets(text: string | undefined): BaseTarget[] {
   if (text === undefined) return [...TARGETS];
   const names = text.split(',').map((name) => name.trim());
   const unknown = names.filter((name) => !(TARGETS as readonly string[]).includes(name));
@@ -72,6 +79,7 @@ function parseOptions(argv: string[]): Options {
       'bulk-mib': { type: 'string' }, 'bulk-limit': { type: 'string' }, 'idle-tunnels': { type: 'string' },
       'rss-sample-ms': { type: 'string' }, 'pause-ms': { type: 'string' }, targets: { type: 'string' }, origin: { type: 'string' },
       'skip-missing': { type: 'boolean' }, out: { type: 'string' }, loads: { type: 'string' }, cli: { type: 'string' }, 'node-arg': { type: 'string', multiple: true },
+      workers: { type: 'string' },
     },
   });
   const origin = values.origin ?? 'auto';
@@ -88,8 +96,12 @@ function parseOptions(argv: string[]): Options {
     // 10,000 would need 20,000 fds in the proxy alone: the limit here (see bench/idle-tunnels.ts).
     idleTunnels: wholeNumber('idle-tunnels', values['idle-tunnels'], 9_500),
     rssSampleMs: wholeNumber('rss-sample-ms', values['rss-sample-ms'], 3_000),
-    targets: parseTargets(values.targets),
+    workers: parseWorkers(values.workers),
+    targets: [],
+    columns: [],
   };
+  plan.targets = columnsFor(parseTargets(values.targets), plan.workers);
+  plan.columns = columnsFor(TARGETS, plan.workers);
   return {
     plan,
     pauseMs: wholeNumber('pause-ms', values['pause-ms'], 500),
@@ -139,13 +151,13 @@ function log(message: string): void {
 
 const loadAverage = (): string => loadavg().map((l) => l.toFixed(2)).join(' ');
 
-/** Every repetition, with the origins up for the whole run; returns tollgate's audit record counts. */
-async function runAll(options: Options, can: Capabilities, results: CompareResults): Promise<number[]> {
+/** Every repetition, with the origins up for the whole run; returns each tollgate column's audit record counts. */
+async function runAll(options: Options, can: Capabilities, results: CompareResults): Promise<Map<TargetName, number[]>> {
   const plan = { ...options.plan, targets: can.targets };
   const scratch = mkdtempSync(path.join(tmpdir(), 'tollgate-compare-'));
   // squid and tinyproxy drop root for `proxy` / `nobody`, who must reach their folders inside.
   chmodSync(scratch, 0o711);
-  const auditRecords: number[] = [];
+  const auditRecords = new Map<TargetName, number[]>();
   try {
     const origin = await startOrigin(scratch, can.originKind, [plan.bulkBytes], path.join(__dirname, 'lib', 'http-origin.js'));
     const echo = await startOriginProcess(path.join(__dirname, 'lib', 'echo-origin.js'));
@@ -155,8 +167,7 @@ async function runAll(options: Options, can: Capabilities, results: CompareResul
       const ctx: RunContext = { plan, results, origin, echoPort: echo.port, launch, scratch, pauseMs: options.pauseMs, unavailable: can.unavailable, log };
       await warmOrigin(ctx);
       for (let repetition = 0; repetition < plan.repeat; repetition += 1) {
-        const records = await runTimedLoads(ctx, repetition);
-        if (records !== null) auditRecords.push(records);
+        for (const [column, records] of await runTimedLoads(ctx, repetition)) auditRecords.set(column, [...(auditRecords.get(column) ?? []), records]);
         if (options.loads.has('idle')) await runIdleMemory(ctx, repetition);
         else for (const target of plan.targets) if (target !== 'direct') results.miss('idleKiB', target, NOT_SELECTED);
       }

@@ -14,7 +14,8 @@ const REPO_ROOT = path.resolve(__dirname, '..');
 const CLI = path.join(REPO_ROOT, 'dist', 'cli.js');
 const TSC = require.resolve('typescript/bin/tsc');
 const HARNESS = path.join(REPO_ROOT, 'bench', 'dist', 'compare.js');
-const TARGET_COLUMNS = ['direct', 'tollgate', 'squid', 'tinyproxy'];
+// --workers 1,2: tollgate once per worker count, `tollgate×2` being `serve --workers 2`.
+const TARGET_COLUMNS = ['direct', 'tollgate', 'tollgate×2', 'squid', 'tinyproxy'];
 
 /** The rows of the first markdown table after `heading`, as arrays of trimmed cells. */
 function tableAfter(markdown: string, heading: string): string[][] {
@@ -47,13 +48,13 @@ describe('npm run bench harness (tiny bounds)', () => {
     const run = spawnSync(
       process.execPath,
       [HARNESS, '--seconds', '1', '--repeat', '1', '--rate', '100', '--bulk-mib', '4', '--bulk-limit', '10',
-        '--idle-tunnels', '20', '--rss-sample-ms', '200', '--pause-ms', '50', '--skip-missing', '--out', out],
-      { encoding: 'utf8', timeout: 150_000 },
+        '--idle-tunnels', '20', '--rss-sample-ms', '200', '--pause-ms', '50', '--workers', '1,2', '--skip-missing', '--out', out],
+      { encoding: 'utf8', timeout: 170_000 },
     );
     stderr = run.stderr;
     if (run.status !== 0) throw new Error(`harness exited ${run.status} (${run.signal}): ${run.stderr}`);
     markdown = readFileSync(out, 'utf8');
-  }, 180_000);
+  }, 200_000);
 
   afterAll(() => {
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -67,7 +68,7 @@ describe('npm run bench harness (tiny bounds)', () => {
     for (const row of body) expect(row).toHaveLength(2 + TARGET_COLUMNS.length);
   });
 
-  it('measures direct and tollgate with the loads that need no extra tool', () => {
+  it('measures direct and tollgate at each worker count with the loads that need no extra tool', () => {
     const body = tableAfter(markdown, '## Results').slice(2);
     const cell = (prefix: string, target: string): string => {
       const row = body.find((r) => r[0].startsWith(prefix));
@@ -75,11 +76,14 @@ describe('npm run bench harness (tiny bounds)', () => {
     };
     // (2) and (3) use the bench's own Node client; (4) holds tunnels open: always measurable.
     expect(cell('(2) CONNECT', 'direct')).toMatch(FIGURE);
-    expect(cell('(2) CONNECT', 'tollgate')).toMatch(FIGURE);
-    expect(cell('(3)', 'tollgate')).toMatch(FIGURE);
-    expect(cell('(4)', 'tollgate')).toMatch(/^-?\d+(\.\d+)?$/);
+    for (const tollgate of ['tollgate', 'tollgate×2']) {
+      expect(cell('(2) CONNECT', tollgate)).toMatch(FIGURE);
+      expect(cell('(2) proxy CPU', tollgate)).toMatch(FIGURE);
+      expect(cell('(3)', tollgate)).toMatch(FIGURE);
+      expect(cell('(4)', tollgate)).toMatch(/^-?\d+(\.\d+)?$/);
+    }
     // wrk and hey loads: a figure where the tool is installed, otherwise said so.
-    for (const target of ['direct', 'tollgate']) {
+    for (const target of ['direct', 'tollgate', 'tollgate×2']) {
       expect(cell('(1) plain', target)).toMatch(figureOr('n/a: wrk not installed'));
       expect(cell('(5) 100 req/s', target)).toMatch(figureOr('n/a: hey not installed'));
     }
@@ -95,12 +99,34 @@ describe('npm run bench harness (tiny bounds)', () => {
   });
 
   it('writes the ratio and target tables and says the machine is shared', () => {
-    expect(tableAfter(markdown, '## Ratios')[0]).toEqual(['load', 'tollgate ÷ direct', 'tollgate ÷ squid', 'squid ÷ direct', 'tinyproxy ÷ direct', 'tinyproxy ÷ squid']);
+    expect(tableAfter(markdown, '## Ratios')[0]).toEqual([
+      'load', 'tollgate ÷ direct', 'tollgate ÷ squid', 'squid ÷ direct', 'tinyproxy ÷ direct', 'tinyproxy ÷ squid', 'tollgate×2 ÷ tollgate',
+    ]);
     const targets = tableAfter(markdown, '## Targets').slice(2);
     expect(targets.map((row) => row[0].slice(0, 3))).toEqual(['(1)', '(2)', '(3)', '(4)', '(5)']);
     for (const row of targets) expect(row[2]).toMatch(/^(met|\*\*missed\*\*: .+|not measured)$/);
     expect(markdown).toContain('**shared**');
     expect(stderr).toContain('bench: origin:');
+  });
+
+  it('shows each worker\'s share of the CONNECT load and the primary\'s CPU, from /readyz and /proc', () => {
+    const cpu = tableAfter(markdown, '## Workers');
+    expect(cpu[0]).toEqual(['load', 'unit', 'tollgate', 'tollgate×2', 'tollgate×2 ÷ tollgate']);
+    const tunnel = cpu.find((row) => row[0].startsWith('(2) CONNECT: CPU per tunnel'));
+    expect(tunnel?.slice(2, 4).every((c) => FIGURE.test(c))).toBe(true);
+    expect(tunnel?.[4]).toMatch(/^\d+\.\d\d×$/);
+    const shares = tableAfter(markdown, 'Each worker').slice(2).filter((row) => row[0] === 'tollgate×2' && row[1] === '(2) CONNECT');
+    expect(shares.map((row) => row[2])).toEqual(['worker 1', 'worker 2', 'primary']);
+    const workers = shares.slice(0, 2);
+    // Two live pids, each with a share: the records /readyz counted per worker add up to the whole.
+    for (const row of workers) expect(row[3]).toMatch(/^\d+$/);
+    expect(workers[0][3]).not.toBe(workers[1][3]);
+    const total = workers.reduce((sum, row) => sum + Number(row[4].replace('%', '')), 0);
+    expect(total).toBeGreaterThan(99.8);
+    expect(total).toBeLessThan(100.2);
+    expect(shares[2][5]).toMatch(FIGURE);
+    const single = tableAfter(markdown, 'Each worker').slice(2).find((row) => row[0] === 'tollgate' && row[1] === '(2) CONNECT');
+    expect(single?.[2]).toBe('the one process');
   });
 });
 
@@ -136,5 +162,11 @@ describe('npm run bench --loads (one load alone)', () => {
     const run = spawnSync(process.execPath, [HARNESS, '--loads', 'latency,nope', '--skip-missing'], { encoding: 'utf8', timeout: 30_000 });
     expect(run.status).not.toBe(0);
     expect(run.stderr).toContain('--loads: unknown nope');
+  });
+
+  it('refuses a worker count below 1', () => {
+    const run = spawnSync(process.execPath, [HARNESS, '--workers', '1,0', '--skip-missing'], { encoding: 'utf8', timeout: 30_000 });
+    expect(run.status).not.toBe(0);
+    expect(run.stderr).toContain('--workers: expected a whole number from 1, got "0"');
   });
 });

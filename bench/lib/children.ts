@@ -19,6 +19,8 @@ export interface OriginProcess extends Child {
 
 export interface ProxyProcess extends Child {
   readonly port: number;
+  /** The admin port, from the same 'listening' line (null if the line has none). */
+  readonly adminPort: number | null;
 }
 
 // A child left running would hold ports and thousands of sockets: kill whatever is still alive.
@@ -95,8 +97,9 @@ export async function startProxyProcess(launch: ProxyLaunch): Promise<ProxyProce
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const tracked = track(child);
-  const proxy = await firstLine(child, 'tollgate serve', (line) => (line.msg === 'listening' ? String(line.proxy) : null));
-  return { ...tracked, port: Number(proxy.slice(proxy.lastIndexOf(':') + 1)) };
+  const listening = await firstLine(child, 'tollgate serve', (line) => (line.msg === 'listening' ? line : null));
+  const portOf = (address: unknown): number | null => (typeof address === 'string' ? Number(address.slice(address.lastIndexOf(':') + 1)) : null);
+  return { ...tracked, port: portOf(listening.proxy) ?? Number.NaN, adminPort: portOf(listening.admin) };
 }
 
 /** The flags `tollgate serve --help` lists, so the bench works before and after new options land. */

@@ -1,6 +1,6 @@
-import { TARGETS } from './compare-results';
+import { isTollgate, median } from './compare-results';
 import { LATENCY_STREAMS } from './tool-loads';
-import type { CompareResults, Metric, MetricKey, TargetName } from './compare-results';
+import type { CompareResults, Metric, MetricKey, TargetName, TollgateColumn, WorkerRun } from './compare-results';
 
 /** bench/compare.ts's result as markdown: written to bench/results/compare.md and printed. */
 
@@ -13,7 +13,12 @@ export interface ComparePlan {
   bulkLimitSeconds: number;
   idleTunnels: number;
   rssSampleMs: number;
+  /** tollgate's worker counts (--workers): one column each. */
+  workers: number[];
+  /** The columns measured (--targets, tollgate once per worker count). */
   targets: TargetName[];
+  /** Every column of the tables, measured or not. */
+  columns: TargetName[];
 }
 
 export interface RunFacts {
@@ -24,8 +29,8 @@ export interface RunFacts {
   loadAfter: string;
   origin: string;
   versions: string[];
-  /** tollgate's audit records after each repetition's loads (proof the log was written). */
-  auditRecords: number[];
+  /** Each tollgate column's audit records after each repetition's loads (proof the log was written). */
+  auditRecords: Map<TargetName, number[]>;
   proxyNodeArgs: string[];
 }
 
@@ -67,28 +72,40 @@ function table(header: string[], rows: string[][]): string[] {
   return [`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`, ...rows.map((row) => `| ${row.join(' | ')} |`)];
 }
 
-const RATIOS: Array<[TargetName, TargetName]> = [
-  ['tollgate', 'direct'], ['tollgate', 'squid'], ['squid', 'direct'], ['tinyproxy', 'direct'], ['tinyproxy', 'squid'],
-];
+/** The tollgate column the peers are compared with: one worker where measured, else the first. */
+function mainTollgate(plan: ComparePlan): TollgateColumn {
+  return plan.columns.find((c): c is TollgateColumn => c === 'tollgate') ?? plan.columns.find(isTollgate) ?? 'tollgate';
+}
 
-function ratioRows(results: CompareResults, metrics: Metric[]): string[][] {
+/** The other worker counts, each against the main column. */
+const moreWorkers = (plan: ComparePlan): TollgateColumn[] => plan.columns.filter(isTollgate).filter((c) => c !== mainTollgate(plan));
+
+function ratioPairs(plan: ComparePlan): Array<[TargetName, TargetName]> {
+  const main = mainTollgate(plan);
+  return [
+    [main, 'direct'], [main, 'squid'], ['squid', 'direct'], ['tinyproxy', 'direct'], ['tinyproxy', 'squid'],
+    ...moreWorkers(plan).map((c): [TargetName, TargetName] => [c, main]),
+  ];
+}
+
+function ratioRows(results: CompareResults, metrics: Metric[], plan: ComparePlan): string[][] {
   return metrics
     .filter((m) => m.ratio)
-    .map((m) => [m.label, ...RATIOS.map(([a, b]) => (b === 'direct' && !m.direct ? '—' : formatRatio(results.ratio(m.key, a, b))))]);
+    .map((m) => [m.label, ...ratioPairs(plan).map(([a, b]) => (b === 'direct' && !m.direct ? '—' : formatRatio(results.ratio(m.key, a, b))))]);
 }
 
 const formatRatio = (ratio: number | null): string => (ratio === null ? 'n/a' : `${ratio.toFixed(2)}×`);
 
 interface Target {
   name: string;
-  measure: (results: CompareResults) => { value: number | null; shown: string };
+  measure: (results: CompareResults, main: TollgateColumn) => { value: number | null; shown: string };
   met: (value: number) => boolean;
   shortfall: (value: number) => string;
 }
 
 function versusSquid(metric: MetricKey): Target['measure'] {
-  return (results) => {
-    const ratio = results.ratio(metric, 'tollgate', 'squid');
+  return (results, main) => {
+    const ratio = results.ratio(metric, main, 'squid');
     return { value: ratio, shown: ratio === null ? 'n/a' : `${ratio.toFixed(2)} × squid` };
   };
 }
@@ -114,8 +131,8 @@ const TARGET_LIST: Target[] = [
   },
   {
     name: '(4) RSS per idle tunnel < 25 KiB',
-    measure: (results) => {
-      const v = results.value('idleKiB', 'tollgate');
+    measure: (results, main) => {
+      const v = results.value('idleKiB', main);
       return { value: v, shown: v === null ? 'n/a' : `${v.toFixed(1)} KiB` };
     },
     met: (v) => v < 25,
@@ -123,8 +140,8 @@ const TARGET_LIST: Target[] = [
   },
   {
     name: '(5) p99 added latency < 1 ms at 1,000 req/s (measured at the rate of (5) above)',
-    measure: (results) => {
-      const v = results.value('latencyAddedP99', 'tollgate');
+    measure: (results, main) => {
+      const v = results.value('latencyAddedP99', main);
       return { value: v, shown: v === null ? 'n/a' : `${v.toFixed(2)} ms` };
     },
     met: (v) => v < 1,
@@ -132,9 +149,9 @@ const TARGET_LIST: Target[] = [
   },
 ];
 
-function targetRows(results: CompareResults): string[][] {
+function targetRows(results: CompareResults, main: TollgateColumn): string[][] {
   return TARGET_LIST.map((target) => {
-    const { value, shown } = target.measure(results);
+    const { value, shown } = target.measure(results, main);
     const verdict = value === null ? 'not measured' : target.met(value) ? 'met' : `**missed**: ${target.shortfall(value)}`;
     return [target.name, shown, verdict];
   });
@@ -143,7 +160,7 @@ function targetRows(results: CompareResults): string[][] {
 function everyRunRows(results: CompareResults, metrics: Metric[], plan: ComparePlan): string[][] {
   return metrics.map((m) => [
     m.label,
-    ...TARGETS.map((t) => {
+    ...plan.columns.map((t) => {
       if (!plan.targets.includes(t) || (t === 'direct' && !m.direct)) return '—';
       const { values } = results.cell(m.key, t);
       return values.length === 0 ? 'n/a' : values.map((v) => figure(v, m.digits)).join(' / ');
@@ -155,7 +172,7 @@ export function renderCompare(results: CompareResults, plan: ComparePlan, facts:
   const metrics = metricsFor(plan);
   const runs = plan.repeat === 1 ? 'one run' : `the median of ${plan.repeat} runs`;
   const firstErrors = metrics.flatMap((m) =>
-    TARGETS.map((t) => ({ m, t, cell: results.cell(m.key, t) })).filter(({ cell }) => cell.firstError !== null),
+    plan.columns.map((t) => ({ m, t, cell: results.cell(m.key, t) })).filter(({ cell }) => cell.firstError !== null),
   );
   return [
     '# tollgate against direct, squid and tinyproxy',
@@ -168,21 +185,23 @@ export function renderCompare(results: CompareResults, plan: ComparePlan, facts:
     '',
     `## Results (${runs})`,
     '',
-    ...table(['load', 'unit', ...TARGETS], metrics.map((m) => [m.label, m.unit, ...TARGETS.map((t) => cellText(results, m, t, plan))])),
+    ...table(['load', 'unit', ...plan.columns], metrics.map((m) => [m.label, m.unit, ...plan.columns.map((t) => cellText(results, m, t, plan))])),
     '',
     '## Ratios (of the medians; higher is faster for rates, lower is leaner for RSS)',
     '',
-    ...table(['load', ...RATIOS.map(([a, b]) => `${a} ÷ ${b}`)], ratioRows(results, metrics)),
+    ...table(['load', ...ratioPairs(plan).map(([a, b]) => `${a} ÷ ${b}`)], ratioRows(results, metrics, plan)),
     '',
-    '## Targets (tollgate, audit log on)',
+    `## Targets (${mainTollgate(plan)}, audit log on)`,
     '',
-    ...table(['target', 'measured', 'verdict'], targetRows(results)),
+    ...table(['target', 'measured', 'verdict'], targetRows(results, mainTollgate(plan))),
+    '',
+    ...workersSection(results, plan),
     '',
     '## Every run',
     '',
-    ...table(['load', ...TARGETS], everyRunRows(results, metrics, plan)),
+    ...table(['load', ...plan.columns], everyRunRows(results, metrics, plan)),
     '',
-    `tollgate audit records after each run's loads: ${facts.auditRecords.map(count).join(' / ') || 'n/a'}.`,
+    ...auditRecordLines(facts.auditRecords, plan),
     ...(firstErrors.length === 0 ? [] : ['', 'First error of each cell with errors:', ...firstErrors.map(({ m, t, cell }) => `- ${m.label}, ${t}: ${cell.firstError}`)]),
     '',
     ...howMeasured(plan),
@@ -190,11 +209,101 @@ export function renderCompare(results: CompareResults, plan: ComparePlan, facts:
   ].join('\n');
 }
 
+function auditRecordLines(records: Map<TargetName, number[]>, plan: ComparePlan): string[] {
+  const columns = plan.columns.filter(isTollgate);
+  return columns.map((c) => `${c} audit records after each run's loads: ${(records.get(c) ?? []).map(count).join(' / ') || 'n/a'}.`);
+}
+
+const LOAD_LABEL: Record<WorkerRun['load'], { load: string; unit: string }> = {
+  http: { load: '(1) keep-alive GET', unit: 'request' },
+  connect: { load: '(2) CONNECT', unit: 'tunnel' },
+};
+
+const runsOf = (results: CompareResults, column: TollgateColumn, load: WorkerRun['load']): WorkerRun[] =>
+  results.workerRuns.filter((r) => r.column === column && r.load === load && r.operations > 0);
+
+/** Median over repetitions of a per-operation figure, in µs (null when no run had one). */
+function perOperationUs(runs: WorkerRun[], pick: (run: WorkerRun) => number | null): number | null {
+  const values = runs.flatMap((r) => {
+    const v = pick(r);
+    return v === null ? [] : [(v / r.operations) * 1e6];
+  });
+  return values.length === 0 ? null : median(values);
+}
+
+const percent = (part: number, whole: number): string => (whole > 0 ? `${((part / whole) * 100).toFixed(1)}%` : 'n/a');
+const us = (value: number | null, digits = 0): string => (value === null ? 'n/a' : figure(value, digits));
+
+/** Per worker count: CPU per operation of the whole tree and of the primary, then each worker's share. */
+function workersSection(results: CompareResults, plan: ComparePlan): string[] {
+  const columns = plan.columns.filter(isTollgate).filter((c) => plan.targets.includes(c));
+  if (columns.length === 0) return [];
+  const main = mainTollgate(plan);
+  const others = columns.filter((c) => c !== main);
+  const loads: Array<WorkerRun['load']> = ['http', 'connect'];
+  const cpuRows = loads.flatMap((load) => {
+    const { load: label, unit } = LOAD_LABEL[load];
+    const tree = columns.map((c) => perOperationUs(runsOf(results, c, load), (r) => r.treeCpu));
+    const primary = columns.map((c) => perOperationUs(runsOf(results, c, load), (r) => r.primaryCpu));
+    const base = tree[columns.indexOf(main)] ?? null;
+    const ratios = others.map((c) => {
+      const v = tree[columns.indexOf(c)];
+      return v === null || base === null || base === 0 ? 'n/a' : `${(v / base).toFixed(2)}×`;
+    });
+    return [
+      [`${label}: CPU per ${unit}, whole tree`, 'µs', ...tree.map((v) => us(v)), ...ratios],
+      [`${label}: of which the primary`, 'µs', ...primary.map((v, i) => (columns[i] === 'tollgate' ? '(one process)' : us(v, 1))), ...others.map(() => '')],
+    ];
+  });
+  const shareRows = columns.flatMap((column) => loads.flatMap((load) => shareRowsOf(runsOf(results, column, load), column, load)));
+  return [
+    '## Workers (`tollgate serve --workers N`)',
+    '',
+    'CPU per operation over the whole process tree (primary + workers + every thread), from /proc over the load, ÷ the',
+    'operations the load generator completed; the median over runs. The load generator shares the 2 cores, so this is',
+    'the steady figure; the rates above follow it. "of which the primary": the tree minus the workers\' pids (the',
+    'primary holds the audit writer, index and admin threads); with one worker everything is one process.',
+    '',
+    ...table(['load', 'unit', ...columns, ...others.map((c) => `${c} ÷ ${main}`)], cpuRows),
+    '',
+    'Each worker\'s share, summed over every run: records it opened or finished (`workers[].records` in `/readyz`,',
+    'read before and after each load) and the CPU of its pid (threads included), against the workers\' total; the',
+    'primary\'s CPU per record is its CPU ÷ all the records the workers sent it.',
+    '',
+    ...table(['column', 'load', 'process', 'pid (each run)', 'share of records', 'CPU s', 'share of workers\' CPU', 'CPU per record µs'], shareRows),
+  ];
+}
+
+function shareRowsOf(runs: WorkerRun[], column: TollgateColumn, load: WorkerRun['load']): string[][] {
+  const label = LOAD_LABEL[load].load;
+  if (runs.length === 0) return [[column, label, 'n/a', '', 'no run', '', '', '']];
+  const slots = [...new Set(runs.flatMap((r) => r.workers.map((w) => w.slot)))].sort((a, b) => a - b);
+  const workers = slots.map((slot) => {
+    const mine = runs.flatMap((r) => r.workers.filter((w) => w.slot === slot));
+    const records = mine.every((w) => w.records === null) ? null : mine.reduce((sum, w) => sum + (w.records ?? 0), 0);
+    return { slot, pids: mine.map((w) => String(w.pid)).join(' / '), records, cpu: mine.reduce((sum, w) => sum + w.cpu, 0) };
+  });
+  const allRecords = workers.reduce((sum, w) => sum + (w.records ?? 0), 0);
+  const workersCpu = workers.reduce((sum, w) => sum + w.cpu, 0);
+  const rows = workers.map((w) => [
+    column, label, w.records === null ? 'the one process' : `worker ${w.slot}`, w.pids,
+    w.records === null ? '100%' : percent(w.records, allRecords), figure(w.cpu, 2), percent(w.cpu, workersCpu),
+    w.records === null || w.records === 0 ? '—' : figure((w.cpu / w.records) * 1e6, 1),
+  ]);
+  const primaryRuns = runs.filter((r) => r.primaryCpu !== null);
+  if (primaryRuns.length > 0) {
+    const primaryCpu = primaryRuns.reduce((sum, r) => sum + (r.primaryCpu ?? 0), 0);
+    rows.push([column, label, 'primary', '', '—', figure(primaryCpu, 2), '—', allRecords === 0 ? '—' : figure((primaryCpu / allRecords) * 1e6, 1)]);
+  }
+  return rows;
+}
+
 function howMeasured(plan: ComparePlan): string[] {
   return [
     '## How it is measured',
     '',
-    '- Every target runs as its own process: `node dist/cli.js serve` (audit log in a SQLite file in a temp folder),',
+    `- Every target runs as its own process: \`node dist/cli.js serve\` (audit log in a temp folder; once per worker count,`,
+    `  --workers ${plan.workers.join(', ')}: \`tollgate×N\` is \`serve --workers N\`, whose box-wide limits are split per worker),`,
     '  `squid -N` and `tinyproxy -d` (Debian packages; loopback clients allowed, no cache, their ordinary access log',
     '  to a file, CONNECT to any port), and the origin. "direct" is the same load sent to the origin with no proxy.',
     '  Each repetition starts fresh proxies and runs the targets in a rotated order, so slow drift of the shared machine',
@@ -214,7 +323,7 @@ function howMeasured(plan: ComparePlan): string[] {
     `  a tick apart: ${count(plan.rate)} req/s spread evenly over ${LATENCY_STREAMS} keep-alive connections. (One hey with \`-c 10\` starts`,
     '  its workers\' tickers together and sends bursts of ten.) p50/p99 over every request, from hey\'s per-request times',
     '  (0.1 ms resolution). "Added" is the proxy\'s p99 minus direct\'s p99 in the same run, then the median over runs.',
-    '- Proxy CPU is user + system time from /proc over the load, divided by the work done: it is less',
+    '- Proxy CPU is user + system time from /proc over the load (every process of the tree), divided by the work done: it is less',
     '  disturbed by a shared machine than a rate is.',
     '- Loads are bounded in time; a cell with errors shows their count over all runs, and its rate counts only',
     '  successful exchanges.',

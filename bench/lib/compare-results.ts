@@ -4,7 +4,48 @@
  */
 
 export const TARGETS = ['direct', 'tollgate', 'squid', 'tinyproxy'] as const;
-export type TargetName = (typeof TARGETS)[number];
+export type BaseTarget = (typeof TARGETS)[number];
+
+/** tollgate is one column per worker count: `tollgate` (--workers 1), `tollgate×2`, ... */
+export type TollgateColumn = 'tollgate' | `tollgate×${number}`;
+/** A column of the tables: a target, with tollgate split by worker count. */
+export type TargetName = Exclude<BaseTarget, 'tollgate'> | TollgateColumn;
+
+export function tollgateColumn(workers: number): TollgateColumn {
+  return workers === 1 ? 'tollgate' : `tollgate×${workers}`;
+}
+
+export function isTollgate(column: TargetName): column is TollgateColumn {
+  return column === 'tollgate' || column.startsWith('tollgate×');
+}
+
+/** The worker count of a tollgate column. */
+export function workersOf(column: TollgateColumn): number {
+  return column === 'tollgate' ? 1 : Number(column.slice('tollgate×'.length));
+}
+
+/** The columns of `targets` in table order, tollgate once per worker count. */
+export function columnsFor(targets: readonly BaseTarget[], workers: readonly number[]): TargetName[] {
+  return targets.flatMap((target): TargetName[] => (target === 'tollgate' ? workers.map(tollgateColumn) : [target]));
+}
+
+/**
+ * One timed load on one tollgate column, as its processes saw it: from /readyz (records each
+ * worker opened or finished) and /proc (CPU of each worker pid, its threads included).
+ */
+export interface WorkerRun {
+  column: TollgateColumn;
+  load: 'http' | 'connect';
+  repetition: number;
+  /** Requests or tunnels the load generator completed. */
+  operations: number;
+  /** CPU seconds of the whole process tree: primary, workers and their threads. */
+  treeCpu: number;
+  /** One per worker slot; with --workers 1 the single process, whose records /readyz does not list. */
+  workers: Array<{ slot: number; pid: number; records: number | null; cpu: number }>;
+  /** Tree minus workers: the primary (audit writer, index, admin). Null with --workers 1 (one process). */
+  primaryCpu: number | null;
+}
 
 export const METRIC_KEYS = [
   'httpRate', 'httpCpu', 'connectRate', 'connectCpu', 'bulkRate', 'bulkCpu', 'idleKiB', 'latencyP50', 'latencyP99', 'latencyAddedP99',
@@ -39,6 +80,7 @@ export function median(values: number[]): number {
 
 export class CompareResults {
   private readonly cells = new Map<string, Cell>();
+  readonly workerRuns: WorkerRun[] = [];
 
   cell(metric: MetricKey, target: TargetName): Cell {
     const key = `${metric}/${target}`;

@@ -1,4 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
+import { isTollgate, workersOf } from './compare-results';
 import type { CompareResults, MetricKey, TargetName } from './compare-results';
 import type { ComparePlan } from './compare-report';
 import { measureIdleTunnels } from './idle-memory';
@@ -9,6 +10,7 @@ import { runHey, runWrk } from './tool-loads';
 import type { Route } from './tool-loads';
 import { runBulk, runConnectRate } from './tunnel-loads';
 import type { TunnelFailures } from './tunnel-client';
+import { settledSnapshot, workerRun, workerSnapshot } from './worker-shares';
 
 /** One repetition of bench/compare.ts: the four timed loads on every target, then idle memory. */
 
@@ -35,8 +37,14 @@ const METRICS_OF: Record<LoadName, MetricKey[]> = {
   latency: ['latencyP50', 'latencyP99', 'latencyAddedP99'],
 };
 
-const PROXIES: ProxyName[] = ['tollgate', 'squid', 'tinyproxy'];
-const isProxy = (target: TargetName): target is ProxyName => target !== 'direct';
+const isProxy = (target: TargetName): target is Exclude<TargetName, 'direct'> => target !== 'direct';
+const proxyColumns = (plan: ComparePlan): Array<Exclude<TargetName, 'direct'>> => plan.targets.filter(isProxy);
+
+/** The program behind a column (tollgate for every worker count) and how to start it. */
+function launchOf(ctx: RunContext, column: Exclude<TargetName, 'direct'>): { name: ProxyName; launch: ProxyLaunchOptions } {
+  if (isTollgate(column)) return { name: 'tollgate', launch: { ...ctx.launch, workers: workersOf(column) } };
+  return { name: column, launch: ctx.launch };
+}
 
 function rotate<T>(items: T[], by: number): T[] {
   const shift = items.length === 0 ? 0 : by % items.length;
@@ -52,19 +60,38 @@ async function withCpu<T>(pid: number | null, run: () => Promise<T>): Promise<{ 
   return { result, cpu: pid === null ? null : treeCpuSeconds(pid) - before };
 }
 
-async function runLoad(ctx: RunContext, load: LoadName, target: TargetName, proxy: RunningProxy | null, p99s: Map<TargetName, number>): Promise<void> {
+/**
+ * A per-operation load ((1) or (2)). On tollgate the tree's CPU comes from /readyz + /proc
+ * snapshots around it, which also give each worker's share; the after-snapshot waits until the
+ * last records are committed, so their CPU is inside the window.
+ */
+async function perOperationLoad<T extends { requests: number }>(
+  ctx: RunContext, load: 'http' | 'connect', target: TargetName, proxy: RunningProxy | null, repetition: number, run: () => Promise<T>,
+): Promise<{ result: T; cpu: number | null }> {
+  if (proxy === null || !isTollgate(target)) return withCpu(proxy?.pid ?? null, run);
+  const before = await workerSnapshot(proxy);
+  const result = await run();
+  const after = await settledSnapshot(proxy);
+  const shares = workerRun(target, load, repetition, result.requests, proxy.pid, before, after);
+  ctx.results.workerRuns.push(shares);
+  return { result, cpu: shares.treeCpu };
+}
+
+async function runLoad(
+  ctx: RunContext, load: LoadName, target: TargetName, proxy: RunningProxy | null, p99s: Map<TargetName, number>, repetition: number,
+): Promise<void> {
   const { plan, results, origin } = ctx;
   const route: Route = { originPort: origin.port, proxyPort: proxy?.port ?? null };
   const pid = proxy?.pid ?? null;
   const perUnit = (cpu: number | null, units: number): number | null => (cpu === null || units === 0 ? null : cpu / units);
   if (load === 'http') {
-    const { result, cpu } = await withCpu(pid, () => runWrk(route, plan.connections, plan.seconds, ctx.scratch));
+    const { result, cpu } = await perOperationLoad(ctx, load, target, proxy, repetition, () => runWrk(route, plan.connections, plan.seconds, ctx.scratch));
     results.add('httpRate', target, result.rate, result.errors, result.errorKinds);
     const us = perUnit(cpu, result.requests);
     if (us !== null) results.add('httpCpu', target, us * 1e6);
   } else if (load === 'connect') {
     const failures: TunnelFailures = { count: 0, first: [] };
-    const { result, cpu } = await withCpu(pid, () => runConnectRate(route, plan.connections, plan.seconds, failures));
+    const { result, cpu } = await perOperationLoad(ctx, load, target, proxy, repetition, () => runConnectRate(route, plan.connections, plan.seconds, failures));
     results.add('connectRate', target, result.rate, result.errors, failures.first[0] ?? null);
     const us = perUnit(cpu, result.requests);
     if (us !== null) results.add('connectCpu', target, us * 1e6);
@@ -83,11 +110,12 @@ async function runLoad(ctx: RunContext, load: LoadName, target: TargetName, prox
   }
 }
 
-async function startProxies(ctx: RunContext, names: ProxyName[]): Promise<Map<ProxyName, RunningProxy>> {
-  const running = new Map<ProxyName, RunningProxy>();
-  for (const name of names) {
+async function startProxies(ctx: RunContext, columns: Array<Exclude<TargetName, 'direct'>>): Promise<Map<TargetName, RunningProxy>> {
+  const running = new Map<TargetName, RunningProxy>();
+  for (const name of columns) {
     try {
-      running.set(name, await startProxy(name, ctx.launch));
+      const how = launchOf(ctx, name);
+      running.set(name, await startProxy(how.name, how.launch));
     } catch (err) {
       ctx.log(`${name} did not start: ${message(err)}`);
       for (const load of LOADS) for (const metric of METRICS_OF[load]) ctx.results.miss(metric, name, `did not start: ${message(err)}`);
@@ -105,10 +133,9 @@ export async function warmOrigin(ctx: RunContext): Promise<void> {
   await runBulk({ originPort: origin.port, proxyPort: null }, origin.bulkPath(plan.bulkBytes), plan.bulkBytes, plan.bulkLimitSeconds);
 }
 
-/** The timed loads (1), (2), (3), (5), each on every target before the next load. */
-export async function runTimedLoads(ctx: RunContext, repetition: number): Promise<number | null> {
-  const proxyNames = PROXIES.filter((name) => ctx.plan.targets.includes(name));
-  const running = await startProxies(ctx, proxyNames);
+/** The timed loads (1), (2), (3), (5), each on every target before the next load; returns each tollgate's audit records. */
+export async function runTimedLoads(ctx: RunContext, repetition: number): Promise<Map<TargetName, number>> {
+  const running = await startProxies(ctx, proxyColumns(ctx.plan));
   const order = rotate(ctx.plan.targets.filter((t) => !isProxy(t) || running.has(t)), repetition);
   const p99s = new Map<TargetName, number>();
   try {
@@ -121,7 +148,7 @@ export async function runTimedLoads(ctx: RunContext, repetition: number): Promis
         }
         ctx.log(`run ${repetition + 1}: ${load} on ${target}`);
         try {
-          await runLoad(ctx, load, target, isProxy(target) ? (running.get(target) ?? null) : null, p99s);
+          await runLoad(ctx, load, target, isProxy(target) ? (running.get(target) ?? null) : null, p99s, repetition);
         } catch (err) {
           ctx.log(`  failed: ${message(err)}`);
           for (const metric of METRICS_OF[load]) ctx.results.miss(metric, target, `failed: ${message(err)}`);
@@ -130,7 +157,9 @@ export async function runTimedLoads(ctx: RunContext, repetition: number): Promis
       }
     }
     recordAddedLatency(ctx, p99s);
-    return running.get('tollgate')?.auditRecords?.() ?? null;
+    const records = new Map<TargetName, number>();
+    for (const [column, proxy] of running) if (proxy.auditRecords !== undefined) records.set(column, proxy.auditRecords());
+    return records;
   } finally {
     for (const proxy of running.values()) await proxy.stop();
   }
@@ -148,12 +177,13 @@ function recordAddedLatency(ctx: RunContext, p99s: Map<TargetName, number>): voi
 
 /** (4) each proxy in a fresh process, so that the loads before leave no garbage in its baseline. */
 export async function runIdleMemory(ctx: RunContext, repetition: number): Promise<void> {
-  const names = rotate(PROXIES.filter((name) => ctx.plan.targets.includes(name)), repetition);
+  const names = rotate(proxyColumns(ctx.plan), repetition);
   for (const name of names) {
     ctx.log(`run ${repetition + 1}: ${ctx.plan.idleTunnels} idle tunnels on ${name}`);
     let proxy: RunningProxy | null = null;
     try {
-      proxy = await startProxy(name, ctx.launch);
+      const how = launchOf(ctx, name);
+      proxy = await startProxy(how.name, how.launch);
       const idle = await measureIdleTunnels(proxy, ctx.echoPort, ctx.plan.idleTunnels, ctx.plan.rssSampleMs);
       ctx.log(`  ${idle.kibPerTunnel.toFixed(1)} KiB per tunnel (${idle.establishSeconds.toFixed(1)} s to open them)`);
       ctx.results.add('idleKiB', name, idle.kibPerTunnel);

@@ -25,6 +25,8 @@ export interface RunningProxy extends RunningProcess {
   readonly name: ProxyName;
   /** tollgate only: records in its audit log (the proof it was on). */
   auditRecords?(): number;
+  /** tollgate only: its admin port (/readyz lists the workers). */
+  readonly adminPort?: number | null;
 }
 
 export interface Origin extends RunningProcess {
@@ -181,12 +183,13 @@ rules:
     ports: any
 `;
 
-async function startTollgate(parent: string, cli: string, nodeArgs: string[], extraArgs: string[]): Promise<RunningProxy> {
+async function startTollgate(parent: string, cli: string, nodeArgs: string[], extraArgs: string[], workers: number): Promise<RunningProxy> {
   const dir = mkdtempSync(path.join(parent, 'tollgate-'));
   mkdirSync(path.join(dir, 'policies'));
   writeFileSync(path.join(dir, 'policies', 'bench.yaml'), LOOPBACK_POLICY);
   const dbFile = path.join(dir, 'audit.db');
   const known = serveFlags(cli);
+  if (workers > 1 && !known.has('--workers')) throw new Error(`this build of tollgate has no --workers (asked for ${workers})`);
   const limits: Array<[string, string]> = [
     ['--max-tunnels', '20000'],
     ['--max-tunnels-per-source', '20000'],
@@ -195,6 +198,7 @@ async function startTollgate(parent: string, cli: string, nodeArgs: string[], ex
   const serveArgs = [
     '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--policies', path.join(dir, 'policies'), '--db', dbFile,
     ...limits.filter(([flag]) => known.has(flag)).flat(),
+    ...(workers > 1 ? ['--workers', String(workers)] : []),
     ...extraArgs,
   ];
   const proxy = await startProxyProcess({ cli, nodeArgs, serveArgs });
@@ -206,7 +210,7 @@ async function startTollgate(parent: string, cli: string, nodeArgs: string[], ex
       db.close();
     }
   };
-  return { name: 'tollgate', pid: proxy.pid, port: proxy.port, stop: () => proxy.stop(), auditRecords };
+  return { name: 'tollgate', pid: proxy.pid, port: proxy.port, adminPort: proxy.adminPort, stop: () => proxy.stop(), auditRecords };
 }
 
 export interface ProxyLaunchOptions {
@@ -215,12 +219,14 @@ export interface ProxyLaunchOptions {
   nodeArgs: string[];
   /** tollgate only: more serve flags (e.g. --audit-fsync). */
   serveArgs?: string[];
+  /** tollgate only: `serve --workers N` (1, the default, passes no flag: builds before workers run too). */
+  workers?: number;
 }
 
 export function startProxy(name: ProxyName, options: ProxyLaunchOptions): Promise<RunningProxy> {
   switch (name) {
     case 'tollgate':
-      return startTollgate(options.parent, options.cli, options.nodeArgs, options.serveArgs ?? []);
+      return startTollgate(options.parent, options.cli, options.nodeArgs, options.serveArgs ?? [], options.workers ?? 1);
     case 'squid':
       return startSquid(options.parent);
     case 'tinyproxy':

@@ -48,6 +48,11 @@ export function processTree(pid: number): number[] {
   return tree;
 }
 
+/** User + system CPU seconds of one process, all its threads included (0 once it has exited). */
+export function processCpuSeconds(pid: number): number {
+  return (readStat(pid)?.cpuTicks ?? 0) / TICKS_PER_SECOND;
+}
+
 /** User + system CPU seconds used so far by the tree (processes that already exited are not counted). */
 export function treeCpuSeconds(pid: number): number {
   let ticks = 0;
