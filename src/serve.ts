@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { buildAdminApp } from './admin/app';
-import { Authenticator } from './auth/authenticator';
+import { AUTH_LIMITS, Authenticator } from './auth/authenticator';
 import { UsersHolder } from './auth/users-holder';
 import { createMetrics } from './metrics';
 import type { DiskWatermark } from './audit/disk-watermark';
@@ -168,7 +168,12 @@ function warnOfDescriptorBudget(config: ServeConfig, log: Logger): void {
 }
 
 /** The users file and the authenticator over it, when --users is given. */
-export function openUsers(config: ServeConfig, log: Logger, onChange: () => void = () => undefined): { holder: UsersHolder; authenticator: Authenticator } | null {
+export function openUsers(
+  config: ServeConfig,
+  log: Logger,
+  onChange: () => void = () => undefined,
+  failuresPerWindow: number = AUTH_LIMITS.failuresPerWindow,
+): { holder: UsersHolder; authenticator: Authenticator } | null {
   if (config.usersFile === null) return null;
   let authenticator: Authenticator | null = null;
   let holder: UsersHolder;
@@ -180,7 +185,7 @@ export function openUsers(config: ServeConfig, log: Logger, onChange: () => void
   } catch (err) {
     throw new ConfigError((err as Error).message);
   }
-  authenticator = new Authenticator(holder.users);
+  authenticator = new Authenticator(holder.users, Date.now, failuresPerWindow);
   return { holder, authenticator };
 }
 

@@ -53,13 +53,17 @@ export function parseProxyAuthorization(header: string | undefined): Credentials
  */
 export class Authenticator {
   private readonly cache = new CredentialCache(AUTH_LIMITS.cacheTtlMs, AUTH_LIMITS.cacheEntries);
-  private readonly limiter = new FailureLimiter(AUTH_LIMITS.failuresPerWindow, AUTH_LIMITS.failureWindowMs);
+  private readonly limiter: FailureLimiter;
   private decoy: Promise<ParsedHash> | null = null;
 
+  /** `failuresPerWindow`: a proxy worker's share of the box's allowance (serve --workers). */
   constructor(
     private readonly users: () => ReadonlyMap<string, ParsedHash>,
     private readonly clock: () => number = Date.now,
-  ) {}
+    failuresPerWindow: number = AUTH_LIMITS.failuresPerWindow,
+  ) {
+    this.limiter = new FailureLimiter(failuresPerWindow, AUTH_LIMITS.failureWindowMs);
+  }
 
   /** The users file changed: forget what was verified against the old one. */
   usersChanged(): void {

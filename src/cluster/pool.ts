@@ -279,7 +279,6 @@ export class WorkerPool {
   /** Each worker its part of the outcome: ids in the order they were sent (all opens, then all finished). */
   private answer(batches: readonly QueuedBatch[], refused: boolean, outcome: BatchOutcome | null, failure: unknown): void {
     const writable = this.opts.target.writable();
-    const unavailable = new AuditUnavailableError('audit log unavailable: new records are refused (see /readyz)');
     let nextOpen = 0;
     let nextFinished = outcome === null ? 0 : batches.reduce((sum, b) => sum + (refused ? 0 : b.opens.length), 0);
     for (const batch of batches) {
@@ -288,7 +287,9 @@ export class WorkerPool {
       for (const [id] of batch.completions) member.open.delete(id);
       const records = batch.opens.length + batch.finished.length;
       if (outcome === null || (refused && records > 0)) {
-        this.send(member, { t: 'batchDone', seq: batch.seq, ok: false, error: toRemote(failure ?? unavailable), writable });
+        // Built only when needed: an Error captures a stack, which costs more than the answer.
+        const error = failure ?? new AuditUnavailableError('audit log unavailable: new records are refused (see /readyz)');
+        this.send(member, { t: 'batchDone', seq: batch.seq, ok: false, error: toRemote(error), writable });
         continue;
       }
       const own = refused ? [] : [...outcome.ids.slice(nextOpen, nextOpen + batch.opens.length), ...outcome.ids.slice(nextFinished, nextFinished + batch.finished.length)];

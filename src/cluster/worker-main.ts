@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { GroupCommit } from '../audit/group-commit';
+import { AUTH_LIMITS } from '../auth/authenticator';
 import { createLogger } from '../log';
 import type { Logger } from '../log';
 import { createMetrics } from '../metrics';
@@ -39,7 +40,9 @@ async function run(init: WorkerInit, log: Logger): Promise<(message: PrimaryMess
   // The primary's policy, compiled here: never the folder, which may have changed since.
   const loaded = compileSources(init.policy.sources, init.policy.provenance);
   if (!loaded.ok) throw new Error(`the primary's policy does not compile here: ${loaded.problems.map(formatProblem).join('; ')}`);
-  const users = openUsers(config, log);
+  // Connections alternate between the workers, so a guesser's failures do too: each worker
+  // allows its share of the box's failed logins per window (at least one).
+  const users = openUsers(config, log, undefined, Math.max(1, Math.ceil(AUTH_LIMITS.failuresPerWindow / config.workers)));
   const metrics = createMetrics();
   const primary = new PrimaryAudit(send, init.writable);
   const audit = new GroupCommit(primary, (seconds) => metrics.auditWrite(seconds));
