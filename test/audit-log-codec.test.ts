@@ -6,6 +6,7 @@ import type { LogEntry } from '../src/audit/log/entry-codec';
 import { checkFrame, FRAME_HEADER_BYTES, headerProblem, segmentHeader, UnsupportedLogFormatError } from '../src/audit/log/frame';
 import { MAX_TEXT_LENGTH } from '../src/audit/record-params';
 import type { AuditCompletion, AuditOpen } from '../src/audit/record-types';
+import { recordToJson } from '../src/audit/query';
 
 /** Every field distinct, so a swapped pair of fields in the codec shows up as a difference. */
 const OPEN: AuditOpen = {
@@ -55,15 +56,62 @@ describe('audit log entry codec', () => {
     expect(decoded.type === 'open' && decoded.open.peerIp).toBeUndefined();
   });
 
-  test('a peer_ip that is not a string, or a second extra field, is refused', () => {
+  test('a peer_ip that is not a string (or null with no sni after it), or a third extra field, is refused', () => {
     const body = (extra: unknown[]): Buffer => {
       const [payload] = payloads(encodeBatch([{ type: 'open', id: 8, open: OPEN }]));
       const fields = [...(JSON.parse(payload.toString('utf8', 13)) as unknown[]), ...extra];
       return Buffer.concat([payload.subarray(0, 13), Buffer.from(JSON.stringify(fields))]);
     };
     expect(() => decodeEntry(body([42]))).toThrow(EntryDecodeError);
-    expect(() => decodeEntry(body(['10.0.0.1', 'x']))).toThrow(EntryDecodeError);
+    expect(() => decodeEntry(body([null]))).toThrow(EntryDecodeError);
+    // Since sni (issue 17) a second extra field is sni; a third is refused.
+    expect(() => decodeEntry(body(['10.0.0.1', 'x', 'y']))).toThrow(EntryDecodeError);
     expect(decodeEntry(body(['10.0.0.1']))).toMatchObject({ open: { peerIp: '10.0.0.1' } });
+  });
+
+  test('sni (issue 17) reads back, with or without a peer; entries written before it are byte for byte unchanged and read as none', () => {
+    const checked: LogEntry[] = [
+      { type: 'open', id: 9, open: { ...OPEN, sni: 'api.github.com' } },
+      { type: 'open', id: 10, open: { ...OPEN, peerIp: '10.1.2.3', sni: 'objects.githubusercontent.com' } },
+      { type: 'finished', id: 11, open: { ...OPEN, sni: 'evil.example' }, completion: DONE },
+      { type: 'finished', id: 12, open: { ...OPEN, peerIp: '2001:db8::1', sni: 'xn--mnchen-3ya.example' }, completion: DONE },
+    ];
+    expect(payloads(encodeBatch(checked)).map(decodeEntry)).toEqual(checked);
+    const [open, withPeer, finished] = payloads(encodeBatch(checked)).map((p) => JSON.parse(p.toString('utf8', 13)) as unknown[]);
+    // The peer's slot holds null when there is none, so sni is always the second trailing field.
+    expect(open.slice(17)).toEqual([null, 'api.github.com']);
+    expect(withPeer.slice(17)).toEqual(['10.1.2.3', 'objects.githubusercontent.com']);
+    expect(finished.slice(-2)).toEqual([null, 'evil.example']);
+
+    // A null sni writes what the releases before it wrote (none, or the peer alone) ...
+    const before = (open: AuditOpen): Buffer => payloads(encodeBatch([{ type: 'open', id: 13, open }]))[0];
+    expect(before({ ...OPEN, sni: null }).equals(before(OPEN))).toBe(true);
+    expect(before({ ...OPEN, peerIp: '10.9.9.9', sni: null }).equals(before({ ...OPEN, peerIp: '10.9.9.9' }))).toBe(true);
+    expect(JSON.parse(before({ ...OPEN, peerIp: '10.9.9.9' }).toString('utf8', 13))).toHaveLength(18);
+    // ... and what they wrote decodes with no sni, which the record shows as null.
+    for (const old of [before(OPEN), before({ ...OPEN, peerIp: '10.9.9.9' })]) {
+      const decoded = decodeEntry(old);
+      if (decoded.type !== 'open') throw new Error('expected an open');
+      expect(decoded.open.sni).toBeUndefined();
+      expect(recordToJson(13, decoded.open, DONE, 'n').sni).toBeNull();
+    }
+    const finishedBefore = decodeEntry(payloads(encodeBatch([{ type: 'finished', id: 14, open: OPEN, completion: DONE }]))[0]);
+    expect(finishedBefore.type === 'finished' && finishedBefore.open.sni).toBeUndefined();
+  });
+
+  test('an sni that is not a string is refused; a long one is clipped like every text', () => {
+    const body = (extra: unknown[]): Buffer => {
+      const [payload] = payloads(encodeBatch([{ type: 'open', id: 15, open: OPEN }]));
+      const fields = [...(JSON.parse(payload.toString('utf8', 13)) as unknown[]), ...extra];
+      return Buffer.concat([payload.subarray(0, 13), Buffer.from(JSON.stringify(fields))]);
+    };
+    expect(() => decodeEntry(body([null, 7]))).toThrow(EntryDecodeError);
+    expect(() => decodeEntry(body([null, null]))).toThrow(EntryDecodeError);
+    expect(() => decodeEntry(body([3, 'a.example']))).toThrow(EntryDecodeError);
+    expect(decodeEntry(body([null, 'a.example']))).toEqual({ type: 'open', id: 15, open: { ...OPEN, sni: 'a.example' } });
+    const [long] = payloads(encodeBatch([{ type: 'open', id: 16, open: { ...OPEN, sni: 'a'.repeat(3 * MAX_TEXT_LENGTH) } }]));
+    const decoded = decodeEntry(long);
+    expect(decoded.type === 'open' && decoded.open.sni?.length).toBe(MAX_TEXT_LENGTH);
   });
 
   test('the binary head gives type, id and the entry time without parsing JSON', () => {

@@ -19,7 +19,7 @@ import type { AuditCompletion, AuditOpen } from '../src/audit/record-types';
 /** SPEC §4, written out by hand so that a change to the code's list shows up here. */
 const SPEC_FIELDS = [
   'id', 'started_at', 'ended_at', 'duration_ms', 'client_ip', 'client_port', 'peer_ip', 'clients', 'user',
-  'kind', 'method', 'scheme', 'host', 'port', 'path', 'resolved_ip', 'decision', 'would_deny',
+  'kind', 'method', 'scheme', 'host', 'port', 'path', 'resolved_ip', 'sni', 'decision', 'would_deny',
   'rule', 'rule_source', 'reason', 'status', 'bytes_up', 'bytes_down', 'error', 'policy_version',
   // SPEC §6 (fleet): every record gains node.
   'node',
@@ -134,7 +134,8 @@ describe('audit store', () => {
 
   it('round-trips open -> complete with every SPEC §4 field and type', () => {
     const store = openStore();
-    const id = store.open(openFacts());
+    // The tunnel's ClientHello named the CONNECT host (SPEC §6 Trust: the record gains sni).
+    const id = store.open(openFacts({ sni: 'api.github.com' }));
     expect(Number.isInteger(id)).toBe(true);
 
     const open = getRequest(store.db, id);
@@ -164,6 +165,7 @@ describe('audit store', () => {
       port: 443,
       path: null,
       resolved_ip: '140.82.112.6',
+      sni: 'api.github.com',
       decision: 'allow',
       would_deny: false,
       rule: 'ci-github',
@@ -192,7 +194,7 @@ describe('audit store', () => {
     const record = getRequest(store.db, id);
     expect(record).toMatchObject({
       kind: 'http', method: 'GET', scheme: 'http', path: '/x', decision: 'deny', would_deny: true,
-      status: 403, error: 'denied', ended_at: '2025-03-01T12:00:01.623Z', resolved_ip: null,
+      status: 403, error: 'denied', ended_at: '2025-03-01T12:00:01.623Z', resolved_ip: null, sni: null,
     });
     expect(typeof record?.would_deny).toBe('boolean');
   });

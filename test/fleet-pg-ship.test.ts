@@ -40,7 +40,7 @@ describePg('shipping a batch of the local log to PostgreSQL', () => {
     const writer = SegmentLog.open({ dir: log.dir, fsync: false, firstId: 1 });
     const ids = writer.appendBatch([
       { type: 'open', open: openFacts(1, { peerIp: '10.1.0.5' }) },
-      { type: 'finished', open: openFacts(2, { host: 'evil\u0000.example' }), completion: completion(2) },
+      { type: 'finished', open: openFacts(2, { host: 'evil\u0000.example', sni: 'sni\u0000.example' }), completion: completion(2) },
     ]);
     const first = await shipAll();
     expect(first.outcome).toEqual({ kind: 'shipped', inserted: 2, completed: 0 });
@@ -50,13 +50,14 @@ describePg('shipping a batch of the local log to PostgreSQL', () => {
     const later = await shipAll(await shippedPosition(pool, STORE.storeId));
     expect(later.outcome).toEqual({ kind: 'shipped', inserted: 0, completed: 1 });
     writer.close();
-    const rows = await pool.query('SELECT local_id, node, status, ended_at_ms IS NOT NULL AS done, host, peer_ip FROM requests ORDER BY local_id');
+    const rows = await pool.query('SELECT local_id, node, status, ended_at_ms IS NOT NULL AS done, host, peer_ip, sni FROM requests ORDER BY local_id');
     expect(rows.rows).toEqual([
-      { local_id: String(ids[0]), node: 'replica-a', status: 204, done: true, host: 'host1.example.com', peer_ip: '10.1.0.5' },
-      { local_id: String(ids[1]), node: 'replica-a', status: 200, done: true, host: 'evil\uFFFD.example', peer_ip: null },
+      { local_id: String(ids[0]), node: 'replica-a', status: 204, done: true, host: 'host1.example.com', peer_ip: '10.1.0.5', sni: null },
+      { local_id: String(ids[1]), node: 'replica-a', status: 200, done: true, host: 'evil\uFFFD.example', peer_ip: null, sni: 'sni\uFFFD.example' },
     ]);
     const records = await pgRecordsByIds(pool, (await pool.query<{ id: string }>('SELECT id FROM requests')).rows.map((r) => Number(r.id)));
     expect(records.map((r) => r.peer_ip).sort()).toEqual(['10.1.0.5', null]);
+    expect(records.map((r) => r.sni).sort()).toEqual([null, 'sni\uFFFD.example']);
     const minutes = await pool.query('SELECT sum(allowed)::int AS allowed FROM request_minutes');
     expect(minutes.rows[0].allowed).toBe(2);
   });

@@ -21,6 +21,11 @@ export interface AuditOpen {
   port: number | null;
   path: string | null;
   resolvedIp: string | null;
+  /**
+   * The server name a TLS client named in its ClientHello inside a CONNECT tunnel (SPEC §6
+   * `sni`); null or absent for plain HTTP, an unchecked tunnel, and records written before it.
+   */
+  sni?: string | null;
   decision: Action;
   wouldDeny: boolean;
   rule: string | null;
@@ -57,6 +62,8 @@ export interface AuditRecordJson {
   port: number | null;
   path: string | null;
   resolved_ip: string | null;
+  /** The ClientHello's server name in a checked CONNECT tunnel, else null (SPEC §6 Trust). */
+  sni: string | null;
   decision: Action;
   would_deny: boolean;
   rule: string | null;

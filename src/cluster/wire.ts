@@ -12,6 +12,8 @@ export type WireOpen = [
   kind: AuditOpen['kind'], method: string | null, scheme: string | null, host: string | null, port: number | null, path: string | null,
   resolvedIp: string | null, decision: AuditOpen['decision'], wouldDeny: boolean, rule: string | null, ruleSource: string | null,
   reason: string, policyVersion: string | null,
+  // Fields added after the tuple was laid out go last, so every earlier index keeps its meaning.
+  sni: string | null,
 ];
 export type WireCompletion = [endedAtMs: number, status: number | null, bytesUp: number, bytesDown: number, error: string | null];
 
@@ -25,7 +27,7 @@ export interface WireBatch {
 export function packOpen(o: AuditOpen): WireOpen {
   return [
     o.startedAt.getTime(), o.clientIp, o.clientPort, o.peerIp ?? null, o.clients, o.user, o.kind, o.method, o.scheme, o.host, o.port, o.path,
-    o.resolvedIp, o.decision, o.wouldDeny, o.rule, o.ruleSource, o.reason, o.policyVersion,
+    o.resolvedIp, o.decision, o.wouldDeny, o.rule, o.ruleSource, o.reason, o.policyVersion, o.sni ?? null,
   ];
 }
 
@@ -33,7 +35,7 @@ export function unpackOpen(w: WireOpen): AuditOpen {
   return {
     startedAt: new Date(w[0]), clientIp: w[1], clientPort: w[2], peerIp: w[3], clients: w[4], user: w[5], kind: w[6], method: w[7], scheme: w[8],
     host: w[9], port: w[10], path: w[11], resolvedIp: w[12], decision: w[13], wouldDeny: w[14], rule: w[15], ruleSource: w[16], reason: w[17],
-    policyVersion: w[18],
+    policyVersion: w[18], sni: w[19],
   };
 }
 

@@ -9,7 +9,7 @@ import type { AuditRecordJson } from '../audit/record-types';
  * `clients` leaves PostgreSQL as JSON text and `would_deny` as 0/1, as SQLite stores them.
  */
 export const PG_RECORD_COLUMNS = `id, started_at_ms, ended_at_ms, client_ip, client_port, peer_ip, to_json(clients)::text AS clients,
-  "user", kind, method, scheme, host, port, path, resolved_ip, decision, would_deny::int AS would_deny, rule,
+  "user", kind, method, scheme, host, port, path, resolved_ip, sni, decision, would_deny::int AS would_deny, rule,
   rule_source, reason, status, bytes_up, bytes_down, error, policy_version, node`;
 
 /** bigint columns arrive as strings (node-postgres keeps 64 bits exact); ids stay below 2^53. */

@@ -16,6 +16,8 @@ export class Exchange {
   target: Target | null = null;
   decision: Decision | null = null;
   resolvedIp: string | null = null;
+  /** The server name of the ClientHello read inside a CONNECT tunnel, or null (not read, plain HTTP). */
+  sni: string | null = null;
   policyVersion: string | null = null;
   recordId: number | null = null;
   /**
@@ -63,6 +65,7 @@ export class Exchange {
       port: target ? target.port : null,
       path: target ? target.path : null,
       resolvedIp: this.resolvedIp,
+      sni: this.sni,
       decision: denied ? 'deny' : 'allow',
       wouldDeny: decision?.wouldDeny ?? false,
       rule: this.guardReason !== null ? GUARD_RULE : (decision?.rule ?? null),

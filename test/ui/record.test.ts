@@ -36,6 +36,7 @@ describe('detail', () => {
     expect(await cell('rule_source')).toBe('10-deny.yaml:7');
     expect(await cell('started_at')).toBe(record.started_at);
     expect(await cell('resolved_ip')).toBe('144.76.136.153');
+    expect(await cell('sni')).toBe('null');
     expect(await cell('bytes_up')).toBe('48,213 bytes (47.1 KiB)');
     expect(await cell('user')).toBe('null');
     expect(await ui.page.locator('.rule-source .file-line').textContent()).toBe('10-deny.yaml:7');
@@ -132,6 +133,14 @@ describe('hostile records', () => {
     expect(await cell('reason')).toBe(XSS.reason);
     expect(await cell('user')).toBe(XSS.user);
     await expectNoPayloadElements();
+
+    // The ClientHello's server name (sni) is shown where the other fields are, as text.
+    await ui.open(`/?id=${ui.admin.ids.denied}`);
+    await page.locator('tr[data-field="sni"] td').waitFor(WAIT);
+    expect(await cell('sni')).toBe(XSS.sni);
+    await expectNoPayloadElements();
+    await ui.open(`/?id=${ui.admin.ids.xss}`);
+    await page.locator('tr[data-field="user"] td').waitFor(WAIT);
 
     // Through the pivot the payload travels into the URL, the form and the filter chips.
     await page.getByRole('link', { name: 'All requests to this host' }).click();

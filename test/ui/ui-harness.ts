@@ -45,6 +45,8 @@ export const XSS = {
   path: '/"><script>alert(2)</script>',
   reason: 'matched <svg onload=alert(3)> rule',
   user: '"><iframe src=javascript:alert(4)>',
+  /** A TLS client names what it likes in its ClientHello; it reaches the record as `sni`. */
+  sni: '<img src=x onerror=alert(5)>.sni',
 } as const;
 
 export const POLICY_FILES: Record<string, string> = {
@@ -154,7 +156,7 @@ export function seedRecords(store: AuditStore, now = Date.now()): SeededIds {
   const allowed = store.record(request({
     host: 'github.com', decision: 'allow', kind: 'http', method: 'GET', scheme: 'http', port: 80, path: '/repos/acme/app/tarball',
   }, t(9)), done(t(9), 200, 512, 734_003));
-  const denied = store.record(request({ host: 'pastebin.com', decision: 'deny', clientIp: '10.0.12.7', clients: [] }, t(8)), done(t(8), 403));
+  const denied = store.record(request({ host: 'pastebin.com', decision: 'deny', clientIp: '10.0.12.7', clients: [], sni: XSS.sni }, t(8)), done(t(8), 403));
   const wouldDeny = store.record(request({
     host: 'transfer.sh', decision: 'allow', wouldDeny: true, rule: 'report-file-sharing', ruleSource: '10-deny.yaml:7',
     reason: 'matched rule "report-file-sharing" (deny; report mode: let through)', resolvedIp: '144.76.136.153',

@@ -23,6 +23,7 @@ export const RECORD_FIELDS = [
   ['port', 'destination port'],
   ['path', 'plain HTTP path, without query string'],
   ['resolved_ip', 'address connected to, after the guard'],
+  ['sni', 'server name the TLS client named inside the tunnel (ClientHello), if checked'],
   ['decision', 'allow or deny'],
   ['would_deny', 'let through in report mode, but a denial under enforcement'],
   ['rule', 'rule that decided'],

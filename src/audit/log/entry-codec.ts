@@ -53,19 +53,25 @@ function completionFields(c: AuditCompletion): unknown[] {
 }
 
 /**
- * `peer_ip` (issue 16) came after the log format: it is one optional field at the very end of
- * an open or finished body, written only when there is one, so a direct connection's entry is
- * byte for byte what the earlier release wrote and a log written by it reads unchanged.
+ * Fields that came after the log format, at the very end of an open or finished body, in the
+ * order they were added: `peer_ip` (issue 16), then `sni` (issue 17). Each is written only when
+ * it or a later one has a value (an earlier one as null then, to keep its slot), so an entry
+ * with neither is byte for byte what the first release wrote, one with only a peer what the
+ * issue 16 release wrote, and logs written by either read unchanged.
  */
-function peerField(o: AuditOpen): unknown[] {
-  return o.peerIp === undefined || o.peerIp === null ? [] : [clipText(o.peerIp)];
+const TRAILING_FIELDS = 2;
+
+function trailingFields(o: AuditOpen): unknown[] {
+  const peer = o.peerIp === undefined || o.peerIp === null ? null : clipText(o.peerIp);
+  if (o.sni !== undefined && o.sni !== null) return [peer, clipText(o.sni)];
+  return peer === null ? [] : [peer];
 }
 
 function bodyOf(entry: LogEntry): string {
   switch (entry.type) {
-    case 'open': return JSON.stringify([...openFields(entry.open), ...peerField(entry.open)]);
+    case 'open': return JSON.stringify([...openFields(entry.open), ...trailingFields(entry.open)]);
     case 'complete': return JSON.stringify(completionFields(entry.completion));
-    case 'finished': return JSON.stringify([entry.open.startedAt.getTime(), ...openFields(entry.open), ...completionFields(entry.completion), ...peerField(entry.open)]);
+    case 'finished': return JSON.stringify([entry.open.startedAt.getTime(), ...openFields(entry.open), ...completionFields(entry.completion), ...trailingFields(entry.open)]);
   }
 }
 
@@ -133,7 +139,7 @@ export function decodeEntry(payload: Buffer): LogEntry {
   switch (type) {
     case 'open':
       expectLength(body, OPEN_CHECKS.length, true);
-      return { type, id, open: withPeer(readOpen(body, 0, time), body, OPEN_CHECKS.length) };
+      return { type, id, open: withTrailing(readOpen(body, 0, time), body, OPEN_CHECKS.length) };
     case 'complete':
       expectLength(body, COMPLETION_CHECKS.length);
       return { type, id, completion: readCompletion(body, 0, time) };
@@ -141,7 +147,7 @@ export function decodeEntry(payload: Buffer): LogEntry {
       expectLength(body, 1 + OPEN_CHECKS.length + COMPLETION_CHECKS.length, true);
       return {
         type, id,
-        open: withPeer(readOpen(body, 1, new Date(checked(body[0], isCount, 'started_at'))), body, 1 + OPEN_CHECKS.length + COMPLETION_CHECKS.length),
+        open: withTrailing(readOpen(body, 1, new Date(checked(body[0], isCount, 'started_at'))), body, 1 + OPEN_CHECKS.length + COMPLETION_CHECKS.length),
         completion: readCompletion(body, 1 + OPEN_CHECKS.length, time),
       };
   }
@@ -173,15 +179,24 @@ function checked<T>(value: unknown, check: Check, name: string): T {
   return value as T;
 }
 
-/** `withPeer`: the body may hold one more field, peer_ip (peerField). */
-function expectLength(body: unknown[], length: number, withPeer = false): void {
-  if (body.length === length || (withPeer && body.length === length + 1)) return;
+/** `withTrailing`: the body may hold up to TRAILING_FIELDS more fields (trailingFields). */
+function expectLength(body: unknown[], length: number, withTrailing = false): void {
+  if (body.length === length || (withTrailing && body.length > length && body.length <= length + TRAILING_FIELDS)) return;
   throw new EntryDecodeError(`entry has ${body.length} fields, expected ${length}`);
 }
 
-/** Entries written before peer_ip, and direct connections' entries, have none (read as null). */
-function withPeer(open: AuditOpen, body: unknown[], at: number): AuditOpen {
-  if (body.length > at) open.peerIp = checked<string>(body[at], isString, 'peerIp');
+/**
+ * Entries written before a trailing field, and those without a value for it, have none: the
+ * property stays absent and the record reads it as null. A null peer is only a placeholder
+ * before an sni; a last field that is null was never written by this codec, so it is refused.
+ */
+function withTrailing(open: AuditOpen, body: unknown[], at: number): AuditOpen {
+  const extra = body.length - at;
+  if (extra >= 1) {
+    const peer = checked<string | null>(body[at], extra === 2 ? orNull(isString) : isString, 'peerIp');
+    if (peer !== null) open.peerIp = peer;
+  }
+  if (extra === 2) open.sni = checked<string>(body[at + 1], isString, 'sni');
   return open;
 }
 
