@@ -211,6 +211,7 @@ function adminApiSuite(engine: Engine): void {
         fallbacks: [
           { rule: '(default)', hits: 2, last_hit: new Date(T - 10 * MINUTE).toISOString() },
           { rule: '(guard)', hits: 1, last_hit: new Date(T - 5 * MINUTE).toISOString() },
+          { rule: '(sni)', hits: 0, last_hit: null },
         ],
         last_reload: { ok: false, at: NOW.toISOString(), problems: ['policy.yaml:3: bad'] },
       });

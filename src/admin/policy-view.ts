@@ -30,7 +30,7 @@ export interface RuleView extends RuleHits {
 }
 
 /** Built-in rule names that decide records too. */
-export const FALLBACK_RULES = ['(default)', '(guard)'] as const;
+export const FALLBACK_RULES = ['(default)', '(guard)', '(sni)'] as const;
 
 function portsView(ports: PortSpec): 'any' | string[] {
   return ports === 'any' ? 'any' : ports.map(([low, high]) => (low === high ? String(low) : `${low}-${high}`));

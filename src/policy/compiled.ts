@@ -5,7 +5,7 @@ import { compilePathPatterns } from './path-match';
 import { sourceOf } from './problems';
 import type { PolicyProvenance } from './provenance';
 import type { PolicyFileSpec, PortSpec, RangeSpec, RuleSpec } from './schema';
-import type { Action, AuthMode, Mode, NetworkPolicy, ParentProxy, RangeEntry } from './types';
+import type { Action, AuthMode, Mode, NetworkPolicy, ParentProxy, RangeEntry, TlsMode } from './types';
 
 /** A rule with everything decide() needs precompiled, so a decision does no parsing. */
 export interface CompiledRule {
@@ -15,6 +15,8 @@ export interface CompiledRule {
   source: string;
   /** The rule's own mode, or null to follow settings.mode. */
   mode: Mode | null;
+  /** The rule's own `tls:`, or null to follow settings.tls. */
+  tls: TlsMode | null;
   /** Client group names, or null for every client. */
   clients: readonly string[] | null;
   hosts: HostMatcher;
@@ -48,6 +50,8 @@ export interface PolicySettings {
   auth: AuthMode;
   /** Where every request goes unless its rule says `via`; null: directly. */
   upstream: ParentProxy | null;
+  /** `settings.tls`: what a tunnel's first bytes must be unless its rule says (default any). */
+  tls: TlsMode;
 }
 
 /** A loaded policy: every file of the folder, validated and compiled, all or nothing. */
@@ -67,7 +71,7 @@ export interface Policy {
   clients: readonly CompiledClient[];
 }
 
-const DEFAULT_SETTINGS: PolicySettings = { default: 'deny', mode: 'enforce', source: null, auth: 'off', upstream: null };
+const DEFAULT_SETTINGS: PolicySettings = { default: 'deny', mode: 'enforce', source: null, auth: 'off', upstream: null, tls: 'any' };
 
 function compileRule(file: string, rule: RuleSpec): CompiledRule {
   return {
@@ -85,6 +89,7 @@ function compileRule(file: string, rule: RuleSpec): CompiledRule {
     expires: rule.expires?.date ?? null,
     expiresAt: rule.expires?.endsAt ?? null,
     via: rule.via === undefined ? undefined : rule.via.parent,
+    tls: rule.tls,
   };
 }
 
@@ -92,7 +97,7 @@ function compileSettings(files: readonly PolicyFileSpec[]): PolicySettings {
   for (const { file, settings } of files) {
     if (settings === null) continue;
     const source = sourceOf(file, settings.defaultLine ?? settings.line);
-    return { default: settings.default, mode: settings.mode, source, auth: settings.auth, upstream: settings.upstream };
+    return { default: settings.default, mode: settings.mode, source, auth: settings.auth, upstream: settings.upstream, tls: settings.tls };
   }
   return DEFAULT_SETTINGS;
 }

@@ -30,13 +30,13 @@ export function decisionFor(policy: Policy, req: PreparedRequest, rule: Compiled
     const reported = isReported(action, mode);
     const reason = defaultReason(action, reported);
     const upstream = policy.settings.upstream;
-    return { action: reported ? 'allow' : action, rule: DEFAULT_RULE, ruleSource: source, reason, wouldDeny: reported, clients, upstream };
+    return { action: reported ? 'allow' : action, rule: DEFAULT_RULE, ruleSource: source, reason, wouldDeny: reported, clients, upstream, tls: policy.settings.tls };
   }
   const reported = isReported(rule.action, rule.mode ?? policy.settings.mode);
   const reason = matchedRuleReason(rule.name, rule.action, reported);
   // A rule's `via` wins over settings.upstream; `via: direct` (null) bypasses the parent.
   const upstream = rule.via === undefined ? policy.settings.upstream : rule.via;
-  return { action: reported ? 'allow' : rule.action, rule: rule.name, ruleSource: rule.source, reason, wouldDeny: reported, clients, upstream };
+  return { action: reported ? 'allow' : rule.action, rule: rule.name, ruleSource: rule.source, reason, wouldDeny: reported, clients, upstream, tls: rule.tls ?? policy.settings.tls };
 }
 
 function isReported(action: Decision['action'], mode: Mode): boolean {

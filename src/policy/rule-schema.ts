@@ -1,5 +1,5 @@
 import { isMap, isScalar } from 'yaml';
-import type { Action, Mode, ParentProxy } from './types';
+import type { Action, Mode, ParentProxy, TlsMode } from './types';
 import { readParentProxy } from './parent-schema';
 import { parseHostEntry, type HostEntry } from './host-match';
 import { NAME_PATTERN, NAME_RULE } from './client-schema';
@@ -30,11 +30,15 @@ export interface RuleSpec {
   expires: { date: string; endsAt: number; line: number } | null;
   /** `via: direct` (null parent) or a parent proxy; undefined: follow settings.upstream. */
   via?: { parent: ParentProxy | null };
+  /** `tls:`, or null to follow settings.tls. */
+  tls: TlsMode | null;
 }
 
 export const ACTIONS: readonly Action[] = ['allow', 'deny'];
 export const MODES: readonly Mode[] = ['enforce', 'report'];
-const RULE_KEYS = ['name', 'action', 'clients', 'hosts', 'ports', 'methods', 'paths', 'mode', 'expires', 'via'] as const;
+/** `inspect` is the TLS-inspection issue's (SPEC §6): not accepted until it exists. */
+export const TLS_MODES: readonly TlsMode[] = ['any', 'sni-must-match', 'require'];
+const RULE_KEYS = ['name', 'action', 'clients', 'hosts', 'ports', 'methods', 'paths', 'mode', 'expires', 'via', 'tls'] as const;
 const PORT_HELP = 'a port is 1-65535, a range like "8000-8999", or write "ports: any"';
 
 /** `via: direct` or a parent proxy URL; absent: the rule follows settings.upstream. */
@@ -43,6 +47,11 @@ function readVia(ctx: FileContext, field: Field | undefined, label: string): { p
   if (isScalar(field.node) && field.node.value === 'direct') return { parent: null };
   const parent = readParentProxy(ctx, field, `${label}: via`);
   return parent === null ? undefined : { parent };
+}
+
+function readTls(ctx: FileContext, field: Field | undefined, label: string): TlsMode | null {
+  if (field === undefined) return null;
+  return readChoice(ctx, field.node, field.line, `${label}: tls`, TLS_MODES);
 }
 
 function ruleLabel(node: unknown, index: number): string {
@@ -175,6 +184,7 @@ function readRule(ctx: FileContext, rule: RuleNode): RuleSpec | null {
     mode: mode === undefined ? null : readChoice(ctx, mode.node, mode.line, `${label}: mode`, MODES),
     expires: readExpires(ctx, field('expires'), label),
     via: readVia(ctx, field('via'), label),
+    tls: readTls(ctx, field('tls'), label),
   };
   if (name === null || action === null || hosts === null) return null;
   return { ...parts, name, action, hosts, hostPatterns: hosts.map(hostText) };

@@ -1,8 +1,8 @@
 import { LineCounter, parseDocument } from 'yaml';
-import type { Action, AuthMode, Mode, ParentProxy } from './types';
+import type { Action, AuthMode, Mode, ParentProxy, TlsMode } from './types';
 import { readParentProxy } from './parent-schema';
 import type { Problem } from './problems';
-import { ACTIONS, MODES, readRules, type RuleSpec } from './rule-schema';
+import { ACTIONS, MODES, readRules, TLS_MODES, type RuleSpec } from './rule-schema';
 import { readClients, type ClientSpec } from './client-schema';
 import { fieldNamed, readChoice, readMap, readRanges, readScalar, report } from './yaml-read';
 import type { Field, FileContext, RangeSpec } from './yaml-read';
@@ -29,6 +29,7 @@ export interface SettingsSpec {
   auth: AuthMode;
   /** `settings.upstream`, parsed, or null. */
   upstream: ParentProxy | null;
+  tls: TlsMode;
 }
 
 export interface NetworkSpec {
@@ -46,7 +47,7 @@ export interface PolicyFileSpec {
 }
 
 const TOP_LEVEL = ['version', 'settings', 'network', 'clients', 'rules'] as const;
-const SETTINGS_KEYS = ['default', 'mode', 'auth', 'upstream'] as const;
+const SETTINGS_KEYS = ['default', 'mode', 'auth', 'upstream', 'tls'] as const;
 export const AUTH_MODES: readonly AuthMode[] = ['off', 'optional', 'required'];
 const NETWORK_KEYS = ['allow_ranges', 'deny_ranges', 'parent_ranges'] as const;
 
@@ -57,7 +58,9 @@ function readSettings(ctx: FileContext, field: Field): SettingsSpec | null {
   const mode = fieldNamed(fields, 'mode');
   const auth = fieldNamed(fields, 'auth');
   const upstream = fieldNamed(fields, 'upstream');
+  const tls = fieldNamed(fields, 'tls');
   return {
+    tls: tls === undefined ? 'any' : (readChoice(ctx, tls.node, tls.line, 'settings.tls', TLS_MODES) ?? 'any'),
     auth: auth === undefined ? 'off' : (readChoice(ctx, auth.node, auth.line, 'settings.auth', AUTH_MODES) ?? 'off'),
     upstream: upstream === undefined ? null : readParentProxy(ctx, upstream, 'settings.upstream'),
     line: field.line,

@@ -2,6 +2,12 @@ import type { HostKind, RequestKind } from '../request/target-types';
 
 export type Action = 'allow' | 'deny';
 export type Mode = 'enforce' | 'report';
+/**
+ * What a CONNECT tunnel's first bytes must be (SPEC §6 `tls:`): `any` relays whatever comes;
+ * `sni-must-match` reads the client's ClientHello and refuses one whose SNI names another host
+ * than the CONNECT; `require` also refuses anything that is not a TLS ClientHello.
+ */
+export type TlsMode = 'any' | 'sni-must-match' | 'require';
 /** `settings.auth`: whether proxy credentials are ignored, checked when sent, or required. */
 export type AuthMode = 'off' | 'optional' | 'required';
 
@@ -52,6 +58,8 @@ export interface Decision {
   clients: string[];
   /** The parent proxy to reach the destination through, or null to connect directly. */
   upstream: ParentProxy | null;
+  /** The deciding rule's `tls:`, else settings.tls (CONNECT only). */
+  tls: TlsMode;
 }
 
 /** A CIDR range as written in a policy, with where it was written. */

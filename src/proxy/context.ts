@@ -22,6 +22,8 @@ export interface ProxyTimeouts {
   readonly tunnelLifetimeMs: number;
   /** A forwarded request whose destination sends nothing for this long: 504, or cut mid-body. */
   readonly requestIdleMs: number;
+  /** A checked tunnel (tls: sni-must-match | require) waits this long for a ClientHello (default HELLO_WAIT_MS). */
+  readonly helloMs?: number;
 }
 
 export interface ProxyLimits {

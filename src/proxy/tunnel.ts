@@ -11,6 +11,7 @@ import { completeRecord, describeStreamError, ensureAuditWritable, openRecord, r
 import { connectViaParent } from './parent-proxy';
 import { connectRelayed, relayTo } from './relay-read';
 import { parseConnectTarget } from '../request/target';
+import { readFirstBytes } from './sni-check';
 import type { Target } from '../request/target-types';
 
 const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');
@@ -29,6 +30,9 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
   const exchange = new Exchange('connect', 'CONNECT', source, req.url ?? null, ctx.clock());
   let upstream: Socket | null = null;
   let fromUpstream: Buffer = NOTHING;
+  let first = head;
+  // Set once the client has its 200: from then on a failure can only close the tunnel.
+  let answered = false;
   try {
     const target = parseConnectTarget(req.url);
     exchange.target = target;
@@ -47,17 +51,64 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
       await recordAbandoned(ctx, exchange);
       return;
     }
+    const mode = exchange.decision?.tls ?? 'any';
+    if (mode !== 'any') {
+      // tls: sni-must-match | require: the record waits for the ClientHello (SPEC §6), so a
+      // refused tunnel has one record, a deny, and its rule's hits never count it.
+      client.write(ESTABLISHED);
+      answered = true;
+      const read = await readFirstBytes(client, head, mode, target, ctx.timeouts.helloMs);
+      if (read.kind === 'gone') {
+        upstream.destroy();
+        ctx.tunnels.delete(client);
+        await recordAbandoned(ctx, exchange);
+        return;
+      }
+      exchange.sni = read.sni;
+      if (read.kind === 'refuse' && !reportSniRefusal(ctx, exchange, read.reason)) {
+        upstream.destroy();
+        ctx.tunnels.delete(client);
+        await recordFailure(ctx, exchange, new ProxyError(403, 'denied', read.reason));
+        client.destroy();
+        return;
+      }
+      first = read.kind === 'pass' ? read.held : NOTHING;
+    }
     // A client that leaves while this commits is seen by splice() as an early close.
     await openRecord(ctx, exchange);
   } catch (err) {
     upstream?.destroy();
     // A refused CONNECT stops counting against the tunnel limits at once, not once its record commits.
     ctx.tunnels.delete(client);
+    if (answered) {
+      // The client has its 200: an HTTP answer now would be read as the server's bytes.
+      await recordFailure(ctx, exchange, asProxyError(err));
+      client.destroy();
+      return;
+    }
     await failConnect(ctx, exchange, client, asProxyError(err));
     return;
   }
-  splice(ctx, exchange, client, upstream, head, fromUpstream);
+  splice(ctx, exchange, client, upstream, first, fromUpstream, answered);
 }
+
+/**
+ * An SNI that does not match, under a policy in report mode: let through and recorded as a
+ * would-be denial by rule (sni), as report mode does for the policy's own denials. Otherwise
+ * the decision becomes the deny the record says.
+ */
+function reportSniRefusal(ctx: ProxyContext, exchange: Exchange, reason: string): boolean {
+  const decision = exchange.decision;
+  if (decision === null) return false;
+  const reported = ctx.active().policy.settings.mode === 'report';
+  exchange.decision = reported
+    ? { ...decision, rule: SNI_RULE, ruleSource: null, reason: `${reason} (report mode: let through)`, wouldDeny: true }
+    : { ...decision, action: 'deny', rule: SNI_RULE, ruleSource: null, reason, wouldDeny: false };
+  return reported;
+}
+
+/** The rule name recorded for a tunnel refused by its ClientHello (SPEC §6). */
+export const SNI_RULE = '(sni)';
 
 const NOTHING: Buffer = Buffer.alloc(0);
 
@@ -93,14 +144,14 @@ async function failConnect(ctx: ProxyContext, exchange: Exchange, client: Socket
   writeRawAnswer(client, answerFor(answered, exchange));
 }
 
-function splice(ctx: ProxyContext, exchange: Exchange, client: Socket, upstream: Socket, head: Buffer, fromUpstream: Buffer): void {
+function splice(ctx: ProxyContext, exchange: Exchange, client: Socket, upstream: Socket, head: Buffer, fromUpstream: Buffer, answered = false): void {
   let firstError: Error | null = null;
   const fail = (err: Error): void => {
     firstError ??= err;
     client.destroy();
     upstream.destroy();
   };
-  client.write(ESTABLISHED);
+  if (!answered) client.write(ESTABLISHED);
   if (fromUpstream.length > 0) client.write(fromUpstream);
   if (head.length > 0) upstream.write(head);
   // pipe() carries backpressure and ends the destination when the source ends, which keeps

@@ -147,6 +147,7 @@ describe('decision fields', () => {
       wouldDeny: false,
       clients: ['ci'],
       upstream: null,
+      tls: 'any',
     });
   });
 

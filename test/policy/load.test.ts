@@ -29,7 +29,7 @@ describe('loadPolicy', () => {
     // The fixtures are in this repository's work tree, so the version is its commit (provenance.ts).
     expect(policy.version).toMatch(/^(git:[0-9a-f]{12}(-dirty)?|sha256:[0-9a-f]{12})$/);
     expect(policy.contentHash).toMatch(/^sha256:[0-9a-f]{12}$/);
-    expect(policy.settings).toEqual({ default: 'deny', mode: 'enforce', source: '00-settings.yaml:3', auth: 'off', upstream: null });
+    expect(policy.settings).toEqual({ default: 'deny', mode: 'enforce', source: '00-settings.yaml:3', auth: 'off', upstream: null, tls: 'any' });
     expect(policy.rules.slice(0, 2).map((r) => [r.name, r.source])).toEqual([
       ['deny-paste', '10-rules.yaml:8'],
       ['one-label', '10-rules.yaml:11'],

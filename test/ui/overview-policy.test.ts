@@ -74,7 +74,7 @@ describe('policy', () => {
     await ui.page.locator('table.rules tbody tr').first().waitFor(WAIT);
     const names = await ui.page.locator('table.rules tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-rule')));
     // The policy's rules in order, then the built-in deciders with their own hit counts.
-    expect(names).toEqual(['deny-paste-sites', 'report-file-sharing', 'npm-registry', 'github', 'legacy-mirror', '(default)', '(guard)']);
+    expect(names).toEqual(['deny-paste-sites', 'report-file-sharing', 'npm-registry', 'github', 'legacy-mirror', '(default)', '(guard)', '(sni)']);
     const never = ui.page.locator('tr[data-rule="legacy-mirror"]');
     expect(await never.getAttribute('class')).toContain('rule-never');
     expect(await never.textContent()).toContain('NEVER MATCHED');

@@ -77,14 +77,18 @@ function ruleRow(rule, index, highlighted, since) {
     el('td', {}, rule.last_hit ? timeNode(rule.last_hit, { short: true }) : el('span', { class: 'muted' }, 'never')));
 }
 
+function fallbackText(rule, policy) {
+  if (rule === '(guard)') return 'the destination guard: blocked addresses, whatever the rules say';
+  if (rule === '(sni)') return "tunnels closed on their TLS ClientHello (tls: sni-must-match or require): the SNI named another host";
+  return `no rule matched: settings.default (${policy.settings?.default ?? 'deny'})`;
+}
+
 function fallbackRows(policy, since) {
   const fallbacks = Array.isArray(policy.fallbacks) ? policy.fallbacks : [];
   return fallbacks.map((f) => el('tr', { class: 'rule-fallback', 'data-rule': f.rule },
     el('td', { class: 'num' }, '—'),
     el('td', {}, el('code', { class: 'rule-name' }, f.rule)),
-    el('td', { colspan: 8 }, el('span', { class: 'muted' }, f.rule === '(guard)'
-      ? 'the destination guard: blocked addresses, whatever the rules say'
-      : `no rule matched: settings.default (${policy.settings?.default ?? 'deny'})`)),
+    el('td', { colspan: 8 }, el('span', { class: 'muted' }, fallbackText(f.rule, policy))),
     el('td', { class: 'num' }, hitsLink({ name: f.rule, hits: f.hits }, since)),
     el('td', {}, f.last_hit ? timeNode(f.last_hit, { short: true }) : el('span', { class: 'muted' }, 'never'))));
 }
