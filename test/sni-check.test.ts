@@ -207,6 +207,89 @@ describe('tls: sni-must-match', () => {
   });
 });
 
+describe('tls: sni-must-match against evasions', () => {
+  let origin: TlsOrigin;
+  let proxy: ProxyHarness;
+  let helloAllowed: Buffer;
+  let helloOther: Buffer;
+
+  beforeAll(async () => {
+    origin = await startTlsOrigin();
+    proxy = await startProxy({ policies: { 'p.yaml': policy('sni-must-match') }, hosts: { 'allowed.test': ['127.0.0.1'] }, timeouts: { helloMs: 300 } });
+    helloAllowed = await captureClientHello('allowed.test');
+    helloOther = await captureClientHello('other.test');
+  });
+  afterAll(async () => {
+    await proxy.close();
+    await origin.close();
+  });
+
+  it('refuses a client that stays silent: it could send its ClientHello after a pass', async () => {
+    const before = origin.received();
+    const tunnel = await connectTunnel(proxy.port, `allowed.test:${origin.port}`);
+    const record = await proxy.waitForRecord((r) => r.rule === '(sni)' && r.reason.includes('nothing sent'));
+    expect(record.decision).toBe('deny');
+    tunnel.destroy();
+    expect(origin.received()).toBe(before);
+  });
+
+  it('refuses another TLS record (an alert) sent before the ClientHello', async () => {
+    const tunnel = await connectTunnel(proxy.port, `allowed.test:${origin.port}`);
+    tunnel.write(Buffer.concat([Buffer.from([0x15, 0x03, 0x01, 0x00, 0x02, 0x01, 0x5a]), helloOther]));
+    const record = await proxy.waitForRecord((r) => r.rule === '(sni)' && r.reason.includes('content type 21'));
+    expect(record.decision).toBe('deny');
+    tunnel.destroy();
+  });
+
+  it('refuses a second ClientHello sent with the first, before the server answered', async () => {
+    const before = origin.received();
+    const tunnel = await connectTunnel(proxy.port, `allowed.test:${origin.port}`);
+    tunnel.write(Buffer.concat([helloAllowed, helloOther]));
+    const record = await proxy.waitForRecord((r) => r.rule === '(sni)' && r.reason.includes('second TLS handshake record'));
+    expect(record.sni).toBe('allowed.test');
+    tunnel.destroy();
+    expect(origin.received()).toBe(before);
+  });
+
+  it('cuts the tunnel when a later ClientHello (after a HelloRetryRequest, say) names another server', async () => {
+    const before = origin.received();
+    const tunnel = await connectTunnel(proxy.port, `allowed.test:${origin.port}`);
+    const ended = new Promise((resolve) => {
+      tunnel.once('end', resolve);
+      tunnel.once('close', resolve);
+    });
+    tunnel.write(helloAllowed);
+    const open = await proxy.waitForRecord((r) => r.sni === 'allowed.test' && r.decision === 'allow' && r.ended_at === null);
+    tunnel.write(helloOther);
+    await ended;
+    tunnel.destroy();
+    const cut = await proxy.waitForRecord((r) => r.id === open.id && r.ended_at !== null);
+    expect(cut.error).toContain('sni_changed');
+    expect(cut.error).toContain('"other.test"');
+    // The first ClientHello reached the destination; the second did not.
+    expect(origin.received() - before).toBe(helloAllowed.length);
+  });
+});
+
+describe('tls: sni-must-match under settings.mode: report', () => {
+  it('lets a mismatch through as would_deny by (sni), and the handshake completes', async () => {
+    const origin = await startTlsOrigin();
+    const proxy = await startProxy({
+      policies: { 'p.yaml': policy('sni-must-match').replace('default: deny', 'default: deny\n  mode: report') },
+      hosts: { 'allowed.test': ['127.0.0.1'] },
+    });
+    try {
+      const result = await tlsThrough(proxy.port, `allowed.test:${origin.port}`, 'other.test');
+      expect(result).toEqual({ echoed: 'ping', error: null });
+      const record = await proxy.waitForRecord((r) => r.sni === 'other.test');
+      expect(record).toMatchObject({ decision: 'allow', would_deny: true, rule: '(sni)' });
+    } finally {
+      await proxy.close();
+      await origin.close();
+    }
+  });
+});
+
 describe('tls: require', () => {
   it('refuses anything that is not a TLS ClientHello, and a client that sends nothing in time', async () => {
     const origin = await startTlsOrigin();

@@ -11,7 +11,7 @@ import { completeRecord, describeStreamError, ensureAuditWritable, openRecord, r
 import { connectViaParent } from './parent-proxy';
 import { connectRelayed, relayTo } from './relay-read';
 import { parseConnectTarget } from '../request/target';
-import { readFirstBytes } from './sni-check';
+import { readFirstBytes, SecondHelloWatch } from './sni-check';
 import type { Target } from '../request/target-types';
 
 const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');
@@ -31,6 +31,7 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
   let upstream: Socket | null = null;
   let fromUpstream: Buffer = NOTHING;
   let first = head;
+  let watch: SecondHelloWatch | null = null;
   // Set once the client has its 200: from then on a failure can only close the tunnel.
   let answered = false;
   try {
@@ -57,12 +58,18 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
       // refused tunnel has one record, a deny, and its rule's hits never count it.
       client.write(ESTABLISHED);
       answered = true;
-      const read = await readFirstBytes(client, head, mode, target, ctx.timeouts.helloMs);
+      let read = await readFirstBytes(client, head, mode, target, ctx.timeouts.helloMs);
       if (read.kind === 'gone') {
         upstream.destroy();
         ctx.tunnels.delete(client);
         await recordAbandoned(ctx, exchange);
         return;
+      }
+      if (read.kind === 'pass' && read.sni !== null) {
+        // What the client sent after its ClientHello (a ChangeCipherSpec, say) is watched too.
+        watch = new SecondHelloWatch(read.sni);
+        const why = watch.push(read.held.subarray(read.helloBytes));
+        if (why !== null) read = { kind: 'refuse', sni: read.sni, reason: why, held: read.held };
       }
       exchange.sni = read.sni;
       if (read.kind === 'refuse' && !reportSniRefusal(ctx, exchange, read.reason)) {
@@ -72,7 +79,8 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
         client.destroy();
         return;
       }
-      first = read.kind === 'pass' ? read.held : NOTHING;
+      // Report mode relays what it read too: the destination gets the very bytes the client sent.
+      first = read.held;
     }
     // A client that leaves while this commits is seen by splice() as an early close.
     await openRecord(ctx, exchange);
@@ -89,7 +97,7 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
     await failConnect(ctx, exchange, client, asProxyError(err));
     return;
   }
-  splice(ctx, exchange, client, upstream, first, fromUpstream, answered);
+  splice(ctx, exchange, client, upstream, first, fromUpstream, answered, watch);
 }
 
 /**
@@ -144,7 +152,16 @@ async function failConnect(ctx: ProxyContext, exchange: Exchange, client: Socket
   writeRawAnswer(client, answerFor(answered, exchange));
 }
 
-function splice(ctx: ProxyContext, exchange: Exchange, client: Socket, upstream: Socket, head: Buffer, fromUpstream: Buffer, answered = false): void {
+function splice(
+  ctx: ProxyContext,
+  exchange: Exchange,
+  client: Socket,
+  upstream: Socket,
+  head: Buffer,
+  fromUpstream: Buffer,
+  answered = false,
+  watch: SecondHelloWatch | null = null,
+): void {
   let firstError: Error | null = null;
   const fail = (err: Error): void => {
     firstError ??= err;
@@ -154,6 +171,7 @@ function splice(ctx: ProxyContext, exchange: Exchange, client: Socket, upstream:
   if (!answered) client.write(ESTABLISHED);
   if (fromUpstream.length > 0) client.write(fromUpstream);
   if (head.length > 0) upstream.write(head);
+  if (watch !== null) watchHellos(client, watch, fail);
   // pipe() carries backpressure and ends the destination when the source ends, which keeps
   // half-close (both sockets allow half-open). Not pipeline(): its per-stream closures cost
   // about 13 KiB per tunnel (measured, bench/idle-tunnels.ts). Teardown is ours instead: an
@@ -183,6 +201,19 @@ function splice(ctx: ProxyContext, exchange: Exchange, client: Socket, upstream:
     if (socket.closed) onClose(socket);
     else socket.once('close', () => onClose(socket));
   }
+}
+
+/**
+ * Registered before pipe(), so it sees each chunk first: a second ClientHello that names another
+ * server cuts the tunnel before the chunk is relayed (pipe's write to a destroyed socket is a no-op).
+ */
+function watchHellos(client: Socket, watch: SecondHelloWatch, fail: (err: Error) => void): void {
+  const onData = (chunk: Buffer): void => {
+    const why = watch.push(chunk);
+    if (why !== null) fail(new Error(`sni_changed: ${why}`));
+    if (watch.finished) client.off('data', onData);
+  };
+  client.on('data', onData);
 }
 
 /** What a side that closed without ending cleanly is recorded as (as pipeline() would say). */

@@ -76,12 +76,15 @@ describe('judge: what the SNI check compares', () => {
     const idn = parseConnectTarget('xn--mnchen-3ya.example:443');
     expect(judge(hello('münchen.example'), 'sni-must-match', idn, held).kind).toBe('pass');
     const other = judge(hello('gist.github.com'), 'sni-must-match', named, held);
-    expect(other).toEqual({ kind: 'refuse', sni: 'gist.github.com', reason: 'TLS SNI "gist.github.com" is not the CONNECT host "github.com"' });
+    expect(other).toMatchObject({ kind: 'refuse', sni: 'gist.github.com', reason: 'TLS SNI "gist.github.com" is not the CONNECT host "github.com"' });
   });
 
   it('has a rule for each edge: no SNI, ECH, an address, not TLS, SSLv2, malformed', () => {
     expect(judge(hello(null), 'sni-must-match', named, held)).toMatchObject({ kind: 'refuse', reason: expect.stringContaining('no SNI') });
     expect(judge(hello('cloudflare-ech.com', true), 'sni-must-match', named, held)).toMatchObject({ kind: 'refuse', reason: expect.stringContaining('ECH') });
+    // Under require an encrypted ClientHello is refused whatever its outer name; sni-must-match compares that name.
+    expect(judge(hello('github.com', true), 'require', named, held)).toMatchObject({ kind: 'refuse', reason: expect.stringContaining('(ECH)') });
+    expect(judge(hello('github.com', true), 'sni-must-match', named, held)).toMatchObject({ kind: 'pass' });
     expect(judge(hello('anything.example'), 'sni-must-match', byAddress, held)).toMatchObject({ kind: 'pass', sni: 'anything.example' });
     const notTls = { kind: 'not-tls' as const, reason: 'first byte 0x53' };
     expect(judge(notTls, 'sni-must-match', named, Buffer.from('SSH-2.0'))).toMatchObject({ kind: 'pass', sni: null });
