@@ -8,15 +8,8 @@
  * path, and this file compiles the .ts sources on the fly with transpileModule (types are not
  * checked here: tsc and ts-jest on the parent thread do that).
  */
-const fs = require('node:fs');
 const { workerData } = require('node:worker_threads');
+const { compileTypeScriptOnLoad } = require('./ts-hook');
 
-if (workerData.typescript !== null) {
-  const ts = require(workerData.typescript);
-  const compilerOptions = { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true };
-  require.extensions['.ts'] = (module, filename) => {
-    const source = fs.readFileSync(filename, 'utf8');
-    module._compile(ts.transpileModule(source, { fileName: filename, compilerOptions }).outputText, filename);
-  };
-}
+if (workerData.typescript !== null) compileTypeScriptOnLoad(workerData.typescript);
 require(workerData.entry);

@@ -5,19 +5,12 @@
  * named in TOLLGATE_CLUSTER_ENTRY; under ts-jest it names the .ts module and TypeScript's path,
  * and the sources are compiled on the fly (types are checked by tsc and ts-jest, not here).
  */
-const fs = require('node:fs');
+const { compileTypeScriptOnLoad } = require('../audit/ts-hook');
 
 const entry = JSON.parse(process.env.TOLLGATE_CLUSTER_ENTRY || 'null');
 if (entry === null || typeof entry.entry !== 'string') {
   process.stderr.write('tollgate: cluster-entry.js is started by `tollgate serve --workers N`, not by hand\n');
   process.exit(2);
 }
-if (entry.typescript !== null) {
-  const ts = require(entry.typescript);
-  const compilerOptions = { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true };
-  require.extensions['.ts'] = (module, filename) => {
-    const source = fs.readFileSync(filename, 'utf8');
-    module._compile(ts.transpileModule(source, { fileName: filename, compilerOptions }).outputText, filename);
-  };
-}
+if (entry.typescript !== null) compileTypeScriptOnLoad(entry.typescript);
 require(entry.entry);
