@@ -1,4 +1,5 @@
-import { runCli } from './helpers/serve-process';
+import path from 'node:path';
+import { REPO_ROOT, runCli } from './helpers/serve-process';
 
 /**
  * `tollgate policy check` / `policy test` as a user runs them: the built CLI in a child process,
@@ -190,6 +191,16 @@ describe('tollgate policy test: output', () => {
       rule_source: expect.stringMatching(/^[\w.-]+\.ya?ml:\d+$/),
       reason: 'no rule matched; default deny',
     }));
+  });
+
+  test('a CONNECT the example policies allow says what its ClientHello must name (tls: sni-must-match)', () => {
+    const run = tollgate('policy', 'test', '--policies', path.join(REPO_ROOT, 'policies'), 'github.com:443');
+    expect(run.status).toBe(0);
+    expect(run.stdout).toContain('tls: sni-must-match (the tunnel\'s ClientHello must name github.com)');
+    const json = tollgate('policy', 'test', '--policies', path.join(REPO_ROOT, 'policies'), '--json', 'github.com:443');
+    expect(JSON.parse(json.stdout)).toMatchObject({ decision: 'allow', tls: 'sni-must-match' });
+    const http = tollgate('policy', 'test', '--policies', path.join(REPO_ROOT, 'policies'), '--json', 'http://deb.debian.org/debian/');
+    expect(JSON.parse(http.stdout)).toMatchObject({ decision: 'allow', tls: null });
   });
 
   test('text lists the rules before the match and why each did not match', () => {

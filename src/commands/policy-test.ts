@@ -4,6 +4,7 @@ import { explainDecision } from '../policy/explain';
 import type { Explanation } from '../policy/explain';
 import { formatProblem, loadPolicy } from '../policy/load';
 import { GUARD_RULE } from '../proxy/exchange';
+import type { TlsMode } from '../policy/types';
 import { ProxyError } from '../request/errors';
 import { formatAuthority, parseAbsoluteTarget, parseConnectTarget } from '../request/target';
 import type { Target } from '../request/target-types';
@@ -75,6 +76,8 @@ interface TestOutcome {
   rule_source: string | null;
   reason: string;
   clients: string[];
+  /** CONNECT only: what the tunnel's first bytes must be (the SNI check), null for plain HTTP. */
+  tls: TlsMode | null;
   target: { kind: string; host: string; port: number; path: string | null };
   considered: Explanation['considered'];
 }
@@ -89,6 +92,7 @@ function applyGuard(explanation: Explanation, target: Target, network: Parameter
     rule_source: decision.ruleSource,
     reason: decision.reason,
     clients: decision.clients,
+    tls: target.kind === 'connect' ? decision.tls : null,
     target: { kind: target.kind, host: target.host, port: target.port, path: target.path },
     considered,
   };
@@ -107,5 +111,8 @@ function formatOutcome(outcome: TestOutcome, target: Target, method: string): st
   const verdict = outcome.would_deny ? 'allow (would_deny: report mode lets this policy denial through)' : outcome.decision;
   lines.push(`decision: ${verdict}`, `rule: ${outcome.rule}${outcome.rule_source ? ` (${outcome.rule_source})` : ''}`, `reason: ${outcome.reason}`);
   if (outcome.clients.length > 0) lines.push(`clients: ${outcome.clients.join(', ')}`);
+  if (outcome.decision === 'allow' && outcome.tls !== null && outcome.tls !== 'any') {
+    lines.push(`tls: ${outcome.tls} (the tunnel's ClientHello must name ${outcome.target.host}${outcome.tls === 'require' ? '; anything but TLS is refused' : ''})`);
+  }
   return `${lines.join('\n')}\n`;
 }
