@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { policyView } from '../../src/admin/policy-view';
 import { checkPolicies } from '../../src/policy/check';
 import { decide } from '../../src/policy/decide';
 import { explainDecision } from '../../src/policy/explain';
@@ -46,6 +47,12 @@ describe('Unicode host patterns are converted label by label', () => {
       ['*.例え.jp (*.xn--r8jz45g.jp)', '例え.jp (xn--r8jz45g.jp)'],
       ['xn--caf-dma.example'],
     ]);
+  });
+
+  test('GET /api/policy lists the hosts the same way', () => {
+    const policy = fixturePolicy('idn');
+    const view = policyView({ policy, lastReload: { ok: true, at: '', version: policy.version, problems: [] } }, new Map(), 0, 0);
+    expect(view.rules[0]?.hosts).toEqual(['münchen.example (xn--mnchen-3ya.example)']);
   });
 });
 
