@@ -64,7 +64,7 @@ describe('host filter: the same globs as policies', () => {
     ['a..b', /empty label/],
     ['10.0.0.1/8', /host bits/],
     ['{a,b}.com', /only letters/],
-    ['bücher.example', /punycode|xn--/],
+    ['bü?her.example', /cannot be compared in punycode/],
   ])('rejects host=%s', (host, message) => {
     expect(() => parseRequestFilters({ host }, NOW)).toThrow(message);
   });

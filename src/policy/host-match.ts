@@ -2,6 +2,7 @@ import { domainToASCII } from 'node:url';
 import { isIP } from 'node:net';
 import { Minimatch } from 'minimatch';
 import type { HostKind } from '../request/target-types';
+import { patternToPunycode } from './idn-pattern';
 import { looksLikeIp, parseLiteral, parseRange, rangeContains, type IpRange } from './ip-range';
 
 /**
@@ -11,10 +12,12 @@ import { looksLikeIp, parseLiteral, parseRange, rangeContains, type IpRange } fr
  * `**` and `?` are accepted: braces, classes, extglobs and negation are refused at load time
  * rather than half-supported. An entry that reads as an address (it contains ":" or ends in a
  * number, WHATWG URL §3.5) is an IP or CIDR entry; IPv4 legacy spellings (`0x7f.1`, `127.1`,
- * `2130706433`, `0177.0.0.1`) are canonicalised exactly as target parsing does.
+ * `2130706433`, `0177.0.0.1`) are canonicalised exactly as target parsing does. A name written
+ * in Unicode is matched in punycode (idn-pattern.ts).
  */
 export type HostEntry =
-  | { kind: 'name'; pattern: string }
+  /** `written`: the Unicode form when the pattern was written in Unicode (display, warnings). */
+  | { kind: 'name'; pattern: string; written?: string }
   | { kind: 'range'; range: IpRange };
 
 export type HostEntryParse = { ok: true; entry: HostEntry } | { ok: false; message: string };
@@ -59,12 +62,6 @@ export function normalizeHostName(host: string): string {
   return ascii === '' ? trimmed : ascii;
 }
 
-function punycodeSuggestion(pattern: string): string {
-  const labels = pattern.split('.').map((l) => (/[*?]/.test(l) || l === '' ? l : domainToASCII(l)));
-  const ok = labels.every((l) => /^[\x00-\x7f]*$/.test(l)) && !labels.includes('');
-  return ok ? `; use "${labels.join('.')}"` : '; write its labels in punycode (xn--...)';
-}
-
 function checkLabels(pattern: string): string | null {
   for (const label of pattern.split('.')) {
     if (label === '') return `host pattern "${pattern}" has an empty label`;
@@ -81,11 +78,15 @@ function parseNamePattern(raw: string): HostEntryParse {
   const lower = raw.toLowerCase();
   const pattern = lower.endsWith('.') ? lower.slice(0, -1) : lower;
   if (pattern === '') return { ok: false, message: 'empty host pattern' };
-  if (!/^[\x00-\x7f]*$/.test(pattern)) {
-    return { ok: false, message: `host pattern "${raw}" is not ASCII${punycodeSuggestion(pattern)}` };
+  const converted = patternToPunycode(pattern);
+  if (!converted.ok) return converted;
+  const problem = checkLabels(converted.pattern);
+  if (problem !== null) {
+    // Messages name the pattern as the author wrote it, not its punycode.
+    return { ok: false, message: converted.pattern === pattern ? problem : problem.replace(`"${converted.pattern}"`, `"${raw}"`) };
   }
-  const problem = checkLabels(pattern);
-  return problem === null ? { ok: true, entry: { kind: 'name', pattern } } : { ok: false, message: problem };
+  const { written } = converted;
+  return { ok: true, entry: written === null ? { kind: 'name', pattern: converted.pattern } : { kind: 'name', pattern: converted.pattern, written } };
 }
 
 /** Catches the two most common slips, a URL or a host:port, before they read as bad IPv6. */

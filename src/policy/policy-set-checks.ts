@@ -1,8 +1,10 @@
 import { suggestion } from './closest-name';
 import { isOverBroad } from './host-match';
+import { quotePattern } from './idn-pattern';
+import { idnWarnings } from './idn-warnings';
 import { parseLiteral, rangeContains } from './ip-range';
 import { sourceOf, type Problem } from './problems';
-import type { PolicyFileSpec } from './schema';
+import type { PolicyFileSpec, RuleSpec } from './schema';
 import type { ParentProxy } from './types';
 
 /**
@@ -68,14 +70,25 @@ export function policySetWarnings(files: readonly PolicyFileSpec[]): Problem[] {
       warnings.push({ file, line: client.line, message: `client group "${client.name}" names users, but settings.auth is off: no request is authenticated` });
     }
     for (const rule of rules) {
-      for (const pattern of rule.hostPatterns.filter(isOverBroad)) {
-        warnings.push({ file, line: rule.line, message: `rule "${rule.name}": host pattern "${pattern}" is very broad` });
-      }
+      warnings.push(...hostWarnings(file, rule));
       if (rule.mode === 'report' && rule.action === 'allow') {
         warnings.push({ file, line: rule.line, message: `rule "${rule.name}": "mode: report" has no effect on an allow rule` });
       }
     }
   }
+  return warnings;
+}
+
+function hostWarnings(file: string, rule: RuleSpec): Problem[] {
+  const warnings: Problem[] = [];
+  rule.hosts.forEach((entry, i) => {
+    if (entry.kind !== 'name') return;
+    const shown = quotePattern(entry.pattern, entry.written);
+    if (isOverBroad(entry.pattern)) warnings.push({ file, line: rule.line, message: `rule "${rule.name}": host pattern ${shown} is very broad` });
+    if (entry.written === undefined) return;
+    const line = rule.hostLines[i] ?? rule.line;
+    for (const message of idnWarnings(entry.written, shown)) warnings.push({ file, line, message: `rule "${rule.name}": ${message}` });
+  });
   return warnings;
 }
 

@@ -2,6 +2,7 @@ import { isMap, isScalar } from 'yaml';
 import type { Action, Mode, ParentProxy, TlsMode } from './types';
 import { readParentProxy } from './parent-schema';
 import { parseHostEntry, type HostEntry } from './host-match';
+import { displayPattern } from './idn-pattern';
 import { NAME_PATTERN, NAME_RULE } from './client-schema';
 import { fieldNamed, isMistyped, lineOf, readChoice, readList, readMap, readScalar, readString, readStringList, report } from './yaml-read';
 import type { Field, FileContext, Located } from './yaml-read';
@@ -19,7 +20,12 @@ export interface RuleSpec {
   action: Action;
   clients: Array<Located<string>> | null;
   hosts: HostEntry[];
-  /** The host entries as normalised text, for messages and the admin UI. */
+  /** Line of each entry of `hosts`, in the same order (warnings about one entry). */
+  hostLines: number[];
+  /**
+   * The host entries as normalised text, for messages and the admin UI; a pattern written in
+   * Unicode reads `münchen.example (xn--mnchen-3ya.example)`: as written, then what is matched.
+   */
   hostPatterns: string[];
   ports: PortSpec;
   /** Upper-case. */
@@ -84,13 +90,13 @@ function fail(ctx: FileContext, line: number, message: string): null {
   return null;
 }
 
-function readHosts(ctx: FileContext, field: Field | undefined, rule: RuleNode): HostEntry[] | null {
+function readHosts(ctx: FileContext, field: Field | undefined, rule: RuleNode): Array<Located<HostEntry>> | null {
   if (field === undefined) return missing(ctx, rule, 'hosts', '; use ["**"] for every name (IP literals need "0.0.0.0/0", "::/0")');
   const label = rule.label;
-  const entries: HostEntry[] = [];
+  const entries: Array<Located<HostEntry>> = [];
   for (const item of readStringList(ctx, field.node, field.line, `${label}: hosts`) ?? []) {
     const parsed = parseHostEntry(item.value);
-    if (parsed.ok) entries.push(parsed.entry);
+    if (parsed.ok) entries.push({ value: parsed.entry, line: item.line });
     else report(ctx, item.line, `${label}: ${parsed.message}`);
   }
   return entries;
@@ -187,11 +193,12 @@ function readRule(ctx: FileContext, rule: RuleNode): RuleSpec | null {
     tls: readTls(ctx, field('tls'), label),
   };
   if (name === null || action === null || hosts === null) return null;
-  return { ...parts, name, action, hosts, hostPatterns: hosts.map(hostText) };
+  const entries = hosts.map((h) => h.value);
+  return { ...parts, name, action, hosts: entries, hostLines: hosts.map((h) => h.line), hostPatterns: entries.map(hostText) };
 }
 
 function hostText(entry: HostEntry): string {
-  return entry.kind === 'name' ? entry.pattern : entry.range.cidr;
+  return entry.kind === 'name' ? displayPattern(entry.pattern, entry.written) : entry.range.cidr;
 }
 
 export function readRules(ctx: FileContext, field: Field): RuleSpec[] {

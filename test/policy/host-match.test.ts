@@ -31,6 +31,11 @@ describe('name patterns: * is one label, ** is zero or more', () => {
     ['_dmarc.example.com', '_dmarc.example.com', true],
     ['xn--bcher-kva.example', 'bücher.example', true],
     ['**.xn--bcher-kva.example', 'www.bücher.example', true],
+    ['*.bücher.example', 'www.xn--bcher-kva.example', true],
+    ['*.bücher.example', 'WWW.BÜCHER.EXAMPLE.', true],
+    ['*.bücher.example', 'www.bucher.example', false],
+    ['münchen.example', 'xn--mnchen-3ya.example', true],
+    ['münchen.example', 'MÜNCHEN.example', true],
   ])('%s vs %s -> %s', (pattern, host, expected) => {
     expect(matches(pattern, host)).toBe(expected);
   });
@@ -83,7 +88,7 @@ describe('entries are parsed and canonicalised', () => {
     ['https://github.com/x', 'host "https://github.com/x" is a URL; write the host only: "github.com"'],
     ['a..example', 'host pattern "a..example" has an empty label'],
     ['', 'empty host pattern'],
-    ['*.bücher.example', 'host pattern "*.bücher.example" is not ASCII; use "*.xn--bcher-kva.example"'],
+    ['*.bü?her.example', 'host pattern "*.bü?her.example": label "bü?her" mixes a wildcard with non-ASCII letters, which cannot be compared in punycode; make the wildcard a whole label ("*")'],
     ['!example.com', 'host pattern "!example.com": only letters, digits, "-", "_" and the wildcards "*", "**" and "?" are allowed'],
   ])('%s is refused', (raw, message) => {
     expect(parseHostEntry(raw)).toEqual({ ok: false, message });
