@@ -3,6 +3,8 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { encodeBatch } from '../src/audit/log/entry-codec';
 import { FRAME_HEADER_BYTES, segmentHeader } from '../src/audit/log/frame';
+import { IndexConsumer } from '../src/audit/log/index-consumer';
+import { readStep } from '../src/audit/log/index-step';
 import { dropSegmentsBefore } from '../src/audit/log/retention';
 import { SegmentLog } from '../src/audit/log/segment-log';
 import type { SegmentLogOptions } from '../src/audit/log/segment-log';
@@ -280,5 +282,35 @@ describe('the chain in the writer', () => {
       log.close();
     }
     expect(verifyChain(dir, { key: null }).break).toBeNull();
+  });
+});
+
+describe('readers of records skip the chain checkpoints', () => {
+  test('the index holds every record of a chained log of many segments, and reads nothing else', () => {
+    writeLog();
+    expect(listSegments(dir).length).toBeGreaterThan(3);
+    const consumer = new IndexConsumer({ file: db, logDir: dir });
+    try {
+      // 120 entries applied; no checkpoint read as an entry, none counted as damage.
+      expect(consumer.catchUp()).toBe(120);
+      const rows = consumer.db.prepare('SELECT id, host, ended_at_ms IS NOT NULL AS done FROM requests ORDER BY id').all() as Array<{ id: number; host: string; done: number }>;
+      expect(rows.map((r) => r.id)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+      expect(rows.every((r) => r.done === 1 && /^host\d+\.example\.com$/.test(r.host))).toBe(true);
+    } finally {
+      consumer.close();
+    }
+  });
+
+  test('a follower step (index, shipping, access log) moves past checkpoints and never returns one', () => {
+    writeLog({}, 3);
+    // A new segment holding nothing but its checkpoint.
+    SegmentLog.open({ dir }).close();
+    const segments = listSegments(dir);
+    const read = readStep(dir, { segment: 0, offset: 0 }, 1000);
+    expect(read.damage).toEqual([]);
+    expect(read.entries.map((e) => e.type).sort()).toEqual([...Array(6).fill('complete'), ...Array(6).fill('open')]);
+    // The trailing checkpoint is passed too, so a follower does not re-read it each step.
+    expect(read.next).toEqual({ segment: segments.at(-1)?.sequence, offset: fs.statSync(segments.at(-1)?.file ?? '').size });
+    expect(readStep(dir, read.next, 1000).entries).toEqual([]);
   });
 });
