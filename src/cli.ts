@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { runAdmin } from './commands/admin';
-import { runAuditPrune } from './commands/audit';
+import { runAuditPrune, runAuditVerify } from './commands/audit';
 import { runPolicyCheck, runPolicyReplay, runPolicyUnused } from './commands/policy';
 import { runPolicyTest } from './commands/policy-test';
 import { runServe } from './commands/serve';
@@ -22,6 +22,8 @@ usage:
                                            rules with no recorded hits, and expiring rules
   tollgate audit prune --audit-url URL --older-than DURATION
                                            delete old records of the shared history (PostgreSQL)
+  tollgate audit verify --db FILE [--expect-head HASH] [--audit-key FILE]
+                                           check the audit log's chain of hashes (tampering)
   tollgate users add NAME                  print a users-file line (password from stdin or a prompt)
 
 Run "tollgate <command> --help" for a command's options.
@@ -34,6 +36,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'admin') return runAdmin(argv.slice(1));
   if (command === 'users') return runUsers(argv.slice(1));
   if (command === 'audit' && sub === 'prune') return runAuditPrune(rest);
+  if (command === 'audit' && sub === 'verify') return runAuditVerify(rest);
   if (command === 'policy' && sub === 'check') return runPolicyCheck(rest);
   if (command === 'policy' && sub === 'test') return runPolicyTest(rest);
   if (command === 'policy' && sub === 'replay') return runPolicyReplay(rest);

@@ -6,6 +6,7 @@ import { ConfigError } from './config-error';
 import { parseMinFreeDisk } from './config-size';
 import type { MinFreeDisk } from './config-size';
 import { isInMemory } from './audit/connection';
+import { AuditKeyError, readAuditKey } from './audit/log/verify-chain';
 import { AuditUrlError, resolveAuditUrl } from './fleet/audit-url';
 import { parseRange } from './policy/ip-range';
 import type { IpRange } from './policy/ip-range';
@@ -46,6 +47,11 @@ export interface ServeConfig {
   readonly minFreeDisk: MinFreeDisk;
   /** PRAGMA synchronous=FULL: every audit commit is fsynced (survives a power cut). */
   readonly auditFsync: boolean;
+  /**
+   * --audit-key: the file whose bytes key the audit log's chain (HMAC-SHA256), or null for plain
+   * SHA-256. The path only, checked at load: the key is read where the log is opened, never kept here.
+   */
+  readonly auditKeyFile: string | null;
   /** Where audit records are shipped (PostgreSQL), or null; never logged whole (redactAuditUrl). */
   readonly auditUrl: string | null;
   /** This replica's name in the shared history. */
@@ -89,6 +95,7 @@ export const SERVE_OPTIONS = {
   minFreeDisk: { flag: 'min-free-disk', env: 'TOLLGATE_MIN_FREE_DISK', fallback: '1GiB,5%', help: 'free space below which requests get 503: SIZE, PERCENT% or both, the smaller applies (0 = off)' },
   accessLog: { flag: 'access-log', env: 'TOLLGATE_ACCESS_LOG', fallback: '', help: 'one JSON line per completed record: stdout or FILE (reopened on SIGUSR1; off by default)' },
   auditFsync: { flag: 'audit-fsync', env: 'TOLLGATE_AUDIT_FSYNC', fallback: 'false', help: 'fsync every audit commit (survives a power cut; costs write throughput)', boolean: true },
+  auditKey: { flag: 'audit-key', env: 'TOLLGATE_AUDIT_KEY', fallback: '', help: 'key the audit log\'s chain of hashes (HMAC-SHA256) with this file\'s bytes (mode 0600); see tollgate audit verify' },
   auditUrl: { flag: 'audit-url', env: 'TOLLGATE_AUDIT_URL', fallback: '', help: 'ship audit records to this PostgreSQL URL (prefer the variable or --audit-url-file: a flag shows in the process list)' },
   auditUrlFile: { flag: 'audit-url-file', env: 'TOLLGATE_AUDIT_URL_FILE', fallback: '', help: 'read the PostgreSQL URL from this file' },
   proxyProtocolFrom: { flag: 'proxy-protocol-from', env: 'TOLLGATE_PROXY_PROTOCOL_FROM', fallback: '', help: 'CIDR[,CIDR...]: load balancers that must send a PROXY protocol v1/v2 header (refused from anyone else; off by default)' },
@@ -168,6 +175,18 @@ function checkWorkerShares(config: ServeConfig): void {
   }
 }
 
+/** --audit-key: refused at start when empty, unreadable or readable by others (never echoed). */
+function auditKeyFileOf(file: string): string | null {
+  if (file === '') return null;
+  try {
+    readAuditKey(file);
+  } catch (err) {
+    if (err instanceof AuditKeyError) throw new ConfigError(err.message);
+    throw err;
+  }
+  return file;
+}
+
 /** --audit-url or --audit-url-file (one of them), checked without ever echoing the URL. */
 function auditUrlOf(url: string, file: string): string | null {
   try {
@@ -228,6 +247,7 @@ export function resolveServeConfig(
     retainMs: parseDuration(pick('retain'), '--retain'),
     minFreeDisk: parseMinFreeDisk(pick('minFreeDisk'), '--min-free-disk'),
     auditFsync: parseBoolean(pick('auditFsync'), '--audit-fsync'),
+    auditKeyFile: auditKeyFileOf(pick('auditKey')),
     auditUrl: auditUrlOf(pick('auditUrl'), pick('auditUrlFile')),
     node: parseNodeName(pick('node')),
     accessLog: pick('accessLog') === '' ? null : pick('accessLog'),
@@ -238,6 +258,9 @@ export function resolveServeConfig(
   checkWorkerShares(config);
   if (config.auditUrl !== null && isInMemory(config.dbFile)) {
     throw new ConfigError('--audit-url needs an audit file (--db FILE): an in-memory store has no log to ship from');
+  }
+  if (config.auditKeyFile !== null && isInMemory(config.dbFile)) {
+    throw new ConfigError('--audit-key keys the audit log\'s chain, which an in-memory --db does not have: give --db a file');
   }
   if (config.accessLog !== null && isInMemory(config.dbFile)) {
     throw new ConfigError('--access-log follows the audit log, which an in-memory --db does not have: give --db a file');

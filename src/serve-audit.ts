@@ -8,6 +8,7 @@ import { Retention } from './audit/retention';
 import type { PruneReport } from './audit/retention';
 import { openAuditStore } from './audit/store';
 import type { AuditStateChange } from './audit/store';
+import { readAuditKey } from './audit/log/verify-chain';
 import { LoggedStore } from './audit/logged-store';
 import type { ServingStore, WriterThreadOptions } from './audit/writer-thread';
 import { MIN_FREE_DISK_OFF } from './config-size';
@@ -36,6 +37,8 @@ export function openServingAudit(config: ServeConfig, log: Logger, metrics: Prox
   const inMemory = isInMemory(config.dbFile);
   const options: WriterThreadOptions = {
     fsync: config.auditFsync,
+    // Read here, at open, so the key's bytes live in the writer alone (and its thread's data).
+    chainKey: config.auditKeyFile === null ? null : readAuditKey(config.auditKeyFile),
     onStateChange: (change) => logAuditState(log, change),
     retainMs: config.retainMs,
     onPruned: (report) => logPruned(log, metrics, report),

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { buildAdminApp } from './admin/app';
@@ -8,6 +9,9 @@ import type { DiskWatermark } from './audit/disk-watermark';
 import { completeAtShutdown, completeLeftOpen } from './audit/left-open';
 import type { AtShutdown } from './audit/left-open';
 import type { ServingStore } from './audit/writer-thread';
+import type { ChainHeadView } from './admin/routes/audit-head';
+import { auditLogDir, readTextIfExists } from './audit/log/segment-files';
+import { STORE_ID_FILE } from './fleet/store-id';
 import { ConfigError } from './config';
 import type { ServeConfig } from './config';
 import { descriptorsNeeded } from './descriptors';
@@ -76,6 +80,7 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
     policy: () => ({ policy: holder.active().policy, lastReload: holder.lastReload }),
     metrics,
     node: config.node,
+    auditHeads: auditHeadsOf(store, config.dbFile),
   });
   let proxyAddress: AddressInfo;
   let adminAddress: AddressInfo;
@@ -210,6 +215,21 @@ function readiness(
       ...(ship !== null ? { ship: ship.readiness(authenticated) } : {}),
       ...proxy.detail,
     },
+  };
+}
+
+/**
+ * GET /api/audit/head: the writer's chain head, named by the store's id (store-id, read at each
+ * request: it is made at start, and `local` until then). None for an in-memory store.
+ */
+function auditHeadsOf(store: ServingStore, dbFile: string): (() => ChainHeadView[]) | undefined {
+  if (store.head === undefined) return undefined;
+  const logDir = auditLogDir(dbFile);
+  return () => {
+    const head = store.head?.() ?? null;
+    if (head === null) return [];
+    const id = readTextIfExists(path.join(logDir, STORE_ID_FILE))?.trim();
+    return [{ chain: id === undefined || id === '' ? 'local' : id, id: head.id, hash: head.hash }];
   };
 }
 

@@ -117,9 +117,9 @@ describe('audit log entry codec', () => {
   test('the binary head gives type, id and the entry time without parsing JSON', () => {
     const heads = payloads(encodeBatch(ENTRIES)).map(readEntryHead);
     expect(heads).toEqual([
-      { type: 'open', id: 1, timeMs: OPEN.startedAt.getTime() },
-      { type: 'complete', id: 1, timeMs: DONE.endedAt.getTime() },
-      { type: 'finished', id: 2 ** 40, timeMs: DONE.endedAt.getTime() },
+      { type: 'open', id: 1, timeMs: OPEN.startedAt.getTime(), chained: false },
+      { type: 'complete', id: 1, timeMs: DONE.endedAt.getTime(), chained: false },
+      { type: 'finished', id: 2 ** 40, timeMs: DONE.endedAt.getTime(), chained: false },
     ]);
   });
 

@@ -11,6 +11,8 @@ import type { ProxyMetrics } from '../metrics';
 import { isAuthenticated, registerAccessControl } from './access';
 import { LOGIN_LIMIT_DEFAULTS, LoginLimiter } from './login-limiter';
 import type { PolicySnapshot } from './policy-view';
+import { registerAuditHeadRoutes } from './routes/audit-head';
+import type { ChainHeadView } from './routes/audit-head';
 import { registerExportRoutes } from './routes/export';
 import { registerHealthRoutes } from './routes/health';
 import type { ReadinessReport, ReadinessView } from './routes/health';
@@ -53,6 +55,8 @@ export interface AdminAppOptions {
   metrics?: ProxyMetrics;
   /** "now" for relative times (since=24h), sessions and login limits; tests pass their own. */
   clock?: () => Date;
+  /** GET /api/audit/head: the chain heads this process writes (serve); absent answers 501. */
+  auditHeads?: () => ChainHeadView[];
   /** How long a UI login lasts (default 12 h). */
   sessionTtlMs?: number;
   /** How request searches pace themselves; tests shrink it to see partial pages. */
@@ -139,6 +143,12 @@ export function buildAdminApp(opts: AdminAppOptions): FastifyInstance {
   registerStatsRoutes(app, { reader, clock });
   registerPolicyRoutes(app, { reader, clock, policy: opts.policy, noPolicyReason: opts.noPolicyReason });
   registerMetricsRoute(app, opts.metrics);
+  registerAuditHeadRoutes(app, {
+    heads: opts.auditHeads,
+    noHeadsReason: opts.reader !== undefined
+      ? 'the shared history (--audit-url) has no chain heads yet: ask each node\'s serve, or run tollgate audit verify --db on its log'
+      : 'this store keeps no audit log chain (an in-memory --db)',
+  });
   app.register(fastifyStatic, { root: WEB_ADMIN_DIR, prefix: '/', index: 'index.html' });
   return app;
 }

@@ -7,6 +7,7 @@ import type { AuditCompletion, AuditOpen } from './record-types';
 import { encodeBatch, EntryEncodeError } from './log/entry-codec';
 import { IndexConsumer } from './log/index-consumer';
 import type { RecoveryReport } from './log/log-recovery';
+import type { AuditChainHead } from './write-health';
 import { SegmentLog } from './log/segment-log';
 import type { NewEntry } from './log/segment-log';
 import { auditLogDir } from './log/segment-files';
@@ -55,7 +56,7 @@ export class LogAuditStore {
     } finally {
       index.close();
     }
-    this.log = SegmentLog.open({ dir, fsync: this.settings.fsync, firstId, maxSegmentAgeMs: segmentAgeFor(retainMs) });
+    this.log = SegmentLog.open({ dir, fsync: this.settings.fsync, firstId, maxSegmentAgeMs: segmentAgeFor(retainMs), chainKey: options.chainKey ?? null, clock: this.settings.clock });
     this.damage = describeRecovery(this.log.recovery);
     this.state = new WriteHealth({
       clock: this.settings.clock,
@@ -157,6 +158,12 @@ export class LogAuditStore {
 
   health(): AuditHealth {
     return this.state.snapshot();
+  }
+
+  /** The chain's head (GET /api/audit/head): what `audit verify` ends at, as of the last batch. */
+  head(): AuditChainHead {
+    const { id, hash } = this.log.head();
+    return { id, hash: hash.toString('hex') };
   }
 
   close(): void {

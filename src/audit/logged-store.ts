@@ -4,7 +4,7 @@ import type { IndexStatus } from './index-protocol';
 import { IndexThread } from './index-thread';
 import type { IndexThreadOptions } from './index-thread';
 import type { AuditOpen } from './record-types';
-import type { AuditHealth } from './write-health';
+import type { AuditChainHead, AuditHealth } from './write-health';
 import { LogAuditStore } from './log-store';
 import { openReader, WriterThread } from './writer-thread';
 import type { ServingStore, WriterThreadOptions } from './writer-thread';
@@ -65,6 +65,10 @@ export class LoggedStore implements ServingStore {
 
   isWritable(): boolean {
     return this.writer.isWritable();
+  }
+
+  head(): AuditChainHead | null {
+    return this.writer.head?.() ?? null;
   }
 
   completeOpenRecords(endedAt: Date, error: string): number {

@@ -16,6 +16,11 @@ export interface AuditStoreOptions {
   fsync?: boolean;
   /** The write-ahead log's checkpoints, run from a worker thread (checkpointer.ts). */
   checkpoint?: Partial<CheckpointerOptions>;
+  /**
+   * --audit-key (the audit log's writer only): the chain of the log is HMAC-SHA256 with this key
+   * rather than plain SHA-256. Bytes, so it crosses to the writer thread in its worker data.
+   */
+  chainKey?: Uint8Array | null;
   /** One call per transition (failing, recovered, reopened), meant for one log line each. */
   onStateChange?: (change: AuditStateChange) => void;
   /**
@@ -44,7 +49,7 @@ export const AUDIT_STORE_DEFAULTS = Object.freeze({
   maxPendingCompletions: 10_000,
 });
 
-export type Settings = Required<Omit<AuditStoreOptions, 'onStateChange' | 'beforeReopen' | 'checkpoint'>> & { checkpoint: CheckpointerOptions };
+export type Settings = Required<Omit<AuditStoreOptions, 'onStateChange' | 'beforeReopen' | 'checkpoint' | 'chainKey'>> & { checkpoint: CheckpointerOptions };
 
 /** Defaults filled in and checked once, at open: a bad value is a RangeError, not a stuck store. */
 export function settingsFrom(opts: AuditStoreOptions): Settings {

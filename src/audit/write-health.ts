@@ -16,6 +16,15 @@ export interface AuditHealth {
   logDamage?: string | null;
 }
 
+/**
+ * The audit log chain's head (GET /api/audit/head): the last entry's record id and its hash in
+ * hex, as `tollgate audit verify` prints it. Not in AuditHealth: /readyz shows that unauthenticated.
+ */
+export interface AuditChainHead {
+  id: number;
+  hash: string;
+}
+
 /** One transition, for a single log line: `message` is written to be logged as it is. */
 export interface AuditStateChange {
   event: 'failing' | 'recovered' | 'reopened' | 'damaged';

@@ -4,7 +4,7 @@ import type { AuditOpen } from './record-types';
 import type { PruneReport } from './retention';
 import type { WorkerModule } from './start-worker';
 import type { AuditStoreOptions } from './store-options';
-import type { AuditHealth, AuditStateChange } from './write-health';
+import type { AuditChainHead, AuditHealth, AuditStateChange } from './write-health';
 
 /** The messages between writer-thread.ts (the proxy's thread) and writer-worker.ts. */
 
@@ -50,7 +50,7 @@ export type CallRequest =
 
 /** health is null only when the store could not be opened at all. */
 export type CallReply =
-  | { seq: number; ok: true; value: number | boolean | null | CompletionEntry[]; health: AuditHealth }
+  | { seq: number; ok: true; value: number | boolean | null | CompletionEntry[]; health: AuditHealth; head?: AuditChainHead | null }
   | { seq: number; ok: false; error: RemoteError; health: AuditHealth | null };
 
 /** Parent to worker. */
@@ -60,7 +60,8 @@ export type WorkerMessage =
 
 /** Worker to parent, on the parent port: a batch's outcome, or a state change to log. */
 export type BatchReply =
-  | { kind: 'batch'; seq: number; ok: true; ids: Array<number | RemoteError>; refusedCompletions: number; health: AuditHealth }
+  /** `head`: the log's chain head after the batch (log-store.ts only), mirrored by the parent. */
+  | { kind: 'batch'; seq: number; ok: true; ids: Array<number | RemoteError>; refusedCompletions: number; health: AuditHealth; head: AuditChainHead | null }
   | { kind: 'batch'; seq: number; ok: false; error: RemoteError; health: AuditHealth };
 
 export type ParentMessage =

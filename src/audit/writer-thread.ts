@@ -13,7 +13,7 @@ import type { AuditStore } from './store';
 import { AUDIT_STORE_DEFAULTS } from './store-options';
 import type { AuditStoreOptions } from './store-options';
 import { AuditUnavailableError, describeError } from './write-health';
-import type { AuditHealth, AuditStateChange } from './write-health';
+import type { AuditChainHead, AuditHealth, AuditStateChange } from './write-health';
 import { ASKED, CLOSED, GONE, READER, REPLY } from './writer-protocol';
 import type { CallReply, CallRequest, ParentMessage, PortableStoreOptions, RemoteError, WorkerMessage, WriterWorkerData } from './writer-protocol';
 
@@ -26,6 +26,8 @@ export type ServingStore = BatchTarget & Pick<AuditStore, 'file' | 'db' | 'isWri
   syncIndex?(): Promise<boolean>;
   indexStatus?(): IndexStatus;
   closeIndex?(): Promise<void>;
+  /** The audit log's chain head (GET /api/audit/head); null where the store keeps no chain. */
+  head?(): AuditChainHead | null;
 };
 
 /** The store's options that can cross to a thread, the state-change callback, and retention. */
@@ -81,6 +83,8 @@ export class WriterThread implements ServingStore {
   private readonly waiting = new Map<number, Waiting>();
   private reader: Database.Database;
   private mirror: AuditHealth;
+  /** The chain head as of the last answer from the thread (log-store.ts writers only). */
+  private headMirror: AuditChainHead | null = null;
   private seq = 0;
   private lost: Error | null = null;
   private closed = false;
@@ -112,6 +116,10 @@ export class WriterThread implements ServingStore {
 
   health(): AuditHealth {
     return this.mirror;
+  }
+
+  head(): AuditChainHead | null {
+    return this.headMirror;
   }
 
   commitBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[], finished: readonly FinishedEntry[] = []): Promise<BatchOutcome> {
@@ -184,6 +192,7 @@ export class WriterThread implements ServingStore {
       return { ok: false, error: opened.error };
     }
     worker.unref();
+    if (opened.ok && opened.head !== undefined) this.headMirror = opened.head;
     return { ok: true, thread, health: opened.health };
   }
 
@@ -199,6 +208,7 @@ export class WriterThread implements ServingStore {
     const reply = this.waitForReply(this.thread, seq, this.callWaitMs);
     if (reply.health !== null) this.mirror = reply.health;
     if (!reply.ok) throw fromRemote(reply.error);
+    if (reply.head !== undefined) this.headMirror = reply.head;
     return reply.value;
   }
 
@@ -234,6 +244,7 @@ export class WriterThread implements ServingStore {
     if (message.kind === 'state') return this.stateChanged(message.change);
     if (message.kind === 'pruned') return this.pruned(message.report);
     this.mirror = message.health;
+    if (message.ok) this.headMirror = message.head;
     const waiting = this.waiting.get(message.seq);
     if (waiting === undefined) return;
     this.waiting.delete(message.seq);

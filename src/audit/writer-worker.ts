@@ -5,7 +5,7 @@ import { LogAuditStore } from './log-store';
 import { openAuditStore } from './store';
 import type { AuditStore } from './store';
 import type { AuditStoreOptions } from './store-options';
-import type { AuditStateChange } from './write-health';
+import type { AuditChainHead, AuditStateChange } from './write-health';
 import { ANSWERED, ASKED, CLOSED, GONE, READER, REPLY } from './writer-protocol';
 import type {
   BatchReply, CallReply, CallRequest, ParentMessage, RemoteError, WorkerMessage, WriterWorkerData,
@@ -64,7 +64,13 @@ function stateChanged(change: AuditStateChange): void {
 }
 
 /** What this thread needs of a store: the SQLite store (store.ts) or the log (log-store.ts). */
-type WorkerStore = Pick<AuditStore, 'commitBatch' | 'completeOpenRecords' | 'heldCompletions' | 'isWritable' | 'health' | 'close'>;
+type WorkerStore = Pick<AuditStore, 'commitBatch' | 'completeOpenRecords' | 'heldCompletions' | 'isWritable' | 'health' | 'close'>
+  & { head?(): AuditChainHead };
+
+/** The chain head the parent mirrors (GET /api/audit/head); the SQLite store has none. */
+function headOf(store: WorkerStore): AuditChainHead | null {
+  return store.head === undefined ? null : store.head();
+}
 
 function open(): WorkerStore | null {
   const options: AuditStoreOptions = {
@@ -86,7 +92,7 @@ function call(store: WorkerStore, seq: number, request: CallRequest): CallReply 
       case 'isWritable':
         return { seq, ok: true, value: store.isWritable(), health: store.health() };
       case 'completeOpenRecords':
-        return { seq, ok: true, value: store.completeOpenRecords(request.endedAt, request.error), health: store.health() };
+        return { seq, ok: true, value: store.completeOpenRecords(request.endedAt, request.error), health: store.health(), head: headOf(store) };
       case 'heldCompletions':
         return { seq, ok: true, value: store.heldCompletions(), health: store.health() };
       case 'close':
@@ -109,6 +115,7 @@ function batch(store: WorkerStore, message: Extract<WorkerMessage, { kind: 'batc
       ids: outcome.ids.map((id) => (typeof id === 'number' ? id : remote(id))),
       refusedCompletions: outcome.refusedCompletions,
       health: store.health(),
+      head: headOf(store),
     };
   } catch (err) {
     return { kind: 'batch', seq: message.seq, ok: false, error: remote(err), health: store.health() };
@@ -134,7 +141,7 @@ function startRetention(store: WorkerStore): Retention | null {
 const store = open();
 const retention = store === null ? null : startRetention(store);
 if (store !== null) {
-  answer({ seq: 0, ok: true, value: null, health: store.health() });
+  answer({ seq: 0, ok: true, value: null, health: store.health(), head: headOf(store) });
   port.on('message', (message: WorkerMessage) => {
     if (message.kind === 'batch') post(batch(store, message));
     else answer(call(store, message.seq, message.request));

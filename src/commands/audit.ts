@@ -3,6 +3,10 @@ import { ConfigError } from '../config-error';
 import { parseDuration } from '../config';
 import { AuditUrlError, describeAuditError, openAuditPool, redactAuditUrl, resolveAuditUrl } from '../fleet/audit-url';
 import { DEFAULT_PRUNE_BATCH, pruneHistory } from '../fleet/pg-prune';
+import fs from 'node:fs';
+import { auditLogDir, listSegments } from '../audit/log/segment-files';
+import { AuditKeyError, HEAD_HEX, readAuditKey, verifyChain } from '../audit/log/verify-chain';
+import type { VerifyReport } from '../audit/log/verify-chain';
 
 const PRUNE_HELP = `usage: tollgate audit prune (--audit-url URL | --audit-url-file FILE) --older-than DURATION
                            [--batch-size N]
@@ -75,4 +79,93 @@ export async function runAuditPrune(args: string[]): Promise<number> {
   } finally {
     await pool.end().catch(() => undefined);
   }
+}
+
+const VERIFY_HELP = `usage: tollgate audit verify --db FILE [--expect-head HASH] [--audit-key FILE]
+
+Walk the audit log beside --db FILE (its segments, in order) and recompute the chain of hashes
+every entry carries. Exit 0 and the count when the chain is whole (and ends at --expect-head, a
+head witnessed elsewhere: GET /api/audit/head, or an earlier run of this command); exit 1 with
+"record N: ..." at the first break (an edited entry, entries removed or reordered, a segment
+missing, damage); 2 for bad input. --audit-key FILE (or TOLLGATE_AUDIT_KEY): the key serve
+chained with (HMAC-SHA256). Entries written before the chain existed are counted apart, not
+verified. --audit-url (the shared history in PostgreSQL) is not supported yet.
+`;
+
+interface VerifyArgs {
+  dir: string;
+  expectHead: string | null;
+  key: Buffer | null;
+}
+
+function verifyArgs(args: string[]): VerifyArgs | number {
+  const fail = (message: string): number => {
+    process.stderr.write(`tollgate audit verify: ${message}\n\n${VERIFY_HELP}`);
+    return 2;
+  };
+  try {
+    const { values, positionals } = parseArgs({
+      args, allowPositionals: true, strict: true,
+      options: {
+        db: { type: 'string' }, 'audit-url': { type: 'string' }, 'expect-head': { type: 'string' },
+        'audit-key': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      },
+    });
+    if (values.help) {
+      process.stdout.write(VERIFY_HELP);
+      return 0;
+    }
+    if (positionals.length > 0) return fail(`unexpected argument "${positionals[0]}"`);
+    if (values['audit-url'] !== undefined) return fail('--audit-url is not supported yet: verify a node\'s own log with --db FILE');
+    if (values.db === undefined) return fail('--db FILE is required');
+    const dir = auditLogDir(values.db);
+    if (!fs.existsSync(values.db) && !fs.existsSync(dir)) return fail(`--db ${values.db}: no such store (neither the file nor its log folder exists)`);
+    if (listSegments(dir).length === 0) return fail(`--db ${values.db}: the store has no audit log (${dir} holds no segment)`);
+    const expectHead = values['expect-head'] ?? null;
+    if (expectHead !== null && !HEAD_HEX.test(expectHead)) return fail('--expect-head: expected 64 hex digits (a SHA-256 hash)');
+    const keyFile = values['audit-key'] ?? (process.env.TOLLGATE_AUDIT_KEY || undefined);
+    const key = keyFile === undefined ? null : readAuditKey(keyFile);
+    return { dir, expectHead: expectHead?.toLowerCase() ?? null, key };
+  } catch (err) {
+    if (err instanceof AuditKeyError || (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) return fail((err as Error).message);
+    throw err;
+  }
+}
+
+/** The one line `audit verify` prints for a whole chain. */
+export function describeVerified(report: VerifyReport): string {
+  const n = (v: number): string => v.toLocaleString('en-US');
+  const records = report.firstId === null ? '' : ` (records ${report.firstId}..${report.lastId})`;
+  const extra = [
+    report.fromCheckpoint === null ? null : `from the checkpoint after record ${report.fromCheckpoint} (older segments removed)`,
+    report.unchained === 0 ? null : `${n(report.unchained)} entries written before the chain not verified`,
+  ].filter((part) => part !== null);
+  return `verified ${n(report.verified)} entries${records}, head ${report.head.hash.toString('hex')}${extra.length === 0 ? '' : `; ${extra.join('; ')}`}`;
+}
+
+/** `tollgate audit verify` */
+export function runAuditVerify(args: string[]): number {
+  const parsed = verifyArgs(args);
+  if (typeof parsed === 'number') return parsed;
+  let report: VerifyReport;
+  try {
+    report = verifyChain(parsed.dir, { key: parsed.key });
+  } catch (err) {
+    process.stderr.write(`tollgate audit verify: cannot read the log: ${(err as Error).message}\n`);
+    return 2;
+  }
+  if (report.break !== null) {
+    const at = report.break.id === null ? 'log' : `record ${report.break.id}`;
+    process.stdout.write(`${at}: ${report.break.message}\n`);
+    process.stdout.write(`verified before the break: ${report.verified} entries\n`);
+    return 1;
+  }
+  const head = report.head.hash.toString('hex');
+  if (parsed.expectHead !== null && parsed.expectHead !== head) {
+    process.stdout.write(`record ${report.head.id}: the chain ends at head ${head}, not at the expected head ${parsed.expectHead} `
+      + '(entries after the witnessed head removed, or a chain rewritten)\n');
+    return 1;
+  }
+  process.stdout.write(`${describeVerified(report)}\n`);
+  return 0;
 }

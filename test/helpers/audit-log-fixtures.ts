@@ -42,7 +42,7 @@ export function readAll(dir: string, items: Iterable<LogItem> = readLog(dir)): R
   const back: ReadBack = { entries: [], damage: [] };
   for (const item of items) {
     if (item.kind === 'damage') back.damage.push(item.damage);
-    else back.entries.push({ entry: item.entry, ...item.position });
+    else if (item.kind === 'entry') back.entries.push({ entry: item.entry, ...item.position });
   }
   return back;
 }

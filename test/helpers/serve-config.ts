@@ -26,6 +26,7 @@ export function testServeConfig(overrides: Pick<ServeConfig, 'policiesDir' | 'db
     retainMs: 0,
     minFreeDisk: MIN_FREE_DISK_OFF,
     auditFsync: false,
+    auditKeyFile: null,
     auditUrl: null,
     node: 'test-node',
     accessLog: null,

@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import { clipText } from '../record-params';
 import type { AuditCompletion, AuditOpen } from '../record-types';
 import { FRAME_HEADER_BYTES, MAX_PAYLOAD_BYTES, sealFrame } from './frame';
@@ -18,8 +19,38 @@ export type LogEntry =
  * ended_at for a completion or a finished record. Arrays, not objects: no field names in every
  * entry, and JSON.stringify of an array literal is the cheapest encoding V8 offers.
  */
-const TAG = { open: 1, complete: 2, finished: 3 } as const;
-const PREFIX_BYTES = 13;
+const TAG = { open: 1, complete: 2, finished: 3, head: 4 } as const;
+export const PREFIX_BYTES = 13;
+
+/**
+ * The tamper-evident chain (issue 17). A tag with this bit set says HASH_BYTES follow the
+ * prefix: h_i = SHA-256(h_{i-1} || p_i), or HMAC-SHA256(key, h_{i-1} || p_i) with --audit-key,
+ * where p_i is the payload as an unchained entry is written (tag without the bit | id | time |
+ * JSON). The prefix stays where readEntryHead reads it and entries written before the chain read
+ * unchanged. A `head` entry (the first frame of every segment) carries the chain's head at the
+ * roll, not chained itself: the checkpoint a log cut by retention is verified from.
+ */
+export const CHAINED = 0x80;
+export const HASH_BYTES = 32;
+export const ZERO_HASH: Buffer = Buffer.alloc(HASH_BYTES);
+
+/** The chain's head: the last chained entry's record id and hash (0 and zeros before any). */
+export interface ChainHead {
+  id: number;
+  hash: Buffer;
+}
+
+/** What a writer chains with: its key (null: plain SHA-256) and the head so far. */
+export interface ChainState {
+  key: Buffer | null;
+  head: ChainHead;
+}
+
+/** h = H(prev || p), p given in up to two pieces (prefix and body) so nothing is copied. */
+export function chainHash(key: Buffer | null, prev: Buffer, prefix: Buffer, body: Buffer): Buffer {
+  const h = key === null ? crypto.createHash('sha256') : crypto.createHmac('sha256', key);
+  return h.update(prev).update(prefix).update(body).digest();
+}
 const MAX_U48 = 2 ** 48 - 1;
 
 /** An entry the codec refuses to write (an id or time out of range, a record too large). */
@@ -89,48 +120,114 @@ function checkU48(value: number, what: string): number {
  * EntryEncodeError, before anything is written, when any entry cannot be encoded.
  */
 export function encodeBatch(entries: readonly LogEntry[]): Buffer {
+  return encodeEntries(entries, null).bytes;
+}
+
+/**
+ * encodeBatch with every entry chained from `chain.head`; returns the head after the batch,
+ * which the writer adopts only once the batch is written (a failed write leaves it unchanged).
+ */
+export function encodeChainedBatch(entries: readonly LogEntry[], chain: ChainState): { bytes: Buffer; head: ChainHead } {
+  return encodeEntries(entries, chain);
+}
+
+function encodeEntries(entries: readonly LogEntry[], chain: ChainState | null): { bytes: Buffer; head: ChainHead } {
   const bodies = entries.map(bodyOf);
   const lengths = bodies.map((body) => Buffer.byteLength(body, 'utf8'));
+  const hashBytes = chain === null ? 0 : HASH_BYTES;
   let total = 0;
   for (const length of lengths) {
-    if (PREFIX_BYTES + length > MAX_PAYLOAD_BYTES) throw new EntryEncodeError(`an audit entry of ${length} bytes is too large`);
-    total += FRAME_HEADER_BYTES + PREFIX_BYTES + length;
+    if (PREFIX_BYTES + hashBytes + length > MAX_PAYLOAD_BYTES) throw new EntryEncodeError(`an audit entry of ${length} bytes is too large`);
+    total += FRAME_HEADER_BYTES + PREFIX_BYTES + hashBytes + length;
   }
   const out = Buffer.allocUnsafe(total);
+  let head = chain?.head ?? { id: 0, hash: ZERO_HASH };
   let at = 0;
   entries.forEach((entry, i) => {
     const payload = at + FRAME_HEADER_BYTES;
+    const body = payload + PREFIX_BYTES + hashBytes;
     out.writeUInt8(TAG[entry.type], payload);
     out.writeUIntLE(checkU48(entry.id, 'audit record id'), payload + 1, 6);
     out.writeUIntLE(checkU48(entryTime(entry).getTime(), 'audit entry time'), payload + 7, 6);
-    out.write(bodies[i], payload + PREFIX_BYTES, 'utf8');
-    sealFrame(out, at, PREFIX_BYTES + lengths[i]);
-    at = payload + PREFIX_BYTES + lengths[i];
+    out.write(bodies[i], body, 'utf8');
+    if (chain !== null) {
+      // Hashed with the tag as an unchained entry has it; then the bit is set and the hash placed.
+      const hash = chainHash(chain.key, head.hash, out.subarray(payload, payload + PREFIX_BYTES), out.subarray(body, body + lengths[i]));
+      out[payload] |= CHAINED;
+      hash.copy(out, payload + PREFIX_BYTES);
+      head = { id: entry.id, hash };
+    }
+    sealFrame(out, at, PREFIX_BYTES + hashBytes + lengths[i]);
+    at = body + lengths[i];
   });
+  return { bytes: out, head };
+}
+
+/** The frame of a `head` entry: the chain's head as it stands, written first in a segment. */
+export function encodeHeadEntry(head: ChainHead, time: Date): Buffer {
+  const payloadBytes = PREFIX_BYTES + HASH_BYTES + 2;
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payloadBytes);
+  const payload = FRAME_HEADER_BYTES;
+  out.writeUInt8(TAG.head | CHAINED, payload);
+  out.writeUIntLE(checkU48(head.id, 'audit record id'), payload + 1, 6);
+  out.writeUIntLE(checkU48(time.getTime(), 'audit entry time'), payload + 7, 6);
+  head.hash.copy(out, payload + PREFIX_BYTES);
+  out.write('[]', payload + PREFIX_BYTES + HASH_BYTES, 'latin1');
+  sealFrame(out, 0, payloadBytes);
   return out;
 }
 
 /** The binary prefix of a payload: enough for recovery and retention, without parsing JSON. */
 export interface EntryHead {
-  type: LogEntry['type'];
+  /** `head`: a chain checkpoint, not a record's entry; every reader of records skips it. */
+  type: LogEntry['type'] | 'head';
   id: number;
   timeMs: number;
+  /** The entry carries a chain hash (HASH_BYTES after the prefix). */
+  chained: boolean;
 }
 
-const TYPE_OF_TAG: ReadonlyArray<LogEntry['type'] | undefined> = [undefined, 'open', 'complete', 'finished'];
+const TYPE_OF_TAG: ReadonlyArray<EntryHead['type'] | undefined> = [undefined, 'open', 'complete', 'finished', 'head'];
 
 export function readEntryHead(payload: Buffer): EntryHead {
-  const type = TYPE_OF_TAG[payload[0]];
+  const chained = (payload[0] & CHAINED) !== 0;
+  const type = TYPE_OF_TAG[payload[0] & ~CHAINED];
   if (type === undefined) throw new EntryDecodeError(`unknown entry tag ${payload[0]}`);
-  return { type, id: payload.readUIntLE(1, 6), timeMs: payload.readUIntLE(7, 6) };
+  // A head entry is only ever written with its hash; one without is not what a writer made.
+  if (type === 'head' && !chained) throw new EntryDecodeError('head entry without a hash');
+  if (chained && payload.length < PREFIX_BYTES + HASH_BYTES + 2) throw new EntryDecodeError('chained entry too short for its hash');
+  return { type, id: payload.readUIntLE(1, 6), timeMs: payload.readUIntLE(7, 6), chained };
+}
+
+/** The hash a chained entry (or head entry) carries; null for an entry written before the chain. */
+export function storedHash(payload: Buffer): Buffer | null {
+  return (payload[0] & CHAINED) === 0 ? null : payload.subarray(PREFIX_BYTES, PREFIX_BYTES + HASH_BYTES);
+}
+
+/** A head entry's checkpoint: the id and hash of the last chained entry before it. */
+export function decodeHeadEntry(payload: Buffer): ChainHead {
+  const head = readEntryHead(payload);
+  if (head.type !== 'head') throw new EntryDecodeError(`a ${head.type} entry is not a head entry`);
+  return { id: head.id, hash: Buffer.from(payload.subarray(PREFIX_BYTES, PREFIX_BYTES + HASH_BYTES)) };
+}
+
+/**
+ * What a chained entry's hash covers: the prefix with the tag as unchained (copied, 13 bytes)
+ * and the body, as chainHash takes them.
+ */
+export function chainInput(payload: Buffer): { prefix: Buffer; body: Buffer } {
+  const prefix = Buffer.from(payload.subarray(0, PREFIX_BYTES));
+  prefix[0] &= ~CHAINED;
+  return { prefix, body: payload.subarray(PREFIX_BYTES + ((payload[0] & CHAINED) === 0 ? 0 : HASH_BYTES)) };
 }
 
 /** Reads a payload back; every field is type-checked, so a mismatch throws rather than misreads. */
 export function decodeEntry(payload: Buffer): LogEntry {
-  const { type, id, timeMs } = readEntryHead(payload);
+  const { type, id, timeMs, chained } = readEntryHead(payload);
+  if (type === 'head') throw new EntryDecodeError('a head entry is not a record entry');
   let body: unknown;
   try {
-    body = JSON.parse(payload.toString('utf8', PREFIX_BYTES));
+    body = JSON.parse(payload.toString('utf8', PREFIX_BYTES + (chained ? HASH_BYTES : 0)));
   } catch {
     throw new EntryDecodeError('entry body is not JSON');
   }

@@ -3,7 +3,8 @@ import type { EntryHead } from './entry-codec';
 import { scanSegment } from './segment-scan';
 
 /**
- * The heads (type, id, time) of one segment's readable entries from `startOffset`, without
+ * The heads (type, id, time) of one segment's readable record entries (chain checkpoints are
+ * not records: they are passed over) from `startOffset`, without
  * parsing their JSON: all that retention and the index lag need. Damage and entries that do not
  * decode are passed over here; the reader is the one that reports them.
  */
@@ -17,6 +18,6 @@ export function* entryHeads(file: string, startOffset = 0): Generator<EntryHead>
       if (!(err instanceof EntryDecodeError)) throw err;
       continue;
     }
-    yield head;
+    if (head.type !== 'head') yield head;
   }
 }

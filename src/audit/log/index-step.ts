@@ -38,6 +38,10 @@ export function readStep(dir: string, from: LogPosition, max: number): StepRead 
       read.next = { segment: damage.segment, offset: damage.offset + damage.length };
       continue;
     }
+    if (item.kind === 'checkpoint') {
+      read.next = item.next;
+      continue;
+    }
     read.entries.push(item.entry);
     read.positions.push(item.position);
     read.next = item.next;

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
-import { EntryDecodeError, readEntryHead } from './entry-codec';
+import { EntryDecodeError, readEntryHead, storedHash, ZERO_HASH } from './entry-codec';
+import type { ChainHead } from './entry-codec';
 import type { LogDamage } from './segment-reader';
 import { listSegments } from './segment-files';
 import type { SegmentFile } from './segment-files';
@@ -15,15 +16,24 @@ export interface RecoveryReport {
   lastId: number;
   /** The newest segment's sequence number; 0 when there is none. */
   lastSegment: number;
+  /**
+   * Where the chain goes on: the last chained entry's id and hash (or the last head entry's),
+   * zeros when the log holds no chained entry.
+   */
+  chainHead: ChainHead;
 }
 
 interface SegmentSummary {
   damage: LogDamage[];
   lastId: number;
+  /** The last chained entry or checkpoint of the segment. */
+  chain: ChainHead | null;
+  /** An entry written before the chain came after `chain` (or there is no chain here). */
+  unchainedAfter: boolean;
 }
 
 function summarise({ sequence, file }: SegmentFile): SegmentSummary {
-  const summary: SegmentSummary = { damage: [], lastId: 0 };
+  const summary: SegmentSummary = { damage: [], lastId: 0, chain: null, unchainedAfter: false };
   for (const item of scanSegment(file)) {
     if (item.kind === 'damage') {
       const { offset, length, reason, toEnd } = item;
@@ -31,7 +41,16 @@ function summarise({ sequence, file }: SegmentFile): SegmentSummary {
       continue;
     }
     try {
-      summary.lastId = Math.max(summary.lastId, readEntryHead(item.payload).id);
+      const head = readEntryHead(item.payload);
+      // A checkpoint's id is the last chained entry's, maybe a completion's: not the highest id.
+      if (head.type !== 'head') summary.lastId = Math.max(summary.lastId, head.id);
+      const hash = storedHash(item.payload);
+      if (hash === null) {
+        summary.unchainedAfter = true;
+      } else {
+        summary.chain = { id: head.id, hash: Buffer.from(hash) };
+        summary.unchainedAfter = false;
+      }
     } catch (err) {
       if (!(err instanceof EntryDecodeError)) throw err;
     }
@@ -47,15 +66,23 @@ function summarise({ sequence, file }: SegmentFile): SegmentSummary {
  * frames are acknowledged entries, and readers skip the damage between them.
  *
  * The last id: the newest segment may hold only completions (or nothing, after a restart), so
- * older segments are read, newest first, until one holds an id.
+ * older segments are read, newest first, until one holds an id. The chain's head likewise: every
+ * segment this release writes begins with a checkpoint, so the newest one nearly always has it;
+ * a segment of entries written before the chain means the chain starts afresh, from zeros.
  */
 export function recoverLog(dir: string): RecoveryReport {
   const segments = listSegments(dir);
-  const report: RecoveryReport = { damage: [], truncated: null, lastId: 0, lastSegment: segments.at(-1)?.sequence ?? 0 };
-  for (let i = segments.length - 1; i >= 0 && report.lastId === 0; i -= 1) {
+  const report: RecoveryReport = { damage: [], truncated: null, lastId: 0, lastSegment: segments.at(-1)?.sequence ?? 0, chainHead: { id: 0, hash: ZERO_HASH } };
+  let chainKnown = false;
+  for (let i = segments.length - 1; i >= 0 && (report.lastId === 0 || !chainKnown); i -= 1) {
     const summary = summarise(segments[i]);
     report.damage.unshift(...summary.damage);
-    report.lastId = summary.lastId;
+    if (report.lastId === 0) report.lastId = summary.lastId;
+    if (!chainKnown && summary.unchainedAfter) chainKnown = true;
+    else if (!chainKnown && summary.chain !== null) {
+      report.chainHead = summary.chain;
+      chainKnown = true;
+    }
     const tail = summary.damage.at(-1);
     if (i === segments.length - 1 && tail !== undefined && tail.toEnd) {
       fs.truncateSync(tail.file, tail.offset);

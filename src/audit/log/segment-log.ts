@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { AuditCompletion, AuditOpen } from '../record-types';
-import { encodeBatch } from './entry-codec';
-import type { LogEntry } from './entry-codec';
+import { encodeChainedBatch, encodeHeadEntry } from './entry-codec';
+import type { ChainHead, LogEntry } from './entry-codec';
 import { SEGMENT_HEADER_BYTES, segmentHeader, UnsupportedLogFormatError } from './frame';
 import { DEFAULT_ID_BLOCK, IdReservation, readIdMark } from './id-reservation';
 import { recoverLog } from './log-recovery';
@@ -34,6 +34,10 @@ export interface SegmentLogOptions {
   maxSegmentAgeMs?: number;
   /** For segment ages; performance.now() by default. */
   now?: () => number;
+  /** --audit-key: the chain is HMAC-SHA256 with this key; plain SHA-256 without. */
+  chainKey?: Uint8Array | null;
+  /** The time written in a segment's checkpoint; the wall clock by default. */
+  clock?: () => Date;
 }
 
 export const DEFAULT_MAX_SEGMENT_BYTES = 64 * 1024 * 1024;
@@ -71,6 +75,12 @@ export class SegmentLog {
   private readonly now: () => number;
   private segmentStartedAt = 0;
   private readonly ids: IdReservation;
+  private readonly chainKey: Buffer | null;
+  private readonly clock: () => Date;
+  /** The chain's head after the last batch written; adopted only once a write succeeded. */
+  private chainHead: ChainHead;
+  /** Where a new segment's entries begin: after its header and its checkpoint. */
+  private segmentStart = SEGMENT_HEADER_BYTES;
   private sequence: number;
   private fd = -1;
   private file = '';
@@ -88,6 +98,9 @@ export class SegmentLog {
     this.now = options.now ?? (() => performance.now());
     this.recovery = recovery;
     this.sequence = recovery.lastSegment;
+    this.chainKey = options.chainKey === undefined || options.chainKey === null ? null : Buffer.from(options.chainKey);
+    this.clock = options.clock ?? (() => new Date());
+    this.chainHead = recovery.chainHead;
     this.ids = new IdReservation(options.dir, mark, recovery.lastId, options.firstId ?? 1, options.idBlock ?? DEFAULT_ID_BLOCK);
   }
 
@@ -116,6 +129,11 @@ export class SegmentLog {
     return this.ids.peek();
   }
 
+  /** The chain's head: the last entry written's record id and hash (0 and zeros before any). */
+  head(): ChainHead {
+    return { id: this.chainHead.id, hash: Buffer.from(this.chainHead.hash) };
+  }
+
   /** Where the next batch will begin. */
   end(): LogPosition {
     return { segment: this.sequence, offset: this.size };
@@ -131,9 +149,10 @@ export class SegmentLog {
     // No segment after a failed rotation, or one whose end could not be cut back: start anew.
     if (this.fd < 0 || this.tornEnd) this.startSegment();
     const withIds = this.withIds(entries);
-    const bytes = encodeBatch(withIds);
-    if (this.size > SEGMENT_HEADER_BYTES && (this.size + bytes.length > this.maxSegmentBytes || this.tooOld())) this.startSegment();
+    const { bytes, head } = encodeChainedBatch(withIds, { key: this.chainKey, head: this.chainHead });
+    if (this.size > this.segmentStart && (this.size + bytes.length > this.maxSegmentBytes || this.tooOld())) this.startSegment();
     this.write(bytes);
+    this.chainHead = head;
     return withIds.map((entry) => entry.id);
   }
 
@@ -192,17 +211,20 @@ export class SegmentLog {
   /**
    * Closes the current segment and creates the next, named one more than the last number used
    * (a failed attempt uses its number up, so a half-created file is never reopened). The folder
-   * is fsynced so that a segment name, once entries are in it, is not lost and reused.
+   * is fsynced so that a segment name, once entries are in it, is not lost and reused. The
+   * header and the chain's checkpoint are one write: a segment this release wrote never lacks it.
    */
   private startSegment(): void {
     if (this.fd >= 0) this.closeQuietly();
     this.sequence += 1;
     const file = path.join(this.dir, segmentName(this.sequence));
     let fd = -1;
+    let start = SEGMENT_HEADER_BYTES;
     try {
       fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_APPEND, 0o640);
-      const header = segmentHeader();
+      const header = Buffer.concat([segmentHeader(), encodeHeadEntry(this.chainHead, this.clock())]);
       if (fs.writeSync(fd, header) !== header.length) throw new Error('short write of the segment header');
+      start = header.length;
       if (this.fsync) fs.fdatasyncSync(fd);
       fsyncDir(this.dir);
     } catch (err) {
@@ -211,7 +233,8 @@ export class SegmentLog {
     }
     this.fd = fd;
     this.file = file;
-    this.size = SEGMENT_HEADER_BYTES;
+    this.size = start;
+    this.segmentStart = start;
     this.segmentStartedAt = this.now();
     this.tornEnd = false;
   }

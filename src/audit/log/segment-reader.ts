@@ -1,6 +1,6 @@
 import path from 'node:path';
-import { decodeEntry, EntryDecodeError } from './entry-codec';
-import type { LogEntry } from './entry-codec';
+import { decodeEntry, decodeHeadEntry, EntryDecodeError, readEntryHead } from './entry-codec';
+import type { ChainHead, LogEntry } from './entry-codec';
 import { listSegments } from './segment-files';
 import { scanSegment } from './segment-scan';
 
@@ -23,7 +23,9 @@ export interface LogDamage {
 
 export type LogItem =
   | { kind: 'entry'; entry: LogEntry; position: LogPosition; next: LogPosition }
-  | { kind: 'damage'; damage: LogDamage };
+  | { kind: 'damage'; damage: LogDamage }
+  /** A chain checkpoint (a segment's first frame): no record's entry; a follower moves past it. */
+  | { kind: 'checkpoint'; head: ChainHead; position: LogPosition; next: LogPosition };
 
 export function describeDamage(d: LogDamage): string {
   return `audit log ${path.basename(d.file)}: ${d.length} bytes at offset ${d.offset} skipped (${d.reason})`;
@@ -60,6 +62,10 @@ function* itemsOf(segment: number, file: string, items: ReturnType<typeof scanSe
       }
       let entry: LogEntry;
       try {
+        if (readEntryHead(item.payload).type === 'head') {
+          yield { kind: 'checkpoint', head: decodeHeadEntry(item.payload), position: { segment, offset: item.offset }, next: { segment, offset: item.end } };
+          continue;
+        }
         entry = decodeEntry(item.payload);
       } catch (err) {
         // The checksum held, so the bytes are what was written; they are still not read as an entry.

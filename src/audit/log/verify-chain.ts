@@ -1,0 +1,203 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import {
+  chainHash, chainInput, decodeHeadEntry, EntryDecodeError, HASH_BYTES, readEntryHead, storedHash, ZERO_HASH,
+} from './entry-codec';
+import type { ChainHead } from './entry-codec';
+import { listSegments } from './segment-files';
+import { scanSegment } from './segment-scan';
+
+/**
+ * `tollgate audit verify --db FILE` (issue 17): walks every segment of the log in order and
+ * recomputes the chain (entry-codec.ts). The first break is reported with the record id of the
+ * entry where it shows; nothing after it is trusted, so the walk stops there.
+ *
+ * What a break says. An entry whose stored hash does not follow from the previous hash and its
+ * own content, while the next entry does follow from the stored hash: that entry's content was
+ * edited, or an entry right before it was removed (from h_i alone these two cannot be told apart:
+ * both are "h_{i-1} or p_i is not what the writer hashed"). When the next entry does not follow
+ * either, entries were reordered or removed. A checkpoint (a segment's first frame) that does not
+ * match the chain so far: a segment, or entries at a segment's end, are missing.
+ */
+
+export interface VerifyOptions {
+  /** --audit-key: the chain was written as HMAC-SHA256 with this key. */
+  key: Buffer | null;
+}
+
+export interface ChainBreak {
+  /** The record id of the entry where the chain breaks (a completion's is the record it completes). */
+  id: number | null;
+  message: string;
+}
+
+export interface VerifyReport {
+  /** Chained entries whose hash was recomputed and matched, up to the break if there is one. */
+  verified: number;
+  /** Entries written before the chain existed: read, not verifiable, not a break. */
+  unchained: number;
+  /** The lowest and highest record ids among verified entries; null when none. */
+  firstId: number | null;
+  lastId: number | null;
+  /** The chain's head at the end of the walk (or at the break): what --expect-head is compared to. */
+  head: ChainHead;
+  /** The walk began at a checkpoint because older segments are gone (retention): its record id. */
+  fromCheckpoint: number | null;
+  break: ChainBreak | null;
+}
+
+/** A mismatch whose kind depends on whether the next entry follows from the stored hash. */
+interface Suspect {
+  id: number;
+  stored: Buffer;
+}
+
+export function verifyChain(dir: string, options: VerifyOptions): VerifyReport {
+  const report: VerifyReport = { verified: 0, unchained: 0, firstId: null, lastId: null, head: { id: 0, hash: ZERO_HASH }, fromCheckpoint: null, break: null };
+  const { key } = options;
+  /** Null until the chain begins: its first checkpoint or chained entry. */
+  let prev: Buffer | null = null;
+  let suspect: Suspect | null = null;
+  /** A problem seen; reported at the next entry's id (the first one not to be trusted). */
+  let pending: string | null = null;
+  let lastSegment: number | null = null;
+
+  const breakAt = (id: number | null, message: string): VerifyReport => {
+    report.break = { id, message };
+    return report;
+  };
+  const adopt = (id: number, hash: Buffer): void => {
+    prev = Buffer.from(hash);
+    report.head = { id, hash: prev };
+  };
+
+  const segments = listSegments(dir);
+  const newest = segments.at(-1)?.sequence ?? 0;
+  for (const { sequence, file } of segments) {
+    const name = path.basename(file);
+    const gap = lastSegment !== null && sequence !== lastSegment + 1 ? `segments ${lastSegment + 1}..${sequence - 1} are missing; ` : '';
+    lastSegment = sequence;
+    let first = true;
+    for (const item of scanSegment(file)) {
+      if (item.kind === 'damage') {
+        if (suspect !== null) return breakAt(suspect.id, suspectMessage(null));
+        // The newest segment's unfinished end: a batch being written while this runs (or a crash's
+        // torn tail the next start cuts off). Entries missing at the end are what --expect-head is for.
+        if (item.toEnd && sequence === newest) break;
+        // A torn or damaged region: whatever it held is lost, so the chain cannot be shown whole.
+        pending ??= `the log is damaged before it (${name}, ${item.length} bytes at byte ${item.offset}: ${item.reason})`;
+        continue;
+      }
+      const { payload } = item;
+      let entryHead: ReturnType<typeof readEntryHead>;
+      try {
+        entryHead = readEntryHead(payload);
+      } catch (err) {
+        if (!(err instanceof EntryDecodeError)) throw err;
+        if (suspect !== null) return breakAt(suspect.id, suspectMessage(null));
+        pending ??= `an entry that does not decode is before it (${name} at byte ${item.offset}: ${err.message})`;
+        continue;
+      }
+      const isFirst = first;
+      first = false;
+
+      if (entryHead.type === 'head') {
+        const checkpoint = decodeHeadEntry(payload);
+        if (suspect !== null) return breakAt(suspect.id, suspectMessage(checkpoint.hash.equals(suspect.stored)));
+        if (pending !== null) return breakAt(checkpoint.id, pending);
+        if (prev === null) {
+          // The oldest segment kept: a checkpoint of zeros is the chain's very start; any other
+          // says older segments were removed (retention), and the walk starts from it.
+          if (!checkpoint.hash.equals(ZERO_HASH) && report.unchained === 0) report.fromCheckpoint = checkpoint.id;
+          else if (!checkpoint.hash.equals(ZERO_HASH)) {
+            return breakAt(checkpoint.id, `chain broken before it: ${gap}the checkpoint at the start of ${name} continues a chain whose entries are not in the log`);
+          }
+          adopt(checkpoint.id, checkpoint.hash);
+          continue;
+        }
+        const current: Buffer = prev;
+        if (!checkpoint.hash.equals(current)) {
+          const where = isFirst ? `at the start of ${name}` : `in ${name} at byte ${item.offset}`;
+          return breakAt(checkpoint.id, `chain broken before it: ${gap}the checkpoint ${where} says the chain stood at record ${checkpoint.id}, `
+            + `the log before it ends at record ${report.head.id} with another hash (a segment or entries missing, or reordered)`);
+        }
+        continue;
+      }
+
+      const stored = storedHash(payload);
+      if (stored === null) {
+        if (suspect !== null) return breakAt(suspect.id, suspectMessage(null));
+        if (prev !== null) return breakAt(entryHead.id, 'the entry has no hash, but the chain began before it (written without the chain, or its hash removed)');
+        if (pending !== null) return breakAt(entryHead.id, pending);
+        report.unchained += 1;
+        continue;
+      }
+      if (pending !== null) return breakAt(entryHead.id, pending);
+      const { prefix, body } = chainInput(payload);
+      if (suspect !== null) {
+        // Does this entry follow from the suspect's stored hash? Then only the suspect is wrong.
+        return breakAt(suspect.id, suspectMessage(chainHash(key, suspect.stored, prefix, body).equals(stored)));
+      }
+      const expected = chainHash(key, prev ?? ZERO_HASH, prefix, body);
+      if (!expected.equals(stored)) {
+        suspect = { id: entryHead.id, stored: Buffer.from(stored) };
+        continue;
+      }
+      adopt(entryHead.id, expected);
+      report.verified += 1;
+      report.firstId = report.firstId === null ? entryHead.id : Math.min(report.firstId, entryHead.id);
+      report.lastId = report.lastId === null ? entryHead.id : Math.max(report.lastId, entryHead.id);
+    }
+  }
+  if (suspect !== null) return breakAt(suspect.id, suspectMessage(null));
+  if (pending !== null) return breakAt(report.head.id, `after this record: ${pending.replace(' before it', '')}`);
+  return report;
+}
+
+/** The message for a suspect entry, once the next one shows whether the chain goes on from it. */
+function suspectMessage(nextFollows: boolean | null): string {
+  if (nextFollows === true) {
+    return 'its content was edited: its hash does not match its content and the chain before it, while the chain goes on from its stored hash '
+      + '(or an entry right before it was removed: the chain cannot tell the two apart)';
+  }
+  if (nextFollows === false) {
+    return 'chain broken at this entry: neither it nor the entry after it follows from the chain before (entries reordered or removed, or written with another key)';
+  }
+  return 'its hash does not follow from the chain before it and its content: the entry was edited, an entry right before it was removed, or the key differs';
+}
+
+export class AuditKeyError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AuditKeyError';
+  }
+}
+
+/**
+ * --audit-key FILE: the file's bytes are the HMAC key. Refused when empty, or readable or
+ * writable by group or others (a key others can read proves nothing). Never echoed.
+ */
+export function readAuditKey(file: string): Buffer {
+  let stat: fs.Stats;
+  let bytes: Buffer;
+  try {
+    stat = fs.statSync(file);
+    if (!stat.isFile()) throw new AuditKeyError(`--audit-key ${file}: not a regular file`);
+    if ((stat.mode & 0o077) !== 0) {
+      throw new AuditKeyError(`--audit-key ${file}: the key file is readable or writable by group or others (mode ${(stat.mode & 0o777).toString(8)}); chmod 600 it`);
+    }
+    bytes = fs.readFileSync(file);
+  } catch (err) {
+    if (err instanceof AuditKeyError) throw err;
+    throw new AuditKeyError(`--audit-key ${file}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  if (bytes.length === 0) throw new AuditKeyError(`--audit-key ${file}: the key file is empty`);
+  return bytes;
+}
+
+/** A head as printed and served: 64 hex digits. */
+export function hexHash(hash: Buffer): string {
+  return hash.toString('hex');
+}
+
+export const HEAD_HEX = new RegExp(`^[0-9a-fA-F]{${HASH_BYTES * 2}}$`);
