@@ -56,9 +56,11 @@ export function dropSegmentsBefore(dir: string, cutoff: RetentionCutoff, isStill
     if (!beforePosition(segment, cutoff.position)) break;
     const contents = contentsOf(segment.file);
     if (cutoff.time !== undefined && contents.newestMs >= cutoff.time.getTime()) break;
+    // Kept for a record still open, and so is every later segment: a hole in the middle of the
+    // log would read as segments removed, and break the audit chain (audit verify).
     if (contents.openIds.some(isStillOpen)) {
       report.keptForOpenRecords.push(segment.file);
-      continue;
+      break;
     }
     removeSegment(segment.file);
     report.dropped.push(segment.file);
