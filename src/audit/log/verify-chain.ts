@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  chainHash, chainInput, decodeHeadEntry, EntryDecodeError, HASH_BYTES, readEntryHead, storedHash, ZERO_HASH,
+  chainHashOf, chainInputWith, decodeHeadEntry, EntryDecodeError, HASH_BYTES, readEntryHead, storedHash, ZERO_HASH,
 } from './entry-codec';
 import type { ChainHead } from './entry-codec';
 import { listSegments } from './segment-files';
@@ -133,12 +133,11 @@ export function verifyChain(dir: string, options: VerifyOptions): VerifyReport {
         continue;
       }
       if (pending !== null) return breakAt(entryHead.id, pending);
-      const { prefix, body } = chainInput(payload);
       if (suspect !== null) {
         // Does this entry follow from the suspect's stored hash? Then only the suspect is wrong.
-        return breakAt(suspect.id, suspectMessage(chainHash(key, suspect.stored, prefix, body).equals(stored)));
+        return breakAt(suspect.id, suspectMessage(chainHashOf(key, chainInputWith(payload, suspect.stored)).equals(stored)));
       }
-      const expected = chainHash(key, prev ?? ZERO_HASH, prefix, body);
+      const expected = chainHashOf(key, chainInputWith(payload, prev ?? ZERO_HASH));
       if (!expected.equals(stored)) {
         suspect = { id: entryHead.id, stored: Buffer.from(stored) };
         continue;
