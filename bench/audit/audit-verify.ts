@@ -6,8 +6,8 @@ import { performance } from 'node:perf_hooks';
 import type * as EntryCodecModule from '../../src/audit/log/entry-codec';
 import type * as SegmentLogModule from '../../src/audit/log/segment-log';
 import type * as SegmentFilesModule from '../../src/audit/log/segment-files';
-import type { AuditCompletion, AuditOpen } from '../../src/audit/record-types';
 import { load, REPO } from './built-modules';
+import { completionAt, openAt } from './plausible-records';
 
 /**
  * The tamper-evident chain (issue 17), measured:
@@ -31,19 +31,6 @@ const RUNS = 5;
 const argRecords = process.argv.indexOf('--records');
 const VERIFY_RECORDS = argRecords > 0 ? Number(process.argv[argRecords + 1]) : 1_000_000;
 
-function openAt(n: number): AuditOpen {
-  return {
-    startedAt: new Date(Date.UTC(2026, 0, 1) + n), clientIp: `10.0.8.${n % 200}`, clientPort: 40000 + (n % 20000),
-    clients: ['ci-runners'], user: null, kind: 'connect', method: 'CONNECT', scheme: null,
-    host: `api${n % 400}.github.com`, port: 443, path: null, resolvedIp: '140.82.112.6', decision: 'allow',
-    wouldDeny: false, rule: 'ci-github', ruleSource: 'policies/10-ci.yaml:12', reason: 'matched rule ci-github',
-    policyVersion: 'git:3f2a9c1',
-  };
-}
-
-function completionAt(n: number): AuditCompletion {
-  return { endedAt: new Date(Date.UTC(2026, 0, 1) + n + 800), status: 200, bytesUp: 1200 + (n % 900), bytesDown: 48_000 + (n % 9000), error: null };
-}
 
 type Variant = 'unchained' | 'sha256' | 'hmac';
 

@@ -5,8 +5,9 @@ import { performance } from 'node:perf_hooks';
 import type * as ConnectionModule from '../../src/audit/connection';
 import type * as EntryCodecModule from '../../src/audit/log/entry-codec';
 import type * as SegmentLogModule from '../../src/audit/log/segment-log';
-import type { AuditCompletion, AuditOpen } from '../../src/audit/record-types';
 import { load, REPO } from './built-modules';
+import type { AuditCompletion, AuditOpen } from '../../src/audit/record-types';
+import { completionAt, openAt } from './plausible-records';
 import { committedIds, logBatch } from './write-batch';
 
 /**
@@ -27,20 +28,6 @@ const FSYNC_RECORDS = 10_000;
 const WARMUP_RECORDS = 5_000;
 const RUNS = 5;
 
-/** A plausible record: a CONNECT to one of a few hundred hosts, allowed by a named rule. */
-function openAt(n: number): AuditOpen {
-  return {
-    startedAt: new Date(Date.UTC(2026, 0, 1) + n), clientIp: `10.0.8.${n % 200}`, clientPort: 40000 + (n % 20000),
-    clients: ['ci-runners'], user: null, kind: 'connect', method: 'CONNECT', scheme: null,
-    host: `api${n % 400}.github.com`, port: 443, path: null, resolvedIp: '140.82.112.6', decision: 'allow',
-    wouldDeny: false, rule: 'ci-github', ruleSource: 'policies/10-ci.yaml:12', reason: 'matched rule ci-github',
-    policyVersion: 'git:3f2a9c1',
-  };
-}
-
-function completionAt(n: number): AuditCompletion {
-  return { endedAt: new Date(Date.UTC(2026, 0, 1) + n + 120), status: 200, bytesUp: 517 + n % 900, bytesDown: 4096 + n % 70000, error: null };
-}
 
 /** The records are built before timing: the proxy builds them either way. */
 const OPENS = Array.from({ length: 1024 }, (_, i) => openAt(i));
