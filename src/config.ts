@@ -30,6 +30,8 @@ export interface ServeConfig {
   readonly dnsTimeoutMs: number;
   readonly connectTimeoutMs: number;
   readonly drainTimeoutMs: number;
+  /** On SIGTERM, how long the proxy still takes new connections while /readyz fails (0: none). */
+  readonly drainGraceMs: number;
   readonly tunnelIdleTimeoutMs: number;
   readonly tunnelMaxLifetimeMs: number;
   readonly requestIdleTimeoutMs: number;
@@ -84,6 +86,7 @@ export const SERVE_OPTIONS = {
   users: { flag: 'users', env: 'TOLLGATE_USERS_FILE', fallback: '', help: 'users file for proxy credentials (none by default)' },
   dnsTimeout: { flag: 'dns-timeout', env: 'TOLLGATE_DNS_TIMEOUT', fallback: '5s', help: 'destination DNS lookup limit (504 past it)' },
   connectTimeout: { flag: 'connect-timeout', env: 'TOLLGATE_CONNECT_TIMEOUT', fallback: '10s', help: 'destination TCP connect limit (504 past it)' },
+  drainGrace: { flag: 'drain-grace', env: 'TOLLGATE_DRAIN_GRACE', fallback: '0', help: 'on SIGTERM, keep taking new connections this long while /readyz fails (a load balancer\'s time to notice)' },
   drainTimeout: { flag: 'drain-timeout', env: 'TOLLGATE_DRAIN_TIMEOUT', fallback: '30s', help: 'on SIGTERM, how long open tunnels may finish' },
   tunnelIdleTimeout: { flag: 'tunnel-idle-timeout', env: 'TOLLGATE_TUNNEL_IDLE_TIMEOUT', fallback: '5m', help: 'close a tunnel with no bytes either way for this long' },
   tunnelMaxLifetime: { flag: 'tunnel-max-lifetime', env: 'TOLLGATE_TUNNEL_MAX_LIFETIME', fallback: '24h', help: 'close any tunnel open this long (0 = no limit)' },
@@ -236,6 +239,7 @@ export function resolveServeConfig(
     dnsTimeoutMs: parseDuration(pick('dnsTimeout'), '--dns-timeout'),
     connectTimeoutMs: parseDuration(pick('connectTimeout'), '--connect-timeout'),
     drainTimeoutMs: parseDuration(pick('drainTimeout'), '--drain-timeout'),
+    drainGraceMs: parseDuration(pick('drainGrace'), '--drain-grace'),
     tunnelIdleTimeoutMs: parseDuration(pick('tunnelIdleTimeout'), '--tunnel-idle-timeout'),
     tunnelMaxLifetimeMs: parseDuration(pick('tunnelMaxLifetime'), '--tunnel-max-lifetime'),
     requestIdleTimeoutMs: parseDuration(pick('requestIdleTimeout'), '--request-idle-timeout'),

@@ -135,6 +135,12 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
       // Not ready from the first moment: a load balancer stops sending new connections while the
       // open ones drain (SPEC §6). The admin app answers until the drain is over.
       draining = true;
+      // A load balancer only sees /readyz fail at its next check: until then it still sends new
+      // connections, which a closed listener would refuse. --drain-grace keeps taking them.
+      if (config.drainGraceMs > 0) {
+        log.info({ drain_grace_ms: config.drainGraceMs }, 'not ready (/readyz fails); still taking new connections for the drain grace');
+        await new Promise((resolve) => setTimeout(resolve, config.drainGraceMs));
+      }
       users?.holder.close();
       const outcome = await shutdown(front as ProxyFront, admin, serving, holder, config.drainTimeoutMs, log, ship);
       // After the shutdown's own completions are in the log: their lines are the last ones.

@@ -475,3 +475,32 @@ describe('serve --workers: users file and policy edits', () => {
     }
   });
 });
+
+describe('serve --drain-grace', () => {
+  it('keeps taking new connections while /readyz fails, then drains and exits 0', async () => {
+    const folder = serveFolder('tollgate-drain-grace-');
+    const origin = await startOrigin((req, res) => res.end(`ok ${req.url}`));
+    const proc = spawnServe(serveArgs(folder, '--workers', '2', '--drain-grace', '3s', '--drain-timeout', '1s'));
+    try {
+      const { proxyPort, adminPort } = await listeningPorts(proc);
+      expect(await proxiedGet(proxyPort, `http://127.0.0.1:${origin.port}/before`)).toBe(200);
+      proc.child.kill('SIGTERM');
+      await until('/readyz to fail', async () => ((await getJson(adminPort, '/readyz')).status === 503 ? true : null), 2_000);
+      // The load balancer has not noticed yet: what it still sends is served, and recorded.
+      expect(await proxiedGet(proxyPort, `http://127.0.0.1:${origin.port}/in-grace`)).toBe(200);
+      expect((await proc.exited).code).toBe(0);
+      expect(proc.lines.some((l) => l.msg === 'not ready (/readyz fails); still taking new connections for the drain grace')).toBe(true);
+      const db = new Database(folder.dbFile, { readonly: true });
+      try {
+        expect(db.prepare("SELECT count(*) FROM requests WHERE path = '/in-grace' AND status = 200").pluck().get()).toBe(1);
+      } finally {
+        db.close();
+      }
+    } finally {
+      if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGKILL');
+      await proc.exited;
+      await origin.close();
+      folder.remove();
+    }
+  });
+});

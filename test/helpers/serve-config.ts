@@ -15,6 +15,7 @@ export function testServeConfig(overrides: Pick<ServeConfig, 'policiesDir' | 'db
     dnsTimeoutMs: 2000,
     connectTimeoutMs: 2000,
     drainTimeoutMs: 2000,
+    drainGraceMs: 0,
     tunnelIdleTimeoutMs: 60_000,
     tunnelMaxLifetimeMs: 0,
     requestIdleTimeoutMs: 30_000,
