@@ -22,6 +22,7 @@ import { shipBatch, shippedPosition } from '../src/fleet/pg-ship';
 import { catchUpIndex } from './helpers/audit-index';
 import { completion, openFacts, tempLogDir } from './helpers/audit-log-fixtures';
 import { describePg, freshDatabase } from './helpers/postgres';
+import { tempAuditFolder } from './helpers/audit-index-fixtures';
 
 /**
  * The record field `sni` (issue 17, SPEC §6 Trust) through the whole audit pipeline, as peer_ip
@@ -35,11 +36,6 @@ const NODE = 'node-sni';
 /** A ClientHello's name can be anything a client sends: one plain, one a spreadsheet would run. */
 const PLAIN_SNI = 'api.github.com';
 const HOSTILE_SNI = '=HYPERLINK("x"),evil.example';
-
-function tempDir(prefix: string): { dir: string; dbFile: string; remove: () => void } {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  return { dir, dbFile: path.join(dir, 'audit.db'), remove: () => fs.rmSync(dir, { recursive: true, force: true }) };
-}
 
 function adminOn(reader: AuditReader): FastifyInstance {
   return buildAdminApp({ reader, ready: () => ({ ok: true, detail: {} }), clock: () => NOW });
@@ -90,9 +86,9 @@ async function expectSniThroughAdmin(app: FastifyInstance, ids: number[], expect
 }
 
 describe('the sni record field through the local audit log', () => {
-  let t: ReturnType<typeof tempDir>;
+  let t: ReturnType<typeof tempAuditFolder>;
   beforeEach(() => {
-    t = tempDir('tollgate-sni-');
+    t = tempAuditFolder();
   });
   afterEach(() => t.remove());
 
@@ -145,7 +141,7 @@ describe('the sni record field through the local audit log', () => {
 
   test('migration 005 on a file the previous release wrote: its records read with sni null, new ones carry it', async () => {
     // The previous release: migrations 001-004, and a row with every column it knew.
-    const oldDir = path.join(t.dir, 'migrations-004');
+    const oldDir = path.join(path.dirname(t.dbFile), 'migrations-004');
     fs.mkdirSync(oldDir);
     for (const m of readMigrations(MIGRATIONS_DIR).filter((m) => m.version < '005')) fs.writeFileSync(path.join(oldDir, `${m.version}.sql`), m.sql);
     const old = new Database(t.dbFile);

@@ -245,6 +245,7 @@ describeFleet('the fleet demo: HAProxy → two replicas → PostgreSQL, one repl
     await waitFor('traffic after the replica is out', () => seq > afterDown + 60);
     stopAt = seq;
     await during;
+    expect(failed.size + tunnelsFailed).toBe(failuresAtDown);
 
     const tunnelsCut = heldTunnels.filter((s) => s.destroyed || s.readableEnded);
     expect(tunnelsCut).toHaveLength(2);

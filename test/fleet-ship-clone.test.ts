@@ -8,6 +8,7 @@ import { positionOutsideLog } from '../src/fleet/ship-position-check';
 import { Shipper } from '../src/fleet/shipper';
 import { readOrCreateStoreId } from '../src/fleet/store-id';
 import { completion, openFacts, tempLogDir } from './helpers/audit-log-fixtures';
+import { waitFor } from './helpers/fleet-ship';
 import { describePg, freshDatabase } from './helpers/postgres';
 
 /** n in 1000..8999: every record has the same encoded size, so clones stay byte-aligned. */
@@ -59,7 +60,8 @@ describePg('one store-id shipped from two logs (a cloned volume)', () => {
       expect(copy.status().lastError).toMatch(/offset \d+ is beyond the end of 000000000002\.seg/);
       // Running, it backs off (1 s, 2 s, ...) instead of spinning.
       copy.start();
-      await new Promise((resolve) => setTimeout(resolve, 1500));
+      // The retry after the first backoff (1 s) comes; a spinning shipper would be far past 3 by then.
+      await waitFor('the first retry', () => copy.status().failures >= 2, 5_000);
       await copy.stop();
       expect(copy.status().failures).toBeGreaterThanOrEqual(2);
       expect(copy.status().failures).toBeLessThanOrEqual(3);

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startOrigin, startProxy } from './helpers/proxy-harness';
 import type { Origin, ProxyHarness } from './helpers/proxy-harness';
-import { PROXY_TEST_HOSTS } from './helpers/policies';
+import { PROXY_TEST_HOSTS, workloadsPolicy } from './helpers/policies';
 import { freePort } from './helpers/free-port';
 import { describeWithHaproxy, HAPROXY } from './helpers/haproxy';
 
@@ -18,23 +18,7 @@ import { describeWithHaproxy, HAPROXY } from './helpers/haproxy';
  * HAProxy's 127.0.0.1.
  */
 
-
-
-const POLICY = `version: 1
-settings:
-  default: deny
-network:
-  allow_ranges: [127.0.0.0/8]
-clients:
-  workloads:
-    sources: [127.0.0.2/32]
-rules:
-  - name: workloads-to-origin
-    action: allow
-    hosts: [origin.test]
-    ports: any
-    clients: [workloads]
-`;
+const POLICY = workloadsPolicy(['127.0.0.2/32'], 'origin.test');
 
 
 function haproxyConfig(frontendPort: number, proxyPort: number): string {

@@ -12,6 +12,8 @@ import { listeningPorts, serveArgs, serveFolder, spawnServe } from './helpers/se
 import type { ServeFolder, ServeProcess } from './helpers/serve-process';
 import type { AuditRecordJson } from '../src/audit/record-types';
 import { v2 } from './helpers/proxy-protocol-headers';
+import { workloadsPolicy } from './helpers/policies';
+import { waitFor } from './helpers/fleet-ship';
 
 /** `serve --proxy-protocol-from` as an operator runs it: the option, the warning, the record through the audit log. */
 
@@ -47,21 +49,7 @@ describe('--proxy-protocol-from, the option', () => {
   });
 });
 
-const POLICY = `version: 1
-settings:
-  default: deny
-network:
-  allow_ranges: [127.0.0.0/8]
-clients:
-  workloads:
-    sources: [10.1.0.0/16]
-rules:
-  - name: workloads-to-origin
-    action: allow
-    hosts: [127.0.0.1]
-    ports: any
-    clients: [workloads]
-`;
+const POLICY = workloadsPolicy(['10.1.0.0/16'], '127.0.0.1');
 
 describe('serve --proxy-protocol-from (a process)', () => {
   let folder: ServeFolder;
@@ -102,12 +90,11 @@ describe('serve --proxy-protocol-from (a process)', () => {
       socket.on('error', reject);
     });
     expect(text).toContain('origin saw /served');
-    let record: AuditRecordJson | undefined;
-    for (let i = 0; i < 100 && record?.ended_at == null; i += 1) {
+    const record = await waitFor('the /served record completed', async () => {
       const page = (await (await fetch(`http://127.0.0.1:${adminPort}/api/requests?limit=5`)).json()) as { items: AuditRecordJson[] };
-      record = page.items.find((r) => r.path === '/served');
-      if (record?.ended_at == null) await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+      const found = page.items.find((r) => r.path === '/served');
+      return found?.ended_at == null ? undefined : found;
+    }, 5_000);
     expect(record).toMatchObject({ client_ip: '10.1.2.3', client_port: 45678, peer_ip: '127.0.0.1', clients: ['workloads'], status: 200 });
     const csv = await (await fetch(`http://127.0.0.1:${adminPort}/api/requests/export?format=csv`)).text();
     expect(csv.split('\r\n')[0]).toContain('client_port,peer_ip,clients');

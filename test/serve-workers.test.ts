@@ -6,6 +6,7 @@ import path from 'node:path';
 import type { Socket } from 'node:net';
 import Database from 'better-sqlite3';
 import { rawConnect, readUntil, startOrigin } from './helpers/proxy-harness';
+import { metricValue, openTunnel, waitFor } from './helpers/fleet-ship';
 import type { Origin } from './helpers/proxy-harness';
 import { startEchoServer } from './helpers/raw-origin';
 import { CLI, listeningPorts, runCli, serveArgs, serveFolder, spawnServe } from './helpers/serve-process';
@@ -67,17 +68,6 @@ function getJson<T>(port: number, pathname: string): Promise<{ status: number; b
   });
 }
 
-function getText(port: number, pathname: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path: pathname, agent: false }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (text += chunk));
-      res.on('end', () => resolve(text));
-    }).on('error', reject);
-  });
-}
-
 /** A plain-HTTP GET through the proxy on a connection of its own (so the workers take turns). */
 function proxiedGet(proxyPort: number, url: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -90,25 +80,6 @@ function proxiedGet(proxyPort: number, url: string): Promise<number> {
     req.setTimeout(3_000, () => req.destroy(new Error('no answer within 3 s')));
     req.end();
   });
-}
-
-async function until<T>(what: string, probe: () => Promise<T | null>, limitMs = 15_000): Promise<T> {
-  const deadline = Date.now() + limitMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== null) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-async function openTunnel(proxyPort: number, target: number): Promise<Socket> {
-  const socket = await rawConnect(proxyPort);
-  socket.on('error', () => undefined);
-  socket.write(`CONNECT 127.0.0.1:${target} HTTP/1.1\r\nHost: 127.0.0.1:${target}\r\n\r\n`);
-  const head = await readUntil(socket, '\r\n\r\n');
-  expect(head.startsWith('HTTP/1.1 200')).toBe(true);
-  return socket;
 }
 
 async function echoes(socket: Socket, text: string): Promise<boolean> {
@@ -127,11 +98,6 @@ function ended(socket: Socket): Promise<Socket> {
     socket.once('end', () => resolve(socket));
     socket.once('close', () => resolve(socket));
   });
-}
-
-function metricValue(text: string, series: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? NaN : Number(line.slice(series.length + 1));
 }
 
 describe('serve --workers 2', () => {
@@ -173,9 +139,9 @@ describe('serve --workers 2', () => {
     for (let i = 0; i < 20; i += 1) statuses.push(await proxiedGet(proxyPort, `http://127.0.0.1:${origin.port}/share/${i}`));
     expect(statuses).toEqual(Array(20).fill(200));
 
-    const items = await until('20 records', async () => {
+    const items = await waitFor('20 records', async () => {
       const found = (await records('limit=100')).filter((r) => r.path?.startsWith('/share/') === true && r.ended_at !== null);
-      return found.length >= 20 ? found : null;
+      return found.length >= 20 ? found : undefined;
     });
     expect(items).toHaveLength(20);
     expect(new Set(items.map((r) => r.id)).size).toBe(20);
@@ -187,18 +153,17 @@ describe('serve --workers 2', () => {
     expect((after.body.workers ?? []).reduce((sum, w) => sum + w.records, 0)).toBe(20);
 
     // /metrics is the box's: the workers' counters summed.
-    const metrics = await getText(adminPort, '/metrics');
-    expect(metricValue(metrics, 'tollgate_requests_total{kind="http",decision="allow"}')).toBe(20);
-    expect(metricValue(metrics, 'tollgate_worker_restarts_total')).toBe(0);
+    expect(await metricValue(adminPort, 'tollgate_requests_total{kind="http",decision="allow"}')).toBe(20);
+    expect(await metricValue(adminPort, 'tollgate_worker_restarts_total')).toBe(0);
   });
 
   it('reloads every worker when a policy file changes, and on SIGHUP to the primary', async () => {
     const before = (await readyz()).body.policy_version;
     writeFileSync(path.join(folder.policies, 'policy.yaml'), DENY_ALL_POLICY);
-    const edited = await until('every worker on the edited policy', async () => {
+    const edited = await waitFor('every worker on the edited policy', async () => {
       const { body } = await readyz();
       const versions = new Set(body.workers?.map((w) => w.policy_version));
-      return body.policy_version !== before && versions.size === 1 && versions.has(body.policy_version ?? null) ? body.policy_version : null;
+      return body.policy_version !== before && versions.size === 1 && versions.has(body.policy_version ?? null) ? body.policy_version : undefined;
     });
     const denied = [];
     for (let i = 0; i < 8; i += 1) denied.push(await proxiedGet(proxyPort, `http://127.0.0.1:${origin.port}/edited/${i}`));
@@ -207,9 +172,9 @@ describe('serve --workers 2', () => {
     // The watch is not the only way: the same content again, and a SIGHUP, go to every worker too.
     writeFileSync(path.join(folder.policies, 'policy.yaml'), LOOPBACK_POLICY);
     proc.child.kill('SIGHUP');
-    await until('every worker back on the first policy', async () => {
+    await waitFor('every worker back on the first policy', async () => {
       const { body } = await readyz();
-      return body.policy_version === before && body.workers?.every((w) => w.policy_version === before) === true ? true : null;
+      return body.policy_version === before && body.workers?.every((w) => w.policy_version === before) === true ? true : undefined;
     });
     expect(edited).not.toBe(before);
     const allowed = [];
@@ -223,7 +188,7 @@ describe('serve --workers 2', () => {
     for (const [i, tunnel] of tunnels.entries()) expect(await echoes(tunnel, `hello ${i}\n`)).toBe(true);
     const { body } = await readyz();
     const victim = body.workers?.find((w) => w.slot === 1) as WorkerView;
-    const connectsBefore = metricValue(await getText(adminPort, '/metrics'), 'tollgate_requests_total{kind="connect",decision="allow"}');
+    const connectsBefore = await metricValue(adminPort, 'tollgate_requests_total{kind="connect",decision="allow"}');
     expect(connectsBefore).toBe(4);
     const ends = tunnels.map(ended);
     process.kill(victim.pid, 'SIGKILL');
@@ -231,19 +196,19 @@ describe('serve --workers 2', () => {
     // The victim's tunnels end with it; the other worker's go on working.
     const first = await Promise.race(ends);
     expect(first.readableEnded || first.closed).toBe(true);
-    const replaced = await until('a new worker in slot 1', async () => {
+    const replaced = await waitFor('a new worker in slot 1', async () => {
       const { body: now } = await readyz();
       const slot1 = now.workers?.find((w) => w.slot === 1);
-      return slot1 !== undefined && slot1.pid !== victim.pid && slot1.state === 'listening' && now.worker_restarts === 1 ? now : null;
+      return slot1 !== undefined && slot1.pid !== victim.pid && slot1.state === 'listening' && now.worker_restarts === 1 ? now : undefined;
     });
     expect(replaced.workers?.map((w) => w.state)).toEqual(['listening', 'listening']);
     const alive = tunnels.filter((t) => !t.readableEnded && !t.closed);
     expect(alive).toHaveLength(2);
     for (const tunnel of alive) expect(await echoes(tunnel, 'still here\n')).toBe(true);
 
-    const exited = await until('the victim\'s tunnel records completed', async () => {
+    const exited = await waitFor('the victim\'s tunnel records completed', async () => {
       const found = (await records('limit=200').then((all) => all.filter((r) => r.kind === 'connect'))).filter((r) => r.error === 'worker_exited');
-      return found.length === 2 ? found : null;
+      return found.length === 2 ? found : undefined;
     });
     for (const record of exited) expect(record.ended_at).not.toBeNull();
     expect(proc.lines.some((line) => line.msg === 'worker exited; another takes its place' && line.signal === 'SIGKILL')).toBe(true);
@@ -255,10 +220,9 @@ describe('serve --workers 2', () => {
     const statuses = [];
     for (let i = 0; i < 6; i += 1) statuses.push(await proxiedGet(proxyPort, `http://127.0.0.1:${origin.port}/after-kill/${i}`));
     expect(statuses).toEqual(Array(6).fill(200));
-    const metrics = await getText(adminPort, '/metrics');
-    expect(metricValue(metrics, 'tollgate_worker_restarts_total')).toBe(1);
+    expect(await metricValue(adminPort, 'tollgate_worker_restarts_total')).toBe(1);
     // The dead worker's counters stay in the box's totals: a counter never goes down.
-    expect(metricValue(metrics, 'tollgate_requests_total{kind="connect",decision="allow"}')).toBe(connectsBefore);
+    expect(await metricValue(adminPort, 'tollgate_requests_total{kind="connect",decision="allow"}')).toBe(connectsBefore);
     for (const tunnel of tunnels) tunnel.end();
     await Promise.all(tunnels.map(closed));
   });
@@ -281,24 +245,24 @@ describe('serve --workers 2', () => {
     origin.server.on('request', (req: http.IncomingMessage) => served.add(req.url ?? ''));
     await Promise.all(Array.from({ length: 8 }, client));
     expect(answered.length).toBeGreaterThan(100);
-    const recorded = await until('every answered request recorded', async () => {
+    const recorded = await waitFor('every answered request recorded', async () => {
       const paths = new Set((await records('q=/load/&limit=500')).map((r) => r.path));
-      return answered.every((p) => paths.has(p)) ? paths : null;
+      return answered.every((p) => paths.has(p)) ? paths : undefined;
     });
     // A record is written before the first byte is forwarded: whatever reached the origin is in the log.
     for (const pathname of served) expect(recorded.has(pathname)).toBe(true);
-    await until('the killed worker replaced', async () => {
+    await waitFor('the killed worker replaced', async () => {
       const { body: now } = await readyz();
-      return now.workers?.every((w) => w.state === 'listening') === true && now.worker_restarts === (body.worker_restarts ?? 0) + 1 ? true : null;
+      return now.workers?.every((w) => w.state === 'listening') === true && now.worker_restarts === (body.worker_restarts ?? 0) + 1 ? true : undefined;
     });
   });
 
   it('fails /readyz from the moment SIGTERM arrives, lets open tunnels finish, and exits 0 with every record completed', async () => {
     const tunnels = [await openTunnel(proxyPort, echo.port), await openTunnel(proxyPort, echo.port)];
     proc.child.kill('SIGTERM');
-    const draining = await until('/readyz to fail', async () => {
+    const draining = await waitFor('/readyz to fail', async () => {
       const ready = await readyz();
-      return ready.status === 503 ? ready : null;
+      return ready.status === 503 ? ready : undefined;
     }, 5_000);
     expect(draining.body.draining).toBe(true);
     // Both workers are draining, not gone: their tunnels still carry bytes.
@@ -364,7 +328,7 @@ describe('serve --workers: limits per box, failures, bad input', () => {
           return false;
         }
       };
-      await until('both workers gone', async () => (pids.some(alive) ? null : true), 10_000);
+      await waitFor('both workers gone', async () => (pids.some(alive) ? undefined : true), 10_000);
       tunnel.destroy();
     } finally {
       await proc.exited;
@@ -448,9 +412,9 @@ describe('serve --workers: users file and policy edits', () => {
 
       const before = proc.lines.length;
       writeFileSync(usersFile, deployBot);
-      await until('both workers on the new users file', async () => {
+      await waitFor('both workers on the new users file', async () => {
         const workers = new Set(proc.lines.slice(before).filter((l) => l.msg === 'users file loaded' && l.worker !== undefined).map((l) => l.worker));
-        return workers.size === 2 ? true : null;
+        return workers.size === 2 ? true : undefined;
       });
       expect(await asks('ci-bot', 'ci-bot-password')).toEqual([407, 407, 407, 407]);
       expect(await asks('deploy-bot', 'deploy-password')).toEqual([200, 200, 200, 200]);
@@ -462,10 +426,10 @@ describe('serve --workers: users file and policy edits', () => {
       await proc.waitForLog('policy reload failed; keeping the last good policy', failedAt);
       const victim = (await getJson<Readiness['body']>(adminPort, '/readyz')).body.workers?.[0] as WorkerView;
       process.kill(victim.pid, 'SIGKILL');
-      const after = await until('a new worker on the good policy', async () => {
+      const after = await waitFor('a new worker on the good policy', async () => {
         const { body } = await getJson<Readiness['body']>(adminPort, '/readyz');
         const slot = body.workers?.find((w) => w.slot === victim.slot);
-        return slot !== undefined && slot.pid !== victim.pid && slot.state === 'listening' ? slot : null;
+        return slot !== undefined && slot.pid !== victim.pid && slot.state === 'listening' ? slot : undefined;
       });
       expect(after.policy_version).toBe(good);
       expect(await asks('deploy-bot', 'deploy-password')).toEqual([200, 200, 200, 200]);
@@ -485,7 +449,7 @@ describe('serve --drain-grace', () => {
       const { proxyPort, adminPort } = await listeningPorts(proc);
       expect(await proxiedGet(proxyPort, `http://127.0.0.1:${origin.port}/before`)).toBe(200);
       proc.child.kill('SIGTERM');
-      await until('/readyz to fail', async () => ((await getJson(adminPort, '/readyz')).status === 503 ? true : null), 2_000);
+      await waitFor('/readyz to fail', async () => ((await getJson(adminPort, '/readyz')).status === 503 ? true : undefined), 2_000);
       // The load balancer has not noticed yet: what it still sends is served, and recorded.
       expect(await proxiedGet(proxyPort, `http://127.0.0.1:${origin.port}/in-grace`)).toBe(200);
       expect((await proc.exited).code).toBe(0);

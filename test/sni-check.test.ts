@@ -1,10 +1,12 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
+import { captureNodeHello } from './helpers/client-hellos';
+import { waitFor } from './helpers/fleet-ship';
 import { listenOn, rawConnect, readUntil, startProxy } from './helpers/proxy-harness';
 import type { ProxyHarness } from './helpers/proxy-harness';
 
@@ -78,6 +80,12 @@ async function startTlsOrigin(): Promise<TlsOrigin> {
       await new Promise((resolve) => secure.close(resolve));
     },
   };
+}
+
+/** The origin has received at least `bytes` in all (bounded wait: bytes cross two sockets). */
+async function waitUntilReceived(origin: TlsOrigin, bytes: number): Promise<void> {
+  await waitFor(`${bytes} bytes at the origin`, () => origin.received() >= bytes, 5_000);
+  expect(origin.received()).toBe(bytes);
 }
 
 async function connectTunnel(proxyPort: number, target: string): Promise<Socket> {
@@ -170,14 +178,18 @@ describe('tls: sni-must-match', () => {
 
   it('reads a ClientHello split across TCP segments', async () => {
     // A real ClientHello, captured from Node's TLS client by a server that only records.
-    const captured = await captureClientHello('allowed.test');
+    const captured = await captureNodeHello({ servername: 'allowed.test' });
+    const newest = Math.max(0, ...proxy.records().map((r) => r.id));
+    const before = origin.received();
     const tunnel = await connectTunnel(proxy.port, `allowed.test:${origin.port}`);
     for (const piece of [captured.subarray(0, 3), captured.subarray(3, 40), captured.subarray(40)]) {
       tunnel.write(piece);
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    const record = await proxy.waitForRecord((r) => r.kind === 'connect' && r.sni === 'allowed.test' && r.id > 0 && r.decision === 'allow', 5000);
+    const record = await proxy.waitForRecord((r) => r.kind === 'connect' && r.sni === 'allowed.test' && r.id > newest && r.decision === 'allow', 5000);
     expect(record.rule).toBe('allowed-site');
+    // The whole split ClientHello reached the destination, in order.
+    await waitUntilReceived(origin, before + captured.length);
     tunnel.destroy();
   });
 
@@ -193,6 +205,7 @@ describe('tls: sni-must-match', () => {
   it('curl --connect-to: a CONNECT to the allowed host with the SNI of another is refused', async () => {
     if (spawnSync('curl', ['--version']).status !== 0) throw new Error('curl is missing: .ci/run installs it');
     const before = origin.received();
+    const newest = Math.max(0, ...proxy.records().map((r) => r.id));
     // Not spawnSync: the proxy runs in this process and must answer while curl waits.
     const status = await new Promise<number | null>((resolve) => {
       const curl = spawn('curl', ['-s', '-o', '/dev/null', '-m', '5', '-x', `http://127.0.0.1:${proxy.port}`,
@@ -201,7 +214,7 @@ describe('tls: sni-must-match', () => {
     });
     // 35: the TLS connection failed (the tunnel closed on its ClientHello), not a timeout (28).
     expect(status).toBe(35);
-    const record = await proxy.waitForRecord((r) => r.kind === 'connect' && r.host === 'allowed.test' && r.sni === 'other.test' && r.rule === '(sni)' && r.id > 0);
+    const record = await proxy.waitForRecord((r) => r.kind === 'connect' && r.host === 'allowed.test' && r.sni === 'other.test' && r.rule === '(sni)' && r.id > newest);
     expect(record.decision).toBe('deny');
     expect(origin.received()).toBe(before);
   });
@@ -216,8 +229,8 @@ describe('tls: sni-must-match against evasions', () => {
   beforeAll(async () => {
     origin = await startTlsOrigin();
     proxy = await startProxy({ policies: { 'p.yaml': policy('sni-must-match') }, hosts: { 'allowed.test': ['127.0.0.1'] }, timeouts: { helloMs: 300 } });
-    helloAllowed = await captureClientHello('allowed.test');
-    helloOther = await captureClientHello('other.test');
+    helloAllowed = await captureNodeHello({ servername: 'allowed.test' });
+    helloOther = await captureNodeHello({ servername: 'other.test' });
   });
   afterAll(async () => {
     await proxy.close();
@@ -319,24 +332,3 @@ describe('tls: require', () => {
     }
   });
 });
-
-/** The first bytes Node's TLS client sends, from a server that records them and closes. */
-async function captureClientHello(servername: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  const server = net.createServer((socket) => {
-    socket.on('error', () => undefined);
-    socket.on('data', (chunk: Buffer) => {
-      chunks.push(chunk);
-      socket.destroy();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => {
-    const client = tls.connect({ host: '127.0.0.1', port, servername, rejectUnauthorized: false });
-    client.on('error', () => resolve());
-    client.on('close', () => resolve());
-  });
-  await new Promise((resolve) => server.close(resolve));
-  return Buffer.concat(chunks);
-}

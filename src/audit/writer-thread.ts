@@ -13,6 +13,7 @@ import type { AuditStore } from './store';
 import { AUDIT_STORE_DEFAULTS } from './store-options';
 import type { AuditStoreOptions } from './store-options';
 import { AuditUnavailableError, describeError } from './write-health';
+import { fromRemote, outcomeFromRemote } from './remote-error';
 import type { AuditChainHead, AuditHealth, AuditStateChange } from './write-health';
 import { ASKED, CLOSED, GONE, READER, REPLY } from './writer-protocol';
 import type { CallReply, CallRequest, ParentMessage, PortableStoreOptions, RemoteError, WorkerMessage, WriterWorkerData } from './writer-protocol';
@@ -250,10 +251,7 @@ export class WriterThread implements ServingStore {
     this.waiting.delete(message.seq);
     if (this.waiting.size === 0) this.thread.worker.unref();
     if (!message.ok) return waiting.reject(fromRemote(message.error));
-    waiting.resolve({
-      ids: message.ids.map((id) => (typeof id === 'number' ? id : fromRemote(id))),
-      refusedCompletions: message.refusedCompletions,
-    });
+    waiting.resolve(outcomeFromRemote(message.ids, message.refusedCompletions));
   }
 
   private closeReaderIfAsked(thread: Thread): void {
@@ -337,10 +335,4 @@ export function openReader(file: string): Database.Database {
   db.pragma(`busy_timeout = ${AUDIT_STORE_DEFAULTS.busyTimeoutMs}`);
   db.pragma('query_only = 1');
   return db;
-}
-
-/** The error as the proxy would have seen it thrown on this thread (record.ts reads `code`). */
-function fromRemote(error: RemoteError): Error {
-  if (error.code === 'audit_unavailable') return new AuditUnavailableError(error.message);
-  return Object.assign(new Error(error.message), { code: error.code ?? undefined });
 }

@@ -6,9 +6,10 @@ import { openAuditStore } from './store';
 import type { AuditStore } from './store';
 import type { AuditStoreOptions } from './store-options';
 import type { AuditChainHead, AuditStateChange } from './write-health';
+import { idsToRemote, toRemote } from './remote-error';
 import { ANSWERED, ASKED, CLOSED, GONE, READER, REPLY } from './writer-protocol';
 import type {
-  BatchReply, CallReply, CallRequest, ParentMessage, RemoteError, WorkerMessage, WriterWorkerData,
+  BatchReply, CallReply, CallRequest, ParentMessage, WorkerMessage, WriterWorkerData,
 } from './writer-protocol';
 
 /**
@@ -27,11 +28,6 @@ const READER_CLOSE_WAIT_MS = 5000;
 
 /** Whether the parent's reader let go before the last reopen; the log line says when not. */
 let readerClosed = true;
-
-function remote(err: unknown): RemoteError {
-  const { message, code } = err as { message?: unknown; code?: unknown };
-  return { message: typeof message === 'string' ? message : String(err), code: typeof code === 'string' ? code : null };
-}
 
 function post(message: ParentMessage): void {
   port.postMessage(message);
@@ -81,7 +77,7 @@ function open(): WorkerStore | null {
   try {
     return data.log ? new LogAuditStore(data.file, options, data.retainMs) : openAuditStore(data.file, options);
   } catch (err) {
-    answer({ seq: 0, ok: false, error: remote(err), health: null });
+    answer({ seq: 0, ok: false, error: toRemote(err), health: null });
     return null;
   }
 }
@@ -101,7 +97,7 @@ function call(store: WorkerStore, seq: number, request: CallRequest): CallReply 
         return { seq, ok: true, value: null, health: store.health() };
     }
   } catch (err) {
-    return { seq, ok: false, error: remote(err), health: store.health() };
+    return { seq, ok: false, error: toRemote(err), health: store.health() };
   }
 }
 
@@ -112,13 +108,13 @@ function batch(store: WorkerStore, message: Extract<WorkerMessage, { kind: 'batc
       kind: 'batch',
       seq: message.seq,
       ok: true,
-      ids: outcome.ids.map((id) => (typeof id === 'number' ? id : remote(id))),
+      ids: idsToRemote(outcome.ids),
       refusedCompletions: outcome.refusedCompletions,
       health: store.health(),
       head: headOf(store),
     };
   } catch (err) {
-    return { kind: 'batch', seq: message.seq, ok: false, error: remote(err), health: store.health() };
+    return { kind: 'batch', seq: message.seq, ok: false, error: toRemote(err), health: store.health() };
   }
 }
 

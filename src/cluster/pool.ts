@@ -13,7 +13,8 @@ import type { ListenAddress, ServeConfig } from '../config';
 import type { Logger } from '../log';
 import type { MetricsJson } from '../metrics';
 import { workerLimits } from './limits';
-import { isWorkerMessage, toPortable, toRemote } from './protocol';
+import { idsToRemote, toRemote } from '../audit/remote-error';
+import { isWorkerMessage, toPortable } from './protocol';
 import { unpackBatch } from './wire';
 import type { PolicyFiles, PrimaryMessage, WorkerMessage } from './protocol';
 
@@ -297,7 +298,7 @@ export class WorkerPool {
         nextOpen += batch.opens.length;
         nextFinished += batch.finished.length;
       }
-      const ids = own.map((id) => (typeof id === 'number' ? id : toRemote(id)));
+      const ids = idsToRemote(own);
       for (let i = 0; i < batch.opens.length; i += 1) {
         const id = ids[i];
         if (typeof id === 'number') member.open.add(id);

@@ -2,7 +2,7 @@ import type { BatchOutcome, CompletionEntry, FinishedEntry } from '../audit/conn
 import type { BatchTarget } from '../audit/group-commit';
 import type { AuditOpen } from '../audit/record-types';
 import { AuditUnavailableError } from '../audit/write-health';
-import { fromRemote, outcomeFromRemote } from './protocol';
+import { fromRemote, outcomeFromRemote } from '../audit/remote-error';
 import { packBatch } from './wire';
 import type { PrimaryMessage, WorkerMessage } from './protocol';
 

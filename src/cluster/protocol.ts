@@ -1,7 +1,5 @@
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
-import type { BatchOutcome } from '../audit/connection';
 import type { RemoteError } from '../audit/writer-protocol';
-import { AuditUnavailableError } from '../audit/write-health';
 import type { ListenAddress, ServeConfig } from '../config';
 import type { ProxyLimits } from '../proxy/context';
 import { parseRange } from '../policy/ip-range';
@@ -86,20 +84,4 @@ export function isWorkerMessage(value: unknown): value is WorkerMessage {
 
 export function isPrimaryMessage(value: unknown): value is PrimaryMessage {
   return isWorkerMessage(value);
-}
-
-/** An error as it crosses to the other process: its `code` says what kind of failure it was. */
-export function toRemote(err: unknown): RemoteError {
-  const code = (err as { code?: unknown } | null)?.code;
-  return { message: err instanceof Error ? err.message : String(err), code: typeof code === 'string' ? code : null };
-}
-
-/** The error as the proxy would have seen it thrown in this process (record.ts reads `code`). */
-export function fromRemote(error: RemoteError): Error {
-  if (error.code === 'audit_unavailable') return new AuditUnavailableError(error.message);
-  return Object.assign(new Error(error.message), { code: error.code ?? undefined });
-}
-
-export function outcomeFromRemote(ids: ReadonlyArray<number | RemoteError>, refusedCompletions: number): BatchOutcome {
-  return { ids: ids.map((id) => (typeof id === 'number' ? id : fromRemote(id))), refusedCompletions };
 }

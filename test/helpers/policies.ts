@@ -43,3 +43,25 @@ rules:
     hosts: [127.0.0.1]
     ports: any
 `;
+
+/**
+ * One client group, `workloads`, from these sources, allowed to `host` on any port; everything else
+ * denied: the PROXY protocol tests check that the header's address is what decides the group.
+ */
+export function workloadsPolicy(sources: readonly string[], host: string): string {
+  return `version: 1
+settings:
+  default: deny
+network:
+  allow_ranges: [127.0.0.0/8]
+clients:
+  workloads:
+    sources: [${sources.join(', ')}]
+rules:
+  - name: workloads-to-origin
+    action: allow
+    hosts: [${host}]
+    ports: any
+    clients: [workloads]
+`;
+}

@@ -153,7 +153,9 @@ function encodeEntries(entries: readonly LogEntry[], chain: ChainState | null): 
     total += FRAME_HEADER_BYTES + PREFIX_BYTES + hashBytes + length;
   }
   const out = Buffer.allocUnsafe(total);
-  let head = chain?.head ?? { id: 0, hash: ZERO_HASH };
+  // The head as it moves through the batch, as two locals: one object for the batch, not per entry.
+  let headId = chain?.head.id ?? 0;
+  let headHash = chain?.head.hash ?? ZERO_HASH;
   let at = 0;
   entries.forEach((entry, i) => {
     const payload = at + FRAME_HEADER_BYTES;
@@ -164,16 +166,17 @@ function encodeEntries(entries: readonly LogEntry[], chain: ChainState | null): 
     out.write(bodies[i], body, 'utf8');
     if (chain !== null) {
       // Hashed with the tag unchained and h_prev in the slot; then the bit is set and h placed.
-      head.hash.copy(out, payload + PREFIX_BYTES);
+      headHash.copy(out, payload + PREFIX_BYTES);
       const hash = chainHashOf(chain.key, out.subarray(payload, body + lengths[i]));
       out[payload] |= CHAINED;
       hash.copy(out, payload + PREFIX_BYTES);
-      head = { id: entry.id, hash };
+      headId = entry.id;
+      headHash = hash;
     }
     sealFrame(out, at, PREFIX_BYTES + hashBytes + lengths[i]);
     at = body + lengths[i];
   });
-  return { bytes: out, head };
+  return { bytes: out, head: { id: headId, hash: headHash } };
 }
 
 /** The frame of a `head` entry: the chain's head as it stands, written first in a segment. */
