@@ -59,7 +59,10 @@ test('the served head equals what audit verify prints, and follows new requests'
   expect(head.hash).toMatch(/^[0-9a-f]{64}$/);
   const { head: verified, run } = await verifyAgainstServedHead(served);
   expect(run.status).toBe(0);
-  expect(run.stdout).toMatch(new RegExp(`^verified \\d+ entries \\(records 1\\.\\.${verified.id}\\), head ${verified.hash}\\n$`));
+  // The head's id is its last entry's record (often a completion of an earlier record), not the highest id.
+  const shown = new RegExp(`^verified \\d+ entries \\(records 1\\.\\.(\\d+)\\), head ${verified.hash}\\n$`).exec(run.stdout);
+  expect(shown).not.toBeNull();
+  expect(Number(shown?.[1])).toBeGreaterThanOrEqual(verified.id);
   expect((await served.get('/chain/more')).status).toBe(200);
   await served.records();
   const later = await verifyAgainstServedHead(served);
