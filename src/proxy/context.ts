@@ -8,6 +8,7 @@ import type { Resolver } from './dial';
 import type { ParentAgents } from './parent-agents';
 import type { TunnelRegistry } from './tunnel-registry';
 import type { IpRange } from '../policy/ip-range';
+import type { Inspection } from '../inspect/types';
 
 export type { ActivePolicy } from '../policy/active-policy';
 
@@ -72,4 +73,6 @@ export interface ProxyContext {
    * else may); absent or empty: off, and connections are read as HTTP from the first byte.
    */
   readonly proxyProtocolFrom?: readonly IpRange[];
+  /** --inspect-ca: leaf certificates and upstream trust for rules with `tls: inspect`; absent: none is inspected. */
+  readonly inspect?: Inspection;
 }
