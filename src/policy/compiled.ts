@@ -17,6 +17,12 @@ export interface CompiledRule {
   mode: Mode | null;
   /** The rule's own `tls:`, or null to follow settings.tls. */
   tls: TlsMode | null;
+  /**
+   * An allow rule whose `tls:` (its own, else settings.tls) is `inspect`: it matches a CONNECT
+   * on its hosts, ports and clients alone, and its methods and paths apply to the requests
+   * inside the tunnel (SPEC §6). A deny rule never widens this way (rule-schema.ts).
+   */
+  inspects: boolean;
   /** Client group names, or null for every client. */
   clients: readonly string[] | null;
   hosts: HostMatcher;
@@ -73,7 +79,7 @@ export interface Policy {
 
 const DEFAULT_SETTINGS: PolicySettings = { default: 'deny', mode: 'enforce', source: null, auth: 'off', upstream: null, tls: 'any' };
 
-function compileRule(file: string, rule: RuleSpec): CompiledRule {
+function compileRule(file: string, rule: RuleSpec, settings: PolicySettings): CompiledRule {
   return {
     name: rule.name,
     action: rule.action,
@@ -90,6 +96,7 @@ function compileRule(file: string, rule: RuleSpec): CompiledRule {
     expiresAt: rule.expires?.endsAt ?? null,
     via: rule.via === undefined ? undefined : rule.via.parent,
     tls: rule.tls,
+    inspects: rule.action === 'allow' && (rule.tls ?? settings.tls) === 'inspect',
   };
 }
 
@@ -108,17 +115,18 @@ function rangeEntries(file: string, ranges: readonly RangeSpec[]): RangeEntry[] 
 
 /** Files must already be valid, one by one and together (checkPolicySet). */
 export function compilePolicy(files: readonly PolicyFileSpec[], provenance: PolicyProvenance): Policy {
+  const settings = compileSettings(files);
   return {
     version: provenance.version,
     contentHash: provenance.contentHash,
     files: files.map((f) => f.file),
-    settings: compileSettings(files),
+    settings,
     network: {
       allowRanges: files.flatMap((f) => rangeEntries(f.file, f.network.allowRanges)),
       denyRanges: files.flatMap((f) => rangeEntries(f.file, f.network.denyRanges)),
       parentRanges: files.flatMap((f) => rangeEntries(f.file, f.network.parentRanges)),
     },
-    rules: files.flatMap((f) => f.rules.map((r) => compileRule(f.file, r))),
+    rules: files.flatMap((f) => f.rules.map((r) => compileRule(f.file, r, settings))),
     clients: files.flatMap((f) =>
       f.clients.map((c) => ({ name: c.name, source: sourceOf(f.file, c.line), sources: c.sources.map((s) => s.range), users: new Set(c.users) })),
     ),

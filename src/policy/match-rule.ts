@@ -47,9 +47,13 @@ function portMatches(rule: CompiledRule, port: number): boolean {
   return rule.ports === 'any' || rule.ports.some(([low, high]) => port >= low && port <= high);
 }
 
+/**
+ * A rule's methods and paths never match a CONNECT: the tunnel's contents are opaque. A rule
+ * that inspects matches the CONNECT without them, and they apply to each request inside.
+ */
 function httpPartMismatch(rule: CompiledRule, req: PreparedRequest): Mismatch | null {
   if (rule.methods === null && rule.paths === null) return null;
-  if (req.facts.kind === 'connect') return 'connect';
+  if (req.facts.kind === 'connect') return rule.inspects ? null : 'connect';
   if (rule.methods !== null && !rule.methods.has(req.method)) return 'method';
   if (rule.paths !== null && (req.path === null || !pathMatches(rule.paths, req.path))) return 'path';
   return null;

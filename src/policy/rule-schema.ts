@@ -42,8 +42,7 @@ export interface RuleSpec {
 
 export const ACTIONS: readonly Action[] = ['allow', 'deny'];
 export const MODES: readonly Mode[] = ['enforce', 'report'];
-/** `inspect` is the TLS-inspection issue's (SPEC §6): not accepted until it exists. */
-export const TLS_MODES: readonly TlsMode[] = ['any', 'sni-must-match', 'require'];
+export const TLS_MODES: readonly TlsMode[] = ['any', 'sni-must-match', 'require', 'inspect'];
 const RULE_KEYS = ['name', 'action', 'clients', 'hosts', 'ports', 'methods', 'paths', 'mode', 'expires', 'via', 'tls'] as const;
 const PORT_HELP = 'a port is 1-65535, a range like "8000-8999", or write "ports: any"';
 
@@ -58,6 +57,17 @@ function readVia(ctx: FileContext, field: Field | undefined, label: string): { p
 function readTls(ctx: FileContext, field: Field | undefined, label: string): TlsMode | null {
   if (field === undefined) return null;
   return readChoice(ctx, field.node, field.line, `${label}: tls`, TLS_MODES);
+}
+
+/**
+ * `tls: inspect` widens what a rule matches: its CONNECTs are matched on hosts, ports and
+ * clients alone. On a deny rule that would refuse whole tunnels its methods and paths were
+ * meant to narrow, so it is refused; a deny rule with methods or paths already applies inside
+ * the tunnels an allow rule inspects.
+ */
+function checkInspect(ctx: FileContext, field: Field | undefined, label: string, action: Action | null, tls: TlsMode | null): void {
+  if (field === undefined || tls !== 'inspect' || action !== 'deny') return;
+  report(ctx, field.line, `${label}: "tls: inspect" belongs on the allow rule that opens the tunnel; a deny rule's methods and paths already apply to every request inside inspected tunnels (drop "tls" here)`);
 }
 
 function ruleLabel(node: unknown, index: number): string {
@@ -192,6 +202,7 @@ function readRule(ctx: FileContext, rule: RuleNode): RuleSpec | null {
     via: readVia(ctx, field('via'), label),
     tls: readTls(ctx, field('tls'), label),
   };
+  checkInspect(ctx, field('tls'), label, action, parts.tls);
   if (name === null || action === null || hosts === null) return null;
   const entries = hosts.map((h) => h.value);
   return { ...parts, name, action, hosts: entries, hostLines: hosts.map((h) => h.line), hostPatterns: entries.map(hostText) };

@@ -5,9 +5,11 @@ export type Mode = 'enforce' | 'report';
 /**
  * What a CONNECT tunnel's first bytes must be (SPEC §6 `tls:`): `any` relays whatever comes;
  * `sni-must-match` reads the client's ClientHello and refuses one whose SNI names another host
- * than the CONNECT; `require` also refuses anything that is not a TLS ClientHello.
+ * than the CONNECT; `require` also refuses anything that is not a TLS ClientHello; `inspect`
+ * checks the ClientHello as `require` does, then terminates the client's TLS and decides every
+ * request inside the tunnel on its own (src/proxy/inspect-tunnel.ts).
  */
-export type TlsMode = 'any' | 'sni-must-match' | 'require';
+export type TlsMode = 'any' | 'sni-must-match' | 'require' | 'inspect';
 /** `settings.auth`: whether proxy credentials are ignored, checked when sent, or required. */
 export type AuthMode = 'off' | 'optional' | 'required';
 

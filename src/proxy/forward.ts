@@ -14,13 +14,16 @@ import { relayViaParent } from './relay-parent';
 import { parseAbsoluteTarget } from '../request/target';
 import type { Target } from '../request/target-types';
 import { completeRecord, describeStreamError, ensureAuditWritable, openRecord, recordAbandoned, recordFailure } from './record';
+import { tunnelOf, type InspectedTunnel } from './inspected-tunnel';
+import type { Socket } from 'node:net';
 
 /** Recorded when the client's connection closes before the response was complete. */
 export const CLIENT_LEFT = 'client_closed: the connection closed before the response was complete';
 
 /**
  * An absolute-URI http:// request: parse, decide, resolve and guard, record, forward.
- * Every request on a keep-alive connection comes through here and is decided on its own.
+ * Every request on a keep-alive connection comes through here and is decided on its own, and
+ * so does every request inside an inspected tunnel (inspected-tunnel.ts says how those differ).
  */
 export async function handleRequest(
   ctx: ProxyContext,
@@ -28,18 +31,16 @@ export async function handleRequest(
   res: ServerResponse,
   options: { expectsContinue?: boolean } = {},
 ): Promise<void> {
-  const client = clientAddress(req.socket);
-  const exchange = new Exchange('http', req.method ?? null, client, req.url ?? null, ctx.clock());
+  const tunnel = tunnelOf(req.socket);
+  const exchange = exchangeOn(ctx, req.socket, req.method ?? null, req.url ?? null);
   deciding.set(res, exchange);
   let route: Route;
   try {
     rejectAmbiguousFraming(req);
-    const target = parseAbsoluteTarget(req.url);
-    exchange.target = target;
-    await authenticate(ctx, exchange, req.headers['proxy-authorization']);
-    decideTarget(ctx, exchange, target);
+    if (tunnel === null) await decidePlain(ctx, exchange, req);
+    else tunnel.decide(exchange, req);
     ensureAuditWritable(ctx);
-    route = await routeFor(ctx, exchange, target);
+    route = tunnel === null ? await routeFor(ctx, exchange, exchange.target as Target) : await tunnel.route(exchange);
     exchange.resolvedIp = route.address;
     // Refused meanwhile (its body failed to parse): answered and recorded there.
     if (exchange.ended) return;
@@ -62,7 +63,22 @@ export async function handleRequest(
   }
   // Only an allowed, recorded request is told to send its body.
   if (options.expectsContinue) res.writeContinue();
-  forward(ctx, exchange, req, res, route);
+  forward(ctx, exchange, req, res, route, tunnel);
+}
+
+/** The exchange of a request read from `socket`: plain HTTP, or a request inside an inspected tunnel. */
+export function exchangeOn(ctx: ProxyContext, socket: Socket, method: string | null, rawTarget: string | null): Exchange {
+  const tunnel = tunnelOf(socket);
+  if (tunnel !== null) return tunnel.exchange(method, rawTarget);
+  return new Exchange('http', method, clientAddress(socket), rawTarget, ctx.clock());
+}
+
+/** Plain HTTP: the absolute URI names the destination; the proxy credentials name the user. */
+async function decidePlain(ctx: ProxyContext, exchange: Exchange, req: IncomingMessage): Promise<void> {
+  const target = parseAbsoluteTarget(req.url);
+  exchange.target = target;
+  await authenticate(ctx, exchange, req.headers['proxy-authorization']);
+  decideTarget(ctx, exchange, target);
 }
 
 /**
@@ -139,12 +155,14 @@ async function failEarly(ctx: ProxyContext, exchange: Exchange, req: IncomingMes
   await answerWhenRecorded(ctx, exchange, res, error);
 }
 
-function forward(ctx: ProxyContext, exchange: Exchange, req: IncomingMessage, res: ServerResponse, route: Route): void {
+function forward(ctx: ProxyContext, exchange: Exchange, req: IncomingMessage, res: ServerResponse, route: Route, tunnel: InspectedTunnel | null): void {
   const tally: Tally = { up: 0, down: 0, status: null, error: null };
   ctx.gauges.activeRequests += 1;
-  const relay = route.parent
-    ? relayViaParent(ctx, exchange, req, res, tally, route.parent, route.address)
-    : relayDirect(ctx, exchange, req, res, tally, route.address);
+  const relay = tunnel !== null
+    ? tunnel.relay(exchange, req, res, tally, route)
+    : route.parent
+      ? relayViaParent(ctx, exchange, req, res, tally, route.parent, route.address)
+      : relayDirect(ctx, exchange, req, res, tally, route.address);
   req.on('data', (chunk: Buffer) => (tally.up += chunk.length));
   req.on('error', (err) => {
     tally.error ??= describeStreamError(err);

@@ -81,9 +81,12 @@ export async function recordAbandoned(ctx: ProxyContext, exchange: Exchange): Pr
   }
 }
 
-/** Complete an opened record when the exchange ends. */
-export function completeRecord(ctx: ProxyContext, exchange: Exchange, end: Omit<AuditCompletion, 'endedAt'>): void {
-  ctx.metrics.bytes(end.bytesUp, end.bytesDown);
+/**
+ * Complete an opened record when the exchange ends. `countBytes: false` for an inspected
+ * tunnel's own record: its requests' records count the bytes relayed, its own are TLS.
+ */
+export function completeRecord(ctx: ProxyContext, exchange: Exchange, end: Omit<AuditCompletion, 'endedAt'>, { countBytes = true }: { countBytes?: boolean } = {}): void {
+  if (countBytes) ctx.metrics.bytes(end.bytesUp, end.bytesDown);
   if (exchange.recordId === null) return;
   const id = exchange.recordId;
   // Never throws: written with the next commit, or held by the store while it cannot write.

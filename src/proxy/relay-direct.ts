@@ -181,14 +181,26 @@ function requestBody(req: IncomingMessage): Readable | null {
   return body;
 }
 
-export function relayDirect(ctx: ProxyContext, exchange: Exchange, req: IncomingMessage, res: ServerResponse, tally: Tally, address: string): Relay {
+/**
+ * `dispatcher`: the shared pool for plain HTTP; an inspected tunnel passes its own upstream
+ * client, whose connections are TLS to the tunnel's destination (inspected-tunnel.ts).
+ */
+export function relayDirect(
+  ctx: ProxyContext,
+  exchange: Exchange,
+  req: IncomingMessage,
+  res: ServerResponse,
+  tally: Tally,
+  address: string,
+  dispatcher: Dispatcher = ctx.upstreamPool,
+): Relay {
   const target = exchange.target as Target;
   const handler = new DirectHandler(ctx, exchange, res, tally, address, target.port);
   req.on('data', () => handler.touch());
-  ctx.upstreamPool.dispatch(
+  dispatcher.dispatch(
     {
       // The checked address, never the name: undici connects to an IP literal without a lookup.
-      origin: `http://${formatHostPort(address, target.port)}`,
+      origin: `${target.scheme ?? 'http'}://${formatHostPort(address, target.port)}`,
       path: `${target.path ?? '/'}${target.search}`,
       method: req.method as Dispatcher.HttpMethod,
       // undici frames the body itself (Content-Length as given, or chunked when there is none).

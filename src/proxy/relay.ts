@@ -33,9 +33,10 @@ export type UpstreamFailure = (err: Error) => ProxyError;
 /** The request's own Host is replaced by the URI's host (RFC 9112 §3.2.2). */
 export const DROP_FROM_REQUEST: ReadonlySet<string> = new Set(['host']);
 
+/** The scheme's default port is left out (RFC 9110 §7.2), as clients write it. */
 export function hostHeader(target: Target): string {
   const host = target.hostKind === 'ipv6' ? `[${target.host}]` : target.host;
-  return target.port === 80 ? host : `${host}:${target.port}`;
+  return target.port === (target.scheme === 'https' ? 443 : 80) ? host : `${host}:${target.port}`;
 }
 
 /** Nothing moved for the request idle timeout: 504 before the answer began, a cut after. */

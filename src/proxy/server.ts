@@ -5,12 +5,13 @@ import type { Duplex } from 'node:stream';
 import type { ProxyContext } from './context';
 import { ProxyError } from '../request/errors';
 import { Exchange } from './exchange';
-import { answerWhenRecorded, handleRequest, refuseMalformedBody } from './forward';
+import { answerWhenRecorded, exchangeOn, handleRequest, refuseMalformedBody } from './forward';
 import { answerFor, writeRawAnswer } from './respond';
 import { clientAddress } from './client-address';
 import { admitConnection, isRefusedConnection } from './connection-limit';
 import { recordFailure } from './record';
 import { handleConnect } from './tunnel';
+import { tunnelOf } from './inspected-tunnel';
 import { acceptProxyHeader } from './proxy-protocol-accept';
 
 /** Request-head limits; documented in README "Limits". */
@@ -33,15 +34,9 @@ export const HEAD_LIMITS = {
  * and every listener is wrapped so that nothing it does can reject unhandled.
  */
 export function createProxyServer(ctx: ProxyContext): Server {
-  const server = createServer({
-    maxHeaderSize: HEAD_LIMITS.maxHeaderSize,
-    headersTimeout: HEAD_LIMITS.headersTimeoutMs,
-    keepAliveTimeout: HEAD_LIMITS.keepAliveTimeoutMs,
-    // Node 20's 300 s default would cut long uploads and downloads through the proxy.
-    requestTimeout: 0,
-    // A CONNECT's Host header is meaningless to us; the request-target decides.
-    requireHostHeader: false,
-  });
+  const server = createHttpServer();
+  const inspected = createInspectedServer(ctx);
+  server.on('close', () => inspected.close());
   // Node's own listener starts the HTTP parser on a socket; with --proxy-protocol-from it must
   // wait until the header is off the socket, so it is called from here instead.
   const startHttp = server.listeners('connection') as Array<(this: Server, socket: Socket) => void>;
@@ -64,14 +59,52 @@ export function createProxyServer(ctx: ProxyContext): Server {
     else acceptProxyHeader(ctx, from, socket, () => (server.listening ? parseHttp(socket) : socket.destroy()));
     if (admitted) socket.setNoDelay(true);
   });
-  // Node keeps one header more than the limit (and drops the rest), so a head past it shows.
-  server.maxHeadersCount = HEAD_LIMITS.maxHeaders + 1;
+  const readInspected = (secure: Socket): void => void inspected.emit('connection', secure);
   server.on('connect', (req, socket: Duplex, head: Buffer) => {
     if (isRefusedConnection(socket as Socket)) return;
     const refusal = refusedHead(req);
     if (refusal) return refuseConnect(ctx, req, socket as Socket, refusal);
-    handleConnect(ctx, req, socket as Socket, head).catch((err: unknown) => unexpected(ctx, err, socket));
+    handleConnect(ctx, req, socket as Socket, head, readInspected).catch((err: unknown) => unexpected(ctx, err, socket));
   });
+  serveRequests(ctx, server);
+  return server;
+}
+
+function createHttpServer(): Server {
+  const server = createServer({
+    maxHeaderSize: HEAD_LIMITS.maxHeaderSize,
+    headersTimeout: HEAD_LIMITS.headersTimeoutMs,
+    keepAliveTimeout: HEAD_LIMITS.keepAliveTimeoutMs,
+    // Node 20's 300 s default would cut long uploads and downloads through the proxy.
+    requestTimeout: 0,
+    // A CONNECT's Host header is meaningless to us; the request-target decides. Inside an
+    // inspected tunnel a missing Host is answered and recorded (inspect-target.ts), not by Node.
+    requireHostHeader: false,
+  });
+  // Node keeps one header more than the limit (and drops the rest), so a head past it shows.
+  server.maxHeadersCount = HEAD_LIMITS.maxHeaders + 1;
+  return server;
+}
+
+/**
+ * Reads the requests inside inspected tunnels (SPEC §6): one per proxy, never listening;
+ * inspect-tunnel.ts hands it each tunnel's TLS socket once the handshake is done. Its requests
+ * go through the same handlers as plain HTTP, with the same limits. A CONNECT inside TLS has no
+ * listener here, so Node closes that tunnel.
+ */
+function createInspectedServer(ctx: ProxyContext): Server {
+  const server = createHttpServer();
+  // Before the shared listener answers it: garbage before any request makes the tunnel `not_http`.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => tunnelOf(socket as Socket)?.parseFailed(err.code ?? 'parse error'));
+  serveRequests(ctx, server);
+  // Node starts tracking a server's connections, and with it the request-head timeout
+  // (headersTimeout, the slowloris guard), on 'listening'; this server never listens.
+  server.emit('listening');
+  return server;
+}
+
+/** The request-level listeners, shared by the proxy's server and the inspected-tunnel server. */
+function serveRequests(ctx: ProxyContext, server: Server): void {
   server.on('request', (req, res) => dispatchRequest(ctx, req, res));
   // Without this Node answers `Expect: 100-continue` before we decide, and a client uploads
   // its whole body only to be refused.
@@ -81,7 +114,6 @@ export function createProxyServer(ctx: ProxyContext): Server {
     if (!isRefusedConnection(req.socket)) refuseRequest(ctx, req, res, refusedHead(req) ?? UNMET_EXPECTATION);
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(ctx, err, socket as Socket));
-  return server;
 }
 
 function dispatchRequest(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, options: { expectsContinue?: boolean } = {}): void {
@@ -142,7 +174,7 @@ const answeredHeads = new WeakSet<Socket>();
  * group commit as other records: the thread that relays bytes never waits for the audit file.
  */
 function refuseRequest(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, refusal: ProxyError): void {
-  const exchange = exchangeFor(ctx, req, 'http');
+  const exchange = exchangeOn(ctx, req.socket, req.method ?? null, req.url ?? null);
   // The body's framing is not trusted: read no further request from this connection.
   res.shouldKeepAlive = false;
   answeredHeads.add(req.socket);
@@ -150,7 +182,7 @@ function refuseRequest(ctx: ProxyContext, req: IncomingMessage, res: ServerRespo
 }
 
 function refuseConnect(ctx: ProxyContext, req: IncomingMessage, socket: Socket, refusal: ProxyError): void {
-  const exchange = exchangeFor(ctx, req, 'connect');
+  const exchange = connectExchange(ctx, req);
   answerRaw(ctx, socket, exchange, refusal);
 }
 
@@ -162,9 +194,9 @@ function answerRaw(ctx: ProxyContext, socket: Socket, exchange: Exchange, refusa
   );
 }
 
-function exchangeFor(ctx: ProxyContext, req: IncomingMessage, kind: 'http' | 'connect'): Exchange {
+function connectExchange(ctx: ProxyContext, req: IncomingMessage): Exchange {
   const client = clientAddress(req.socket);
-  return new Exchange(kind, req.method ?? null, client, req.url ?? null, ctx.clock());
+  return new Exchange('connect', req.method ?? null, client, req.url ?? null, ctx.clock());
 }
 
 /** A bug, not a client's doing: log it and drop the connection rather than crash. */
@@ -200,8 +232,7 @@ function answerClientError(ctx: ProxyContext, err: NodeJS.ErrnoException, socket
     socket.destroy();
     return;
   }
-  const client = clientAddress(socket);
-  const exchange = new Exchange('http', null, client, null, ctx.clock());
+  const exchange = exchangeOn(ctx, socket, null, null);
   // Node's parser reports every later chunk on this socket as another error: one answer.
   answeredHeads.add(socket);
   answerRaw(ctx, socket, exchange, parserError(err));

@@ -5,6 +5,9 @@ import type { Target } from '../request/target-types';
 import { ClientHelloReader, describeVerdict } from './client-hello';
 import type { HelloVerdict } from './client-hello';
 
+/** The rule name recorded for a tunnel refused by its ClientHello (SPEC §6). */
+export const SNI_RULE = '(sni)';
+
 /**
  * How long a checked tunnel waits for the client's first bytes once it has its 200. A TLS client
  * sends its ClientHello at once; past this, `require` refuses and `sni-must-match` relays

@@ -11,16 +11,19 @@ import { completeRecord, describeStreamError, ensureAuditWritable, openRecord, r
 import { connectViaParent } from './parent-proxy';
 import { connectRelayed, relayTo } from './relay-read';
 import { parseConnectTarget } from '../request/target';
-import { readFirstBytes, SecondHelloWatch } from './sni-check';
+import { readFirstBytes, SecondHelloWatch, SNI_RULE } from './sni-check';
 import type { Target } from '../request/target-types';
+import { inspectTunnel, planInspection, type InspectionPlan, type ReadInspected } from './inspect-tunnel';
+import { enforceTunnelLimits, ESTABLISHED, limitTunnel } from './tunnel-limits';
 
-const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');
+export { SNI_RULE } from './sni-check';
 
 /**
- * CONNECT: parse, decide, resolve and guard, dial, record, then answer 200 and splice.
+ * CONNECT: parse, decide, resolve and guard, dial, record, then answer 200 and splice; or, when
+ * the decision says `tls: inspect`, hand the tunnel to inspect-tunnel.ts after the same checks.
  * Never rejects: every failure is answered and recorded here (STYLE habit 7).
  */
-export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, client: Socket, head: Buffer): Promise<void> {
+export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, client: Socket, head: Buffer, readInspected: ReadInspected): Promise<void> {
   // Hold the client's bytes (including any it pipelined after the CONNECT head) until the
   // upstream exists; with no 'data' listener a flowing socket would drop them.
   client.pause();
@@ -34,6 +37,7 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
   let watch: SecondHelloWatch | null = null;
   // Set once the client has its 200: from then on a failure can only close the tunnel.
   let answered = false;
+  let inspection: InspectionPlan | null = null;
   try {
     const target = parseConnectTarget(req.url);
     exchange.target = target;
@@ -41,6 +45,16 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
     decideTarget(ctx, exchange, target);
     enforceTunnelLimits(ctx, exchange.clientIp);
     ensureAuditWritable(ctx);
+    if (exchange.decision?.tls === 'inspect') inspection = await planInspection(ctx, exchange, target);
+  } catch (err) {
+    // A refused CONNECT stops counting against the tunnel limits at once, not once its record commits.
+    ctx.tunnels.delete(client);
+    await failConnect(ctx, exchange, client, asProxyError(err));
+    return;
+  }
+  if (inspection !== null) return inspectTunnel(ctx, exchange, client, head, inspection, readInspected);
+  const target = exchange.target;
+  try {
     const connected = await dialDestination(ctx, exchange, target);
     fromUpstream = connected.rest;
     upstream = connected.socket;
@@ -53,7 +67,7 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
       return;
     }
     const mode = exchange.decision?.tls ?? 'any';
-    if (mode !== 'any') {
+    if (mode === 'sni-must-match' || mode === 'require') {
       // tls: sni-must-match | require: the record waits for the ClientHello (SPEC §6), so a
       // refused tunnel has one record, a deny, and its rule's hits never count it.
       client.write(ESTABLISHED);
@@ -115,9 +129,6 @@ function reportSniRefusal(ctx: ProxyContext, exchange: Exchange, reason: string)
   return reported;
 }
 
-/** The rule name recorded for a tunnel refused by its ClientHello (SPEC §6). */
-export const SNI_RULE = '(sni)';
-
 const NOTHING: Buffer = Buffer.alloc(0);
 
 /**
@@ -134,17 +145,6 @@ async function dialDestination(ctx: ProxyContext, exchange: Exchange, target: Ta
   }
   if (target.hostKind !== 'name') await resolveDestination(ctx, exchange, target);
   return connectViaParent(ctx, parent, target);
-}
-
-/** Past a limit the client is told to come back later (429 + Retry-After), after the decision. */
-function enforceTunnelLimits(ctx: ProxyContext, source: string): void {
-  const { maxTunnels, maxTunnelsPerSource } = ctx.limits;
-  if (ctx.tunnels.size > maxTunnels) {
-    throw new ProxyError(429, 'too_many_tunnels', `too many open tunnels (limit ${maxTunnels})`);
-  }
-  if (ctx.tunnels.countFrom(source) > maxTunnelsPerSource) {
-    throw new ProxyError(429, 'too_many_tunnels', `too many open tunnels from ${source} (limit ${maxTunnelsPerSource})`);
-  }
 }
 
 async function failConnect(ctx: ProxyContext, exchange: Exchange, client: Socket, error: ProxyError): Promise<void> {
@@ -181,7 +181,7 @@ function splice(
   if (!relayTo(upstream, client)) upstream.pipe(client);
   client.on('error', fail);
   upstream.on('error', fail);
-  const lifetime = limitTunnel(ctx, client, upstream, (reason) => fail(new Error(reason)));
+  const lifetime = limitTunnel(ctx, [client, upstream], (reason) => fail(new Error(reason)));
   let closed = 0;
   const onClose = (socket: Socket): void => {
     if (!(socket.readableEnded && socket.writableFinished)) fail(prematureClose());
@@ -219,20 +219,4 @@ function watchHellos(client: Socket, watch: SecondHelloWatch, fail: (err: Error)
 /** What a side that closed without ending cleanly is recorded as (as pipeline() would say). */
 function prematureClose(): Error {
   return Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
-}
-
-/**
- * Idle timeout: a socket's timer restarts on every read and write, so a tunnel moving bytes
- * either way stays open. The lifetime cap holds however busy it is. Request-head timeouts of
- * the HTTP server no longer apply once CONNECT took the socket over.
- */
-function limitTunnel(ctx: ProxyContext, client: Socket, upstream: Socket, cut: (reason: string) => void): NodeJS.Timeout | null {
-  const { tunnelIdleMs, tunnelLifetimeMs } = ctx.timeouts;
-  const idle = (): void => cut(`idle_timeout: no data either way for ${tunnelIdleMs} ms`);
-  client.setTimeout(tunnelIdleMs, idle);
-  upstream.setTimeout(tunnelIdleMs, idle);
-  if (tunnelLifetimeMs <= 0) return null;
-  const timer = setTimeout(() => cut(`lifetime_exceeded: tunnel open for ${tunnelLifetimeMs} ms`), tunnelLifetimeMs);
-  timer.unref();
-  return timer;
 }

@@ -16,4 +16,12 @@ export type ProxyErrorCode =
   | 'auth_required'
   | 'auth_failed'
   | 'auth_rate_limited'
-  | 'audit_unavailable';
+  | 'audit_unavailable'
+  /** TLS inspection (SPEC §6): a request inside an inspected tunnel names another host. */
+  | 'host_mismatch'
+  /** A rule asks for tls: inspect but the proxy has no inspection CA (--inspect-ca). */
+  | 'inspect_unavailable'
+  /** The destination's certificate failed verification on tollgate's own TLS connection. */
+  | 'upstream_certificate'
+  /** tollgate's TLS handshake with the destination failed for another reason (version, mutual TLS). */
+  | 'upstream_tls';

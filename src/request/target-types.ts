@@ -10,8 +10,11 @@ export type RequestKind = 'connect' | 'http';
  */
 export interface Target {
   kind: RequestKind;
-  /** 'http' for absolute-URI requests; null for CONNECT (the tunnel's contents are opaque). */
-  scheme: 'http' | null;
+  /**
+   * 'http' for absolute-URI requests, 'https' for a request inside an inspected tunnel; null for
+   * CONNECT (the tunnel's contents are opaque).
+   */
+  scheme: 'http' | 'https' | null;
   /**
    * Lower-case, one trailing dot dropped, IDNs in punycode, IPv4 in canonical dotted quad
    * (legacy spellings as the WHATWG URL parser reads them), IPv6 compressed and without brackets.

@@ -124,7 +124,7 @@ const UNRESERVED = /[A-Za-z0-9\-._~]/;
  * RFC 3986 §6.2.2.2: decode percent-encoded unreserved characters, so `/%61dmin` is matched
  * (and forwarded) as `/admin` and a path rule cannot be sidestepped by spelling.
  */
-function normalisePath(pathname: string): string {
+export function normalisePath(pathname: string): string {
   if (!pathname.includes('%')) return pathname;
   return pathname.replace(/%([0-9A-Fa-f]{2})/g, (escape: string, hex: string) => {
     const char = String.fromCharCode(parseInt(hex, 16));

@@ -33,6 +33,7 @@ import { ParentAgents } from '../../src/proxy/parent-agents';
 import { TunnelRegistry } from '../../src/proxy/tunnel-registry';
 import { parseRange } from '../../src/policy/ip-range';
 import type { IpRange } from '../../src/policy/ip-range';
+import type { Inspection } from '../../src/inspect/types';
 
 export interface ProxyHarness {
   readonly port: number;
@@ -67,6 +68,8 @@ export interface HarnessOptions {
   auditOptions?: AuditStoreOptions;
   /** --proxy-protocol-from ranges (CIDR text); none: off. */
   proxyProtocolFrom?: string[];
+  /** --inspect-ca: what rules with tls: inspect terminate TLS with; none: no tunnel is inspected. */
+  inspect?: Inspection;
 }
 
 function testRange(text: string): IpRange {
@@ -113,6 +116,7 @@ export async function startProxy(options: HarnessOptions): Promise<ProxyHarness>
     parentAgents: new ParentAgents(),
     tunnels: new TunnelRegistry(),
     proxyProtocolFrom: (options.proxyProtocolFrom ?? []).map(testRange),
+    inspect: options.inspect,
   };
   const server = createProxyServer(ctx);
   const port = await listenOn(server);

@@ -1,0 +1,161 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { Client } from 'undici';
+import type { Inspection } from '../inspect/types';
+import type { Decision, ParentProxy } from '../policy/types';
+import type { RequestKind, Target } from '../request/target-types';
+import { decideTarget, resolveDestination } from './authorise';
+import type { ClientAddress } from './client-address';
+import type { ProxyContext } from './context';
+import { Exchange } from './exchange';
+import { HostMismatchError, innerTarget } from './inspect-target';
+import { connectUpstreamTls, type UpstreamRoute } from './inspect-upstream';
+import { parentAddresses } from './parent-proxy';
+import type { Relay, Tally } from './relay';
+import { relayDirect } from './relay-direct';
+
+/**
+ * One inspected tunnel as the requests inside it see it (SPEC §6): who opened it, to where, and
+ * the record they link to. forward.ts finds it by the TLS socket the inner HTTP server reads
+ * from, and decides and forwards each request as a plain HTTP one, with these differences:
+ * the target comes from the tunnel (a Host naming another host is refused), the user is the
+ * one the CONNECT authenticated (there is no Proxy-Authorization inside TLS), and the request
+ * goes to the destination over tollgate's own verified TLS connection.
+ */
+
+/**
+ * The record kind of a request inside an inspected tunnel, and how it names its tunnel. Kept in
+ * this one place: kind `https` and the `tunnel_id` field come with the audit codec's support.
+ */
+export const INNER_KIND: RequestKind = 'http';
+function linkToTunnel(exchange: Exchange, tunnelRecordId: number): void {
+  void exchange;
+  void tunnelRecordId;
+}
+
+/** The rule recorded for a request the inspection itself refused (another host in its Host). */
+export const INSPECT_RULE = '(inspect)';
+
+/** Where one allowed inner request goes: the checked address it is recorded with, and the route. */
+export interface InnerRoute {
+  address: string;
+  parent: ParentProxy | null;
+}
+
+/** Idle upstream connections of a tunnel close after this, as the shared pool's do. */
+const UPSTREAM_KEEP_ALIVE_MS = 30_000;
+
+const tunnels = new WeakMap<Socket, InspectedTunnel>();
+
+/** The inspected tunnel a socket of the inner HTTP server belongs to; null for any other socket. */
+export function tunnelOf(socket: Socket): InspectedTunnel | null {
+  return tunnels.get(socket) ?? null;
+}
+
+export class InspectedTunnel {
+  /** Upstream clients by route ('direct' or a parent's label): one keep-alive connection each. */
+  private readonly upstreams = new Map<string, Client>();
+  private closed = false;
+  /** Exchanges begun inside the tunnel (answered or not). */
+  private requests = 0;
+  private notHttp: (code: string) => void = () => undefined;
+
+  constructor(
+    private readonly ctx: ProxyContext,
+    private readonly inspection: Inspection,
+    /** The CONNECT's target: every request inside goes here. */
+    readonly target: Target,
+    readonly client: ClientAddress,
+    readonly user: string | null,
+    /** The tunnel's own record (its id is the inner records' tunnel_id). */
+    readonly recordId: number,
+    /** Addresses the CONNECT resolved and the guard passed; null when it went through a parent. */
+    private addresses: string[] | null,
+  ) {}
+
+  /**
+   * From now on requests read from `socket` are this tunnel's. `notHttp` hears of a parse error
+   * before the first request: the tunnel's record then says `not_http`.
+   */
+  attach(socket: Socket, notHttp: (code: string) => void): void {
+    tunnels.set(socket, this);
+    this.notHttp = notHttp;
+  }
+
+  /** The inner HTTP server could not parse what the client sent (server.ts). */
+  parseFailed(code: string): void {
+    if (this.requests === 0 && code.startsWith('HPE_')) this.notHttp(code);
+  }
+
+  /** A new exchange for a request read inside this tunnel. */
+  exchange(method: string | null, rawTarget: string | null): Exchange {
+    this.requests += 1;
+    const exchange = new Exchange(INNER_KIND, method, this.client, rawTarget, this.ctx.clock());
+    exchange.user = this.user;
+    linkToTunnel(exchange, this.recordId);
+    return exchange;
+  }
+
+  /**
+   * Decide one request as if it were plain HTTP with scheme https (SPEC §6). Throws a 403 for a
+   * denial (decideTarget) and for another host, whose record names rule (inspect).
+   */
+  decide(exchange: Exchange, req: IncomingMessage): void {
+    let target: Target;
+    try {
+      target = innerTarget(req, this.target, INNER_KIND);
+    } catch (err) {
+      if (err instanceof HostMismatchError) exchange.decision = this.refusal(err.reason);
+      throw err;
+    }
+    decideTarget(this.ctx, exchange, target);
+  }
+
+  private refusal(reason: string): Decision {
+    return { action: 'deny', rule: INSPECT_RULE, ruleSource: null, reason, wouldDeny: false, clients: [], upstream: null, tls: 'inspect' };
+  }
+
+  /** The route of an allowed request: its decision's parent proxy, else the tunnel's checked addresses. */
+  async route(exchange: Exchange): Promise<InnerRoute> {
+    const parent = exchange.decision?.upstream ?? null;
+    if (parent !== null) {
+      const [address] = await parentAddresses(this.ctx, parent);
+      return { address, parent };
+    }
+    // Resolved once per tunnel: a later DNS answer can never move it (dial.ts).
+    this.addresses ??= await resolveDestination(this.ctx, exchange, this.target);
+    return { address: this.addresses[0], parent: null };
+  }
+
+  relay(exchange: Exchange, req: IncomingMessage, res: ServerResponse, tally: Tally, route: InnerRoute): Relay {
+    return relayDirect(this.ctx, exchange, req, res, tally, route.address, this.upstreamFor(route));
+  }
+
+  private upstreamFor(route: InnerRoute): Client {
+    const key = route.parent === null ? 'direct' : route.parent.label;
+    let client = this.upstreams.get(key);
+    if (client !== undefined) return client;
+    const upstream: UpstreamRoute = route.parent === null ? { parent: null, addresses: this.addresses ?? [] } : { parent: route.parent };
+    client = new Client(`https://${this.target.hostKind === 'ipv6' ? `[${this.target.host}]` : this.target.host}:${this.target.port}`, {
+      keepAliveTimeout: UPSTREAM_KEEP_ALIVE_MS,
+      keepAliveMaxTimeout: UPSTREAM_KEEP_ALIVE_MS,
+      connect: (_options, callback) => {
+        connectUpstreamTls(this.ctx, this.inspection, this.target, upstream).then(
+          (socket) => (this.closed ? (socket.destroy(), callback(new Error('the tunnel closed'), null)) : callback(null, socket)),
+          (err: Error) => callback(err, null),
+        );
+      },
+    });
+    // Errors reach the handler of the request that was waiting; one with no request is dropped here.
+    client.on('connectionError', () => undefined);
+    this.upstreams.set(key, client);
+    return client;
+  }
+
+  /** The tunnel ended: its upstream connections go with it. */
+  close(): void {
+    this.closed = true;
+    for (const client of this.upstreams.values()) void client.destroy().catch(() => undefined);
+    this.upstreams.clear();
+  }
+}
