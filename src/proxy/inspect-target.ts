@@ -19,10 +19,10 @@ export const InnerTargetReason = {
   mismatch: (named: string, tunnel: string): string => `host_mismatch: the request names ${named}, but its tunnel was opened to ${tunnel} (domain fronting)`,
 } as const;
 
-/** A request whose Host names another host or port than its tunnel's CONNECT. */
+/** A request whose Host names another host or port than its tunnel's CONNECT; `target` is what it is recorded as. */
 export class HostMismatchError extends ProxyError {
-  constructor(named: string, tunnel: string) {
-    super(403, 'host_mismatch', InnerTargetReason.mismatch(named, tunnel));
+  constructor(named: string, readonly target: Target) {
+    super(403, 'host_mismatch', InnerTargetReason.mismatch(named, formatAuthority(target)));
     this.name = 'HostMismatchError';
   }
 }
@@ -97,9 +97,9 @@ export function innerTarget(req: IncomingMessage, tunnel: Target, kind: RequestK
   const named = parseAuthority(header);
   if (named === null) throw new ProxyError(400, 'bad_request', InnerTargetReason.badHost);
   const { authority, url } = splitRequestTarget(req.url ?? '', tunnel);
-  const expected: Authority = { host: tunnel.host, hostKind: tunnel.hostKind, port: tunnel.port };
+  const target: Target = { kind, scheme: 'https', host: tunnel.host, hostKind: tunnel.hostKind, port: tunnel.port, path: normalisePath(url.pathname), search: url.search };
   for (const candidate of [named, authority]) {
-    if (candidate !== null && !sameAuthority(candidate, expected)) throw new HostMismatchError(formatAuthority(candidate), formatAuthority(tunnel));
+    if (candidate !== null && !sameAuthority(candidate, target)) throw new HostMismatchError(formatAuthority(candidate), target);
   }
-  return { kind, scheme: 'https', host: tunnel.host, hostKind: tunnel.hostKind, port: tunnel.port, path: normalisePath(url.pathname), search: url.search };
+  return target;
 }

@@ -116,6 +116,11 @@ function terminate(ctx: ProxyContext, exchange: Exchange, client: Socket, contex
     client.destroy();
   });
   client.on('error', (err) => note(describeStreamError(err)));
+  // A client that gives up on our certificate may only half-close (https-proxy-agent's sockets
+  // do); before the handshake there is nothing left to say to it.
+  secure.on('end', () => {
+    if (!handshaken) cut(InspectReason.closedInHandshake(target.host));
+  });
   secure.once('secure', () => {
     handshaken = true;
     tunnel.attach(secure, (code) => note(InspectReason.notHttp(code)));

@@ -105,7 +105,12 @@ export class InspectedTunnel {
     try {
       target = innerTarget(req, this.target, INNER_KIND);
     } catch (err) {
-      if (err instanceof HostMismatchError) exchange.decision = this.refusal(err.reason);
+      if (err instanceof HostMismatchError) {
+        // Recorded as a request to the tunnel's host (the reason names the other one).
+        exchange.target = err.target;
+        exchange.policyVersion = this.ctx.active().policy.version;
+        exchange.decision = this.refusal(err.reason);
+      }
       throw err;
     }
     decideTarget(this.ctx, exchange, target);

@@ -92,6 +92,7 @@ export function judge(verdict: Exclude<HelloVerdict, { kind: 'need-more' }>, mod
     // Another TLS record first (an alert, say): servers skip some, and the ClientHello after it would go unread.
     if ((held[0] ?? 0) >= 20 && (held[0] ?? 0) <= 24 && held[1] === 3) return refuse(null, `a TLS record of content type ${held[0]} came before the ClientHello (tls: ${mode})`);
     if (mode === 'require') return refuse(null, `not a TLS ClientHello (tls: require): ${describeVerdict(verdict)}`);
+    if (mode === 'inspect') return refuse(null, `not_tls: not a TLS ClientHello, so the tunnel cannot be inspected (tls: inspect): ${describeVerdict(verdict)}`);
     return { kind: 'pass', sni: null, held, helloBytes: 0 };
   }
   if (verdict.kind === 'malformed') return refuse(null, `malformed TLS ClientHello: ${describeVerdict(verdict)}`);
