@@ -6,7 +6,8 @@ import { formatProblem, loadPolicy } from '../policy/load';
 import { GUARD_RULE } from '../proxy/exchange';
 import type { TlsMode } from '../policy/types';
 import { ProxyError } from '../request/errors';
-import { formatAuthority, parseAbsoluteTarget, parseConnectTarget } from '../request/target';
+import { formatAuthority, normalisePath, parseAbsoluteTarget, parseConnectTarget } from '../request/target';
+import { INNER_KIND } from '../proxy/inspected-tunnel';
 import type { Target } from '../request/target-types';
 import { DEFAULT_POLICIES, parseOrUsage } from './policy';
 
@@ -14,10 +15,12 @@ const TEST_HELP = `usage: tollgate policy test [--policies DIR] [--source IP] [-
 
 Explain the decision for one request, on the policy alone (no DNS; the destination
 guard applies to IP-literal targets).
-  TARGET      http://host[:port]/path (plain HTTP) or host:port (a CONNECT)
+  TARGET      http://host[:port]/path (plain HTTP), host:port (a CONNECT), or
+              https://host[:port]/path (its CONNECT, then, when the tunnel is
+              inspected (tls: inspect), the request inside it)
   --source    client source address (default 127.0.0.1)
   --user      proxy username
-  --method    HTTP method for a plain HTTP target (default GET)
+  --method    HTTP method for a plain HTTP or https target (default GET)
   --json      one JSON object: decision, would_deny, rule, rule_source, reason, ...
 Exit 0 allow (also a report-mode would_deny), 1 deny, 2 bad input.
 `;
@@ -40,10 +43,12 @@ export function runPolicyTest(args: string[]): number {
   const { values, positionals } = parsed;
   const source = typeof values.source === 'string' ? values.source : '127.0.0.1';
   let target: Target;
+  let inside: Target | null = null;
   try {
     if (positionals.length !== 1) throw new ProxyError(400, 'bad_target', 'expected exactly one TARGET');
     if (isIP(source) === 0) throw new ProxyError(400, 'bad_target', `--source must be an IP address, got "${source}"`);
-    target = parseTestTarget(positionals[0]);
+    if (/^https:\/\//i.test(positionals[0])) ({ connect: target, inner: inside } = parseHttpsTestTarget(positionals[0]));
+    else target = parseTestTarget(positionals[0]);
   } catch (err) {
     process.stderr.write(`tollgate policy test: ${err instanceof Error ? err.message : String(err)}\n`);
     return 2;
@@ -54,15 +59,48 @@ export function runPolicyTest(args: string[]): number {
     process.stderr.write(`${loaded.problems.map(formatProblem).join('\n')}\n`);
     return 2;
   }
-  const method = target.kind === 'connect' ? 'CONNECT' : (typeof values.method === 'string' ? values.method : 'GET').toUpperCase();
+  const requestMethod = (typeof values.method === 'string' ? values.method : 'GET').toUpperCase();
+  const method = target.kind === 'connect' ? 'CONNECT' : requestMethod;
   const user = typeof values.user === 'string' ? values.user : null;
-  const explanation = explainDecision(loaded.policy, {
-    kind: target.kind, host: target.host, hostKind: target.hostKind, port: target.port,
-    method, path: target.path, sourceIp: source, user, now: new Date(),
-  });
-  const outcome = applyGuard(explanation, target, loaded.policy.network);
+  const explain = (t: Target, m: string): TestOutcome => applyGuard(explainDecision(loaded.policy, {
+    kind: t.kind, host: t.host, hostKind: t.hostKind, port: t.port,
+    method: m, path: t.path, sourceIp: source, user, now: new Date(),
+  }), t, loaded.policy.network);
+  const outcome = explain(target, method);
+  if (inside !== null) return explainInside(outcome, target, inside, requestMethod, explain, values.json === true);
   process.stdout.write(values.json ? `${JSON.stringify(outcome)}\n` : formatOutcome(outcome, target, method));
   return outcome.decision === 'allow' ? 0 : 1;
+}
+
+/**
+ * An https:// target: its CONNECT, and when that tunnel is inspected, the request inside as the
+ * proxy decides it (SPEC §6). A tunnel that is not inspected is opaque: its CONNECT decides.
+ */
+function explainInside(tunnel: TestOutcome, connect: Target, inner: Target, method: string, explain: (t: Target, m: string) => TestOutcome, json: boolean): number {
+  const inspected = tunnel.decision === 'allow' && tunnel.tls === 'inspect';
+  const outcome = inspected ? explain(inner, method) : null;
+  if (json) {
+    const { considered: _considered, ...connectPart } = tunnel;
+    process.stdout.write(`${JSON.stringify({ ...(outcome ?? tunnel), inspected, tunnel: connectPart })}\n`);
+  } else {
+    let text = formatOutcome(tunnel, connect, 'CONNECT');
+    if (tunnel.decision === 'allow' && !inspected) text += `not inspected (tls: ${tunnel.tls ?? 'any'}): requests inside the tunnel are not decided one by one\n`;
+    if (outcome !== null) text += `inside the tunnel:\n${formatOutcome(outcome, inner, method)}`;
+    process.stdout.write(text);
+  }
+  return (outcome ?? tunnel).decision === 'allow' ? 0 : 1;
+}
+
+/** `https://host[:port]/path`: the CONNECT a client sends for it, and the request inside the tunnel. */
+function parseHttpsTestTarget(text: string): { connect: Target; inner: Target } {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new ProxyError(400, 'bad_target', `not a URL: ${text}`);
+  }
+  const connect = parseConnectTarget(`${url.hostname}:${url.port === '' ? 443 : url.port}`);
+  return { connect, inner: { ...connect, kind: INNER_KIND, scheme: 'https', path: normalisePath(url.pathname), search: '' } };
 }
 
 function parseTestTarget(text: string): Target {
@@ -111,7 +149,9 @@ function formatOutcome(outcome: TestOutcome, target: Target, method: string): st
   const verdict = outcome.would_deny ? 'allow (would_deny: report mode lets this policy denial through)' : outcome.decision;
   lines.push(`decision: ${verdict}`, `rule: ${outcome.rule}${outcome.rule_source ? ` (${outcome.rule_source})` : ''}`, `reason: ${outcome.reason}`);
   if (outcome.clients.length > 0) lines.push(`clients: ${outcome.clients.join(', ')}`);
-  if (outcome.decision === 'allow' && outcome.tls !== null && outcome.tls !== 'any') {
+  if (outcome.decision === 'allow' && outcome.tls === 'inspect') {
+    lines.push(`tls: inspect (the tunnel's TLS is terminated with a certificate from the inspection CA; each request inside is decided on its own: try https://${formatAuthority(target)}/PATH)`);
+  } else if (outcome.decision === 'allow' && outcome.tls !== null && outcome.tls !== 'any') {
     lines.push(`tls: ${outcome.tls} (the tunnel's ClientHello must name ${outcome.target.host}${outcome.tls === 'require' ? '; anything but TLS is refused' : ''})`);
   }
   return `${lines.join('\n')}\n`;

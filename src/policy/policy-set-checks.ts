@@ -74,6 +74,9 @@ export function policySetWarnings(files: readonly PolicyFileSpec[]): Problem[] {
       if (rule.mode === 'report' && rule.action === 'allow') {
         warnings.push({ file, line: rule.line, message: `rule "${rule.name}": "mode: report" has no effect on an allow rule` });
       }
+      if (rule.tls === 'inspect' && rule.ports !== 'any' && rule.ports.every(([low, high]) => low === 80 && high === 80)) {
+        warnings.push({ file, line: rule.line, message: `rule "${rule.name}": "tls: inspect" on a rule for port 80 only: it inspects CONNECT tunnels, and plain HTTP is decided request by request without it` });
+      }
     }
   }
   return warnings;
