@@ -251,7 +251,8 @@ describe('tollgate policy test: output', () => {
 describe('tollgate policy test: bad input exits 2', () => {
   test.each([
     ['host with no port', ['registry.example'], /host:port/],
-    ['https URI', ['https://x/'], /https:\/\//],
+    // An https:// target is a CONNECT and the request inside it (inspect-policy-cli.test.ts); one without a host is bad input.
+    ['https URI without a host', ['https:///'], /https:\/\//],
     ['two targets', ['a.example:443', 'b.example:443'], /exactly one TARGET/],
     ['no target', [], /exactly one TARGET/],
     ['source is not an IP', ['--source', 'notanip', 'a.example:443'], /--source must be an IP address/],
