@@ -9,6 +9,9 @@ import type { TLSSocket } from 'node:tls';
 import { promisify } from 'node:util';
 import { HttpsProxyAgent } from 'https-proxy-agent';
 import type { AuditRecordJson } from '../src/audit/record-types';
+import { Authenticator } from '../src/auth/authenticator';
+import { hashPassword, parseHash } from '../src/auth/password-hash';
+import type { ParsedHash } from '../src/auth/password-hash';
 import { INNER_KIND, INSPECT_RULE } from '../src/proxy/inspected-tunnel';
 import { InspectReason } from '../src/proxy/inspect-tunnel';
 import { SNI_RULE } from '../src/proxy/tunnel';
@@ -60,10 +63,13 @@ let untrusted: HttpsOrigin;
 let proxy: ProxyHarness;
 
 /** What the origin saw, by path: method, URL, Host and whether an Authorization header came through. */
-const seen: Array<{ method: string; url: string; host: string; authorization: boolean }> = [];
+const seen: Array<{ method: string; url: string; host: string; authorization: boolean; proxyAuthorization: boolean }> = [];
 
 function echoHandler(req: IncomingMessage, res: import('node:http').ServerResponse): void {
-  seen.push({ method: req.method ?? '', url: req.url ?? '', host: req.headers.host ?? '', authorization: req.headers.authorization !== undefined });
+  seen.push({
+    method: req.method ?? '', url: req.url ?? '', host: req.headers.host ?? '',
+    authorization: req.headers.authorization !== undefined, proxyAuthorization: req.headers['proxy-authorization'] !== undefined,
+  });
   if (req.url?.startsWith('/org/echo')) {
     // Echo each chunk as it arrives: the client waits for one echo before sending the next.
     res.writeHead(200, { 'Content-Type': 'application/octet-stream' });
@@ -395,6 +401,99 @@ describe('without an inspection CA', () => {
       expect(record.error).toBe(`inspect_unavailable: ${InspectReason.unavailable('site-org')}`);
     } finally {
       await bare.close();
+    }
+  });
+});
+
+describe('an authenticated tunnel', () => {
+  const PASSWORD = 'ci-bot-s3cret-pass';
+  const AUTH_POLICY = `version: 1
+settings:
+  default: deny
+  auth: required
+network:
+  allow_ranges: [127.0.0.0/8]
+clients:
+  bots:
+    users: [ci-bot]
+rules:
+  - name: bots-org
+    action: allow
+    clients: [bots]
+    hosts: [site.test]
+    ports: any
+    paths: ["/org/**"]
+    tls: inspect
+`;
+
+  test('its user and client groups carry over to every request inside; a Proxy-Authorization inside TLS is ignored and not forwarded', async () => {
+    const users = new Map([['ci-bot', parseHash(await hashPassword(PASSWORD)) as ParsedHash]]);
+    const authed = await startProxy({
+      policies: { 'policy.yaml': AUTH_POLICY },
+      hosts: { 'site.test': ['127.0.0.1'] },
+      authenticator: new Authenticator(() => users),
+      inspect: inspection,
+    });
+    const agent = new HttpsProxyAgent(`http://ci-bot:${PASSWORD}@127.0.0.1:${authed.port}`, { keepAlive: true, maxSockets: 1 });
+    try {
+      const status = (urlPath: string, headers: Record<string, string> = {}): Promise<number> => new Promise((resolve, reject) => {
+        https.get(`https://site.test:${origin.port}${urlPath}`, { agent, ca: inspectCa.pem, headers }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        }).on('error', reject);
+      });
+      expect(await status('/org/bot')).toBe(200);
+      expect(await status('/org/forged', { 'Proxy-Authorization': `Basic ${Buffer.from('someone-else:x').toString('base64')}` })).toBe(200);
+      expect(await status('/elsewhere')).toBe(403);
+    } finally {
+      agent.destroy();
+    }
+    authed.flushAudit();
+    const inner = await waitFor('three inner records', () => {
+      authed.flushAudit();
+      const found = authed.records().filter((r) => r.kind === INNER_KIND && r.ended_at !== null);
+      return found.length >= 3 ? found.reverse() : undefined;
+    }, 5_000);
+    expect(inner.map((r) => [r.path, r.user, r.clients, r.rule])).toEqual([
+      ['/org/bot', 'ci-bot', ['bots'], 'bots-org'],
+      ['/org/forged', 'ci-bot', ['bots'], 'bots-org'],
+      ['/elsewhere', 'ci-bot', ['bots'], '(default)'],
+    ]);
+    expect(seen.find((s) => s.url === '/org/forged')).toMatchObject({ proxyAuthorization: false });
+    await authed.close();
+  });
+});
+
+describe('tunnel limits', () => {
+  test('an inspected tunnel counts as a tunnel, stays open while busy, and is cut once idle', async () => {
+    const limited = await startProxy({
+      policies: { 'policy.yaml': POLICY },
+      hosts: { 'site.test': ['127.0.0.1'] },
+      inspect: inspection,
+      timeouts: { tunnelIdleMs: 300 },
+    });
+    try {
+      const socket = await rawConnect(limited.port);
+      socket.on('error', () => undefined);
+      socket.write(`CONNECT site.test:${origin.port} HTTP/1.1\r\nHost: site.test\r\n\r\n`);
+      await readUntil(socket, '\r\n\r\n');
+      const secure = await tlsThrough(socket, 'site.test');
+      secure.on('error', () => undefined);
+      // Busy for longer than the idle timeout: a request every 100 ms keeps the tunnel open.
+      for (let i = 0; i < 8; i += 1) {
+        expect((await exchangeOver(secure, `GET /org/idle HTTP/1.1\r\nHost: site.test:${origin.port}\r\n\r\n`)).status).toBe(200);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(limited.ctx.tunnels.size).toBe(1);
+      // The proxy closes the connection; this client's raw socket allows half-open, so 'end' is what it sees.
+      await new Promise((resolve) => secure.once('end', resolve));
+      secure.destroy();
+      limited.flushAudit();
+      const tunnel = await limited.waitForRecord((r) => r.kind === 'connect' && r.ended_at !== null);
+      expect(tunnel.error).toBe('idle_timeout: no data either way for 300 ms');
+      expect(limited.ctx.tunnels.size).toBe(0);
+    } finally {
+      await limited.close();
     }
   });
 });

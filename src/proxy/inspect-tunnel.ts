@@ -126,7 +126,8 @@ function terminate(ctx: ProxyContext, exchange: Exchange, client: Socket, contex
     tunnel.attach(secure, (code) => note(InspectReason.notHttp(code)));
     readInspected(secure);
   });
-  const lifetime = limitTunnel(ctx, [client], cut);
+  // On the TLS socket: it reads the client's bytes now, so its timer is the one that sees activity.
+  const lifetime = limitTunnel(ctx, [secure], cut);
   let closed = 0;
   const onClose = (): void => {
     closed += 1;
