@@ -71,7 +71,8 @@ export class ShapeDecider {
     if (guarded) return { outcome: 'deny', rule: GUARD_RULE, verdict };
     // The SNI check comes after the guard, as in the proxy (tunnel.ts); report mode lets it through.
     if (shape.kind === 'connect' && refusedBySni(shape, verdict.tls)) {
-      return { outcome: this.policy.settings.mode === 'report' ? 'would_deny' : 'deny', rule: SNI_RULE, verdict };
+      const mode = verdict.decider?.mode ?? this.policy.settings.mode;
+      return { outcome: mode === 'report' ? 'would_deny' : 'deny', rule: SNI_RULE, verdict };
     }
     return { outcome: verdict.outcome, rule: verdict.rule, verdict };
   }
