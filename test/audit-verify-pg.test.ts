@@ -248,8 +248,7 @@ describePg('audit verify --audit-url: keyed chains and replicas upgraded from be
     try {
       for (let n = 0; n < 5; n += 1) old.record(openFacts(n), completion(n));
       const open = old.open(openFacts(5));
-      await old.ship(pool);
-      await pool.query('UPDATE audit_stores SET chain_entries = 0');
+      await old.ship(pool, 10_000, false);
       old.complete(open, completion(5));
       for (let n = 6; n < 9; n += 1) old.record(openFacts(n), completion(n));
       const shipper = new Shipper({ pool, logDir: temp.dir, who: STORES[0], policyVersion: () => 'v1', describe: String });
