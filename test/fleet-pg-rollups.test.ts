@@ -95,7 +95,7 @@ describePg('migration 003 on a history shipped before it', () => {
       await old.query("SELECT setval(pg_get_serial_sequence('requests', 'id'), (SELECT max(id) FROM requests))");
       expect(await rows(old, "SELECT column_name FROM information_schema.columns WHERE table_name = 'request_minutes' AND column_name = 'first_id'")).toEqual([]);
 
-      expect(await applyPgMigrations(old)).toEqual(['003_rollups', '004_peer_ip', '005_sni']);
+      expect(await applyPgMigrations(old)).toEqual(['003_rollups', '004_peer_ip', '005_sni', '006_tunnel_id']);
       for (const sql of SIDE_TABLES) expect(await rows(old, sql)).toEqual(await rows(kept, sql));
 
       // The minute id ranges are the records' own (the backlog's minutes hold ids of both replicas).
