@@ -11,7 +11,7 @@ export const UPSTREAM_ERROR_KINDS = [
 ] as const satisfies readonly ProxyErrorCode[];
 export type UpstreamErrorKind = (typeof UPSTREAM_ERROR_KINDS)[number];
 
-const REQUEST_KINDS: readonly RequestKind[] = ['connect', 'http'];
+const REQUEST_KINDS: readonly RequestKind[] = ['connect', 'http', 'https'];
 const DECISIONS: readonly Action[] = ['allow', 'deny'];
 
 /**

@@ -86,6 +86,8 @@ export const INSERT_COLUMNS = [
   'local_id', 'started_at_ms', 'ended_at_ms', 'client_ip', 'client_port', 'clients', 'user', 'kind',
   'method', 'scheme', 'host', 'port', 'path', 'resolved_ip', 'decision', 'would_deny', 'rule',
   'rule_source', 'reason', 'status', 'bytes_up', 'bytes_down', 'error', 'policy_version', 'peer_ip', 'sni',
+  // The replica's id of the tunnel's record (migration 006): readers map it to the shared id.
+  'tunnel_local_id',
 ] as const;
 
 const COLUMN_TYPES: Record<(typeof INSERT_COLUMNS)[number], string> = {
@@ -93,7 +95,7 @@ const COLUMN_TYPES: Record<(typeof INSERT_COLUMNS)[number], string> = {
   clients: 'text[]', user: 'text', kind: 'text', method: 'text', scheme: 'text', host: 'text', port: 'integer',
   path: 'text', resolved_ip: 'text', decision: 'text', would_deny: 'boolean', rule: 'text', rule_source: 'text',
   reason: 'text', status: 'integer', bytes_up: 'bigint', bytes_down: 'bigint', error: 'text', policy_version: 'text',
-  peer_ip: 'text', sni: 'text',
+  peer_ip: 'text', sni: 'text', tunnel_local_id: 'bigint',
 };
 
 /** A PostgreSQL array literal of texts: every element double-quoted, backslash and quote escaped. */
@@ -113,7 +115,7 @@ export function rowValues(id: number, open: AuditOpen, completion: AuditCompleti
     id, o.started_at_ms, done?.ended_at_ms ?? null, o.client_ip, o.client_port, open.clients, o.user,
     o.kind, o.method, o.scheme, o.host, o.port, o.path, o.resolved_ip, o.decision, open.wouldDeny, o.rule, o.rule_source,
     o.reason, done?.status ?? null, done?.bytes_up ?? 0, done?.bytes_down ?? 0, done?.error ?? null, o.policy_version,
-    o.peer_ip, o.sni,
+    o.peer_ip, o.sni, o.tunnel_id,
   ];
   // PostgreSQL text cannot hold NUL (pg-text.ts).
   return values.map((value) => (typeof value === 'string' ? pgText(value) : Array.isArray(value) ? value.map((v: string) => pgText(v)) : value));
