@@ -227,13 +227,13 @@ function inspectMetrics(registers: Registry[]): Pick<ProxyMetrics, 'setInspectCa
         name: 'tollgate_inspect_ca_expiry_days', help: 'Days until the inspection CA (--inspect-ca) expires; leaves can no longer be minted after', aggregator: 'min', registers,
         collect() { this.set((notAfter.getTime() - Date.now()) / 86_400_000); },
       });
-      new Gauge({
-        name: 'tollgate_inspect_leaf_cache_entries', help: 'Leaf certificate contexts held in the cache (at most 1,000 per process)', registers,
-        collect() {
-          if (cachedLeaves === undefined) this.reset();
-          else this.set(cachedLeaves());
-        },
-      });
+      // Only where leaves are minted (not in the primary of serve --workers): an unlabelled gauge always has a sample.
+      if (cachedLeaves !== undefined) {
+        new Gauge({
+          name: 'tollgate_inspect_leaf_cache_entries', help: 'Leaf certificate contexts held in the cache (at most 1,000 per process)', registers,
+          collect() { this.set(cachedLeaves()); },
+        });
+      }
       const mints = new Counter({ name: 'tollgate_inspect_leaf_mints_total', help: 'Leaf certificates minted for inspected hosts (leaf cache misses)', registers });
       const hits = new Counter({ name: 'tollgate_inspect_leaf_cache_hits_total', help: 'Inspected tunnels served a cached leaf (or one another tunnel was minting)', registers });
       const mintSeconds = new Histogram({ name: 'tollgate_inspect_leaf_mint_seconds', help: 'How long minting a leaf certificate and its TLS context takes', buckets: LEAF_MINT_BUCKETS, registers });
