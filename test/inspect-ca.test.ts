@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { webcrypto, X509Certificate } from 'node:crypto';
 import os from 'node:os';
@@ -133,6 +134,24 @@ describe('loadInspectCa refuses a CA it must not serve with', () => {
       expect(issuer.ca.signingAlgorithm.name).toBe('RSASSA-PKCS1-v1_5');
       const result = await handshake(await issuer.contextFor('rsa.example'), 'rsa.example', fs.readFileSync(path.join(dir, 'ca.pem'), 'utf8'));
       expect(result.ok).toBe(true);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a CA with a P-384 key (openssl)', () => {
+  it('signs leaves with ECDSA SHA-384 that a client accepts', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-p384-ca-'));
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:secp384r1', '-nodes', '-days', '2', '-subj', '/CN=p384',
+        '-keyout', 'ca-key.pem', '-out', 'ca.pem', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign'], { cwd: dir, stdio: 'pipe' });
+      fs.chmodSync(path.join(dir, 'ca-key.pem'), 0o600);
+      const issuer = await loadInspection(dir, null);
+      expect(issuer.ca.signingAlgorithm).toEqual({ name: 'ECDSA', hash: 'SHA-384' });
+      const result = await handshake(await issuer.contextFor('p384.example'), 'p384.example', fs.readFileSync(path.join(dir, 'ca.pem'), 'utf8'));
+      if (!result.ok) throw new Error(result.message);
+      expect(result.peer.subjectaltname).toBe('DNS:p384.example');
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
