@@ -223,9 +223,9 @@ describe('leaf certificates', () => {
     expect(result.peer.subject).toEqual({});
   });
 
-  it('are refused for what is no host: a wildcard, an empty string, a label too long', async () => {
+  it('are refused for what is no host: a wildcard, an empty string, a label too long, an address in another spelling', async () => {
     const issuer = await loadInspection(folder.dir, null);
-    for (const host of ['*.example.com', '', `${'a'.repeat(64)}.example`, 'a b.example', 'exa$mple.com']) {
+    for (const host of ['*.example.com', '', `${'a'.repeat(64)}.example`, 'a b.example', 'exa$mple.com', '127.1', '10.0.0.1/8']) {
       const err = await refusal(() => issuer.contextFor(host));
       expect(err).toBeInstanceOf(LeafRefusedError);
       expect((err as LeafRefusedError).code).toBe('inspect_invalid_host');

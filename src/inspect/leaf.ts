@@ -1,6 +1,7 @@
 import { createPrivateKey, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
+import { endsInNumber } from '../policy/ip-range';
 import { CLOCK_SKEW_MS } from './ca-create';
 import type { InspectCa } from './ca-load';
 import { generateP256, x509 } from './x509';
@@ -51,7 +52,8 @@ export function leafNameOf(host: string): LeafName | null {
   if (isIP(bare) === 4) return { type: 'ip', value: bare };
   if (isIP(bare) === 6) return { type: 'ip', value: ipaddr.IPv6.parse(bare).toNormalizedString() };
   const name = bare.toLowerCase().replace(/\.$/, '');
-  if (name.length > 253 || !name.split('.').every((label) => LABEL.test(label))) return null;
+  // A name ending in a number is an address in another spelling (127.1), never a DNS name.
+  if (name.length > 253 || endsInNumber(name) || !name.split('.').every((label) => LABEL.test(label))) return null;
   return { type: 'dns', value: name };
 }
 
