@@ -26,6 +26,7 @@ import type { ServingShip } from './serve-ship';
 import type { AuditDependencies, ServingAudit } from './serve-audit';
 import { proxyPeerOverlaps } from './proxy/proxy-protocol-accept';
 import { startLocalProxy, startWorkers } from './serve-front';
+import { openInspection } from './serve-inspect';
 import type { ProxyFront } from './serve-front';
 import type { Policy } from './policy/compiled';
 
@@ -62,6 +63,8 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
   const users = openUsers(config, log, () => usersChanged());
   const self: SelfAddress[] = [];
   const metrics = createMetrics();
+  // Before the store too: a CA refused (a key others can read, an expired CA) stops the start here.
+  const inspect = await openInspection(config, log, metrics, config.workers > 1 ? 'primary' : 'proxy');
   const serving = openServingAudit(config, log, metrics, deps);
   const { store, audit } = serving;
   const closedAtStart = await completeRecordsLeftOpen(store, log);
@@ -89,7 +92,7 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
     adminAddress = admin.server.address() as AddressInfo;
     front = config.workers > 1
       ? await startWorkers(config, log, metrics, serving, adminAddress, holder)
-      : await startLocalProxy(config, log, metrics, audit, holder, users?.authenticator ?? null);
+      : await startLocalProxy(config, log, metrics, audit, holder, users?.authenticator ?? null, inspect);
     proxyAddress = front.address;
     const started = front;
     usersChanged = () => started.reload();
