@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { runAdmin } from './commands/admin';
 import { runAuditPrune, runAuditVerify } from './commands/audit';
+import { runCaInit } from './commands/ca';
 import { runPolicyCheck, runPolicyReplay, runPolicyUnused } from './commands/policy';
 import { runPolicyTest } from './commands/policy-test';
 import { runServe } from './commands/serve';
@@ -24,6 +25,9 @@ usage:
                                            delete old records of the shared history (PostgreSQL)
   tollgate audit verify --db FILE [--expect-head HASH] [--audit-key FILE]
                                            check the audit log's chain of hashes (tampering)
+  tollgate ca init --out DIR [--name CN] [--days N] [--permit DOMAIN ...]
+                                           create the CA that TLS inspection (serve
+                                           --inspect-ca DIR) signs leaf certificates with
   tollgate users add NAME                  print a users-file line (password from stdin or a prompt)
 
 Run "tollgate <command> --help" for a command's options.
@@ -37,6 +41,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'users') return runUsers(argv.slice(1));
   if (command === 'audit' && sub === 'prune') return runAuditPrune(rest);
   if (command === 'audit' && sub === 'verify') return runAuditVerify(rest);
+  if (command === 'ca' && sub === 'init') return runCaInit(rest);
   if (command === 'policy' && sub === 'check') return runPolicyCheck(rest);
   if (command === 'policy' && sub === 'test') return runPolicyTest(rest);
   if (command === 'policy' && sub === 'replay') return runPolicyReplay(rest);

@@ -66,6 +66,14 @@ export interface ServeConfig {
   readonly workers: number;
   /** --max-client-connections was `auto`: each worker process derives its own from its open-files limit. */
   readonly maxClientConnectionsAuto: boolean;
+  /**
+   * --inspect-ca: the folder of ca.pem and ca-key.pem for `tls: inspect` rules, or null (nothing is
+   * inspected). The path only: the CA is loaded and checked at start (inspect/ca.ts), by each
+   * worker process for itself, so its key never crosses the cluster channel.
+   */
+  readonly inspectCa: string | null;
+  /** --inspect-trust: a PEM bundle of CAs trusted for inspected destinations besides the system's, or null. */
+  readonly inspectTrust: string | null;
 }
 
 interface OptionSpec {
@@ -102,6 +110,8 @@ export const SERVE_OPTIONS = {
   auditUrl: { flag: 'audit-url', env: 'TOLLGATE_AUDIT_URL', fallback: '', help: 'ship audit records to this PostgreSQL URL (prefer the variable or --audit-url-file: a flag shows in the process list)' },
   auditUrlFile: { flag: 'audit-url-file', env: 'TOLLGATE_AUDIT_URL_FILE', fallback: '', help: 'read the PostgreSQL URL from this file' },
   proxyProtocolFrom: { flag: 'proxy-protocol-from', env: 'TOLLGATE_PROXY_PROTOCOL_FROM', fallback: '', help: 'CIDR[,CIDR...]: load balancers that must send a PROXY protocol v1/v2 header (refused from anyone else; off by default)' },
+  inspectCa: { flag: 'inspect-ca', env: 'TOLLGATE_INSPECT_CA', fallback: '', help: 'folder of ca.pem and ca-key.pem (mode 0600; see tollgate ca init) for rules with tls: inspect (off by default)' },
+  inspectTrust: { flag: 'inspect-trust', env: 'TOLLGATE_INSPECT_TRUST', fallback: '', help: 'PEM bundle of CAs trusted for inspected destinations besides the system CAs (needs --inspect-ca)' },
   workers: { flag: 'workers', env: 'TOLLGATE_WORKERS', fallback: '1', help: 'proxy worker processes: N or auto (one per core); 1 = a single process' },
   node: { flag: 'node', env: 'TOLLGATE_NODE', fallback: '', help: "this replica's name in the shared audit history (default the host name)" },
 } as const satisfies Record<string, OptionSpec>;
@@ -258,6 +268,8 @@ export function resolveServeConfig(
     proxyProtocolFrom: parseProxyProtocolFrom(pick('proxyProtocolFrom')),
     workers: parseWorkers(pick('workers')),
     maxClientConnectionsAuto: pick('maxClientConnections').trim() === 'auto',
+    inspectCa: pick('inspectCa') === '' ? null : pick('inspectCa'),
+    inspectTrust: pick('inspectTrust') === '' ? null : pick('inspectTrust'),
   };
   checkWorkerShares(config);
   if (config.auditUrl !== null && isInMemory(config.dbFile)) {
@@ -268,6 +280,9 @@ export function resolveServeConfig(
   }
   if (config.accessLog !== null && isInMemory(config.dbFile)) {
     throw new ConfigError('--access-log follows the audit log, which an in-memory --db does not have: give --db a file');
+  }
+  if (config.inspectTrust !== null && config.inspectCa === null) {
+    throw new ConfigError('--inspect-trust is for destinations of inspected tunnels, and nothing is inspected without --inspect-ca DIR');
   }
   if (!isLoopbackHost(config.adminListen.host) && config.adminToken === null) {
     throw new ConfigError(

@@ -11,7 +11,7 @@ export const UPSTREAM_ERROR_KINDS = [
 ] as const satisfies readonly ProxyErrorCode[];
 export type UpstreamErrorKind = (typeof UPSTREAM_ERROR_KINDS)[number];
 
-const REQUEST_KINDS: readonly RequestKind[] = ['connect', 'http'];
+const REQUEST_KINDS: readonly RequestKind[] = ['connect', 'http', 'https'];
 const DECISIONS: readonly Action[] = ['allow', 'deny'];
 
 /**
@@ -61,6 +61,15 @@ export interface ProxyMetrics {
   setAuditIndex(status: () => AuditIndexGauges): void;
   /** Read at every scrape: shipping to PostgreSQL (--audit-url); totals only ever grow. */
   setAuditShip(status: () => AuditShipGauges): void;
+  /**
+   * --inspect-ca: registers the CA's days-to-expiry gauge and the leaf counters (a proxy without
+   * inspection shows none of them). `cachedLeaves` is read at every scrape where leaves are minted.
+   */
+  setInspectCa(notAfter: Date, cachedLeaves?: () => number): void;
+  /** A leaf certificate was minted (a cache miss), taking this long in seconds. */
+  inspectLeafMinted(seconds: number): void;
+  /** A leaf context came from the cache (or from a mint another tunnel had started). */
+  inspectLeafHit(): void;
 }
 
 /** Why a PROXY protocol header was refused (proxy/proxy-protocol-accept.ts). */
@@ -197,6 +206,47 @@ export function createMetrics(): ProxyMetrics {
     ...connections,
     ...auditIndexMetrics(registers),
     ...auditShipMetrics(registers),
+    ...inspectMetrics(registers),
+  };
+}
+
+/**
+ * A mint is one ECDSA signature and a TLS context: a few milliseconds (bench/leaf-mint.ts); a
+ * starved event loop or thread pool shows as the upper buckets.
+ */
+const LEAF_MINT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+
+/** TLS inspection (inspect/ca.ts): registered only with --inspect-ca, in the primary and every worker. */
+function inspectMetrics(registers: Registry[]): Pick<ProxyMetrics, 'setInspectCa' | 'inspectLeafMinted' | 'inspectLeafHit'> {
+  let recorders: { minted(seconds: number): void; hit(): void } | null = null;
+  return {
+    setInspectCa: (notAfter, cachedLeaves) => {
+      if (recorders !== null) return;
+      // Every process reports the same CA: with workers the primary takes the smallest, not the sum.
+      new Gauge({
+        name: 'tollgate_inspect_ca_expiry_days', help: 'Days until the inspection CA (--inspect-ca) expires; leaves can no longer be minted after', aggregator: 'min', registers,
+        collect() { this.set((notAfter.getTime() - Date.now()) / 86_400_000); },
+      });
+      // Only where leaves are minted (not in the primary of serve --workers): an unlabelled gauge always has a sample.
+      if (cachedLeaves !== undefined) {
+        new Gauge({
+          name: 'tollgate_inspect_leaf_cache_entries', help: 'Leaf certificate contexts held in the cache (at most 1,000 per process)', registers,
+          collect() { this.set(cachedLeaves()); },
+        });
+      }
+      const mints = new Counter({ name: 'tollgate_inspect_leaf_mints_total', help: 'Leaf certificates minted for inspected hosts (leaf cache misses)', registers });
+      const hits = new Counter({ name: 'tollgate_inspect_leaf_cache_hits_total', help: 'Inspected tunnels served a cached leaf (or one another tunnel was minting)', registers });
+      const mintSeconds = new Histogram({ name: 'tollgate_inspect_leaf_mint_seconds', help: 'How long minting a leaf certificate and its TLS context takes', buckets: LEAF_MINT_BUCKETS, registers });
+      recorders = {
+        minted: (seconds) => {
+          mints.inc();
+          if (Number.isFinite(seconds) && seconds >= 0) mintSeconds.observe(seconds);
+        },
+        hit: () => hits.inc(),
+      };
+    },
+    inspectLeafMinted: (seconds) => recorders?.minted(seconds),
+    inspectLeafHit: () => recorders?.hit(),
   };
 }
 

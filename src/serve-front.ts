@@ -15,6 +15,7 @@ import { createUpstreamPool } from './proxy/relay-direct';
 import { createProxyServer } from './proxy/server';
 import { TunnelRegistry } from './proxy/tunnel-registry';
 import type { ServingAudit } from './serve-audit';
+import type { Inspection } from './inspect/types';
 
 /** The proxy port as `serve` runs it: in this process (--workers 1), or in worker processes. */
 export interface ProxyFront {
@@ -37,8 +38,9 @@ export async function startLocalProxy(
   audit: GroupCommit,
   holder: PolicyHolder,
   authenticator: Authenticator | null,
+  inspect: Inspection | null = null,
 ): Promise<ProxyFront> {
-  const ctx = proxyContext(config, holder, audit, log, metrics, authenticator);
+  const ctx = proxyContext(config, holder, audit, log, metrics, authenticator, inspect);
   // Agents of parents a reload no longer names are retired; requests in flight on them finish.
   holder.onLoaded((policy) => ctx.parentAgents.retainFor(policy));
   metrics.setOpenTunnels(() => ctx.tunnels.size);
@@ -90,6 +92,7 @@ export function proxyContext(
   log: Logger,
   metrics: ProxyMetrics,
   authenticator: Authenticator | null,
+  inspect: Inspection | null = null,
 ): ProxyContext {
   return {
     active: holder.active,
@@ -112,6 +115,7 @@ export function proxyContext(
     parentAgents: new ParentAgents(),
     tunnels: new TunnelRegistry(),
     proxyProtocolFrom: config.proxyProtocolFrom,
+    ...(inspect !== null ? { inspect } : {}),
   };
 }
 

@@ -26,8 +26,10 @@ import type { ServingShip } from './serve-ship';
 import type { AuditDependencies, ServingAudit } from './serve-audit';
 import { proxyPeerOverlaps } from './proxy/proxy-protocol-accept';
 import { startLocalProxy, startWorkers } from './serve-front';
+import { openInspection } from './serve-inspect';
 import type { ProxyFront } from './serve-front';
 import type { Policy } from './policy/compiled';
+import { inspectingRules } from './policy/inspecting';
 
 export interface RunningProxy {
   readonly proxyAddress: AddressInfo;
@@ -62,6 +64,8 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
   const users = openUsers(config, log, () => usersChanged());
   const self: SelfAddress[] = [];
   const metrics = createMetrics();
+  // Before the store too: a CA refused (a key others can read, an expired CA) stops the start here.
+  const inspect = await openInspection(config, log, metrics, config.workers > 1 ? 'primary' : 'proxy');
   const serving = openServingAudit(config, log, metrics, deps);
   const { store, audit } = serving;
   const closedAtStart = await completeRecordsLeftOpen(store, log);
@@ -89,7 +93,7 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
     adminAddress = admin.server.address() as AddressInfo;
     front = config.workers > 1
       ? await startWorkers(config, log, metrics, serving, adminAddress, holder)
-      : await startLocalProxy(config, log, metrics, audit, holder, users?.authenticator ?? null);
+      : await startLocalProxy(config, log, metrics, audit, holder, users?.authenticator ?? null, inspect);
     proxyAddress = front.address;
     const started = front;
     usersChanged = () => started.reload();
@@ -110,9 +114,11 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
   users?.holder.watch();
   warnOfDescriptorBudget(config, log);
   let overlapsWarned = warnOfProxyPeerOverlaps(config, loaded.policy.clients, log, '');
+  warnOfInspectionWithoutCa(config, loaded.policy, log);
   // A reload can add a group inside a --proxy-protocol-from range: said again when what overlaps changes.
   holder.onLoaded((policy) => {
     overlapsWarned = warnOfProxyPeerOverlaps(config, policy.clients, log, overlapsWarned);
+    warnOfInspectionWithoutCa(config, policy, log);
   });
   log.info(
     {
@@ -148,6 +154,16 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
       return outcome;
     },
   };
+}
+
+/**
+ * Rules with `tls: inspect` and no --inspect-ca: their tunnels are refused (fail closed, SPEC §6),
+ * so say so at start and after every reload that keeps such rules.
+ */
+function warnOfInspectionWithoutCa(config: ServeConfig, policy: Policy, log: Logger): void {
+  const rules = inspectingRules(policy);
+  if (config.inspectCa !== null || rules.length === 0) return;
+  log.warn({ rules }, 'rules say tls: inspect, but there is no --inspect-ca: their tunnels are refused (403) until a CA is configured');
 }
 
 /**

@@ -51,6 +51,9 @@ describePg('tollgate admin --audit-url, a real process', () => {
       expect(((await policy.json()) as { error: string }).error).toMatch(/^no policy in admin mode/);
       const nodes = (await (await fetch(`${base}/api/nodes`)).json()) as { nodes: Array<{ node: string }> };
       expect(nodes.nodes.map((n) => n.node)).toEqual(['node-a', 'node-b']);
+      // Each replica's chain head as its copy in the shared history stands (issue 17).
+      const heads = (await (await fetch(`${base}/api/audit/head`)).json()) as { heads: Array<{ node: string; hash: string; id: number }> };
+      expect(heads.heads.map((head) => [head.node, /^[0-9a-f]{64}$/.test(head.hash), head.id > 0])).toEqual([['node-a', true, true], ['node-b', true, true]]);
       expect((await fetch(`${base}/`)).status).toBe(200);
       proc.child.kill('SIGTERM');
       expect(await proc.exited).toEqual({ code: 0, signal: null });

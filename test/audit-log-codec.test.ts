@@ -114,6 +114,53 @@ describe('audit log entry codec', () => {
     expect(decoded.type === 'open' && decoded.open.sni?.length).toBe(MAX_TEXT_LENGTH);
   });
 
+  test('tunnel_id and kind https (issue 18) read back with or without a peer and an sni; earlier slots hold null', () => {
+    const inner = { ...OPEN, kind: 'https' as const, scheme: 'https' };
+    const inspected: LogEntry[] = [
+      { type: 'open', id: 20, open: { ...inner, tunnelId: 19 } },
+      { type: 'open', id: 21, open: { ...inner, peerIp: '10.1.2.3', tunnelId: 19 } },
+      { type: 'finished', id: 22, open: { ...inner, sni: 'github.com', tunnelId: 19 }, completion: DONE },
+      { type: 'finished', id: 23, open: { ...inner, peerIp: '2001:db8::1', sni: 'github.com', tunnelId: 2 ** 40 }, completion: DONE },
+    ];
+    expect(payloads(encodeBatch(inspected)).map(decodeEntry)).toEqual(inspected);
+    const bodies = payloads(encodeBatch(inspected)).map((p) => JSON.parse(p.toString('utf8', 13)) as unknown[]);
+    expect(bodies[0].slice(17)).toEqual([null, null, 19]);
+    expect(bodies[1].slice(17)).toEqual(['10.1.2.3', null, 19]);
+    expect(bodies[2].slice(-3)).toEqual([null, 'github.com', 19]);
+    expect(bodies[3].slice(-3)).toEqual(['2001:db8::1', 'github.com', 2 ** 40]);
+    expect(bodies[0][4]).toBe('https');
+  });
+
+  test('a null tunnel_id writes what the release before it wrote, for every mix of peer and sni; that reads with no tunnel', () => {
+    const one = (open: AuditOpen): Buffer => payloads(encodeBatch([{ type: 'open', id: 24, open }]))[0];
+    const finished = (open: AuditOpen): Buffer => payloads(encodeBatch([{ type: 'finished', id: 25, open, completion: DONE }]))[0];
+    for (const mix of [{}, { peerIp: '10.9.9.9' }, { sni: 'a.example' }, { peerIp: '10.9.9.9', sni: 'a.example' }]) {
+      for (const encode of [one, finished]) {
+        const written = encode({ ...OPEN, ...mix, tunnelId: null });
+        expect(written.equals(encode({ ...OPEN, ...mix }))).toBe(true);
+        const decoded = decodeEntry(written);
+        if (decoded.type === 'complete') throw new Error('expected a record');
+        expect(decoded.open.tunnelId).toBeUndefined();
+        expect(recordToJson(24, decoded.open, DONE, 'n').tunnel_id).toBeNull();
+      }
+    }
+  });
+
+  test('a tunnel_id that is not a record id, a null last field, a fourth extra field or an unknown kind is refused', () => {
+    const withExtra = (extra: unknown[], open: AuditOpen = OPEN): Buffer => {
+      const [payload] = payloads(encodeBatch([{ type: 'open', id: 26, open }]));
+      const fields = [...(JSON.parse(payload.toString('utf8', 13)) as unknown[]), ...extra];
+      return Buffer.concat([payload.subarray(0, 13), Buffer.from(JSON.stringify(fields))]);
+    };
+    for (const bad of ['7', 0, -1, 1.5, 2 ** 53, null, true]) expect(() => decodeEntry(withExtra([null, null, bad]))).toThrow(EntryDecodeError);
+    expect(() => decodeEntry(withExtra(['10.0.0.1', 'a.example', null]))).toThrow(EntryDecodeError);
+    expect(() => decodeEntry(withExtra([null, null, 7, 'x']))).toThrow(EntryDecodeError);
+    expect(() => decodeEntry(withExtra([null, 3, 7]))).toThrow(EntryDecodeError);
+    expect(decodeEntry(withExtra([null, null, 7]))).toEqual({ type: 'open', id: 26, open: { ...OPEN, tunnelId: 7 } });
+    const [ftp] = payloads(encodeBatch([{ type: 'open', id: 27, open: { ...OPEN, kind: 'ftp' as AuditOpen['kind'] } }]));
+    expect(() => decodeEntry(ftp)).toThrow(EntryDecodeError);
+  });
+
   test('the binary head gives type, id and the entry time without parsing JSON', () => {
     const heads = payloads(encodeBatch(ENTRIES)).map(readEntryHead);
     expect(heads).toEqual([

@@ -72,13 +72,13 @@ async function expectSniThroughAdmin(app: FastifyInstance, ids: number[], expect
   expect(csv.statusCode).toBe(200);
   const lines = csv.body.split('\r\n').filter((line) => line !== '');
   expect(lines[0].split(',')).toEqual([...AUDIT_RECORD_FIELDS]);
-  expect(lines[0]).toContain(',resolved_ip,sni,decision,');
+  expect(lines[0]).toContain(',resolved_ip,sni,tunnel_id,decision,');
   // Newest first: the plain HTTP record's sni is an empty cell. The hostile name is defused (a
   // leading apostrophe) and quoted (its comma and quotes), as every text cell is.
   expect(lines).toHaveLength(4);
-  expect(lines[1]).toContain(',203.0.113.9,,allow,');
-  expect(lines[2]).toContain(`,203.0.113.9,"'=HYPERLINK(""x""),evil.example",deny,`);
-  expect(lines[3]).toContain(`,203.0.113.9,${PLAIN_SNI},allow,`);
+  expect(lines[1]).toContain(',203.0.113.9,,,allow,');
+  expect(lines[2]).toContain(`,203.0.113.9,"'=HYPERLINK(""x""),evil.example",,deny,`);
+  expect(lines[3]).toContain(`,203.0.113.9,${PLAIN_SNI},,allow,`);
 
   const ndjson = await app.inject({ method: 'GET', url: '/api/requests/export?format=ndjson' });
   const exported = ndjson.body.trimEnd().split('\n').map((line) => JSON.parse(line) as AuditRecordJson);
@@ -146,7 +146,8 @@ describe('the sni record field through the local audit log', () => {
     for (const m of readMigrations(MIGRATIONS_DIR).filter((m) => m.version < '005')) fs.writeFileSync(path.join(oldDir, `${m.version}.sql`), m.sql);
     const old = new Database(t.dbFile);
     expect(applyMigrations(old, { dir: oldDir })).toEqual(['001_audit', '002_admin_queries', '003_index_consumer', '004_peer_ip']);
-    const oldColumns = ['id', ...OPEN_COLUMNS.filter((c) => c !== 'sni'), 'ended_at_ms', 'status', 'bytes_up', 'bytes_down', 'error'];
+    // (tunnel_id came later still, with 006.)
+    const oldColumns = ['id', ...OPEN_COLUMNS.filter((c) => c !== 'sni' && c !== 'tunnel_id'), 'ended_at_ms', 'status', 'bytes_up', 'bytes_down', 'error'];
     old.prepare(`INSERT INTO requests (${oldColumns.join(', ')}) VALUES (${oldColumns.map(() => '?').join(', ')})`).run(
       1, 1_740_830_400_000, '10.0.8.7', 50001, null, '["ci"]', null, 'connect', 'CONNECT', null, 'old.example', 443, null,
       '203.0.113.9', 'allow', 0, 'ci', 'p.yaml:1', 'matched rule ci', 'sha256:old', 1_740_830_400_500, 200, 1, 2, null,
@@ -182,11 +183,12 @@ describe('the sni record field on the cluster wire (serve --workers)', () => {
     const open = openFacts(1, { peerIp: '10.1.0.5', sni: PLAIN_SNI });
     const packed = packOpen(open);
     // Appended: every earlier index keeps the meaning it had before the field.
-    expect(packed).toHaveLength(20);
+    // (tunnel_id, issue 18, came after it: index 20.)
+    expect(packed).toHaveLength(21);
     expect(packed[19]).toBe(PLAIN_SNI);
     expect(packed[18]).toBe(open.policyVersion);
     const crossed = JSON.parse(JSON.stringify(packed)) as typeof packed;
-    expect(unpackOpen(crossed)).toEqual(open);
+    expect(unpackOpen(crossed)).toEqual({ ...open, tunnelId: null });
     expect(packOpen(openFacts(2))[19]).toBeNull();
     expect(unpackOpen(packOpen(openFacts(2))).sni).toBeNull();
     const batch = unpackBatch(JSON.parse(JSON.stringify(packBatch([open], [], [[openFacts(3, { sni: 'x.example' }), completion(3)]]))));
@@ -263,7 +265,7 @@ describePg('the sni record field in PostgreSQL', () => {
         [storeId, NODE],
       );
 
-      expect(await applyPgMigrations(history)).toEqual(['005_sni']);
+      expect(await applyPgMigrations(history)).toEqual(readMigrations(PG_MIGRATIONS_DIR).map((m) => m.version).filter((v) => v >= '005'));
       const reader = new PgAuditReader(history);
       const [oldRow] = (await history.query<{ id: string }>('SELECT id FROM requests')).rows;
       expect(await reader.getRequest(Number(oldRow.id))).toMatchObject({ host: 'old.example', peer_ip: '10.1.0.5', sni: null });

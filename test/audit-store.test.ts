@@ -19,7 +19,7 @@ import type { AuditCompletion, AuditOpen } from '../src/audit/record-types';
 /** SPEC §4, written out by hand so that a change to the code's list shows up here. */
 const SPEC_FIELDS = [
   'id', 'started_at', 'ended_at', 'duration_ms', 'client_ip', 'client_port', 'peer_ip', 'clients', 'user',
-  'kind', 'method', 'scheme', 'host', 'port', 'path', 'resolved_ip', 'sni', 'decision', 'would_deny',
+  'kind', 'method', 'scheme', 'host', 'port', 'path', 'resolved_ip', 'sni', 'tunnel_id', 'decision', 'would_deny',
   'rule', 'rule_source', 'reason', 'status', 'bytes_up', 'bytes_down', 'error', 'policy_version',
   // SPEC §6 (fleet): every record gains node.
   'node',
@@ -166,6 +166,7 @@ describe('audit store', () => {
       path: null,
       resolved_ip: '140.82.112.6',
       sni: 'api.github.com',
+      tunnel_id: null,
       decision: 'allow',
       would_deny: false,
       rule: 'ci-github',

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import https from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
@@ -10,9 +11,11 @@ import { promisify } from 'node:util';
 import { HttpsProxyAgent } from 'https-proxy-agent';
 import type { AuditRecordJson } from '../src/audit/record-types';
 import { Authenticator } from '../src/auth/authenticator';
+import { loadInspection } from '../src/inspect/ca';
+import { createCa } from '../src/inspect/ca-create';
 import { hashPassword, parseHash } from '../src/auth/password-hash';
 import type { ParsedHash } from '../src/auth/password-hash';
-import { INNER_KIND, INSPECT_RULE } from '../src/proxy/inspected-tunnel';
+import { INSPECT_RULE } from '../src/proxy/inspected-tunnel';
 import { InspectReason } from '../src/proxy/inspect-tunnel';
 import { SNI_RULE } from '../src/proxy/tunnel';
 import { waitFor } from './helpers/fleet-ship';
@@ -124,10 +127,10 @@ function completedSince(since: number, predicate: (r: AuditRecordJson) => boolea
   }, 5_000);
 }
 
-/** The CONNECT's record and those of the requests inside it (kind https, scheme https), after `since`. */
+/** The CONNECT's record and those of the requests inside it (kind https, tunnel_id = its id), after `since`. */
 async function tunnelRecords(since: number, innerCount: number): Promise<{ tunnel: AuditRecordJson; inner: AuditRecordJson[] }> {
   const [tunnel] = await completedSince(since, (r) => r.kind === 'connect');
-  const inner = await completedSince(since, (r) => r.kind === INNER_KIND && r.scheme === 'https', innerCount);
+  const inner = await completedSince(since, (r) => r.kind === 'https' && r.scheme === 'https' && r.tunnel_id === tunnel.id, innerCount);
   return { tunnel, inner };
 }
 
@@ -375,7 +378,7 @@ describe('what inspection refuses', () => {
     expect(record.error).toMatch(/^not_http: the bytes inside TLS are not an HTTP\/1\.1 request \(HPE_/);
   });
 
-  test('a SNI naming another host than the CONNECT is refused before any certificate is minted', async () => {
+  test('a SNI naming another host than the CONNECT is refused (rule (sni)) and no leaf is minted for that name', async () => {
     const since = mark();
     const before = inspection.mints();
     const socket = await connectTunnel(`site.test:${origin.port}`);
@@ -451,7 +454,7 @@ rules:
     authed.flushAudit();
     const inner = await waitFor('three inner records', () => {
       authed.flushAudit();
-      const found = authed.records().filter((r) => r.kind === INNER_KIND && r.ended_at !== null);
+      const found = authed.records().filter((r) => r.kind === 'https' && r.ended_at !== null);
       return found.length >= 3 ? found.reverse() : undefined;
     }, 5_000);
     expect(inner.map((r) => [r.path, r.user, r.clients, r.rule])).toEqual([
@@ -494,6 +497,38 @@ describe('tunnel limits', () => {
       expect(limited.ctx.tunnels.size).toBe(0);
     } finally {
       await limited.close();
+    }
+  });
+});
+
+describe('with the CA serve loads (tollgate ca init --permit)', () => {
+  test('a permitted host is inspected with a leaf the CA signed; a host outside --permit is refused on the CONNECT', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-inspect-real-ca-'));
+    const created = await createCa({ name: 'test inspection CA', days: 2, permit: ['site.test'], now: new Date() });
+    writeFileSync(path.join(dir, 'ca.pem'), created.certPem);
+    writeFileSync(path.join(dir, 'ca-key.pem'), created.keyPem, { mode: 0o600 });
+    writeFileSync(path.join(dir, 'trust.pem'), originCa.pem);
+    const issuer = await loadInspection(dir, path.join(dir, 'trust.pem'));
+    const real = await startProxy({
+      policies: { 'policy.yaml': POLICY.replace('hosts: [site.test, wrongname.test, untrusted.test]', 'hosts: [site.test, opaque.test]') },
+      hosts: { 'site.test': ['127.0.0.1'], 'opaque.test': ['127.0.0.1'] },
+      inspect: issuer,
+    });
+    try {
+      const ok = await run('curl', ['-sS', '--max-time', '10', '--proxy', `http://127.0.0.1:${real.port}`, '--cacert', path.join(dir, 'ca.pem'), `https://site.test:${origin.port}/org/real`]);
+      expect(ok.stdout).toBe('origin: GET /org/real');
+      const socket = await rawConnect(real.port);
+      socket.write(`CONNECT opaque.test:${origin.port} HTTP/1.1\r\nHost: opaque.test\r\n\r\n`);
+      const answer = parseHead(await readUntil(socket, '\r\n\r\n'));
+      socket.destroy();
+      expect(answer.status).toBe(403);
+      real.flushAudit();
+      const refused = await real.waitForRecord((r) => r.kind === 'connect' && r.host === 'opaque.test');
+      expect(refused).toMatchObject({ decision: 'deny', rule: 'site-org', status: 403 });
+      expect(refused.reason).toMatch(/^no certificate for this host from the inspection CA: inspect_host_not_permitted: /);
+    } finally {
+      await real.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

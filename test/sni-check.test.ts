@@ -303,6 +303,25 @@ describe('tls: sni-must-match under settings.mode: report', () => {
   });
 });
 
+describe('tls: sni-must-match on a rule trialled in report mode (its own mode: report)', () => {
+  it('reports the mismatch as the rule\'s would-deny under an enforcing policy', async () => {
+    const origin = await startTlsOrigin();
+    const proxy = await startProxy({
+      policies: { 'p.yaml': policy('any').replace('    ports: any', '    ports: any\n    tls: sni-must-match\n    mode: report') },
+      hosts: { 'allowed.test': ['127.0.0.1'] },
+    });
+    try {
+      const result = await tlsThrough(proxy.port, `allowed.test:${origin.port}`, 'other.test');
+      expect(result).toEqual({ echoed: 'ping', error: null });
+      const record = await proxy.waitForRecord((r) => r.sni === 'other.test');
+      expect(record).toMatchObject({ decision: 'allow', would_deny: true, rule: '(sni)' });
+    } finally {
+      await proxy.close();
+      await origin.close();
+    }
+  });
+});
+
 describe('tls: require', () => {
   it('refuses anything that is not a TLS ClientHello, and a client that sends nothing in time', async () => {
     const origin = await startTlsOrigin();

@@ -56,7 +56,7 @@ export interface AdminAppOptions {
   /** "now" for relative times (since=24h), sessions and login limits; tests pass their own. */
   clock?: () => Date;
   /** GET /api/audit/head: the chain heads this process writes (serve); absent answers 501. */
-  auditHeads?: () => ChainHeadView[];
+  auditHeads?: () => ChainHeadView[] | Promise<ChainHeadView[]>;
   /** How long a UI login lasts (default 12 h). */
   sessionTtlMs?: number;
   /** How request searches pace themselves; tests shrink it to see partial pages. */
@@ -146,7 +146,7 @@ export function buildAdminApp(opts: AdminAppOptions): FastifyInstance {
   registerAuditHeadRoutes(app, {
     heads: opts.auditHeads,
     noHeadsReason: opts.reader !== undefined
-      ? 'the shared history (--audit-url) has no chain heads yet: ask each node\'s serve, or run tollgate audit verify --db on its log'
+      ? 'this shared history serves no chain heads'
       : 'this store keeps no audit log chain (an in-memory --db)',
   });
   app.register(fastifyStatic, { root: WEB_ADMIN_DIR, prefix: '/', index: 'index.html' });

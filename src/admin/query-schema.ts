@@ -20,6 +20,7 @@ export const FILTER_PROPERTIES = {
   ...TIME_PROPERTIES,
   q: { type: 'string', maxLength: MAX_Q_LENGTH },
   node: { type: 'string', minLength: 1, maxLength: MAX_NODE_LENGTH },
+  tunnel_id: { type: 'string', minLength: 1, maxLength: 16 },
 } as const;
 
 export const LIST_QUERY_SCHEMA = {

@@ -20,6 +20,7 @@ export interface RawRequestFilters {
   until?: string;
   q?: string;
   node?: string;
+  tunnel_id?: string;
 }
 
 /** A host filter: one policy host entry or several, comma-separated; matched as policies match. */
@@ -46,6 +47,8 @@ export interface RequestFilters {
   q: string | null;
   /** The replica's name (--node), matched exactly. */
   node: string | null;
+  /** Only the requests inside this tunnel: the tunnel's record id (SPEC §6 TLS inspection). */
+  tunnelId: number | null;
 }
 
 export const MAX_HOST_FILTER_LENGTH = 1000;
@@ -120,6 +123,13 @@ function parseNode(text: string): string {
   return text;
 }
 
+/** A record id as the API hands them out (the same rule as a cursor's id). */
+function parseTunnelId(text: string): number {
+  const id = /^[1-9][0-9]{0,15}$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(id)) throw new QueryInputError('tunnel_id', "tunnel_id must be a tunnel's record id (a whole number from 1)");
+  return id;
+}
+
 /** Validates every filter; throws QueryInputError naming the first bad one. */
 export function parseRequestFilters(raw: RawRequestFilters, now: Date): RequestFilters {
   return {
@@ -131,6 +141,7 @@ export function parseRequestFilters(raw: RawRequestFilters, now: Date): RequestF
     window: parseTimeWindow({ since: raw.since, until: raw.until }, now),
     q: raw.q === undefined ? null : parseQ(raw.q),
     node: raw.node === undefined ? null : parseNode(raw.node),
+    tunnelId: raw.tunnel_id === undefined ? null : parseTunnelId(raw.tunnel_id),
   };
 }
 

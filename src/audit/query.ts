@@ -18,7 +18,7 @@ export { parseRequestFilters } from './filters';
 /** The fields of an audit record as the API returns them, in SPEC §4 order. */
 export const AUDIT_RECORD_FIELDS = [
   'id', 'started_at', 'ended_at', 'duration_ms', 'client_ip', 'client_port', 'peer_ip', 'clients', 'user',
-  'kind', 'method', 'scheme', 'host', 'port', 'path', 'resolved_ip', 'sni', 'decision', 'would_deny',
+  'kind', 'method', 'scheme', 'host', 'port', 'path', 'resolved_ip', 'sni', 'tunnel_id', 'decision', 'would_deny',
   'rule', 'rule_source', 'reason', 'status', 'bytes_up', 'bytes_down', 'error', 'policy_version', 'node',
 ] as const satisfies readonly (keyof AuditRecordJson)[];
 
@@ -98,6 +98,7 @@ export interface RequestRow {
   path: string | null;
   resolved_ip: string | null;
   sni: string | null;
+  tunnel_id: number | null;
   decision: Action;
   would_deny: number;
   rule: string | null;
@@ -111,7 +112,7 @@ export interface RequestRow {
 }
 
 const ROW_COLUMNS = `id, started_at_ms, ended_at_ms, client_ip, client_port, peer_ip, clients, user, kind,
-  method, scheme, host, port, path, resolved_ip, sni, decision, would_deny, rule, rule_source, reason,
+  method, scheme, host, port, path, resolved_ip, sni, tunnel_id, decision, would_deny, rule, rule_source, reason,
   status, bytes_up, bytes_down, error, policy_version`;
 
 function parseClients(text: string): string[] {
@@ -140,6 +141,7 @@ export function rowToJson(row: RequestRow, node: string): AuditRecordJson {
     path: row.path,
     resolved_ip: row.resolved_ip,
     sni: row.sni,
+    tunnel_id: row.tunnel_id,
     decision: row.decision,
     would_deny: row.would_deny === 1,
     rule: row.rule,

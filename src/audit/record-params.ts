@@ -41,6 +41,7 @@ export function openParams(record: AuditOpen): RowParams {
     path: clipNullable(record.path),
     resolved_ip: clipNullable(record.resolvedIp),
     sni: clipNullable(record.sni ?? null),
+    tunnel_id: record.tunnelId ?? null,
     decision: record.decision,
     would_deny: record.wouldDeny ? 1 : 0,
     rule: clipNullable(record.rule),
@@ -62,7 +63,7 @@ export function completionParams(completion: AuditCompletion): RowParams {
 
 export const OPEN_COLUMNS = [
   'started_at_ms', 'client_ip', 'client_port', 'peer_ip', 'clients', 'user', 'kind', 'method', 'scheme',
-  'host', 'port', 'path', 'resolved_ip', 'sni', 'decision', 'would_deny', 'rule', 'rule_source',
+  'host', 'port', 'path', 'resolved_ip', 'sni', 'tunnel_id', 'decision', 'would_deny', 'rule', 'rule_source',
   'reason', 'policy_version',
 ] as const;
 export const COMPLETION_COLUMNS = ['ended_at_ms', 'status', 'bytes_up', 'bytes_down', 'error'] as const;

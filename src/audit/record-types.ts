@@ -26,6 +26,11 @@ export interface AuditOpen {
    * `sni`); null or absent for plain HTTP, an unchecked tunnel, and records written before it.
    */
   sni?: string | null;
+  /**
+   * For a request inside an inspected tunnel (kind `https`, SPEC §6), the tunnel's own record id;
+   * null or absent for every other record and for records written before it.
+   */
+  tunnelId?: number | null;
   decision: Action;
   wouldDeny: boolean;
   rule: string | null;
@@ -64,6 +69,8 @@ export interface AuditRecordJson {
   resolved_ip: string | null;
   /** The ClientHello's server name in a checked CONNECT tunnel, else null (SPEC §6 Trust). */
   sni: string | null;
+  /** The tunnel's record id for a request inside an inspected tunnel (kind `https`), else null. */
+  tunnel_id: number | null;
   decision: Action;
   would_deny: boolean;
   rule: string | null;

@@ -17,6 +17,7 @@ import { idRangeFor } from './time-window';
  */
 type Driver =
   | { kind: 'scan' }
+  | { kind: 'tunnel' }
   | { kind: 'column'; column: 'host' | 'client_ip' | 'decision'; index: string; keys: readonly string[] }
   | { kind: 'would_deny' }
   | { kind: 'group'; name: string };
@@ -52,6 +53,8 @@ function matchingClientIps(db: Database.Database, filters: RequestFilters): stri
 
 function chooseDriver(resolved: Resolved): Driver {
   const { filters, hosts, clientIps } = resolved;
+  // The requests of one tunnel: the fewest rows any filter can name.
+  if (filters.tunnelId !== null) return { kind: 'tunnel' };
   if (hosts !== null && hosts.length <= MAX_MERGED_KEYS) {
     return { kind: 'column', column: 'host', index: 'requests_host', keys: hosts };
   }
@@ -110,6 +113,8 @@ function rowConditions(resolved: Resolved, driver: Driver): { sql: string[]; par
     sql.push(`(${Q_COLUMNS.map((c) => `r.${c} LIKE @q ESCAPE '\\'`).join(' OR ')})`);
     params.q = likePattern(filters.q);
   }
+  // A tunnel filter always drives (chooseDriver): its test is the walk's own, on its parameter.
+  if (filters.tunnelId !== null) params.tunnel_id = filters.tunnelId;
   return { sql, params };
 }
 
@@ -124,6 +129,10 @@ function fetchSql(driver: Driver, conditions: string[]): string {
     case 'column':
       return `SELECT r.id AS id FROM requests AS r INDEXED BY ${driver.index}
         WHERE r.${driver.column} = @key AND r.id < @before AND r.id >= @lo${more} ${tail}`;
+    case 'tunnel':
+      // requests_tunnel_id is partial (tunnel_id IS NOT NULL), which `tunnel_id = ?` implies.
+      return `SELECT r.id AS id FROM requests AS r INDEXED BY requests_tunnel_id
+        WHERE r.tunnel_id = @tunnel_id AND r.id < @before AND r.id >= @lo${more} ${tail}`;
     case 'would_deny':
       return `SELECT r.id AS id FROM requests AS r INDEXED BY requests_would_deny
         WHERE r.would_deny = 1 AND r.id < @before AND r.id >= @lo${more} ${tail}`;
@@ -171,7 +180,9 @@ function prepareWalk(db: Database.Database, filters: RequestFilters, after: numb
     keys: driverKeys(driver),
     fetch: statement(db, fetchSql(driver, conditions.sql)).pluck(),
     params: conditions.params,
-    lo: Math.max(range.lo, after + 1),
+    // A request inside a tunnel is recorded after the tunnel's record (it names that id), and
+    // ids only grow: nothing at or below the tunnel's id can match.
+    lo: Math.max(range.lo, after + 1, (filters.tunnelId ?? 0) + 1),
     top: Math.min(range.hi, newest) + 1,
   };
 }

@@ -13,7 +13,7 @@ export type WireOpen = [
   resolvedIp: string | null, decision: AuditOpen['decision'], wouldDeny: boolean, rule: string | null, ruleSource: string | null,
   reason: string, policyVersion: string | null,
   // Fields added after the tuple was laid out go last, so every earlier index keeps its meaning.
-  sni: string | null,
+  sni: string | null, tunnelId: number | null,
 ];
 export type WireCompletion = [endedAtMs: number, status: number | null, bytesUp: number, bytesDown: number, error: string | null];
 
@@ -27,7 +27,7 @@ export interface WireBatch {
 export function packOpen(o: AuditOpen): WireOpen {
   return [
     o.startedAt.getTime(), o.clientIp, o.clientPort, o.peerIp ?? null, o.clients, o.user, o.kind, o.method, o.scheme, o.host, o.port, o.path,
-    o.resolvedIp, o.decision, o.wouldDeny, o.rule, o.ruleSource, o.reason, o.policyVersion, o.sni ?? null,
+    o.resolvedIp, o.decision, o.wouldDeny, o.rule, o.ruleSource, o.reason, o.policyVersion, o.sni ?? null, o.tunnelId ?? null,
   ];
 }
 
@@ -35,7 +35,7 @@ export function unpackOpen(w: WireOpen): AuditOpen {
   return {
     startedAt: new Date(w[0]), clientIp: w[1], clientPort: w[2], peerIp: w[3], clients: w[4], user: w[5], kind: w[6], method: w[7], scheme: w[8],
     host: w[9], port: w[10], path: w[11], resolvedIp: w[12], decision: w[13], wouldDeny: w[14], rule: w[15], ruleSource: w[16], reason: w[17],
-    policyVersion: w[18], sni: w[19],
+    policyVersion: w[18], sni: w[19], tunnelId: w[20],
   };
 }
 

@@ -11,6 +11,7 @@ import { drainProxy } from '../proxy/drain';
 import { createProxyServer } from '../proxy/server';
 import { openUsers } from '../serve';
 import { listen, proxyContext } from '../serve-front';
+import { openInspection } from '../serve-inspect';
 import { PrimaryAudit } from './primary-audit';
 import { fromPortable, isPrimaryMessage } from './protocol';
 import type { PrimaryMessage, WorkerInit, WorkerMessage } from './protocol';
@@ -44,12 +45,14 @@ async function run(init: WorkerInit, log: Logger): Promise<(message: PrimaryMess
   // allows its share of the box's failed logins per window (at least one).
   const users = openUsers(config, log, undefined, Math.max(1, Math.ceil(AUTH_LIMITS.failuresPerWindow / config.workers)));
   const metrics = createMetrics();
+  // The CA from its folder, as the primary checked it at start: its key never crosses the channel.
+  const inspect = await openInspection(config, log, metrics, 'proxy');
   const primary = new PrimaryAudit(send, init.writable);
   const audit = new GroupCommit(primary, (seconds) => metrics.auditWrite(seconds));
   const self: SelfAddress[] = [];
   // Reloads are counted once, by the primary's own holder (its metric is the box's).
   const holder = new PolicyHolder(config.policiesDir, loaded.policy, () => self, log, undefined, loaded.sources);
-  const ctx = proxyContext({ ...config, ...init.limits }, holder, audit, log, metrics, users?.authenticator ?? null);
+  const ctx = proxyContext({ ...config, ...init.limits }, holder, audit, log, metrics, users?.authenticator ?? null, inspect);
   holder.onLoaded((policy) => ctx.parentAgents.retainFor(policy));
   metrics.setOpenTunnels(() => ctx.tunnels.size);
   metrics.setClientConnections(() => ctx.gauges.clientSockets, init.limits.maxClientConnections);

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { AddressInfo } from 'node:net';
 import { buildAdminApp } from '../admin/app';
+import { shippedHeads } from '../fleet/pg-chain';
 import { ConfigError, isLoopbackHost, parseListen } from '../config';
 import { AuditUrlError, openAuditPool, redactAuditUrl, resolveAuditUrl, scrubSecret } from '../fleet/audit-url';
 import { ensurePgSchema } from '../fleet/pg-migrate';
@@ -94,6 +95,7 @@ export async function runAdmin(args: string[]): Promise<number> {
   const reader = new PgAuditReader(pool);
   const app = buildAdminApp({
     reader,
+    auditHeads: () => shippedHeads(pool),
     token: config.token,
     noPolicyReason: NO_POLICY_IN_ADMIN_MODE,
     ready: async () => {

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import { auditLogDir, listSegments } from '../audit/log/segment-files';
 import { AuditKeyError, HEAD_HEX, readAuditKey, verifyChain } from '../audit/log/verify-chain';
 import type { VerifyReport } from '../audit/log/verify-chain';
+import { verifyHistory } from '../fleet/pg-verify';
 
 const PRUNE_HELP = `usage: tollgate audit prune (--audit-url URL | --audit-url-file FILE) --older-than DURATION
                            [--batch-size N]
@@ -82,6 +83,7 @@ export async function runAuditPrune(args: string[]): Promise<number> {
 }
 
 const VERIFY_HELP = `usage: tollgate audit verify --db FILE [--expect-head HASH] [--audit-key FILE]
+       tollgate audit verify (--audit-url URL | --audit-url-file FILE) [--expect-head HASH ...] [--audit-key FILE]
 
 Walk the audit log beside --db FILE (its segments, in order) and recompute the chain of hashes
 every entry carries. Exit 0 and the count when the chain is whole (and ends at --expect-head, a
@@ -89,12 +91,18 @@ head witnessed elsewhere: GET /api/audit/head, or an earlier run of this command
 "record N: ..." at the first break (an edited entry, entries removed or reordered, a segment
 missing, damage); 2 for bad input. --audit-key FILE (or TOLLGATE_AUDIT_KEY): the key serve
 chained with (HMAC-SHA256). Entries written before the chain existed are counted apart, not
-verified. --audit-url (the shared history in PostgreSQL) is not supported yet.
+verified.
+
+With --audit-url (or TOLLGATE_AUDIT_URL), the shared history in PostgreSQL: every replica's chain
+from the copy its shipper keeps there, and every record checked against the entries that made it
+(an edited, deleted or inserted record is a break). Each --expect-head must be met along one of
+the chains (a replica's head witnessed earlier; the copy may have moved on since).
 `;
 
 interface VerifyArgs {
-  dir: string;
-  expectHead: string | null;
+  dir: string | null;
+  url: string | null;
+  expectHeads: string[];
   key: Buffer | null;
 }
 
@@ -107,8 +115,8 @@ function verifyArgs(args: string[]): VerifyArgs | number {
     const { values, positionals } = parseArgs({
       args, allowPositionals: true, strict: true,
       options: {
-        db: { type: 'string' }, 'audit-url': { type: 'string' }, 'expect-head': { type: 'string' },
-        'audit-key': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+        db: { type: 'string' }, 'audit-url': { type: 'string' }, 'audit-url-file': { type: 'string' },
+        'expect-head': { type: 'string', multiple: true }, 'audit-key': { type: 'string' }, help: { type: 'boolean', short: 'h' },
       },
     });
     if (values.help) {
@@ -116,18 +124,28 @@ function verifyArgs(args: string[]): VerifyArgs | number {
       return 0;
     }
     if (positionals.length > 0) return fail(`unexpected argument "${positionals[0]}"`);
-    if (values['audit-url'] !== undefined) return fail('--audit-url is not supported yet: verify a node\'s own log with --db FILE');
-    if (values.db === undefined) return fail('--db FILE is required');
+    const expectHeads = values['expect-head'] ?? [];
+    const badHead = expectHeads.find((head) => !HEAD_HEX.test(head));
+    if (badHead !== undefined) return fail('--expect-head: expected 64 hex digits (a SHA-256 hash)');
+    const keyFile = values['audit-key'] ?? (process.env.TOLLGATE_AUDIT_KEY || undefined);
+    const key = keyFile === undefined ? null : readAuditKey(keyFile);
+    const heads = expectHeads.map((head) => head.toLowerCase());
+    const flagUrl = values['audit-url'] !== undefined || values['audit-url-file'] !== undefined;
+    if (values.db !== undefined && flagUrl) return fail('--db and --audit-url are two stores: verify one at a time');
+    if (values.db === undefined) {
+      const url = resolveAuditUrl({ url: values['audit-url'], file: values['audit-url-file'], env: process.env.TOLLGATE_AUDIT_URL });
+      if (url === null) return fail('--db FILE or --audit-url URL is required');
+      return { dir: null, url, expectHeads: heads, key };
+    }
+    if (heads.length > 1) return fail('--expect-head: one head for a local log (its chain has one end)');
     const dir = auditLogDir(values.db);
     if (!fs.existsSync(values.db) && !fs.existsSync(dir)) return fail(`--db ${values.db}: no such store (neither the file nor its log folder exists)`);
     if (listSegments(dir).length === 0) return fail(`--db ${values.db}: the store has no audit log (${dir} holds no segment)`);
-    const expectHead = values['expect-head'] ?? null;
-    if (expectHead !== null && !HEAD_HEX.test(expectHead)) return fail('--expect-head: expected 64 hex digits (a SHA-256 hash)');
-    const keyFile = values['audit-key'] ?? (process.env.TOLLGATE_AUDIT_KEY || undefined);
-    const key = keyFile === undefined ? null : readAuditKey(keyFile);
-    return { dir, expectHead: expectHead?.toLowerCase() ?? null, key };
+    return { dir, url: null, expectHeads: heads, key };
   } catch (err) {
-    if (err instanceof AuditKeyError || (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) return fail((err as Error).message);
+    if (err instanceof AuditKeyError || err instanceof AuditUrlError || (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
+      return fail((err as Error).message);
+    }
     throw err;
   }
 }
@@ -144,12 +162,13 @@ export function describeVerified(report: VerifyReport): string {
 }
 
 /** `tollgate audit verify` */
-export function runAuditVerify(args: string[]): number {
+export async function runAuditVerify(args: string[]): Promise<number> {
   const parsed = verifyArgs(args);
   if (typeof parsed === 'number') return parsed;
+  if (parsed.url !== null) return verifyShared(parsed.url, parsed);
   let report: VerifyReport;
   try {
-    report = verifyChain(parsed.dir, { key: parsed.key });
+    report = verifyChain(parsed.dir as string, { key: parsed.key });
   } catch (err) {
     process.stderr.write(`tollgate audit verify: cannot read the log: ${(err as Error).message}\n`);
     return 2;
@@ -161,11 +180,45 @@ export function runAuditVerify(args: string[]): number {
     return 1;
   }
   const head = report.head.hash.toString('hex');
-  if (parsed.expectHead !== null && parsed.expectHead !== head) {
-    process.stdout.write(`record ${report.head.id}: the chain ends at head ${head}, not at the expected head ${parsed.expectHead} `
+  const expectHead = parsed.expectHeads[0] ?? null;
+  if (expectHead !== null && expectHead !== head) {
+    process.stdout.write(`record ${report.head.id}: the chain ends at head ${head}, not at the expected head ${expectHead} `
       + '(entries after the witnessed head removed, or a chain rewritten)\n');
     return 1;
   }
   process.stdout.write(`${describeVerified(report)}\n`);
   return 0;
+}
+
+/** --audit-url: one line per replica's chain; exit 1 at any break or expected head not met. */
+async function verifyShared(url: string, parsed: VerifyArgs): Promise<number> {
+  const pool = openAuditPool(url, { max: 1, applicationName: 'tollgate audit verify' });
+  try {
+    const result = await verifyHistory(pool, { key: parsed.key, expectHeads: parsed.expectHeads });
+    let failed = false;
+    if (result.stores.length === 0) process.stdout.write('no replica has shipped to this history yet\n');
+    for (const store of result.stores) {
+      const name = `${store.node} (store ${store.storeId})`;
+      const { report } = store;
+      if (report.break !== null) {
+        failed = true;
+        const local = report.break.id === null ? '' : ` (local ${report.break.id})`;
+        const at = store.breakRowId !== null ? `record ${store.breakRowId}${local}` : report.break.id === null ? 'chain' : `local record ${report.break.id}`;
+        process.stdout.write(`${name}: ${at}: ${report.break.message}\n`);
+        continue;
+      }
+      const before = store.rowsBeforeChain === 0 ? '' : `; ${store.rowsBeforeChain.toLocaleString('en-US')} records shipped before the chain's copy not verified`;
+      process.stdout.write(`${name}: ${describeVerified(report)}; ${store.rows.toLocaleString('en-US')} records checked${before}\n`);
+    }
+    for (const head of result.headsNotMet) {
+      failed = true;
+      process.stdout.write(`expected head ${head}: no chain passes through it (entries removed, or a chain rewritten)\n`);
+    }
+    return failed ? 1 : 0;
+  } catch (err) {
+    process.stderr.write(`tollgate audit verify: ${describeAuditError(err, url)}\n`);
+    return 2;
+  } finally {
+    await pool.end().catch(() => undefined);
+  }
 }

@@ -1,6 +1,8 @@
 import type { Pool, PoolClient } from 'pg';
 import { withClient } from './pg-client';
 import { ID_ORDER_LOCK } from './pg-ship';
+import { headPayload } from './pg-chain';
+import { readEntryHead, storedHash } from '../audit/log/entry-codec';
 
 /**
  * `tollgate audit prune`: deletes the shared history's records that started before a cutoff, in
@@ -37,6 +39,8 @@ export interface PruneResult {
   batches: number;
   /** request_minutes rows removed (every record of the minute is gone). */
   minutesRemoved: number;
+  /** Entries of the chains' copy cut with the records (cutChains). */
+  chainEntriesRemoved: number;
   elapsedMs: number;
 }
 
@@ -171,7 +175,7 @@ async function pruneBatch(client: PoolClient, fromMs: number, cutoffMs: number, 
 export async function pruneHistory(pool: Pool, opts: PruneOptions): Promise<PruneResult> {
   const started = performance.now();
   const size = opts.batchSize ?? DEFAULT_PRUNE_BATCH;
-  const result: PruneResult = { deleted: 0, batches: 0, minutesRemoved: 0, elapsedMs: 0 };
+  const result: PruneResult = { deleted: 0, batches: 0, minutesRemoved: 0, chainEntriesRemoved: 0, elapsedMs: 0 };
   await withClient(pool, async (client) => {
     // Rows at the newest deleted instant may remain (the LIMIT can cut through them): the next
     // range starts at that instant, not after it. A record shipped during the prune that started
@@ -187,6 +191,79 @@ export async function pruneHistory(pool: Pool, opts: PruneOptions): Promise<Prun
       await opts.onBatch?.({ deleted: batch.deleted, total: result.deleted });
     }
   });
+  result.chainEntriesRemoved = await cutChains(pool, opts.cutoffMs, size);
   result.elapsedMs = Math.round(performance.now() - started);
   return result;
+}
+
+/**
+ * After the records are gone, each store's copy of its chain (audit_chain, migration 007) is cut
+ * where its oldest kept record begins, so the history stays verifiable from there, as a local log
+ * cut by retention does: the entry just before the cut becomes a checkpoint of the chain's head
+ * at that point, and every entry before it is deleted, `batchSize` at a time. Each step holds the
+ * store's row (FOR UPDATE, as its shipper does), so it never interleaves with a batch being added.
+ * The store's chain_cut_ms tells `audit verify` that records started before it are gone by design.
+ */
+export async function cutChains(pool: Pool, cutoffMs: number, batchSize: number): Promise<number> {
+  const stores = await pool.query<{ store_id: string }>('SELECT store_id FROM audit_stores WHERE chain_entries > 0 ORDER BY store_id');
+  let removed = 0;
+  for (const { store_id: storeId } of stores.rows) {
+    for (;;) {
+      const step = await withClient(pool, (client) => cutStep(client, storeId, cutoffMs, batchSize));
+      removed += step;
+      if (step === 0) break;
+    }
+  }
+  return removed;
+}
+
+/** One step of a store's cut: entries deleted (0: the copy starts where it should). */
+async function cutStep(client: PoolClient, storeId: string, cutoffMs: number, batchSize: number): Promise<number> {
+  await client.query('BEGIN');
+  try {
+    const store = await client.query<{ chain_entries: string; after: string }>(
+      'SELECT chain_entries, COALESCE(chain_after_local_id, -1) AS after FROM audit_stores WHERE store_id = $1 FOR UPDATE',
+      [storeId],
+    );
+    await client.query('UPDATE audit_stores SET chain_cut_ms = GREATEST(COALESCE(chain_cut_ms, $2), $2) WHERE store_id = $1', [storeId, cutoffMs]);
+    // Where the oldest kept record's first entry is; with no record kept, the copy's last entry.
+    const oldest = await client.query<{ local_id: string | null }>(
+      'SELECT min(local_id) AS local_id FROM requests WHERE store_id = $1 AND local_id > $2',
+      [storeId, store.rows[0].after],
+    );
+    const oldestKept = oldest.rows[0].local_id;
+    const kept = oldestKept === null ? null : await client.query<{ seq: string | null }>(
+      'SELECT min(seq) AS seq FROM audit_chain WHERE store_id = $1 AND local_id = $2',
+      [storeId, oldestKept],
+    );
+    // A kept record with no entry (a row the chain never made): verify reports it; prune cuts nothing.
+    if (kept !== null && kept.rows[0].seq === null) {
+      await client.query('COMMIT');
+      return 0;
+    }
+    const keepFrom = kept === null ? Number(store.rows[0].chain_entries) : Number(kept.rows[0].seq);
+    const first = await client.query<{ seq: string | null }>('SELECT min(seq) AS seq FROM audit_chain WHERE store_id = $1', [storeId]);
+    const firstSeq = first.rows[0].seq === null ? null : Number(first.rows[0].seq);
+    // The new first entry: the one right before the kept record, at most a batch further on.
+    const to = firstSeq === null ? null : Math.min(keepFrom - 1, firstSeq + batchSize);
+    if (firstSeq === null || to === null || to <= firstSeq) {
+      await client.query('COMMIT');
+      return 0;
+    }
+    const entry = await client.query<{ entry: Buffer }>('SELECT entry FROM audit_chain WHERE store_id = $1 AND seq = $2', [storeId, to]);
+    const payload = entry.rows[0]?.entry;
+    if (payload !== undefined) {
+      const head = readEntryHead(payload);
+      const hash = storedHash(payload);
+      if (head.type !== 'head' && hash !== null) {
+        await client.query('UPDATE audit_chain SET entry = $3 WHERE store_id = $1 AND seq = $2', [storeId, to, headPayload({ id: head.id, hash }, new Date(head.timeMs))]);
+      }
+    }
+    const gone = await client.query('DELETE FROM audit_chain WHERE store_id = $1 AND seq >= $2 AND seq < $3', [storeId, firstSeq, to]);
+    await client.query('COMMIT');
+    return gone.rowCount ?? 0;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
 }

@@ -11,9 +11,9 @@ import { pgText } from './pg-text';
  * slices, as the SQLite walk does (src/audit/request-plan.ts) and for the same reason: a page
  * stops after n matches and a rare match answers within a budget with a resumable cursor. Each
  * slice is one query bounded by `id >= lo AND id < hi ... ORDER BY id DESC LIMIT n`, so whatever
- * plan PostgreSQL picks (an index on (host, id), (client_ip, id), (decision, id), (node, id)
- * walked backwards, or the GIN index on clients and a sort), it never reads or sorts more than
- * one slice. No INDEXED BY here: PostgreSQL has no hints, and with both id bounds and the LIMIT
+ * plan PostgreSQL picks (an index on (host, id), (client_ip, id), (decision, id), (node, id) or
+ * (tunnel_local_id, store_id, id) walked backwards, or the GIN index on clients and a sort), it
+ * never reads or sorts more than one slice. No INDEXED BY here: PostgreSQL has no hints, and with both id bounds and the LIMIT
  * its planner picks the (column, id) index (checked with EXPLAIN, see README).
  *
  * Host globs and CIDR ranges are resolved first, as for SQLite: globs against every host ever
@@ -48,6 +48,8 @@ interface Resolved {
   filters: RequestFilters;
   hosts: string[] | null;
   clientIps: string[] | null;
+  /** A tunnel_id filter: the tunnel row's store and the replica's own id for it (migration 006). */
+  tunnel: { storeId: string; localId: string } | null;
 }
 
 /** The row tests of every filter, with their parameters added to `params`. */
@@ -72,6 +74,9 @@ function conditions(resolved: Resolved, params: Params): string[] {
     sql.push(`(${Q_COLUMNS.map((c) => `translate(r.${c}, '${UPPER}', '${UPPER.toLowerCase()}') LIKE ${q} ESCAPE '\\'`).join(' OR ')})`);
   }
   if (filters.node !== null) sql.push(`r.node = ${params.add(pgText(filters.node))}`);
+  if (resolved.tunnel !== null) {
+    sql.push(`r.tunnel_local_id = ${params.add(resolved.tunnel.localId)}::bigint AND r.store_id = ${params.add(resolved.tunnel.storeId)}::uuid`);
+  }
   return sql;
 }
 
@@ -87,7 +92,15 @@ async function resolve(pool: Pool, filters: RequestFilters): Promise<Resolved | 
     clientIps = addressesMatching(filters.client.range, known);
   }
   if (hosts?.length === 0 || clientIps?.length === 0) return null;
-  return { filters, hosts, clientIps };
+  let tunnel: Resolved['tunnel'] = null;
+  if (filters.tunnelId !== null) {
+    // Rows name their tunnel by the replica's id for it: the shared id asked for is turned into
+    // that. No such row (never shipped, or pruned): nothing can be found inside it.
+    const found = await pool.query<{ store_id: string; local_id: string }>('SELECT store_id, local_id FROM requests WHERE id = $1', [filters.tunnelId]);
+    if (found.rows.length === 0) return null;
+    tunnel = { storeId: found.rows[0].store_id, localId: found.rows[0].local_id };
+  }
+  return { filters, hosts, clientIps, tunnel };
 }
 
 const MINUTE_MS = 60_000;

@@ -1,10 +1,12 @@
 import type { Pool, PoolClient } from 'pg';
 import { completionParams, openParams } from '../audit/record-params';
-import type { AuditCompletion } from '../audit/record-types';
+import type { AuditCompletion, AuditOpen } from '../audit/record-types';
 import type { LogPosition } from '../audit/log/segment-reader';
 import type { StepPlan } from '../audit/log/index-step';
 import { withClient } from './pg-client';
 import { pgText } from './pg-text';
+import { shipChainPart } from './pg-chain';
+import type { ChainPart } from './pg-chain';
 
 /**
  * One ship to the shared history: a batch of the local log's entries (paired by planStep, so a
@@ -36,6 +38,8 @@ export interface ShipBatch {
   entries: number;
   /** The policy version the replica runs now (the console's per-node column). */
   policyVersion: string | null;
+  /** The batch's payloads as written, for the chain's copy (pg-chain.ts); absent: none. */
+  chain?: ChainPart;
 }
 
 export type ShipOutcome =
@@ -61,18 +65,29 @@ export async function touchStore(client: PoolClient | Pool, who: StoreIdentity, 
 
 /** The stored ship position of a store ({0,0}: nothing shipped yet). */
 export async function shippedPosition(pool: Pool, storeId: string): Promise<LogPosition> {
-  const result = await pool.query<{ ship_segment: string; ship_offset: string }>(
-    'SELECT ship_segment, ship_offset FROM audit_stores WHERE store_id = $1',
+  return (await shipStart(pool, storeId)).position;
+}
+
+/**
+ * Where a store's shipper starts: the stored position, and how many entries of its chain
+ * PostgreSQL holds (0: the next batch starts the chain's copy, pg-chain.ts).
+ */
+export async function shipStart(pool: Pool, storeId: string): Promise<{ position: LogPosition; chainEntries: number }> {
+  const result = await pool.query<{ ship_segment: string; ship_offset: string; chain_entries: string }>(
+    'SELECT ship_segment, ship_offset, chain_entries FROM audit_stores WHERE store_id = $1',
     [storeId],
   );
   const row = result.rows[0];
-  return row === undefined ? { segment: 0, offset: 0 } : { segment: Number(row.ship_segment), offset: Number(row.ship_offset) };
+  if (row === undefined) return { position: { segment: 0, offset: 0 }, chainEntries: 0 };
+  return { position: { segment: Number(row.ship_segment), offset: Number(row.ship_offset) }, chainEntries: Number(row.chain_entries) };
 }
 
-const INSERT_COLUMNS = [
+export const INSERT_COLUMNS = [
   'local_id', 'started_at_ms', 'ended_at_ms', 'client_ip', 'client_port', 'clients', 'user', 'kind',
   'method', 'scheme', 'host', 'port', 'path', 'resolved_ip', 'decision', 'would_deny', 'rule',
   'rule_source', 'reason', 'status', 'bytes_up', 'bytes_down', 'error', 'policy_version', 'peer_ip', 'sni',
+  // The replica's id of the tunnel's record (migration 006): readers map it to the shared id.
+  'tunnel_local_id',
 ] as const;
 
 const COLUMN_TYPES: Record<(typeof INSERT_COLUMNS)[number], string> = {
@@ -80,7 +95,7 @@ const COLUMN_TYPES: Record<(typeof INSERT_COLUMNS)[number], string> = {
   clients: 'text[]', user: 'text', kind: 'text', method: 'text', scheme: 'text', host: 'text', port: 'integer',
   path: 'text', resolved_ip: 'text', decision: 'text', would_deny: 'boolean', rule: 'text', rule_source: 'text',
   reason: 'text', status: 'integer', bytes_up: 'bigint', bytes_down: 'bigint', error: 'text', policy_version: 'text',
-  peer_ip: 'text', sni: 'text',
+  peer_ip: 'text', sni: 'text', tunnel_local_id: 'bigint',
 };
 
 /** A PostgreSQL array literal of texts: every element double-quoted, backslash and quote escaped. */
@@ -89,27 +104,46 @@ export function textArrayLiteral(values: readonly string[]): string {
 }
 
 /**
+ * A row's values in INSERT_COLUMNS order, as the shipper writes them and `audit verify
+ * --audit-url` expects to find them (pg-verify.ts): texts as PostgreSQL can hold them (pg-text.ts),
+ * clients as an array. Without a completion, the completion's columns are those of an open row.
+ */
+export function rowValues(id: number, open: AuditOpen, completion: AuditCompletion | null): unknown[] {
+  const o = openParams(open);
+  const done = completion === null ? null : completionParams(completion);
+  const values: unknown[] = [
+    id, o.started_at_ms, done?.ended_at_ms ?? null, o.client_ip, o.client_port, open.clients, o.user,
+    o.kind, o.method, o.scheme, o.host, o.port, o.path, o.resolved_ip, o.decision, open.wouldDeny, o.rule, o.rule_source,
+    o.reason, done?.status ?? null, done?.bytes_up ?? 0, done?.bytes_down ?? 0, done?.error ?? null, o.policy_version,
+    o.peer_ip, o.sni, o.tunnel_id,
+  ];
+  // PostgreSQL text cannot hold NUL (pg-text.ts).
+  return values.map((value) => (typeof value === 'string' ? pgText(value) : Array.isArray(value) ? value.map((v: string) => pgText(v)) : value));
+}
+
+/** Where the clients array sits in rowValues. */
+const CLIENTS_AT = INSERT_COLUMNS.indexOf('clients');
+
+/** The columns a completion fills (COMPLETE_SQL); the rest are the open's. */
+export const COMPLETION_COLUMNS: ReadonlySet<string> = new Set(['ended_at_ms', 'status', 'bytes_up', 'bytes_down', 'error']);
+
+/**
  * The batch's rows as one JSON parameter, one positional array per row (INSERT_COLUMNS order): a
  * batch is one statement and one round trip. JSON.stringify is native; the server reads it with
  * jsonb_array_elements (jsonb is parsed once, where json re-parses the text for every `->>`: 30 µs
  * a row). The first version's 24 text arrays through unnest shipped 8,000 entries/s against
- * 20,000 for this one (bench/results/fleet.md).
+ * 20,000 for this one (bench/results/fleet.md). Texts were made storable per string (rowValues),
+ * before JSON escapes them: a replace on the JSON text would also hit a client's literal
+ * backslash-u-0000.
  */
 function rowsJson(rows: StepPlan['rows']): string {
   const out: unknown[] = [];
   for (const row of rows) {
-    const o = openParams(row.open);
-    const done = row.completion === null ? null : completionParams(row.completion);
-    out.push([
-      row.id, o.started_at_ms, done?.ended_at_ms ?? null, o.client_ip, o.client_port, textArrayLiteral(row.open.clients), o.user,
-      o.kind, o.method, o.scheme, o.host, o.port, o.path, o.resolved_ip, o.decision, row.open.wouldDeny, o.rule, o.rule_source,
-      o.reason, done?.status ?? null, done?.bytes_up ?? 0, done?.bytes_down ?? 0, done?.error ?? null, o.policy_version,
-      o.peer_ip, o.sni,
-    ]);
+    const values = rowValues(row.id, row.open, row.completion);
+    values[CLIENTS_AT] = textArrayLiteral(values[CLIENTS_AT] as string[]);
+    out.push(values);
   }
-  // PostgreSQL text cannot hold NUL (pg-text.ts). Replaced per string, before JSON escapes it: a
-  // replace on the JSON text would also hit a client's literal backslash-u-0000.
-  return JSON.stringify(out, (_key, value: unknown) => (typeof value === 'string' ? pgText(value) : value));
+  return JSON.stringify(out);
 }
 
 const quoted = (c: string): string => (c === 'user' ? '"user"' : c);
@@ -212,8 +246,8 @@ export async function shipBatch(pool: Pool, who: StoreIdentity, batch: ShipBatch
     await client.query('BEGIN');
     try {
       await touchStore(client, who, batch.policyVersion, nowMs);
-      const stored = await client.query<{ ship_segment: string; ship_offset: string }>(
-        'SELECT ship_segment, ship_offset FROM audit_stores WHERE store_id = $1 FOR UPDATE',
+      const stored = await client.query<{ ship_segment: string; ship_offset: string; chain_entries: string }>(
+        'SELECT ship_segment, ship_offset, chain_entries FROM audit_stores WHERE store_id = $1 FOR UPDATE',
         [who.storeId],
       );
       const row = stored.rows[0];
@@ -222,6 +256,8 @@ export async function shipBatch(pool: Pool, who: StoreIdentity, batch: ShipBatch
         await client.query('ROLLBACK');
         return { kind: 'stale', position };
       }
+      // Before the rows' UPDATE below moves last_local_id: the chain's copy notes where it began.
+      if (batch.chain !== undefined) await shipChainPart(client, who.storeId, Number(row.chain_entries), batch.chain);
       const { rows, completions } = batch.plan;
       let completed = await applyCompletions(client, who.storeId, completions);
       let inserted = 0;

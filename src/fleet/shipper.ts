@@ -3,11 +3,12 @@ import { planStep, readStep } from '../audit/log/index-step';
 import { measureLag } from '../audit/log/index-lag';
 import type { LogPosition } from '../audit/log/segment-reader';
 import { ensurePgSchema } from './pg-migrate';
-import { shipBatch, shippedPosition, touchStore } from './pg-ship';
+import { shipBatch, shipStart, touchStore } from './pg-ship';
 import type { StoreIdentity } from './pg-ship';
 import { ForeignShipperError, positionOutsideLog, StaleCounter } from './ship-position-check';
 import { readShippedCopy, writeShippedCopy } from './ship-position-file';
 import { EMPTY_SHIP_STATUS } from './ship-status';
+import { chainPart, checkpointBefore } from './pg-chain';
 import type { ShipStatus } from './ship-status';
 
 /**
@@ -59,6 +60,8 @@ export class Shipper {
   private copiedAt = 0;
   private uncopied: LogPosition | null = null;
   private readonly stale = new StaleCounter();
+  /** The store's chain has no entry in PostgreSQL yet: the first batch may need a checkpoint before it. */
+  private chainStarts = false;
   /** When the store's row was last refreshed, and with which policy version (undefined: never). */
   private touchedAt = -Infinity;
   private touchedVersion: string | null | undefined = undefined;
@@ -153,24 +156,32 @@ export class Shipper {
   private async shipOne(): Promise<Exclude<Step, 'failed'>> {
     const { pool, logDir, who } = this.opts;
     if (!this.migrated) await this.migrate();
-    this.at ??= this.ownPosition(await shippedPosition(pool, who.storeId));
+    if (this.at === null) {
+      const shipped = await shipStart(pool, who.storeId);
+      this.at = this.ownPosition(shipped.position);
+      this.chainStarts = shipped.chainEntries === 0;
+    }
     const from = this.at;
-    const read = readStep(logDir, from, this.opts.maxBatchEntries ?? SHIPPER_DEFAULTS.maxBatchEntries);
+    const read = readStep(logDir, from, this.opts.maxBatchEntries ?? SHIPPER_DEFAULTS.maxBatchEntries, true);
     if (read.entries.length === 0 && read.damage.length === 0) {
       if (this.uncopied !== null) this.keepLocalCopy(this.uncopied, true);
       await this.keepInTouch();
       return 'idle';
     }
-    const batch = { from, next: read.next, plan: planStep(read.entries), entries: read.entries.length, policyVersion: this.opts.policyVersion() };
+    const payloads = this.chainStarts ? withStart(logDir, from, read.payloads) : read.payloads;
+    const batch = {
+      from, next: read.next, plan: planStep(read.entries), entries: read.entries.length, policyVersion: this.opts.policyVersion(), chain: chainPart(payloads),
+    };
     const outcome = await shipBatch(pool, who, batch, this.clock().getTime());
     if (outcome.kind === 'stale') {
       if (this.stale.note(this.clock().getTime())) {
         throw new ForeignShipperError(who.storeId, 'the ship position in PostgreSQL was moved under this shipper more than 3 times in a minute');
       }
-      this.at = this.ownPosition(outcome.position);
+      this.at = null;
       return 'more';
     }
     this.at = read.next;
+    this.chainStarts = false;
     this.touchedAt = this.clock().getTime();
     this.touchedVersion = batch.policyVersion;
     this.state.shippedEntries += read.entries.length;
@@ -235,4 +246,13 @@ export class Shipper {
       this.wake = done;
     });
   }
+}
+
+/**
+ * A store's first chained batch that does not start at a segment's beginning (its earlier rows were
+ * shipped by a release without the chain's copy) starts from a checkpoint of the head before it.
+ */
+function withStart(dir: string, from: LogPosition, payloads: Buffer[]): Buffer[] {
+  const start = checkpointBefore(dir, from);
+  return start === null ? payloads : [start, ...payloads];
 }

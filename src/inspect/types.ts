@@ -9,7 +9,9 @@ export interface Inspection {
   /**
    * A server-side context holding a leaf for `host` (a normalised policy host: name in punycode
    * or an IP literal) signed by the team's CA, minted on first use and cached. Concurrent calls
-   * for one host share one mint. Rejects only when the CA cannot sign (never for a valid host).
+   * for one host share one mint. Rejects with LeafRefusedError (ca.ts; `code`
+   * `inspect_host_not_permitted` outside the CA's --permit names, `inspect_invalid_host`) for a host
+   * it must not vouch for, and with InspectCaError once the CA has expired.
    */
   contextFor(host: string): Promise<SecureContext>;
   /**

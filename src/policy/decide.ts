@@ -42,3 +42,12 @@ export function decisionFor(policy: Policy, req: PreparedRequest, rule: Compiled
 function isReported(action: Decision['action'], mode: Mode): boolean {
   return action === 'deny' && mode === 'report';
 }
+
+/**
+ * The mode a decision was made in: its rule's own `mode`, else settings.mode. For a refusal made
+ * after the policy decided (the SNI check), which report mode lets through as the rule's would.
+ */
+export function modeOfRule(policy: Policy, ruleName: string): Mode {
+  const rule = policy.rules.find((r) => r.name === ruleName);
+  return rule?.mode ?? policy.settings.mode;
+}

@@ -18,6 +18,11 @@ export class Exchange {
   resolvedIp: string | null = null;
   /** The server name of the ClientHello read inside a CONNECT tunnel, or null (not read, plain HTTP). */
   sni: string | null = null;
+  /**
+   * For a request read inside an inspected tunnel (kind `https`), the tunnel's record id; null
+   * for every other exchange. The inspecting code sets it before the record is opened.
+   */
+  tunnelId: number | null = null;
   policyVersion: string | null = null;
   recordId: number | null = null;
   /**
@@ -66,6 +71,7 @@ export class Exchange {
       path: target ? target.path : null,
       resolvedIp: this.resolvedIp,
       sni: this.sni,
+      tunnelId: this.tunnelId,
       decision: denied ? 'deny' : 'allow',
       wouldDeny: decision?.wouldDeny ?? false,
       rule: this.guardReason !== null ? GUARD_RULE : (decision?.rule ?? null),

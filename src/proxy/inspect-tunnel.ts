@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import tls from 'node:tls';
 import type { SecureContext } from 'node:tls';
+import { LeafRefusedError } from '../inspect/ca';
 import type { Inspection } from '../inspect/types';
 import { ProxyError } from '../request/errors';
 import type { Target } from '../request/target-types';
@@ -27,6 +28,8 @@ export type ReadInspected = (secure: Socket) => void;
 /** What the CONNECT decided before its 200: how inspection goes, and where allowed requests go. */
 export interface InspectionPlan {
   inspection: Inspection;
+  /** The leaf for the CONNECT host, from the inspection CA. */
+  context: SecureContext;
   /** Addresses the guard passed for a direct route; null when the decision goes through a parent. */
   addresses: string[] | null;
 }
@@ -42,29 +45,41 @@ export const InspectReason = {
   noAlpn: 'tls_handshake_failed: the client offers no ALPN protocol inspection speaks (HTTP/1.1 only; an h2-only client cannot be inspected)',
   handshake: (code: string): string => `tls_handshake_failed: ${code}`,
   notHttp: (code: string): string => `not_http: the bytes inside TLS are not an HTTP/1.1 request (${code})`,
-  noLeaf: (message: string): string => `inspect_unavailable: no certificate could be minted: ${message}`,
+  noLeaf: (message: string): string => `no certificate for this host from the inspection CA: ${message}`,
 } as const;
 
 /**
- * Before the 200, like any CONNECT: refuse (fail closed) without an inspection CA, and resolve
- * and guard the destination so a refused one is a 403 on the CONNECT, as for a plain tunnel.
+ * Before the 200, like any CONNECT: refuse (fail closed) without an inspection CA or a leaf for
+ * the host (a CA whose --permit names exclude it, or expired), and resolve and guard the
+ * destination, so each refusal is an answer on the CONNECT, as for a plain tunnel.
  */
 export async function planInspection(ctx: ProxyContext, exchange: Exchange, target: Target): Promise<InspectionPlan> {
   const inspection = ctx.inspect;
-  const decision = exchange.decision;
-  if (inspection === undefined || decision === null) {
-    const reason = InspectReason.unavailable(decision?.rule ?? '(default)');
-    if (decision !== null) exchange.decision = { ...decision, action: 'deny', reason, wouldDeny: false };
-    throw new ProxyError(403, 'inspect_unavailable', reason);
+  if (inspection === undefined) throw refuseInspection(exchange, 403, InspectReason.unavailable(exchange.decision?.rule ?? '(default)'));
+  let context: SecureContext;
+  try {
+    context = await inspection.contextFor(target.host);
+  } catch (err) {
+    // A host the CA may not vouch for is the policy's mistake (403); a CA that cannot sign, the proxy's (503).
+    const status = err instanceof LeafRefusedError ? 403 : 503;
+    const why = err instanceof LeafRefusedError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
+    throw refuseInspection(exchange, status, InspectReason.noLeaf(why));
   }
-  if (decision.upstream === null) {
+  if ((exchange.decision?.upstream ?? null) === null) {
     const addresses = await resolveDestination(ctx, exchange, target);
     exchange.resolvedIp = addresses[0] ?? null;
-    return { inspection, addresses };
+    return { inspection, context, addresses };
   }
   // Through a parent the parent resolves names; an IP literal is still guarded here.
   if (target.hostKind !== 'name') await resolveDestination(ctx, exchange, target);
-  return { inspection, addresses: null };
+  return { inspection, context, addresses: null };
+}
+
+/** The CONNECT's decision becomes the refusal its record and answer show (not let through in report mode). */
+function refuseInspection(exchange: Exchange, status: number, reason: string): ProxyError {
+  const decision = exchange.decision;
+  if (decision !== null) exchange.decision = { ...decision, action: 'deny', reason, wouldDeny: false };
+  return new ProxyError(status, 'inspect_unavailable', reason);
 }
 
 /** After the plan: everything from the 200 on. Never rejects (STYLE habit 7). */
@@ -80,27 +95,21 @@ export async function inspectTunnel(ctx: ProxyContext, exchange: Exchange, clien
     if (exchange.decision !== null) exchange.decision = { ...exchange.decision, action: 'deny', rule: SNI_RULE, ruleSource: null, reason: read.reason, wouldDeny: false };
     return refuseAfterAnswer(ctx, exchange, client, new ProxyError(403, 'denied', read.reason));
   }
-  let context: SecureContext;
   try {
     await openRecord(ctx, exchange);
-    context = await plan.inspection.contextFor(target.host);
   } catch (err) {
-    if (exchange.recordId === null) return refuseAfterAnswer(ctx, exchange, client, err instanceof ProxyError ? err : new ProxyError(503, 'audit_unavailable', String(err)));
-    ctx.tunnels.delete(client);
-    client.destroy();
-    completeRecord(ctx, exchange, { status: 200, bytesUp: 0, bytesDown: 0, error: InspectReason.noLeaf(err instanceof Error ? err.message : String(err)) }, { countBytes: false });
-    return;
+    return refuseAfterAnswer(ctx, exchange, client, err instanceof ProxyError ? err : new ProxyError(503, 'audit_unavailable', String(err)));
   }
   // The ClientHello goes back in front of the socket: TLSSocket feeds what is buffered to OpenSSL first.
   client.unshift(read.held);
-  terminate(ctx, exchange, client, context, plan, readInspected);
+  terminate(ctx, exchange, client, plan, readInspected);
 }
 
-function terminate(ctx: ProxyContext, exchange: Exchange, client: Socket, context: SecureContext, plan: InspectionPlan, readInspected: ReadInspected): void {
+function terminate(ctx: ProxyContext, exchange: Exchange, client: Socket, plan: InspectionPlan, readInspected: ReadInspected): void {
   const target = exchange.target as Target;
   const tunnel = new InspectedTunnel(ctx, plan.inspection, target, { ip: exchange.clientIp, port: exchange.clientPort, peerIp: exchange.peerIp }, exchange.user, exchange.recordId as number, plan.addresses);
   // ALPN http/1.1 only: an h2-capable client falls back; an h2-only one fails the handshake (README).
-  const secure = new tls.TLSSocket(client, { isServer: true, secureContext: context, ALPNProtocols: ['http/1.1'] });
+  const secure = new tls.TLSSocket(client, { isServer: true, secureContext: plan.context, ALPNProtocols: ['http/1.1'] });
   let firstError: string | null = null;
   let handshaken = false;
   const note = (reason: string): void => {

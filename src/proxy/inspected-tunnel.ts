@@ -23,15 +23,8 @@ import { relayDirect } from './relay-direct';
  * goes to the destination over tollgate's own verified TLS connection.
  */
 
-/**
- * The record kind of a request inside an inspected tunnel, and how it names its tunnel. Kept in
- * this one place: kind `https` and the `tunnel_id` field come with the audit codec's support.
- */
-export const INNER_KIND: RequestKind = 'http';
-function linkToTunnel(exchange: Exchange, tunnelRecordId: number): void {
-  void exchange;
-  void tunnelRecordId;
-}
+/** The record kind of a request inside an inspected tunnel (SPEC §6). */
+export const INNER_KIND: RequestKind = 'https';
 
 /** The rule recorded for a request the inspection itself refused (another host in its Host). */
 export const INSPECT_RULE = '(inspect)';
@@ -92,7 +85,7 @@ export class InspectedTunnel {
     this.requests += 1;
     const exchange = new Exchange(INNER_KIND, method, this.client, rawTarget, this.ctx.clock());
     exchange.user = this.user;
-    linkToTunnel(exchange, this.recordId);
+    exchange.tunnelId = this.recordId;
     return exchange;
   }
 

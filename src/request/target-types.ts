@@ -1,8 +1,12 @@
 /** How a destination host was written, after normalisation. */
 export type HostKind = 'name' | 'ipv4' | 'ipv6';
 
-/** Which forwarding mode a request uses. */
-export type RequestKind = 'connect' | 'http';
+/**
+ * Which forwarding mode a request uses: a CONNECT tunnel, an absolute-URI plain-HTTP request, or
+ * a request read inside an inspected tunnel (`tls: inspect`, SPEC §6), decided like plain HTTP
+ * with scheme `https` and recorded with its tunnel's record id.
+ */
+export type RequestKind = 'connect' | 'http' | 'https';
 
 /**
  * A destination parsed and normalised exactly once (STYLE habit 2). Nothing downstream
@@ -23,7 +27,7 @@ export interface Target {
   hostKind: HostKind;
   /** 1..65535 */
   port: number;
-  /** Path without query string for plain HTTP; null for CONNECT. */
+  /** Path without query string for plain HTTP and inspected HTTPS; null for CONNECT. */
   path: string | null;
   /** The query string including its leading '?', or '' (forwarded, never matched or logged). */
   search: string;

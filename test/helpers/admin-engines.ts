@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Pool } from 'pg';
+import { chainPart } from '../../src/fleet/pg-chain';
 import { SegmentLog } from '../../src/audit/log/segment-log';
 import { planStep, readStep } from '../../src/audit/log/index-step';
 import type { AuditReader } from '../../src/audit/reader';
@@ -63,8 +64,10 @@ export class ShippingReplica {
     const who = { storeId: this.storeId, node: this.node };
     for (;;) {
       const from = await shippedPosition(this.pool, this.storeId);
-      const read = readStep(this.logDir, from, 10_000);
-      const outcome = await shipBatch(this.pool, who, { from, next: read.next, plan: planStep(read.entries), entries: read.entries.length, policyVersion: this.policyVersion });
+      const read = readStep(this.logDir, from, 10_000, true);
+      const outcome = await shipBatch(this.pool, who, {
+        from, next: read.next, plan: planStep(read.entries), entries: read.entries.length, policyVersion: this.policyVersion, chain: chainPart(read.payloads),
+      });
       if (outcome.kind !== 'shipped') throw new Error('stale ship in a test');
       if (read.entries.length === 0) return;
     }

@@ -3,6 +3,7 @@ import { SegmentLog } from '../../src/audit/log/segment-log';
 import { planStep, readStep } from '../../src/audit/log/index-step';
 import type { AuditCompletion, AuditOpen, AuditWriter } from '../../src/audit/record-types';
 import { shipBatch, shippedPosition, type StoreIdentity } from '../../src/fleet/pg-ship';
+import { chainPart } from '../../src/fleet/pg-chain';
 
 /**
  * Records into a replica's real local log (SegmentLog), shipped to the shared history by the real
@@ -35,14 +36,18 @@ export class ShippingLog implements AuditWriter {
     return this.log.appendBatch([{ type: 'finished', open: record, completion }])[0];
   }
 
-  /** Ships everything appended so far, `max` entries per transaction; returns the batches shipped. */
-  async ship(pool: Pool, max = 10_000): Promise<number> {
+  /**
+   * Ships everything appended so far, `max` entries per transaction; returns the batches shipped.
+   * With `chain` false, as a release before the chain's copy shipped (rows only).
+   */
+  async ship(pool: Pool, max = 10_000, chain = true): Promise<number> {
     let from = await shippedPosition(pool, this.who.storeId);
     let batches = 0;
     for (;;) {
-      const read = readStep(this.dir, from, max);
+      const read = readStep(this.dir, from, max, chain);
       if (read.entries.length === 0) return batches;
-      const outcome = await shipBatch(pool, this.who, { from, next: read.next, plan: planStep(read.entries), entries: read.entries.length, policyVersion: 'v1' });
+      const batch = { from, next: read.next, plan: planStep(read.entries), entries: read.entries.length, policyVersion: 'v1' };
+      const outcome = await shipBatch(pool, this.who, chain ? { ...batch, chain: chainPart(read.payloads) } : batch);
       if (outcome.kind !== 'shipped') throw new Error(`ship was ${outcome.kind}`);
       batches += 1;
       from = read.next;

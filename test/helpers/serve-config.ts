@@ -34,6 +34,8 @@ export function testServeConfig(overrides: Pick<ServeConfig, 'policiesDir' | 'db
     proxyProtocolFrom: [],
     workers: 1,
     maxClientConnectionsAuto: false,
+    inspectCa: null,
+    inspectTrust: null,
     ...overrides,
   };
 }

@@ -91,6 +91,63 @@ describe('detail', () => {
   });
 });
 
+describe('inspected tunnels (kind https, tunnel_id)', () => {
+  it('links a request to its tunnel, and an inspected tunnel to the requests inside it; a tunnel without any has no such link', async () => {
+    const { store } = ui.admin;
+    const { page } = ui;
+    const at = new Date(Date.now() - 2 * 60_000);
+    const later = (ms: number): Date => new Date(at.getTime() + ms);
+    const base = {
+      clientIp: '10.0.8.5', clientPort: 41999, clients: ['ci-runners'], user: null, port: 443, resolvedIp: '140.82.112.3',
+      decision: 'allow' as const, wouldDeny: false, rule: 'github-org', ruleSource: '20-allow.yaml:7', policyVersion: 'sha256:3f2a9c1e0b7d',
+    };
+    const tunnel = store.record(
+      { ...base, startedAt: at, kind: 'connect', method: 'CONNECT', scheme: null, host: 'github.com', path: null, reason: 'matched rule "github-org" (allow)' },
+      { endedAt: later(9000), status: 200, bytesUp: 4096, bytesDown: 90_000, error: null },
+    );
+    // Requests inside it; one path is a hostile client's, to be shown as text only.
+    const inner = [XSS.path, '/our-org/app/pulls'].map((p, i) => store.record(
+      { ...base, startedAt: later(100 * (i + 1)), kind: 'https', method: 'GET', scheme: 'https', host: 'github.com', path: p, reason: 'matched rule "github-org" (allow)', tunnelId: tunnel },
+      { endedAt: later(100 * (i + 1) + 50), status: 200, bytesUp: 300, bytesDown: 2000, error: null },
+    ));
+
+    // A request inside the tunnel names it, as a link, and its field holds the id.
+    await ui.open(`/?id=${inner[1]}`);
+    await page.locator('tr[data-field="tunnel_id"] td').waitFor(WAIT);
+    expect(await cell('kind')).toBe('https');
+    expect(await cell('tunnel_id')).toBe(String(tunnel));
+    expect(await page.locator('.summary code').textContent()).toBe('GET https://github.com:443/our-org/app/pulls');
+    await page.getByRole('link', { name: `inside tunnel #${tunnel}` }).click();
+    await page.waitForURL(new RegExp(`[?&]id=${tunnel}(&|$)`), WAIT);
+    await page.locator('tr[data-field="tunnel_id"] td').waitFor(WAIT);
+    expect(await cell('kind')).toBe('connect');
+    expect(await cell('tunnel_id')).toBe('null');
+
+    // The tunnel's page lists what was inspected inside it: History filtered by tunnel_id.
+    await page.getByRole('link', { name: 'Requests inside this tunnel' }).click();
+    await page.waitForURL((url) => url.searchParams.get('tunnel_id') === String(tunnel) && !url.searchParams.has('id'), WAIT);
+    expect(new Set((await ui.apiRecords(`tunnel_id=${tunnel}`)).map((r) => r.id))).toEqual(new Set(inner));
+    await ui.waitForRowCount(inner.length);
+    expect(await ui.rowIds()).toEqual([...inner].reverse());
+    expect(await page.locator('.chips .chip-filter').textContent()).toContain(`Inside tunnel: ${tunnel}`);
+    expect(await page.getByText(XSS.path).first().isVisible()).toBe(true);
+    await expectNoPayloadElements();
+    // The form keeps the tunnel when another filter is applied; its chip removes it.
+    await page.selectOption('#f-decision', 'allow');
+    await page.waitForURL((url) => url.searchParams.get('decision') === 'allow' && url.searchParams.get('tunnel_id') === String(tunnel), WAIT);
+    await ui.waitForRowCount(inner.length);
+    await page.getByRole('link', { name: 'Remove filter Inside tunnel' }).click();
+    await page.waitForURL((url) => !url.searchParams.has('tunnel_id'), WAIT);
+
+    // A tunnel nothing was inspected in (the seeded ones) offers no such link.
+    await ui.open(`/?id=${ui.admin.ids.open}`);
+    await page.locator('tr[data-field="tunnel_id"] td').waitFor(WAIT);
+    await page.getByRole('link', { name: 'All requests to this host' }).waitFor(WAIT);
+    expect(await page.getByRole('link', { name: 'Requests inside this tunnel' }).count()).toBe(0);
+    expect(await page.getByRole('link', { name: /inside tunnel #/ }).count()).toBe(0);
+  });
+});
+
 describe('export', () => {
   it.each([['csv'], ['ndjson']])('downloads exactly the filtered set as %s', async (format) => {
     await ui.open('/?decision=deny&since=24h');

@@ -16,7 +16,7 @@ export const RECORD_FIELDS = [
   ['peer_ip', 'load balancer the request came through (PROXY protocol), if any'],
   ['clients', 'client groups the request belonged to'],
   ['user', 'proxy username'],
-  ['kind', 'connect (tunnel) or http (absolute URI)'],
+  ['kind', 'connect (tunnel), http (absolute URI) or https (a request inside an inspected tunnel)'],
   ['method', 'HTTP method'],
   ['scheme', 'URI scheme'],
   ['host', 'destination host as checked'],
@@ -24,6 +24,7 @@ export const RECORD_FIELDS = [
   ['path', 'plain HTTP path, without query string'],
   ['resolved_ip', 'address connected to, after the guard'],
   ['sni', 'server name the TLS client named inside the tunnel (ClientHello), if checked'],
+  ['tunnel_id', 'record id of the tunnel an inspected https request was made inside'],
   ['decision', 'allow or deny'],
   ['would_deny', 'let through in report mode, but a denial under enforcement'],
   ['rule', 'rule that decided'],
@@ -62,10 +63,11 @@ function fieldTable(record) {
   return el('table', { class: 'fields' }, el('caption', {}, 'Every field of the audit record'), body);
 }
 
-function pivots(record) {
+function pivots(record, hasInner) {
   const list = el('ul', { class: 'pivots' });
   const add = (label, filters, description) =>
     list.appendChild(el('li', {}, el('a', { href: stateHref({ filters }), 'data-route': '', class: 'button' }, label), ' ', el('span', { class: 'hint' }, description)));
+  if (hasInner) add('Requests inside this tunnel', { tunnel_id: String(record.id) }, 'inspected: each one decided and recorded on its own');
   if (record.host !== null) add('All requests to this host', { host: record.host }, `host = ${record.host}`);
   add('Everything from this client', { client: record.client_ip }, `client = ${record.client_ip}`);
   if (record.host !== null) add('This client to this host', { client: record.client_ip, host: record.host }, 'both');
@@ -90,16 +92,38 @@ function summary(record) {
     record.status === null ? 'no status yet' : `status ${record.status}`, ' · ', record.reason);
 }
 
-function recordNode(record, backFilters) {
+/** A request read inside an inspected tunnel links to the tunnel's own record. */
+function tunnelLink(record) {
+  if (typeof record.tunnel_id !== 'number') return null;
+  return el('p', { class: 'tunnel' },
+    el('a', { href: stateHref({ id: record.tunnel_id }), 'data-route': '' }, `inside tunnel #${record.tunnel_id}`));
+}
+
+function recordNode(record, backFilters, hasInner) {
   return el('article', { 'aria-labelledby': 'detail-title', class: 'detail' },
     el('p', {}, el('a', { href: stateHref({ filters: backFilters }), 'data-route': '' }, '← Back to the list')),
     el('h1', { id: 'detail-title' }, `Request #${record.id} `, decisionBadges(record)),
     summary(record),
+    tunnelLink(record),
     ruleSource(record),
     el('h2', {}, 'Pivot'),
-    pivots(record),
+    pivots(record, hasInner),
     fieldTable(record),
     el('p', {}, el('a', { href: `/api/requests/${encodeURIComponent(record.id)}` }, 'Raw JSON')));
+}
+
+/**
+ * Whether a tunnel was inspected: its record does not say, the requests recorded inside it do.
+ * Asked again while the tunnel is open (more may come); a failure only leaves the link out.
+ */
+async function hasInnerRequests(id, signal) {
+  try {
+    const page = await apiGet('requests', new URLSearchParams({ tunnel_id: String(id), limit: '1' }), { signal });
+    return page.items.length > 0;
+  } catch (err) {
+    if (err.name === 'AbortError') throw err;
+    return false;
+  }
 }
 
 export function detailView(state) {
@@ -111,9 +135,10 @@ export function detailView(state) {
   const load = async () => {
     try {
       const record = await apiGet(`requests/${encodeURIComponent(state.id)}`, undefined, { signal: controller.signal });
+      const hasInner = record.kind === 'connect' && await hasInnerRequests(record.id, controller.signal);
       if (disposed) return;
-      const snapshot = JSON.stringify(record);
-      if (snapshot !== shown) replaceChildren(container, recordNode(record, state.filters));
+      const snapshot = JSON.stringify([record, hasInner]);
+      if (snapshot !== shown) replaceChildren(container, recordNode(record, state.filters, hasInner));
       shown = snapshot;
       // An open tunnel is completed later (bytes, status, end): follow it until it ends.
       if (record.ended_at === null) timer = setTimeout(load, POLL_OPEN_MS);

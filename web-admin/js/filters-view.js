@@ -5,8 +5,11 @@ import { navigate, stateHref, FILTER_KEYS } from './state.js';
 
 const LABELS = {
   q: 'Search', decision: 'Decision', would_deny: 'Would deny', status: 'Status', client: 'Client',
-  host: 'Host glob', node: 'Node', since: 'Since', until: 'Until',
+  host: 'Host glob', node: 'Node', since: 'Since', until: 'Until', tunnel_id: 'Inside tunnel',
 };
+
+/** Filters with no field in the form: submitting it keeps them; their chip removes them. */
+const LINK_ONLY_KEYS = ['tunnel_id'];
 
 const RANGE_PRESETS = [['15m', '15 min'], ['1h', '1 h'], ['24h', '24 h'], ['7d', '7 days'], ['30d', '30 days']];
 
@@ -90,7 +93,7 @@ export function filterForm(state, { keys = 'all', defaultSince = '', withUntil =
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     const values = valuesOf(form);
-    const owned = keys === 'all' ? FILTER_KEYS : withUntil ? ['since', 'until'] : ['since'];
+    const owned = keys === 'all' ? FILTER_KEYS.filter((key) => !LINK_ONLY_KEYS.includes(key)) : withUntil ? ['since', 'until'] : ['since'];
     const next = { ...filters };
     for (const key of owned) delete next[key];
     navigate(stateHref({ ...state, id: null, filters: { ...next, ...values } }));

@@ -81,7 +81,8 @@ function requestCell(record) {
   return el('td', { class: 'col-request' },
     el('span', { class: 'method' }, method),
     el('code', { class: 'destination', title: text(record.host) }, destination(record)),
-    record.path === null ? null : el('code', { class: 'path', title: record.path }, record.path));
+    record.path === null ? null : el('code', { class: 'path', title: record.path }, record.path),
+    typeof record.tunnel_id === 'number' ? el('div', { class: 'sub' }, `inside tunnel #${record.tunnel_id}`) : null);
 }
 
 function whyCell(record) {

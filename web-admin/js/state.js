@@ -1,8 +1,11 @@
 // The URL is the state: every filter and view lives in the query string, so any view can be
 // shared as a link, reloaded, and walked with back/forward.
 
-/** API filters of /api/requests (SPEC §5), in the order they appear in URLs. */
-export const FILTER_KEYS = ['decision', 'would_deny', 'status', 'client', 'host', 'node', 'since', 'until', 'q'];
+/**
+ * API filters of /api/requests (SPEC §5), in the order they appear in URLs. `tunnel_id` (the
+ * requests inside one inspected tunnel) has no form field: a tunnel's record page links to it.
+ */
+export const FILTER_KEYS = ['decision', 'would_deny', 'status', 'client', 'host', 'node', 'since', 'until', 'q', 'tunnel_id'];
 
 export const VIEWS = ['history', 'overview', 'policy'];
 

@@ -6,11 +6,13 @@ export interface ChainHeadView {
   chain: string;
   id: number;
   hash: string;
+  /** The replica's name (--node), where the heads come from the shared history. */
+  node?: string;
 }
 
 export interface AuditHeadRoutesOptions {
   /** The heads of the chains this process writes; absent where it writes none (tollgate admin). */
-  heads?: () => ChainHeadView[];
+  heads?: () => ChainHeadView[] | Promise<ChainHeadView[]>;
   /** What the 501 says without heads. */
   noHeadsReason?: string;
 }
@@ -25,6 +27,6 @@ export function registerAuditHeadRoutes(app: FastifyInstance, opts: AuditHeadRou
     if (opts.heads === undefined) {
       return reply.code(501).send({ heads: [], error: opts.noHeadsReason ?? 'this process writes no audit log chain' });
     }
-    return { heads: opts.heads() };
+    return { heads: await opts.heads() };
   });
 }

@@ -97,17 +97,21 @@ function completionFields(c: AuditCompletion): unknown[] {
 
 /**
  * Fields that came after the log format, at the very end of an open or finished body, in the
- * order they were added: `peer_ip` (issue 16), then `sni` (issue 17). Each is written only when
- * it or a later one has a value (an earlier one as null then, to keep its slot), so an entry
- * with neither is byte for byte what the first release wrote, one with only a peer what the
- * issue 16 release wrote, and logs written by either read unchanged.
+ * order they were added: `peer_ip` (issue 16), `sni` (issue 17), then `tunnel_id` (issue 18).
+ * The body ends at the last one with a value (earlier ones without are written as null, to keep
+ * their slots), so an entry with none is byte for byte what the first release wrote, one with
+ * only a peer what the issue 16 release wrote, one with no tunnel what the issue 17 release
+ * wrote, and logs written by any of them read unchanged.
  */
-const TRAILING_FIELDS = 2;
-
 function trailingFields(o: AuditOpen): unknown[] {
-  const peer = o.peerIp === undefined || o.peerIp === null ? null : clipText(o.peerIp);
-  if (o.sni !== undefined && o.sni !== null) return [peer, clipText(o.sni)];
-  return peer === null ? [] : [peer];
+  const values = [
+    o.peerIp === undefined || o.peerIp === null ? null : clipText(o.peerIp),
+    o.sni === undefined || o.sni === null ? null : clipText(o.sni),
+    o.tunnelId ?? null,
+  ];
+  let end = values.length;
+  while (end > 0 && values[end - 1] === null) end -= 1;
+  return values.slice(0, end);
 }
 
 function bodyOf(entry: LogEntry): string {
@@ -266,12 +270,18 @@ const oneOf = (...values: string[]): Check => (v) => typeof v === 'string' && va
 const OPEN_CHECKS: ReadonlyArray<readonly [keyof AuditOpen, Check]> = [
   ['clientIp', isString], ['clientPort', isCount],
   ['clients', (v) => Array.isArray(v) && v.every(isString)], ['user', orNull(isString)],
-  ['kind', oneOf('connect', 'http')], ['method', orNull(isString)], ['scheme', orNull(isString)],
+  ['kind', oneOf('connect', 'http', 'https')], ['method', orNull(isString)], ['scheme', orNull(isString)],
   ['host', orNull(isString)], ['port', orNull(isCount)], ['path', orNull(isString)],
   ['resolvedIp', orNull(isString)], ['decision', oneOf('allow', 'deny')],
   ['wouldDeny', (v) => typeof v === 'boolean'], ['rule', orNull(isString)],
   ['ruleSource', orNull(isString)], ['reason', isString], ['policyVersion', orNull(isString)],
 ];
+
+/** The trailing fields (trailingFields), in their order; a record id is 1 or more. */
+const TRAILING_CHECKS: ReadonlyArray<readonly [keyof AuditOpen, Check]> = [
+  ['peerIp', isString], ['sni', isString], ['tunnelId', (v) => Number.isSafeInteger(v) && (v as number) >= 1],
+];
+const TRAILING_FIELDS = TRAILING_CHECKS.length;
 
 const COMPLETION_CHECKS: ReadonlyArray<readonly [keyof AuditCompletion, Check]> = [
   ['status', orNull(isCount)], ['bytesUp', isCount], ['bytesDown', isCount], ['error', orNull(isString)],
@@ -290,16 +300,19 @@ function expectLength(body: unknown[], length: number, withTrailing = false): vo
 
 /**
  * Entries written before a trailing field, and those without a value for it, have none: the
- * property stays absent and the record reads it as null. A null peer is only a placeholder
- * before an sni; a last field that is null was never written by this codec, so it is refused.
+ * property stays absent and the record reads it as null. A null is only a placeholder before a
+ * later field; a last field that is null was never written by this codec, so it is refused.
  */
 function withTrailing(open: AuditOpen, body: unknown[], at: number): AuditOpen {
   const extra = body.length - at;
-  if (extra >= 1) {
-    const peer = checked<string | null>(body[at], extra === 2 ? orNull(isString) : isString, 'peerIp');
-    if (peer !== null) open.peerIp = peer;
-  }
-  if (extra === 2) open.sni = checked<string>(body[at + 1], isString, 'sni');
+  const read = (i: number): unknown => {
+    const [name, check] = TRAILING_CHECKS[i];
+    return i < extra ? checked(body[at + i], i === extra - 1 ? check : orNull(check), name) : null;
+  };
+  const [peer, sni, tunnel] = [read(0), read(1), read(2)];
+  if (peer !== null) open.peerIp = peer as string;
+  if (sni !== null) open.sni = sni as string;
+  if (tunnel !== null) open.tunnelId = tunnel as number;
   return open;
 }
 

@@ -18,6 +18,11 @@ export interface StepRead {
   damage: LogDamage[];
   /** Where the next step starts; stored with the step's rows. */
   next: LogPosition;
+  /**
+   * With `keepPayloads`: every payload read, checkpoints included, copied, in log order (the
+   * shipper's copy of the chain, fleet/pg-ship.ts); else empty.
+   */
+  payloads: Buffer[];
 }
 
 /**
@@ -27,9 +32,9 @@ export interface StepRead {
  * next segment only after its last write returned, or after cutting a failed one back), so damage
  * at its end is real: counted and skipped. `newest` is read before the log is, for that reason.
  */
-export function readStep(dir: string, from: LogPosition, max: number): StepRead {
+export function readStep(dir: string, from: LogPosition, max: number, keepPayloads = false): StepRead {
   const newest = listSegments(dir).at(-1)?.sequence ?? 0;
-  const read: StepRead = { entries: [], positions: [], damage: [], next: from };
+  const read: StepRead = { entries: [], positions: [], damage: [], next: from, payloads: [] };
   for (const item of readLog(dir, from)) {
     if (item.kind === 'damage') {
       const { damage } = item;
@@ -38,6 +43,7 @@ export function readStep(dir: string, from: LogPosition, max: number): StepRead 
       read.next = { segment: damage.segment, offset: damage.offset + damage.length };
       continue;
     }
+    if (keepPayloads) read.payloads.push(Buffer.from(item.payload));
     if (item.kind === 'checkpoint') {
       read.next = item.next;
       continue;

@@ -22,10 +22,11 @@ export interface LogDamage {
 }
 
 export type LogItem =
-  | { kind: 'entry'; entry: LogEntry; position: LogPosition; next: LogPosition }
+  /** `payload`: the entry's bytes as written, a view valid until the next item is pulled. */
+  | { kind: 'entry'; entry: LogEntry; position: LogPosition; next: LogPosition; payload: Buffer }
   | { kind: 'damage'; damage: LogDamage }
   /** A chain checkpoint (a segment's first frame): no record's entry; a follower moves past it. */
-  | { kind: 'checkpoint'; head: ChainHead; position: LogPosition; next: LogPosition };
+  | { kind: 'checkpoint'; head: ChainHead; position: LogPosition; next: LogPosition; payload: Buffer };
 
 export function describeDamage(d: LogDamage): string {
   return `audit log ${path.basename(d.file)}: ${d.length} bytes at offset ${d.offset} skipped (${d.reason})`;
@@ -63,7 +64,7 @@ function* itemsOf(segment: number, file: string, items: ReturnType<typeof scanSe
       let entry: LogEntry;
       try {
         if (readEntryHead(item.payload).type === 'head') {
-          yield { kind: 'checkpoint', head: decodeHeadEntry(item.payload), position: { segment, offset: item.offset }, next: { segment, offset: item.end } };
+          yield { kind: 'checkpoint', head: decodeHeadEntry(item.payload), position: { segment, offset: item.offset }, next: { segment, offset: item.end }, payload: item.payload };
           continue;
         }
         entry = decodeEntry(item.payload);
@@ -73,7 +74,7 @@ function* itemsOf(segment: number, file: string, items: ReturnType<typeof scanSe
         yield { kind: 'damage', damage: { segment, file, offset: item.offset, length: item.end - item.offset, reason: err.message, toEnd: false } };
         continue;
       }
-      yield { kind: 'entry', entry, position: { segment, offset: item.offset }, next: { segment, offset: item.end } };
+      yield { kind: 'entry', entry, position: { segment, offset: item.offset }, next: { segment, offset: item.end }, payload: item.payload };
     }
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;

@@ -52,25 +52,148 @@ interface Suspect {
   stored: Buffer;
 }
 
-export function verifyChain(dir: string, options: VerifyOptions): VerifyReport {
-  const report: VerifyReport = { verified: 0, unchained: 0, firstId: null, lastId: null, head: { id: 0, hash: ZERO_HASH }, fromCheckpoint: null, break: null };
-  const { key } = options;
+/** Where a payload sits, for messages. */
+export interface PayloadPlace {
+  /** e.g. "000007.log at byte 4096", or "node-a, entry 12". */
+  where: string;
+  /** Set when the payload opens a part (a segment): that part's name. */
+  startOf?: string;
+  /** What the holder knows is missing right before it ("segments 3..4 are missing; "). */
+  gap?: string;
+}
+
+export function emptyReport(): VerifyReport {
+  return { verified: 0, unchained: 0, firstId: null, lastId: null, head: { id: 0, hash: ZERO_HASH }, fromCheckpoint: null, break: null };
+}
+
+/**
+ * The chain's walk over payloads in the order they were written, whatever holds them: the log's
+ * segments (verifyChain) or the shared history's copy in PostgreSQL (fleet/pg-verify.ts). Fed one
+ * payload at a time; `payload` answers whether it was accepted as part of the chain, and once
+ * `report.break` is set the walk is over (nothing after a break is trusted).
+ */
+export class ChainWalk {
+  readonly report: VerifyReport = emptyReport();
   /** Null until the chain begins: its first checkpoint or chained entry. */
-  let prev: Buffer | null = null;
-  let suspect: Suspect | null = null;
+  private prev: Buffer | null = null;
+  private suspect: Suspect | null = null;
   /** A problem seen; reported at the next entry's id (the first one not to be trusted). */
-  let pending: string | null = null;
+  private pending: string | null = null;
+
+  constructor(private readonly key: Buffer | null) {}
+
+  get broken(): boolean {
+    return this.report.break !== null;
+  }
+
+  /**
+   * Bytes that are not an entry, or entries known to be missing (a gap): whatever they held is
+   * lost, so the chain cannot be shown whole past them.
+   */
+  lost(message: string): void {
+    if (this.broken) return;
+    if (this.suspect !== null) {
+      this.breakAt(this.suspect.id, suspectMessage(null));
+      return;
+    }
+    this.pending ??= message;
+  }
+
+  /**
+   * The holder's read ended early (the newest segment's unfinished end): an entry suspected of an
+   * edit cannot be cleared by the one after it, so it is the break; otherwise nothing is lost.
+   */
+  cutShort(): void {
+    if (this.suspect !== null) this.breakAt(this.suspect.id, suspectMessage(null));
+  }
+
+  /**
+   * One payload, at `place`. True when it is a record entry the walk accepted (chained, or
+   * written before the chain began); false for a checkpoint, or when the walk broke.
+   */
+  payload(payload: Buffer, place: PayloadPlace): boolean {
+    const { where, gap = '' } = place;
+    const at = place.startOf === undefined ? `in ${where}` : `at the start of ${place.startOf}`;
+    if (this.broken) return false;
+    let entryHead: ReturnType<typeof readEntryHead>;
+    try {
+      entryHead = readEntryHead(payload);
+    } catch (err) {
+      if (!(err instanceof EntryDecodeError)) throw err;
+      this.lost(`an entry that does not decode is before it (${where}: ${err.message})`);
+      return false;
+    }
+    const { report, key } = this;
+    const suspect = this.suspect;
+    if (entryHead.type === 'head') {
+      const checkpoint = decodeHeadEntry(payload);
+      if (suspect !== null) return this.breakAt(suspect.id, suspectMessage(checkpoint.hash.equals(suspect.stored)));
+      if (this.pending !== null) return this.breakAt(checkpoint.id, this.pending);
+      if (this.prev === null) {
+        // The oldest part kept: a checkpoint of zeros is the chain's very start; any other
+        // says older entries were removed (retention), and the walk starts from it.
+        if (!checkpoint.hash.equals(ZERO_HASH) && report.unchained === 0) report.fromCheckpoint = checkpoint.id;
+        else if (!checkpoint.hash.equals(ZERO_HASH)) {
+          return this.breakAt(checkpoint.id, `chain broken before it: ${gap}the checkpoint ${at} continues a chain whose entries are not in the log`);
+        }
+        this.adopt(checkpoint.id, checkpoint.hash);
+        return false;
+      }
+      if (!checkpoint.hash.equals(this.prev)) {
+        return this.breakAt(checkpoint.id, `chain broken before it: ${gap}the checkpoint ${at} says the chain stood at record ${checkpoint.id}, `
+          + `the log before it ends at record ${report.head.id} with another hash (a segment or entries missing, or reordered)`);
+      }
+      return false;
+    }
+
+    const stored = storedHash(payload);
+    if (stored === null) {
+      if (suspect !== null) return this.breakAt(suspect.id, suspectMessage(null));
+      if (this.prev !== null) return this.breakAt(entryHead.id, 'the entry has no hash, but the chain began before it (written without the chain, or its hash removed)');
+      if (this.pending !== null) return this.breakAt(entryHead.id, this.pending);
+      report.unchained += 1;
+      return true;
+    }
+    if (this.pending !== null) return this.breakAt(entryHead.id, this.pending);
+    if (suspect !== null) {
+      // Does this entry follow from the suspect's stored hash? Then only the suspect is wrong.
+      return this.breakAt(suspect.id, suspectMessage(chainHashOf(key, chainInputWith(payload, suspect.stored)).equals(stored)));
+    }
+    const expected = chainHashOf(key, chainInputWith(payload, this.prev ?? ZERO_HASH));
+    if (!expected.equals(stored)) {
+      this.suspect = { id: entryHead.id, stored: Buffer.from(stored) };
+      return false;
+    }
+    this.adopt(entryHead.id, expected);
+    report.verified += 1;
+    report.firstId = report.firstId === null ? entryHead.id : Math.min(report.firstId, entryHead.id);
+    report.lastId = report.lastId === null ? entryHead.id : Math.max(report.lastId, entryHead.id);
+    return true;
+  }
+
+  /** A break found outside the chain's own bytes (a row that differs from its entry, say). */
+  breakAt(id: number | null, message: string): false {
+    if (!this.broken) this.report.break = { id, message };
+    return false;
+  }
+
+  /** The walk's end: a suspect or damage left pending becomes the break. */
+  finish(): VerifyReport {
+    if (this.broken) return this.report;
+    if (this.suspect !== null) this.breakAt(this.suspect.id, suspectMessage(null));
+    else if (this.pending !== null) this.breakAt(this.report.head.id, `after this record: ${this.pending.replace(' before it', '')}`);
+    return this.report;
+  }
+
+  private adopt(id: number, hash: Buffer): void {
+    this.prev = Buffer.from(hash);
+    this.report.head = { id, hash: this.prev };
+  }
+}
+
+export function verifyChain(dir: string, options: VerifyOptions): VerifyReport {
+  const walk = new ChainWalk(options.key);
   let lastSegment: number | null = null;
-
-  const breakAt = (id: number | null, message: string): VerifyReport => {
-    report.break = { id, message };
-    return report;
-  };
-  const adopt = (id: number, hash: Buffer): void => {
-    prev = Buffer.from(hash);
-    report.head = { id, hash: prev };
-  };
-
   const segments = listSegments(dir);
   const newest = segments.at(-1)?.sequence ?? 0;
   for (const { sequence, file } of segments) {
@@ -79,78 +202,23 @@ export function verifyChain(dir: string, options: VerifyOptions): VerifyReport {
     lastSegment = sequence;
     let first = true;
     for (const item of scanSegment(file)) {
+      if (walk.broken) return walk.report;
       if (item.kind === 'damage') {
-        if (suspect !== null) return breakAt(suspect.id, suspectMessage(null));
         // The newest segment's unfinished end: a batch being written while this runs (or a crash's
         // torn tail the next start cuts off). Entries missing at the end are what --expect-head is for.
-        if (item.toEnd && sequence === newest) break;
+        if (item.toEnd && sequence === newest) {
+          walk.cutShort();
+          break;
+        }
         // A torn or damaged region: whatever it held is lost, so the chain cannot be shown whole.
-        pending ??= `the log is damaged before it (${name}, ${item.length} bytes at byte ${item.offset}: ${item.reason})`;
+        walk.lost(`the log is damaged before it (${name}, ${item.length} bytes at byte ${item.offset}: ${item.reason})`);
         continue;
       }
-      const { payload } = item;
-      let entryHead: ReturnType<typeof readEntryHead>;
-      try {
-        entryHead = readEntryHead(payload);
-      } catch (err) {
-        if (!(err instanceof EntryDecodeError)) throw err;
-        if (suspect !== null) return breakAt(suspect.id, suspectMessage(null));
-        pending ??= `an entry that does not decode is before it (${name} at byte ${item.offset}: ${err.message})`;
-        continue;
-      }
-      const isFirst = first;
+      walk.payload(item.payload, { where: `${name} at byte ${item.offset}`, startOf: first ? name : undefined, gap });
       first = false;
-
-      if (entryHead.type === 'head') {
-        const checkpoint = decodeHeadEntry(payload);
-        if (suspect !== null) return breakAt(suspect.id, suspectMessage(checkpoint.hash.equals(suspect.stored)));
-        if (pending !== null) return breakAt(checkpoint.id, pending);
-        if (prev === null) {
-          // The oldest segment kept: a checkpoint of zeros is the chain's very start; any other
-          // says older segments were removed (retention), and the walk starts from it.
-          if (!checkpoint.hash.equals(ZERO_HASH) && report.unchained === 0) report.fromCheckpoint = checkpoint.id;
-          else if (!checkpoint.hash.equals(ZERO_HASH)) {
-            return breakAt(checkpoint.id, `chain broken before it: ${gap}the checkpoint at the start of ${name} continues a chain whose entries are not in the log`);
-          }
-          adopt(checkpoint.id, checkpoint.hash);
-          continue;
-        }
-        const current: Buffer = prev;
-        if (!checkpoint.hash.equals(current)) {
-          const where = isFirst ? `at the start of ${name}` : `in ${name} at byte ${item.offset}`;
-          return breakAt(checkpoint.id, `chain broken before it: ${gap}the checkpoint ${where} says the chain stood at record ${checkpoint.id}, `
-            + `the log before it ends at record ${report.head.id} with another hash (a segment or entries missing, or reordered)`);
-        }
-        continue;
-      }
-
-      const stored = storedHash(payload);
-      if (stored === null) {
-        if (suspect !== null) return breakAt(suspect.id, suspectMessage(null));
-        if (prev !== null) return breakAt(entryHead.id, 'the entry has no hash, but the chain began before it (written without the chain, or its hash removed)');
-        if (pending !== null) return breakAt(entryHead.id, pending);
-        report.unchained += 1;
-        continue;
-      }
-      if (pending !== null) return breakAt(entryHead.id, pending);
-      if (suspect !== null) {
-        // Does this entry follow from the suspect's stored hash? Then only the suspect is wrong.
-        return breakAt(suspect.id, suspectMessage(chainHashOf(key, chainInputWith(payload, suspect.stored)).equals(stored)));
-      }
-      const expected = chainHashOf(key, chainInputWith(payload, prev ?? ZERO_HASH));
-      if (!expected.equals(stored)) {
-        suspect = { id: entryHead.id, stored: Buffer.from(stored) };
-        continue;
-      }
-      adopt(entryHead.id, expected);
-      report.verified += 1;
-      report.firstId = report.firstId === null ? entryHead.id : Math.min(report.firstId, entryHead.id);
-      report.lastId = report.lastId === null ? entryHead.id : Math.max(report.lastId, entryHead.id);
     }
   }
-  if (suspect !== null) return breakAt(suspect.id, suspectMessage(null));
-  if (pending !== null) return breakAt(report.head.id, `after this record: ${pending.replace(' before it', '')}`);
-  return report;
+  return walk.finish();
 }
 
 /** The message for a suspect entry, once the next one shows whether the chain goes on from it. */

@@ -5,6 +5,9 @@ import { compileGuard, type Guard } from '../guard';
 import { identifyClients, prepareRequest, type PreparedRequest } from '../match-rule';
 import type { RecordedShape } from './recorded-shape';
 import type { Outcome } from './report-types';
+import type { TlsMode } from '../types';
+import { normalizeHostName } from '../host-match';
+import { SNI_RULE } from '../../proxy/tunnel';
 
 /** What was recorded, or what the proposed policy would record, for one request shape. */
 export interface ShapeOutcome {
@@ -19,6 +22,8 @@ export interface PolicyVerdict extends ShapeOutcome {
   decider: CompiledRule | null;
   clients: readonly string[];
   req: PreparedRequest;
+  /** What the tunnel's first bytes must be under the deciding rule (CONNECT only). */
+  tls: TlsMode;
 }
 
 export interface ProposedOutcome extends ShapeOutcome {
@@ -63,7 +68,13 @@ export class ShapeDecider {
     const verdict = this.verdict(shape);
     if (verdict.outcome === 'deny') return { outcome: verdict.outcome, rule: verdict.rule, verdict };
     const guarded = shape.hostKind === 'name' ? shape.rule === GUARD_RULE : this.guard.check(shape.host, shape.port) !== null;
-    return guarded ? { outcome: 'deny', rule: GUARD_RULE, verdict } : { outcome: verdict.outcome, rule: verdict.rule, verdict };
+    if (guarded) return { outcome: 'deny', rule: GUARD_RULE, verdict };
+    // The SNI check comes after the guard, as in the proxy (tunnel.ts); report mode lets it through.
+    if (shape.kind === 'connect' && refusedBySni(shape, verdict.tls)) {
+      const mode = verdict.decider?.mode ?? this.policy.settings.mode;
+      return { outcome: mode === 'report' ? 'would_deny' : 'deny', rule: SNI_RULE, verdict };
+    }
+    return { outcome: verdict.outcome, rule: verdict.rule, verdict };
   }
 
   /** Distinct decisions made so far. */
@@ -95,6 +106,21 @@ export class ShapeDecider {
     const decider = firstMatch(this.policy, req);
     const decision = decisionFor(this.policy, req, decider);
     const outcome: Outcome = decision.action === 'deny' ? 'deny' : decision.wouldDeny ? 'would_deny' : 'allow';
-    return { outcome, rule: decision.rule, decider, clients: req.clients, req };
+    return { outcome, rule: decision.rule, decider, clients: req.clients, req, tls: decision.tls };
   }
+}
+
+/**
+ * Whether the proposed `tls:` would refuse a recorded tunnel, from what its record says the client
+ * sent (sni-check.ts judge). A recorded SNI is compared with the CONNECT host as the proxy compares
+ * them. Without one, the record cannot say what the client sent: a tunnel the proxy refused by
+ * `(sni)` (no SNI, no ClientHello, an SSLv2 hello…) is taken to be refused again under any check,
+ * and any other (recorded under `tls: any`, say) to pass. README: replay and the SNI check.
+ */
+function refusedBySni(shape: RecordedShape, mode: TlsMode): boolean {
+  if (mode === 'any') return false;
+  if (shape.sni === null) return shape.rule === SNI_RULE;
+  // An address has no name to compare: the policy allowed that address, whatever the client calls it.
+  if (shape.hostKind !== 'name') return false;
+  return normalizeHostName(shape.sni) !== normalizeHostName(shape.host);
 }

@@ -26,12 +26,12 @@ const jsonField = (expr: string): string => `coalesce(to_json(${expr})::text, 'n
  */
 const SHAPES_SQL = `
   SELECT shape, n, last_ms FROM (
-    SELECT '[' || ${['kind', 'method', 'host', 'port', 'path', 'client_ip', '"user"', 'decision', 'would_deny::int', 'rule'].map(jsonField).join(` || ',' || `)} || ']' AS shape,
+    SELECT '[' || ${['kind', 'method', 'host', 'port', 'path', 'client_ip', '"user"', 'decision', 'would_deny::int', 'rule', 'sni'].map(jsonField).join(` || ',' || `)} || ']' AS shape,
            n, last_ms
-      FROM (SELECT kind, method, host, port, path, client_ip, "user", decision, would_deny, rule,
+      FROM (SELECT kind, method, host, port, path, client_ip, "user", decision, would_deny, rule, sni,
                    count(*) AS n, max(started_at_ms) AS last_ms
               FROM requests WHERE started_at_ms >= $1 AND started_at_ms <= $2
-             GROUP BY kind, method, host, port, path, client_ip, "user", decision, would_deny, rule) AS g
+             GROUP BY kind, method, host, port, path, client_ip, "user", decision, would_deny, rule, sni) AS g
   ) AS keyed
    ORDER BY shape COLLATE "C"`;
 

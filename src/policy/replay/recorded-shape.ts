@@ -17,17 +17,19 @@ export interface RecordedShape {
   decision: Action;
   wouldDeny: boolean;
   rule: string;
+  /** The ClientHello's server name a checked tunnel recorded (SPEC §6 `sni`), else null. */
+  sni: string | null;
   count: number;
   lastSeenMs: number;
 }
 
 /**
  * A shape as both engines key it: the JSON array of (kind, method, host, port, path, client_ip,
- * user, decision, would_deny as 0/1, rule), compact, as SQLite's json_array() writes it. Shapes are
+ * user, decision, would_deny as 0/1, rule, sni), compact, as SQLite's json_array() writes it. Shapes are
  * replayed in the byte order of this key on both engines, so what depends on the order (the
  * rule a never-matching rule is first found shadowed by) comes out the same.
  */
-export type ShapeFields = [unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown];
+export type ShapeFields = [unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown];
 
 export type ShapeVerdict = { ok: true; shape: RecordedShape } | { ok: false; why: 'malformed' | 'undecided'; count: number };
 
@@ -59,12 +61,12 @@ export class HostKinds {
 }
 
 export function toShape(fields: ShapeFields, count: number, lastSeenMs: number, hosts: HostKinds): ShapeVerdict {
-  const [kind, method, host, port, path, clientIp, user, decision, wouldDeny, rule] = fields;
+  const [kind, method, host, port, path, clientIp, user, decision, wouldDeny, rule, sni] = fields;
   const malformed = { ok: false, why: 'malformed', count } as const;
   if (kind !== 'connect' && kind !== 'http') return malformed;
   if (typeof host !== 'string' || typeof method !== 'string' || typeof clientIp !== 'string') return malformed;
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return malformed;
-  if (!nullableText(path) || (kind === 'http' && path === null) || !nullableText(user) || !nullableText(rule)) return malformed;
+  if (!nullableText(path) || (kind === 'http' && path === null) || !nullableText(user) || !nullableText(rule) || !nullableText(sni ?? null)) return malformed;
   if ((decision !== 'allow' && decision !== 'deny') || isIP(clientIp) === 0) return malformed;
   const hostKind = hosts.of(host);
   if (hostKind === null) return malformed;
@@ -74,7 +76,7 @@ export function toShape(fields: ShapeFields, count: number, lastSeenMs: number, 
     ok: true,
     shape: {
       kind, method, host, hostKind, port, path: kind === 'http' ? path : null, clientIp, user, decision,
-      wouldDeny: wouldDeny === 1, rule, count, lastSeenMs,
+      wouldDeny: wouldDeny === 1, rule, sni: kind === 'connect' ? (sni ?? null) as string | null : null, count, lastSeenMs,
     },
   };
 }

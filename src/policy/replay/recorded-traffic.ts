@@ -83,7 +83,7 @@ export function openAuditReadOnly(file: string): Database.Database {
  * by a separate lookup. The started_at_ms test still decides what is in the window.
  */
 const SHAPES_SQL = `
-  SELECT json_array(kind, method, host, port, path, client_ip, user, decision, would_deny, rule) AS shape,
+  SELECT json_array(kind, method, host, port, path, client_ip, user, decision, would_deny, rule, sni) AS shape,
          COUNT(*) AS n, MAX(started_at_ms) AS last_ms
     FROM requests NOT INDEXED
    WHERE id >= @first AND started_at_ms >= @since AND started_at_ms <= @until
