@@ -63,10 +63,11 @@ export class HostKinds {
 export function toShape(fields: ShapeFields, count: number, lastSeenMs: number, hosts: HostKinds): ShapeVerdict {
   const [kind, method, host, port, path, clientIp, user, decision, wouldDeny, rule, sni] = fields;
   const malformed = { ok: false, why: 'malformed', count } as const;
-  if (kind !== 'connect' && kind !== 'http') return malformed;
+  // `https`: a request inside an inspected tunnel, replayed as the proxy decides it there (SPEC §6).
+  if (kind !== 'connect' && kind !== 'http' && kind !== 'https') return malformed;
   if (typeof host !== 'string' || typeof method !== 'string' || typeof clientIp !== 'string') return malformed;
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return malformed;
-  if (!nullableText(path) || (kind === 'http' && path === null) || !nullableText(user) || !nullableText(rule) || !nullableText(sni ?? null)) return malformed;
+  if (!nullableText(path) || (kind !== 'connect' && path === null) || !nullableText(user) || !nullableText(rule) || !nullableText(sni ?? null)) return malformed;
   if ((decision !== 'allow' && decision !== 'deny') || isIP(clientIp) === 0) return malformed;
   const hostKind = hosts.of(host);
   if (hostKind === null) return malformed;
@@ -75,7 +76,7 @@ export function toShape(fields: ShapeFields, count: number, lastSeenMs: number, 
   return {
     ok: true,
     shape: {
-      kind, method, host, hostKind, port, path: kind === 'http' ? path : null, clientIp, user, decision,
+      kind, method, host, hostKind, port, path: kind !== 'connect' ? path : null, clientIp, user, decision,
       wouldDeny: wouldDeny === 1, rule, sni: kind === 'connect' ? (sni ?? null) as string | null : null, count, lastSeenMs,
     },
   };
