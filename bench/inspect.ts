@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import https from 'node:https';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import { parseArgs } from 'node:util';
 import { HttpsProxyAgent } from 'https-proxy-agent';
 import { startProxyProcess } from './lib/children';
@@ -115,12 +116,16 @@ interface LoadResult {
   seconds: number;
   cpuSeconds: number;
   p50Ms: number;
+  /** CONNECTs decided during the load (tollgate_requests_total{kind="connect"}). */
+  tunnels: number | null;
 }
 
 function request(agent: HttpsProxyAgent<string>, load: Load): Promise<number> {
   const started = process.hrtime.bigint();
   return new Promise((resolve, reject) => {
-    const req = https.request(load.url, { agent, ca: load.ca }, (res) => {
+    // https-proxy-agent drops `host` from the TLS options, so Node would check the certificate against "localhost".
+    const checkServerIdentity = (_host: string, cert: tls.PeerCertificate): Error | undefined => tls.checkServerIdentity(new URL(load.url).hostname, cert);
+    const req = https.request(load.url, { agent, ca: load.ca, checkServerIdentity }, (res) => {
       res.resume();
       res.on('end', () => (res.statusCode === 200 ? resolve(Number(process.hrtime.bigint() - started) / 1e6) : reject(new Error(`status ${res.statusCode}`))));
     });
@@ -129,44 +134,58 @@ function request(agent: HttpsProxyAgent<string>, load: Load): Promise<number> {
   });
 }
 
-/** `count` requests, `concurrency` at a time. */
+/**
+ * `count` requests, `concurrency` at a time. Without keep-alive each request gets an agent of its
+ * own: Node's agent hands a finished socket to a queued request even with keepAlive off.
+ */
 async function drive(proxyPort: number, load: Load, count: number, concurrency: number): Promise<{ latencies: number[]; failures: number }> {
-  const agent = new HttpsProxyAgent(`http://127.0.0.1:${proxyPort}`, { keepAlive: load.keepAlive, maxSockets: concurrency });
+  const proxyUrl = `http://127.0.0.1:${proxyPort}`;
+  const shared = new HttpsProxyAgent(proxyUrl, { keepAlive: true, maxSockets: concurrency });
   const latencies: number[] = [];
   let failures = 0;
+  let firstFailure: string | null = null;
   let next = 0;
   const lane = async (): Promise<void> => {
     while (next < count) {
       next += 1;
+      const agent = load.keepAlive ? shared : new HttpsProxyAgent(proxyUrl);
       try {
         latencies.push(await request(agent, load));
-      } catch {
+        if (agent !== shared) agent.destroy();
+      } catch (err) {
         failures += 1;
+        firstFailure ??= err instanceof Error ? err.message : String(err);
       }
     }
   };
   await Promise.all(Array.from({ length: concurrency }, lane));
-  agent.destroy();
+  shared.destroy();
+  if (firstFailure !== null) process.stderr.write(`${load.label}: ${failures} failed, the first with: ${firstFailure}\n`);
   return { latencies, failures };
 }
 
 async function measure(proxy: ProxyProcess, load: Load, options: Options): Promise<LoadResult> {
   await drive(proxy.port, load, WARM_UP, options.concurrency);
   await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+  const connects = (): Promise<number | null> => metric(proxy.adminPort, 'tollgate_requests_total{kind="connect",decision="allow"}');
+  const tunnelsBefore = await connects();
   const cpuBefore = processCpuSeconds(proxy.pid);
   const started = Date.now();
   const { latencies, failures } = await drive(proxy.port, load, options.requests, options.concurrency);
   const seconds = (Date.now() - started) / 1000;
   await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
   const cpuSeconds = processCpuSeconds(proxy.pid) - cpuBefore;
+  const tunnelsAfter = await connects();
   latencies.sort((a, b) => a - b);
-  return { label: load.label, requests: options.requests, failures, seconds, cpuSeconds, p50Ms: latencies[Math.floor(latencies.length / 2)] ?? NaN };
+  const tunnels = tunnelsBefore === null || tunnelsAfter === null ? null : tunnelsAfter - tunnelsBefore;
+  return { label: load.label, requests: options.requests, failures, seconds, cpuSeconds, p50Ms: latencies[Math.floor(latencies.length / 2)] ?? NaN, tunnels };
 }
 
 async function metric(adminPort: number | null, name: string): Promise<number | null> {
   if (adminPort === null) return null;
   const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  if (line === undefined && !name.includes('{')) return null;
   return line === undefined ? null : Number(line.slice(line.lastIndexOf(' ') + 1));
 }
 
@@ -202,9 +221,9 @@ function render(results: LoadResult[], leaves: LeafCounts, options: Options): st
       `through one \`tollgate serve\` process (no --workers) with an audit record per request; Node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'CPU'} ` +
       '(shared with the origin and the client: the CPU column is the proxy process alone, from /proc).',
     '',
-    '| load | CPU ms / request | requests / s | p50 latency ms | failures |',
-    '| --- | ---: | ---: | ---: | ---: |',
-    ...results.map((r) => `| ${r.label} | ${fixed(perRequest(r), 3)} | ${fixed(r.requests / r.seconds, 0)} | ${fixed(r.p50Ms, 2)} | ${r.failures} |`),
+    '| load | CPU ms / request | requests / s | p50 latency ms | tunnels opened | failures |',
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
+    ...results.map((r) => `| ${r.label} | ${fixed(perRequest(r), 3)} | ${fixed(r.requests / r.seconds, 0)} | ${fixed(r.p50Ms, 2)} | ${r.tunnels ?? '—'} | ${r.failures} |`),
     '',
     `Inspected ÷ tunnelled CPU per request: ${ratio('inspected, kept-alive', 'tunnelled, kept-alive')} kept-alive, ` +
       `${ratio('inspected, new connection each', 'tunnelled, new connection each')} with a new connection (tunnel) per request.`,
