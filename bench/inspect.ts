@@ -230,10 +230,10 @@ function render(results: LoadResult[], leaves: LeafCounts, options: Options): st
     '',
     `Leaf cache over the whole run (/metrics): ${leaves.mints ?? '—'} mint(s), ${leaves.hits ?? '—'} hit(s)` +
       (lookups > 0 ? `: hit rate ${fixed(((leaves.hits ?? 0) / lookups) * 100, 2)}%` : '') +
-      (leaves.mints && leaves.mintSecondsSum !== null ? `; mean mint ${fixed((leaves.mintSecondsSum / leaves.mints) * 1e3, 2)} ms.` : '.'),
+      (leaves.mints && leaves.mintSecondsSum !== null ? `; mean mint ${fixed((leaves.mintSecondsSum / leaves.mints) * 1e3, 2)} ms (a cold first mint; bench:inspect-mint measures minting).` : '.'),
     '',
-    'Kept-alive, a tunnelled request costs the proxy nothing per request (the bytes are spliced; the one record is the tunnel\'s), ' +
-      'so the inspected figure is the whole price of deciding, recording and re-encrypting each request. With a new connection per ' +
+    'Kept-alive, a tunnelled request costs the proxy only the relay of its bytes (spliced; the one record is the tunnel\'s), ' +
+      'while an inspected one is decrypted, parsed, decided, recorded and encrypted again on a second connection. With a new connection per ' +
       'request both pay for the CONNECT and its record; inspection adds two TLS handshakes (the client\'s, with a cached leaf, and its own to the origin).',
     '',
   ];
