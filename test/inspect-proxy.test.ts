@@ -347,6 +347,23 @@ describe('what inspection refuses', () => {
     expect(inner[0].error).toMatch(/^upstream_certificate: UNABLE_TO_VERIFY_LEAF_SIGNATURE: /);
   });
 
+  test('a destination that requires a client certificate (mutual TLS) is a 502, recorded as such', async () => {
+    const since = mark();
+    const mutual = await startHttpsOrigin(originCa, ['site.test'], echoHandler);
+    // Asks for a client certificate and refuses the connection without one.
+    (mutual.server as unknown as import('node:tls').Server).setSecureContext({ ...originCa.issue(['site.test']), ca: originCa.pem });
+    (mutual.server as unknown as { requestCert: boolean; rejectUnauthorized: boolean }).requestCert = true;
+    try {
+      const result = await curl(['-i', '--cacert', inspectCa.file, `https://site.test:${mutual.port}/org/mtls`]);
+      expect(result.stdout).toContain('HTTP/1.1 502 Bad Gateway');
+      const { inner } = await tunnelRecords(since, 1);
+      expect(inner[0].status).toBe(502);
+      expect(inner[0].error).toMatch(/^upstream_tls: TLS handshake with site.test .* failed: ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED \(the destination requires a client certificate: mutual TLS cannot be inspected\)$/);
+    } finally {
+      await mutual.close();
+    }
+  });
+
   test('an h2-only client cannot be inspected: the handshake fails with no_application_protocol', async () => {
     const since = mark();
     const socket = await connectTunnel(`site.test:${origin.port}`);

@@ -9,7 +9,8 @@ import type { ClientAddress } from './client-address';
 import type { ProxyContext } from './context';
 import { Exchange } from './exchange';
 import { HostMismatchError, innerTarget } from './inspect-target';
-import { connectUpstreamTls, type UpstreamRoute } from './inspect-upstream';
+import { connectUpstreamTls, handshakeFailure, type UpstreamRoute } from './inspect-upstream';
+import type { ProxyError } from '../request/errors';
 import { parentAddresses } from './parent-proxy';
 import type { Relay, Tally } from './relay';
 import { relayDirect } from './relay-direct';
@@ -126,7 +127,11 @@ export class InspectedTunnel {
   }
 
   relay(exchange: Exchange, req: IncomingMessage, res: ServerResponse, tally: Tally, route: InnerRoute): Relay {
-    return relayDirect(this.ctx, exchange, req, res, tally, route.address, this.upstreamFor(route));
+    // TLS 1.3 finishes the handshake before the destination says what it refuses (a client
+    // certificate it wanted, RFC 8446 §4.4.2.4): that alert reaches the request, named here.
+    const mapError = (err: Error): ProxyError | null =>
+      ((err as NodeJS.ErrnoException).code ?? '').startsWith('ERR_SSL_') ? handshakeFailure(err, this.target, route.address) : null;
+    return relayDirect(this.ctx, exchange, req, res, tally, route.address, { dispatcher: this.upstreamFor(route), mapError });
   }
 
   private upstreamFor(route: InnerRoute): Client {

@@ -88,6 +88,7 @@ class DirectHandler implements Dispatcher.DispatchHandler {
     private readonly tally: Tally,
     private readonly address: string,
     private readonly port: number,
+    private readonly mapError: UpstreamErrorMap | null = null,
   ) {
     this.idle = setTimeout(() => this.stalled(), ctx.timeouts.requestIdleMs).unref();
   }
@@ -148,7 +149,7 @@ class DirectHandler implements Dispatcher.DispatchHandler {
     if (this.done) return;
     if (bodylessAnswerWithLength(err, this.tally)) return void this.res.end();
     const { address, port } = this;
-    const mapped = undiciFailure(err, this.ctx, formatHostPort(address, port)) ?? err;
+    const mapped = this.mapError?.(err) ?? undiciFailure(err, this.ctx, formatHostPort(address, port)) ?? err;
     failUpstream(this.ctx, this.exchange, this.res, this.tally, mapped, (e) => (e instanceof ProxyError ? e : upstreamError(e, address, port)));
   }
 
@@ -181,9 +182,18 @@ function requestBody(req: IncomingMessage): Readable | null {
   return body;
 }
 
+/** Maps an upstream error the relay would not name well itself (a TLS alert, say); null: the default. */
+export type UpstreamErrorMap = (err: Error) => ProxyError | null;
+
+/** Where a direct relay sends its request: the shared pool, unless an inspected tunnel gives its own. */
+export interface DirectUpstream {
+  dispatcher: Dispatcher;
+  mapError?: UpstreamErrorMap;
+}
+
 /**
- * `dispatcher`: the shared pool for plain HTTP; an inspected tunnel passes its own upstream
- * client, whose connections are TLS to the tunnel's destination (inspected-tunnel.ts).
+ * `upstream`: the shared pool for plain HTTP; an inspected tunnel passes its own upstream client,
+ * whose connections are TLS to the tunnel's destination (inspected-tunnel.ts).
  */
 export function relayDirect(
   ctx: ProxyContext,
@@ -192,12 +202,12 @@ export function relayDirect(
   res: ServerResponse,
   tally: Tally,
   address: string,
-  dispatcher: Dispatcher = ctx.upstreamPool,
+  upstream: DirectUpstream = { dispatcher: ctx.upstreamPool },
 ): Relay {
   const target = exchange.target as Target;
-  const handler = new DirectHandler(ctx, exchange, res, tally, address, target.port);
+  const handler = new DirectHandler(ctx, exchange, res, tally, address, target.port, upstream.mapError ?? null);
   req.on('data', () => handler.touch());
-  dispatcher.dispatch(
+  upstream.dispatcher.dispatch(
     {
       // The checked address, never the name: undici connects to an IP literal without a lookup.
       origin: `${target.scheme ?? 'http'}://${formatHostPort(address, target.port)}`,
