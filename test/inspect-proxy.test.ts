@@ -505,8 +505,11 @@ describe('tunnel limits', () => {
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
       expect(limited.ctx.tunnels.size).toBe(1);
+      const idleSince = Date.now();
       // The proxy closes the connection; this client's raw socket allows half-open, so 'end' is what it sees.
       await new Promise((resolve) => secure.once('end', resolve));
+      // By the tunnel idle timeout (one to two periods), not the inner server's 5 s keep-alive timeout.
+      expect(Date.now() - idleSince).toBeLessThan(2_000);
       secure.destroy();
       limited.flushAudit();
       const tunnel = await limited.waitForRecord((r) => r.kind === 'connect' && r.ended_at !== null);

@@ -12,7 +12,7 @@ import { InspectedTunnel } from './inspected-tunnel';
 import { completeRecord, describeStreamError, openRecord, recordAbandoned, recordFailure } from './record';
 
 import { readFirstBytes, SNI_RULE } from './sni-check';
-import { ESTABLISHED, limitTunnel } from './tunnel-limits';
+import { ESTABLISHED, limitByActivity } from './tunnel-limits';
 
 /**
  * A CONNECT whose rule says `tls: inspect` (SPEC §6): answer 200, check the ClientHello as
@@ -135,13 +135,13 @@ function terminate(ctx: ProxyContext, exchange: Exchange, client: Socket, plan: 
     tunnel.attach(secure, (code) => note(InspectReason.notHttp(code)));
     readInspected(secure);
   });
-  // On the TLS socket: it reads the client's bytes now, so its timer is the one that sees activity.
-  const lifetime = limitTunnel(ctx, [secure], cut);
+  // On the TLS socket: it reads the client's bytes now (the raw socket no longer sees them).
+  const stopLimits = limitByActivity(ctx, secure, cut);
   let closed = 0;
   const onClose = (): void => {
     closed += 1;
     if (closed < 2) return;
-    if (lifetime) clearTimeout(lifetime);
+    stopLimits();
     tunnel.close();
     ctx.tunnels.delete(client);
     if (!handshaken) note(InspectReason.closedInHandshake(target.host));

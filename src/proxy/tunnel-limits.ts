@@ -30,3 +30,26 @@ export function limitTunnel(ctx: ProxyContext, sockets: readonly Socket[], cut: 
   timer.unref();
   return timer;
 }
+
+/**
+ * An inspected tunnel's limits (inspect-tunnel.ts). Its TLS socket belongs to the inner HTTP
+ * server, which sets that socket's own timeout for keep-alive and clears it per request, so
+ * idleness is read from the byte counters instead: cut once a whole `tunnelIdleMs` passed with
+ * none moving (between one and two idle periods after the last byte). The lifetime cap as above.
+ */
+export function limitByActivity(ctx: ProxyContext, socket: Socket, cut: (reason: string) => void): () => void {
+  const { tunnelIdleMs, tunnelLifetimeMs } = ctx.timeouts;
+  let seen = -1;
+  const idle = setInterval(() => {
+    const moved = socket.bytesRead + socket.bytesWritten;
+    if (moved === seen) cut(`idle_timeout: no data either way for ${tunnelIdleMs} ms`);
+    seen = moved;
+  }, tunnelIdleMs);
+  idle.unref();
+  const lifetime = tunnelLifetimeMs > 0 ? setTimeout(() => cut(`lifetime_exceeded: tunnel open for ${tunnelLifetimeMs} ms`), tunnelLifetimeMs) : null;
+  lifetime?.unref();
+  return () => {
+    clearInterval(idle);
+    if (lifetime !== null) clearTimeout(lifetime);
+  };
+}
