@@ -27,5 +27,7 @@ ALTER TABLE audit_stores
   ADD COLUMN chain_hash      bytea,
   -- Rows of this store shipped before its chain was (local_id up to this): not verifiable.
   ADD COLUMN chain_after_local_id bigint,
-  -- `audit prune` cut the chain: records that started before this are gone by design.
-  ADD COLUMN chain_cut_ms    bigint;
+  -- `audit prune` cut the chain: a record whose entry is below chain_cut_seq (the copy's length at
+  -- the cut) and that started before chain_cut_ms is gone by design; any other missing row is a break.
+  ADD COLUMN chain_cut_ms    bigint,
+  ADD COLUMN chain_cut_seq   bigint;

@@ -12,7 +12,6 @@ import { connectViaParent } from './parent-proxy';
 import { connectRelayed, relayTo } from './relay-read';
 import { parseConnectTarget } from '../request/target';
 import { readFirstBytes, SecondHelloWatch } from './sni-check';
-import { modeOfRule } from '../policy/decide';
 import type { Target } from '../request/target-types';
 
 const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');
@@ -110,7 +109,8 @@ function reportSniRefusal(ctx: ProxyContext, exchange: Exchange, reason: string)
   const decision = exchange.decision;
   if (decision === null) return false;
   // The deciding rule's own mode wins, as for its denials: a rule trialled in report mode reports.
-  const reported = modeOfRule(ctx.active().policy, decision.rule) === 'report';
+  // The decision's, not the policy's now: a reload while the ClientHello was awaited changes nothing.
+  const reported = decision.mode === 'report';
   exchange.decision = reported
     ? { ...decision, rule: SNI_RULE, ruleSource: null, reason: `${reason} (report mode: let through)`, wouldDeny: true }
     : { ...decision, action: 'deny', rule: SNI_RULE, ruleSource: null, reason, wouldDeny: false };
