@@ -1,4 +1,6 @@
-import { writeFileSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import { isPolicyFileName } from '../policy/provenance';
 import { suggestPolicy } from '../policy/suggest/suggest';
 import { SUGGEST_BY, type SuggestBy, type SuggestSummary } from '../policy/suggest/types';
 import { openRecordedInputs, parseOrUsage, readRecorded, type Values } from './policy';
@@ -51,6 +53,22 @@ function describe(summary: SuggestSummary, out: string | null): string {
     `to ${summary.suggested.destinations} destinations (by ${summary.by}); ${left} destination${left === 1 ? '' : 's'} left out (listed at the end of the file)\n`;
 }
 
+/**
+ * The suggestion must load after every existing file, or one of its allow rules could decide a
+ * request before an explicit deny does: say so when --out puts it earlier in the folder.
+ */
+function orderWarning(out: string, policies: string): string | null {
+  if (resolve(dirname(out)) !== resolve(policies) || !isPolicyFileName(basename(out))) return null;
+  let later: string[];
+  try {
+    later = readdirSync(policies).filter((f) => isPolicyFileName(f) && f > basename(out));
+  } catch {
+    return null;
+  }
+  if (later.length === 0) return null;
+  return `tollgate policy suggest: warning: ${basename(out)} loads before ${later.sort().join(', ')}; rename it to sort last (e.g. 90-suggested.yaml) so existing rules, explicit denies included, decide first\n`;
+}
+
 /** `tollgate policy suggest` */
 export async function runPolicySuggest(args: string[]): Promise<number> {
   const parsed = parseOrUsage(
@@ -91,5 +109,7 @@ export async function runPolicySuggest(args: string[]): Promise<number> {
     }
   }
   process.stderr.write(describe(result.summary, out));
+  const warning = out === null ? null : orderWarning(out, checked.policies);
+  if (warning !== null) process.stderr.write(warning);
   return 0;
 }

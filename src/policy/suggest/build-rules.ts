@@ -29,6 +29,8 @@ export interface SuggestedRule {
   /** For a `**.` glob: the distinct hosts it stands for. */
   globOf: string[] | null;
   ipLiteral: boolean;
+  /** --by client-group, for clients in no group: the rule is for every client. */
+  ungrouped: boolean;
 }
 
 interface HostEntry {
@@ -80,7 +82,7 @@ function shapeOf(entry: HostEntry, http: boolean): { ports: number[]; methods: s
   return { ports, methods: methodList(methods), paths: pathPatterns(paths) };
 }
 
-function ruleFor(group: string | null, family: string, entries: HostEntry[], shape: ReturnType<typeof shapeOf>): Omit<SuggestedRule, 'name'> {
+function ruleFor(group: string | null, family: string, entries: HostEntry[], shape: ReturnType<typeof shapeOf>): Omit<SuggestedRule, 'name' | 'ungrouped'> {
   const seen = entries.flatMap((e) => e.seen);
   const clientIps = new Set(seen.flatMap((o) => [...o.clientIps]));
   return {
@@ -95,7 +97,7 @@ function ruleFor(group: string | null, family: string, entries: HostEntry[], sha
 }
 
 /** One bucket (group, family, HTTP flavour) -> its rules, split by equal ports (methods, paths). */
-function bucketRules(group: string | null, family: string, http: boolean, seen: Observed[], leftOut: LeftOutTally): Array<Omit<SuggestedRule, 'name'>> {
+function bucketRules(group: string | null, family: string, http: boolean, seen: Observed[], leftOut: LeftOutTally): Array<Omit<SuggestedRule, 'name' | 'ungrouped'>> {
   const partitions = new Map<string, { shape: ReturnType<typeof shapeOf>; entries: HostEntry[] }>();
   for (const entry of hostEntries(family, seen, leftOut)) {
     const shape = shapeOf(entry, http);
@@ -131,5 +133,5 @@ export function buildRules(
   );
   const rules = ordered.flatMap((b) => bucketRules(b.group, b.family, b.http, b.seen, leftOut).map((rule) => ({ rule, http: b.http })));
   const names = ruleNames(rules.map(({ rule, http }) => ({ group: rule.group, family: rule.family, http, grouped: options.byGroup })), options.taken);
-  return rules.map(({ rule }, i) => ({ ...rule, name: names[i] }));
+  return rules.map(({ rule }, i) => ({ ...rule, name: names[i], ungrouped: options.byGroup && rule.group === null }));
 }

@@ -50,6 +50,7 @@ function ruleComment(rule: SuggestedRule): string {
   if (rule.globOf !== null) {
     lines.push(`glob: ${rule.globOf.length} hosts of ${rule.family} were seen (the glob also covers ${rule.family} itself): ${rule.globOf.slice(0, 10).join(', ')}${rule.globOf.length > 10 ? ', ...' : ''}`);
   }
+  if (rule.ungrouped) lines.push('REVIEW: for every client: these clients are in no client group (define one, then add clients:)');
   if (rule.ipLiteral) lines.push('REVIEW: an IP-literal destination; addresses change hands, prefer the name the workload can use');
   return lines.map((line) => ` ${printable(line)}`).join('\n');
 }
@@ -76,8 +77,8 @@ function header(summary: SuggestSummary, label: string, now: Date): string {
   return [
     `Suggested by \`tollgate policy suggest\` at ${now.toISOString()} from ${label},`,
     `traffic from ${summary.window.since} to ${summary.window.until}, policy ${summary.policy.version}:`,
-    `${summary.rules} allow rule${summary.rules === 1 ? '' : 's'} for ${suggested.requests} requests to ${suggested.destinations} destinations that the current`,
-    'policy only reports (would_deny) or allows by default.',
+    `${summary.rules} allow rule${summary.rules === 1 ? '' : 's'} for ${suggested.requests} requests to ${suggested.destinations} destinations`,
+    'that the current policy only reports (would_deny) or allows by default.',
     'Save it in the policies folder under a name that sorts after every other file (for example',
     '90-suggested.yaml), so the existing rules, explicit denies first, still decide before these.',
     'Review each rule (IP literals and ** globs say so), then replay with settings.mode: enforce.',
@@ -85,7 +86,7 @@ function header(summary: SuggestSummary, label: string, now: Date): string {
 }
 
 function leftOutLine(row: LeftOutDestination): string {
-  return `    ${row.destination}  ${row.requests} request${row.requests === 1 ? '' : 's'}  (${row.rules.join(', ')})`;
+  return `    ${row.destination}  ${row.requests} request${row.requests === 1 ? '' : 's'}, by ${row.rules.join(', ')}`;
 }
 
 function closing(summary: SuggestSummary): string {
