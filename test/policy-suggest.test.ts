@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { openAuditStore } from '../src/audit/store';
+import { checkPolicies } from '../src/policy/check';
 import { loadPolicy, type Policy } from '../src/policy/load';
 import { openSqliteTraffic, type RecordedTraffic } from '../src/policy/replay/recorded-traffic';
 import { replayTraffic } from '../src/policy/replay/replay';
@@ -286,5 +287,37 @@ describe('policy suggest: building blocks', () => {
     const long = ruleNames([{ group: 'g', family: `${'a'.repeat(120)}.com`, http: true, grouped: true }], new Set())[0];
     expect(long.length).toBeLessThanOrEqual(100);
     expect(long).toMatch(/^[A-Za-z0-9][A-Za-z0-9_.:-]*$/);
+  });
+});
+
+describe('examples/policy-repo: the adoption path of ADOPTION.md', () => {
+  test('report mode, suggest into 90-suggested.yaml, check, enforce: replay denies only what its deny rules name', async () => {
+    const example = join(__dirname, '..', 'examples', 'policy-repo', 'policies');
+    const folder = join(dir, 'example-repo');
+    cpSync(example, folder, { recursive: true });
+    const settings = join(folder, '00-settings.yaml');
+    writeFileSync(settings, readFileSync(settings, 'utf8').replace('mode: enforce', 'mode: report'));
+    const inReportMode = policyAt(folder);
+    const store = openAuditStore(join(dir, 'example.db'));
+    recordSuggestTraffic(store, inReportMode, NOW.getTime());
+    store.close();
+    const recorded = openSqliteTraffic(join(dir, 'example.db'));
+    try {
+      const result = await suggestPolicy(recorded, inReportMode, { window: WINDOW, now: NOW, minRequests: 1, by: null, withPaths: false });
+      const rules = byName(rulesOf(result));
+      // The example's github rule allows github.com and *.github.com on 443: only port 22 is new.
+      expect(rules['ci-runners-github-com']).toMatchObject({ hosts: ['github.com'], ports: [22] });
+      expect(result.summary.left_out.filter((r) => r.reason === 'explicit_deny').map((r) => [r.destination, r.rules])).toEqual([
+        ['bucket.s3.amazonaws.com:443', ['ci-no-object-storage']], ['pastebin.com:443', ['deny-paste-sites']],
+      ]);
+      writeFileSync(join(folder, '90-suggested.yaml'), result.yaml);
+      const check = checkPolicies(folder);
+      expect(check.ok).toBe(true);
+      writeFileSync(settings, readFileSync(settings, 'utf8').replace('mode: report', 'mode: enforce'));
+      const report = await replayTraffic({ policy: policyAt(folder), policiesDir: folder, traffic: recorded, window: WINDOW, now: NOW });
+      expect(report.newly_denied.map((r) => [r.destination, r.proposed.rules])).toEqual([['pastebin.com:443', ['deny-paste-sites']]]);
+    } finally {
+      await recorded.close();
+    }
   });
 });
