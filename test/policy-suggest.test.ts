@@ -313,6 +313,7 @@ describe('examples/policy-repo: the adoption path of ADOPTION.md', () => {
       writeFileSync(join(folder, '90-suggested.yaml'), result.yaml);
       const check = checkPolicies(folder);
       expect(check.ok).toBe(true);
+      expect(check.lines).toHaveLength(1);
       writeFileSync(settings, readFileSync(settings, 'utf8').replace('mode: report', 'mode: enforce'));
       const report = await replayTraffic({ policy: policyAt(folder), policiesDir: folder, traffic: recorded, window: WINDOW, now: NOW });
       expect(report.newly_denied.map((r) => [r.destination, r.proposed.rules])).toEqual([['pastebin.com:443', ['deny-paste-sites']]]);
