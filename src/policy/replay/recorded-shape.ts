@@ -31,7 +31,11 @@ export interface RecordedShape {
  */
 export type ShapeFields = [unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown];
 
-export type ShapeVerdict = { ok: true; shape: RecordedShape } | { ok: false; why: 'malformed' | 'undecided'; count: number };
+/**
+ * `inside_tunnel`: a request of kind `https`, read inside an inspected tunnel (issue 18); it is
+ * not a shape of its own here (its tunnel's CONNECT record is).
+ */
+export type ShapeVerdict = { ok: true; shape: RecordedShape } | { ok: false; why: 'malformed' | 'undecided' | 'inside_tunnel'; count: number };
 
 const nullableText = (v: unknown): v is string | null => v === null || typeof v === 'string';
 
@@ -63,6 +67,7 @@ export class HostKinds {
 export function toShape(fields: ShapeFields, count: number, lastSeenMs: number, hosts: HostKinds): ShapeVerdict {
   const [kind, method, host, port, path, clientIp, user, decision, wouldDeny, rule, sni] = fields;
   const malformed = { ok: false, why: 'malformed', count } as const;
+  if (kind === 'https') return { ok: false, why: 'inside_tunnel', count };
   if (kind !== 'connect' && kind !== 'http') return malformed;
   if (typeof host !== 'string' || typeof method !== 'string' || typeof clientIp !== 'string') return malformed;
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return malformed;
