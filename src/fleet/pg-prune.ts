@@ -256,12 +256,13 @@ async function cutStep(client: PoolClient, storeId: string, cutoffMs: number, ba
       [storeId, store.rows[0].after],
     );
     const oldestKept = oldest.rows[0].local_id;
+    // Walked along the primary key from the copy's start: what lies before it is what is cut.
     const kept = oldestKept === null ? null : await client.query<{ seq: string | null }>(
-      'SELECT min(seq) AS seq FROM audit_chain WHERE store_id = $1 AND local_id = $2',
-      [storeId, oldestKept],
+      'SELECT seq FROM audit_chain WHERE store_id = $1 AND seq >= $3 AND local_id = $2 ORDER BY seq LIMIT 1',
+      [storeId, oldestKept, knownFirst ?? 0],
     );
     // A kept record with no entry (a row the chain never made): verify reports it; prune cuts nothing.
-    if (kept !== null && kept.rows[0].seq === null) {
+    if (kept !== null && kept.rows[0]?.seq === undefined) {
       await client.query('COMMIT');
       return { deleted: 0, firstSeq: knownFirst };
     }
