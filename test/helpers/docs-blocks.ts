@@ -1,5 +1,6 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { docFiles } from '../../src/docs/generate';
 
 /**
  * Shell blocks the docs mark as runnable: a fence whose info string is a shell language followed
@@ -79,9 +80,7 @@ export function extractRunnable(text: string, file: string): RunnableBlock[] {
 
 /** README.md and docs/*.md, in that order: blocks share one served tollgate and run in order. */
 export function runnableBlocks(root: string): RunnableBlock[] {
-  const docs = readdirSync(path.join(root, 'docs')).filter((name) => name.endsWith('.md')).sort();
-  const files = ['README.md', ...docs.map((name) => path.join('docs', name))];
-  return files.flatMap((file) => extractRunnable(readFileSync(path.join(root, file), 'utf8'), file));
+  return docFiles(root).flatMap((file) => extractRunnable(readFileSync(path.join(root, file), 'utf8'), file));
 }
 
 /** http(s) URLs a block names whose host is neither loopback nor a shell variable. */
