@@ -14,7 +14,7 @@ const text = (value) => (value === null || value === undefined ? '' : String(val
  */
 export const COLUMNS = [
   { key: 'id', label: 'ID', value: (r) => r.id, numeric: true },
-  { key: 'time', label: 'Started (UTC)', value: (r) => r.started_at, optional: true },
+  { key: 'time', label: 'Started (UTC)', short: 'Started', value: (r) => r.started_at, optional: true },
   { key: 'decision', label: 'Decision', value: (r) => `${r.decision}${r.would_deny ? '-would' : ''}`, optional: true },
   { key: 'client', label: 'Client', value: (r) => r.client_ip, optional: true },
   { key: 'node', label: 'Node', value: (r) => text(r.node), optional: true },
@@ -22,7 +22,7 @@ export const COLUMNS = [
   { key: 'status', label: 'Status', value: (r) => r.status, numeric: true, optional: true },
   { key: 'why', label: 'Why (rule · reason)', short: 'Why', value: (r) => `${text(r.rule)} ${r.reason}`, optional: true },
   { key: 'bytes', label: 'Bytes ↑ / ↓', short: 'Bytes', value: (r) => r.bytes_up + r.bytes_down, numeric: true, optional: true },
-  { key: 'duration', label: 'Duration', value: (r) => (r.ended_at === null ? Number.POSITIVE_INFINITY : r.duration_ms), numeric: true, optional: true },
+  { key: 'duration', label: 'Duration', short: 'Dur.', value: (r) => (r.ended_at === null ? Number.POSITIVE_INFINITY : r.duration_ms), numeric: true, optional: true },
 ];
 
 /** `sort` as written in the URL: a column key, `-key` for descending. */
