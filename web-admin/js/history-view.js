@@ -8,7 +8,7 @@ import { apiGet, exportHref } from './api.js';
 import { formatCount } from './format.js';
 import { filterParams, navigate, stateHref } from './state.js';
 import { filterForm, activeFilterChips } from './filters-view.js';
-import { headerRow, requestRow, sortRows, nextSort, parseSort } from './requests-table.js';
+import { columnTemplate, headerRow, requestRow, sortRows, nextSort, parseSort } from './requests-table.js';
 import { VirtualRows } from './virtual-rows.js';
 import { LiveTail } from './live-tail.js';
 import { tablePrefsControls, visibleColumns } from './table-prefs.js';
@@ -72,9 +72,9 @@ class HistoryTable {
   }
 
   build() {
-    this.thead = el('thead');
-    this.tbody = el('tbody');
-    this.table = el('table', { class: 'requests', 'aria-describedby': 'table-summary' },
+    this.thead = el('thead', { role: 'rowgroup' });
+    this.tbody = el('tbody', { role: 'rowgroup' });
+    this.table = el('table', { class: 'requests', role: 'table', 'aria-describedby': 'table-summary' },
       el('caption', { class: 'visually-hidden' }, 'Recorded requests'), this.thead, this.tbody);
     this.spacer = el('div', { class: 'table-window' }, this.table);
     this.scroller = el('div', { class: 'table-wrap', tabindex: '-1' }, this.spacer);
@@ -366,6 +366,7 @@ class HistoryTable {
   }
 
   renderHeader() {
+    this.table.style.setProperty('--cols', columnTemplate(this.columns));
     replaceChildren(this.thead, headerRow(this.sort, (key) => this.setSort(key), this.columns));
   }
 

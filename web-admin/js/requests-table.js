@@ -84,7 +84,7 @@ function rowClass(record) {
 
 /** A cell: the content sits in a box of the row's fixed height (longer text is cut, full on hover). */
 function cell(className, attrs, ...content) {
-  return el('td', { class: className, ...attrs }, el('div', { class: 'cell' }, ...content));
+  return el('td', { class: className, role: 'cell', ...attrs }, el('div', { class: 'cell' }, ...content));
 }
 
 /** Date and clock as two pieces, so a comfortable row stacks them and a compact one does not. */
@@ -165,15 +165,23 @@ const CELLS = {
  * that filter the list to their value.
  */
 export function requestRow(record, filters, columns = COLUMNS) {
-  const row = el('tr', { class: rowClass(record), 'data-id': record.id });
+  const row = el('tr', { class: rowClass(record), role: 'row', 'data-id': record.id });
   for (const column of columns) row.appendChild(CELLS[column.key](record, filters));
   return row;
+}
+
+/**
+ * The CSS grid template of a row for these columns (css/table.css defines each width): rows
+ * are grid boxes, not table rows, so they are laid out one by one (see table.css).
+ */
+export function columnTemplate(columns = COLUMNS) {
+  return columns.map((column) => `var(--w-${column.key})`).join(' ');
 }
 
 /** The header row; each sortable header is a button, and aria-sort says the current order. */
 export function headerRow(sort, onSort, columns = COLUMNS) {
   const parsed = parseSort(sort);
-  const row = el('tr');
+  const row = el('tr', { role: 'row' });
   for (const column of columns) {
     const active = parsed !== null && parsed.column.key === column.key;
     const direction = active ? (parsed.descending ? 'descending' : 'ascending') : null;
@@ -182,7 +190,7 @@ export function headerRow(sort, onSort, columns = COLUMNS) {
       el('span', { class: 'label-long' }, column.label), column.short ? el('span', { class: 'label-short', 'aria-hidden': 'true' }, column.short) : null,
       el('span', { class: 'arrow', 'aria-hidden': 'true' }, arrow));
     button.addEventListener('click', () => onSort(column.key));
-    row.appendChild(el('th', { scope: 'col', class: `col-${column.key}`, 'aria-sort': direction ?? (column.key === 'id' && parsed === null ? 'descending' : 'none') }, button));
+    row.appendChild(el('th', { scope: 'col', role: 'columnheader', class: `col-${column.key}`, 'aria-sort': direction ?? (column.key === 'id' && parsed === null ? 'descending' : 'none') }, button));
   }
   return row;
 }

@@ -6,6 +6,11 @@
 // A row node, once made, is kept while its record stays in the block: new records at the top
 // are inserted before the first row and nothing else is touched, so focus, a text selection
 // and the CSS arrival animation of the others survive.
+//
+// While scrolling, a frame renders at most what the viewport needs (when it jumped past the
+// block) or one GROW_ROWS step toward the full block: the cost of a frame stays
+// bounded however the scrollbar is dragged. A change of the records (load, sort, live rows)
+// renders the full block at once.
 
 /** Rows kept in the page: enough to cover a tall screen with room to scroll before a shift. */
 export const WINDOW_ROWS = 150;
@@ -13,6 +18,10 @@ export const WINDOW_ROWS = 150;
 const OVERSCAN_ROWS = 60;
 /** The block moves when the viewport comes this close (in rows) to one of its edges. */
 const EDGE_ROWS = 15;
+/** Rows beyond the viewport always rendered, so a row in view is never missing. */
+const NEED_ROWS = 6;
+/** Rows a scroll frame may add to the block while it grows back to full size. */
+const GROW_ROWS = 24;
 /** Until a row has been measured. */
 const FALLBACK_ROW_PX = 46;
 
@@ -117,12 +126,34 @@ export class VirtualRows {
 
   /** Renders the block the viewport needs; cheap when it has not moved. */
   update({ force = false } = {}) {
-    const { start, end } = this.blockFor(this.visibleRange());
+    const visible = this.visibleRange();
+    const target = this.blockFor(visible);
+    const { start, end } = force ? target : this.stepToward(target, visible);
     if (!force && start === this.start && end === this.end) return;
     this.reconcile(start, end);
     const rowHeight = this.measure();
     this.spacer.style.paddingTop = `${start * rowHeight}px`;
     this.spacer.style.paddingBottom = `${(this.length - end) * rowHeight}px`;
+  }
+
+  /**
+   * One scroll frame's block: the rows in view (and NEED_ROWS around them) if the block does
+   * not hold them, else the block grown by GROW_ROWS on one side toward `target`, and trimmed
+   * to it.
+   */
+  stepToward(target, { first, last }) {
+    const needStart = Math.max(0, first - NEED_ROWS);
+    const needEnd = Math.min(this.length, last + NEED_ROWS);
+    let start = Math.max(this.start, target.start);
+    let end = Math.min(this.end, target.end);
+    if (start > needStart || end < needEnd) {
+      if (start >= end || start > needEnd || end < needStart) return { start: needStart, end: needEnd };
+      return { start: Math.min(start, needStart), end: Math.max(end, needEnd) };
+    }
+    // Ahead first: rows below (the usual direction, down the list), then rows above.
+    if (end < target.end) end = Math.min(target.end, end + GROW_ROWS);
+    else start = Math.max(target.start, start - GROW_ROWS);
+    return { start, end };
   }
 
   /**
