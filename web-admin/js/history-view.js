@@ -12,6 +12,7 @@ import { columnTemplate, headerRow, requestRow, sortRows, nextSort, parseSort } 
 import { VirtualRows } from './virtual-rows.js';
 import { LiveTail } from './live-tail.js';
 import { tablePrefsControls, visibleColumns } from './table-prefs.js';
+import { RowCursor } from './row-cursor.js';
 
 const PAGE_SIZE = 100;
 /** The bigger step of Load more: a page of the API's largest size. */
@@ -25,8 +26,7 @@ const MAX_CATCH_UP_ANSWERS = 20;
 const MAX_OPEN_REFRESH = 20;
 /** How long a search follows partial pages on its own; a button takes it further. */
 const MAX_AUTO_SEARCH_MS = 15000;
-/** The record a detail page showed last (detail-view.js): highlighted when the list comes back. */
-export const LAST_RECORD_KEY = 'tollgate.lastRecord';
+export { LAST_RECORD_KEY } from './row-cursor.js';
 
 function exportLinks(filters) {
   const params = filterParams(filters);
@@ -64,8 +64,7 @@ class HistoryTable {
     this.timer = null;
     this.polling = false;
     this.disposed = false;
-    /** The row j/k moved to (an id), and the rows the last live tick brought in. */
-    this.currentId = null;
+    /** The rows the last live tick brought in. */
     this.freshIds = new Set();
     this.controller = new AbortController();
     this.build();
@@ -81,6 +80,7 @@ class HistoryTable {
     this.virtual = new VirtualRows({
       scroller: this.scroller, spacer: this.spacer, tbody: this.tbody, thead: this.thead, renderRow: (record) => this.renderRow(record),
     });
+    this.cursor = new RowCursor(this.virtual, (id) => navigate(stateHref({ id, filters: this.state.filters })));
     this.tail = new LiveTail({ scroller: this.scroller, table: this.table, isSorted: () => this.sort !== null, onBringIn: () => this.bringIn() });
     this.scroller.addEventListener('scroll', () => this.onScroll(), { passive: true });
     this.summary = el('p', { id: 'table-summary', class: 'muted' });
@@ -191,7 +191,7 @@ class HistoryTable {
     this.searchedTo = null;
     try {
       await this.fill(null);
-      this.returnToLastRecord();
+      this.cursor.returnToLastRecord((id) => this.rows.has(id));
     } catch (err) {
       this.showError(err);
     }
@@ -362,7 +362,7 @@ class HistoryTable {
     this.columns = visibleColumns();
     this.renderHeader();
     this.virtual.rebuild();
-    if (this.currentId !== null) this.highlight(this.currentId, { focus: false });
+    this.cursor.refresh();
   }
 
   renderHeader() {
@@ -373,7 +373,7 @@ class HistoryTable {
   renderRow(record) {
     const row = requestRow(record, this.state.filters, this.columns);
     if (this.freshIds.has(record.id)) row.classList.add('row-new');
-    if (record.id === this.currentId) row.classList.add('row-current');
+    if (record.id === this.cursor.currentId) row.classList.add('row-current');
     return row;
   }
 
@@ -407,49 +407,9 @@ class HistoryTable {
     this.progress.hidden = !this.searching && this.searchedTo === null;
   }
 
-  /** Marks row `id` as the current one (j/k), scrolled into view; its link takes the focus. */
-  highlight(id, { focus = true } = {}) {
-    const previous = this.currentId === null ? null : this.virtual.nodeFor(this.currentId);
-    if (previous) previous.classList.remove('row-current');
-    this.currentId = id;
-    const index = this.virtual.indexOf(id);
-    if (index < 0) return;
-    this.virtual.scrollToIndex(index);
-    const node = this.virtual.nodeFor(id);
-    if (!node) return;
-    node.classList.add('row-current');
-    const link = node.querySelector('a.open-link');
-    if (focus && link) link.focus({ preventScroll: true });
-  }
-
-  move(delta) {
-    if (this.order.length === 0) return;
-    const index = this.currentId === null ? -1 : this.virtual.indexOf(this.currentId);
-    const next = index < 0 ? this.virtual.visibleRange().first : Math.min(this.order.length - 1, Math.max(0, index + delta));
-    this.highlight(this.order[Math.min(next, this.order.length - 1)].id);
-  }
-
-  /** After a record's page, the list shows that record as the current row (once). */
-  returnToLastRecord() {
-    const id = Number(sessionStorage.getItem(LAST_RECORD_KEY));
-    sessionStorage.removeItem(LAST_RECORD_KEY);
-    if (id > 0 && this.rows.has(id)) this.highlight(id, { focus: false });
-  }
-
   /** j/k move the current row, Enter opens it, Esc lets it go. True when the key was used. */
   onKey(event) {
-    if (event.key === 'j') this.move(1);
-    else if (event.key === 'k') this.move(-1);
-    else if (event.key === 'Enter' && this.currentId !== null) navigate(stateHref({ id: this.currentId, filters: this.state.filters }));
-    else if (event.key === 'Escape' && this.currentId !== null) this.clearHighlight();
-    else return false;
-    return true;
-  }
-
-  clearHighlight() {
-    const node = this.virtual.nodeFor(this.currentId);
-    if (node) node.classList.remove('row-current');
-    this.currentId = null;
+    return this.cursor.onKey(event);
   }
 
   dispose() {
