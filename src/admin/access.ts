@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { crossSiteProblem, SAFE_METHODS } from './same-origin';
+import { loginPageFor } from './next-path';
 import { readSessionCookie } from './sessions';
 import type { SessionStore } from './sessions';
 
@@ -97,7 +98,8 @@ export function registerAccessControl(app: FastifyInstance, opts: AccessOptions)
     }
     if (opts.token === null || bearerOk || LOGIN_ROUTES.has(path)) return;
     if (hasValidSession(request, opts.sessions)) return;
-    if (wantsPage(request, path)) return reply.code(303).header('location', LOGIN_PAGE).send();
+    // The login page is told where the visit was going, so a shared link survives signing in.
+    if (wantsPage(request, path)) return reply.code(303).header('location', loginPageFor(LOGIN_PAGE, request.url)).send();
     return reply.code(401).header('WWW-Authenticate', 'Bearer realm="tollgate"').send({ error: 'authentication required' });
   });
 }

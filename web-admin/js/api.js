@@ -18,7 +18,9 @@ export async function apiGet(path, params = new URLSearchParams(), { signal } = 
     signal,
   });
   if (response.status === 401) {
-    window.location.assign('/login.html');
+    // Back here after signing in (login.js and the server accept only a path on this admin).
+    const next = `${window.location.pathname}${window.location.search}`;
+    window.location.assign(`/login.html?${new URLSearchParams({ next }).toString()}`);
     throw new ApiError(401, 'authentication required');
   }
   let body = null;

@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { LOGIN_PAGE, tokenMatches } from '../access';
 import type { LoginLimiter } from '../login-limiter';
+import { loginPageFor, safeNextPath } from '../next-path';
 import { clearedSessionCookie, readSessionCookie, sessionCookie } from '../sessions';
 import type { SessionStore } from '../sessions';
 
@@ -31,6 +32,12 @@ const FALLBACK_LOGIN_PAGE = `<!doctype html>
 </html>
 `;
 
+/** The `next` field of a login post (login.js copies it from the page's address). */
+function presentedNext(body: unknown): string {
+  if (typeof body !== 'object' || body === null || !('next' in body)) return '/';
+  return safeNextPath((body as { next: unknown }).next);
+}
+
 function presentedToken(body: unknown): string | null {
   if (typeof body !== 'object' || body === null || !('token' in body)) return null;
   const token = (body as { token: unknown }).token;
@@ -46,7 +53,7 @@ function isFormPost(request: FastifyRequest): boolean {
 function refuse(request: FastifyRequest, reply: FastifyReply, status: 401 | 429, error: string): FastifyReply {
   if (isFormPost(request)) {
     const reason = status === 429 ? 'rate_limited' : 'invalid';
-    return reply.code(303).header('location', `${LOGIN_PAGE}?error=${reason}`).send();
+    return reply.code(303).header('location', loginPageFor(LOGIN_PAGE, presentedNext(request.body), { error: reason })).send();
   }
   return reply.code(status).send({ error });
 }
@@ -61,7 +68,8 @@ function serveLoginPage(opts: LoginRoutesOptions) {
 /**
  * POST /login exchanges the admin token for a session cookie (SPEC §5: "the session cookie the
  * UI's login sets"), so the browser never has to keep the token in script-readable storage.
- * Form-encoded (`token=...`) or JSON (`{"token": "..."}`); success is 303 to `/`.
+ * Form-encoded (`token=...`) or JSON (`{"token": "..."}`); success is 303 to `next` (a path on
+ * this admin only: next-path.ts), else to `/`.
  */
 export function registerLoginRoutes(app: FastifyInstance, opts: LoginRoutesOptions): void {
   app.addContentTypeParser(
@@ -73,7 +81,7 @@ export function registerLoginRoutes(app: FastifyInstance, opts: LoginRoutesOptio
   app.get(LOGIN_PAGE, serveLoginPage(opts));
 
   app.post('/login', { bodyLimit: LOGIN_BODY_LIMIT }, async (request, reply) => {
-    if (opts.token === null) return reply.code(303).header('location', '/').send();
+    if (opts.token === null) return reply.code(303).header('location', presentedNext(request.body)).send();
     const waitMs = opts.limiter.retryAfterMs(request.ip);
     if (waitMs > 0) {
       reply.header('retry-after', String(Math.ceil(waitMs / 1000)));
@@ -90,7 +98,7 @@ export function registerLoginRoutes(app: FastifyInstance, opts: LoginRoutesOptio
     return reply
       .code(303)
       .header('set-cookie', sessionCookie(id, opts.sessions.ttlSeconds, request.protocol === 'https'))
-      .header('location', '/')
+      .header('location', presentedNext(request.body))
       .send();
   });
 
