@@ -140,6 +140,18 @@ export class FacetTally {
     this.rows += rows.length;
   }
 
+  /** Counts already grouped by the database (PostgreSQL's slices): `n` records with this value. */
+  addCount(field: FacetField, value: string, n: number): void {
+    const counts = this.counts.get(field);
+    if (counts !== undefined) counts.set(value, (counts.get(value) ?? 0) + n);
+  }
+
+  /** Records counted through addCount, and the earliest start time among them. */
+  addRecords(n: number, oldestMs: number | null): void {
+    this.rows += n;
+    if (oldestMs !== null && (this.oldestMs === null || oldestMs < this.oldestMs)) this.oldestMs = oldestMs;
+  }
+
   top(limit: number): Partial<Record<FacetField, FacetValue[]>> {
     const out: Partial<Record<FacetField, FacetValue[]>> = {};
     for (const [field, counts] of this.counts) out[field] = ranked(counts, limit).map(({ key, count }) => ({ value: key, count }));
