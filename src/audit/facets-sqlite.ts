@@ -126,13 +126,15 @@ export async function sqliteFacets(
 ): Promise<FacetsAnswer> {
   const { filters, fields, limit, node, budget } = query;
   const cap = budget.sampleCap ?? FACET_SAMPLE_CAP;
-  const deadline = performance.now() + budget.tallyMs;
+  // Both budgets count from here: the answer's time is bounded by their sum.
+  const began = performance.now();
+  const deadline = began + budget.tallyMs;
   const tally = new FacetTally(fields);
   const conn = db();
   const stop = (): boolean => tally.rows >= cap || performance.now() >= deadline;
   const scan = await scanFacetRows(db, filters, node, (rows) => tally.add(rows), stop, budget.firstSliceIds);
   if (scan.restart) return sqliteFacets(db, query);
   if (scan.stoppedBelow === null) return facetsAnswer(tally, limit, { exhausted: true, counted: 0, countComplete: true });
-  const rest = await countBelow(conn, filters, scan.stoppedBelow, budget.countMs);
+  const rest = await countBelow(conn, filters, scan.stoppedBelow, Math.max(0, began + budget.tallyMs + budget.countMs - performance.now()));
   return facetsAnswer(tally, limit, { exhausted: false, counted: rest.counted, countComplete: rest.complete });
 }

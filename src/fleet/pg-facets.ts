@@ -108,11 +108,13 @@ const MAX_SLICE = 4_194_304;
 
 export async function pgFacets(pool: Pool, query: FacetsQuery): Promise<FacetsAnswer> {
   const { filters, fields, limit, budget } = query;
+  // Both budgets count from here, set-up included: the answer's time is bounded by their sum.
+  const began = performance.now();
   const tally = new FacetTally(fields);
   const walk = await preparePgWalk(pool, filters, 0);
   if (walk === null) return facetsAnswer(tally, limit, { exhausted: true, counted: 0, countComplete: true });
   const cap = budget.sampleCap ?? FACET_SAMPLE_CAP;
-  const deadline = performance.now() + budget.tallyMs;
+  const deadline = began + budget.tallyMs;
   const sql = sliceSql(walk, fields);
   const wantsHost = fields.includes('host');
   let hi = walk.top;
@@ -136,7 +138,7 @@ export async function pgFacets(pool: Pool, query: FacetsQuery): Promise<FacetsAn
     if (hi > walk.lo && (tally.rows >= cap || performance.now() >= deadline)) break;
   }
   if (hi <= walk.lo) return facetsAnswer(tally, limit, { exhausted: true, counted: 0, countComplete: true });
-  const counted = await countBelow(pool, walk, hi, budget.countMs);
+  const counted = await countBelow(pool, walk, hi, Math.max(10, began + budget.tallyMs + budget.countMs - performance.now()));
   return facetsAnswer(tally, limit, { exhausted: false, counted: counted ?? 0, countComplete: counted !== null });
 }
 
