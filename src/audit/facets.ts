@@ -175,7 +175,8 @@ export function facetsAnswer(
   limit: number,
   rest: { exhausted: boolean; counted: number; countComplete: boolean },
 ): FacetsAnswer {
-  const all = rest.exhausted;
+  // Nothing left once the rest is counted: the tally was every match after all.
+  const all = rest.exhausted || (rest.countComplete && rest.counted === 0);
   return {
     total: tally.rows + (all ? 0 : rest.counted),
     total_exact: all || rest.countComplete,
