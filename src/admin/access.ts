@@ -14,7 +14,7 @@ const OPEN_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
  * nothing else.
  */
 export const LOGIN_ROUTES: ReadonlySet<string> = new Set([
-  '/login', '/login.html', '/login.js', '/login.css', '/style.css', '/favicon.ico', '/logout',
+  '/login', '/login.html', '/login.js', '/login.css', '/style.css', '/favicon.ico', '/logout', '/api/logout',
 ]);
 
 /** Where a browser without a session is sent. */
@@ -49,12 +49,12 @@ function pathOf(url: string): string {
   return end < 0 ? url : url.slice(0, end);
 }
 
-function hasValidBearer(request: FastifyRequest, token: string | null): boolean {
+export function hasValidBearer(request: FastifyRequest, token: string | null): boolean {
   const presented = bearer(request);
   return token !== null && presented !== null && tokenMatches(presented, token);
 }
 
-function hasValidSession(request: FastifyRequest, sessions: SessionStore): boolean {
+export function hasValidSession(request: FastifyRequest, sessions: SessionStore): boolean {
   const id = readSessionCookie(request.headers.cookie);
   return id !== null && sessions.isValid(id);
 }
