@@ -288,7 +288,7 @@ describe('views are kept apart from the rebuildable audit index', () => {
   });
 });
 
-/** The README's role SQL with README-facets.md's grant lines: the console role may keep views. */
+/** The README's role SQL, as written there: the console role may keep views. */
 function roleSql(): string {
   const sqlBlock = (file: string, marker: string): string => {
     const text = fs.readFileSync(path.join(__dirname, '..', file), 'utf8');
@@ -296,8 +296,7 @@ function roleSql(): string {
     const start = section.indexOf('```sql') + 6;
     return section.slice(start, section.indexOf('```', start));
   };
-  return [sqlBlock('README.md', '**Least-privilege roles.**'), sqlBlock('README-facets.md', '**Least-privilege roles**')]
-    .join('\n')
+  return sqlBlock('README.md', '**Least-privilege roles.**')
     .split('\n')
     .filter((line) => !/tollgate_owner|^--/.test(line.trim()))
     .join('\n')
