@@ -5,6 +5,7 @@ import { formatCount } from './format.js';
 import { filterParams } from './state.js';
 import { filterForm, activeFilterChips } from './filters-view.js';
 import { headerRow, requestRow, sortRows, nextSort, parseSort } from './requests-table.js';
+import { consolePanels } from './console-panels.js';
 
 const PAGE_SIZE = 100;
 export const LIVE_INTERVAL_MS = 2000;
@@ -68,15 +69,17 @@ class HistoryTable {
     this.renderLiveButton();
   }
 
-  node() {
+  node(panels) {
     return el('section', { 'aria-labelledby': 'history-title' },
       el('h1', { id: 'history-title' }, 'Request history'),
       filterForm(this.state, { keys: 'all' }),
       el('div', { class: 'toolbar' }, activeFilterChips(this.state), exportLinks(this.state.filters)),
       el('div', { class: 'toolbar' }, el('div', { class: 'live' }, this.liveButton, this.liveStatus), this.summary),
       this.error, this.announcer,
-      el('div', { class: 'table-wrap' }, this.table),
-      this.empty, this.progress, this.moreButton, this.end);
+      panels.histogram,
+      el('div', { class: 'history-layout' },
+        el('div', { class: 'history-main' }, el('div', { class: 'table-wrap' }, this.table), this.empty, this.progress, this.moreButton, this.end),
+        panels.aside));
   }
 
   params(extra = {}) {
@@ -182,6 +185,7 @@ class HistoryTable {
     this.watermark = Math.max(this.watermark, newest);
     for (const record of fresh) this.rows.set(record.id, record);
     this.render(new Set(fresh.map((r) => r.id)));
+    if (fresh.length > 0) this.onFresh?.();
     if (fresh.length > 0) this.announcer.textContent = `${formatCount(fresh.length)} new ${fresh.length === 1 ? 'request' : 'requests'}`;
   }
 
@@ -302,8 +306,10 @@ function openRowOnClick(table) {
 
 export function historyView(state) {
   const view = new HistoryTable(state);
-  const node = view.node();
+  const panels = consolePanels(state);
+  view.onFresh = () => panels.refresh();
+  const node = view.node(panels);
   openRowOnClick(view.table);
   view.start();
-  return { node, dispose: () => view.dispose() };
+  return { node, dispose: () => { view.dispose(); panels.dispose(); } };
 }
