@@ -134,6 +134,8 @@ describe('presets and typed times', () => {
     expect(until % 86_400_000).toBe(0);
     expect(Date.now() - until).toBeGreaterThanOrEqual(0);
     expect(Date.now() - until).toBeLessThan(86_400_000);
+    const expected = (await ui.apiRecords(`since=${searchParams.get('since')}&until=${searchParams.get('until')}`)).map((r) => r.id);
+    await waitUntil(async () => JSON.stringify(await ui.rowIds()) === JSON.stringify(expected.slice(0, 100)), "yesterday's rows");
   });
 
   it('a time typed without a zone is read as UTC; a picked time fills the field', async () => {

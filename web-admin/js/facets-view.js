@@ -76,8 +76,9 @@ export function facetsPanel(state) {
       const answer = await apiGet('requests/facets', params, { signal: controller.signal });
       replaceChildren(body, panelBody(state, answer));
     } catch (err) {
+      // No role=alert: a filter the server refuses is announced once, by the table above.
       if (err.name !== 'AbortError') {
-        replaceChildren(body, el('div', { class: 'alert', role: 'alert' }, el('strong', {}, 'Could not count: '), err.message));
+        replaceChildren(body, el('div', { class: 'alert panel-error' }, el('strong', {}, 'Could not count: '), err.message));
       }
     } finally {
       loading = false;

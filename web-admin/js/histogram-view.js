@@ -52,7 +52,8 @@ export function histogramPanel(state) {
   apiGet('stats', filterParams(state.filters), { signal: controller.signal })
     .then((stats) => replaceChildren(node, chartSection(state, stats, { defaultNote })))
     .catch((err) => {
-      if (err.name !== 'AbortError') replaceChildren(node, el('div', { class: 'alert', role: 'alert' }, el('strong', {}, 'Could not load the chart: '), err.message));
+      // No role=alert: a filter the server refuses is announced once, by the table below.
+      if (err.name !== 'AbortError') replaceChildren(node, el('div', { class: 'alert panel-error' }, el('strong', {}, 'Could not load the chart: '), err.message));
     });
   return { node, dispose: () => controller.abort() };
 }
