@@ -14,6 +14,8 @@ import type { PolicySnapshot } from './policy-view';
 import { registerAuditHeadRoutes } from './routes/audit-head';
 import type { ChainHeadView } from './routes/audit-head';
 import { registerExportRoutes } from './routes/export';
+import { registerFacetRoutes } from './routes/facets';
+import type { FacetBudget } from '../audit/facets';
 import { registerHealthRoutes } from './routes/health';
 import type { ReadinessReport, ReadinessView } from './routes/health';
 import { registerLoginRoutes } from './routes/login';
@@ -61,6 +63,8 @@ export interface AdminAppOptions {
   sessionTtlMs?: number;
   /** How request searches pace themselves; tests shrink it to see partial pages. */
   searchPace?: SearchPace;
+  /** Facet budgets in place of the defaults (facets.ts budgetFor); tests shrink them. */
+  facetBudget?: (hasSearch: boolean) => FacetBudget;
 }
 
 /** web-admin/ at the package root: two levels up from both src/admin and dist/admin. */
@@ -138,6 +142,7 @@ export function buildAdminApp(opts: AdminAppOptions): FastifyInstance {
   const authenticated = (request: FastifyRequest): boolean => isAuthenticated(request, { token, sessions });
   registerHealthRoutes(app, { ready: opts.ready, authenticated, auditWritable: store === undefined ? undefined : () => store.isWritable() });
   registerLoginRoutes(app, { token, sessions, limiter: new LoginLimiter({ ...LOGIN_LIMIT_DEFAULTS, clock }), webDir: WEB_ADMIN_DIR });
+  registerFacetRoutes(app, { reader, clock, budget: opts.facetBudget });
   registerRequestRoutes(app, { reader, clock, pace: opts.searchPace });
   registerExportRoutes(app, { reader, clock, pace: opts.searchPace });
   registerStatsRoutes(app, { reader, clock });
