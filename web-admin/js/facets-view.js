@@ -3,7 +3,7 @@
 // second link that leaves it out (`not.FIELD=`); the time window and other filters stay.
 import { el, replaceChildren } from './dom.js';
 import { apiGet } from './api.js';
-import { formatCount } from './format.js';
+import { formatCount, timeNode } from './format.js';
 import { filterParams, stateHref } from './state.js';
 import { FACET_FIELDS, facetFilterValue, withExcluded, withIncluded } from './filter-model.js';
 
@@ -48,6 +48,13 @@ function facetSection(state, facet, items, total) {
     items.length === 0 ? el('p', { class: 'muted facet-empty' }, 'none') : list);
 }
 
+/** When the server tallied only the newest matches (a large set), the counts say over what. */
+function samplingNote(answer) {
+  if (answer?.counts_exact !== false || typeof answer.sampled !== 'number') return null;
+  return el('p', { class: 'hint facets-sampled' }, `Top values counted over the newest ${formatCount(answer.sampled)} matches`,
+    typeof answer.sampled_since === 'string' ? [' (since ', timeNode(answer.sampled_since, { short: true }), ')'] : null, '.');
+}
+
 function panelBody(state, answer) {
   const facets = answer !== null && typeof answer.facets === 'object' && answer.facets !== null ? answer.facets : {};
   const total = typeof answer?.total === 'number' ? answer.total : 0;
@@ -55,6 +62,7 @@ function panelBody(state, answer) {
     el('p', { class: 'facets-total' },
       el('span', { class: 'facets-total-value', 'data-exact': String(answer?.total_exact !== false) }, totalText(total, answer?.total_exact)),
       ' ', total === 1 && answer?.total_exact !== false ? 'matching request' : 'matching requests'),
+    samplingNote(answer),
     FACET_FIELDS.filter((facet) => Array.isArray(facets[facet.field]))
       .map((facet) => facetSection(state, facet, facets[facet.field], total)),
   ];
