@@ -66,17 +66,17 @@ function xAxis(series, barWidth, plotHeight, spanMs) {
 /**
  * A stacked bar chart. With `onSelect`, dragging across it (a brush) or clicking a bar calls
  * `onSelect({ sinceMs, untilMs })` with whole buckets, clipped to `window` (the stats window,
- * whose first bucket may start before it).
+ * whose first bucket may start before it). `height` (chart units) makes a compact strip.
  */
-export function timeSeriesChart(series, bucketSeconds, title, { onSelect = null, window = null } = {}) {
+export function timeSeriesChart(series, bucketSeconds, title, { onSelect = null, window = null, height = HEIGHT } = {}) {
   const plotWidth = WIDTH - MARGIN.left - MARGIN.right;
-  const plotHeight = HEIGHT - MARGIN.top - MARGIN.bottom;
+  const plotHeight = height - MARGIN.top - MARGIN.bottom;
   const values = series.map(bucketValues);
   const max = Math.max(0, ...values.map((v) => v.allowed_only + v.would_deny + v.denied));
-  const scale = niceScale(max);
+  const scale = niceScale(max, height < HEIGHT ? 2 : 4);
   const barWidth = series.length > 0 ? plotWidth / series.length : plotWidth;
   const gap = barWidth > 6 ? Math.min(4, barWidth * 0.15) : 0;
-  const chart = svg('svg', { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, class: 'chart', role: 'img', 'aria-label': title, focusable: 'false' },
+  const chart = svg('svg', { viewBox: `0 0 ${WIDTH} ${height}`, class: 'chart', role: 'img', 'aria-label': title, focusable: 'false' },
     svg('title', {}, title), yAxis(scale, plotHeight));
   series.forEach((point, i) => {
     const group = svg('g', { class: 'bucket' }, svg('title', {}, bucketTitle(point, values[i], bucketSeconds)));

@@ -25,7 +25,7 @@ function zoomOutLink(state) {
  * The chart of a stats answer with its legend, window line, zoom-out link and data table.
  * `defaultNote` says what the chart covers when the URL names no window.
  */
-export function chartSection(state, stats, { heading = 'Requests over time', defaultNote = null } = {}) {
+export function chartSection(state, stats, { heading = 'Requests over time', defaultNote = null, height = undefined } = {}) {
   const series = Array.isArray(stats.series) ? stats.series : [];
   const bucketSeconds = stats.bucket_seconds ?? 0;
   const window = { sinceMs: Date.parse(stats.since), untilMs: Date.parse(stats.until) };
@@ -40,9 +40,12 @@ export function chartSection(state, stats, { heading = 'Requests over time', def
       : null,
     series.length === 0 ? el('p', { class: 'muted' }, 'No requests in this window.')
       : timeSeriesChart(series, bucketSeconds, `Allowed, would-deny and denied requests per ${formatCount(bucketSeconds)} s`,
-        { onSelect, window: Number.isFinite(window.sinceMs) && Number.isFinite(window.untilMs) ? window : null }),
+        { onSelect, height, window: Number.isFinite(window.sinceMs) && Number.isFinite(window.untilMs) ? window : null }),
     series.length === 0 ? null : seriesTable(series, bucketSeconds));
 }
+
+/** Chart units: a strip above the table that leaves the rows in view. */
+const HISTORY_CHART_HEIGHT = 140;
 
 /** The histogram above the history table: /api/stats with the table's filters (SPEC §6). */
 export function histogramPanel(state) {
@@ -50,7 +53,7 @@ export function histogramPanel(state) {
   const node = el('div', { class: 'histogram-mount' }, el('p', { class: 'muted' }, 'Loading the chart…'));
   const defaultNote = state.filters.since === undefined ? 'No window chosen: the chart shows the last 24 h, the table all time.' : null;
   apiGet('stats', filterParams(state.filters), { signal: controller.signal })
-    .then((stats) => replaceChildren(node, chartSection(state, stats, { defaultNote })))
+    .then((stats) => replaceChildren(node, chartSection(state, stats, { defaultNote, height: HISTORY_CHART_HEIGHT })))
     .catch((err) => {
       // No role=alert: a filter the server refuses is announced once, by the table below.
       if (err.name !== 'AbortError') replaceChildren(node, el('div', { class: 'alert panel-error' }, el('strong', {}, 'Could not load the chart: '), err.message));
