@@ -183,7 +183,7 @@ export function overviewView(state) {
     filterForm(state, { keys: 'all', defaultSince: DEFAULT_WINDOW }),
     appliedFilters(state),
     body,
-    el('div', { class: 'panel' }, savedViewsPanel(state)));
+    savedViewsPanel(state));
   loadOverview(state, controller.signal)
     .then((data) => replaceChildren(body, overviewBody(state, data)))
     .catch((err) => {

@@ -64,9 +64,13 @@ export function timeValueMs(text, nowMs = Date.now()) {
   return null;
 }
 
-/** The `<input type=datetime-local>` value (UTC wall time, to the minute) for a since/until value. */
-export function pickerValue(text, nowMs = Date.now()) {
-  const ms = timeValueMs(text, nowMs);
+/**
+ * The `<input type=datetime-local>` value (UTC wall time, to the minute) for an absolute
+ * since/until; empty for a relative one, which moves with the clock and stays typed.
+ */
+export function pickerValue(text) {
+  if (typeof text !== 'string' || RELATIVE.test(text) || text === 'now') return '';
+  const ms = timeValueMs(text);
   return ms === null || Number.isNaN(ms) ? '' : new Date(ms).toISOString().slice(0, 16);
 }
 
