@@ -152,7 +152,7 @@ describe.each(ENGINES.filter((e) => e === 'sqlite' || !pgOff))('incident console
   test('a tally past its record cap says so: at least N, counts of the newest sampled', async () => {
     const capped = buildAdminApp({
       reader: history.reader, ready: () => ({ ok: true, detail: {} }), clock: () => NOW,
-      facetBudget: () => ({ tallyMs: 10_000, countMs: 10_000, sampleCap: 50 }),
+      facetBudget: () => ({ tallyMs: 10_000, countMs: 10_000, sampleCap: 50, firstSliceIds: 16 }),
     });
     try {
       const res = await capped.inject({ url: '/api/requests/facets?fields=decision' });
@@ -168,7 +168,7 @@ describe.each(ENGINES.filter((e) => e === 'sqlite' || !pgOff))('incident console
       expect(sum).toBe(answer.sampled);
       const starved = buildAdminApp({
         reader: history.reader, ready: () => ({ ok: true, detail: {} }), clock: () => NOW,
-        facetBudget: () => ({ tallyMs: 0, countMs: 0, sampleCap: 1 }),
+        facetBudget: () => ({ tallyMs: 0, countMs: 0, sampleCap: 1, firstSliceIds: 16 }),
       });
       const partial = (await starved.inject({ url: '/api/requests/facets?fields=decision' })).json() as FacetsAnswer;
       await starved.close();

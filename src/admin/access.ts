@@ -13,8 +13,27 @@ const OPEN_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
  * nothing else.
  */
 export const LOGIN_ROUTES: ReadonlySet<string> = new Set([
-  '/login', '/login.html', '/login.js', '/login.css', '/style.css', '/favicon.ico', '/logout',
+  '/login', '/login.html', '/login.js', '/login.css', '/style.css', '/favicon.ico', '/logout', '/api/logout',
 ]);
+
+/**
+ * A `next=` path to return to after login: a path on this admin, never another origin. Refused:
+ * anything not starting with one `/` (`//evil`, `/\evil`, `https://…`, `javascript:`), control
+ * characters, the login pages themselves (a loop). Returned normalised (as URL parses it).
+ */
+export function safeNextPath(value: unknown): string | null {
+  if (typeof value !== 'string' || value.length === 0 || value.length > 2048) return null;
+  if (!value.startsWith('/') || value.startsWith('//') || value.includes('\\') || /[\u0000-\u001f\u007f]/.test(value)) return null;
+  const base = 'http://tollgate.invalid';
+  let url: URL;
+  try {
+    url = new URL(value, base);
+  } catch {
+    return null;
+  }
+  if (url.origin !== base || LOGIN_ROUTES.has(url.pathname)) return null;
+  return `${url.pathname}${url.search}${url.hash}`;
+}
 
 /** Where a browser without a session is sent. */
 export const LOGIN_PAGE = '/login.html';
@@ -48,12 +67,12 @@ function pathOf(url: string): string {
   return end < 0 ? url : url.slice(0, end);
 }
 
-function hasValidBearer(request: FastifyRequest, token: string | null): boolean {
+export function hasValidBearer(request: FastifyRequest, token: string | null): boolean {
   const presented = bearer(request);
   return token !== null && presented !== null && tokenMatches(presented, token);
 }
 
-function hasValidSession(request: FastifyRequest, sessions: SessionStore): boolean {
+export function hasValidSession(request: FastifyRequest, sessions: SessionStore): boolean {
   const id = readSessionCookie(request.headers.cookie);
   return id !== null && sessions.isValid(id);
 }
@@ -97,7 +116,11 @@ export function registerAccessControl(app: FastifyInstance, opts: AccessOptions)
     }
     if (opts.token === null || bearerOk || LOGIN_ROUTES.has(path)) return;
     if (hasValidSession(request, opts.sessions)) return;
-    if (wantsPage(request, path)) return reply.code(303).header('location', LOGIN_PAGE).send();
+    if (wantsPage(request, path)) {
+      // Back to the link it came from once logged in (a shared link opened while signed out).
+      const next = safeNextPath(request.url);
+      return reply.code(303).header('location', next === null || next === '/' ? LOGIN_PAGE : `${LOGIN_PAGE}?next=${encodeURIComponent(next)}`).send();
+    }
     return reply.code(401).header('WWW-Authenticate', 'Bearer realm="tollgate"').send({ error: 'authentication required' });
   });
 }

@@ -206,21 +206,25 @@ function fetchSql(driver: Driver, conditions: string[]): string {
   }
 }
 
-/** The count of a driver's matches in [lo, before): fetchSql's walk, counted instead of listed. */
-function countSql(driver: Driver, conditions: string[]): string {
+/**
+ * Every match of a driver in [lo, before), unordered: `select` is `count(*)` (a count) or columns
+ * of `r` (the rows). fetchSql's walk without its order and limit, for a whole id slice at a time.
+ */
+function sliceSql(driver: Driver, conditions: string[], select: string): string {
   const more = conditions.map((c) => ` AND ${c}`).join('');
   switch (driver.kind) {
     case 'scan':
-      return `SELECT count(*) FROM requests AS r NOT INDEXED WHERE r.id < @before AND r.id >= @lo${more}`;
+      return `SELECT ${select} FROM requests AS r NOT INDEXED WHERE r.id < @before AND r.id >= @lo${more}`;
     case 'column':
-      return `SELECT count(*) FROM requests AS r INDEXED BY ${driver.index} WHERE r.${driver.column} = @key AND r.id < @before AND r.id >= @lo${more}`;
+      return `SELECT ${select} FROM requests AS r INDEXED BY ${driver.index} WHERE r.${driver.column} = @key AND r.id < @before AND r.id >= @lo${more}`;
     case 'tunnel':
-      return `SELECT count(*) FROM requests AS r INDEXED BY requests_tunnel_id WHERE r.tunnel_id = @tunnel_id AND r.id < @before AND r.id >= @lo${more}`;
+      return `SELECT ${select} FROM requests AS r INDEXED BY requests_tunnel_id WHERE r.tunnel_id = @tunnel_id AND r.id < @before AND r.id >= @lo${more}`;
     case 'would_deny':
-      return `SELECT count(*) FROM requests AS r INDEXED BY requests_would_deny WHERE r.would_deny = 1 AND r.id < @before AND r.id >= @lo${more}`;
+      return `SELECT ${select} FROM requests AS r INDEXED BY requests_would_deny WHERE r.would_deny = 1 AND r.id < @before AND r.id >= @lo${more}`;
     case 'group': {
-      const join = conditions.length > 0 ? ' CROSS JOIN requests AS r ON r.id = rc.request_id' : '';
-      return `SELECT count(*) FROM request_clients AS rc${join} WHERE rc.client = @key AND rc.request_id < @before AND rc.request_id >= @lo${more}`;
+      // A count with no row test needs no record: the group's own index range is the answer.
+      const join = select !== 'count(*)' || conditions.length > 0 ? ' CROSS JOIN requests AS r ON r.id = rc.request_id' : '';
+      return `SELECT ${select} FROM request_clients AS rc${join} WHERE rc.client = @key AND rc.request_id < @before AND rc.request_id >= @lo${more}`;
     }
   }
 }
@@ -236,8 +240,8 @@ function driverKeys(driver: Driver): readonly string[] {
 interface Walk {
   keys: readonly string[];
   fetch: Database.Statement;
-  /** The same walk counted (countSql). */
-  count: Database.Statement;
+  driver: Driver;
+  conditions: string[];
   params: Params;
   /** Lowest id the window can hold. */
   lo: number;
@@ -263,7 +267,8 @@ function prepareWalk(db: Database.Database, filters: RequestFilters, after: numb
   return {
     keys: driverKeys(driver),
     fetch: statement(db, fetchSql(driver, conditions.sql)).pluck(),
-    count: statement(db, countSql(driver, conditions.sql)).pluck(),
+    driver,
+    conditions: conditions.sql,
     params: conditions.params,
     // A request inside a tunnel is recorded after the tunnel's record (it names that id), and
     // ids only grow: nothing at or below the tunnel's id can match.
@@ -363,24 +368,33 @@ export function openIdWalk(
   return walk === null ? null : new IdWalk(walk, bounds.before, Math.max(1, Math.floor(firstSlice)));
 }
 
-/** Counts the filtered records in id slices, for facet totals (facets-sqlite.ts). */
-export interface IdCounter {
-  /** Lowest id the filters can match. */
+/**
+ * The filtered records of an id slice, whole and unordered: counted, or their columns read. For
+ * facets and filtered stats (facets-sqlite.ts), which tally every match of a slice and need no
+ * newest-first order inside it.
+ */
+export interface SliceScanner<Row> {
+  /** Lowest id the filters can match, and one above the highest. */
   readonly lo: number;
+  readonly top: number;
   /** Matching records with an id in [lo, before). */
   count(lo: number, before: number): number;
+  /** Their columns. */
+  rows(lo: number, before: number): Row[];
 }
 
-/** A counter of the filtered ids; null when nothing can match. */
-export function openIdCounter(db: Database.Database, filters: RequestFilters): IdCounter | null {
+/** A scanner of the filtered set reading `columns` (of `r`); null when nothing can match. */
+export function openSliceScanner<Row>(db: Database.Database, filters: RequestFilters, columns: string): SliceScanner<Row> | null {
   const walk = prepareWalk(db, filters, 0);
   if (walk === null) return null;
+  const counting = statement(db, sliceSql(walk.driver, walk.conditions, 'count(*)')).pluck();
+  const reading = statement(db, sliceSql(walk.driver, walk.conditions, columns));
+  const each = <T>(lo: number, before: number, run: (params: Params) => T): T[] =>
+    walk.keys.map((key) => run({ ...walk.params, key, lo: Math.max(lo, walk.lo), before: Math.min(before, walk.top) }));
   return {
     lo: walk.lo,
-    count: (lo, before) => {
-      let total = 0;
-      for (const key of walk.keys) total += walk.count.get({ ...walk.params, key, lo: Math.max(lo, walk.lo), before: Math.min(before, walk.top) }) as number;
-      return total;
-    },
+    top: walk.top,
+    count: (lo, before) => each(lo, before, (p) => counting.get(p) as number).reduce((a, b) => a + b, 0),
+    rows: (lo, before) => each(lo, before, (p) => reading.all(p) as Row[]).flat(),
   };
 }

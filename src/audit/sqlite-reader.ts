@@ -10,7 +10,7 @@ import { flagNodes } from './reader';
 import type { AuditReader, FacetsQuery, NodesPage } from './reader';
 import { FacetTally, facetsAnswer } from './facets';
 import type { FacetsAnswer } from './facets';
-import { sqliteFacets, walkFacetRows } from './facets-sqlite';
+import { scanFacetRows, sqliteFacets } from './facets-sqlite';
 import { narrowsBeyondWindow } from './filters';
 import { StatsTally } from './stats-filtered';
 import { ruleHits } from './rule-hits';
@@ -71,13 +71,9 @@ export class SqliteAuditReader implements AuditReader {
     const tally = new StatsTally(window);
     if (this.otherNode(filters)) return tally.stats(top);
     const windowed = { ...filters, window: { sinceMs: window.sinceMs, untilMs: window.untilMs } };
-    const conn = this.db();
-    for await (const batch of walkFacetRows(conn, windowed, this.node)) {
-      // Reopened meanwhile (the file was moved): count again on the new connection.
-      if (this.db() !== conn) return this.stats(window, top, filters);
-      tally.add(batch.rows);
-    }
-    return tally.stats(top);
+    const scan = await scanFacetRows(this.db, windowed, this.node, (rows) => tally.add(rows));
+    // Reopened meanwhile (the file was moved): count again on the new connection.
+    return scan.restart ? this.stats(window, top, filters) : tally.stats(top);
   }
 
   async facets(query: FacetsQuery): Promise<FacetsAnswer> {

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Pool } from 'pg';
-import { FACET_SAMPLE_CAP, FacetTally, facetsAnswer } from '../audit/facets';
-import type { FacetRow, FacetsAnswer } from '../audit/facets';
+import { FACET_SAMPLE_CAP, FacetTally, facetsAnswer, registrableDomain } from '../audit/facets';
+import type { FacetField, FacetRow, FacetsAnswer } from '../audit/facets';
 import type { RequestFilters } from '../audit/filters';
 import { TOP } from '../audit/query';
 import type { FacetsQuery } from '../audit/reader';
@@ -74,21 +74,71 @@ async function countBelow(pool: Pool, walk: PreparedWalk, before: number, budget
   }
 }
 
+/** Each facet's values in a slice's rows `m`, as (field, value, n) rows; `domain` comes from `host`. */
+const GROUPED: Record<Exclude<FacetField, 'domain'>, string> = {
+  client_ip: "SELECT 'client_ip' AS f, client_ip AS v, count(*) AS n FROM m GROUP BY client_ip",
+  clients: "SELECT 'clients', g, count(*) FROM m CROSS JOIN LATERAL (SELECT DISTINCT unnest(m.clients) AS g) AS u GROUP BY g",
+  host: "SELECT 'host', host, count(*) FROM m WHERE host IS NOT NULL GROUP BY host",
+  rule: "SELECT 'rule', rule, count(*) FROM m WHERE rule IS NOT NULL GROUP BY rule",
+  decision: "SELECT 'decision', decision, count(*) FROM m GROUP BY decision",
+  status: "SELECT 'status', status::text, count(*) FROM m WHERE status IS NOT NULL GROUP BY status",
+  user: 'SELECT \'user\', "user", count(*) FROM m WHERE "user" IS NOT NULL GROUP BY "user"',
+  node: "SELECT 'node', node, count(*) FROM m GROUP BY node",
+};
+
+/**
+ * One query per id slice that counts every facet value of the slice's matching records in
+ * PostgreSQL and returns a few hundred grouped rows, not the records: the first `#` row is the
+ * slice's record count and earliest start time.
+ */
+function sliceSql(walk: PreparedWalk, fields: readonly FacetField[]): string {
+  const grouped = new Set(fields.map((f) => (f === 'domain' ? 'host' : f)) as Array<Exclude<FacetField, 'domain'>>);
+  return `WITH m AS MATERIALIZED (
+      SELECT r.host, r.client_ip, r.clients, r.rule, r.decision, r.status, r."user", r.node, r.started_at_ms
+        FROM requests AS r WHERE r.id >= $1 AND r.id < $2${walk.where} LIMIT $3
+    )
+    SELECT '#' AS f, min(started_at_ms)::text AS v, count(*) AS n FROM m
+    ${[...grouped].map((f) => `UNION ALL ${GROUPED[f]}`).join('\n    ')}`;
+}
+
+/** What one slice should cost in PostgreSQL, and its bounds in ids. */
+const SLICE_TARGET_MS = 60;
+const FIRST_SLICE = 65_536;
+const MAX_SLICE = 4_194_304;
+
 export async function pgFacets(pool: Pool, query: FacetsQuery): Promise<FacetsAnswer> {
   const { filters, fields, limit, budget } = query;
+  // Both budgets count from here, set-up included: the answer's time is bounded by their sum.
+  const began = performance.now();
   const tally = new FacetTally(fields);
-  const walk = await preparePgWalk(pool, filters, 0, FACET_SELECT);
+  const walk = await preparePgWalk(pool, filters, 0);
   if (walk === null) return facetsAnswer(tally, limit, { exhausted: true, counted: 0, countComplete: true });
   const cap = budget.sampleCap ?? FACET_SAMPLE_CAP;
-  const deadline = performance.now() + budget.tallyMs;
-  let stoppedBelow: number | null = null;
-  for await (const batch of walkRows(pool, walk, Math.max(1, Math.min(PG_FACET_BATCH, cap)))) {
-    tally.add(batch.rows);
-    stoppedBelow = batch.resumeBelow;
-    if (stoppedBelow !== null && (tally.rows >= cap || performance.now() >= deadline)) break;
+  const deadline = began + budget.tallyMs;
+  const sql = sliceSql(walk, fields);
+  const wantsHost = fields.includes('host');
+  let hi = walk.top;
+  let size = budget.firstSliceIds ?? FIRST_SLICE;
+  while (hi > walk.lo) {
+    const lo = Math.max(walk.lo, hi - size);
+    const started = performance.now();
+    const rows = (await pool.query<{ f: string; v: string | null; n: string }>(sql, [lo, hi, Number.MAX_SAFE_INTEGER, ...walk.params.slice(3)])).rows;
+    for (const row of rows) {
+      const n = Number(row.n);
+      if (row.f === '#') tally.addRecords(n, row.v === null ? null : Number(row.v));
+      else if (row.v === null) continue;
+      else if (row.f === 'host') {
+        if (wantsHost) tally.addCount('host', row.v, n);
+        tally.addCount('domain', registrableDomain(row.v), n);
+      } else tally.addCount(row.f as FacetField, row.v, n);
+    }
+    const ms = performance.now() - started;
+    size = ms < SLICE_TARGET_MS / 2 ? Math.min(MAX_SLICE, size * 2) : ms > SLICE_TARGET_MS * 2 ? Math.max(4096, Math.floor(size / 2)) : size;
+    hi = lo;
+    if (hi > walk.lo && (tally.rows >= cap || performance.now() >= deadline)) break;
   }
-  if (stoppedBelow === null) return facetsAnswer(tally, limit, { exhausted: true, counted: 0, countComplete: true });
-  const counted = await countBelow(pool, walk, stoppedBelow, budget.countMs);
+  if (hi <= walk.lo) return facetsAnswer(tally, limit, { exhausted: true, counted: 0, countComplete: true });
+  const counted = await countBelow(pool, walk, hi, Math.max(10, began + budget.tallyMs + budget.countMs - performance.now()));
   return facetsAnswer(tally, limit, { exhausted: false, counted: counted ?? 0, countComplete: counted !== null });
 }
 
