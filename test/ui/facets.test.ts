@@ -153,5 +153,24 @@ describe('saved views', () => {
     await ui.page.getByRole('button', { name: `Delete saved view ${name}` }).click();
     await ui.page.locator('.saved-view', { hasText: name }).waitFor({ state: 'detached', ...WAIT });
     expect((await ui.api<Views>('/api/views')).items.some((v) => v.name === name)).toBe(false);
+    // Both changes are in the activity list, newest first, the hostile name as text.
+    const activity = ui.page.locator('.activity li');
+    await waitUntil(async () => (await activity.first().getAttribute('data-action')) === 'view_delete', 'the delete in the activity');
+    expect(await activity.nth(0).locator('q').textContent()).toBe(name);
+    expect(await activity.nth(1).getAttribute('data-action')).toBe('view_create');
+    expect(await activity.nth(1).locator('q').textContent()).toBe(name);
+    expect(await ui.page.locator('.activity b').count()).toBe(0);
+  });
+
+  it('shows who exported what in the activity list', async () => {
+    const res = await fetch(`${ui.admin.baseUrl}/api/requests/export?format=csv&host=pastebin.com&not.decision=allow`);
+    expect(res.status).toBe(200);
+    await res.text();
+    await ui.open('/');
+    const first = ui.page.locator('.activity li').first();
+    await first.waitFor(WAIT);
+    expect(await first.getAttribute('data-action')).toBe('export');
+    expect(await first.textContent()).toMatch(/ exported CSV host=pastebin\.com&not\.decision=allow$/);
+    expect(await first.locator('time').count()).toBe(1);
   });
 });

@@ -1,9 +1,14 @@
 // Saved views (SPEC §6): named filter sets kept by the server. Save the current filters under a
-// name, apply one (its filters replace the current ones, the page stays), delete one. The names
-// and queries come from other admins: shown as text, applied only through the URL parser.
+// name, apply one (its filters replace the current ones, the page stays), delete one; and the
+// console's activity (who exported, who changed views). Names, queries and identities come from
+// other admins and proxies: shown as text, a query applied only through the URL parser.
 import { el, replaceChildren } from './dom.js';
 import { apiGet, apiSend } from './api.js';
 import { filterParams, readState, stateHref } from './state.js';
+import { timeNode } from './format.js';
+
+/** Console events shown: the newest few; the API pages further back. */
+const ACTIVITY_LIMIT = 15;
 
 /** The filters a saved query string holds, read as a URL is: unknown keys are dropped. */
 function viewFilters(query) {
@@ -25,8 +30,12 @@ function viewItem(state, view, reload, report) {
       report(`Could not delete "${name}": ${err.message}`);
     }
   });
+  const by = typeof view.created_by === 'string' ? `saved by ${view.created_by}` : '';
   return el('li', { class: 'saved-view', 'data-view-id': String(view.id) },
-    el('a', { href: stateHref({ ...state, id: null, filters }), 'data-route': '', class: 'view-apply', title: typeof view.query === 'string' ? view.query : '' }, name),
+    el('a', {
+      href: stateHref({ ...state, id: null, filters }), 'data-route': '', class: 'view-apply',
+      title: [typeof view.query === 'string' ? view.query : '', by].filter((t) => t !== '').join(' — '),
+    }, name),
     remove);
 }
 
@@ -55,12 +64,47 @@ function saveForm(state, reload, report) {
   return form;
 }
 
+const ACTIONS = { export: 'exported', view_create: 'saved view', view_delete: 'deleted view' };
+
+/** One console event as a line: when, who (and how they were identified), what. */
+function activityItem(event) {
+  const detail = event.detail !== null && typeof event.detail === 'object' ? event.detail : {};
+  const action = ACTIONS[event.action] ?? String(event.action);
+  const what = event.action === 'export'
+    ? [typeof detail.format === 'string' ? ` ${detail.format.toUpperCase()}` : '', typeof detail.query === 'string' ? ' ' : '',
+      typeof detail.query === 'string' ? el('code', {}, detail.query === '' ? '(everything)' : detail.query) : null]
+    : [' ', el('q', {}, typeof detail.name === 'string' ? detail.name : `#${String(detail.view_id ?? '?')}`)];
+  return el('li', { 'data-action': String(event.action) },
+    typeof event.at === 'string' ? timeNode(event.at, { short: true }) : null, ' ',
+    el('strong', { class: 'actor', title: typeof event.actor_source === 'string' ? `identified by ${event.actor_source}` : null }, String(event.actor ?? 'unknown')),
+    ` ${action}`, ...what);
+}
+
+/** Who exported and who changed views, newest first; hidden when the API offers no events. */
+function activitySection() {
+  const list = el('ul', { class: 'activity' });
+  const section = el('section', { class: 'activity-panel', 'aria-labelledby': 'activity-title', hidden: true },
+    el('h3', { id: 'activity-title' }, 'Activity'), list);
+  const load = async () => {
+    try {
+      const answer = await apiGet('console/events', new URLSearchParams({ limit: String(ACTIVITY_LIMIT) }));
+      const items = Array.isArray(answer?.items) ? answer.items : [];
+      replaceChildren(list, items.length === 0 ? el('li', { class: 'muted' }, 'No exports or view changes yet.') : items.map(activityItem));
+      section.hidden = false;
+    } catch {
+      section.hidden = true;
+    }
+  };
+  return { node: section, reload: load };
+}
+
 /** The saved-views panel: list, apply, delete, and save the filters in force now. */
 export function savedViewsPanel(state) {
   const list = el('ul', { class: 'saved-views' });
   const status = el('p', { class: 'muted view-status', role: 'status' });
   const report = (text) => { status.textContent = text; };
-  const reload = async () => {
+  const activity = activitySection();
+  const loadList = async () => {
     try {
       const answer = await apiGet('views');
       const items = Array.isArray(answer?.items) ? answer.items : [];
@@ -70,7 +114,9 @@ export function savedViewsPanel(state) {
       replaceChildren(list, el('li', { class: 'muted' }, `Saved views are unavailable: ${err.message}`));
     }
   };
+  /** The list and the activity together: a save or a delete is an event of its own. */
+  const reload = () => Promise.all([loadList(), activity.reload()]);
   reload();
   return el('section', { class: 'views-panel', 'aria-labelledby': 'views-title' },
-    el('h2', { id: 'views-title' }, 'Saved views'), list, saveForm(state, reload, report), status);
+    el('h2', { id: 'views-title' }, 'Saved views'), list, saveForm(state, reload, report), status, activity.node);
 }
