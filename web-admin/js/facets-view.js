@@ -72,7 +72,7 @@ function panelBody(state, answer) {
 export function facetsPanel(state) {
   const controller = new AbortController();
   const body = el('div', { class: 'facets-body', 'aria-live': 'off' }, el('p', { class: 'muted' }, 'Counting…'));
-  const node = el('aside', { class: 'facets', 'aria-labelledby': 'facets-title' },
+  const node = el('section', { class: 'facets', 'aria-labelledby': 'facets-title' },
     el('h2', { id: 'facets-title' }, 'Counts'), body);
   let loading = false;
   const load = async () => {

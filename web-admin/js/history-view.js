@@ -1,4 +1,8 @@
 // The history view: filters, the live table of requests, load more, export.
+//
+// Layout, and where other panels go: `.history-chart` (above the table, full width) and
+// `.history-side` (beside it) are mount points for the histogram and the facets panel
+// (console-panels.js); `HistoryTable.chartMount` / `.sideMount` hold them.
 import { el, replaceChildren } from './dom.js';
 import { apiGet, exportHref } from './api.js';
 import { formatCount } from './format.js';
@@ -66,20 +70,22 @@ class HistoryTable {
     this.moreButton = el('button', { type: 'button', class: 'load-more', hidden: true }, 'Load more (older)');
     this.moreButton.addEventListener('click', () => this.loadMore());
     this.end = el('p', { class: 'muted end', hidden: true }, 'End of the matching requests.');
+    this.chartMount = el('div', { class: 'history-chart' });
+    this.sideMount = el('aside', { class: 'history-side', 'aria-label': 'Counts' });
     this.renderLiveButton();
   }
 
-  node(panels) {
+  node() {
     return el('section', { 'aria-labelledby': 'history-title' },
       el('h1', { id: 'history-title' }, 'Request history'),
       filterForm(this.state, { keys: 'all' }),
       el('div', { class: 'toolbar' }, activeFilterChips(this.state), exportLinks(this.state.filters)),
       el('div', { class: 'toolbar' }, el('div', { class: 'live' }, this.liveButton, this.liveStatus), this.summary),
       this.error, this.announcer,
-      panels.histogram,
-      el('div', { class: 'history-layout' },
-        el('div', { class: 'history-main' }, el('div', { class: 'table-wrap' }, this.table), this.empty, this.progress, this.moreButton, this.end),
-        panels.aside));
+      this.chartMount,
+      el('div', { class: 'history-body' },
+        this.sideMount,
+        el('div', { class: 'history-main' }, el('div', { class: 'table-wrap' }, this.table), this.empty, this.progress, this.moreButton, this.end)));
   }
 
   params(extra = {}) {
@@ -306,9 +312,11 @@ function openRowOnClick(table) {
 
 export function historyView(state) {
   const view = new HistoryTable(state);
+  const node = view.node();
   const panels = consolePanels(state);
+  view.chartMount.appendChild(panels.histogram);
+  view.sideMount.appendChild(panels.aside);
   view.onFresh = () => panels.refresh();
-  const node = view.node(panels);
   openRowOnClick(view.table);
   view.start();
   return { node, dispose: () => { view.dispose(); panels.dispose(); } };
