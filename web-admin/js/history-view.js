@@ -1,8 +1,8 @@
 // The history view: filters, the live table of requests, load more, export.
 //
 // Layout, and where other panels go: `.history-chart` (above the table, full width) and
-// `.history-side` (beside it; collapses while empty) are mount points left empty here for the
-// histogram and the facets panel; `HistoryTable.chartMount` / `.sideMount` hold them.
+// `.history-side` (beside it; collapses while empty) are mount points for the histogram and the
+// facets panel (console-panels.js); `HistoryTable.chartMount` / `.sideMount` hold them.
 import { el, replaceChildren } from './dom.js';
 import { apiGet, exportHref } from './api.js';
 import { formatCount } from './format.js';
@@ -13,6 +13,7 @@ import { VirtualRows } from './virtual-rows.js';
 import { LiveTail } from './live-tail.js';
 import { tablePrefsControls, visibleColumns } from './table-prefs.js';
 import { RowCursor } from './row-cursor.js';
+import { consolePanels } from './console-panels.js';
 
 const PAGE_SIZE = 100;
 /** The bigger step of Load more: a page of the API's largest size. */
@@ -262,6 +263,7 @@ class HistoryTable {
     this.order = this.sort === null ? newest.concat(this.order) : sortRows([...this.rows.values()], this.sort);
     this.showOrder();
     this.announcer.textContent = `${formatCount(records.length)} new ${records.length === 1 ? 'request' : 'requests'}`;
+    this.onFresh?.();
   }
 
   /** The "N new" button: to the top, with what waited. */
@@ -433,7 +435,11 @@ function openRowOnClick(table) {
 export function historyView(state) {
   const view = new HistoryTable(state);
   const node = view.node();
+  const panels = consolePanels(state);
+  view.chartMount.appendChild(panels.histogram);
+  view.sideMount.appendChild(panels.aside);
+  view.onFresh = () => panels.refresh();
   openRowOnClick(view.table);
   view.start();
-  return { node, dispose: () => view.dispose(), onKey: (event) => view.onKey(event), table: view };
+  return { node, dispose: () => { view.dispose(); panels.dispose(); }, onKey: (event) => view.onKey(event), table: view };
 }
