@@ -45,6 +45,9 @@ export async function scrollTable(page: Page, top: number | 'end'): Promise<numb
 /** The id of the row just under the (sticky) header: the first row in view. */
 export function idAtViewTop(page: Page): Promise<number> {
   return page.evaluate<number>(`(() => {
+    // The histogram and facets above and beside the table can push it below the fold: bring it in.
+    const wrap = document.querySelector('.table-wrap');
+    if (wrap.getBoundingClientRect().top > window.innerHeight / 2 || wrap.getBoundingClientRect().top < 0) wrap.scrollIntoView({ block: 'start' });
     const head = document.querySelector('table.requests thead th').getBoundingClientRect();
     const hit = document.elementFromPoint(head.left + 20, head.bottom + 8);
     const row = hit ? hit.closest('tr[data-id]') : null;
