@@ -3,6 +3,7 @@ import { runAdmin } from './commands/admin';
 import { runAuditPrune, runAuditVerify } from './commands/audit';
 import { runCaInit } from './commands/ca';
 import { runPolicyCheck, runPolicyReplay, runPolicyUnused } from './commands/policy';
+import { runPolicySuggest } from './commands/policy-suggest';
 import { runPolicyTest } from './commands/policy-test';
 import { runServe } from './commands/serve';
 import { runUsers } from './commands/users';
@@ -21,6 +22,9 @@ usage:
                                            and report what would change (text, markdown, json)
   tollgate policy unused --db FILE|--audit-url URL [options]
                                            rules with no recorded hits, and expiring rules
+  tollgate policy suggest --db FILE|--audit-url URL --policies DIR [options]
+                                           allow rules (YAML) for recorded traffic the policies
+                                           only report or allow by default (adoption)
   tollgate audit prune --audit-url URL --older-than DURATION
                                            delete old records of the shared history (PostgreSQL)
   tollgate audit verify --db FILE [--expect-head HASH] [--audit-key FILE]
@@ -46,6 +50,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'policy' && sub === 'test') return runPolicyTest(rest);
   if (command === 'policy' && sub === 'replay') return runPolicyReplay(rest);
   if (command === 'policy' && sub === 'unused') return runPolicyUnused(rest);
+  if (command === 'policy' && sub === 'suggest') return runPolicySuggest(rest);
   const asked = command === undefined || command === '--help' || command === '-h' || command === 'help';
   (asked ? process.stdout : process.stderr).write(USAGE);
   return asked ? 0 : 2;

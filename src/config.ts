@@ -62,6 +62,8 @@ export interface ServeConfig {
   readonly accessLog: string | null;
   /** Load balancers that must send a PROXY protocol header (nobody else may); empty: off. */
   readonly proxyProtocolFrom: readonly IpRange[];
+  /** Authenticating reverse proxies whose X-Forwarded-User names the admin (issue 19); empty: nobody. */
+  readonly adminAuthProxy: readonly IpRange[];
   /** Proxy worker processes (node:cluster); 1 runs the proxy in this process, as before. */
   readonly workers: number;
   /** --max-client-connections was `auto`: each worker process derives its own from its open-files limit. */
@@ -112,6 +114,7 @@ export const SERVE_OPTIONS = {
   proxyProtocolFrom: { flag: 'proxy-protocol-from', env: 'TOLLGATE_PROXY_PROTOCOL_FROM', fallback: '', help: 'CIDR[,CIDR...]: load balancers that must send a PROXY protocol v1/v2 header (refused from anyone else; off by default)' },
   inspectCa: { flag: 'inspect-ca', env: 'TOLLGATE_INSPECT_CA', fallback: '', help: 'folder of ca.pem and ca-key.pem (mode 0600; see tollgate ca init) for rules with tls: inspect (off by default)' },
   inspectTrust: { flag: 'inspect-trust', env: 'TOLLGATE_INSPECT_TRUST', fallback: '', help: 'PEM bundle of CAs trusted for inspected destinations besides the system CAs (needs --inspect-ca)' },
+  adminAuthProxy: { flag: 'admin-auth-proxy', env: 'TOLLGATE_ADMIN_AUTH_PROXY', fallback: '', help: 'CIDR[,CIDR...]: reverse proxies whose X-Forwarded-User header names the admin in the console\'s record of who looked (ignored from anyone else; off by default)' },
   workers: { flag: 'workers', env: 'TOLLGATE_WORKERS', fallback: '1', help: 'proxy worker processes: N or auto (one per core); 1 = a single process' },
   node: { flag: 'node', env: 'TOLLGATE_NODE', fallback: '', help: "this replica's name in the shared audit history (default the host name)" },
 } as const satisfies Record<string, OptionSpec>;
@@ -217,14 +220,18 @@ function parseNodeName(text: string): string {
   return name;
 }
 
-/** `--proxy-protocol-from`: comma-separated ranges as policy files write them (a bare address is /32 or /128). */
-function parseProxyProtocolFrom(text: string): IpRange[] {
+/** Comma-separated ranges as policy files write them (a bare address is /32 or /128). */
+export function parseRangeList(text: string, flag: string): IpRange[] {
   const items = text.split(',').map((item) => item.trim()).filter((item) => item !== '');
   return items.map((item) => {
     const parsed = parseRange(item);
-    if (!parsed.ok) throw new ConfigError(`--proxy-protocol-from: ${parsed.message}`);
+    if (!parsed.ok) throw new ConfigError(`${flag}: ${parsed.message}`);
     return parsed.range;
   });
+}
+
+function parseProxyProtocolFrom(text: string): IpRange[] {
+  return parseRangeList(text, '--proxy-protocol-from');
 }
 
 /**
@@ -266,6 +273,7 @@ export function resolveServeConfig(
     node: parseNodeName(pick('node')),
     accessLog: pick('accessLog') === '' ? null : pick('accessLog'),
     proxyProtocolFrom: parseProxyProtocolFrom(pick('proxyProtocolFrom')),
+    adminAuthProxy: parseRangeList(pick('adminAuthProxy'), '--admin-auth-proxy'),
     workers: parseWorkers(pick('workers')),
     maxClientConnectionsAuto: pick('maxClientConnections').trim() === 'auto',
     inspectCa: pick('inspectCa') === '' ? null : pick('inspectCa'),

@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { buildAdminApp } from './admin/app';
+import { consoleFileFor, SqliteConsoleStore } from './admin/console-sqlite';
 import { AUTH_LIMITS, Authenticator } from './auth/authenticator';
 import { UsersHolder } from './auth/users-holder';
 import { createMetrics } from './metrics';
@@ -85,6 +86,9 @@ export async function startServing(config: ServeConfig, log: Logger, deps: Audit
     metrics,
     node: config.node,
     auditHeads: auditHeadsOf(store, config.dbFile),
+    // Beside the audit store, never in its index: the index is rebuilt from the log when lost.
+    console: new SqliteConsoleStore(consoleFileFor(config.dbFile)),
+    authProxy: config.adminAuthProxy,
   });
   let proxyAddress: AddressInfo;
   let adminAddress: AddressInfo;

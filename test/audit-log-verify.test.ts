@@ -146,6 +146,29 @@ describe('audit verify: a whole chain', () => {
   });
 });
 
+describe('audit verify: a forged log of one checkpoint', () => {
+  test('a checkpoint carrying a witnessed head (heads are public) does not meet --expect-head: nothing recomputes it', () => {
+    writeLog({}, 5);
+    const head = headOf(verify().stdout);
+    const all = frames();
+    const checkpoint = all[0];
+    // A whole log replaced by one segment: its header and a checkpoint made to carry the witnessed head.
+    const forged = Buffer.from(checkpoint.payload);
+    Buffer.from(head, 'hex').copy(forged, 13);
+    const frame = Buffer.alloc(12 + forged.length);
+    frame.writeUInt32LE(0x4c4754ff, 0);
+    frame.writeUInt32LE(forged.length, 4);
+    forged.copy(frame, 12);
+    frame.writeUInt32LE(zlib.crc32(forged), 8);
+    const header = fs.readFileSync(checkpoint.file).subarray(0, checkpoint.offset);
+    for (const { file } of listSegments(dir)) fs.rmSync(file);
+    fs.writeFileSync(checkpoint.file, Buffer.concat([header, frame]));
+    const run = verify('--expect-head', head);
+    expect(run.status).toBe(1);
+    expect(run.stdout).toContain('no entry after its opening checkpoint, so nothing recomputes the expected head');
+  });
+});
+
 describe('audit verify: each kind of tampering, at the right record', () => {
   test('an edited field (the frame checksum fixed, so only the chain catches it)', () => {
     writeLog();

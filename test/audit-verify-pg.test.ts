@@ -166,6 +166,56 @@ describePg('audit verify --audit-url: every replica\'s chain and every record in
     expect(broken[0].report.break?.message).toMatch(expected.says);
   });
 
+  test.each([
+    ['the prune cut moved to the future, then a row deleted', async () => {
+      await pool.query('UPDATE audit_stores SET chain_cut_ms = $2, chain_cut_seq = chain_entries WHERE store_id = $1', [STORES[0].storeId, Date.now() + 86_400_000]);
+      await pool.query('DELETE FROM requests WHERE store_id = $1 AND local_id = $2', [STORES[0].storeId, ids[0][7]]);
+      return { node: 'replica-a', local: null, says: /prune cut .* is in the future/ };
+    }],
+    ['the prune cut moved later (but past), then a row shipped after it deleted', async () => {
+      await pool.query('UPDATE audit_stores SET chain_cut_ms = $2, chain_cut_seq = 3 WHERE store_id = $1', [STORES[0].storeId, Date.now() - 1000]);
+      await pool.query('DELETE FROM requests WHERE store_id = $1 AND local_id = $2', [STORES[0].storeId, ids[0][7]]);
+      return { node: 'replica-a', local: ids[0][7], says: /row is missing/ };
+    }],
+    ['the chain\'s start moved up to hide inserted rows', async () => {
+      await pool.query('UPDATE audit_stores SET chain_after_local_id = 999999 WHERE store_id = $1', [STORES[1].storeId]);
+      return { node: 'replica-b', local: ids[1][0], says: /records up to 999999 were shipped before the copy began/ };
+    }],
+    ['a row moved to the newest place (deleted and re-inserted)', async () => {
+      await pool.query(`WITH gone AS (DELETE FROM requests WHERE store_id = $1 AND local_id = $2 RETURNING *)
+        INSERT INTO requests (store_id, local_id, node, started_at_ms, ended_at_ms, client_ip, client_port, clients, "user", kind, method, scheme, host, port, path,
+          resolved_ip, decision, would_deny, rule, rule_source, reason, status, bytes_up, bytes_down, error, policy_version, peer_ip, sni, tunnel_local_id)
+        SELECT store_id, local_id, node, started_at_ms, ended_at_ms, client_ip, client_port, clients, "user", kind, method, scheme, host, port, path,
+          resolved_ip, decision, would_deny, rule, rule_source, reason, status, bytes_up, bytes_down, error, policy_version, peer_ip, sni, tunnel_local_id FROM gone`,
+      [STORES[0].storeId, ids[0][3]]);
+      return { node: 'replica-a', local: ids[0][4], says: /out of its replica's order/ };
+    }],
+    ['the newest entries of a copy removed', async () => {
+      await pool.query('DELETE FROM audit_chain WHERE store_id = $1 AND seq >= (SELECT chain_entries - 2 FROM audit_stores WHERE store_id = $1)', [STORES[1].storeId]);
+      return { node: 'replica-b', local: null, says: /at the end of its chain are missing/ };
+    }],
+  ])('%s is a break', async (_name, tamper) => {
+    const expected = await tamper();
+    const result = await verifyHistory(pool, { key: null });
+    const broken = result.stores.filter((s) => s.report.break !== null);
+    expect(broken.map((s) => s.node)).toEqual([expected.node]);
+    if (expected.local !== null) expect(broken[0].report.break?.id).toBe(expected.local);
+    expect(broken[0].report.break?.message).toMatch(expected.says);
+  });
+
+  test('a forged copy that opens with a checkpoint carrying a witnessed head does not meet it', async () => {
+    const witnessed = replicas[0].log.head().hash.toString('hex');
+    const { rows } = await pool.query<{ entry: Buffer }>('SELECT entry FROM audit_chain WHERE store_id = $1 ORDER BY seq LIMIT 1', [STORES[0].storeId]);
+    const forged = Buffer.from(rows[0].entry);
+    replicas[0].log.head().hash.copy(forged, 13);
+    await pool.query('DELETE FROM audit_chain WHERE store_id = $1', [STORES[0].storeId]);
+    await pool.query('DELETE FROM requests WHERE store_id = $1', [STORES[0].storeId]);
+    await pool.query('INSERT INTO audit_chain (store_id, seq, local_id, entry) VALUES ($1, 0, $2, $3)', [STORES[0].storeId, forged.readUIntLE(1, 6), forged]);
+    await pool.query('UPDATE audit_stores SET chain_entries = 1 WHERE store_id = $1', [STORES[0].storeId]);
+    const result = await verifyHistory(pool, { key: null, expectHeads: [witnessed] });
+    expect(result.headsNotMet).toEqual([witnessed]);
+  });
+
   test('the CLI: exit 0 with a line per replica, exit 1 at a break naming the record, --expect-head met or not', async () => {
     const whole = verifyCli(['--audit-url', url]);
     expect(whole.stderr).toBe('');
@@ -235,6 +285,32 @@ describePg('audit verify --audit-url: keyed chains and replicas upgraded from be
     } finally {
       keyed.log.close();
       keyed.remove();
+      await pool.end();
+    }
+  });
+
+  test('a replica still shipping without the copy (a rolling upgrade) is reported as not verified, not as a break; a late second completion after the upgrade is not an edit', async () => {
+    const pool = new Pool({ connectionString: freshDatabase('verify-rolling') });
+    await applyPgMigrations(pool);
+    const temp = tempLogDir();
+    const old = new ShippingLog(temp.dir, STORES[1]);
+    try {
+      const done = old.record(openFacts(1), completion(1));
+      await old.ship(pool, 10_000, false);
+      const before = await verifyHistory(pool, { key: null });
+      expect(breakOf(before)).toBeNull();
+      expect(before.stores[0]).toMatchObject({ noCopy: true, rowsBeforeChain: 1, rows: 0 });
+      // Upgraded: a second completion of a record completed before the copy began differs from the row's.
+      old.complete(done, completion(1, { status: 500 }));
+      old.record(openFacts(2), completion(2));
+      const shipper = new Shipper({ pool, logDir: temp.dir, who: STORES[1], policyVersion: () => 'v1', describe: String });
+      expect(await shipper.drain(Date.now() + 30_000)).toBe(true);
+      const after = await verifyHistory(pool, { key: null });
+      expect(breakOf(after)).toBeNull();
+      expect(after.stores[0]).toMatchObject({ noCopy: false, rowsBeforeChain: 1, rows: 1 });
+    } finally {
+      old.close();
+      temp.remove();
       await pool.end();
     }
   });

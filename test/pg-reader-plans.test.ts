@@ -52,6 +52,13 @@ describePg('first pages on the shared history walk an index, never sort the tabl
     ['since=1d&status=4xx', 'requests_pkey'],
     ['since=1d&decision=deny', 'requests_decision|requests_pkey'],
     ['until=5d&host=h7.example', 'requests_host'],
+    // Negated filters (issue 19) are row tests on the walk the positive ones chose.
+    ['host=h7.example&not.decision=deny', 'requests_host'],
+    ['not.host=h7.example&since=1d', 'requests_pkey'],
+    ['decision=deny&not.client=ci', 'requests_decision|requests_pkey'],
+    ['not.q=h42&since=1d', 'requests_pkey'],
+    ['host=h%2A.example&not.host=h7.example&not.status=4xx', 'requests_host|requests_pkey'],
+    ['rule=r3&not.user=alice', 'requests_pkey|requests_rule_started'],
   ])('?%s', async (query, indexes) => {
     const filters = parseRequestFilters(Object.fromEntries(new URLSearchParams(decodeURIComponent(query))), NOW);
     const started = performance.now();

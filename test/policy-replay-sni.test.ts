@@ -42,13 +42,18 @@ function tunnel(n: number, sni: string | null, refused = false): AuditOpen {
   };
 }
 
-/** Two tunnels naming github.com, three naming another host (recorded under tls: any), one refused for no SNI. */
+/**
+ * Two tunnels naming github.com, three naming another host (recorded under tls: any), one refused
+ * for no SNI, one refused though it named github.com.
+ */
 function record(writer: AuditWriter): void {
   const done = { endedAt: NOW, status: 200, bytesUp: 1, bytesDown: 1, error: null };
   writer.record(tunnel(0, 'github.com'), done);
   writer.record(tunnel(1, 'GitHub.com.'), done);
   for (let n = 2; n < 5; n += 1) writer.record(tunnel(n, 'gist.githubusercontent.com'), done);
   writer.record(tunnel(5, null, true), { ...done, status: 403 });
+  // Refused with the right name (a second ClientHello followed it): refused again under any check.
+  writer.record(tunnel(6, 'github.com', true), { ...done, status: 403 });
 }
 
 function policyDir(root: string, name: string, text: string): { dir: string; policy: Policy } {
@@ -72,13 +77,13 @@ async function expectations(root: string, traffic: RecordedTraffic, prefix: stri
 
   const open = await replayUnder(root, traffic, `${prefix}-any`, POLICY('any'));
   expect(open.newly_denied).toEqual([]);
-  expect(open.newly_allowed.map((r) => [r.destination, r.requests, r.recorded.rules, r.proposed.rules])).toEqual([['github.com:443', 1, ['(sni)'], ['github']]]);
+  expect(open.newly_allowed.map((r) => [r.destination, r.requests, r.recorded.rules, r.proposed.rules])).toEqual([['github.com:443', 2, ['(sni)'], ['github']]]);
 
   const report = await replayUnder(root, traffic, `${prefix}-report`, POLICY('sni-must-match', 'report'));
   // Report mode lets a mismatch through as would_deny by (sni), as the proxy does.
   expect(report.newly_denied).toEqual([]);
   expect(report.newly_would_deny.map((r) => [r.destination, r.requests, r.proposed.rules])).toEqual([['github.com:443', 3, ['(sni)']]]);
-  expect(report.newly_allowed.map((r) => [r.requests, r.proposed.outcomes])).toEqual([[1, ['would_deny']]]);
+  expect(report.newly_allowed.map((r) => [r.requests, r.proposed.outcomes])).toEqual([[2, ['would_deny']]]);
 }
 
 describe('policy replay with tls: on recorded SNIs (SQLite)', () => {

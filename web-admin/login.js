@@ -13,6 +13,18 @@
     error.textContent = Object.prototype.hasOwnProperty.call(MESSAGES, reason) ? MESSAGES[reason] : MESSAGES.invalid;
     error.hidden = false;
   }
+  // Back to the link that led here (set by the server's redirect, or by the UI on a 401): a path
+  // on this admin only, never another site. The server checks it again (src/admin/next-path.ts).
+  var next = safeNext(new URLSearchParams(window.location.search).get('next'));
+  var nextField = document.getElementById('next');
+  var nextNote = document.getElementById('login-next');
+  if (next !== null && nextField) {
+    nextField.value = next;
+    if (nextNote) {
+      nextNote.textContent = 'After signing in: ' + next;
+      nextNote.hidden = false;
+    }
+  }
   var form = document.getElementById('login-form');
   var field = document.getElementById('token');
   if (form) {
@@ -22,4 +34,17 @@
     });
   }
   if (field) field.focus();
+
+  function safeNext(value) {
+    if (typeof value !== 'string' || value.length === 0 || value.length > 2048) return null;
+    if (value.charAt(0) !== '/' || value.charAt(1) === '/' || /[\\\s\u0000-\u001f\u007f]/.test(value)) return null;
+    var url;
+    try {
+      url = new URL(value, window.location.origin);
+    } catch (err) {
+      return null;
+    }
+    if (url.origin !== window.location.origin || /^\/log(in|out)(\.|$)/.test(url.pathname)) return null;
+    return url.pathname + url.search + url.hash;
+  }
 }());

@@ -15,6 +15,12 @@ import { load, REPO } from './built-modules';
 import { generateLog } from './generate';
 import type { GeneratedLog } from './generate';
 import { renderReport } from './report';
+import { measureConsole, renderConsole } from './console';
+import type { ConsoleMeasurement } from './console';
+import type * as PgReaderModule from '../../src/fleet/pg-reader';
+import type * as PgMigrateModule from '../../src/fleet/pg-migrate';
+import { generateHistory } from '../fleet/generate-pg';
+import { destroyPostgres, postgresBinDir, startPostgres } from '../../test/helpers/postgres-server';
 import type { Measurement, BenchReport, SearchWalk } from './report';
 
 /**
@@ -234,8 +240,44 @@ function measureInserts(dir: string, perRound: number, rounds: number): { withou
   return result;
 }
 
+/**
+ * The console's queries on the shared history: the same cases through a PgAuditReader on a
+ * throwaway PostgreSQL holding `records` records from 3 nodes over 7 days (bench/fleet's
+ * generator). Null when PostgreSQL's server binaries are not installed.
+ */
+async function measureConsolePg(records: number): Promise<{ rows: ConsoleMeasurement[]; seconds: number } | null> {
+  if (postgresBinDir() === null) return null;
+  const { Pool } = require(path.join(REPO, 'node_modules', 'pg')) as typeof import('pg');
+  const { PgAuditReader } = load<typeof PgReaderModule>('fleet/pg-reader.js');
+  const { applyPgMigrations } = load<typeof PgMigrateModule>('fleet/pg-migrate.js');
+  const server = await startPostgres({ conf: ['shared_buffers = 256MB', 'work_mem = 16MB'] });
+  const pool = new Pool({ connectionString: server.url(), max: 4 });
+  try {
+    await applyPgMigrations(pool);
+    const started = performance.now();
+    const history = await generateHistory(pool, { records, nodes: 3, days: 7, endMs: Date.now() });
+    const seconds = (performance.now() - started) / 1000;
+    const app = buildAdminApp({ reader: new PgAuditReader(pool), ready: () => ({ ok: true, detail: {} }) });
+    await app.ready();
+    const rows = await measureConsole(app, history, 'batch');
+    await app.close();
+    return { rows, seconds };
+  } finally {
+    await pool.end();
+    destroyPostgres(server);
+  }
+}
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { records: { type: 'string', default: '1000000' }, keep: { type: 'boolean', default: false } } });
+  const { values } = parseArgs({
+    options: {
+      records: { type: 'string', default: '1000000' },
+      keep: { type: 'boolean', default: false },
+      // Issue 19's measurements alone (facets, filtered stats), on both engines.
+      'console-only': { type: 'boolean', default: false },
+      'skip-pg': { type: 'boolean', default: false },
+    },
+  });
   const records = Number(values.records);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-bench-audit-'));
   const file = path.join(dir, 'audit.db');
@@ -247,6 +289,30 @@ async function main(): Promise<void> {
     store.db.pragma('wal_checkpoint(TRUNCATE)');
     const app = buildAdminApp({ store, ready: () => ({ ok: true, detail: {} }), policy: policySnapshot(dir) });
     await app.ready();
+    const loadBefore = os.loadavg().map((n) => n.toFixed(2)).join(' ');
+    const consoleSqlite = await measureConsole(app, log, 'payments');
+    const consolePg = values['skip-pg'] === true ? null : await measureConsolePg(records);
+    const consoleMarkdown = [
+      `# Incident console queries at ${records.toLocaleString('en-US')} records`,
+      '',
+      `Measured ${new Date().toISOString()} on Node ${process.version}. Every field asked (\`fields=client_ip,clients,host,domain,rule,decision,status,user,node\`), ` +
+        'through buildAdminApp with app.inject(), median and slowest of 5 runs after a first (cold) one; the stall is the longest the event loop ' +
+        'went without a turn during the runs (on SQLite: how long the proxy\'s thread was held). Reproduce: `npm run bench:audit -- --console-only`. ' +
+        `Load average before: ${loadBefore}, after: ${os.loadavg().map((n) => n.toFixed(2)).join(' ')} (${os.cpus().length} cores).`,
+      '',
+      ...renderConsole('SQLite (one replica\'s store, the bench log below)', consoleSqlite),
+      ...(consolePg === null
+        ? ['PostgreSQL: not measured (no server binaries, or --skip-pg).', '']
+        : renderConsole(`PostgreSQL (a throwaway server on this machine, ${records.toLocaleString('en-US')} records from 3 nodes over 7 days, generated in ${consolePg.seconds.toFixed(0)} s)`, consolePg.rows)),
+    ].join('\n');
+    fs.mkdirSync(path.join(REPO, 'bench', 'results'), { recursive: true });
+    fs.writeFileSync(path.join(REPO, 'bench', 'results', 'console.md'), consoleMarkdown);
+    process.stdout.write(`${consoleMarkdown}\n`);
+    if (values['console-only'] === true) {
+      await app.close();
+      store.close();
+      return;
+    }
     const pages = await measurePages(app, log);
     const search = await measureFullSearch(app, 'q=no-such-text');
     const aggregates = await measureAggregates(app);

@@ -16,8 +16,8 @@ CREATE TABLE audit_chain (
   entry    bytea  NOT NULL,
   PRIMARY KEY (store_id, seq)
 );
--- Prune finds where a store's chain can be cut: the first entry of its oldest kept record.
-CREATE INDEX audit_chain_record ON audit_chain (store_id, local_id, seq);
+-- No index on local_id: prune finds where to cut by walking the primary key from the copy's start
+-- (what it walks is what it deletes), and every entry shipped would pay for one.
 
 ALTER TABLE audit_stores
   -- Entries shipped into audit_chain: the next entry's seq.
@@ -27,5 +27,7 @@ ALTER TABLE audit_stores
   ADD COLUMN chain_hash      bytea,
   -- Rows of this store shipped before its chain was (local_id up to this): not verifiable.
   ADD COLUMN chain_after_local_id bigint,
-  -- `audit prune` cut the chain: records that started before this are gone by design.
-  ADD COLUMN chain_cut_ms    bigint;
+  -- `audit prune` cut the chain: a record whose entry is below chain_cut_seq (the copy's length at
+  -- the cut) and that started before chain_cut_ms is gone by design; any other missing row is a break.
+  ADD COLUMN chain_cut_ms    bigint,
+  ADD COLUMN chain_cut_seq   bigint;

@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { crossSiteProblem, SAFE_METHODS } from './same-origin';
+import { loginPageFor } from './next-path';
 import { readSessionCookie } from './sessions';
 import type { SessionStore } from './sessions';
 
@@ -13,7 +14,7 @@ const OPEN_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
  * nothing else.
  */
 export const LOGIN_ROUTES: ReadonlySet<string> = new Set([
-  '/login', '/login.html', '/login.js', '/login.css', '/style.css', '/favicon.ico', '/logout',
+  '/login', '/login.html', '/login.js', '/login.css', '/style.css', '/favicon.ico', '/logout', '/api/logout',
 ]);
 
 /** Where a browser without a session is sent. */
@@ -48,12 +49,12 @@ function pathOf(url: string): string {
   return end < 0 ? url : url.slice(0, end);
 }
 
-function hasValidBearer(request: FastifyRequest, token: string | null): boolean {
+export function hasValidBearer(request: FastifyRequest, token: string | null): boolean {
   const presented = bearer(request);
   return token !== null && presented !== null && tokenMatches(presented, token);
 }
 
-function hasValidSession(request: FastifyRequest, sessions: SessionStore): boolean {
+export function hasValidSession(request: FastifyRequest, sessions: SessionStore): boolean {
   const id = readSessionCookie(request.headers.cookie);
   return id !== null && sessions.isValid(id);
 }
@@ -97,7 +98,8 @@ export function registerAccessControl(app: FastifyInstance, opts: AccessOptions)
     }
     if (opts.token === null || bearerOk || LOGIN_ROUTES.has(path)) return;
     if (hasValidSession(request, opts.sessions)) return;
-    if (wantsPage(request, path)) return reply.code(303).header('location', LOGIN_PAGE).send();
+    // The login page is told where the visit was going, so a shared link survives signing in.
+    if (wantsPage(request, path)) return reply.code(303).header('location', loginPageFor(LOGIN_PAGE, request.url)).send();
     return reply.code(401).header('WWW-Authenticate', 'Bearer realm="tollgate"').send({ error: 'authentication required' });
   });
 }

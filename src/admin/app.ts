@@ -14,6 +14,8 @@ import type { PolicySnapshot } from './policy-view';
 import { registerAuditHeadRoutes } from './routes/audit-head';
 import type { ChainHeadView } from './routes/audit-head';
 import { registerExportRoutes } from './routes/export';
+import { registerFacetRoutes } from './routes/facets';
+import type { FacetBudget } from '../audit/facets';
 import { registerHealthRoutes } from './routes/health';
 import type { ReadinessReport, ReadinessView } from './routes/health';
 import { registerLoginRoutes } from './routes/login';
@@ -21,7 +23,12 @@ import { registerMetricsRoute } from './routes/metrics';
 import { registerPolicyRoutes } from './routes/policy';
 import { registerRequestRoutes } from './routes/requests';
 import { registerStatsRoutes } from './routes/stats';
-import { SESSION_DEFAULTS, SessionStore } from './sessions';
+import { readSessionCookie, SESSION_DEFAULTS, SessionStore } from './sessions';
+import { SqliteConsoleStore } from './console-sqlite';
+import type { ConsoleStore } from './console-store';
+import { identify } from './identity';
+import { registerViewRoutes } from './routes/views';
+import type { IpRange } from '../policy/ip-range';
 
 export type { ReadinessReport } from './routes/health';
 export type { PolicySnapshot } from './policy-view';
@@ -61,6 +68,15 @@ export interface AdminAppOptions {
   sessionTtlMs?: number;
   /** How request searches pace themselves; tests shrink it to see partial pages. */
   searchPace?: SearchPace;
+  /** Facet budgets in place of the defaults (facets.ts budgetFor); tests shrink them. */
+  facetBudget?: (hasSearch: boolean) => FacetBudget;
+  /**
+   * Saved views and who looked (issue 19), kept apart from the audit index; the app closes it
+   * when it closes. Absent: a SQLite store in memory (tests, tools), which forgets at exit.
+   */
+  console?: ConsoleStore;
+  /** --admin-auth-proxy: peers whose X-Forwarded-User names the admin (identity.ts). */
+  authProxy?: readonly IpRange[];
 }
 
 /** web-admin/ at the package root: two levels up from both src/admin and dist/admin. */
@@ -137,9 +153,28 @@ export function buildAdminApp(opts: AdminAppOptions): FastifyInstance {
   }
   const authenticated = (request: FastifyRequest): boolean => isAuthenticated(request, { token, sessions });
   registerHealthRoutes(app, { ready: opts.ready, authenticated, auditWritable: store === undefined ? undefined : () => store.isWritable() });
-  registerLoginRoutes(app, { token, sessions, limiter: new LoginLimiter({ ...LOGIN_LIMIT_DEFAULTS, clock }), webDir: WEB_ADMIN_DIR });
+  const authProxy = opts.authProxy ?? [];
+  const consoleStore = opts.console ?? new SqliteConsoleStore(':memory:');
+  app.addHook('onClose', async () => consoleStore.close());
+  const who = (request: FastifyRequest) => identify(request, { token, sessions, authProxy });
+  registerLoginRoutes(app, { token, sessions, limiter: new LoginLimiter({ ...LOGIN_LIMIT_DEFAULTS, clock }), webDir: WEB_ADMIN_DIR, authProxy });
+  registerFacetRoutes(app, { reader, clock, budget: opts.facetBudget });
   registerRequestRoutes(app, { reader, clock, pace: opts.searchPace });
-  registerExportRoutes(app, { reader, clock, pace: opts.searchPace });
+  registerExportRoutes(app, {
+    reader,
+    clock,
+    pace: opts.searchPace,
+    recordExport: (request, detail) => consoleStore.recordEvent('export', detail, who(request), clock()),
+  });
+  registerViewRoutes(app, {
+    console: consoleStore,
+    clock,
+    identify: who,
+    canSignOut: (request) => {
+      const id = readSessionCookie(request.headers.cookie);
+      return token !== null && id !== null && sessions.isValid(id);
+    },
+  });
   registerStatsRoutes(app, { reader, clock });
   registerPolicyRoutes(app, { reader, clock, policy: opts.policy, noPolicyReason: opts.noPolicyReason });
   registerMetricsRoute(app, opts.metrics);

@@ -1,4 +1,5 @@
-import { MAX_HOST_FILTER_LENGTH, MAX_NODE_LENGTH, MAX_Q_LENGTH } from '../audit/filters';
+import { MAX_HOST_FILTER_LENGTH, MAX_NAME_FILTER_LENGTH, MAX_NODE_LENGTH, MAX_Q_LENGTH, NEGATABLE_FILTERS } from '../audit/filters';
+import { MAX_FACET_LIMIT } from '../audit/facets';
 import { MAX_PAGE_LIMIT } from '../audit/query';
 
 /**
@@ -11,16 +12,28 @@ const TIME = { type: 'string', minLength: 1, maxLength: 64 } as const;
 
 export const TIME_PROPERTIES = { since: TIME, until: TIME } as const;
 
-export const FILTER_PROPERTIES = {
+/** The filters that may be negated (`not.NAME`), with their bounds. */
+const MATCH_PROPERTIES = {
   host: { type: 'string', minLength: 1, maxLength: MAX_HOST_FILTER_LENGTH },
   client: { type: 'string', minLength: 1, maxLength: 100 },
   decision: { type: 'string', enum: ['allow', 'deny'] },
   would_deny: { type: 'string', enum: ['true', 'false'] },
   status: { type: 'string', minLength: 1, maxLength: 3 },
-  ...TIME_PROPERTIES,
   q: { type: 'string', maxLength: MAX_Q_LENGTH },
   node: { type: 'string', minLength: 1, maxLength: MAX_NODE_LENGTH },
   tunnel_id: { type: 'string', minLength: 1, maxLength: 16 },
+  rule: { type: 'string', minLength: 1, maxLength: MAX_NAME_FILTER_LENGTH },
+  user: { type: 'string', minLength: 1, maxLength: MAX_NAME_FILTER_LENGTH },
+} as const satisfies Record<(typeof NEGATABLE_FILTERS)[number], unknown>;
+
+const NEGATED_PROPERTIES = Object.fromEntries(
+  Object.entries(MATCH_PROPERTIES).map(([name, schema]) => [`not.${name}`, schema]),
+) as { [K in keyof typeof MATCH_PROPERTIES as `not.${K}`]: (typeof MATCH_PROPERTIES)[K] };
+
+export const FILTER_PROPERTIES = {
+  ...MATCH_PROPERTIES,
+  ...NEGATED_PROPERTIES,
+  ...TIME_PROPERTIES,
 } as const;
 
 export const LIST_QUERY_SCHEMA = {
@@ -40,10 +53,21 @@ export const EXPORT_QUERY_SCHEMA = {
   properties: { ...FILTER_PROPERTIES, format: { type: 'string', enum: ['csv', 'ndjson'] } },
 } as const;
 
+/** /api/stats takes every /api/requests filter (SPEC §6), so Overview can honour History's. */
 export const STATS_QUERY_SCHEMA = {
   type: 'object',
   additionalProperties: false,
-  properties: { ...TIME_PROPERTIES, top: { type: 'integer', minimum: 1, maximum: 100 } },
+  properties: { ...FILTER_PROPERTIES, top: { type: 'integer', minimum: 1, maximum: 100 } },
+} as const;
+
+export const FACETS_QUERY_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    ...FILTER_PROPERTIES,
+    fields: { type: 'string', minLength: 1, maxLength: 200 },
+    limit: { type: 'integer', minimum: 1, maximum: MAX_FACET_LIMIT },
+  },
 } as const;
 
 export const FIRST_SEEN_QUERY_SCHEMA = {

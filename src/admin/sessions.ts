@@ -21,20 +21,37 @@ export const SESSION_DEFAULTS = Object.freeze({ ttlMs: 12 * 3_600_000, maxSessio
  */
 export class SessionStore {
   private readonly expiries = new Map<string, number>();
+  /** Who logged in, when known (a trusted auth proxy named them): the console's accountability. */
+  private readonly labels = new Map<string, string>();
 
   constructor(private readonly opts: SessionStoreOptions) {}
 
   /** A new session id; it expires ttlMs from now whatever happens (no sliding renewal). */
-  create(): string {
+  create(label: string | null = null): string {
     this.sweep();
     while (this.expiries.size >= this.opts.maxSessions) {
       const oldest = this.expiries.keys().next();
       if (oldest.done === true) break;
       this.expiries.delete(oldest.value);
+      this.labels.delete(oldest.value);
     }
     const id = randomBytes(32).toString('base64url');
     this.expiries.set(hashId(id), this.now() + this.opts.ttlMs);
+    if (label !== null) this.labels.set(hashId(id), label);
     return id;
+  }
+
+  /** Who logged in with this session, when known. */
+  label(id: string): string | null {
+    return this.labels.get(hashId(id)) ?? null;
+  }
+
+  /**
+   * A short name for a session that tells sessions apart in the console's events and reveals
+   * nothing of the id: the first 8 characters of its hash (the id itself is a bearer secret).
+   */
+  publicId(id: string): string {
+    return hashId(id).slice(0, 8);
   }
 
   isValid(id: string): boolean {
@@ -51,6 +68,7 @@ export class SessionStore {
 
   revoke(id: string): void {
     this.expiries.delete(hashId(id));
+    this.labels.delete(hashId(id));
   }
 
   get size(): number {
@@ -63,7 +81,11 @@ export class SessionStore {
 
   private sweep(): void {
     const now = this.now();
-    for (const [key, expiresAt] of this.expiries) if (expiresAt <= now) this.expiries.delete(key);
+    for (const [key, expiresAt] of this.expiries) {
+      if (expiresAt > now) continue;
+      this.expiries.delete(key);
+      this.labels.delete(key);
+    }
   }
 
   private now(): number {

@@ -9,19 +9,18 @@ import { QueryInputError } from './query-errors';
 import { parseTimeWindow } from './time-window';
 import type { TimeWindow } from './time-window';
 
+/** The filters that may also be given negated, as `not.NAME=` (SPEC §6): all but the time window. */
+export const NEGATABLE_FILTERS = ['host', 'client', 'decision', 'would_deny', 'status', 'q', 'node', 'tunnel_id', 'rule', 'user'] as const;
+export type NegatableFilter = (typeof NEGATABLE_FILTERS)[number];
+
 /** The SPEC §5 filters as the query string gives them: every value a string, all optional. */
-export interface RawRequestFilters {
-  host?: string;
-  client?: string;
-  decision?: string;
-  would_deny?: string;
-  status?: string;
+export type RawRequestFilters = { [K in NegatableFilter]?: string } & { [K in NegatableFilter as `not.${K}`]?: string } & {
   since?: string;
   until?: string;
-  q?: string;
-  node?: string;
-  tunnel_id?: string;
-}
+};
+
+/** Every filter parameter name, negated ones included (the query schemas and saved views use it). */
+export const FILTER_NAMES: readonly string[] = [...NEGATABLE_FILTERS, ...NEGATABLE_FILTERS.map((n) => `not.${n}`), 'since', 'until'];
 
 /** A host filter: one policy host entry or several, comma-separated; matched as policies match. */
 export interface HostFilter {
@@ -35,20 +34,30 @@ export type ClientFilter = { kind: 'group'; name: string } | { kind: 'address'; 
 
 export type StatusFilter = { kind: 'exact'; code: number } | { kind: 'class'; low: number; high: number };
 
-/** Validated filters; absent ones are null. */
-export interface RequestFilters {
+/** The filters a record must match (or, under `not`, must not match); absent ones are null. */
+export interface MatchFilters {
   host: HostFilter | null;
   client: ClientFilter | null;
   decision: Action | null;
   wouldDeny: boolean | null;
   status: StatusFilter | null;
-  window: TimeWindow;
   /** Free text, matched case-insensitively (ASCII) as a substring. */
   q: string | null;
   /** The replica's name (--node), matched exactly. */
   node: string | null;
   /** Only the requests inside this tunnel: the tunnel's record id (SPEC §6 TLS inspection). */
   tunnelId: number | null;
+  /** The rule that decided, by name, exactly (`(default)`, `(sni)` and the like included). */
+  rule: string | null;
+  /** The proxy user, exactly. */
+  user: string | null;
+}
+
+/** Validated filters: the positive ones, the time window, and the negated ones (`not.NAME`). */
+export interface RequestFilters extends MatchFilters {
+  window: TimeWindow;
+  /** Each one set excludes the records it would match; a record missing the field is kept. */
+  not: MatchFilters;
 }
 
 export const MAX_HOST_FILTER_LENGTH = 1000;
@@ -57,6 +66,7 @@ export const MAX_Q_LENGTH = 200;
 /** The columns free text (`q`) searches, on both engines. */
 export const Q_COLUMNS = ['host', 'path', 'reason', 'rule', 'error', 'client_ip'] as const;
 export const MAX_NODE_LENGTH = 255;
+export const MAX_NAME_FILTER_LENGTH = 255;
 
 function parseHost(text: string): HostFilter {
   if (text.length > MAX_HOST_FILTER_LENGTH) {
@@ -111,14 +121,22 @@ function parseBoolean(param: string, text: string): boolean {
   throw new QueryInputError(param, `${param} must be true or false`);
 }
 
-function parseQ(text: string): string | null {
-  if (text.length > MAX_Q_LENGTH) throw new QueryInputError('q', `q is longer than ${MAX_Q_LENGTH} characters`);
+function parseQ(param: string, text: string): string | null {
+  if (text.length > MAX_Q_LENGTH) throw new QueryInputError(param, `${param} is longer than ${MAX_Q_LENGTH} characters`);
   return text === '' ? null : text;
 }
 
-function parseNode(text: string): string {
+function parseNode(param: string, text: string): string {
   if (text.length === 0 || text.length > MAX_NODE_LENGTH) {
-    throw new QueryInputError('node', `node must be a node name of 1 to ${MAX_NODE_LENGTH} characters`);
+    throw new QueryInputError(param, `${param} must be a node name of 1 to ${MAX_NODE_LENGTH} characters`);
+  }
+  return text;
+}
+
+/** A rule or user name, matched exactly. */
+function parseName(param: string, text: string): string {
+  if (text.length === 0 || text.length > MAX_NAME_FILTER_LENGTH) {
+    throw new QueryInputError(param, `${param} must be 1 to ${MAX_NAME_FILTER_LENGTH} characters`);
   }
   return text;
 }
@@ -130,19 +148,56 @@ function parseTunnelId(text: string): number {
   return id;
 }
 
+/**
+ * One side of the filters: the positive ones (`prefix` '') or the negated ones ('not.'). Error
+ * messages name the parameter as given.
+ */
+function parseMatchFilters(raw: RawRequestFilters, prefix: '' | 'not.'): MatchFilters {
+  const get = (name: NegatableFilter): string | undefined => (raw as Record<string, string | undefined>)[`${prefix}${name}`];
+  const named = <T>(name: NegatableFilter, parse: (param: string, text: string) => T): T | null => {
+    const text = get(name);
+    if (text === undefined) return null;
+    try {
+      return parse(`${prefix}${name}`, text);
+    } catch (err) {
+      if (err instanceof QueryInputError && prefix !== '' && !err.message.startsWith(prefix)) {
+        throw new QueryInputError(`${prefix}${name}`, `${prefix}${err.message}`);
+      }
+      throw err;
+    }
+  };
+  return {
+    host: named('host', (_p, t) => parseHost(t)),
+    client: named('client', (_p, t) => parseClient(t)),
+    decision: named('decision', (_p, t) => parseDecision(t)),
+    wouldDeny: named('would_deny', parseBoolean),
+    status: named('status', (_p, t) => parseStatus(t)),
+    q: named('q', parseQ),
+    node: named('node', parseNode),
+    tunnelId: named('tunnel_id', (_p, t) => parseTunnelId(t)),
+    rule: named('rule', parseName),
+    user: named('user', parseName),
+  };
+}
+
 /** Validates every filter; throws QueryInputError naming the first bad one. */
 export function parseRequestFilters(raw: RawRequestFilters, now: Date): RequestFilters {
   return {
-    host: raw.host === undefined ? null : parseHost(raw.host),
-    client: raw.client === undefined ? null : parseClient(raw.client),
-    decision: raw.decision === undefined ? null : parseDecision(raw.decision),
-    wouldDeny: raw.would_deny === undefined ? null : parseBoolean('would_deny', raw.would_deny),
-    status: raw.status === undefined ? null : parseStatus(raw.status),
+    ...parseMatchFilters(raw, ''),
     window: parseTimeWindow({ since: raw.since, until: raw.until }, now),
-    q: raw.q === undefined ? null : parseQ(raw.q),
-    node: raw.node === undefined ? null : parseNode(raw.node),
-    tunnelId: raw.tunnel_id === undefined ? null : parseTunnelId(raw.tunnel_id),
+    not: parseMatchFilters(raw, 'not.'),
   };
+}
+
+/** Any negated filter is set. */
+export function hasNegated(filters: RequestFilters): boolean {
+  return Object.values(filters.not).some((value) => value !== null);
+}
+
+/** Any filter but the time window is set (positive or negated). */
+export function narrowsBeyondWindow(filters: RequestFilters): boolean {
+  const { window: _window, not: _not, ...positive } = filters;
+  return Object.values(positive).some((value) => value !== null) || hasNegated(filters);
 }
 
 /** A recorded host as the policy engine would see it: IP literals by their kind, else a name. */

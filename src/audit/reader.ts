@@ -1,3 +1,4 @@
+import type { FacetBudget, FacetField, FacetsAnswer } from './facets';
 import type { FirstSeenBy, FirstSeenPage } from './first-seen';
 import type { RequestFilters } from './filters';
 import type { ListRequestsOptions, RequestPage, SearchPace } from './query';
@@ -17,11 +18,24 @@ export interface AuditReader {
   getRequest(id: number): Promise<AuditRecordJson | null>;
   /** The filtered set, newest first, in batches read one at a time as the consumer pulls. */
   exportRecords(filters: RequestFilters, pace?: SearchPace): AsyncGenerator<AuditRecordJson[], void, undefined>;
-  stats(window: StatsWindow, top: number): Promise<Stats>;
+  /**
+   * GET /api/stats. With `filters` that narrow beyond the window (its own window is replaced by
+   * `window`), the filtered set's records are read and counted (stats-filtered.ts).
+   */
+  stats(window: StatsWindow, top: number, filters?: RequestFilters): Promise<Stats>;
+  /** GET /api/requests/facets: top values and the total of the filtered set (facets.ts). */
+  facets(query: FacetsQuery): Promise<FacetsAnswer>;
   firstSeen(window: StatsWindow, by: FirstSeenBy, limit: number): Promise<FirstSeenPage>;
   ruleHits(names: readonly string[], sinceMs: number): Promise<Map<string, RuleHits>>;
   /** GET /api/nodes: the replicas whose records this history holds. */
   nodes(now: Date): Promise<NodesPage>;
+}
+
+export interface FacetsQuery {
+  filters: RequestFilters;
+  fields: readonly FacetField[];
+  limit: number;
+  budget: FacetBudget;
 }
 
 export interface NodeView {

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type Database from 'better-sqlite3';
 import { addressesMatching, hostsMatching, Q_COLUMNS } from './filters';
-import type { RequestFilters } from './filters';
+import type { MatchFilters, RequestFilters } from './filters';
 import { DISTINCT_CLIENT_IPS } from './distinct';
 import { MergedIds } from './merge-ids';
 import { statement } from './statement-cache';
@@ -32,6 +32,9 @@ interface Resolved {
   filters: RequestFilters;
   hosts: string[] | null;
   clientIps: string[] | null;
+  /** The same for the negated filters (`not.host`, `not.client`): the values to leave out. */
+  notHosts: string[] | null;
+  notClientIps: string[] | null;
 }
 
 /**
@@ -39,13 +42,13 @@ interface Resolved {
  * itself, so `*.x`, `**.x`, `?` and CIDR entries mean here exactly what they mean in a rule.
  * It costs one pass over the distinct hosts, not over the records.
  */
-function matchingHosts(db: Database.Database, filters: RequestFilters): string[] | null {
+function matchingHosts(db: Database.Database, filters: MatchFilters): string[] | null {
   const host = filters.host;
   if (host === null) return null;
   return hostsMatching(host, () => statement(db, 'SELECT host FROM first_seen_hosts').pluck().all() as string[]);
 }
 
-function matchingClientIps(db: Database.Database, filters: RequestFilters): string[] | null {
+function matchingClientIps(db: Database.Database, filters: MatchFilters): string[] | null {
   const client = filters.client;
   if (client === null || client.kind !== 'address') return null;
   return addressesMatching(client.range, statement(db, DISTINCT_CLIENT_IPS).pluck().all() as string[]);
@@ -70,6 +73,61 @@ function chooseDriver(resolved: Resolved): Driver {
 /** `%`, `_` and the escape itself are literal in q. */
 function likePattern(text: string): string {
   return `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+/**
+ * Free text in any of the searched columns, as SQL on the parameter `@name`. SQLite's LIKE reads
+ * its pattern as a C string: a NUL in q would end the pattern at `%` and match every record
+ * (`q=%00zzzz`). instr() compares by length, NUL included, and lower() folds ASCII only, as LIKE
+ * does; it is only used then, LIKE being the faster of the two.
+ */
+function qTest(q: string, name: string, params: Params, negate: boolean): string {
+  const literal = q.includes('\u0000');
+  params[name] = literal ? q.replace(/[A-Z]/g, (c) => c.toLowerCase()) : likePattern(q);
+  const test = (column: string): string => {
+    // A negated test must hold for a NULL column: coalesce, or NOT (NULL) would drop the row.
+    const col = negate ? `coalesce(r.${column}, '')` : `r.${column}`;
+    return literal ? `instr(lower(${col}), @${name}) > 0` : `${col} LIKE @${name} ESCAPE '\\'`;
+  };
+  const any = `(${Q_COLUMNS.map(test).join(' OR ')})`;
+  return negate ? `NOT ${any}` : any;
+}
+
+/** The row tests of the negated filters: each keeps the records it would not match, NULLs included. */
+function negatedConditions(resolved: Resolved, sql: string[], params: Params): void {
+  const not = resolved.filters.not;
+  if (resolved.notHosts !== null && resolved.notHosts.length > 0) {
+    sql.push('(r.host IS NULL OR r.host NOT IN (SELECT value FROM json_each(@not_hosts)))');
+    params.not_hosts = JSON.stringify(resolved.notHosts);
+  }
+  if (resolved.notClientIps !== null && resolved.notClientIps.length > 0) {
+    sql.push('r.client_ip NOT IN (SELECT value FROM json_each(@not_client_ips))');
+    params.not_client_ips = JSON.stringify(resolved.notClientIps);
+  }
+  if (not.client?.kind === 'group') {
+    sql.push('NOT EXISTS (SELECT 1 FROM request_clients AS ng WHERE ng.client = @not_group AND ng.request_id = r.id)');
+    params.not_group = not.client.name;
+  }
+  if (not.decision !== null) {
+    sql.push('r.decision <> @not_decision');
+    params.not_decision = not.decision;
+  }
+  if (not.wouldDeny !== null) sql.push(`r.would_deny = ${not.wouldDeny ? 0 : 1}`);
+  if (not.status !== null) {
+    sql.push('(r.status IS NULL OR r.status NOT BETWEEN @not_status_low AND @not_status_high)');
+    params.not_status_low = not.status.kind === 'exact' ? not.status.code : not.status.low;
+    params.not_status_high = not.status.kind === 'exact' ? not.status.code : not.status.high;
+  }
+  if (not.q !== null) sql.push(qTest(not.q, 'not_q', params, true));
+  if (not.tunnelId !== null) {
+    sql.push('(r.tunnel_id IS NULL OR r.tunnel_id <> @not_tunnel_id)');
+    params.not_tunnel_id = not.tunnelId;
+  }
+  for (const column of ['rule', 'user'] as const) {
+    if (not[column] === null) continue;
+    sql.push(`(r.${column} IS NULL OR r.${column} <> @not_${column})`);
+    params[`not_${column}`] = not[column];
+  }
 }
 
 
@@ -109,12 +167,15 @@ function rowConditions(resolved: Resolved, driver: Driver): { sql: string[]; par
     sql.push('r.started_at_ms < @until');
     params.until = filters.window.untilMs;
   }
-  if (filters.q !== null) {
-    sql.push(`(${Q_COLUMNS.map((c) => `r.${c} LIKE @q ESCAPE '\\'`).join(' OR ')})`);
-    params.q = likePattern(filters.q);
+  if (filters.q !== null) sql.push(qTest(filters.q, 'q', params, false));
+  for (const column of ['rule', 'user'] as const) {
+    if (filters[column] === null) continue;
+    sql.push(`r.${column} = @${column}`);
+    params[column] = filters[column];
   }
   // A tunnel filter always drives (chooseDriver): its test is the walk's own, on its parameter.
   if (filters.tunnelId !== null) params.tunnel_id = filters.tunnelId;
+  negatedConditions(resolved, sql, params);
   return { sql, params };
 }
 
@@ -145,6 +206,29 @@ function fetchSql(driver: Driver, conditions: string[]): string {
   }
 }
 
+/**
+ * Every match of a driver in [lo, before), unordered: `select` is `count(*)` (a count) or columns
+ * of `r` (the rows). fetchSql's walk without its order and limit, for a whole id slice at a time.
+ */
+function sliceSql(driver: Driver, conditions: string[], select: string): string {
+  const more = conditions.map((c) => ` AND ${c}`).join('');
+  switch (driver.kind) {
+    case 'scan':
+      return `SELECT ${select} FROM requests AS r NOT INDEXED WHERE r.id < @before AND r.id >= @lo${more}`;
+    case 'column':
+      return `SELECT ${select} FROM requests AS r INDEXED BY ${driver.index} WHERE r.${driver.column} = @key AND r.id < @before AND r.id >= @lo${more}`;
+    case 'tunnel':
+      return `SELECT ${select} FROM requests AS r INDEXED BY requests_tunnel_id WHERE r.tunnel_id = @tunnel_id AND r.id < @before AND r.id >= @lo${more}`;
+    case 'would_deny':
+      return `SELECT ${select} FROM requests AS r INDEXED BY requests_would_deny WHERE r.would_deny = 1 AND r.id < @before AND r.id >= @lo${more}`;
+    case 'group': {
+      // A count with no row test needs no record: the group's own index range is the answer.
+      const join = select !== 'count(*)' || conditions.length > 0 ? ' CROSS JOIN requests AS r ON r.id = rc.request_id' : '';
+      return `SELECT ${select} FROM request_clients AS rc${join} WHERE rc.client = @key AND rc.request_id < @before AND rc.request_id >= @lo${more}`;
+    }
+  }
+}
+
 /** The scan and would_deny walks have one range and no key; '' stands for it. */
 function driverKeys(driver: Driver): readonly string[] {
   if (driver.kind === 'column') return driver.keys;
@@ -156,6 +240,8 @@ function driverKeys(driver: Driver): readonly string[] {
 interface Walk {
   keys: readonly string[];
   fetch: Database.Statement;
+  driver: Driver;
+  conditions: string[];
   params: Params;
   /** Lowest id the window can hold. */
   lo: number;
@@ -170,6 +256,8 @@ function prepareWalk(db: Database.Database, filters: RequestFilters, after: numb
     filters,
     hosts: matchingHosts(db, filters),
     clientIps: matchingClientIps(db, filters),
+    notHosts: matchingHosts(db, filters.not),
+    notClientIps: matchingClientIps(db, filters.not),
   };
   if (resolved.hosts?.length === 0 || resolved.clientIps?.length === 0) return null;
   const driver = chooseDriver(resolved);
@@ -179,6 +267,8 @@ function prepareWalk(db: Database.Database, filters: RequestFilters, after: numb
   return {
     keys: driverKeys(driver),
     fetch: statement(db, fetchSql(driver, conditions.sql)).pluck(),
+    driver,
+    conditions: conditions.sql,
     params: conditions.params,
     // A request inside a tunnel is recorded after the tunnel's record (it names that id), and
     // ids only grow: nothing at or below the tunnel's id can match.
@@ -276,4 +366,35 @@ export function openIdWalk(
 ): IdWalk | null {
   const walk = prepareWalk(db, filters, bounds.after);
   return walk === null ? null : new IdWalk(walk, bounds.before, Math.max(1, Math.floor(firstSlice)));
+}
+
+/**
+ * The filtered records of an id slice, whole and unordered: counted, or their columns read. For
+ * facets and filtered stats (facets-sqlite.ts), which tally every match of a slice and need no
+ * newest-first order inside it.
+ */
+export interface SliceScanner<Row> {
+  /** Lowest id the filters can match, and one above the highest. */
+  readonly lo: number;
+  readonly top: number;
+  /** Matching records with an id in [lo, before). */
+  count(lo: number, before: number): number;
+  /** Their columns. */
+  rows(lo: number, before: number): Row[];
+}
+
+/** A scanner of the filtered set reading `columns` (of `r`); null when nothing can match. */
+export function openSliceScanner<Row>(db: Database.Database, filters: RequestFilters, columns: string): SliceScanner<Row> | null {
+  const walk = prepareWalk(db, filters, 0);
+  if (walk === null) return null;
+  const counting = statement(db, sliceSql(walk.driver, walk.conditions, 'count(*)')).pluck();
+  const reading = statement(db, sliceSql(walk.driver, walk.conditions, columns));
+  const each = <T>(lo: number, before: number, run: (params: Params) => T): T[] =>
+    walk.keys.map((key) => run({ ...walk.params, key, lo: Math.max(lo, walk.lo), before: Math.min(before, walk.top) }));
+  return {
+    lo: walk.lo,
+    top: walk.top,
+    count: (lo, before) => each(lo, before, (p) => counting.get(p) as number).reduce((a, b) => a + b, 0),
+    rows: (lo, before) => each(lo, before, (p) => reading.all(p) as Row[]).flat(),
+  };
 }

@@ -7,7 +7,12 @@ import { decodeCursor, DEFAULT_NODE, exportRecords, getRequest, listRequests } f
 import type { ListRequestsOptions, RequestPage, SearchPace } from './query';
 import type { AuditRecordJson } from './record-types';
 import { flagNodes } from './reader';
-import type { AuditReader, NodesPage } from './reader';
+import type { AuditReader, FacetsQuery, NodesPage } from './reader';
+import { FacetTally, facetsAnswer } from './facets';
+import type { FacetsAnswer } from './facets';
+import { scanFacetRows, sqliteFacets } from './facets-sqlite';
+import { narrowsBeyondWindow } from './filters';
+import { StatsTally } from './stats-filtered';
 import { ruleHits } from './rule-hits';
 import type { RuleHits } from './rule-hits';
 import { computeStatsPaced } from './stats';
@@ -29,8 +34,10 @@ export class SqliteAuditReader implements AuditReader {
     private readonly pace?: SearchPace,
   ) {}
 
+  /** The filters leave out this store's one node: nothing can match. */
   private otherNode(filters: RequestFilters | undefined): boolean {
-    return filters !== undefined && filters.node !== null && filters.node !== this.node;
+    if (filters === undefined) return false;
+    return (filters.node !== null && filters.node !== this.node) || filters.not.node === this.node;
   }
 
   async listRequests(opts: ListRequestsOptions): Promise<RequestPage> {
@@ -59,8 +66,19 @@ export class SqliteAuditReader implements AuditReader {
     }
   }
 
-  stats(window: StatsWindow, top: number): Promise<Stats> {
-    return computeStatsPaced(this.db, window, top);
+  async stats(window: StatsWindow, top: number, filters?: RequestFilters): Promise<Stats> {
+    if (filters === undefined || !narrowsBeyondWindow(filters)) return computeStatsPaced(this.db, window, top);
+    const tally = new StatsTally(window);
+    if (this.otherNode(filters)) return tally.stats(top);
+    const windowed = { ...filters, window: { sinceMs: window.sinceMs, untilMs: window.untilMs } };
+    const scan = await scanFacetRows(this.db, windowed, this.node, (rows) => tally.add(rows));
+    // Reopened meanwhile (the file was moved): count again on the new connection.
+    return scan.restart ? this.stats(window, top, filters) : tally.stats(top);
+  }
+
+  async facets(query: FacetsQuery): Promise<FacetsAnswer> {
+    if (this.otherNode(query.filters)) return facetsAnswer(new FacetTally(query.fields), query.limit, { exhausted: true, counted: 0, countComplete: true });
+    return sqliteFacets(this.db, { ...query, node: this.node });
   }
 
   async firstSeen(window: StatsWindow, by: FirstSeenBy, limit: number): Promise<FirstSeenPage> {

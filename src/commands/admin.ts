@@ -2,7 +2,9 @@ import { parseArgs } from 'node:util';
 import type { AddressInfo } from 'node:net';
 import { buildAdminApp } from '../admin/app';
 import { shippedHeads } from '../fleet/pg-chain';
-import { ConfigError, isLoopbackHost, parseListen } from '../config';
+import { ConfigError, isLoopbackHost, parseListen, parseRangeList } from '../config';
+import { PgConsoleStore } from '../fleet/pg-console';
+import type { IpRange } from '../policy/ip-range';
 import { AuditUrlError, openAuditPool, redactAuditUrl, resolveAuditUrl, scrubSecret } from '../fleet/audit-url';
 import { ensurePgSchema } from '../fleet/pg-migrate';
 import { PgAuditReader } from '../fleet/pg-reader';
@@ -23,6 +25,9 @@ The admin UI and API alone, on the fleet's shared audit history in PostgreSQL: n
   --audit-url-file FILE                            the URL, read from the file's first line
   --admin-listen HOST:PORT TOLLGATE_ADMIN_LISTEN  default ${DEFAULT_ADMIN_LISTEN}
                            TOLLGATE_ADMIN_TOKEN   required for a non-loopback address
+  --admin-auth-proxy CIDR[,CIDR...]               TOLLGATE_ADMIN_AUTH_PROXY: reverse proxies whose
+                                                   X-Forwarded-User names the admin in the record
+                                                   of who looked (ignored from anyone else)
 
 SIGTERM/SIGINT: stop and exit 0.
 `;
@@ -31,6 +36,7 @@ interface AdminConfig {
   url: string;
   listen: { host: string; port: number };
   token: string | null;
+  authProxy: IpRange[];
 }
 
 function resolveAdminConfig(values: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): AdminConfig {
@@ -47,7 +53,8 @@ function resolveAdminConfig(values: Record<string, string | boolean | undefined>
   if (!isLoopbackHost(listen.host) && token === null) {
     throw new ConfigError(`refusing to serve the admin UI on non-loopback ${listen.host} without TOLLGATE_ADMIN_TOKEN`);
   }
-  return { url, listen, token };
+  const proxyText = typeof values['admin-auth-proxy'] === 'string' ? values['admin-auth-proxy'] : env.TOLLGATE_ADMIN_AUTH_PROXY ?? '';
+  return { url, listen, token, authProxy: parseRangeList(proxyText, '--admin-auth-proxy') };
 }
 
 function scrubbed(err: unknown, url: string): string {
@@ -60,7 +67,7 @@ export async function runAdmin(args: string[]): Promise<number> {
   try {
     values = parseArgs({
       args,
-      options: { 'audit-url': { type: 'string' }, 'audit-url-file': { type: 'string' }, 'admin-listen': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: { 'audit-url': { type: 'string' }, 'audit-url-file': { type: 'string' }, 'admin-listen': { type: 'string' }, 'admin-auth-proxy': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
       strict: true,
     }).values;
   } catch (err) {
@@ -98,6 +105,8 @@ export async function runAdmin(args: string[]): Promise<number> {
     auditHeads: () => shippedHeads(pool),
     token: config.token,
     noPolicyReason: NO_POLICY_IN_ADMIN_MODE,
+    console: new PgConsoleStore(pool),
+    authProxy: config.authProxy,
     ready: async () => {
       const answers = await reader.answers();
       return { ok: answers, detail: { audit_database: 'postgres', audit_database_answers: answers } };

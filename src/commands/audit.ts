@@ -181,6 +181,11 @@ export async function runAuditVerify(args: string[]): Promise<number> {
   }
   const head = report.head.hash.toString('hex');
   const expectHead = parsed.expectHeads[0] ?? null;
+  if (expectHead !== null && !report.headRecomputed) {
+    process.stdout.write(`record ${report.head.id}: the log holds no entry after its opening checkpoint, so nothing recomputes `
+      + `the expected head ${expectHead} (a checkpoint is taken as written)\n`);
+    return 1;
+  }
   if (expectHead !== null && expectHead !== head) {
     process.stdout.write(`record ${report.head.id}: the chain ends at head ${head}, not at the expected head ${expectHead} `
       + '(entries after the witnessed head removed, or a chain rewritten)\n');

@@ -106,7 +106,7 @@ function trafficSource(values: Values): TrafficSource | string {
 }
 
 /** --db or --audit-url, --policies and --since, checked and opened; problems are bad input (exit 2). */
-async function openRecordedInputs(values: Values, policiesDir: string, since: string, command: string): Promise<ReplayInput | number> {
+export async function openRecordedInputs(values: Values, policiesDir: string, since: string, command: string): Promise<ReplayInput | number> {
   const fail = (message: string): number => {
     process.stderr.write(`tollgate policy ${command}: ${message}\n`);
     return 2;
@@ -152,7 +152,7 @@ function replayArgsProblem(values: Values, positionals: string[]): string | null
  * PostgreSQL server gone) is bad input, exit 2: exit 1 is reserved for what
  * --fail-on-new-denials reports. The label is the file or the URL without its password.
  */
-async function readRecorded<T>(inputs: ReplayInput, command: string, read: (inputs: ReplayInput) => Promise<T>): Promise<T | number> {
+export async function readRecorded<T>(inputs: ReplayInput, command: string, read: (inputs: ReplayInput) => Promise<T>): Promise<T | number> {
   const { traffic } = inputs;
   try {
     return await read(inputs);

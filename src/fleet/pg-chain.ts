@@ -77,10 +77,14 @@ export function headPayload(head: ChainHead, time: Date): Buffer {
  */
 export async function shipChainPart(client: PoolClient, storeId: string, firstSeq: number, part: ChainPart): Promise<void> {
   if (part.payloads.length === 0) return;
+  // The payloads as one binary parameter (node-postgres sends a Buffer as binary) cut on the server
+  // by their lengths: a bytea[] goes as hex text, twice the bytes and 22% of the ship rate.
   await client.query(
     `INSERT INTO audit_chain (store_id, seq, local_id, entry)
-     SELECT $1::uuid, $2::bigint + t.o - 1, t.l, t.e FROM unnest($3::bigint[], $4::bytea[]) WITH ORDINALITY AS t(l, e, o)`,
-    [storeId, firstSeq, part.ids, part.payloads],
+     SELECT $1::uuid, $2::bigint + t.o - 1, t.l, substring($5::bytea FROM (t.e - t.n + 1)::int FOR t.n)
+       FROM (SELECT u.l, u.n, u.o, sum(u.n) OVER (ORDER BY u.o) AS e
+               FROM unnest($3::bigint[], $4::int[]) WITH ORDINALITY AS u(l, n, o)) AS t`,
+    [storeId, firstSeq, part.ids, part.payloads.map((p) => p.length), Buffer.concat(part.payloads)],
   );
   await client.query(
     `UPDATE audit_stores SET

@@ -2,7 +2,7 @@ import type { Pool, PoolClient } from 'pg';
 import { withClient } from './pg-client';
 import { ID_ORDER_LOCK } from './pg-ship';
 import { headPayload } from './pg-chain';
-import { readEntryHead, storedHash } from '../audit/log/entry-codec';
+import { readEntryHead, storedHash, ZERO_HASH } from '../audit/log/entry-codec';
 
 /**
  * `tollgate audit prune`: deletes the shared history's records that started before a cutoff, in
@@ -176,6 +176,9 @@ export async function pruneHistory(pool: Pool, opts: PruneOptions): Promise<Prun
   const started = performance.now();
   const size = opts.batchSize ?? DEFAULT_PRUNE_BATCH;
   const result: PruneResult = { deleted: 0, batches: 0, minutesRemoved: 0, chainEntriesRemoved: 0, elapsedMs: 0 };
+  // Before any row goes: a verify running meanwhile takes a record missing from before the cut as
+  // pruned, not deleted (pg-verify.ts); cutChains moves chain_cut_seq on to the copy's end after.
+  await markCut(pool, opts.cutoffMs);
   await withClient(pool, async (client) => {
     // Rows at the newest deleted instant may remain (the LIMIT can cut through them): the next
     // range starts at that instant, not after it. A record shipped during the prune that started
@@ -196,72 +199,99 @@ export async function pruneHistory(pool: Pool, opts: PruneOptions): Promise<Prun
   return result;
 }
 
+/** Every store's prune cut, as it stands before this prune deletes (see cutChains). */
+async function markCut(pool: Pool, cutoffMs: number): Promise<void> {
+  await pool.query(
+    `UPDATE audit_stores SET chain_cut_ms = GREATEST(COALESCE(chain_cut_ms, $1), $1), chain_cut_seq = chain_entries
+      WHERE chain_entries > 0`,
+    [cutoffMs],
+  );
+}
+
 /**
  * After the records are gone, each store's copy of its chain (audit_chain, migration 007) is cut
  * where its oldest kept record begins, so the history stays verifiable from there, as a local log
  * cut by retention does: the entry just before the cut becomes a checkpoint of the chain's head
- * at that point, and every entry before it is deleted, `batchSize` at a time. Each step holds the
- * store's row (FOR UPDATE, as its shipper does), so it never interleaves with a batch being added.
- * The store's chain_cut_ms tells `audit verify` that records started before it are gone by design.
+ * at that point (of zeros when the chain had not begun there), and every entry before it is
+ * deleted, `batchSize` at a time. Each step holds the store's row (FOR UPDATE, as its shipper
+ * does), so it never interleaves with a batch being added. The store's chain_cut_ms and
+ * chain_cut_seq (the copy's length when it was cut) tell `audit verify` which missing records are
+ * gone by design: those whose entry is before chain_cut_seq and that started before chain_cut_ms.
  */
 export async function cutChains(pool: Pool, cutoffMs: number, batchSize: number): Promise<number> {
   const stores = await pool.query<{ store_id: string }>('SELECT store_id FROM audit_stores WHERE chain_entries > 0 ORDER BY store_id');
   let removed = 0;
   for (const { store_id: storeId } of stores.rows) {
+    let firstSeq: number | null = null;
     for (;;) {
-      const step = await withClient(pool, (client) => cutStep(client, storeId, cutoffMs, batchSize));
-      removed += step;
-      if (step === 0) break;
+      const step: CutStep = await withClient(pool, (client) => cutStep(client, storeId, cutoffMs, batchSize, firstSeq));
+      removed += step.deleted;
+      firstSeq = step.firstSeq;
+      if (step.deleted === 0) break;
     }
   }
   return removed;
 }
 
-/** One step of a store's cut: entries deleted (0: the copy starts where it should). */
-async function cutStep(client: PoolClient, storeId: string, cutoffMs: number, batchSize: number): Promise<number> {
+interface CutStep {
+  deleted: number;
+  /** The copy's first seq after the step (carried to the next, so the deleted index entries are not walked again). */
+  firstSeq: number | null;
+}
+
+/** One step of a store's cut. */
+async function cutStep(client: PoolClient, storeId: string, cutoffMs: number, batchSize: number, knownFirst: number | null): Promise<CutStep> {
   await client.query('BEGIN');
   try {
     const store = await client.query<{ chain_entries: string; after: string }>(
       'SELECT chain_entries, COALESCE(chain_after_local_id, -1) AS after FROM audit_stores WHERE store_id = $1 FOR UPDATE',
       [storeId],
     );
-    await client.query('UPDATE audit_stores SET chain_cut_ms = GREATEST(COALESCE(chain_cut_ms, $2), $2) WHERE store_id = $1', [storeId, cutoffMs]);
-    // Where the oldest kept record's first entry is; with no record kept, the copy's last entry.
+    await client.query(
+      'UPDATE audit_stores SET chain_cut_ms = GREATEST(COALESCE(chain_cut_ms, $2), $2), chain_cut_seq = chain_entries WHERE store_id = $1',
+      [storeId, cutoffMs],
+    );
     const oldest = await client.query<{ local_id: string | null }>(
       'SELECT min(local_id) AS local_id FROM requests WHERE store_id = $1 AND local_id > $2',
       [storeId, store.rows[0].after],
     );
     const oldestKept = oldest.rows[0].local_id;
+    // Walked along the primary key from the copy's start: what lies before it is what is cut.
     const kept = oldestKept === null ? null : await client.query<{ seq: string | null }>(
-      'SELECT min(seq) AS seq FROM audit_chain WHERE store_id = $1 AND local_id = $2',
-      [storeId, oldestKept],
+      'SELECT seq FROM audit_chain WHERE store_id = $1 AND seq >= $3 AND local_id = $2 ORDER BY seq LIMIT 1',
+      [storeId, oldestKept, knownFirst ?? 0],
     );
     // A kept record with no entry (a row the chain never made): verify reports it; prune cuts nothing.
-    if (kept !== null && kept.rows[0].seq === null) {
+    if (kept !== null && kept.rows[0]?.seq === undefined) {
       await client.query('COMMIT');
-      return 0;
+      return { deleted: 0, firstSeq: knownFirst };
     }
+    // Where the oldest kept record's first entry is; with no record kept, the copy's last entry.
     const keepFrom = kept === null ? Number(store.rows[0].chain_entries) : Number(kept.rows[0].seq);
-    const first = await client.query<{ seq: string | null }>('SELECT min(seq) AS seq FROM audit_chain WHERE store_id = $1', [storeId]);
-    const firstSeq = first.rows[0].seq === null ? null : Number(first.rows[0].seq);
+    let firstSeq = knownFirst;
+    if (firstSeq === null) {
+      const first = await client.query<{ seq: string | null }>('SELECT min(seq) AS seq FROM audit_chain WHERE store_id = $1', [storeId]);
+      firstSeq = first.rows[0].seq === null ? null : Number(first.rows[0].seq);
+    }
     // The new first entry: the one right before the kept record, at most a batch further on.
     const to = firstSeq === null ? null : Math.min(keepFrom - 1, firstSeq + batchSize);
     if (firstSeq === null || to === null || to <= firstSeq) {
       await client.query('COMMIT');
-      return 0;
+      return { deleted: 0, firstSeq };
     }
     const entry = await client.query<{ entry: Buffer }>('SELECT entry FROM audit_chain WHERE store_id = $1 AND seq = $2', [storeId, to]);
     const payload = entry.rows[0]?.entry;
     if (payload !== undefined) {
       const head = readEntryHead(payload);
-      const hash = storedHash(payload);
-      if (head.type !== 'head' && hash !== null) {
+      if (head.type !== 'head') {
+        // An entry written before the chain began: the chain starts after it, from zeros.
+        const hash = storedHash(payload) ?? ZERO_HASH;
         await client.query('UPDATE audit_chain SET entry = $3 WHERE store_id = $1 AND seq = $2', [storeId, to, headPayload({ id: head.id, hash }, new Date(head.timeMs))]);
       }
     }
     const gone = await client.query('DELETE FROM audit_chain WHERE store_id = $1 AND seq >= $2 AND seq < $3', [storeId, firstSeq, to]);
     await client.query('COMMIT');
-    return gone.rowCount ?? 0;
+    return { deleted: gone.rowCount ?? 0, firstSeq: to };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;

@@ -1,12 +1,14 @@
 import { performance } from 'node:perf_hooks';
 import type { Pool } from 'pg';
 import type { FirstSeenBy, FirstSeenPage } from '../audit/first-seen';
-import { parseRequestFilters } from '../audit/filters';
+import { narrowsBeyondWindow, parseRequestFilters } from '../audit/filters';
+import type { FacetsAnswer } from '../audit/facets';
+import { pgFacets, pgFilteredStats } from './pg-facets';
 import type { RequestFilters } from '../audit/filters';
 import { checkLimit, decodeCursor, encodeCursor, EXPORT_BATCH, TOP } from '../audit/query';
 import type { ListRequestsOptions, RequestPage, SearchPace } from '../audit/query';
 import type { AuditRecordJson } from '../audit/record-types';
-import type { AuditReader, NodesPage } from '../audit/reader';
+import type { AuditReader, FacetsQuery, NodesPage } from '../audit/reader';
 import type { RuleHits } from '../audit/rule-hits';
 import type { Stats, StatsWindow } from '../audit/stats';
 import { pgFirstSeen, pgNodes, pgRuleHits, pgStats } from './pg-aggregates';
@@ -82,8 +84,13 @@ export class PgAuditReader implements AuditReader {
     }
   }
 
-  stats(window: StatsWindow, top: number): Promise<Stats> {
+  stats(window: StatsWindow, top: number, filters?: RequestFilters): Promise<Stats> {
+    if (filters !== undefined && narrowsBeyondWindow(filters)) return pgFilteredStats(this.pool, window, top, filters);
     return pgStats(this.pool, window, top);
+  }
+
+  facets(query: FacetsQuery): Promise<FacetsAnswer> {
+    return pgFacets(this.pool, query);
   }
 
   firstSeen(window: StatsWindow, by: FirstSeenBy, limit: number): Promise<FirstSeenPage> {

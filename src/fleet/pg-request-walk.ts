@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { Pool } from 'pg';
 import { DISTINCT_CLIENT_IPS } from '../audit/distinct';
 import { addressesMatching, hostsMatching, Q_COLUMNS } from '../audit/filters';
-import type { RequestFilters } from '../audit/filters';
+import type { MatchFilters, RequestFilters } from '../audit/filters';
 import type { IdSlice } from '../audit/request-plan';
 import { pgText } from './pg-text';
 
@@ -50,6 +50,47 @@ interface Resolved {
   clientIps: string[] | null;
   /** A tunnel_id filter: the tunnel row's store and the replica's own id for it (migration 006). */
   tunnel: { storeId: string; localId: string } | null;
+  /** The same for the negated filters: the values and the tunnel to leave out. */
+  notHosts: string[] | null;
+  notClientIps: string[] | null;
+  notTunnel: { storeId: string; localId: string } | null;
+}
+
+/** Free text in any searched column; negated, a NULL column counts as not matching. */
+function qTest(q: string, params: Params, negate: boolean): string {
+  const p = params.add(likePattern(q));
+  const test = (c: string): string => {
+    const col = negate ? `coalesce(r.${c}, '')` : `r.${c}`;
+    return `translate(${col}, '${UPPER}', '${UPPER.toLowerCase()}') LIKE ${p} ESCAPE '\\'`;
+  };
+  const any = `(${Q_COLUMNS.map(test).join(' OR ')})`;
+  return negate ? `NOT ${any}` : any;
+}
+
+/** The row tests of the negated filters: each keeps the records it would not match, NULLs included. */
+function negatedConditions(resolved: Resolved, params: Params): string[] {
+  const not = resolved.filters.not;
+  const sql: string[] = [];
+  if (resolved.notHosts !== null && resolved.notHosts.length > 0) {
+    sql.push(`(r.host IS NULL OR NOT (${oneOrAny('r.host', resolved.notHosts.map(pgText), params)}))`);
+  }
+  if (resolved.notClientIps !== null && resolved.notClientIps.length > 0) sql.push(`NOT (${oneOrAny('r.client_ip', resolved.notClientIps, params)})`);
+  if (not.client?.kind === 'group') sql.push(`NOT (r.clients @> ARRAY[${params.add(not.client.name)}::text])`);
+  if (not.decision !== null) sql.push(`r.decision <> ${params.add(not.decision)}`);
+  if (not.wouldDeny !== null) sql.push(not.wouldDeny ? 'NOT r.would_deny' : 'r.would_deny');
+  if (not.status !== null) {
+    const low = not.status.kind === 'exact' ? not.status.code : not.status.low;
+    const high = not.status.kind === 'exact' ? not.status.code : not.status.high;
+    sql.push(`(r.status IS NULL OR r.status NOT BETWEEN ${params.add(low)} AND ${params.add(high)})`);
+  }
+  if (not.q !== null) sql.push(qTest(not.q, params, true));
+  if (not.node !== null) sql.push(`r.node <> ${params.add(pgText(not.node))}`);
+  if (resolved.notTunnel !== null) {
+    sql.push(`(r.tunnel_local_id IS DISTINCT FROM ${params.add(resolved.notTunnel.localId)}::bigint OR r.store_id <> ${params.add(resolved.notTunnel.storeId)}::uuid)`);
+  }
+  if (not.rule !== null) sql.push(`(r.rule IS NULL OR r.rule <> ${params.add(pgText(not.rule))})`);
+  if (not.user !== null) sql.push(`(r."user" IS NULL OR r."user" <> ${params.add(pgText(not.user))})`);
+  return sql;
 }
 
 /** The row tests of every filter, with their parameters added to `params`. */
@@ -69,38 +110,54 @@ function conditions(resolved: Resolved, params: Params): string[] {
   }
   if (filters.window.sinceMs !== null) sql.push(`r.started_at_ms >= ${params.add(filters.window.sinceMs)}`);
   if (filters.window.untilMs !== null) sql.push(`r.started_at_ms < ${params.add(filters.window.untilMs)}`);
-  if (filters.q !== null) {
-    const q = params.add(likePattern(filters.q));
-    sql.push(`(${Q_COLUMNS.map((c) => `translate(r.${c}, '${UPPER}', '${UPPER.toLowerCase()}') LIKE ${q} ESCAPE '\\'`).join(' OR ')})`);
-  }
+  if (filters.q !== null) sql.push(qTest(filters.q, params, false));
+  if (filters.rule !== null) sql.push(`r.rule = ${params.add(pgText(filters.rule))}`);
+  if (filters.user !== null) sql.push(`r."user" = ${params.add(pgText(filters.user))}`);
   if (filters.node !== null) sql.push(`r.node = ${params.add(pgText(filters.node))}`);
   if (resolved.tunnel !== null) {
     sql.push(`r.tunnel_local_id = ${params.add(resolved.tunnel.localId)}::bigint AND r.store_id = ${params.add(resolved.tunnel.storeId)}::uuid`);
   }
-  return sql;
+  return [...sql, ...negatedConditions(resolved, params)];
+}
+
+async function resolveHosts(pool: Pool, filter: MatchFilters['host']): Promise<string[] | null> {
+  if (filter === null) return null;
+  const known = filter.exactName === null ? (await pool.query<{ host: string }>('SELECT host FROM first_seen_hosts')).rows.map((r) => r.host) : [];
+  return hostsMatching(filter, () => known);
+}
+
+async function resolveClientIps(pool: Pool, filter: MatchFilters['client']): Promise<string[] | null> {
+  if (filter?.kind !== 'address') return null;
+  const known = (await pool.query<{ x: string }>(DISTINCT_CLIENT_IPS)).rows.map((r) => r.x);
+  return addressesMatching(filter.range, known);
+}
+
+/**
+ * Rows name their tunnel by the replica's id for it: the shared id asked for is turned into that.
+ * Null: no such row (never shipped, or pruned).
+ */
+async function resolveTunnel(pool: Pool, id: number | null): Promise<Resolved['tunnel']> {
+  if (id === null) return null;
+  const found = await pool.query<{ store_id: string; local_id: string }>('SELECT store_id, local_id FROM requests WHERE id = $1', [id]);
+  return found.rows.length === 0 ? null : { storeId: found.rows[0].store_id, localId: found.rows[0].local_id };
 }
 
 async function resolve(pool: Pool, filters: RequestFilters): Promise<Resolved | null> {
-  let hosts: string[] | null = null;
-  if (filters.host !== null) {
-    const known = filters.host.exactName === null ? (await pool.query<{ host: string }>('SELECT host FROM first_seen_hosts')).rows.map((r) => r.host) : [];
-    hosts = hostsMatching(filters.host, () => known);
-  }
-  let clientIps: string[] | null = null;
-  if (filters.client?.kind === 'address') {
-    const known = (await pool.query<{ x: string }>(DISTINCT_CLIENT_IPS)).rows.map((r) => r.x);
-    clientIps = addressesMatching(filters.client.range, known);
-  }
+  const hosts = await resolveHosts(pool, filters.host);
+  const clientIps = await resolveClientIps(pool, filters.client);
   if (hosts?.length === 0 || clientIps?.length === 0) return null;
-  let tunnel: Resolved['tunnel'] = null;
-  if (filters.tunnelId !== null) {
-    // Rows name their tunnel by the replica's id for it: the shared id asked for is turned into
-    // that. No such row (never shipped, or pruned): nothing can be found inside it.
-    const found = await pool.query<{ store_id: string; local_id: string }>('SELECT store_id, local_id FROM requests WHERE id = $1', [filters.tunnelId]);
-    if (found.rows.length === 0) return null;
-    tunnel = { storeId: found.rows[0].store_id, localId: found.rows[0].local_id };
-  }
-  return { filters, hosts, clientIps, tunnel };
+  const tunnel = await resolveTunnel(pool, filters.tunnelId);
+  // Nothing can be found inside a tunnel that is not there.
+  if (filters.tunnelId !== null && tunnel === null) return null;
+  return {
+    filters,
+    hosts,
+    clientIps,
+    tunnel,
+    notHosts: await resolveHosts(pool, filters.not.host),
+    notClientIps: await resolveClientIps(pool, filters.not.client),
+    notTunnel: await resolveTunnel(pool, filters.not.tunnelId),
+  };
 }
 
 const MINUTE_MS = 60_000;
@@ -139,13 +196,15 @@ const PG_SLICE_TARGET_MS = 50;
 export interface PreparedWalk {
   sql: string;
   params: unknown[];
+  /** The walk's row tests, ` AND `-joined, on parameters from $4 on (for a count of the same set). */
+  where: string;
   /** Lowest id to visit, and one above the highest. */
   lo: number;
   top: number;
 }
 
-/** The slice query of a walk and its bounds (exported for the EXPLAIN test). */
-export async function preparePgWalk(pool: Pool, filters: RequestFilters, after: number): Promise<PreparedWalk | null> {
+/** The slice query of a walk and its bounds (exported for the EXPLAIN test). `select`: its columns. */
+export async function preparePgWalk(pool: Pool, filters: RequestFilters, after: number, select = 'r.id'): Promise<PreparedWalk | null> {
   const resolved = await resolve(pool, filters);
   if (resolved === null) return null;
   const range = await windowIds(pool, filters);
@@ -159,15 +218,21 @@ export async function preparePgWalk(pool: Pool, filters: RequestFilters, after: 
   params.add(0);
   const more = conditions(resolved, params).map((c) => ` AND ${c}`).join('');
   return {
-    sql: `SELECT r.id FROM requests AS r WHERE r.id >= $1 AND r.id < $2${more} ORDER BY r.id DESC LIMIT $3`,
+    sql: `SELECT ${select} FROM requests AS r WHERE r.id >= $1 AND r.id < $2${more} ORDER BY r.id DESC LIMIT $3`,
     params: params.values,
+    where: more,
     lo: Math.max(range.lo, after + 1),
     top: Math.min(range.hi, Number(newest.rows[0].max)) + 1,
   };
 }
 
+/** A slice of a walk with the rows its query returned (the walk's `select` columns). */
+export interface RowSlice<Row> extends IdSlice {
+  rows: Row[];
+}
+
 /** A walk over the shared history; the same contract as request-plan.ts IdWalk, asynchronously. */
-export class PgIdWalk {
+export class PgIdWalk<Row extends { id: string } = { id: string }> {
   private hi: number;
   private size: number;
   private openLo: number | null = null;
@@ -178,37 +243,39 @@ export class PgIdWalk {
     this.size = firstSlice;
   }
 
-  async slice(want: number): Promise<IdSlice> {
+  async slice(want: number): Promise<RowSlice<Row>> {
     const walk = this.walk;
     if (this.openLo === null) {
-      if (this.hi <= walk.lo) return { ids: [], resumeBelow: null };
+      if (this.hi <= walk.lo) return { ids: [], rows: [], resumeBelow: null };
       this.openLo = Math.max(walk.lo, this.hi - this.size);
       this.openMs = 0;
     }
     const lo = this.openLo;
     const started = performance.now();
     const params = [lo, this.hi, want, ...walk.params.slice(3)];
-    const ids = (await this.pool.query<{ id: string }>(walk.sql, params)).rows.map((r) => Number(r.id));
+    const rows = (await this.pool.query<Row>(walk.sql, params)).rows;
+    const ids = rows.map((r) => Number(r.id));
     this.openMs += performance.now() - started;
     if (ids.length === want) {
       this.hi = ids[ids.length - 1];
-      return { ids, resumeBelow: this.hi };
+      return { ids, rows, resumeBelow: this.hi };
     }
     this.openLo = null;
     this.hi = lo;
     if (this.openMs < PG_SLICE_TARGET_MS / 2) this.size = Math.min(PG_MAX_SLICE_IDS, this.size * 4);
     else if (this.openMs > PG_SLICE_TARGET_MS * 2) this.size = Math.max(this.firstSlice, Math.floor(this.size / 2));
-    return { ids, resumeBelow: lo > walk.lo ? lo : null };
+    return { ids, rows, resumeBelow: lo > walk.lo ? lo : null };
   }
 }
 
-/** A walk of the filtered ids in (after, before); null when nothing can match. */
-export async function openPgIdWalk(
+/** A walk of the filtered ids in (after, before); null when nothing can match. `select` must include r.id. */
+export async function openPgIdWalk<Row extends { id: string } = { id: string }>(
   pool: Pool,
   filters: RequestFilters,
   bounds: { before: number; after: number },
   firstSlice = PG_FIRST_SLICE_IDS,
-): Promise<PgIdWalk | null> {
-  const walk = await preparePgWalk(pool, filters, bounds.after);
-  return walk === null ? null : new PgIdWalk(pool, walk, bounds.before, Math.max(1, Math.floor(firstSlice)));
+  select = 'r.id',
+): Promise<PgIdWalk<Row> | null> {
+  const walk = await preparePgWalk(pool, filters, bounds.after, select);
+  return walk === null ? null : new PgIdWalk<Row>(pool, walk, bounds.before, Math.max(1, Math.floor(firstSlice)));
 }

@@ -30,24 +30,17 @@ export function decisionFor(policy: Policy, req: PreparedRequest, rule: Compiled
     const reported = isReported(action, mode);
     const reason = defaultReason(action, reported);
     const upstream = policy.settings.upstream;
-    return { action: reported ? 'allow' : action, rule: DEFAULT_RULE, ruleSource: source, reason, wouldDeny: reported, clients, upstream, tls: policy.settings.tls };
+    return { action: reported ? 'allow' : action, rule: DEFAULT_RULE, ruleSource: source, reason, wouldDeny: reported, clients, upstream, tls: policy.settings.tls, mode };
   }
-  const reported = isReported(rule.action, rule.mode ?? policy.settings.mode);
+  const mode = rule.mode ?? policy.settings.mode;
+  const reported = isReported(rule.action, mode);
   const reason = matchedRuleReason(rule.name, rule.action, reported);
   // A rule's `via` wins over settings.upstream; `via: direct` (null) bypasses the parent.
   const upstream = rule.via === undefined ? policy.settings.upstream : rule.via;
-  return { action: reported ? 'allow' : rule.action, rule: rule.name, ruleSource: rule.source, reason, wouldDeny: reported, clients, upstream, tls: rule.tls ?? policy.settings.tls };
+  return { action: reported ? 'allow' : rule.action, rule: rule.name, ruleSource: rule.source, reason, wouldDeny: reported, clients, upstream, tls: rule.tls ?? policy.settings.tls, mode };
 }
 
 function isReported(action: Decision['action'], mode: Mode): boolean {
   return action === 'deny' && mode === 'report';
 }
 
-/**
- * The mode a decision was made in: its rule's own `mode`, else settings.mode. For a refusal made
- * after the policy decided (the SNI check), which report mode lets through as the rule's would.
- */
-export function modeOfRule(policy: Policy, ruleName: string): Mode {
-  const rule = policy.rules.find((r) => r.name === ruleName);
-  return rule?.mode ?? policy.settings.mode;
-}

@@ -62,6 +62,11 @@ export interface Decision {
   upstream: ParentProxy | null;
   /** The deciding rule's `tls:`, else settings.tls (CONNECT only). */
   tls: TlsMode;
+  /**
+   * The mode the decision was made in: the deciding rule's own `mode`, else settings.mode. A
+   * refusal made after the policy decided (the SNI check) is reported or enforced by it.
+   */
+  mode: Mode;
 }
 
 /** A CIDR range as written in a policy, with where it was written. */

@@ -111,7 +111,8 @@ export class InspectedTunnel {
   }
 
   private refusal(reason: string): Decision {
-    return { action: 'deny', rule: INSPECT_RULE, ruleSource: null, reason, wouldDeny: false, clients: [], upstream: null, tls: 'inspect' };
+    // Enforced in report mode too: domain fronting is no policy trial.
+    return { action: 'deny', rule: INSPECT_RULE, ruleSource: null, reason, wouldDeny: false, clients: [], upstream: null, tls: 'inspect', mode: 'enforce' };
   }
 
   /** The route of an allowed request: its decision's parent proxy, else the tunnel's checked addresses. */

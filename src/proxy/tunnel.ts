@@ -12,7 +12,6 @@ import { connectViaParent } from './parent-proxy';
 import { connectRelayed, relayTo } from './relay-read';
 import { parseConnectTarget } from '../request/target';
 import { readFirstBytes, SecondHelloWatch, SNI_RULE } from './sni-check';
-import { modeOfRule } from '../policy/decide';
 import type { Target } from '../request/target-types';
 import { inspectTunnel, planInspection, type InspectionPlan, type ReadInspected } from './inspect-tunnel';
 import { enforceTunnelLimits, ESTABLISHED, limitTunnel } from './tunnel-limits';
@@ -124,7 +123,8 @@ function reportSniRefusal(ctx: ProxyContext, exchange: Exchange, reason: string)
   const decision = exchange.decision;
   if (decision === null) return false;
   // The deciding rule's own mode wins, as for its denials: a rule trialled in report mode reports.
-  const reported = modeOfRule(ctx.active().policy, decision.rule) === 'report';
+  // The decision's, not the policy's now: a reload while the ClientHello was awaited changes nothing.
+  const reported = decision.mode === 'report';
   exchange.decision = reported
     ? { ...decision, rule: SNI_RULE, ruleSource: null, reason: `${reason} (report mode: let through)`, wouldDeny: true }
     : { ...decision, action: 'deny', rule: SNI_RULE, ruleSource: null, reason, wouldDeny: false };

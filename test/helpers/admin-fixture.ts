@@ -23,6 +23,8 @@ export interface FixtureRecord {
   kind?: 'connect' | 'http';
   path?: string | null;
   rule?: string | null;
+  /** The proxy user (default none). */
+  user?: string | null;
   reason?: string;
   error?: string | null;
 }
@@ -34,7 +36,7 @@ export function auditOpen(r: FixtureRecord): AuditOpen {
     clientIp: r.clientIp ?? '10.0.8.7',
     clientPort: 40000,
     clients: r.clients ?? [],
-    user: null,
+    user: r.user ?? null,
     kind: r.kind ?? 'connect',
     method: (r.kind ?? 'connect') === 'connect' ? 'CONNECT' : 'GET',
     scheme: (r.kind ?? 'connect') === 'connect' ? null : 'http',

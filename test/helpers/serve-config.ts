@@ -32,6 +32,7 @@ export function testServeConfig(overrides: Pick<ServeConfig, 'policiesDir' | 'db
     node: 'test-node',
     accessLog: null,
     proxyProtocolFrom: [],
+    adminAuthProxy: [],
     workers: 1,
     maxClientConnectionsAuto: false,
     inspectCa: null,

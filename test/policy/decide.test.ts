@@ -148,6 +148,7 @@ describe('decision fields', () => {
       clients: ['ci'],
       upstream: null,
       tls: 'any',
+      mode: 'enforce',
     });
   });
 

@@ -176,8 +176,17 @@ export function seedRecords(store: AuditStore, now = Date.now()): SeededIds {
 
 const silent = pino({ level: 'silent' });
 
+/** How a UI test's admin app differs from the default one. */
+export interface AdminTestOptions {
+  token?: string;
+  searchPace?: SearchPace;
+  node?: string;
+  /** Facet budgets (tests shrink them to see "at least N"). */
+  facetBudget?: AdminAppOptions['facetBudget'];
+}
+
 /** A real admin app on 127.0.0.1:0 over a real SQLite store and a real policy folder. */
-export async function startAdmin(opts: { token?: string; searchPace?: SearchPace; node?: string } = {}): Promise<AdminUnderTest> {
+export async function startAdmin(opts: AdminTestOptions = {}): Promise<AdminUnderTest> {
   const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-ui-'));
   const policiesDir = path.join(dir, 'policies');
   mkdirSync(policiesDir);
@@ -192,6 +201,7 @@ export async function startAdmin(opts: { token?: string; searchPace?: SearchPace
     token: opts.token ?? null,
     searchPace: opts.searchPace,
     node: opts.node,
+    facetBudget: opts.facetBudget,
     ready: () => ({ ok: true, detail: { policy_loaded: true, policy_version: holder.active().policy.version } }),
     ...adminPolicyOptions(holder),
   });

@@ -1,8 +1,7 @@
 import type { Browser, BrowserContext, BrowserContextOptions, Page } from 'playwright-core';
-import type { SearchPace } from '../../src/audit/query';
 import type { AuditRecordJson } from '../../src/audit/record-types';
 import { launchBrowser, rowIds, startAdmin, waitUntil, watchPage } from './ui-harness';
-import type { AdminUnderTest, PageWatch } from './ui-harness';
+import type { AdminTestOptions, AdminUnderTest, PageWatch } from './ui-harness';
 
 export const WAIT = { timeout: 10_000 } as const;
 
@@ -24,7 +23,7 @@ export class UiSuite {
   private pageWatch: PageWatch | null = null;
 
   constructor(
-    private readonly adminOptions: { token?: string; searchPace?: SearchPace; node?: string } = {},
+    private readonly adminOptions: AdminTestOptions = {},
     private readonly contextOptions: BrowserContextOptions = {},
   ) {
     beforeAll(async () => {

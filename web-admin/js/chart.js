@@ -1,6 +1,6 @@
 // A stacked bar chart of allowed / would-deny / denied requests over time, drawn as SVG elements
 // through DOM APIs (no chart library, nothing inline for the CSP to refuse).
-import { svg, el } from './dom.js';
+import { svg, el, setAttr } from './dom.js';
 import { axisLabel, formatCount } from './format.js';
 
 const WIDTH = 960;
@@ -63,15 +63,20 @@ function xAxis(series, barWidth, plotHeight, spanMs) {
   return group;
 }
 
-export function timeSeriesChart(series, bucketSeconds, title) {
+/**
+ * A stacked bar chart. With `onSelect`, dragging across it (a brush) or clicking a bar calls
+ * `onSelect({ sinceMs, untilMs })` with whole buckets, clipped to `window` (the stats window,
+ * whose first bucket may start before it). `height` (chart units) makes a compact strip.
+ */
+export function timeSeriesChart(series, bucketSeconds, title, { onSelect = null, window = null, height = HEIGHT } = {}) {
   const plotWidth = WIDTH - MARGIN.left - MARGIN.right;
-  const plotHeight = HEIGHT - MARGIN.top - MARGIN.bottom;
+  const plotHeight = height - MARGIN.top - MARGIN.bottom;
   const values = series.map(bucketValues);
   const max = Math.max(0, ...values.map((v) => v.allowed_only + v.would_deny + v.denied));
-  const scale = niceScale(max);
+  const scale = niceScale(max, height < HEIGHT ? 2 : 4);
   const barWidth = series.length > 0 ? plotWidth / series.length : plotWidth;
   const gap = barWidth > 6 ? Math.min(4, barWidth * 0.15) : 0;
-  const chart = svg('svg', { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, class: 'chart', role: 'img', 'aria-label': title, focusable: 'false' },
+  const chart = svg('svg', { viewBox: `0 0 ${WIDTH} ${height}`, class: 'chart', role: 'img', 'aria-label': title, focusable: 'false' },
     svg('title', {}, title), yAxis(scale, plotHeight));
   series.forEach((point, i) => {
     const group = svg('g', { class: 'bucket' }, svg('title', {}, bucketTitle(point, values[i], bucketSeconds)));
@@ -89,7 +94,70 @@ export function timeSeriesChart(series, bucketSeconds, title) {
   const spanMs = series.length * bucketSeconds * 1000;
   chart.appendChild(xAxis(series, barWidth, plotHeight, spanMs));
   chart.appendChild(svg('line', { x1: MARGIN.left, x2: WIDTH - MARGIN.right, y1: MARGIN.top + plotHeight, y2: MARGIN.top + plotHeight, class: 'baseline' }));
+  if (onSelect !== null && series.length > 0) {
+    const bucketMs = bucketSeconds * 1000;
+    attachBrush(chart, { plotHeight, barWidth, count: series.length }, (first, last) => {
+      const start = pointTime(series[first]).getTime();
+      const end = pointTime(series[last]).getTime() + bucketMs;
+      onSelect({
+        sinceMs: window?.sinceMs !== undefined ? Math.max(start, window.sinceMs) : start,
+        untilMs: window?.untilMs !== undefined ? Math.min(end, window.untilMs) : end,
+      });
+    });
+  }
   return chart;
+}
+
+/** Below this many chart units of travel a press is a click on one bar, not a drag. */
+const CLICK_TOLERANCE = 3;
+
+/** Client coordinates to the chart's own (viewBox) units, whatever size the SVG is drawn at. */
+function chartX(chart, event) {
+  const matrix = chart.getScreenCTM();
+  if (matrix === null) return MARGIN.left;
+  const point = new DOMPoint(event.clientX, event.clientY).matrixTransform(matrix.inverse());
+  return point.x;
+}
+
+/**
+ * The brush: press, drag, release. A shaded band follows the pointer; on release the buckets it
+ * touches are handed to `select(firstIndex, lastIndex)`. Pointer capture keeps the drag alive
+ * when the pointer leaves the chart.
+ */
+function attachBrush(chart, { plotHeight, barWidth, count }, select) {
+  chart.classList.add('chart-brushable');
+  const band = svg('rect', { class: 'brush', x: 0, y: MARGIN.top, width: 0, height: plotHeight });
+  chart.appendChild(band);
+  const index = (x) => Math.min(count - 1, Math.max(0, Math.floor((x - MARGIN.left) / barWidth)));
+  const clamp = (x) => Math.min(WIDTH - MARGIN.right, Math.max(MARGIN.left, x));
+  let startX = null;
+  chart.addEventListener('pointerdown', (event) => {
+    if (event.button !== 0) return;
+    const x = chartX(chart, event);
+    if (x < MARGIN.left || x > WIDTH - MARGIN.right) return;
+    startX = x;
+    chart.setPointerCapture(event.pointerId);
+    event.preventDefault();
+  });
+  chart.addEventListener('pointermove', (event) => {
+    if (startX === null) return;
+    const x = clamp(chartX(chart, event));
+    setAttr(band, 'x', String(Math.min(startX, x)));
+    setAttr(band, 'width', String(Math.abs(x - startX)));
+    band.classList.add('brush-active');
+  });
+  const finish = (event, cancelled) => {
+    if (startX === null) return;
+    const x = clamp(chartX(chart, event));
+    const from = startX;
+    startX = null;
+    band.classList.remove('brush-active');
+    if (cancelled) return;
+    if (Math.abs(x - from) < CLICK_TOLERANCE) select(index(from), index(from));
+    else select(index(Math.min(from, x)), index(Math.max(from, x) - 0.001));
+  };
+  chart.addEventListener('pointerup', (event) => finish(event, false));
+  chart.addEventListener('pointercancel', (event) => finish(event, true));
 }
 
 export function chartLegend() {

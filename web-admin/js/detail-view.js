@@ -2,8 +2,10 @@
 import { el, replaceChildren } from './dom.js';
 import { apiGet } from './api.js';
 import { formatBytes, formatCount, formatDuration, timeNode, valueText, destination } from './format.js';
-import { stateHref } from './state.js';
+import { navigate, stateHref } from './state.js';
 import { decisionBadges } from './requests-table.js';
+import { parentGlob, ruleFilter, windowOf } from './drill.js';
+import { LAST_RECORD_KEY } from './history-view.js';
 
 /** SPEC §4 fields in order, with what each means to someone reading an incident. */
 export const RECORD_FIELDS = [
@@ -63,16 +65,24 @@ function fieldTable(record) {
   return el('table', { class: 'fields' }, el('caption', {}, 'Every field of the audit record'), body);
 }
 
-function pivots(record, hasInner) {
+/** Pivots start a new question about one value, in the time window the record was opened from. */
+function pivots(record, hasInner, window) {
   const list = el('ul', { class: 'pivots' });
   const add = (label, filters, description) =>
-    list.appendChild(el('li', {}, el('a', { href: stateHref({ filters }), 'data-route': '', class: 'button' }, label), ' ', el('span', { class: 'hint' }, description)));
+    list.appendChild(el('li', {}, el('a', { href: stateHref({ filters: { ...window, ...filters } }), 'data-route': '', class: 'button' }, label), ' ', el('span', { class: 'hint' }, description)));
   if (hasInner) add('Requests inside this tunnel', { tunnel_id: String(record.id) }, 'inspected: each one decided and recorded on its own');
   if (record.host !== null) add('All requests to this host', { host: record.host }, `host = ${record.host}`);
+  const glob = parentGlob(record.host);
+  if (glob !== null) add('All requests to this domain', { host: glob }, `host = ${glob}`);
   add('Everything from this client', { client: record.client_ip }, `client = ${record.client_ip}`);
   if (record.host !== null) add('This client to this host', { client: record.client_ip, host: record.host }, 'both');
   if (typeof record.node === 'string' && record.node !== '') add('Everything this node recorded', { node: record.node }, `node = ${record.node}`);
-  if (record.rule) add('Other requests naming this rule', { q: record.rule }, `search "${record.rule}"`);
+  if (record.rule) {
+    const filter = ruleFilter(record.rule);
+    add('Other requests naming this rule', filter, filter.rule !== undefined ? `rule = ${record.rule}` : `search "${record.rule}"`);
+  }
+  const keys = Object.keys(window);
+  if (keys.length > 0) list.appendChild(el('li', { class: 'hint' }, `Each keeps the time window: ${keys.map((k) => `${k} = ${window[k]}`).join(', ')}.`));
   return list;
 }
 
@@ -93,21 +103,26 @@ function summary(record) {
 }
 
 /** A request read inside an inspected tunnel links to the tunnel's own record. */
-function tunnelLink(record) {
+function tunnelLink(record, filters) {
   if (typeof record.tunnel_id !== 'number') return null;
   return el('p', { class: 'tunnel' },
-    el('a', { href: stateHref({ id: record.tunnel_id }), 'data-route': '' }, `inside tunnel #${record.tunnel_id}`));
+    el('a', { href: stateHref({ id: record.tunnel_id, filters }), 'data-route': '' }, `inside tunnel #${record.tunnel_id}`));
 }
 
-function recordNode(record, backFilters, hasInner) {
+/** The list with the filters (and sort) the record was opened from. */
+function backLink(state) {
+  return el('p', {}, el('a', { href: stateHref({ filters: state.filters, sort: state.sort }), 'data-route': '', class: 'back-link' }, '← Back to the list'));
+}
+
+function recordNode(record, state, hasInner) {
   return el('article', { 'aria-labelledby': 'detail-title', class: 'detail' },
-    el('p', {}, el('a', { href: stateHref({ filters: backFilters }), 'data-route': '' }, '← Back to the list')),
+    backLink(state),
     el('h1', { id: 'detail-title' }, `Request #${record.id} `, decisionBadges(record)),
     summary(record),
-    tunnelLink(record),
+    tunnelLink(record, state.filters),
     ruleSource(record),
     el('h2', {}, 'Pivot'),
-    pivots(record, hasInner),
+    pivots(record, hasInner, windowOf(state.filters)),
     fieldTable(record),
     el('p', {}, el('a', { href: `/api/requests/${encodeURIComponent(record.id)}` }, 'Raw JSON')));
 }
@@ -138,16 +153,23 @@ export function detailView(state) {
       const hasInner = record.kind === 'connect' && await hasInnerRequests(record.id, controller.signal);
       if (disposed) return;
       const snapshot = JSON.stringify([record, hasInner]);
-      if (snapshot !== shown) replaceChildren(container, recordNode(record, state.filters, hasInner));
+      if (snapshot !== shown) replaceChildren(container, recordNode(record, state, hasInner));
+      sessionStorage.setItem(LAST_RECORD_KEY, String(record.id));
       shown = snapshot;
       // An open tunnel is completed later (bytes, status, end): follow it until it ends.
       if (record.ended_at === null) timer = setTimeout(load, POLL_OPEN_MS);
     } catch (err) {
       if (disposed || err.name === 'AbortError') return;
       replaceChildren(container, el('div', { class: 'alert', role: 'alert' }, el('strong', {}, 'Could not load the request: '), err.message),
-        el('p', {}, el('a', { href: stateHref({ filters: state.filters }), 'data-route': '' }, '← Back to the list')));
+        backLink(state));
     }
   };
   load();
-  return { node: container, dispose: () => { disposed = true; clearTimeout(timer); controller.abort(); } };
+  // Esc: back to the list it came from.
+  const onKey = (event) => {
+    if (event.key !== 'Escape') return false;
+    navigate(stateHref({ filters: state.filters, sort: state.sort }));
+    return true;
+  };
+  return { node: container, dispose: () => { disposed = true; clearTimeout(timer); controller.abort(); }, onKey };
 }

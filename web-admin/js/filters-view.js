@@ -1,17 +1,15 @@
-// The facet form and the chips that show (and remove) the active filters. Submitting writes the
-// filters into the URL; the views read them back from there.
+// The filter form, the time window (presets, typed and picked times) and the chips that show
+// (and remove) the active filters, negated ones included. Submitting writes the filters into the
+// URL; the views read them back from there.
 import { el } from './dom.js';
 import { navigate, stateHref, FILTER_KEYS } from './state.js';
-
-const LABELS = {
-  q: 'Search', decision: 'Decision', would_deny: 'Would deny', status: 'Status', client: 'Client',
-  host: 'Host glob', node: 'Node', since: 'Since', until: 'Until', tunnel_id: 'Inside tunnel',
-};
+import { FILTER_LABELS, isNegated, labelOf, without } from './filter-model.js';
+import { RELATIVE_PRESETS, calendarPresets, fromPickerValue, normaliseTimeInput, pickerValue } from './time-window.js';
 
 /** Filters with no field in the form: submitting it keeps them; their chip removes them. */
-const LINK_ONLY_KEYS = ['tunnel_id'];
+const LINK_ONLY_KEYS = ['tunnel_id', 'rule', 'user'];
 
-const RANGE_PRESETS = [['15m', '15 min'], ['1h', '1 h'], ['24h', '24 h'], ['7d', '7 days'], ['30d', '30 days']];
+const LABELS = { ...FILTER_LABELS, host: 'Host glob' };
 
 function select(name, value, options) {
   const node = el('select', { id: `f-${name}`, name });
@@ -50,25 +48,39 @@ function facetFields(filters) {
   ];
 }
 
-function windowFields(filters, withUntil) {
-  return [
-    field('since', input('since', filters.since, { placeholder: '24h or 2025-03-01T12:00Z', list: 'since-presets' })),
-    withUntil ? field('until', input('until', filters.until, { placeholder: 'now' })) : null,
-  ];
+/**
+ * A since/until field: typed (relative, ISO, or a date and time read as UTC), or picked with the
+ * browser's date-time picker, which writes the typed field (UTC, as labelled).
+ */
+function timeField(name, value, placeholder) {
+  const text = input(name, value, { placeholder, list: name === 'since' ? 'since-presets' : null });
+  const picker = el('input', {
+    type: 'datetime-local', class: 'time-picker', id: `f-${name}-picker`, 'aria-label': `Pick ${LABELS[name].toLowerCase()} (UTC)`,
+    title: 'Pick a time (UTC)',
+  });
+  picker.value = pickerValue(value);
+  picker.addEventListener('change', () => {
+    const picked = fromPickerValue(picker.value);
+    if (picked !== '') text.value = picked;
+  });
+  return el('div', { class: `field field-${name}` },
+    el('label', { for: `f-${name}` }, LABELS[name]), el('div', { class: 'time-inputs' }, text, picker));
 }
 
 function valuesOf(form) {
   const data = new FormData(form);
   const values = {};
   for (const [key, value] of data.entries()) {
-    if (typeof value === 'string' && value.trim() !== '') values[key] = value.trim();
+    if (typeof value !== 'string' || value.trim() === '') continue;
+    values[key] = key === 'since' || key === 'until' ? normaliseTimeInput(value) : value.trim();
   }
   return values;
 }
 
 /**
- * The filter form. `keys: 'all'` shows every facet (history); `'window'` only since/until
- * (overview, policy), keeping the other filters in the URL untouched.
+ * The filter form. `keys: 'all'` shows every field; `'window'` only since/until, keeping the
+ * other filters in the URL untouched. Filters with no field (negations, rule, user, tunnel) are
+ * kept by a submit; their chips remove them.
  */
 export function filterForm(state, { keys = 'all', defaultSince = '', withUntil = true } = {}) {
   const { filters } = state;
@@ -78,10 +90,11 @@ export function filterForm(state, { keys = 'all', defaultSince = '', withUntil =
     form.appendChild(field('q', search));
     form.append(...facetFields(filters));
   }
-  for (const node of windowFields(filters, withUntil)) if (node) form.appendChild(node);
+  form.appendChild(timeField('since', filters.since, defaultSince === '' ? '24h or 2025-03-01 12:00' : `${defaultSince} (default)`));
+  if (withUntil) form.appendChild(timeField('until', filters.until, 'now'));
   form.append(
     datalist('status-classes', [['1xx', ''], ['2xx', ''], ['3xx', ''], ['4xx', ''], ['5xx', '']]),
-    datalist('since-presets', RANGE_PRESETS),
+    datalist('since-presets', RELATIVE_PRESETS),
     el('div', { class: 'field field-actions' },
       el('button', { type: 'submit', class: 'primary' }, 'Apply'),
       el('a', { href: stateHref({ view: state.view === 'detail' ? 'history' : state.view }), 'data-route': '', class: 'button' }, 'Clear')),
@@ -101,33 +114,52 @@ export function filterForm(state, { keys = 'all', defaultSince = '', withUntil =
   return form;
 }
 
-/** Quick ranges; a view with a default window (overview) offers no "all time". */
+function presetLink(state, label, window, current) {
+  const filters = { ...state.filters, since: window.since };
+  if (window.since === '') delete filters.since;
+  if (window.until === undefined) delete filters.until;
+  else filters.until = window.until;
+  return el('a', {
+    href: stateHref({ ...state, id: null, filters }), 'data-route': '', class: current ? 'chip chip-current' : 'chip',
+    'aria-current': current ? 'true' : null, 'data-preset': label,
+  }, label);
+}
+
+/**
+ * Quick ranges: the last 15 min … 30 d (relative), yesterday and the previous 7 days (UTC
+ * calendar days); a view with a default window (overview) offers no "all time".
+ */
 function presetButtons(state, defaultSince, withUntil) {
+  const { since = defaultSince, until } = state.filters;
   const group = el('div', { class: 'presets', role: 'group', 'aria-label': 'Quick time ranges' }, el('span', { class: 'hint' }, 'Last:'));
-  const presets = defaultSince === '' ? [...RANGE_PRESETS, ['', 'all time']] : RANGE_PRESETS;
-  for (const [value, label] of presets) {
-    const filters = { ...state.filters, since: value };
-    if (withUntil) delete filters.until;
-    const current = (state.filters.since ?? defaultSince) === value && !(withUntil && state.filters.until);
-    group.appendChild(el('a', {
-      href: stateHref({ ...state, id: null, filters }), 'data-route': '', class: current ? 'chip chip-current' : 'chip',
-      'aria-current': current ? 'true' : null,
-    }, label));
+  const relative = defaultSince === '' ? [...RELATIVE_PRESETS, ['', 'all time']] : RELATIVE_PRESETS;
+  for (const [value, label] of relative) {
+    group.appendChild(presetLink(state, label, { since: value }, since === value && !(withUntil && until)));
+  }
+  if (!withUntil) return group;
+  group.appendChild(el('span', { class: 'hint preset-sep' }, 'Days (UTC):'));
+  for (const preset of calendarPresets()) {
+    group.appendChild(presetLink(state, preset.label, preset, since === preset.since && until === preset.until));
   }
   return group;
 }
 
-/** One chip per active filter, each a link that removes it. */
-export function activeFilterChips(state) {
-  const entries = FILTER_KEYS.filter((key) => state.filters[key] !== undefined);
-  if (entries.length === 0) return el('p', { class: 'chips muted' }, 'No filters: showing every request.');
+/** One chip per active filter, each with a link that removes it; exclusions read "NOT". */
+export function activeFilterChips(state, { emptyText = 'No filters: showing every request.' } = {}) {
+  const entries = Object.keys(state.filters);
+  if (entries.length === 0) return el('p', { class: 'chips muted' }, emptyText);
   const list = el('ul', { class: 'chips', 'aria-label': 'Active filters' });
   for (const key of entries) {
-    const rest = { ...state.filters };
-    delete rest[key];
+    const negated = isNegated(key);
+    const label = labelOf(key);
     list.appendChild(el('li', {},
-      el('span', { class: 'chip chip-filter' }, el('span', { class: 'chip-key' }, `${LABELS[key]}:`), ' ', el('code', {}, state.filters[key]),
-        ' ', el('a', { href: stateHref({ ...state, id: null, filters: rest }), 'data-route': '', class: 'chip-remove', 'aria-label': `Remove filter ${LABELS[key]}`, title: 'Remove this filter' }, '×'))));
+      el('span', { class: negated ? 'chip chip-filter chip-negated' : 'chip chip-filter', 'data-filter': key },
+        negated ? el('span', { class: 'chip-not' }, 'NOT') : null, negated ? ' ' : null,
+        el('span', { class: 'chip-key' }, `${label}:`), ' ', el('code', {}, state.filters[key]),
+        ' ', el('a', {
+          href: stateHref({ ...state, id: null, filters: without(state.filters, key) }), 'data-route': '', class: 'chip-remove',
+          'aria-label': `Remove filter ${negated ? 'not ' : ''}${label}`, title: 'Remove this filter',
+        }, '×'))));
   }
   return list;
 }

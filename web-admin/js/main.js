@@ -6,6 +6,8 @@ import { detailView } from './detail-view.js';
 import { overviewView } from './overview-view.js';
 import { policyView } from './policy-view.js';
 import { startHealthBanner } from './health-banner.js';
+import { startKeyboard } from './keyboard.js';
+import { applyDensity } from './table-prefs.js';
 
 const VIEWS = { history: historyView, detail: detailView, overview: overviewView, policy: policyView };
 const TITLES = { history: 'History', detail: 'Request', overview: 'Overview', policy: 'Policy' };
@@ -35,5 +37,7 @@ function render(state) {
   else if (state.view === 'detail') main.focus();
 }
 
+applyDensity();
+startKeyboard(() => current);
 startRouter(render);
 startHealthBanner(document.getElementById('health-banner'));

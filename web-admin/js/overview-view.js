@@ -1,32 +1,31 @@
 // The overview: totals, the allowed/denied/would-deny chart, top lists and first-seen
-// destinations for one time window.
+// destinations for one time window, under the same filters as the history (SPEC §6).
 import { el, replaceChildren } from './dom.js';
 import { apiGet } from './api.js';
 import { formatCount, timeNode } from './format.js';
-import { stateHref } from './state.js';
-import { filterForm } from './filters-view.js';
-import { timeSeriesChart, chartLegend, seriesTable } from './chart.js';
+import { filterParams, stateHref } from './state.js';
+import { filterForm, activeFilterChips } from './filters-view.js';
+import { chartSection } from './histogram-view.js';
+import { savedViewsPanel } from './views-panel.js';
+import { nonWindowKeys } from './filter-model.js';
 
 export const DEFAULT_WINDOW = '24h';
 
-function windowFilters(state) {
-  const since = state.filters.since ?? DEFAULT_WINDOW;
-  return state.filters.until ? { since, until: state.filters.until } : { since };
+/** Every filter of the URL, with the overview's default window when it names none. */
+function overviewFilters(state) {
+  return { ...state.filters, since: state.filters.since ?? DEFAULT_WINDOW };
 }
 
+/** First-seen answers for the window alone: whether a destination is new is not a filtered fact. */
 function windowParams(state) {
-  return new URLSearchParams(windowFilters(state));
+  const { since, until } = overviewFilters(state);
+  return new URLSearchParams(until ? { since, until } : { since });
 }
 
 function card(label, value, filters, className) {
   return el('li', { class: `card ${className}` },
     el('a', { href: stateHref({ filters }), 'data-route': '', title: `Show these requests in the history` },
       el('span', { class: 'card-value' }, formatCount(value)), el('span', { class: 'card-label' }, label)));
-}
-
-function windowLine(stats) {
-  if (typeof stats.since !== 'string' || typeof stats.until !== 'string') return null;
-  return el('p', { class: 'muted window-line' }, 'From ', timeNode(stats.since), ' to ', timeNode(stats.until), '.');
 }
 
 function totals(stats, range) {
@@ -137,11 +136,10 @@ function nodesSection(page) {
 }
 
 async function loadOverview(state, signal) {
-  const params = windowParams(state);
-  const firstSeenParams = new URLSearchParams(params);
+  const firstSeenParams = windowParams(state);
   firstSeenParams.set('by', state.by);
   const [stats, firstSeen, nodes] = await Promise.all([
-    apiGet('stats', params, { signal }),
+    apiGet('stats', filterParams(overviewFilters(state)), { signal }),
     apiGet('first-seen', firstSeenParams, { signal }).catch((err) => ({ error: err })),
     apiGet('nodes', new URLSearchParams(), { signal }).catch(() => null),
   ]);
@@ -149,17 +147,12 @@ async function loadOverview(state, signal) {
 }
 
 function overviewBody(state, { stats, firstSeen, nodes }) {
-  const range = windowFilters(state);
-  const series = Array.isArray(stats.series) ? stats.series : [];
+  const range = overviewFilters(state);
   const firstSeenPage = Array.isArray(firstSeen) ? { items: firstSeen, truncated: false }
     : firstSeen !== null && Array.isArray(firstSeen.items) ? firstSeen : null;
   return [
-    windowLine(stats),
     totals(stats, range),
-    el('section', { class: 'panel panel-wide' }, el('h2', {}, 'Requests over time'), chartLegend(),
-      series.length === 0 ? el('p', { class: 'muted' }, 'No requests in this window.')
-        : timeSeriesChart(series, stats.bucket_seconds ?? 0, `Allowed, would-deny and denied requests per ${formatCount(stats.bucket_seconds ?? 0)} s`),
-      series.length === 0 ? null : seriesTable(series, stats.bucket_seconds ?? 0)),
+    chartSection(state, stats),
     el('div', { class: 'panels' },
       topList('Top destinations', stats.top_hosts ?? [], 'host', 'host', range, 'No requests in this window.'),
       topList('Top denied destinations', stats.top_denied_hosts ?? [], 'host', 'host', { ...range, decision: 'deny' }, 'Nothing denied in this window.'),
@@ -173,13 +166,24 @@ function overviewBody(state, { stats, firstSeen, nodes }) {
   ];
 }
 
+/** Which filters the numbers below honour; first-seen takes the window alone, and says so. */
+function appliedFilters(state) {
+  const narrowed = nonWindowKeys(state.filters).length > 0;
+  return el('div', { class: 'toolbar applied-filters' },
+    el('div', {}, el('span', { class: 'hint' }, narrowed ? 'Totals, chart and top lists count only requests matching: ' : ''),
+      activeFilterChips(state, { emptyText: 'No filters: every request in the window counts.' })),
+    narrowed ? el('p', { class: 'hint' }, 'First seen uses the time window only.') : null);
+}
+
 export function overviewView(state) {
   const body = el('div', {}, el('p', { class: 'muted' }, 'Loading…'));
   const controller = new AbortController();
   const node = el('section', { 'aria-labelledby': 'overview-title' },
     el('h1', { id: 'overview-title' }, 'Overview'),
-    filterForm(state, { keys: 'window', defaultSince: DEFAULT_WINDOW }),
-    body);
+    filterForm(state, { keys: 'all', defaultSince: DEFAULT_WINDOW }),
+    appliedFilters(state),
+    body,
+    savedViewsPanel(state));
   loadOverview(state, controller.signal)
     .then((data) => replaceChildren(body, overviewBody(state, data)))
     .catch((err) => {

@@ -2,21 +2,33 @@
 // shared as a link, reloaded, and walked with back/forward.
 
 /**
- * API filters of /api/requests (SPEC §5), in the order they appear in URLs. `tunnel_id` (the
+ * API filters of /api/requests (SPEC §5, §6), in the order they appear in URLs. `tunnel_id` (the
  * requests inside one inspected tunnel) has no form field: a tunnel's record page links to it.
+ * `rule` and `user` are filled by the facets panel (SPEC §6 incident console).
  */
-export const FILTER_KEYS = ['decision', 'would_deny', 'status', 'client', 'host', 'node', 'since', 'until', 'q', 'tunnel_id'];
+export const FILTER_KEYS = ['decision', 'would_deny', 'status', 'client', 'host', 'rule', 'user', 'node', 'since', 'until', 'q', 'tunnel_id'];
+
+/** The prefix of a negated filter: `not.host=**.github.com` keeps every record host does not match. */
+export const NOT_PREFIX = 'not.';
+
+/** Filters that may be negated (SPEC §6): all but the time window, whose opposite is no window. */
+export const NEGATABLE_KEYS = FILTER_KEYS.filter((key) => key !== 'since' && key !== 'until');
+
+/** Every filter key a URL may hold, plain ones first, then the negations in the same order. */
+export const ALL_FILTER_KEYS = [...FILTER_KEYS, ...NEGATABLE_KEYS.map((key) => `${NOT_PREFIX}${key}`)];
 
 export const VIEWS = ['history', 'overview', 'policy'];
 
 export function readState(search = window.location.search) {
   const params = new URLSearchParams(search);
   const filters = {};
-  for (const key of FILTER_KEYS) {
+  for (const key of ALL_FILTER_KEYS) {
     const value = params.get(key);
     if (value !== null && value.trim() !== '') filters[key] = value.trim();
   }
   const view = VIEWS.includes(params.get('view')) ? params.get('view') : 'history';
+  // On the policy page `rule=` names the rule to highlight, not a filter of the history.
+  if (view === 'policy') delete filters.rule;
   const idText = params.get('id');
   const id = idText !== null && /^[1-9][0-9]{0,15}$/.test(idText) ? idText : null;
   return {
@@ -32,7 +44,7 @@ export function readState(search = window.location.search) {
 /** URLSearchParams of the API filters only (for /api/requests and the export). */
 export function filterParams(filters) {
   const params = new URLSearchParams();
-  for (const key of FILTER_KEYS) {
+  for (const key of ALL_FILTER_KEYS) {
     if (filters[key] !== undefined && filters[key] !== '') params.set(key, filters[key]);
   }
   return params;

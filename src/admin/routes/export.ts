@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { parseRequestFilters } from '../../audit/query';
 import type { RawRequestFilters, SearchPace } from '../../audit/query';
 import type { AuditReader } from '../../audit/reader';
@@ -16,6 +16,11 @@ export interface ExportRoutesOptions {
   clock: () => Date;
   /** How searches pace themselves (tests shrink it); absent: the defaults. */
   pace?: SearchPace;
+  /**
+   * Who looked (issue 19): called with the export's format and filters before the first byte is
+   * sent. It throws when the event cannot be recorded, and then nothing is exported.
+   */
+  recordExport: (request: FastifyRequest, detail: { format: ExportFormat; query: string }) => Promise<void>;
 }
 
 /** `20250301T120000Z`: sorts by time and holds no character a file system dislikes. */
@@ -36,6 +41,7 @@ export function registerExportRoutes(app: FastifyInstance, opts: ExportRoutesOpt
       const { format = 'csv', ...raw } = request.query;
       const now = opts.clock();
       const filters = parseRequestFilters(raw, now);
+      await opts.recordExport(request, { format, query: new URLSearchParams(raw as Record<string, string>).toString() });
       const batches = opts.reader.exportRecords(filters, opts.pace);
       const chunks = format === 'csv' ? csvChunks(batches) : ndjsonChunks(batches);
       return reply

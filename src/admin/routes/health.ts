@@ -24,15 +24,18 @@ export interface HealthRoutesOptions {
 
 /**
  * Liveness and readiness (SPEC §5). Both stay open when an admin token is set: orchestrators
- * probe them without credentials, and they reveal nothing beyond up/down and the detail.
+ * probe them without credentials. Without credentials /readyz says only `{ ready }`: its detail
+ * names policy files, rules and reload errors, which are nobody else's business (issue 19).
  */
 export function registerHealthRoutes(app: FastifyInstance, opts: HealthRoutesOptions): void {
   app.get('/healthz', async () => ({ status: 'ok' }));
 
   app.get('/readyz', async (request, reply) => {
-    const report = await opts.ready({ authenticated: opts.authenticated(request) });
+    const authenticated = opts.authenticated(request);
+    const report = await opts.ready({ authenticated });
     const writable = opts.auditWritable === undefined ? {} : { audit_writable: opts.auditWritable() };
     const ready = report.ok && (writable.audit_writable ?? true);
+    if (!authenticated) return reply.code(ready ? 200 : 503).send({ ready });
     // `ready` last, so a detail key of the same name cannot contradict the status code.
     return reply
       .code(ready ? 200 : 503)

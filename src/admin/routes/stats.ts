@@ -4,6 +4,8 @@ import type { AuditReader } from '../../audit/reader';
 import type { StatsWindow } from '../../audit/stats';
 import { QueryInputError } from '../../audit/query-errors';
 import { parseTimeWindow } from '../../audit/time-window';
+import { parseRequestFilters } from '../../audit/filters';
+import type { RawRequestFilters } from '../../audit/filters';
 import { FIRST_SEEN_QUERY_SCHEMA, STATS_QUERY_SCHEMA } from '../query-schema';
 
 export interface StatsRoutesOptions {
@@ -30,10 +32,16 @@ function statsWindow(query: WindowQuery, now: Date): StatsWindow {
 }
 
 export function registerStatsRoutes(app: FastifyInstance, opts: StatsRoutesOptions): void {
-  app.get<{ Querystring: WindowQuery & { top?: number } }>(
+  /** Every /api/requests filter applies (SPEC §6); the window defaults to the last 24 hours. */
+  app.get<{ Querystring: RawRequestFilters & { top?: number } }>(
     '/api/stats',
     { schema: { querystring: STATS_QUERY_SCHEMA } },
-    async (request) => opts.reader.stats(statsWindow(request.query, opts.clock()), request.query.top ?? DEFAULT_TOP),
+    async (request) => {
+      const { top = DEFAULT_TOP, ...raw } = request.query;
+      const now = opts.clock();
+      const filters = parseRequestFilters(raw, now);
+      return opts.reader.stats(statsWindow(raw, now), top, filters);
+    },
   );
 
   /** "The view a team checks every morning": destinations never seen before the window. */

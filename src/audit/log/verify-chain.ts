@@ -41,6 +41,11 @@ export interface VerifyReport {
   lastId: number | null;
   /** The chain's head at the end of the walk (or at the break): what --expect-head is compared to. */
   head: ChainHead;
+  /**
+   * The head was recomputed from an entry (false: it is an opening checkpoint's, taken as written,
+   * so it proves nothing about an expected head: anyone can write a checkpoint carrying a public hash).
+   */
+  headRecomputed: boolean;
   /** The walk began at a checkpoint because older segments are gone (retention): its record id. */
   fromCheckpoint: number | null;
   break: ChainBreak | null;
@@ -63,7 +68,7 @@ export interface PayloadPlace {
 }
 
 export function emptyReport(): VerifyReport {
-  return { verified: 0, unchained: 0, firstId: null, lastId: null, head: { id: 0, hash: ZERO_HASH }, fromCheckpoint: null, break: null };
+  return { verified: 0, unchained: 0, firstId: null, lastId: null, head: { id: 0, hash: ZERO_HASH }, headRecomputed: false, fromCheckpoint: null, break: null };
 }
 
 /**
@@ -137,6 +142,7 @@ export class ChainWalk {
           return this.breakAt(checkpoint.id, `chain broken before it: ${gap}the checkpoint ${at} continues a chain whose entries are not in the log`);
         }
         this.adopt(checkpoint.id, checkpoint.hash);
+        report.headRecomputed = false;
         return false;
       }
       if (!checkpoint.hash.equals(this.prev)) {
@@ -165,6 +171,7 @@ export class ChainWalk {
       return false;
     }
     this.adopt(entryHead.id, expected);
+    report.headRecomputed = true;
     report.verified += 1;
     report.firstId = report.firstId === null ? entryHead.id : Math.min(report.firstId, entryHead.id);
     report.lastId = report.lastId === null ? entryHead.id : Math.max(report.lastId, entryHead.id);

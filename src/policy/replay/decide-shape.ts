@@ -5,7 +5,7 @@ import { compileGuard, type Guard } from '../guard';
 import { identifyClients, prepareRequest, type PreparedRequest } from '../match-rule';
 import type { RecordedShape } from './recorded-shape';
 import type { Outcome } from './report-types';
-import type { TlsMode } from '../types';
+import type { Mode, TlsMode } from '../types';
 import { normalizeHostName } from '../host-match';
 import { SNI_RULE } from '../../proxy/tunnel';
 
@@ -24,6 +24,8 @@ export interface PolicyVerdict extends ShapeOutcome {
   req: PreparedRequest;
   /** What the tunnel's first bytes must be under the deciding rule (CONNECT only). */
   tls: TlsMode;
+  /** The mode of the deciding rule (its own, else settings.mode). */
+  mode: Mode;
 }
 
 export interface ProposedOutcome extends ShapeOutcome {
@@ -71,8 +73,7 @@ export class ShapeDecider {
     if (guarded) return { outcome: 'deny', rule: GUARD_RULE, verdict };
     // The SNI check comes after the guard, as in the proxy (tunnel.ts); report mode lets it through.
     if (shape.kind === 'connect' && refusedBySni(shape, verdict.tls)) {
-      const mode = verdict.decider?.mode ?? this.policy.settings.mode;
-      return { outcome: mode === 'report' ? 'would_deny' : 'deny', rule: SNI_RULE, verdict };
+      return { outcome: verdict.mode === 'report' ? 'would_deny' : 'deny', rule: SNI_RULE, verdict };
     }
     return { outcome: verdict.outcome, rule: verdict.rule, verdict };
   }
@@ -106,20 +107,23 @@ export class ShapeDecider {
     const decider = firstMatch(this.policy, req);
     const decision = decisionFor(this.policy, req, decider);
     const outcome: Outcome = decision.action === 'deny' ? 'deny' : decision.wouldDeny ? 'would_deny' : 'allow';
-    return { outcome, rule: decision.rule, decider, clients: req.clients, req, tls: decision.tls };
+    return { outcome, rule: decision.rule, decider, clients: req.clients, req, tls: decision.tls, mode: decision.mode };
   }
 }
 
 /**
  * Whether the proposed `tls:` would refuse a recorded tunnel, from what its record says the client
- * sent (sni-check.ts judge). A recorded SNI is compared with the CONNECT host as the proxy compares
- * them. Without one, the record cannot say what the client sent: a tunnel the proxy refused by
- * `(sni)` (no SNI, no ClientHello, an SSLv2 hello…) is taken to be refused again under any check,
- * and any other (recorded under `tls: any`, say) to pass. README: replay and the SNI check.
+ * sent (sni-check.ts judge). A tunnel the proxy refused by `(sni)` (no SNI, no ClientHello, a
+ * second ClientHello, ECH under require…) is taken to be refused again under any check; otherwise a
+ * recorded SNI is compared with the CONNECT host as the proxy compares them. Without one, the record
+ * cannot say what the client sent (a tunnel recorded under `tls: any`, or a non-TLS one passed by
+ * sni-must-match, which `require` would refuse): it is taken to pass. README: replay and the SNI check.
  */
 function refusedBySni(shape: RecordedShape, mode: TlsMode): boolean {
   if (mode === 'any') return false;
-  if (shape.sni === null) return shape.rule === SNI_RULE;
+  // Refused for what it sent (no SNI, a second ClientHello, ECH under require…): refused again.
+  if (shape.rule === SNI_RULE) return true;
+  if (shape.sni === null) return false;
   // An address has no name to compare: the policy allowed that address, whatever the client calls it.
   if (shape.hostKind !== 'name') return false;
   return normalizeHostName(shape.sni) !== normalizeHostName(shape.host);

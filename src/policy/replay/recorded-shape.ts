@@ -31,6 +31,11 @@ export interface RecordedShape {
  */
 export type ShapeFields = [unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown];
 
+/**
+ * A shape of kind `https` is a request read inside an inspected tunnel (SPEC §6): `policy replay`
+ * decides it as the proxy does there; `policy suggest` counts it apart (its tunnel's CONNECT is
+ * what a suggested rule allows).
+ */
 export type ShapeVerdict = { ok: true; shape: RecordedShape } | { ok: false; why: 'malformed' | 'undecided'; count: number };
 
 const nullableText = (v: unknown): v is string | null => v === null || typeof v === 'string';

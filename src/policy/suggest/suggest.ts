@@ -1,0 +1,41 @@
+import type { Policy } from '../compiled';
+import type { RecordedTraffic } from '../replay/recorded-traffic';
+import { buildRules } from './build-rules';
+import { classifyTraffic } from './classify';
+import { emitYaml } from './emit-yaml';
+import { LEFT_OUT_REASONS, type SuggestBy, type SuggestOptions, type SuggestResult, type SuggestSummary } from './types';
+
+export type { SuggestBy, SuggestOptions, SuggestResult, SuggestSummary } from './types';
+
+/** --by as given, else `client-group` where the policy defines client groups. */
+export function effectiveBy(policy: Policy, by: SuggestBy | null): SuggestBy {
+  return by ?? (policy.clients.length > 0 ? 'client-group' : 'none');
+}
+
+/**
+ * Allow rules (one YAML policy file) for the window's recorded traffic that `policy` only
+ * reports or allows by default, and a summary of what was suggested and what was left out.
+ * Reads the traffic in one snapshot and nothing else; the caller opens and closes it.
+ */
+export async function suggestPolicy(traffic: RecordedTraffic, policy: Policy, options: SuggestOptions): Promise<SuggestResult> {
+  const by = effectiveBy(policy, options.by);
+  const classified = await traffic.snapshot(() => classifyTraffic(traffic, policy, options, by));
+  const rules = buildRules(
+    classified.observed,
+    { minRequests: options.minRequests, byGroup: by === 'client-group', groupOrder: policy.clients.map((c) => c.name), taken: new Set(policy.rules.map((r) => r.name)) },
+    classified.leftOut,
+  );
+  const summary: SuggestSummary = {
+    window: { since: new Date(options.window.sinceMs).toISOString(), until: new Date(options.window.untilMs).toISOString() },
+    policy: { version: policy.version, rules: policy.rules.length },
+    by,
+    min_requests: options.minRequests,
+    with_paths: options.withPaths,
+    records: classified.records,
+    rules: rules.length,
+    suggested: { destinations: rules.reduce((sum, r) => sum + r.destinations, 0), requests: rules.reduce((sum, r) => sum + r.requests, 0) },
+    ip_literal_rules: rules.filter((r) => r.ipLiteral).map((r) => r.name),
+    left_out: classified.leftOut.list(LEFT_OUT_REASONS),
+  };
+  return { yaml: emitYaml(rules, summary, traffic.label, options.now), summary };
+}
