@@ -23,6 +23,7 @@ import { registerMetricsRoute } from './routes/metrics';
 import { registerPolicyRoutes } from './routes/policy';
 import { registerRequestRoutes } from './routes/requests';
 import { registerStatsRoutes } from './routes/stats';
+import { registerSuggestRoutes } from './routes/suggest';
 import { readSessionCookie, SESSION_DEFAULTS, SessionStore } from './sessions';
 import { SqliteConsoleStore } from './console-sqlite';
 import type { ConsoleStore } from './console-store';
@@ -58,6 +59,8 @@ export interface AdminAppOptions {
   policy?: () => PolicySnapshot;
   /** What GET /api/policy's 503 says without a policy (tollgate admin has none of its own). */
   noPolicyReason?: string;
+  /** GET /api/policy/suggest holds at most this many distinct shapes (default 200,000); tests shrink it. */
+  suggestMaxShapes?: number;
   /** The process's metrics, rendered by GET /metrics (503 without them). */
   metrics?: ProxyMetrics;
   /** "now" for relative times (since=24h), sessions and login limits; tests pass their own. */
@@ -177,6 +180,9 @@ export function buildAdminApp(opts: AdminAppOptions): FastifyInstance {
   });
   registerStatsRoutes(app, { reader, clock });
   registerPolicyRoutes(app, { reader, clock, policy: opts.policy, noPolicyReason: opts.noPolicyReason });
+  registerSuggestRoutes(app, {
+    reader, clock, pace: opts.searchPace, policy: opts.policy, noPolicyReason: opts.noPolicyReason, maxShapes: opts.suggestMaxShapes,
+  });
   registerMetricsRoute(app, opts.metrics);
   registerAuditHeadRoutes(app, {
     heads: opts.auditHeads,

@@ -85,3 +85,15 @@ export const POLICY_QUERY_SCHEMA = {
   additionalProperties: false,
   properties: { since: TIME },
 } as const;
+
+/** GET /api/policy/suggest: the /api/requests filters and `tollgate policy suggest`'s options. */
+export const SUGGEST_QUERY_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    ...FILTER_PROPERTIES,
+    min_requests: { type: 'integer', minimum: 1, maximum: 1_000_000_000 },
+    by: { type: 'string', enum: ['client-group', 'none'] },
+    with_paths: { type: 'string', enum: ['0', '1'] },
+  },
+} as const;

@@ -74,3 +74,15 @@ export function replaceChildren(node, ...children) {
 export function badge(kind, label, title) {
   return el('span', { class: `badge badge-${kind}`, title }, label);
 }
+
+/**
+ * A link that saves `blob` as `fileName`. Its href is an object URL the browser minted for data
+ * this page holds (`blob:` on this origin), never text from the data, so it bypasses isSafeHref
+ * here and nowhere else. `revoke` frees the blob once the link is gone.
+ */
+export function downloadLink(blob, fileName, label, attrs = {}) {
+  const url = URL.createObjectURL(blob);
+  const node = el('a', { ...attrs, download: fileName }, label);
+  node.href = url;
+  return { node, revoke: () => URL.revokeObjectURL(url) };
+}

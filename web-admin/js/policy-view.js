@@ -5,6 +5,7 @@ import { apiGet } from './api.js';
 import { formatCount, timeNode } from './format.js';
 import { stateHref } from './state.js';
 import { filterForm } from './filters-view.js';
+import { suggestPanel } from './suggest-panel.js';
 
 /** /api/policy counts hits over the last 7 days unless told otherwise. */
 export const DEFAULT_HITS_WINDOW = '7d';
@@ -136,10 +137,14 @@ export function policyView(state) {
     .catch((err) => {
       if (err.name !== 'AbortError') replaceChildren(body, el('div', { class: 'alert', role: 'alert' }, el('strong', {}, 'Could not load the policy: '), err.message));
     });
+  const suggest = suggestPanel(state);
   return {
     node: el('section', { 'aria-labelledby': 'policy-title' }, el('h1', { id: 'policy-title' }, 'Policy'),
       el('p', { class: 'muted' }, `Hit counts, last hits and "never matched" cover the window below (default: last ${DEFAULT_HITS_WINDOW}).`),
-      filterForm(state, { keys: 'window', defaultSince: DEFAULT_HITS_WINDOW, withUntil: false }), body),
-    dispose: () => controller.abort(),
+      filterForm(state, { keys: 'window', defaultSince: DEFAULT_HITS_WINDOW, withUntil: false }), body, suggest.node),
+    dispose: () => {
+      controller.abort();
+      suggest.dispose();
+    },
   };
 }

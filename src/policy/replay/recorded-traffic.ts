@@ -23,6 +23,12 @@ export interface RecordedTraffic {
   close(): Promise<void>;
 }
 
+/**
+ * What `policy suggest` reads: the shapes alone. The admin route's filtered set (admin/
+ * exported-shapes.ts) offers only this, since it has no whole-history questions to answer.
+ */
+export type ShapeSource = Pick<RecordedTraffic, 'label' | 'snapshot' | 'shapes'>;
+
 export interface WindowCoverage {
   /** Records in the window. */
   total: number;

@@ -4,7 +4,7 @@ import type { Policy } from '../compiled';
 import { normalizeRequestPath } from '../path-match';
 import { ShapeDecider, type ProposedOutcome } from '../replay/decide-shape';
 import type { RecordedShape } from '../replay/recorded-shape';
-import type { RecordedTraffic } from '../replay/recorded-traffic';
+import type { ShapeSource } from '../replay/recorded-traffic';
 import { destinationOf } from '../replay/tally';
 import type { LeftOutDestination, LeftOutReason, Observed, SuggestBy, SuggestOptions, SuggestSummary } from './types';
 
@@ -100,7 +100,7 @@ function groupOf(by: SuggestBy, clients: readonly string[]): string | null {
 }
 
 /** Reads the window once (call inside traffic.snapshot) and sorts every shape. */
-export async function classifyTraffic(traffic: RecordedTraffic, policy: Policy, options: SuggestOptions, by: SuggestBy): Promise<Classified> {
+export async function classifyTraffic(traffic: ShapeSource, policy: Policy, options: SuggestOptions, by: SuggestBy): Promise<Classified> {
   const records = { in_window: 0, considered: 0, inside_tunnels: 0, skipped_malformed: 0, skipped_undecided: 0 };
   const leftOut = new LeftOutTally();
   const observed = new ObservedTally(options.withPaths);

@@ -1,5 +1,5 @@
 import type { Policy } from '../compiled';
-import type { RecordedTraffic } from '../replay/recorded-traffic';
+import type { ShapeSource } from '../replay/recorded-traffic';
 import { buildRules } from './build-rules';
 import { classifyTraffic } from './classify';
 import { emitYaml } from './emit-yaml';
@@ -17,7 +17,7 @@ export function effectiveBy(policy: Policy, by: SuggestBy | null): SuggestBy {
  * reports or allows by default, and a summary of what was suggested and what was left out.
  * Reads the traffic in one snapshot and nothing else; the caller opens and closes it.
  */
-export async function suggestPolicy(traffic: RecordedTraffic, policy: Policy, options: SuggestOptions): Promise<SuggestResult> {
+export async function suggestPolicy(traffic: ShapeSource, policy: Policy, options: SuggestOptions): Promise<SuggestResult> {
   const by = effectiveBy(policy, options.by);
   const classified = await traffic.snapshot(() => classifyTraffic(traffic, policy, options, by));
   const rules = buildRules(
