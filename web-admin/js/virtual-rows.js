@@ -1,6 +1,8 @@
 // Windowed rendering of the history rows. Rows have one fixed height (CSS), so the rows in view
-// follow from scrollTop alone: first = floor(scrollTop / rowHeight). Padding above and below
-// the table stands in for the rows that are not rendered, and the scrollbar reads true.
+// follow from scrollTop alone: first = floor(scrollTop / rowHeight). The tbody is as tall as
+// every row together (the scrollbar reads true) and each rendered row is placed at its index
+// times that height (position: absolute, css/table.css): a row that stays never moves when
+// others come and go around it, so the browser does not paint it again.
 //
 // What is in the page, and when it gets there:
 // - in the same frame as a scroll, a sort or new records: the rows in view (and NEED_ROWS
@@ -42,13 +44,11 @@ const cancelIdle = typeof window.cancelIdleCallback === 'function' ? (id) => win
 
 export class VirtualRows {
   /**
-   * `scroller`: the element that scrolls; `spacer`: the table's wrapper, padded for the rows
-   * not rendered; `tbody`; `thead` (sticky, inside the scroller); `renderRow(record)`: a new
+   * `scroller`: the element that scrolls; `tbody`: sized for all rows, holding the rendered ones; `thead` (sticky, inside the scroller); `renderRow(record)`: a new
    * <tr data-id>.
    */
-  constructor({ scroller, spacer, tbody, thead, renderRow }) {
+  constructor({ scroller, tbody, thead, renderRow }) {
     this.scroller = scroller;
-    this.spacer = spacer;
     this.tbody = tbody;
     this.thead = thead;
     this.renderRow = renderRow;
@@ -62,7 +62,9 @@ export class VirtualRows {
     this.viewHeight = 0;
     this.headHeight = 0;
     this.sized = false;
-    this.padding = { top: -1, bottom: -1 };
+    this.height = -1;
+    /** The offset each rendered row was placed at, so an unmoved row is not written to. */
+    this.tops = new WeakMap();
     this.frame = 0;
     this.idle = 0;
     this.onScroll = () => this.requestUpdate();
@@ -118,6 +120,7 @@ export class VirtualRows {
     const node = this.renderRow(record);
     old.replaceWith(node);
     this.nodes.set(record.id, node);
+    this.place();
   }
 
   /** One update per animation frame, however many scroll events came. */
@@ -171,7 +174,7 @@ export class VirtualRows {
       this.update({ force: true });
       return;
     }
-    this.pad();
+    this.place();
     this.scheduleFill();
   }
 
@@ -183,13 +186,20 @@ export class VirtualRows {
     return height > 0;
   }
 
-  pad() {
+  /** Sizes the tbody for every record and puts each rendered row at its index. */
+  place() {
     const rowHeight = this.rowHeight || FALLBACK_ROW_PX;
-    const top = this.start * rowHeight;
-    const bottom = (this.length - this.end) * rowHeight;
-    if (top !== this.padding.top) this.spacer.style.paddingTop = `${top}px`;
-    if (bottom !== this.padding.bottom) this.spacer.style.paddingBottom = `${bottom}px`;
-    this.padding = { top, bottom };
+    const height = this.length * rowHeight;
+    if (height !== this.height) this.tbody.style.height = `${height}px`;
+    this.height = height;
+    for (let i = this.start; i < this.end; i += 1) {
+      const node = this.nodes.get(this.records[i].id);
+      const top = i * rowHeight;
+      if (node && this.tops.get(node) !== top) {
+        node.style.top = `${top}px`;
+        this.tops.set(node, top);
+      }
+    }
   }
 
   /** Where the idle fill grows the block to: the overscan, or all of a short list. */
@@ -222,7 +232,7 @@ export class VirtualRows {
       else if (start > target.start) start = Math.max(target.start, start - FILL_STEP);
       else break;
       this.reconcile(start, end);
-      this.pad();
+      this.place();
     } while (deadline.timeRemaining() > 2);
     this.scheduleFill();
   }
