@@ -57,7 +57,29 @@ function percentile(values: number[], p: number): number {
 
 const f1 = (n: number): string => n.toFixed(1);
 
-interface ScrollResult { name: string; frames: number; p50: number; p95: number; max: number; slow: number; fps: number; domRows: number }
+interface ScrollResult { name: string; frames: number; p50: number; p95: number; max: number; slow: number; fps: number; domRows: number; work: MainThread }
+
+/** Main-thread time of the renderer (CDP Performance.getMetrics), ms: cumulative, or per frame. */
+interface MainThread { script: number; style: number; layout: number; task: number }
+
+/**
+ * The renderer's cumulative main-thread durations: JavaScript, style recalculation, layout, and
+ * every task (which adds paint recording, hit testing, the frame's own bookkeeping). Raster and
+ * compositing run on other threads and are not in these numbers.
+ */
+async function mainThread(cdp: Playwright.CDPSession): Promise<MainThread> {
+  const { metrics } = await cdp.send('Performance.getMetrics');
+  const get = (name: string): number => (metrics.find((m) => m.name === name)?.value ?? 0) * 1000;
+  return { script: get('ScriptDuration'), style: get('RecalcStyleDuration'), layout: get('LayoutDuration'), task: get('TaskDuration') };
+}
+
+function perFrame(before: MainThread, after: MainThread, frames: number): MainThread {
+  const n = Math.max(1, frames);
+  return {
+    script: (after.script - before.script) / n, style: (after.style - before.style) / n,
+    layout: (after.layout - before.layout) / n, task: (after.task - before.task) / n,
+  };
+}
 
 async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-bench-ui-'));
@@ -79,19 +101,25 @@ async function main(): Promise<void> {
       await waitForLoaded(page, (n) => n > before);
       loadTimes.push(Date.now() - t0);
     }
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send('Performance.enable', { timeDomain: 'threadTicks' });
     const scrolls: ScrollResult[] = [];
     for (const [name, step] of [['steady, 60 px a frame', 60], ['fast, 600 px a frame', 600], ['scrollbar drag: a random place every frame', 'jump']] as const) {
+      const before = await mainThread(cdp);
       const { deltas, domRows } = await page.evaluate<{ deltas: number[]; domRows: number }>(scrollProbe(step, SCROLL_MS));
-      scrolls.push({
+      const work = perFrame(before, await mainThread(cdp), deltas.length);
+      scrolls.push({ work,
         name, frames: deltas.length, p50: percentile(deltas, 50), p95: percentile(deltas, 95), max: Math.max(...deltas),
         slow: deltas.filter((d) => d > FRAME_MS * 1.5).length, fps: (deltas.length * 1000) / deltas.reduce((a, b) => a + b, 0), domRows,
       });
     }
-    const sorts: Array<{ key: string; handled: number; painted: number }> = [];
+    const sorts: Array<{ key: string; handled: number; painted: number; work: MainThread }> = [];
     for (const key of ['status', 'request', 'why', 'time', 'bytes', 'id']) {
       const runs: Array<{ handled: number; painted: number }> = [];
+      const before = await mainThread(cdp);
       for (let i = 0; i < 3; i += 1) runs.push(await page.evaluate<{ handled: number; painted: number }>(sortProbe(key)));
-      sorts.push({ key, handled: percentile(runs.map((r) => r.handled), 50), painted: percentile(runs.map((r) => r.painted), 50) });
+      const work = perFrame(before, await mainThread(cdp), runs.length);
+      sorts.push({ key, handled: percentile(runs.map((r) => r.handled), 50), painted: percentile(runs.map((r) => r.painted), 50), work });
     }
     const pureSorts = await page.evaluate<Record<string, number>>(pureSortProbe(ROWS));
     const load = os.loadavg()[0];
@@ -104,9 +132,15 @@ async function main(): Promise<void> {
       '## Scrolling (requestAnimationFrame deltas, 3 s each; 16.7 ms = 60 fps)', '',
       '| scroll | frames | fps | p50 ms | p95 ms | max ms | frames > 25 ms | rows in page |', '| --- | --- | --- | --- | --- | --- | --- | --- |',
       ...scrolls.map((s) => `| ${s.name} | ${s.frames} | ${f1(s.fps)} | ${f1(s.p50)} | ${f1(s.p95)} | ${f1(s.max)} | ${s.slow} | ${s.domRows} |`), '',
+      'Where a frame\'s main-thread time goes (CDP Performance metrics, thread CPU time, mean per frame, ms): "other" is the rest of ' +
+      'the main thread\'s tasks (paint recording, hit testing, the frame\'s bookkeeping). Raster and compositing run on other ' +
+      'threads and are not counted; a frame longer than its main-thread time waited for them or for a CPU.', '',
+      '| scroll | script | style | layout | other | main thread in all | frame (mean) |', '| --- | --- | --- | --- | --- | --- | --- |',
+      ...scrolls.map((s) => `| ${s.name} | ${f1(s.work.script)} | ${f1(s.work.style)} | ${f1(s.work.layout)} | ` +
+        `${f1(s.work.task - s.work.script - s.work.style - s.work.layout)} | ${f1(s.work.task)} | ${f1(1000 / s.fps)} |`), '',
       '## Sorting all loaded rows (median of 3 clicks)', '',
-      '| column | click handled (sort + rows in view), ms | until the next frame, ms |', '| --- | --- | --- |',
-      ...sorts.map((s) => `| ${s.key} | ${f1(s.handled)} | ${f1(s.painted)} |`), '',
+      '| column | click handled (sort + rows in view), ms | until the next frame, ms | main thread a click: script / style / layout / all, ms |', '| --- | --- | --- | --- |',
+      ...sorts.map((s) => `| ${s.key} | ${f1(s.handled)} | ${f1(s.painted)} | ${f1(s.work.script)} / ${f1(s.work.style)} / ${f1(s.work.layout)} / ${f1(s.work.task)} |`), '',
       `The sort alone (sortRows on ${ROWS.toLocaleString('en-US')} records, no rendering, median of 5): ` +
       Object.entries(pureSorts).map(([key, value]) => `${key} ${f1(value)} ms`).join(', ') + '.', '',
     ].join('\n');

@@ -30,7 +30,10 @@ export async function waitForLoaded(page: Page, count: number, timeoutMs = 20_00
   await waitUntil(async () => (await loadedCount(page)) === count, `${count} rows loaded`, timeoutMs);
 }
 
-/** Scrolls the table's own scroller and lets the page handle the scroll event. */
+/**
+ * Scrolls the table's own scroller and lets the page handle the scroll event (the table renders
+ * the rows for a scroll in the next animation frame: virtual-rows.js).
+ */
 export async function scrollTable(page: Page, top: number | 'end'): Promise<number> {
   return page.evaluate<number>(`(async () => {
     const scroller = document.querySelector('.table-wrap');
@@ -38,6 +41,7 @@ export async function scrollTable(page: Page, top: number | 'end'): Promise<numb
     const scrolled = new Promise((resolve) => scroller.addEventListener('scroll', resolve, { once: true }));
     scroller.scrollTop = ${top === 'end' ? 'scroller.scrollHeight' : String(top)};
     if (scroller.scrollTop !== before) await scrolled;
+    await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
     return scroller.scrollTop;
   })()`);
 }

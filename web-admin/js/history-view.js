@@ -79,7 +79,7 @@ class HistoryTable {
     this.spacer = el('div', { class: 'table-window' }, this.table);
     this.scroller = el('div', { class: 'table-wrap', tabindex: '-1' }, this.spacer);
     this.virtual = new VirtualRows({
-      scroller: this.scroller, spacer: this.spacer, tbody: this.tbody, thead: this.thead, renderRow: (record) => this.renderRow(record),
+      scroller: this.scroller, tbody: this.tbody, thead: this.thead, renderRow: (record) => this.renderRow(record),
     });
     this.cursor = new RowCursor(this.virtual, (id) => navigate(stateHref({ id, filters: this.state.filters })));
     this.tail = new LiveTail({ scroller: this.scroller, table: this.table, isSorted: () => this.sort !== null, onBringIn: () => this.bringIn() });

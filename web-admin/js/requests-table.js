@@ -4,7 +4,7 @@
 import { el, badge } from './dom.js';
 import { formatBytes, formatCount, formatDuration, localTime, destination } from './format.js';
 import { stateHref } from './state.js';
-import { drillLink, parentGlob, ruleFilter } from './drill.js';
+import { drillHref, parentGlob, ruleFilter } from './drill.js';
 
 const text = (value) => (value === null || value === undefined ? '' : String(value));
 
@@ -82,25 +82,57 @@ function rowClass(record) {
   return classes.join(' ');
 }
 
-/** A cell: the content sits in a box of the row's fixed height (longer text is cut, full on hover). */
-function cell(className, attrs, ...content) {
-  return el('td', { class: className, role: 'cell', ...attrs }, el('div', { class: 'cell' }, ...content));
+/**
+ * Links of one table: a row has up to seven, and most values repeat (hosts, rules, statuses,
+ * client groups), so each href is built once per filter set and value, not once per row.
+ */
+const hrefCache = new WeakMap();
+
+function cachedHref(filters, key, value) {
+  let cache = hrefCache.get(filters);
+  if (cache === undefined) {
+    cache = new Map();
+    hrefCache.set(filters, cache);
+  }
+  const name = `${key}\u0000${value}`;
+  let href = cache.get(name);
+  if (href === undefined) {
+    href = key === 'id' ? stateHref({ id: value, filters }) : drillHref(filters, { [key]: value });
+    cache.set(name, href);
+  }
+  return href;
 }
 
-/** Date and clock as two pieces, so a comfortable row stacks them and a compact one does not. */
+/** A link that narrows the list to one value (drill.js), its href from the cache. */
+function drill(filters, key, value, content, className, title) {
+  return el('a', { href: cachedHref(filters, key, value), 'data-route': '', class: className, title }, content);
+}
+
+/**
+ * A cell: a block of the row's fixed height that clips what does not fit (longer text is cut,
+ * full on hover and on the record's page). Kept to a few elements: a row is built for every
+ * record scrolled into view.
+ */
+function cell(className, attrs, ...content) {
+  return el('td', { class: className, role: 'cell', ...attrs }, ...content);
+}
+
+/**
+ * Date and clock as one text: the column is too narrow for both, so they wrap onto two lines at
+ * the space (a date does not break at its hyphens), and sit side by side when compact (nowrap).
+ */
 function timeCell(record) {
   const iso = record.started_at;
   const short = iso.replace('T', ' ').replace(/\.\d{3}Z$/, 'Z');
   const [date, clock] = short.split(' ');
-  return cell('col-time', {}, el('time', { datetime: iso, title: localTime(iso) },
-    el('span', { class: 'date' }, date), ' ', el('span', { class: 'clock' }, clock ?? '')));
+  return cell('col-time', {}, el('time', { datetime: iso, title: localTime(iso) }, `${date} ${clock ?? ''}`));
 }
 
 function clientCell(record, filters) {
   const groups = record.clients.map((group, i) => [i > 0 ? ', ' : null,
-    drillLink(filters, { client: group }, group, { title: `Only requests from client group ${group}` })]);
+    drill(filters, 'client', group, group, 'drill', `Only requests from client group ${group}`)]);
   return cell('col-client', {},
-    el('div', { class: 'line' }, drillLink(filters, { client: record.client_ip }, el('code', {}, record.client_ip), { title: `Only requests from ${record.client_ip}` })),
+    el('div', { class: 'line' }, drill(filters, 'client', record.client_ip, record.client_ip, 'drill mono', `Only requests from ${record.client_ip}`)),
     record.clients.length > 0 || record.user
       ? el('div', { class: 'line sub' }, groups, record.user ? `${groups.length > 0 ? ' · ' : ''}user ${record.user}` : null)
       : null);
@@ -110,11 +142,13 @@ function clientCell(record, filters) {
 function requestCell(record, filters) {
   const method = text(record.method) || (record.kind === 'connect' ? 'CONNECT' : '');
   const glob = parentGlob(record.host);
-  const target = el('code', { class: 'destination', title: text(record.host) }, destination(record));
+  const target = destination(record);
   return cell('col-request', {},
     el('div', { class: 'line' },
-      record.host === null ? target : drillLink(filters, { host: record.host }, target, { className: 'drill host-link', title: `Only requests to ${record.host}` }),
-      glob === null ? null : drillLink(filters, { host: glob }, glob, { className: 'drill parent-glob', title: `Only requests to ${glob} (the domain and every name under it)` })),
+      record.host === null
+        ? el('code', { class: 'destination', title: text(record.host) }, target)
+        : drill(filters, 'host', record.host, target, 'drill host-link destination mono', `Only requests to ${record.host}`),
+      glob === null ? null : drill(filters, 'host', glob, glob, 'drill parent-glob', `Only requests to ${glob} (the domain and every name under it)`)),
     el('div', { class: 'line sub' },
       el('span', { class: 'method' }, method),
       record.path === null ? null : el('code', { class: 'path', title: record.path }, record.path),
@@ -122,17 +156,20 @@ function requestCell(record, filters) {
 }
 
 function whyCell(record, filters) {
-  const rule = el('code', { class: 'rule', title: record.rule_source ? `source ${record.rule_source}` : null }, text(record.rule) || '(no rule)');
+  const source = record.rule_source ? `source ${record.rule_source}` : null;
   const reason = record.error ? `${record.reason} · error: ${record.error}` : record.reason;
+  const [key, value] = Object.entries(ruleFilter(record.rule ?? ''))[0];
   return cell('col-why', { title: reason },
-    el('div', { class: 'line' }, record.rule ? drillLink(filters, ruleFilter(record.rule), rule, { title: `Only requests decided by ${record.rule}` }) : rule),
+    el('div', { class: 'line' }, record.rule
+      ? drill(filters, key, value, record.rule, 'drill rule mono', `Only requests decided by ${record.rule}${source ? ` (${source})` : ''}`)
+      : el('code', { class: 'rule', title: source }, '(no rule)')),
     el('div', { class: `line reason${record.error ? ' error-text' : ''}` }, reason));
 }
 
 function statusCell(record, filters) {
   if (record.status === null) return cell('num col-status', {}, record.ended_at === null ? 'open' : '—');
   const status = String(record.status);
-  return cell('num col-status', {}, drillLink(filters, { status }, status, { title: `Only requests answered ${status}` }));
+  return cell('num col-status', {}, drill(filters, 'status', status, status, 'drill', `Only requests answered ${status}`));
 }
 
 function bytesCell(record) {
@@ -143,11 +180,11 @@ function bytesCell(record) {
 /** The replica that recorded it; a pivot to everything that node recorded under the same filters. */
 function nodeCell(record, filters) {
   const node = text(record.node);
-  return cell('col-node', {}, node === '' ? '' : drillLink(filters, { node }, el('code', {}, node), { title: `Only requests recorded by ${node}` }));
+  return cell('col-node', {}, node === '' ? '' : drill(filters, 'node', node, node, 'drill mono', `Only requests recorded by ${node}`));
 }
 
 const CELLS = {
-  id: (record, filters) => cell('num col-id', {}, el('a', { href: stateHref({ id: record.id, filters }), 'data-route': '', class: 'open-link', 'aria-label': `Open request ${record.id}` }, `#${record.id}`)),
+  id: (record, filters) => cell('num col-id', {}, el('a', { href: cachedHref(filters, 'id', record.id), 'data-route': '', class: 'open-link', 'aria-label': `Open request ${record.id}` }, `#${record.id}`)),
   time: timeCell,
   decision: (record) => cell('col-decision', {}, decisionBadges(record)),
   client: clientCell,
@@ -162,7 +199,8 @@ const CELLS = {
 /**
  * One table row with the chosen columns. Every value is text; the id cell is the
  * keyboard-focusable link to the detail, and host, client, rule and status cells are links
- * that filter the list to their value.
+ * that filter the list to their value (real hrefs: a middle click opens a tab). Clicks are
+ * handled once for the whole table (history-view.js, state.js), not per row.
  */
 export function requestRow(record, filters, columns = COLUMNS) {
   const row = el('tr', { class: rowClass(record), role: 'row', 'data-id': record.id });
