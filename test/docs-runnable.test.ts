@@ -253,7 +253,7 @@ describe('the harness itself', () => {
   test('a block may start its own tollgate on 127.0.0.1:3130-3199: each address is a free port of its own', async () => {
     const result = await run([
       'tollgate serve --listen 127.0.0.1:3130 --admin-listen 127.0.0.1:3131 --policies policies --db own/audit.db > serve.log &',
-      'curl -sf --retry 100 --retry-connrefused --retry-delay 0 --retry-max-time 15 http://127.0.0.1:3131/readyz > /dev/null',
+      'curl -sf --retry 100 --retry-connrefused --retry-delay 1 --retry-max-time 15 http://127.0.0.1:3131/readyz > /dev/null',
       'echo "own admin up"',
       'grep -o \'"admin":"[^"]*"\' serve.log',
     ].join('\n'), 30_000);
