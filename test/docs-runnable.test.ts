@@ -1,11 +1,13 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { extractRunnable, outsideUrls, runnableBlocks, BlockError } from './helpers/docs-blocks';
+import { extractRunnable, outsideUrls, readerPorts, runnableBlocks, substituteAddresses, BlockError, READER_ADMIN, READER_PROXY } from './helpers/docs-blocks';
 import type { RunnableBlock } from './helpers/docs-blocks';
+import { freePort } from './helpers/free-port';
+import { freshDatabase, postgresTestsOff } from './helpers/postgres';
 import { CLI, listeningPorts, REPO_ROOT, runCli, spawnServe } from './helpers/serve-process';
 import type { ServeProcess } from './helpers/serve-process';
 
@@ -28,10 +30,6 @@ rules:
     hosts: [${ORIGIN_HOST}]
     ports: any
 `;
-/** The addresses `npm start` listens on, which blocks are written for. */
-const DEFAULT_PROXY = '127.0.0.1:3128';
-const DEFAULT_ADMIN = '127.0.0.1:3129';
-
 const BLOCKS = runnableBlocks(REPO_ROOT);
 
 interface Served {
@@ -98,15 +96,18 @@ afterAll(async () => {
 });
 
 /** What a block's shell gets: the served addresses, the shims first on PATH, and every proxy variable aimed at the served tollgate. */
-function blockEnv(cwd: string): NodeJS.ProcessEnv {
+function blockEnv(cwd: string, block: RunnableBlock): NodeJS.ProcessEnv {
   const proxy = `http://${served.proxy}`;
   return {
+    ...(block.needs.includes('postgres') ? { TOLLGATE_AUDIT_URL: freshDatabase('docs') } : {}),
     PATH: `${served.shims}:${process.env.PATH ?? '/usr/bin:/bin'}`,
     HOME: cwd,
     LANG: 'C.UTF-8',
     TOLLGATE_PROXY: proxy,
     TOLLGATE_ADMIN: `http://${served.admin}`,
     TOLLGATE_DB: served.dbFile,
+    // For a block showing a signal (kill -HUP "$TOLLGATE_PID" reloads the served policies).
+    TOLLGATE_PID: String(serve.child.pid),
     ORIGIN: served.origin,
     // A tool that honours these goes through the served tollgate (and its policies), never straight out.
     http_proxy: proxy, https_proxy: proxy, HTTP_PROXY: proxy, HTTPS_PROXY: proxy,
@@ -129,27 +130,51 @@ interface BlockRun {
   timedOut: boolean;
 }
 
-function runBlock(block: RunnableBlock): Promise<BlockRun> {
-  const script = block.code.split(DEFAULT_PROXY).join(served.proxy).split(DEFAULT_ADMIN).join(served.admin);
+/** The reader's addresses (127.0.0.1:3128, :3129, and any of :3130-:3199 the block names) mapped to this run's. */
+async function blockAddresses(code: string): Promise<Map<string, string>> {
+  const addresses = new Map([[READER_PROXY, served.proxy], [READER_ADMIN, served.admin]]);
+  for (const address of readerPorts(code)) addresses.set(address, `127.0.0.1:${await freePort()}`);
+  return addresses;
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // The group is gone already.
+  }
+}
+
+/** How long what a block left running in the background has to stop after SIGTERM before SIGKILL. */
+const BACKGROUND_GRACE_MS = 10_000;
+
+async function runBlock(block: RunnableBlock): Promise<BlockRun> {
+  const script = substituteAddresses(block.code, await blockAddresses(block.code));
   const cwd = blockCwd();
-  // Its own process group, so a timeout ends whatever the block started too.
-  const child = spawn('bash', ['-e', '-c', script], { cwd, env: blockEnv(cwd), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  // Its own process group, so a timeout, or the block's end, ends whatever the block started too.
+  const child = spawn('bash', ['-e', '-c', script], { cwd, env: blockEnv(cwd, block), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const group = child.pid as number;
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
-    try {
-      process.kill(-(child.pid as number), 'SIGKILL');
-    } catch {
-      // Already gone.
-    }
+    signalGroup(group, 'SIGKILL');
   }, block.timeoutMs);
+  // A block may start a tollgate in the background (`tollgate serve ... &`): when the shell
+  // exits, SIGTERM what is left of its group (a graceful shutdown), then SIGKILL if it lingers.
+  let grace: NodeJS.Timeout | undefined;
+  child.on('exit', () => {
+    signalGroup(group, 'SIGTERM');
+    grace = setTimeout(() => signalGroup(group, 'SIGKILL'), BACKGROUND_GRACE_MS);
+  });
   return new Promise((resolve) => {
     child.on('error', (err) => (output += `spawn: ${err.message}\n`));
+    // 'close' waits for the output pipes, which the background processes hold until they end.
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      clearTimeout(grace);
       resolve({ code, signal, output, timedOut });
     });
   });
@@ -170,7 +195,10 @@ describe('runnable blocks in README.md and docs/*.md', () => {
     expect(BLOCKS.some((b) => b.file === 'README.md')).toBe(true);
   });
 
-  test.each(BLOCKS.map((block) => [`${block.file}:${block.line}`, block] as const))('%s', async (_where, block) => {
+  // Blocks that need PostgreSQL are skipped only where all PostgreSQL tests are (TOLLGATE_TEST_PG=off).
+  const skipped = (block: RunnableBlock): boolean => block.needs.includes('postgres') && postgresTestsOff();
+  for (const block of BLOCKS.filter(skipped)) test.skip(`${block.file}:${block.line} (needs postgres)`, () => undefined);
+  test.each(BLOCKS.filter((b) => !skipped(b)).map((block) => [`${block.file}:${block.line}`, block] as const))('%s', async (_where, block) => {
     expect(allowedOutsideUrls(block)).toEqual([]);
     const run = await runBlock(block);
     const where = `${block.file}:${block.line}`;
@@ -186,7 +214,7 @@ describe('runnable blocks in README.md and docs/*.md', () => {
 });
 
 describe('the harness itself', () => {
-  const run = (code: string, timeoutMs = 10_000): Promise<BlockRun> => runBlock({ file: 't.md', line: 1, code, expectExit: 0, expectOutput: [], timeoutMs });
+  const run = (code: string, timeoutMs = 10_000, needs: RunnableBlock['needs'] = []): Promise<BlockRun> => runBlock({ file: 't.md', line: 1, code, expectExit: 0, expectOutput: [], timeoutMs, needs });
 
   test('a block gets the served tollgate, the origin through it, the shims and a copy of the policies', async () => {
     const result = await run([
@@ -215,6 +243,40 @@ describe('the harness itself', () => {
     expect(result.timedOut).toBe(true);
   });
 
+  test('what a block leaves running in the background is ended when the block ends', async () => {
+    const result = await run('sleep 30 &\necho "$!" > sleeper.pid\necho "$!"');
+    expect(result.code).toBe(0);
+    expect(result.timedOut).toBe(false);
+    expect(alive(Number(result.output.trim()))).toBe(false);
+  });
+
+  test('a block may start its own tollgate on 127.0.0.1:3130-3199: each address is a free port of its own', async () => {
+    const result = await run([
+      'tollgate serve --listen 127.0.0.1:3130 --admin-listen 127.0.0.1:3131 --policies policies --db own/audit.db > serve.log &',
+      'curl -sf --retry 100 --retry-connrefused --retry-delay 0 --retry-max-time 15 http://127.0.0.1:3131/readyz > /dev/null',
+      'echo "own admin up"',
+      'grep -o \'"admin":"[^"]*"\' serve.log',
+    ].join('\n'), 30_000);
+    expect(result.code).toBe(0);
+    expect(result.output).toContain('own admin up');
+    const admin = /"admin":"127\.0\.0\.1:([0-9]+)"/.exec(result.output)?.[1];
+    expect(admin).toBeDefined();
+    expect([3131, Number(served.admin.split(':')[1])]).not.toContain(Number(admin));
+  });
+
+  test('the served tollgate\'s pid is $TOLLGATE_PID', async () => {
+    const result = await run('echo "pid=$TOLLGATE_PID"');
+    expect(result.output).toContain(`pid=${serve.child.pid}\n`);
+  });
+
+  (postgresTestsOff() ? test.skip : test)('# needs: postgres gives $TOLLGATE_AUDIT_URL, an empty database of its own; other blocks have none', async () => {
+    const withDb = await run('psql "$TOLLGATE_AUDIT_URL" -Atc "select current_database(), count(*) from pg_tables where schemaname = \'public\'"', 10_000, ['postgres']);
+    expect(withDb.code).toBe(0);
+    expect(withDb.output).toMatch(/^docs_[a-z0-9_]+\|0\n$/);
+    const without = await run('echo "url=${TOLLGATE_AUDIT_URL:-none}"');
+    expect(without.output).toContain('url=none');
+  });
+
   test('npx runs only tollgate (never the registry)', async () => {
     const result = await run('npx cowsay hi');
     expect(result.code).toBe(127);
@@ -226,6 +288,17 @@ describe('the harness itself', () => {
   });
 });
 
+/** Whether a process runs (a zombie waiting for its reaper does not). */
+function alive(pid: number): boolean {
+  const stat = `/proc/${pid}/stat`;
+  if (!existsSync(stat)) return false;
+  try {
+    return readFileSync(stat, 'utf8').split(') ')[1]?.[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
 describe('extracting blocks', () => {
   test('only shell fences marked runnable, indented ones too, with their directives', () => {
     const text = [
@@ -235,14 +308,24 @@ describe('extracting blocks', () => {
     ].join('\n');
     const blocks = extractRunnable(text, 'p.md');
     expect(blocks).toEqual([
-      { file: 'p.md', line: 5, code: 'tollgate policy test x:443\n# expect-exit: 1\n# expect-output: decision: deny\n', expectExit: 1, expectOutput: ['decision: deny'], timeoutMs: 20_000 },
-      { file: 'p.md', line: 10, code: '```\n# timeout: 5\n', expectExit: 0, expectOutput: [], timeoutMs: 5000 },
+      { file: 'p.md', line: 5, code: 'tollgate policy test x:443\n# expect-exit: 1\n# expect-output: decision: deny\n', expectExit: 1, expectOutput: ['decision: deny'], timeoutMs: 20_000, needs: [] },
+      { file: 'p.md', line: 10, code: '```\n# timeout: 5\n', expectExit: 0, expectOutput: [], timeoutMs: 5000, needs: [] },
     ]);
   });
 
   test('a misspelt directive or a runnable non-shell block is an error, not a silent pass', () => {
     expect(() => extractRunnable('```sh runnable\n# expect-exitt: 1\n```\n', 'p.md')).toThrow(BlockError);
     expect(() => extractRunnable('```yaml runnable\na: 1\n```\n', 'p.md')).toThrow('p.md:1: "runnable" on a yaml block');
+    expect(() => extractRunnable('```sh runnable\n# needs: mysql\n```\n', 'p.md')).toThrow(BlockError);
+    expect(() => extractRunnable('```sh runnable\n# need: postgres\n```\n', 'p.md')).toThrow(BlockError);
+    expect(extractRunnable('```sh runnable\n# needs: postgres\n```\n', 'p.md')[0].needs).toEqual(['postgres']);
+  });
+
+  test('reader addresses: 3128/3129 and 3130-3199 on 127.0.0.1, whole addresses only', () => {
+    const code = 'a 127.0.0.1:3130 b http://127.0.0.1:3199/x c 127.0.0.1:3130 d 127.0.0.1:31300 e 127.0.0.1:3200 f 127.0.0.1:3128';
+    expect(readerPorts(code)).toEqual(['127.0.0.1:3130', '127.0.0.1:3199']);
+    const map = new Map([['127.0.0.1:3130', '127.0.0.1:5000'], ['127.0.0.1:3128', '127.0.0.1:6000']]);
+    expect(substituteAddresses(code, map)).toBe('a 127.0.0.1:5000 b http://127.0.0.1:3199/x c 127.0.0.1:5000 d 127.0.0.1:31300 e 127.0.0.1:3200 f 127.0.0.1:6000');
   });
 
   test('README.md and docs/*.md parse (every marked block is well formed)', () => {

@@ -12,6 +12,8 @@ import { docFiles } from '../../src/docs/generate';
  *                          failing command, so a block shows one expected failure, last
  *   # expect-output: TEXT  stdout or stderr contains TEXT (may be repeated)
  *   # timeout: N           seconds the block may take (default 20)
+ *   # needs: postgres      the block gets $TOLLGATE_AUDIT_URL, a new empty database of its own on
+ *                          the test run's throwaway PostgreSQL (skipped with TOLLGATE_TEST_PG=off)
  */
 
 export interface RunnableBlock {
@@ -23,19 +25,27 @@ export interface RunnableBlock {
   readonly expectExit: number;
   readonly expectOutput: readonly string[];
   readonly timeoutMs: number;
+  /** What the block needs beyond the served tollgate (`# needs: postgres`). */
+  readonly needs: readonly Need[];
 }
+
+/** Things a block may ask for with `# needs: NAME`. */
+export const NEEDS = ['postgres'] as const;
+export type Need = (typeof NEEDS)[number];
+const isNeed = (word: string): word is Need => (NEEDS as readonly string[]).includes(word);
 
 const SHELLS = new Set(['sh', 'bash', 'shell']);
 const FENCE = /^( *)(`{3,}|~{3,})(.*)$/;
-const DIRECTIVE = /^\s*#\s*(expect-[a-z-]+|timeout):\s*(.*?)\s*$/;
+const DIRECTIVE = /^\s*#\s*(expect-[a-z-]+|timeout|needs?):\s*(.*?)\s*$/;
 export const DEFAULT_BLOCK_TIMEOUT_MS = 20_000;
 
 export class BlockError extends Error {}
 
-function parseDirectives(code: string, where: string): Pick<RunnableBlock, 'expectExit' | 'expectOutput' | 'timeoutMs'> {
+function parseDirectives(code: string, where: string): Pick<RunnableBlock, 'expectExit' | 'expectOutput' | 'timeoutMs' | 'needs'> {
   let expectExit = 0;
   let timeoutMs = DEFAULT_BLOCK_TIMEOUT_MS;
   const expectOutput: string[] = [];
+  const needs: Need[] = [];
   for (const line of code.split('\n')) {
     const match = DIRECTIVE.exec(line);
     if (match === null) continue;
@@ -43,10 +53,11 @@ function parseDirectives(code: string, where: string): Pick<RunnableBlock, 'expe
     if (name === 'expect-exit' && /^[0-9]{1,3}$/.test(value)) expectExit = Number(value);
     else if (name === 'expect-output' && value !== '') expectOutput.push(value);
     else if (name === 'timeout' && /^[1-9][0-9]{0,2}$/.test(value)) timeoutMs = Number(value) * 1000;
+    else if (name === 'needs' && isNeed(value)) needs.push(value);
     // A misspelt directive would silently check nothing.
-    else throw new BlockError(`${where}: "# ${name}: ${value}": expected "# expect-exit: N", "# expect-output: TEXT" or "# timeout: SECONDS"`);
+    else throw new BlockError(`${where}: "# ${name}: ${value}": expected "# expect-exit: N", "# expect-output: TEXT", "# timeout: SECONDS" or "# needs: ${NEEDS.join('|')}"`);
   }
-  return { expectExit, expectOutput, timeoutMs };
+  return { expectExit, expectOutput, timeoutMs, needs };
 }
 
 /** The runnable blocks of one Markdown text, fences indented in list items included. */
@@ -90,4 +101,22 @@ export function outsideUrls(code: string): string[] {
     const host = /^https?:\/\/(\[[^\]]*\]|[^/:?#]*)/.exec(url)?.[1] ?? '';
     return host !== '' && !host.includes('$') && !/^(127\.[0-9.]+|localhost|\[::1\])$/.test(host);
   });
+}
+
+/** The addresses `npm start` listens on: a block names them, and the test puts the served ones in their place. */
+export const READER_PROXY = '127.0.0.1:3128';
+export const READER_ADMIN = '127.0.0.1:3129';
+
+/**
+ * Further loopback addresses a block may name for a tollgate (or anything) it starts itself,
+ * 127.0.0.1:3130 to 127.0.0.1:3199, as a reader would pick them: each distinct one gets a free
+ * port for that run, so blocks never collide with each other or with other tests.
+ */
+export function readerPorts(code: string): string[] {
+  return [...new Set(code.match(/\b127\.0\.0\.1:31[3-9][0-9]\b/g) ?? [])];
+}
+
+/** The block's text with each reader address in `addresses` replaced by the run's (whole addresses only: 3130 is not in 31300). */
+export function substituteAddresses(code: string, addresses: ReadonlyMap<string, string>): string {
+  return code.replace(/\b127\.0\.0\.1:[0-9]+\b/g, (address) => addresses.get(address) ?? address);
 }
