@@ -22,7 +22,8 @@ const AUDIT_WRITE_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.
 
 /**
  * What the proxy reports, and the registry /metrics renders. Every method is cheap and never
- * throws (a metric must not fail a request). One instance per process, passed in (STYLE habit 5).
+ * throws (a metric must not fail a request). One instance per process, passed in rather than a
+ * module-level registry, so each test's proxy counts only its own requests.
  */
 /** One process's metrics as prom-client's JSON: what workers send the primary to sum. */
 export type MetricsJson = Array<MetricObjectWithValues<MetricValue<string>>>;

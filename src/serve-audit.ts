@@ -16,7 +16,7 @@ import type { ServeConfig } from './config';
 import type { Logger } from './log';
 import type { ProxyMetrics } from './metrics';
 
-/** What `serve` takes from outside for the audit log (STYLE habit 5): tests report a full disk. */
+/** What `serve` takes from outside for the audit log, so tests can report a full disk. */
 export interface AuditDependencies {
   statfs?: StatfsFunction;
   diskCheckIntervalMs?: number;

@@ -3,13 +3,6 @@ import { commentOffences, commentsOf, formatOffence, offencesIn } from './helper
 
 const ROOT = path.resolve(__dirname, '..');
 
-/**
- * TODO(issue 21): report-only until the comments in src/ are fixed (other work is editing src/
- * now). Then delete REPORT_ONLY: the check fails on any offence. `TOLLGATE_DOCS_COMMENTS=enforce`
- * makes it fail today.
- */
-const REPORT_ONLY = process.env.TOLLGATE_DOCS_COMMENTS !== 'enforce';
-
 describe('the comment check', () => {
   test('finds a STYLE habit cited, in block and line comments, at its line', () => {
     const text = ['/**', ' * Pure (STYLE habit 1).', ' */', 'const a = 1; // one error type (STYLE habits 3 and 12)', '// STYLE habit 7: listener first'].join('\n');
@@ -31,14 +24,9 @@ describe('the comment check', () => {
 });
 
 describe('comments in src/ (issue 21)', () => {
-  test(REPORT_ONLY ? 'offences are reported (report-only until they are fixed)' : 'no comment cites a STYLE habit or quotes a figure without docs/performance.md', () => {
+  test('no comment cites a STYLE habit or quotes a figure without docs/performance.md', () => {
     const { files, offences } = commentOffences(ROOT);
     expect(files).toBeGreaterThan(50);
-    if (offences.length > 0 && REPORT_ONLY) {
-      console.warn(`${offences.length} comments to fix (issue 21; report-only):\n${offences.map(formatOffence).join('\n')}`);
-    }
-    if (!REPORT_ONLY) expect(offences.map(formatOffence)).toEqual([]);
+    expect(offences.map(formatOffence)).toEqual([]);
   });
-
-  test.todo('issue 21: fix the comments the check reports, then remove REPORT_ONLY so the check fails on any offence');
 });

@@ -104,19 +104,28 @@ describePg('the shipper in process', () => {
   });
 });
 
-/** The README's role SQL, as written there (the owner's lines are the test's own superuser). */
-function readmeRoleSql(): string {
-  const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
-  const section = readme.slice(readme.indexOf('**Least-privilege roles.**'));
+/**
+ * The role SQL of docs/operations.md, as written there (the owner's lines are the test's own
+ * superuser), with its roles renamed ROLE_units: roles belong to the whole server the test files
+ * share, and test/console-views.test.ts creates the same ones.
+ */
+const SHIPPER_ROLE = 'tollgate_shipper_units';
+const CONSOLE_ROLE = 'tollgate_console_units';
+function docsRoleSql(): string {
+  const page = fs.readFileSync(path.join(__dirname, '..', 'docs', 'operations.md'), 'utf8');
+  const at = page.indexOf('**Least-privilege roles.**');
+  if (at < 0) throw new Error('docs/operations.md has no "**Least-privilege roles.**" section');
+  const section = page.slice(at);
   const block = section.slice(section.indexOf('```sql') + 6, section.indexOf('```', section.indexOf('```sql') + 6));
   return block
     .split('\n')
     .filter((line) => !/tollgate_owner|^--/.test(line.trim()))
     .join('\n')
-    .replace(/'…'/g, "'x'");
+    .replace(/'…'/g, "'x'")
+    .replace(/\btollgate_(shipper|console)\b/g, '$&_units');
 }
 
-describePg('the least-privilege roles of the README', () => {
+describePg('the least-privilege roles of docs/operations.md', () => {
   test('the shipper role ships (schema migrated by the owner) and may not delete; the console role may only read', async () => {
     const url = freshDatabase('roles');
     const owner = new Pool({ connectionString: url });
@@ -126,12 +135,12 @@ describePg('the least-privilege roles of the README', () => {
       u.username = role;
       return u.toString();
     };
-    const shipperPool = new Pool({ connectionString: roleUrl('tollgate_shipper') });
-    const consolePool = new Pool({ connectionString: roleUrl('tollgate_console') });
+    const shipperPool = new Pool({ connectionString: roleUrl(SHIPPER_ROLE) });
+    const consolePool = new Pool({ connectionString: roleUrl(CONSOLE_ROLE) });
     const writer = SegmentLog.open({ dir: log.dir, fsync: false, firstId: 1 });
     try {
       await new Shipper({ pool: owner, logDir: log.dir, who: { storeId: readOrCreateStoreId(log.dir), node: 'owner' }, policyVersion: () => null, describe: String }).drain(Date.now() + 10_000);
-      await owner.query(readmeRoleSql());
+      await owner.query(docsRoleSql());
       const ids = writer.appendBatch([{ type: 'open', open: openFacts(1) }, { type: 'finished', open: openFacts(2), completion: completion(2) }]);
       const who = { storeId: readOrCreateStoreId(log.dir), node: 'least' };
       const ship = (): Shipper => new Shipper({ pool: shipperPool, logDir: log.dir, who, policyVersion: () => 'v1', describe: (e) => String((e as Error).message) });

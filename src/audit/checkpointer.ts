@@ -4,8 +4,8 @@ import { Worker } from 'node:worker_threads';
 /**
  * Checkpoints the audit file's write-ahead log from a worker thread, so the proxy's thread never
  * pays for one (connection.ts turns SQLite's automatic checkpoint off). A checkpoint copies the
- * log into the database file and syncs both: 10-25 ms each on these machines, about once per
- * thousand records, which was the whole p99 of a proxied request.
+ * log into the database file and syncs both, which on the proxy's thread was the whole p99 of a
+ * proxied request (figures: docs/performance.md, "Measurements behind the code").
  *
  * Every tick the worker runs a PASSIVE checkpoint: it copies what is committed and never blocks
  * the writer. Under steady load the writer appends while that runs, so the log would never be

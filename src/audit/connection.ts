@@ -91,9 +91,9 @@ function configureDatabase(db: Database.Database, busyTimeoutMs: number, fsync: 
   // log at every commit, which extends it to a power cut at the cost of one fsync per batch.
   db.pragma(fsync ? 'synchronous = FULL' : 'synchronous = NORMAL');
   db.pragma(`busy_timeout = ${busyTimeoutMs}`);
-  // A checkpoint copies the log into the database and syncs both: 10-25 ms on this write path,
-  // which made the p99 of every request. The store checkpoints from a worker thread instead
-  // (checkpointer.ts); a connection used without one still checkpoints when it closes.
+  // A checkpoint copies the log into the database and syncs both, which on this write path made
+  // the p99 of every request (docs/performance.md). The store checkpoints from a worker thread
+  // instead (checkpointer.ts); a connection used without one still checkpoints when it closes.
   db.pragma('wal_autocheckpoint = 0');
 }
 

@@ -107,7 +107,8 @@ export interface AuditWriter {
 }
 
 /**
- * The audit sink the proxy writes through (STYLE habit 5: passed in, never imported). Opens
+ * The audit sink the proxy writes through: passed in, never imported, so tests give their own
+ * sink (a full disk, a slow write) without a database. Opens
  * and completions are group-committed (group-commit.ts): a record opened here is on disk when
  * the promise resolves, before the proxy forwards a byte; it rejects when the database cannot
  * be written, and the proxy answers 503 then (fail closed).

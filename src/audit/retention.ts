@@ -22,9 +22,10 @@ import { describeError } from './write-health';
  */
 
 /**
- * Rows per delete transaction. A delete costs about as much as an insert (35-40 µs a row here:
- * seven indexes and 002's trigger), so 200 rows hold the writer for about 8 ms; a request's
- * commit waits for at most one batch. 1,000 rows would be 35 ms, more than a p99 can take.
+ * Rows per delete transaction. A delete costs about as much as an insert (seven indexes to
+ * update), so a batch holds the writer for as long as that many inserts; a request's commit waits
+ * for at most one batch, and 200 rows keep that wait inside a p99 where 1,000 would not (the
+ * per-row cost is in docs/performance.md, "Measurements behind the code").
  */
 export const PRUNE_BATCH_ROWS = 200;
 

@@ -4,8 +4,8 @@ import type { AuditCompletion, AuditOpen } from '../audit/record-types';
 /**
  * Audit records as they cross between a worker and the primary: arrays of values in a fixed
  * order, times as epoch milliseconds, over the cluster's JSON channel. Objects with their keys
- * (or the `advanced` serialization's structured clone) cost about twice as much to send and to
- * read, on every record (bench: README "Using every core").
+ * (or the `advanced` serialization's structured clone) cost more to send and to read, on every
+ * record (measured: docs/performance.md, "Measurements behind the code").
  */
 export type WireOpen = [
   startedAtMs: number, clientIp: string, clientPort: number, peerIp: string | null, clients: string[], user: string | null,

@@ -130,11 +130,11 @@ export const COMPLETION_COLUMNS: ReadonlySet<string> = new Set(['ended_at_ms', '
 /**
  * The batch's rows as one JSON parameter, one positional array per row (INSERT_COLUMNS order): a
  * batch is one statement and one round trip. JSON.stringify is native; the server reads it with
- * jsonb_array_elements (jsonb is parsed once, where json re-parses the text for every `->>`: 30 µs
- * a row). The first version's 24 text arrays through unnest shipped 8,000 entries/s against
- * 20,000 for this one (bench/results/fleet.md). Texts were made storable per string (rowValues),
- * before JSON escapes them: a replace on the JSON text would also hit a client's literal
- * backslash-u-0000.
+ * jsonb_array_elements (jsonb is parsed once, where json re-parses the text for every `->>`). The
+ * first version's 24 text arrays through unnest shipped well under half as many entries a second
+ * (docs/performance.md, "Measurements behind the code"). Texts were made storable per string
+ * (rowValues), before JSON escapes them: a replace on the JSON text would also hit a client's
+ * literal backslash-u-0000.
  */
 function rowsJson(rows: StepPlan['rows']): string {
   const out: unknown[] = [];

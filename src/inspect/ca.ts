@@ -42,9 +42,10 @@ export interface LeafStats {
 
 /**
  * One P-256 key for every leaf, made at start and held in memory only (the default), or a new key
- * per leaf. Shared saves the key generation and its export, about 0.6 ms of a 3-4 ms mint
- * (bench/leaf-mint.ts, p50), and protects no less: a leaf key is only ever in this process's
- * memory, next to the CA key that can mint any leaf, so whoever can read one can read the other.
+ * per leaf. Shared saves the key generation and its export, a sixth or so of a mint
+ * (docs/performance.md, "Measurements behind the code"), and protects no less: a leaf key is only
+ * ever in this process's memory, next to the CA key that can mint any leaf, so whoever can read one
+ * can read the other.
  */
 export type LeafKeyMode = 'shared' | 'per-leaf';
 

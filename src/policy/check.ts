@@ -25,7 +25,7 @@ function summary(policy: Policy): string {
   return `ok: ${files}, ${rules}, default ${policy.settings.default}, mode ${policy.settings.mode} (${policy.version})`;
 }
 
-/** `now` is a parameter so expiry warnings are testable (STYLE habit 5). */
+/** `now` is a parameter, not read from the clock, so tests can pin expiry warnings to a date. */
 export function checkPolicies(dir: string, now: Date = new Date()): CheckResult {
   const result = loadPolicy(dir);
   if (!result.ok) {

@@ -4,8 +4,9 @@ import { DEFAULT_RULE, defaultReason, matchedRuleReason } from './reasons';
 import type { Decision, Mode, RequestFacts } from './types';
 
 /**
- * Pure: (Policy, request facts) -> Decision (STYLE habit 1). Order (SPEC §2): identify the
- * client groups, then the first matching rule in file-name and file order, else
+ * Pure: (Policy, request facts) -> Decision, a plain value the proxy acts on and the audit
+ * records verbatim, so replay and explain can re-decide a record exactly. Order (SPEC §2):
+ * identify the client groups, then the first matching rule in file-name and file order, else
  * settings.default. Report mode lets a policy denial through with wouldDeny set; a rule's own
  * `mode` wins over settings.mode in both directions, so one rule can be trialled in report
  * mode under an enforcing policy, and one rule can be enforced under a reporting policy.

@@ -1,6 +1,7 @@
 /**
  * A problem found in a policy file, pinned to the line a human should edit. Every policy
- * message (check, load, reload log, UI) is printed as `FILE:LINE: message` (STYLE habit 6).
+ * message (check, load, reload log, UI) is printed as `FILE:LINE: message`, so whoever reads it
+ * (a person, an editor, CI) can jump to the line to fix.
  */
 export interface Problem {
   /** The file name inside the policies folder, e.g. '10-settings.yaml'. */

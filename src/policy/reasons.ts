@@ -1,8 +1,9 @@
 import type { Action } from './types';
 
 /**
- * The fixed phrases a decision's reason is built from (STYLE habits 1 and 12). Code, tests and
- * anything that parses reasons import these instead of repeating the words.
+ * The fixed phrases a decision's reason is built from: a small fixed set plus the data, so that
+ * reasons can be grouped and searched. Code, tests and anything that parses reasons import these
+ * instead of repeating the words, so a reworded phrase cannot leave a stale copy behind.
  */
 export const REASON_MATCHED_RULE = 'matched rule';
 export const REASON_NO_RULE_MATCHED = 'no rule matched';

@@ -9,7 +9,8 @@ import type { Field, FileContext, RangeSpec } from './yaml-read';
 
 /**
  * The policy file format (SPEC §2) and its strict validation: every unknown key, bad value and
- * impossible combination is a Problem at FILE:LINE; nothing is silently ignored (STYLE habit 6).
+ * impossible combination is a Problem at FILE:LINE; nothing is silently ignored, since a typo a
+ * loose loader skipped (`hots:`) would quietly widen or narrow what a rule allows.
  * One file is validated here; checks that span files live in policy-set-checks.ts.
  */
 export type { RuleSpec, PortSpec } from './rule-schema';

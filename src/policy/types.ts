@@ -43,8 +43,8 @@ export interface RequestFacts {
 }
 
 /**
- * The outcome of the policy (STYLE habit 1). The proxy acts on `action` and the audit records
- * every field verbatim.
+ * The outcome of the policy, a plain value. The proxy acts on `action` and the audit records
+ * every field verbatim, so what a record says decided a request is exactly what did.
  */
 export interface Decision {
   /** What the proxy does: 'allow' also when report mode lets a policy denial through. */

@@ -47,8 +47,8 @@ export interface ProxyGauges {
 }
 
 /**
- * Everything a request handler needs from outside (STYLE habit 5): the proxy never imports
- * a clock, resolver, database or policy of its own, so tests pass theirs in.
+ * Everything a request handler needs from outside: the proxy never imports a clock, resolver,
+ * database or policy of its own, so tests pass theirs in (no network, no real DNS).
  */
 export interface ProxyContext {
   readonly active: () => ActivePolicy;

@@ -8,7 +8,7 @@ import type { Target } from '../request/target-types';
  * Resolve once, guard every address, connect only to an address that passed (SPEC §2). The
  * address that passed is what the socket connects to — never the name again — so a DNS answer
  * that changes between check and connect (rebinding) cannot switch the destination.
- * Side effects (resolver, connect) come in as parameters (STYLE habit 5).
+ * Side effects (resolver, connect) come in as parameters, so guard and DNS tests need no network.
  */
 
 export type Resolver = (host: string) => Promise<Array<{ address: string; family: 4 | 6 }>>;
@@ -21,7 +21,7 @@ export const systemResolver: Resolver = async (host) => {
   return answers.map(({ address, family }) => ({ address, family: family === 6 ? 6 : 4 }));
 };
 
-/** Reason phrases (STYLE habit 12): code and tests build them from here. */
+/** Reason phrases: code and tests build them from here, so the two cannot drift apart. */
 export const DialReason = {
   dnsFailed: (host: string, code: string): string => `DNS lookup of ${host} failed: ${code}`,
   dnsTimeout: (host: string, ms: number): string => `DNS lookup of ${host} timed out after ${ms} ms`,
@@ -115,9 +115,10 @@ export function upstreamError(err: unknown, address: string, port: number): Prox
 const connectToAddress: ConnectFunction = (address, port) => net.connect({ host: address, port, allowHalfOpen: true, noDelay: true });
 
 /**
- * Swallows an error emitted between resolve() and the caller's continuation (STYLE habit 7: an
- * `error` with no listener kills the process). The socket is destroyed on error anyway, so the
- * caller still sees `close`; the caller attaches its own `error` listener right away.
+ * Swallows an error emitted between resolve() and the caller's continuation (an `error` with no
+ * listener kills the process, so every socket gets one at once). The socket is destroyed on
+ * error anyway, so the caller still sees `close`; the caller attaches its own `error` listener
+ * right away.
  */
 function ignoreLateError(): void {}
 

@@ -4,13 +4,14 @@ import { formatAuthority, normaliseHost, normalisePath } from '../request/target
 import type { HostKind, RequestKind, Target } from '../request/target-types';
 
 /**
- * The target of a request inside an inspected tunnel (SPEC §6): parsed once, like any other
- * (STYLE habit 2), and bound to the tunnel's CONNECT host and port. The client already chose the
- * destination with its CONNECT; a `Host` (or an absolute-form target) that names another host is
- * domain fronting, refused as `host_mismatch`, and never reaches the policy.
+ * The target of a request inside an inspected tunnel (SPEC §6): parsed once, like any other, so
+ * nothing downstream re-reads the raw strings and reaches another answer, and bound to the
+ * tunnel's CONNECT host and port. The client already chose the destination with its CONNECT;
+ * a `Host` (or an absolute-form target) that names another host is domain fronting, refused as
+ * `host_mismatch`, and never reaches the policy.
  */
 
-/** The reasons this module gives (STYLE habit 12). */
+/** The reasons this module gives, defined once for code and tests. */
 export const InnerTargetReason = {
   noHost: 'a request inside an inspected tunnel needs a Host header (RFC 9112 §3.2)',
   twoHosts: 'more than one Host header',

@@ -34,7 +34,7 @@ export interface InspectionPlan {
   addresses: string[] | null;
 }
 
-/** Reason phrases of an inspected tunnel's record (STYLE habit 12). */
+/** Reason phrases of an inspected tunnel's record, defined once for code and tests. */
 export const InspectReason = {
   unavailable: (rule: string): string =>
     `inspect_unavailable: rule ${rule} asks for tls: inspect, but this proxy has no inspection CA (serve --inspect-ca); refused, not tunnelled uninspected`,
@@ -82,7 +82,10 @@ function refuseInspection(exchange: Exchange, status: number, reason: string): P
   return new ProxyError(status, 'inspect_unavailable', reason);
 }
 
-/** After the plan: everything from the 200 on. Never rejects (STYLE habit 7). */
+/**
+ * After the plan: everything from the 200 on. Never rejects: its caller is an event listener,
+ * where a rejection would go unhandled.
+ */
 export async function inspectTunnel(ctx: ProxyContext, exchange: Exchange, client: Socket, head: Buffer, plan: InspectionPlan, readInspected: ReadInspected): Promise<void> {
   const target = exchange.target as Target;
   if (client.destroyed) return abandon(ctx, exchange, client);

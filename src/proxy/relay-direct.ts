@@ -16,8 +16,8 @@ import type { Target } from '../request/target-types';
  * A plain HTTP request straight to its destination, through undici's connection pool. Its
  * dispatch API hands us the response as callbacks on raw header buffers, with no
  * IncomingMessage, ClientRequest or stream pipe in between: half the CPU per proxied request
- * of http.request with a keep-alive Agent (bench/client-ceiling.ts). Parent-proxy routes keep
- * node:http (relay-parent.ts).
+ * of http.request with a keep-alive Agent (bench/client-ceiling.ts; docs/performance.md).
+ * Parent-proxy routes keep node:http (relay-parent.ts).
  */
 
 /**

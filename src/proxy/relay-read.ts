@@ -4,20 +4,20 @@ import type { Socket } from 'node:net';
 /**
  * The destination -> client direction of a direct tunnel, without a fresh buffer per read.
  *
- * A plain socket reads into a new 64 KiB buffer every time: a download of 1 GiB allocates 16,384
- * of them outside the JavaScript heap, and V8 answers that much external memory with full
- * garbage collections (27 per GiB, measured), whose cost grows with everything else the
- * process holds. Here every destination socket reads into one shared buffer (`onread`), and
- * the callback copies what arrived into a recycled buffer before it returns, so the shared one
- * is free again before the next read of any socket (reads and their callbacks run one at a
- * time, on this thread). A copy buffer goes back to its pool when the client's socket is done
+ * A plain socket reads into a new 64 KiB buffer every time: a download of 1 GiB allocates 16,384 of
+ * them outside the JavaScript heap, and V8 answers that much external memory with full garbage
+ * collections (docs/performance.md, "Measurements behind the code"), whose cost grows with
+ * everything else the process holds. Here every destination socket reads into one shared buffer
+ * (`onread`), and the callback copies what arrived into a recycled buffer before it returns, so the
+ * shared one is free again before the next read of any socket (reads and their callbacks run one at
+ * a time, on this thread). A copy buffer goes back to its pool when the client's socket is done
  * writing it. Idle tunnels hold no buffer at all.
  */
 
 /**
  * One read takes up to 256 KiB, four times Node's default: a bulk download then makes a quarter
- * of the read and write system calls (1 GiB down one tunnel: 0.95-0.98 -> 0.72-0.79 s of CPU,
- * 1,051-1,083 -> 1,384-1,485 MiB/s in the bench, alternating builds). The price: a tunnel whose
+ * of the read and write system calls, for less CPU and more throughput per tunnel
+ * (docs/performance.md, "Measurements behind the code"). The price: a tunnel whose
  * client stops reading holds up to one read here (it was 64 KiB) on top of what the kernel's
  * socket buffers already hold for it, which on loopback is several times more.
  */

@@ -25,7 +25,8 @@ export interface ProxyAnswer {
 }
 
 /**
- * The one place that turns an error into what the client sees (STYLE habit 3): a status, the
+ * The one place that turns an error into what the client sees, so every refusal looks alike
+ * and matches its audit record: a status, the
  * X-Tollgate-* headers and a one-line text body naming host:port, rule and reason.
  */
 export function answerFor(error: ProxyError, exchange: Exchange): ProxyAnswer {

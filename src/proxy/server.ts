@@ -30,8 +30,9 @@ export const HEAD_LIMITS = {
 } as const;
 
 /**
- * The proxy's HTTP server. It only dispatches (STYLE habit 4): each mode lives in its own file
- * and every listener is wrapped so that nothing it does can reject unhandled.
+ * The proxy's HTTP server. It only dispatches, so it stays short enough to read whole: each
+ * mode lives in its own file and every listener is wrapped so that nothing it does can reject
+ * unhandled.
  */
 export function createProxyServer(ctx: ProxyContext): Server {
   const server = createHttpServer();
@@ -46,8 +47,9 @@ export function createProxyServer(ctx: ProxyContext): Server {
   };
   const from = ctx.proxyProtocolFrom ?? [];
   server.on('connection', (socket: Socket) => {
-    // STYLE habit 7: an error listener at once, before anything can fail. Errors are handled
-    // where the socket is used; this one only keeps a reset from becoming an uncaught error.
+    // An error listener at once, before anything can fail: an `error` with no listener kills the
+    // process. Errors are handled where the socket is used; this one only keeps a reset from
+    // becoming an uncaught error.
     socket.on('error', () => socket.destroy());
     // Counted from the accept, header or not: a connection waiting for its header holds a
     // descriptor too. Past the cap the 503 names the connecting address (no header is read), and

@@ -21,7 +21,8 @@ export { SNI_RULE } from './sni-check';
 /**
  * CONNECT: parse, decide, resolve and guard, dial, record, then answer 200 and splice; or, when
  * the decision says `tls: inspect`, hand the tunnel to inspect-tunnel.ts after the same checks.
- * Never rejects: every failure is answered and recorded here (STYLE habit 7).
+ * Never rejects: every failure is answered and recorded here (its caller is an event listener,
+ * where a rejection would go unhandled).
  */
 export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, client: Socket, head: Buffer, readInspected: ReadInspected): Promise<void> {
   // Hold the client's bytes (including any it pipelined after the CONNECT head) until the
@@ -176,8 +177,8 @@ function splice(
   if (watch !== null) watchHellos(client, watch, fail);
   // pipe() carries backpressure and ends the destination when the source ends, which keeps
   // half-close (both sockets allow half-open). Not pipeline(): its per-stream closures cost
-  // about 13 KiB per tunnel (measured, bench/idle-tunnels.ts). Teardown is ours instead: an
-  // error or an early close on either side destroys both.
+  // about 13 KiB per tunnel (bench/idle-tunnels.ts; docs/performance.md). Teardown is ours
+  // instead: an error or an early close on either side destroys both.
   client.pipe(upstream);
   // Direct destinations read through a shared buffer (relay-read.ts); a parent's socket pipes.
   if (!relayTo(upstream, client)) upstream.pipe(client);

@@ -3,7 +3,8 @@ import type { ProxyErrorCode } from './errors-types';
 export type { ProxyErrorCode } from './errors-types';
 
 /**
- * The one error type of the proxy (STYLE habit 3, after proxy-chain's RequestError): thrown
+ * The one error type of the proxy (after proxy-chain's RequestError), so that every failure is
+ * answered and recorded the same way: thrown
  * anywhere on a request's path, turned into a response and audit fields in one place
  * (respond.ts). Statuses are standard ones only.
  */

@@ -9,8 +9,9 @@ export type HostKind = 'name' | 'ipv4' | 'ipv6';
 export type RequestKind = 'connect' | 'http' | 'https';
 
 /**
- * A destination parsed and normalised exactly once (STYLE habit 2). Nothing downstream
- * re-parses strings: policy, guard, dialler and audit all read this value.
+ * A destination parsed and normalised exactly once. Nothing downstream re-parses strings:
+ * policy, guard, dialler and audit all read this value, so they cannot disagree about which
+ * host a request names.
  */
 export interface Target {
   kind: RequestKind;

@@ -4,7 +4,7 @@ import type { HostKind, Target } from './target-types';
 
 export type { Target, HostKind, RequestKind } from './target-types';
 
-/** Reason phrases for malformed targets; shared with tests (STYLE habit 12). */
+/** Reason phrases for malformed targets; shared with tests, so the two cannot drift apart. */
 export const TargetReason = {
   empty: 'empty target',
   controlChars: 'target contains control characters or spaces',

@@ -5,8 +5,8 @@ import type { RowParams } from '../record-params';
  * The admin API's side tables (migration 002: request_clients, request_minutes, first_seen_hosts,
  * first_seen_client_hosts), kept for a whole batch of inserted records at once: the batch is
  * aggregated in memory and written as one upsert per key, instead of 002's trigger running four
- * statements per row. On the project's schema that trigger is most of an insert's cost (issue 14:
- * 37–39 µs per record with it, 9.9 without). The results are exactly the trigger's:
+ * statements per row. On the project's schema that trigger was most of an insert's cost (issue
+ * 14; figures in docs/performance.md). The results are exactly the trigger's:
  * - request_clients: one row per (text client group, record id);
  * - request_minutes: per started_at_ms / 60000 (SQLite's integer division truncates), the lowest
  *   and highest id and the decision counts;
