@@ -12,7 +12,7 @@ import { freePort } from './helpers/free-port';
 import { describeWithHaproxy, HAPROXY } from './helpers/haproxy';
 
 /**
- * A real HAProxy (Debian's 2.6) in front of tollgate, as README "Behind a load balancer" sets it
+ * A real HAProxy (Debian's 2.6) in front of tollgate, as docs/operations.md "Behind a load balancer" sets it
  * up: `mode tcp`, `send-proxy-v2` to the server, health checks with `check-send-proxy` (a v2
  * LOCAL header, then a close). The client binds 127.0.0.2 so its address differs from
  * HAProxy's 127.0.0.1.

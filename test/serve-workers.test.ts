@@ -76,7 +76,7 @@ function proxiedGet(proxyPort: number, url: string): Promise<number> {
       res.on('end', () => resolve(res.statusCode ?? 0));
     });
     req.on('error', reject);
-    // A connection the cluster was handing to a worker as it died is never answered (README).
+    // A connection the cluster was handing to a worker as it died is never answered (docs/operations.md).
     req.setTimeout(3_000, () => req.destroy(new Error('no answer within 3 s')));
     req.end();
   });

@@ -60,7 +60,7 @@ export interface FacetValue {
 }
 
 export interface FacetsAnswer {
-  /** Matching records: exact when `total_exact`, else a lower bound (see README-facets.md). */
+  /** Matching records: exact when `total_exact`, else a lower bound (docs/admin.md, facets). */
   total: number;
   total_exact: boolean;
   /** Top values per asked field, most frequent first (ties by value, byte order). */

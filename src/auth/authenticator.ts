@@ -7,7 +7,7 @@ import type { ParsedHash } from './password-hash';
 /** `settings.auth` in the policy. */
 export type AuthMode = 'off' | 'optional' | 'required';
 
-/** Documented in README "Credentials". */
+/** Documented in docs/operations.md "Proxy credentials". */
 export const AUTH_LIMITS = {
   /** A verified credential is trusted this long without running scrypt again. */
   cacheTtlMs: 5 * 60_000,

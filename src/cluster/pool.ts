@@ -80,7 +80,7 @@ export interface PoolOptions {
  * record on disk before the first byte) come from one appender that assigns ids in order
  * (log/segment-log.ts); the index, shipping and the access log each follow one log. Workers send
  * their group commits' batches here and wait for the ids, which costs one IPC round trip per
- * batch, not per record (measured in `npm run bench`, README "Using every core").
+ * batch, not per record (measured in `npm run bench`, docs/operations.md "Using every core").
  */
 export class WorkerPool {
   private readonly members = new Map<number, Member>();
@@ -98,7 +98,7 @@ export class WorkerPool {
 
   constructor(private readonly opts: PoolOptions) {
     // The cluster's round robin (Node's default on Linux): the primary accepts and hands each
-    // connection to the next worker. It costs the primary CPU per connection (README "Using every
+    // connection to the next worker. It costs the primary CPU per connection (docs/operations.md "Using every
     // core"), but the shares are even, which the per-worker split of the limits (limits.ts) needs:
     // with workers accepting for themselves the kernel gave 3 of 4 sequential tunnels to one.
     cluster.schedulingPolicy = cluster.SCHED_RR;

@@ -130,7 +130,7 @@ export async function runCaInit(args: string[]): Promise<number> {
       `  valid until: ${new Date(cert.validTo).toISOString()} (${parsed.days} days)\n` +
       `  permits:     ${parsed.permit.length > 0 ? parsed.permit.join(', ') : 'any name (no --permit constraints)'}\n` +
       `  SHA-256:     ${fingerprint}\n` +
-      `next: serve --inspect-ca ${parsed.dir}, and install ${certFile} on the workloads (README: TLS inspection)\n`,
+      `next: serve --inspect-ca ${parsed.dir}, and install ${certFile} on the workloads (docs/operations.md: TLS inspection roll-out)\n`,
   );
   return 0;
 }

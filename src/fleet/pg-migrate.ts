@@ -61,7 +61,7 @@ export async function applyPgMigrations(pool: Pool, opts: { dir?: string } = {})
   });
 }
 
-/** PostgreSQL's insufficient_privilege: a least-privilege role (README) may not change the schema. */
+/** PostgreSQL's insufficient_privilege: a least-privilege role (docs/operations.md) may not change the schema. */
 const INSUFFICIENT_PRIVILEGE = '42501';
 
 /**

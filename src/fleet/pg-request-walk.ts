@@ -14,7 +14,7 @@ import { pgText } from './pg-text';
  * plan PostgreSQL picks (an index on (host, id), (client_ip, id), (decision, id), (node, id) or
  * (tunnel_local_id, store_id, id) walked backwards, or the GIN index on clients and a sort), it
  * never reads or sorts more than one slice. No INDEXED BY here: PostgreSQL has no hints, and with both id bounds and the LIMIT
- * its planner picks the (column, id) index (checked with EXPLAIN, see README).
+ * its planner picks the (column, id) index (checked with EXPLAIN, see docs/performance.md).
  *
  * Host globs and CIDR ranges are resolved first, as for SQLite: globs against every host ever
  * recorded (first_seen_hosts), ranges against the distinct client addresses (the same recursive

@@ -156,7 +156,7 @@ const quoted = (c: string): string => (c === 'user' ? '"user"' : c);
  * hourly rollups (migration 003) take a row per hour and destination, client address or group
  * in the batch: a batch of 2,000 records spans an hour or two, so a few hundred small upserts.
  * Groups are read from the batch's own rows (u), not RETURNING: the shipper role may read back
- * only the columns the README grants it.
+ * only the columns docs/operations.md grants it.
  * Only the inserted local ids come back: a row that was already there may need this batch's
  * completion.
  */

@@ -111,7 +111,7 @@ export async function inspectTunnel(ctx: ProxyContext, exchange: Exchange, clien
 function terminate(ctx: ProxyContext, exchange: Exchange, client: Socket, plan: InspectionPlan, readInspected: ReadInspected): void {
   const target = exchange.target as Target;
   const tunnel = new InspectedTunnel(ctx, plan.inspection, target, { ip: exchange.clientIp, port: exchange.clientPort, peerIp: exchange.peerIp }, exchange.user, exchange.recordId as number, plan.addresses);
-  // ALPN http/1.1 only: an h2-capable client falls back; an h2-only one fails the handshake (README).
+  // ALPN http/1.1 only: an h2-capable client falls back; an h2-only one fails the handshake (docs/policies.md).
   const secure = new tls.TLSSocket(client, { isServer: true, secureContext: plan.context, ALPNProtocols: ['http/1.1'] });
   let firstError: string | null = null;
   let handshaken = false;

@@ -14,7 +14,7 @@ import { handleConnect } from './tunnel';
 import { tunnelOf } from './inspected-tunnel';
 import { acceptProxyHeader } from './proxy-protocol-accept';
 
-/** Request-head limits; documented in README "Limits". */
+/** Request-head limits; documented in docs/operations.md "Limits". */
 export const HEAD_LIMITS = {
   /** Node's default is 16 KiB; a proxied request line plus headers rarely needs more. */
   maxHeaderSize: 16 * 1024,

@@ -100,7 +100,7 @@ export function judge(verdict: Exclude<HelloVerdict, { kind: 'need-more' }>, mod
   // Only a ChangeCipherSpec or early data may follow a ClientHello before the server answers: a
   // second handshake record there is a second ClientHello, which servers may take instead.
   if (held.length > verdict.bytes && held[verdict.bytes] === 22) return refuse(sni, `a second TLS handshake record follows the ClientHello before the server answered (tls: ${mode})`);
-  // With ECH the name the server uses is encrypted: require refuses it; sni-must-match compares the outer name (README).
+  // With ECH the name the server uses is encrypted: require refuses it; sni-must-match compares the outer name (docs/policies.md).
   if (verdict.ech && mode === 'require') return refuse(sni, 'the ClientHello is encrypted (ECH), so the name the server uses cannot be checked (tls: require)');
   // An address has no name to compare: the policy allowed that address, whatever the client calls it.
   if (target.hostKind !== 'name') return { kind: 'pass', sni, held, helloBytes: verdict.bytes };

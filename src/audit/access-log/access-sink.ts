@@ -57,7 +57,7 @@ function writeAll(fd: number, bytes: Buffer): void {
 /**
  * Writes whole lines in writes of at most PIPE_BUF bytes where it can, so that on a pipe shared
  * with pino no line is split by another writer's. A line longer than PIPE_BUF is written alone,
- * and may be split (README, "Access log for a SIEM").
+ * and may be split (docs/operations.md, "Access log for a SIEM").
  */
 function writeLines(fd: number, bytes: Buffer): void {
   let start = 0;

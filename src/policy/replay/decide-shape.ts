@@ -117,7 +117,7 @@ export class ShapeDecider {
  * second ClientHello, ECH under require…) is taken to be refused again under any check; otherwise a
  * recorded SNI is compared with the CONNECT host as the proxy compares them. Without one, the record
  * cannot say what the client sent (a tunnel recorded under `tls: any`, or a non-TLS one passed by
- * sni-must-match, which `require` would refuse): it is taken to pass. README: replay and the SNI check.
+ * sni-must-match, which `require` would refuse): it is taken to pass. docs/policies.md: replay and the SNI check.
  */
 function refusedBySni(shape: RecordedShape, mode: TlsMode): boolean {
   if (mode === 'any') return false;
