@@ -289,12 +289,27 @@ describePg('audit verify --audit-url: keyed chains and replicas upgraded from be
     }
   });
 
-  test('a replica still shipping without the copy (a rolling upgrade) is reported as not verified, not as a break; a late second completion after the upgrade is not an edit', async () => {
-    const pool = new Pool({ connectionString: freshDatabase('verify-rolling') });
+  /** A replica of the release before the copy (ShippingLog ships rows only), then upgraded: its Shipper ships the copy. */
+  async function upgradedReplica(name: string, store: (typeof STORES)[number], body: (old: ShippingLog, pool: Pool, upgrade: () => Promise<void>) => Promise<void>): Promise<void> {
+    const pool = new Pool({ connectionString: freshDatabase(name) });
     await applyPgMigrations(pool);
     const temp = tempLogDir();
-    const old = new ShippingLog(temp.dir, STORES[1]);
+    const old = new ShippingLog(temp.dir, store);
+    const upgrade = async (): Promise<void> => {
+      const shipper = new Shipper({ pool, logDir: temp.dir, who: store, policyVersion: () => 'v1', describe: String });
+      expect(await shipper.drain(Date.now() + 30_000)).toBe(true);
+    };
     try {
+      await body(old, pool, upgrade);
+    } finally {
+      old.close();
+      temp.remove();
+      await pool.end();
+    }
+  }
+
+  test('a replica still shipping without the copy (a rolling upgrade) is reported as not verified, not as a break; a late second completion after the upgrade is not an edit', async () => {
+    await upgradedReplica('verify-rolling', STORES[1], async (old, pool, upgrade) => {
       const done = old.record(openFacts(1), completion(1));
       await old.ship(pool, 10_000, false);
       const before = await verifyHistory(pool, { key: null });
@@ -303,41 +318,26 @@ describePg('audit verify --audit-url: keyed chains and replicas upgraded from be
       // Upgraded: a second completion of a record completed before the copy began differs from the row's.
       old.complete(done, completion(1, { status: 500 }));
       old.record(openFacts(2), completion(2));
-      const shipper = new Shipper({ pool, logDir: temp.dir, who: STORES[1], policyVersion: () => 'v1', describe: String });
-      expect(await shipper.drain(Date.now() + 30_000)).toBe(true);
+      await upgrade();
       const after = await verifyHistory(pool, { key: null });
       expect(breakOf(after)).toBeNull();
       expect(after.stores[0]).toMatchObject({ noCopy: false, rowsBeforeChain: 1, rows: 1 });
-    } finally {
-      old.close();
-      temp.remove();
-      await pool.end();
-    }
+    });
   });
 
   test('rows shipped before the chain was copied are counted apart; the copy starts from a checkpoint and verifies', async () => {
-    const pool = new Pool({ connectionString: freshDatabase('verify-upgrade') });
-    await applyPgMigrations(pool);
-    const temp = tempLogDir();
-    // An older release's ship path: rows only (ShippingLog ships without the chain's copy).
-    const old = new ShippingLog(temp.dir, STORES[0]);
-    try {
+    await upgradedReplica('verify-upgrade', STORES[0], async (old, pool, upgrade) => {
       for (let n = 0; n < 5; n += 1) old.record(openFacts(n), completion(n));
       const open = old.open(openFacts(5));
       await old.ship(pool, 10_000, false);
       old.complete(open, completion(5));
       for (let n = 6; n < 9; n += 1) old.record(openFacts(n), completion(n));
-      const shipper = new Shipper({ pool, logDir: temp.dir, who: STORES[0], policyVersion: () => 'v1', describe: String });
-      expect(await shipper.drain(Date.now() + 30_000)).toBe(true);
+      await upgrade();
       const result = await verifyHistory(pool, { key: null });
       expect(breakOf(result)).toBeNull();
       expect(result.stores[0].rowsBeforeChain).toBe(6);
       expect(result.stores[0].rows).toBe(3);
       expect(result.stores[0].report.fromCheckpoint).not.toBeNull();
-    } finally {
-      old.close();
-      temp.remove();
-      await pool.end();
-    }
+    });
   });
 });

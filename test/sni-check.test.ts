@@ -284,32 +284,14 @@ describe('tls: sni-must-match against evasions', () => {
   });
 });
 
-describe('tls: sni-must-match under settings.mode: report', () => {
+describe.each([
+  ['settings.mode: report', policy('sni-must-match').replace('default: deny', 'default: deny\n  mode: report')],
+  // A rule trialled in report mode (its own mode) under an enforcing policy reports as its denials do.
+  ['a rule\'s own mode: report', policy('any').replace('    ports: any', '    ports: any\n    tls: sni-must-match\n    mode: report')],
+])('tls: sni-must-match under %s', (_name, policyText) => {
   it('lets a mismatch through as would_deny by (sni), and the handshake completes', async () => {
     const origin = await startTlsOrigin();
-    const proxy = await startProxy({
-      policies: { 'p.yaml': policy('sni-must-match').replace('default: deny', 'default: deny\n  mode: report') },
-      hosts: { 'allowed.test': ['127.0.0.1'] },
-    });
-    try {
-      const result = await tlsThrough(proxy.port, `allowed.test:${origin.port}`, 'other.test');
-      expect(result).toEqual({ echoed: 'ping', error: null });
-      const record = await proxy.waitForRecord((r) => r.sni === 'other.test');
-      expect(record).toMatchObject({ decision: 'allow', would_deny: true, rule: '(sni)' });
-    } finally {
-      await proxy.close();
-      await origin.close();
-    }
-  });
-});
-
-describe('tls: sni-must-match on a rule trialled in report mode (its own mode: report)', () => {
-  it('reports the mismatch as the rule\'s would-deny under an enforcing policy', async () => {
-    const origin = await startTlsOrigin();
-    const proxy = await startProxy({
-      policies: { 'p.yaml': policy('any').replace('    ports: any', '    ports: any\n    tls: sni-must-match\n    mode: report') },
-      hosts: { 'allowed.test': ['127.0.0.1'] },
-    });
+    const proxy = await startProxy({ policies: { 'p.yaml': policyText }, hosts: { 'allowed.test': ['127.0.0.1'] } });
     try {
       const result = await tlsThrough(proxy.port, `allowed.test:${origin.port}`, 'other.test');
       expect(result).toEqual({ echoed: 'ping', error: null });

@@ -43,7 +43,6 @@ async function tallyShapes(input: ReplayInput): Promise<Tallies> {
   for await (const verdict of input.traffic.shapes(window)) {
     if (!verdict.ok) {
       records.in_window += verdict.count;
-      // Requests inside inspected tunnels are not replayed yet: counted with the malformed, as before.
       if (verdict.why === 'undecided') records.skipped_undecided += verdict.count;
       else records.skipped_malformed += verdict.count;
       continue;
