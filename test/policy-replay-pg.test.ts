@@ -1,16 +1,12 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Pool } from 'pg';
-import { openAuditStore } from '../src/audit/store';
 import type { AuditOpen, AuditWriter } from '../src/audit/record-types';
-import { applyPgMigrations } from '../src/fleet/pg-migrate';
-import { loadPolicy } from '../src/policy/load';
 import type { ReplayReport } from '../src/policy/replay/report-types';
 import type { UnusedReport } from '../src/policy/replay/unused';
 import { PROPOSED_POLICIES, RECORDED_POLICIES, recordTraffic } from './fixtures/replay/traffic';
-import { ShippingLog } from './helpers/pg-history';
+import { twinHistories, type TwinHistories } from './helpers/pg-history';
 import { describePg, freshDatabase } from './helpers/postgres';
 import { CLI, ensureBuilt, REPO_ROOT } from './helpers/serve-process';
 
@@ -58,32 +54,18 @@ describePg('policy replay and unused: --db and --audit-url agree', () => {
   let url: string;
   let pool: Pool;
 
+  let twins: TwinHistories;
+
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'tollgate-replay-pg-'));
-    dbFile = join(dir, 'audit.db');
-    const base = new URL(freshDatabase('replay'));
-    // The test server trusts loopback: a password in the URL is never needed, so it must never show.
-    base.password = PASSWORD;
-    url = base.toString();
-    pool = new Pool({ connectionString: url });
-    await applyPgMigrations(pool);
-    const loaded = loadPolicy(RECORDED_POLICIES);
-    if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
-    const now = Date.now();
-    const store = openAuditStore(dbFile);
-    const replica = new ShippingLog(join(dir, 'audit-log'), { storeId: '8e3f0c4a-6b1d-4f2e-9a7c-1d5e3b9f0a11', node: 'replica-a' });
-    for (const audit of [store, replica]) {
-      recordTraffic(audit, loaded.policy, now);
-      recordAwkwardShapes(audit, loaded.policy.version, now);
-    }
-    store.close();
-    await replica.ship(pool, 7);
-    replica.close();
+    twins = await twinHistories('replay', { storeId: '8e3f0c4a-6b1d-4f2e-9a7c-1d5e3b9f0a11', node: 'replica-a' }, RECORDED_POLICIES, PASSWORD, (audit, policy, now) => {
+      recordTraffic(audit, policy, now);
+      recordAwkwardShapes(audit, policy.version, now);
+    });
+    ({ dir, dbFile, url, pool } = twins);
   });
 
   afterAll(async () => {
-    await pool.end();
-    rmSync(dir, { recursive: true, force: true });
+    await twins.close();
   });
 
   /** What may differ between two runs: the source's name, the clock, the time taken. */

@@ -1,15 +1,11 @@
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Pool } from 'pg';
-import { openAuditStore } from '../src/audit/store';
-import { applyPgMigrations } from '../src/fleet/pg-migrate';
-import { loadPolicy } from '../src/policy/load';
 import type { ReplayReport } from '../src/policy/replay/report-types';
 import { CURRENT_POLICIES, recordSuggestTraffic } from './fixtures/suggest/traffic';
-import { ShippingLog } from './helpers/pg-history';
-import { describePg, freshDatabase } from './helpers/postgres';
+import { twinHistories, type TwinHistories } from './helpers/pg-history';
+import { describePg } from './helpers/postgres';
 import { CLI, ensureBuilt, REPO_ROOT } from './helpers/serve-process';
 
 /**
@@ -37,29 +33,15 @@ describePg('policy suggest: --db and --audit-url agree', () => {
   let url: string;
   let pool: Pool;
 
+  let twins: TwinHistories;
+
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'tollgate-suggest-pg-'));
-    dbFile = join(dir, 'audit.db');
-    const base = new URL(freshDatabase('suggest'));
-    // The test server trusts loopback: a password in the URL is never needed, so it must never show.
-    base.password = PASSWORD;
-    url = base.toString();
-    pool = new Pool({ connectionString: url });
-    await applyPgMigrations(pool);
-    const loaded = loadPolicy(CURRENT_POLICIES);
-    if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
-    const now = Date.now();
-    const store = openAuditStore(dbFile);
-    const replica = new ShippingLog(join(dir, 'audit-log'), { storeId: '5b0e7f7e-2c41-4d8a-9a53-0f3e2d6c1b20', node: 'replica-s' });
-    for (const audit of [store, replica]) recordSuggestTraffic(audit, loaded.policy, now);
-    store.close();
-    await replica.ship(pool, 7);
-    replica.close();
+    twins = await twinHistories('suggest', { storeId: '5b0e7f7e-2c41-4d8a-9a53-0f3e2d6c1b20', node: 'replica-s' }, CURRENT_POLICIES, PASSWORD, (audit, policy, now) => recordSuggestTraffic(audit, policy, now));
+    ({ dir, dbFile, url, pool } = twins);
   });
 
   afterAll(async () => {
-    await pool.end();
-    rmSync(dir, { recursive: true, force: true });
+    await twins.close();
   });
 
   test('the same YAML from both engines, for every grouping; no password anywhere', () => {

@@ -1,4 +1,11 @@
-import type { Pool } from 'pg';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Pool } from 'pg';
+import { openAuditStore } from '../../src/audit/store';
+import { applyPgMigrations } from '../../src/fleet/pg-migrate';
+import { loadPolicy, type Policy } from '../../src/policy/load';
+import { freshDatabase } from './postgres';
 import { SegmentLog } from '../../src/audit/log/segment-log';
 import { planStep, readStep } from '../../src/audit/log/index-step';
 import type { AuditCompletion, AuditOpen, AuditWriter } from '../../src/audit/record-types';
@@ -57,4 +64,46 @@ export class ShippingLog implements AuditWriter {
   close(): void {
     this.log.close();
   }
+}
+
+/** The same records in a local SQLite store and in a shared history shipped by the real ship path. */
+export interface TwinHistories {
+  dir: string;
+  dbFile: string;
+  /** The history's URL with `password` in it (the test server trusts loopback, so it is never needed, and must never show). */
+  url: string;
+  pool: Pool;
+  close(): Promise<void>;
+}
+
+export async function twinHistories(
+  prefix: string,
+  who: StoreIdentity,
+  policiesDir: string,
+  password: string,
+  record: (audit: AuditWriter, policy: Policy, nowMs: number) => void,
+): Promise<TwinHistories> {
+  const dir = mkdtempSync(join(tmpdir(), `tollgate-${prefix}-`));
+  const dbFile = join(dir, 'audit.db');
+  const base = new URL(freshDatabase(prefix.replace(/[^a-z]/g, '')));
+  base.password = password;
+  const url = base.toString();
+  const pool = new Pool({ connectionString: url });
+  await applyPgMigrations(pool);
+  const loaded = loadPolicy(policiesDir);
+  if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
+  const now = Date.now();
+  const store = openAuditStore(dbFile);
+  const replica = new ShippingLog(join(dir, 'audit-log'), who);
+  for (const audit of [store, replica]) record(audit, loaded.policy, now);
+  store.close();
+  await replica.ship(pool, 7);
+  replica.close();
+  return {
+    dir, dbFile, url, pool,
+    close: async () => {
+      await pool.end();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
