@@ -17,7 +17,7 @@ import { hashPassword, parseHash } from '../src/auth/password-hash';
 import type { ParsedHash } from '../src/auth/password-hash';
 import { INSPECT_RULE } from '../src/proxy/inspected-tunnel';
 import { InspectReason } from '../src/proxy/inspect-tunnel';
-import { SNI_RULE } from '../src/proxy/tunnel';
+import { SNI_RULE } from '../src/proxy/sni-check';
 import { waitFor } from './helpers/fleet-ship';
 import { makeTestCa, startHttpsOrigin, testInspection } from './helpers/inspection-pki';
 import type { HttpsOrigin, TestCa, TestInspection } from './helpers/inspection-pki';

@@ -7,9 +7,10 @@ import { ProxyError } from '../request/errors';
 import type { Target } from '../request/target-types';
 import { resolveDestination } from './authorise';
 import type { ProxyContext } from './context';
-import type { Exchange } from './exchange';
+import { asProxyError, type Exchange } from './exchange';
 import { InspectedTunnel } from './inspected-tunnel';
-import { completeRecord, describeStreamError, openRecord, recordAbandoned, recordFailure } from './record';
+import { completeRecord, describeStreamError, openRecord } from './record';
+import { abandonTunnel, refuseAfterAnswer, refuseDecision } from './tunnel-end';
 
 import { readFirstBytes, SNI_RULE } from './sni-check';
 import { ESTABLISHED, limitByActivity } from './tunnel-limits';
@@ -77,8 +78,7 @@ export async function planInspection(ctx: ProxyContext, exchange: Exchange, targ
 
 /** The CONNECT's decision becomes the refusal its record and answer show (not let through in report mode). */
 function refuseInspection(exchange: Exchange, status: number, reason: string): ProxyError {
-  const decision = exchange.decision;
-  if (decision !== null) exchange.decision = { ...decision, action: 'deny', reason, wouldDeny: false };
+  refuseDecision(exchange, reason);
   return new ProxyError(status, 'inspect_unavailable', reason);
 }
 
@@ -88,20 +88,20 @@ function refuseInspection(exchange: Exchange, status: number, reason: string): P
  */
 export async function inspectTunnel(ctx: ProxyContext, exchange: Exchange, client: Socket, head: Buffer, plan: InspectionPlan, readInspected: ReadInspected): Promise<void> {
   const target = exchange.target as Target;
-  if (client.destroyed) return abandon(ctx, exchange, client);
+  if (client.destroyed) return abandonTunnel(ctx, exchange, client);
   client.write(ESTABLISHED);
   const read = await readFirstBytes(client, head, 'inspect', target, ctx.timeouts.helloMs);
-  if (read.kind === 'gone') return abandon(ctx, exchange, client);
+  if (read.kind === 'gone') return abandonTunnel(ctx, exchange, client);
   exchange.sni = read.sni;
   if (read.kind === 'refuse') {
     // Never let through, report mode or not: a tunnel that cannot be inspected is not one the rule allows.
-    if (exchange.decision !== null) exchange.decision = { ...exchange.decision, action: 'deny', rule: SNI_RULE, ruleSource: null, reason: read.reason, wouldDeny: false };
+    refuseDecision(exchange, read.reason, SNI_RULE);
     return refuseAfterAnswer(ctx, exchange, client, new ProxyError(403, 'denied', read.reason));
   }
   try {
     await openRecord(ctx, exchange);
   } catch (err) {
-    return refuseAfterAnswer(ctx, exchange, client, err instanceof ProxyError ? err : new ProxyError(503, 'audit_unavailable', String(err)));
+    return refuseAfterAnswer(ctx, exchange, client, asProxyError(err));
   }
   // The ClientHello goes back in front of the socket: TLSSocket feeds what is buffered to OpenSSL first.
   client.unshift(read.held);
@@ -172,17 +172,4 @@ function handshakeError(err: Error, host: string): string {
   if (code === 'ERR_SSL_NO_APPLICATION_PROTOCOL') return InspectReason.noAlpn;
   if (code === 'ECONNRESET') return InspectReason.closedInHandshake(host);
   return InspectReason.handshake(code);
-}
-
-async function abandon(ctx: ProxyContext, exchange: Exchange, client: Socket): Promise<void> {
-  ctx.tunnels.delete(client);
-  client.destroy();
-  await recordAbandoned(ctx, exchange);
-}
-
-/** The client has its 200: an HTTP answer now would be read as the server's bytes, so it is recorded and cut. */
-async function refuseAfterAnswer(ctx: ProxyContext, exchange: Exchange, client: Socket, error: ProxyError): Promise<void> {
-  ctx.tunnels.delete(client);
-  await recordFailure(ctx, exchange, error);
-  client.destroy();
 }

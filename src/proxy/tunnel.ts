@@ -7,7 +7,8 @@ import { ProxyError } from '../request/errors';
 import { asProxyError, Exchange } from './exchange';
 import { answerFor, writeRawAnswer } from './respond';
 import { clientAddress } from './client-address';
-import { completeRecord, describeStreamError, ensureAuditWritable, openRecord, recordAbandoned, recordFailure } from './record';
+import { completeRecord, describeStreamError, ensureAuditWritable, openRecord, recordFailure } from './record';
+import { abandonTunnel, refuseAfterAnswer, refuseDecision } from './tunnel-end';
 import { connectViaParent } from './parent-proxy';
 import { connectRelayed, relayTo } from './relay-read';
 import { parseConnectTarget } from '../request/target';
@@ -15,8 +16,6 @@ import { readFirstBytes, SecondHelloWatch, SNI_RULE } from './sni-check';
 import type { Target } from '../request/target-types';
 import { inspectTunnel, planInspection, type InspectionPlan, type ReadInspected } from './inspect-tunnel';
 import { enforceTunnelLimits, ESTABLISHED, limitTunnel } from './tunnel-limits';
-
-export { SNI_RULE } from './sni-check';
 
 /**
  * CONNECT: parse, decide, resolve and guard, dial, record, then answer 200 and splice; or, when
@@ -61,12 +60,7 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
     upstream = connected.socket;
     upstream.on('error', () => upstream?.destroy());
     exchange.resolvedIp = connected.address;
-    if (client.destroyed) {
-      upstream.destroy();
-      ctx.tunnels.delete(client);
-      await recordAbandoned(ctx, exchange);
-      return;
-    }
+    if (client.destroyed) return abandonTunnel(ctx, exchange, client, upstream);
     const mode = exchange.decision?.tls ?? 'any';
     if (mode === 'sni-must-match' || mode === 'require') {
       // tls: sni-must-match | require: the record waits for the ClientHello (SPEC §6), so a
@@ -74,12 +68,7 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
       client.write(ESTABLISHED);
       answered = true;
       let read = await readFirstBytes(client, head, mode, target, ctx.timeouts.helloMs);
-      if (read.kind === 'gone') {
-        upstream.destroy();
-        ctx.tunnels.delete(client);
-        await recordAbandoned(ctx, exchange);
-        return;
-      }
+      if (read.kind === 'gone') return abandonTunnel(ctx, exchange, client, upstream);
       if (read.kind === 'pass' && read.sni !== null) {
         // What the client sent after its ClientHello (a ChangeCipherSpec, say) is watched too.
         watch = new SecondHelloWatch(read.sni);
@@ -87,12 +76,8 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
         if (why !== null) read = { kind: 'refuse', sni: read.sni, reason: why, held: read.held };
       }
       exchange.sni = read.sni;
-      if (read.kind === 'refuse' && !reportSniRefusal(ctx, exchange, read.reason)) {
-        upstream.destroy();
-        ctx.tunnels.delete(client);
-        await recordFailure(ctx, exchange, new ProxyError(403, 'denied', read.reason));
-        client.destroy();
-        return;
+      if (read.kind === 'refuse' && !reportSniRefusal(exchange, read.reason)) {
+        return refuseAfterAnswer(ctx, exchange, client, new ProxyError(403, 'denied', read.reason), upstream);
       }
       // Report mode relays what it read too: the destination gets the very bytes the client sent.
       first = read.held;
@@ -100,15 +85,10 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
     // A client that leaves while this commits is seen by splice() as an early close.
     await openRecord(ctx, exchange);
   } catch (err) {
+    if (answered) return refuseAfterAnswer(ctx, exchange, client, asProxyError(err), upstream);
     upstream?.destroy();
     // A refused CONNECT stops counting against the tunnel limits at once, not once its record commits.
     ctx.tunnels.delete(client);
-    if (answered) {
-      // The client has its 200: an HTTP answer now would be read as the server's bytes.
-      await recordFailure(ctx, exchange, asProxyError(err));
-      client.destroy();
-      return;
-    }
     await failConnect(ctx, exchange, client, asProxyError(err));
     return;
   }
@@ -120,16 +100,17 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
  * would-be denial by rule (sni), as report mode does for the policy's own denials. Otherwise
  * the decision becomes the deny the record says.
  */
-function reportSniRefusal(ctx: ProxyContext, exchange: Exchange, reason: string): boolean {
+function reportSniRefusal(exchange: Exchange, reason: string): boolean {
   const decision = exchange.decision;
   if (decision === null) return false;
   // The deciding rule's own mode wins, as for its denials: a rule trialled in report mode reports.
   // The decision's, not the policy's now: a reload while the ClientHello was awaited changes nothing.
-  const reported = decision.mode === 'report';
-  exchange.decision = reported
-    ? { ...decision, rule: SNI_RULE, ruleSource: null, reason: `${reason} (report mode: let through)`, wouldDeny: true }
-    : { ...decision, action: 'deny', rule: SNI_RULE, ruleSource: null, reason, wouldDeny: false };
-  return reported;
+  if (decision.mode !== 'report') {
+    refuseDecision(exchange, reason, SNI_RULE);
+    return false;
+  }
+  exchange.decision = { ...decision, rule: SNI_RULE, ruleSource: null, reason: `${reason} (report mode: let through)`, wouldDeny: true };
+  return true;
 }
 
 const NOTHING: Buffer = Buffer.alloc(0);

@@ -7,7 +7,7 @@ import type { RecordedShape } from './recorded-shape';
 import type { Outcome } from './report-types';
 import type { Mode, TlsMode } from '../types';
 import { normalizeHostName } from '../host-match';
-import { SNI_RULE } from '../../proxy/tunnel';
+import { SNI_RULE } from '../../proxy/sni-check';
 
 /** What was recorded, or what the proposed policy would record, for one request shape. */
 export interface ShapeOutcome {

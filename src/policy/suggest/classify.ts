@@ -1,5 +1,5 @@
 import { GUARD_RULE } from '../../proxy/exchange';
-import { SNI_RULE } from '../../proxy/tunnel';
+import { SNI_RULE } from '../../proxy/sni-check';
 import type { Policy } from '../compiled';
 import { normalizeRequestPath } from '../path-match';
 import { ShapeDecider, type ProposedOutcome } from '../replay/decide-shape';
