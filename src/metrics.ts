@@ -7,7 +7,7 @@ import type { RequestKind } from './request/target-types';
 /** The upstream failures counted by `tollgate_upstream_errors_total{kind}`: a fixed label set. */
 export const UPSTREAM_ERROR_KINDS = [
   'dns_failed', 'dns_timeout', 'connect_refused', 'connect_reset', 'connect_failed', 'connect_timeout',
-  'upstream_error', 'upstream_timeout',
+  'upstream_error', 'upstream_timeout', 'upstream_certificate', 'upstream_tls',
 ] as const satisfies readonly ProxyErrorCode[];
 export type UpstreamErrorKind = (typeof UPSTREAM_ERROR_KINDS)[number];
 

@@ -32,7 +32,7 @@ export async function handleRequest(
   options: { expectsContinue?: boolean } = {},
 ): Promise<void> {
   const tunnel = tunnelOf(req.socket);
-  const exchange = exchangeOn(ctx, req.socket, req.method ?? null, req.url ?? null);
+  const exchange = tunnel !== null ? tunnel.exchange(req.method ?? null, req.url ?? null) : plainExchange(ctx, req.socket, req.method ?? null, req.url ?? null);
   deciding.set(res, exchange);
   let route: Route;
   try {
@@ -68,8 +68,10 @@ export async function handleRequest(
 
 /** The exchange of a request read from `socket`: plain HTTP, or a request inside an inspected tunnel. */
 export function exchangeOn(ctx: ProxyContext, socket: Socket, method: string | null, rawTarget: string | null): Exchange {
-  const tunnel = tunnelOf(socket);
-  if (tunnel !== null) return tunnel.exchange(method, rawTarget);
+  return tunnelOf(socket)?.exchange(method, rawTarget) ?? plainExchange(ctx, socket, method, rawTarget);
+}
+
+function plainExchange(ctx: ProxyContext, socket: Socket, method: string | null, rawTarget: string | null): Exchange {
   return new Exchange('http', method, clientAddress(socket), rawTarget, ctx.clock());
 }
 

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { ProxyError } from '../request/errors';
-import { formatAuthority, normaliseHost, normalisePath } from '../request/target';
-import type { HostKind, RequestKind, Target } from '../request/target-types';
+import { CONTROL_OR_SPACE, formatAuthority, normaliseHost, normalisePath } from '../request/target';
+import type { HostKind, Target } from '../request/target-types';
 
 /**
  * The target of a request inside an inspected tunnel (SPEC §6): parsed once, like any other, so
@@ -73,32 +73,53 @@ function sameAuthority(a: Authority, b: Authority): boolean {
   return a.host === b.host && a.port === b.port;
 }
 
+/**
+ * A tunnel's own authority, worked out once per tunnel: the origin its requests' paths are read
+ * against, and the Host values that name it as written by nearly every client (`host` for port
+ * 443, `host:port`), which need no parsing.
+ */
+export interface TunnelAuthority {
+  target: Target;
+  origin: string;
+  hostValues: ReadonlySet<string>;
+}
+
+export function tunnelAuthority(target: Target): TunnelAuthority {
+  const authority = formatAuthority(target);
+  const hostValues = new Set([authority]);
+  if (target.port === HTTPS_DEFAULT_PORT) hostValues.add(target.hostKind === 'ipv6' ? `[${target.host}]` : target.host);
+  return { target, origin: `https://${authority}`, hostValues };
+}
+
 /** The path and query of an origin-form or https absolute-form request-target, with the authority the latter names. */
-function splitRequestTarget(raw: string, tunnel: Target): { authority: Authority | null; url: URL } {
+function splitRequestTarget(raw: string, tunnel: TunnelAuthority): { authority: Authority | null; url: URL } {
   const bad = (): ProxyError => new ProxyError(400, 'bad_target', InnerTargetReason.badTarget);
-  if (/[\u0000-\u0020\u007f]/.test(raw)) throw bad();
+  if (CONTROL_OR_SPACE.test(raw)) throw bad();
   if (raw.startsWith('/')) {
     // Prefixed with the tunnel's own authority, so `//other.example/x` stays a path.
-    return { authority: null, url: new URL(`https://${formatAuthority(tunnel)}${raw}`) };
+    return { authority: null, url: new URL(`${tunnel.origin}${raw}`) };
   }
   const absolute = /^https:\/\/([^/?#]*)(.*)$/i.exec(raw);
   if (absolute === null) throw bad();
   const authority = parseAuthority(absolute[1]);
   if (authority === null) throw bad();
   const rest = absolute[2].startsWith('/') ? absolute[2] : `/${absolute[2]}`;
-  return { authority, url: new URL(`https://${formatAuthority(tunnel)}${rest}`) };
+  return { authority, url: new URL(`${tunnel.origin}${rest}`) };
 }
 
 /**
  * The request's target: always the tunnel's host and port, with the request's own path and
  * query. Throws 400 for a malformed target or Host, HostMismatchError (403) for another host.
  */
-export function innerTarget(req: IncomingMessage, tunnel: Target, kind: RequestKind): Target {
+export function innerTarget(req: IncomingMessage, tunnel: TunnelAuthority): Target {
   const header = hostHeaderOf(req);
-  const named = parseAuthority(header);
-  if (named === null) throw new ProxyError(400, 'bad_request', InnerTargetReason.badHost);
+  // A Host that is the tunnel's own, as written, needs no parsing; any other is parsed and compared.
+  const own = tunnel.hostValues.has(header.toLowerCase());
+  const named = own ? null : parseAuthority(header);
+  if (!own && named === null) throw new ProxyError(400, 'bad_request', InnerTargetReason.badHost);
   const { authority, url } = splitRequestTarget(req.url ?? '', tunnel);
-  const target: Target = { kind, scheme: 'https', host: tunnel.host, hostKind: tunnel.hostKind, port: tunnel.port, path: normalisePath(url.pathname), search: url.search };
+  const { host, hostKind, port } = tunnel.target;
+  const target: Target = { kind: 'https', scheme: 'https', host, hostKind, port, path: normalisePath(url.pathname), search: url.search };
   for (const candidate of [named, authority]) {
     if (candidate !== null && !sameAuthority(candidate, target)) throw new HostMismatchError(formatAuthority(candidate), target);
   }

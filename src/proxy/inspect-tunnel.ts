@@ -57,6 +57,15 @@ export const InspectReason = {
 export async function planInspection(ctx: ProxyContext, exchange: Exchange, target: Target): Promise<InspectionPlan> {
   const inspection = ctx.inspect;
   if (inspection === undefined) throw refuseInspection(exchange, 403, InspectReason.unavailable(exchange.decision?.rule ?? '(default)'));
+  // The destination is resolved and guarded first: a CONNECT the guard refuses never costs a signature.
+  let addresses: string[] | null = null;
+  if ((exchange.decision?.upstream ?? null) === null) {
+    addresses = await resolveDestination(ctx, exchange, target);
+    exchange.resolvedIp = addresses[0] ?? null;
+  } else if (target.hostKind !== 'name') {
+    // Through a parent the parent resolves names; an IP literal is still guarded here.
+    await resolveDestination(ctx, exchange, target);
+  }
   let context: SecureContext;
   try {
     context = await inspection.contextFor(target.host);
@@ -66,14 +75,7 @@ export async function planInspection(ctx: ProxyContext, exchange: Exchange, targ
     const why = err instanceof LeafRefusedError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
     throw refuseInspection(exchange, status, InspectReason.noLeaf(why));
   }
-  if ((exchange.decision?.upstream ?? null) === null) {
-    const addresses = await resolveDestination(ctx, exchange, target);
-    exchange.resolvedIp = addresses[0] ?? null;
-    return { inspection, context, addresses };
-  }
-  // Through a parent the parent resolves names; an IP literal is still guarded here.
-  if (target.hostKind !== 'name') await resolveDestination(ctx, exchange, target);
-  return { inspection, context, addresses: null };
+  return { inspection, context, addresses };
 }
 
 /** The CONNECT's decision becomes the refusal its record and answer show (not let through in report mode). */
@@ -148,7 +150,7 @@ function terminate(ctx: ProxyContext, exchange: Exchange, client: Socket, plan: 
     tunnel.close();
     ctx.tunnels.delete(client);
     if (!handshaken) note(InspectReason.closedInHandshake(target.host));
-    completeRecord(ctx, exchange, { status: 200, bytesUp: client.bytesRead, bytesDown: client.bytesWritten, error: firstError }, { countBytes: false });
+    completeRecord(ctx, exchange, { status: 200, bytesUp: client.bytesRead, bytesDown: client.bytesWritten, error: firstError }, false);
   };
   for (const socket of [client, secure]) {
     if (socket.closed) onClose();

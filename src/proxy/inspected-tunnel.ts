@@ -8,7 +8,7 @@ import { decideTarget, resolveDestination } from './authorise';
 import type { ClientAddress } from './client-address';
 import type { ProxyContext } from './context';
 import { Exchange } from './exchange';
-import { HostMismatchError, innerTarget } from './inspect-target';
+import { HostMismatchError, innerTarget, tunnelAuthority, type TunnelAuthority } from './inspect-target';
 import { connectUpstreamTls, handshakeFailure, type UpstreamRoute } from './inspect-upstream';
 import type { ProxyError } from '../request/errors';
 import { parentAddresses } from './parent-proxy';
@@ -47,8 +47,10 @@ export function tunnelOf(socket: Socket): InspectedTunnel | null {
 }
 
 export class InspectedTunnel {
-  /** Upstream clients by route ('direct' or a parent's label): one keep-alive connection each. */
-  private readonly upstreams = new Map<string, Client>();
+  /** Upstream clients by route ('direct' or a parent's label), each with its error mapping: one keep-alive connection each. */
+  private readonly upstreams = new Map<string, { dispatcher: Client; mapError: (err: Error) => ProxyError | null }>();
+  /** The CONNECT's authority, worked out once for every request inside. */
+  private readonly authority: TunnelAuthority;
   private closed = false;
   /** Exchanges begun inside the tunnel (answered or not). */
   private requests = 0;
@@ -65,7 +67,9 @@ export class InspectedTunnel {
     readonly recordId: number,
     /** Addresses the CONNECT resolved and the guard passed; null when it went through a parent. */
     private addresses: string[] | null,
-  ) {}
+  ) {
+    this.authority = tunnelAuthority(target);
+  }
 
   /**
    * From now on requests read from `socket` are this tunnel's. `notHttp` hears of a parse error
@@ -97,7 +101,7 @@ export class InspectedTunnel {
   decide(exchange: Exchange, req: IncomingMessage): void {
     let target: Target;
     try {
-      target = innerTarget(req, this.target, INNER_KIND);
+      target = innerTarget(req, this.authority);
     } catch (err) {
       if (err instanceof HostMismatchError) {
         // Recorded as a request to the tunnel's host (the reason names the other one).
@@ -128,19 +132,17 @@ export class InspectedTunnel {
   }
 
   relay(exchange: Exchange, req: IncomingMessage, res: ServerResponse, tally: Tally, route: InnerRoute): Relay {
-    // TLS 1.3 finishes the handshake before the destination says what it refuses (a client
-    // certificate it wanted, RFC 8446 §4.4.2.4): that alert reaches the request, named here.
-    const mapError = (err: Error): ProxyError | null =>
-      ((err as NodeJS.ErrnoException).code ?? '').startsWith('ERR_SSL_') ? handshakeFailure(err, this.target, route.address) : null;
-    return relayDirect(this.ctx, exchange, req, res, tally, route.address, { dispatcher: this.upstreamFor(route), mapError });
+    return relayDirect(this.ctx, exchange, req, res, tally, route.address, this.upstreamFor(route));
   }
 
-  private upstreamFor(route: InnerRoute): Client {
+  private upstreamFor(route: InnerRoute): { dispatcher: Client; mapError: (err: Error) => ProxyError | null } {
     const key = route.parent === null ? 'direct' : route.parent.label;
-    let client = this.upstreams.get(key);
-    if (client !== undefined) return client;
-    const upstream: UpstreamRoute = route.parent === null ? { parent: null, addresses: this.addresses ?? [] } : { parent: route.parent };
-    client = new Client(`https://${this.target.hostKind === 'ipv6' ? `[${this.target.host}]` : this.target.host}:${this.target.port}`, {
+    const known = this.upstreams.get(key);
+    if (known !== undefined) return known;
+    // Direct: only the address its requests are recorded with, as plain HTTP connects (relay-direct.ts),
+    // so a record's resolved_ip is where its request went.
+    const upstream: UpstreamRoute = route.parent === null ? { parent: null, addresses: [route.address] } : { parent: route.parent };
+    const client = new Client(this.authority.origin, {
       keepAliveTimeout: UPSTREAM_KEEP_ALIVE_MS,
       keepAliveMaxTimeout: UPSTREAM_KEEP_ALIVE_MS,
       connect: (_options, callback) => {
@@ -152,14 +154,19 @@ export class InspectedTunnel {
     });
     // Errors reach the handler of the request that was waiting; one with no request is dropped here.
     client.on('connectionError', () => undefined);
-    this.upstreams.set(key, client);
-    return client;
+    // TLS 1.3 finishes the handshake before the destination says what it refuses (a client
+    // certificate it wanted, RFC 8446 §4.4.2.4): that alert reaches the request, named here.
+    const mapError = (err: Error): ProxyError | null =>
+      ((err as NodeJS.ErrnoException).code ?? '').startsWith('ERR_SSL_') ? handshakeFailure(err, this.target, route.address) : null;
+    const made = { dispatcher: client, mapError };
+    this.upstreams.set(key, made);
+    return made;
   }
 
   /** The tunnel ended: its upstream connections go with it. */
   close(): void {
     this.closed = true;
-    for (const client of this.upstreams.values()) void client.destroy().catch(() => undefined);
+    for (const { dispatcher } of this.upstreams.values()) void dispatcher.destroy().catch(() => undefined);
     this.upstreams.clear();
   }
 }

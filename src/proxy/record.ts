@@ -82,10 +82,10 @@ export async function recordAbandoned(ctx: ProxyContext, exchange: Exchange): Pr
 }
 
 /**
- * Complete an opened record when the exchange ends. `countBytes: false` for an inspected
+ * Complete an opened record when the exchange ends. `countBytes` false for an inspected
  * tunnel's own record: its requests' records count the bytes relayed, its own are TLS.
  */
-export function completeRecord(ctx: ProxyContext, exchange: Exchange, end: Omit<AuditCompletion, 'endedAt'>, { countBytes = true }: { countBytes?: boolean } = {}): void {
+export function completeRecord(ctx: ProxyContext, exchange: Exchange, end: Omit<AuditCompletion, 'endedAt'>, countBytes = true): void {
   if (countBytes) ctx.metrics.bytes(end.bytesUp, end.bytesDown);
   if (exchange.recordId === null) return;
   const id = exchange.recordId;

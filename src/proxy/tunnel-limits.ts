@@ -22,9 +22,18 @@ export function enforceTunnelLimits(ctx: ProxyContext, source: string): void {
  * the HTTP server no longer apply once CONNECT took the socket over.
  */
 export function limitTunnel(ctx: ProxyContext, sockets: readonly Socket[], cut: (reason: string) => void): NodeJS.Timeout | null {
-  const { tunnelIdleMs, tunnelLifetimeMs } = ctx.timeouts;
-  const idle = (): void => cut(`idle_timeout: no data either way for ${tunnelIdleMs} ms`);
-  for (const socket of sockets) socket.setTimeout(tunnelIdleMs, idle);
+  const idle = (): void => cut(idleReason(ctx));
+  for (const socket of sockets) socket.setTimeout(ctx.timeouts.tunnelIdleMs, idle);
+  return lifetimeTimer(ctx, cut);
+}
+
+function idleReason(ctx: ProxyContext): string {
+  return `idle_timeout: no data either way for ${ctx.timeouts.tunnelIdleMs} ms`;
+}
+
+/** The lifetime cap, whatever the tunnel's traffic; null without one. */
+function lifetimeTimer(ctx: ProxyContext, cut: (reason: string) => void): NodeJS.Timeout | null {
+  const { tunnelLifetimeMs } = ctx.timeouts;
   if (tunnelLifetimeMs <= 0) return null;
   const timer = setTimeout(() => cut(`lifetime_exceeded: tunnel open for ${tunnelLifetimeMs} ms`), tunnelLifetimeMs);
   timer.unref();
@@ -38,16 +47,14 @@ export function limitTunnel(ctx: ProxyContext, sockets: readonly Socket[], cut: 
  * none moving (between one and two idle periods after the last byte). The lifetime cap as above.
  */
 export function limitByActivity(ctx: ProxyContext, socket: Socket, cut: (reason: string) => void): () => void {
-  const { tunnelIdleMs, tunnelLifetimeMs } = ctx.timeouts;
   let seen = -1;
   const idle = setInterval(() => {
     const moved = socket.bytesRead + socket.bytesWritten;
-    if (moved === seen) cut(`idle_timeout: no data either way for ${tunnelIdleMs} ms`);
+    if (moved === seen) cut(idleReason(ctx));
     seen = moved;
-  }, tunnelIdleMs);
+  }, ctx.timeouts.tunnelIdleMs);
   idle.unref();
-  const lifetime = tunnelLifetimeMs > 0 ? setTimeout(() => cut(`lifetime_exceeded: tunnel open for ${tunnelLifetimeMs} ms`), tunnelLifetimeMs) : null;
-  lifetime?.unref();
+  const lifetime = lifetimeTimer(ctx, cut);
   return () => {
     clearInterval(idle);
     if (lifetime !== null) clearTimeout(lifetime);

@@ -26,7 +26,8 @@ const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
 const BRACKETED_AUTHORITY = /^\[([^\]]*)\]:([0-9]*)$/;
 const PLAIN_AUTHORITY = /^([^:[\]]*):([0-9]*)$/;
 // Bytes a URL parser would silently strip or that end a request line.
-const CONTROL_OR_SPACE = /[\u0000-\u0020\u007f]/;
+/** Control characters and spaces: never in a request-target or an authority. */
+export const CONTROL_OR_SPACE = /[\u0000-\u0020\u007f]/;
 
 function badTarget(reason: string): ProxyError {
   return new ProxyError(400, 'bad_target', reason);

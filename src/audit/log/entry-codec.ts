@@ -51,7 +51,7 @@ export interface ChainState {
  * costs one one-shot hash and no copy (a Hash object per entry cost about 2.5 µs and its garbage).
  */
 export function chainHashOf(key: Buffer | null, input: Buffer): Buffer {
-  if (key === null) return crypto.hash('sha256', input, 'buffer') as unknown as Buffer;
+  if (key === null) return crypto.hash('sha256', input, 'buffer');
   return crypto.createHmac('sha256', key).update(input).digest();
 }
 
@@ -91,34 +91,39 @@ function openFields(o: AuditOpen): unknown[] {
   ];
 }
 
-function completionFields(c: AuditCompletion): unknown[] {
-  return [c.status, c.bytesUp, c.bytesDown, clip(c.error)];
+/** A completion's fields, appended to `into` (a finished entry's body goes on after its open's). */
+function completionFields(c: AuditCompletion, into: unknown[] = []): unknown[] {
+  into.push(c.status, c.bytesUp, c.bytesDown, clip(c.error));
+  return into;
 }
 
 /**
- * Fields that came after the log format, at the very end of an open or finished body, in the
+ * Appends the fields that came after the log format, at the very end of an open or finished body, in the
  * order they were added: `peer_ip` (issue 16), `sni` (issue 17), then `tunnel_id` (issue 18).
  * The body ends at the last one with a value (earlier ones without are written as null, to keep
  * their slots), so an entry with none is byte for byte what the first release wrote, one with
  * only a peer what the issue 16 release wrote, one with no tunnel what the issue 17 release
  * wrote, and logs written by any of them read unchanged.
  */
-function trailingFields(o: AuditOpen): unknown[] {
-  const values = [
-    o.peerIp === undefined || o.peerIp === null ? null : clipText(o.peerIp),
-    o.sni === undefined || o.sni === null ? null : clipText(o.sni),
-    o.tunnelId ?? null,
-  ];
-  let end = values.length;
-  while (end > 0 && values[end - 1] === null) end -= 1;
-  return values.slice(0, end);
+function pushTrailing(fields: unknown[], o: AuditOpen): unknown[] {
+  const peer = o.peerIp === undefined || o.peerIp === null ? null : clipText(o.peerIp);
+  const sni = o.sni === undefined || o.sni === null ? null : clipText(o.sni);
+  const tunnel = o.tunnelId ?? null;
+  if (tunnel !== null) fields.push(peer, sni, tunnel);
+  else if (sni !== null) fields.push(peer, sni);
+  else if (peer !== null) fields.push(peer);
+  return fields;
 }
 
 function bodyOf(entry: LogEntry): string {
   switch (entry.type) {
-    case 'open': return JSON.stringify([...openFields(entry.open), ...trailingFields(entry.open)]);
+    case 'open': return JSON.stringify(pushTrailing(openFields(entry.open), entry.open));
     case 'complete': return JSON.stringify(completionFields(entry.completion));
-    case 'finished': return JSON.stringify([entry.open.startedAt.getTime(), ...openFields(entry.open), ...completionFields(entry.completion), ...trailingFields(entry.open)]);
+    case 'finished': {
+      const fields = openFields(entry.open);
+      fields.unshift(entry.open.startedAt.getTime());
+      return JSON.stringify(pushTrailing(completionFields(entry.completion, fields), entry.open));
+    }
   }
 }
 
@@ -292,7 +297,7 @@ function checked<T>(value: unknown, check: Check, name: string): T {
   return value as T;
 }
 
-/** `withTrailing`: the body may hold up to TRAILING_FIELDS more fields (trailingFields). */
+/** `withTrailing`: the body may hold up to TRAILING_FIELDS more fields (pushTrailing). */
 function expectLength(body: unknown[], length: number, withTrailing = false): void {
   if (body.length === length || (withTrailing && body.length > length && body.length <= length + TRAILING_FIELDS)) return;
   throw new EntryDecodeError(`entry has ${body.length} fields, expected ${length}`);
@@ -305,14 +310,13 @@ function expectLength(body: unknown[], length: number, withTrailing = false): vo
  */
 function withTrailing(open: AuditOpen, body: unknown[], at: number): AuditOpen {
   const extra = body.length - at;
-  const read = (i: number): unknown => {
+  for (let i = 0; i < extra; i += 1) {
+    const value = body[at + i];
+    // A null keeps a later field's slot; the last field always has a value.
+    if (value === null && i < extra - 1) continue;
     const [name, check] = TRAILING_CHECKS[i];
-    return i < extra ? checked(body[at + i], i === extra - 1 ? check : orNull(check), name) : null;
-  };
-  const [peer, sni, tunnel] = [read(0), read(1), read(2)];
-  if (peer !== null) open.peerIp = peer as string;
-  if (sni !== null) open.sni = sni as string;
-  if (tunnel !== null) open.tunnelId = tunnel as number;
+    (open as unknown as Record<string, unknown>)[name] = checked(value, check, name);
+  }
   return open;
 }
 
