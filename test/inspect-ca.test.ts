@@ -47,7 +47,7 @@ describe('loadInspectCa refuses a CA it must not serve with', () => {
     expect(ca.signingAlgorithm).toEqual({ name: 'ECDSA', hash: 'SHA-256' });
     expect(Math.round((ca.notAfter.getTime() - Date.now()) / 86_400_000)).toBe(30);
     expect(ca.constraints).toBeNull();
-    expect(ca.fingerprint).toBe(new X509Certificate(folder.certPem).fingerprint256.replace(/:/g, '').toLowerCase());
+    expect(ca.fingerprint).toBe(new X509Certificate(folder.certPem).fingerprint256);
     expect(ca.signingKey.extractable).toBe(false);
   });
 

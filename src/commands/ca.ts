@@ -1,4 +1,4 @@
-import { createHash, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -123,13 +123,12 @@ export async function runCaInit(args: string[]): Promise<number> {
     return 1;
   }
   const cert = new X509Certificate(ca.certPem);
-  const fingerprint = createHash('sha256').update(cert.raw).digest('hex').replace(/(..)(?!$)/g, '$1:').toUpperCase();
   process.stdout.write(
     `wrote ${certFile} (certificate, 0644) and ${keyFile} (private key, 0600)\n` +
       `  subject:     CN=${parsed.name}\n` +
       `  valid until: ${new Date(cert.validTo).toISOString()} (${parsed.days} days)\n` +
       `  permits:     ${parsed.permit.length > 0 ? parsed.permit.join(', ') : 'any name (no --permit constraints)'}\n` +
-      `  SHA-256:     ${fingerprint}\n` +
+      `  SHA-256:     ${cert.fingerprint256}\n` +
       `next: serve --inspect-ca ${parsed.dir}, and install ${certFile} on the workloads (docs/operations.md: TLS inspection roll-out)\n`,
   );
   return 0;

@@ -1,4 +1,4 @@
-import { createHash, createPrivateKey, webcrypto, X509Certificate as NodeCertificate } from 'node:crypto';
+import { createPrivateKey, webcrypto, X509Certificate as NodeCertificate } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -24,7 +24,10 @@ export interface InspectCa {
   readonly signingAlgorithm: { readonly name: string; readonly hash: string };
   readonly notAfter: Date;
   readonly constraints: CaNameConstraints | null;
-  /** SHA-256 of the CA certificate (DER), hex: what an operator compares with `openssl x509 -fingerprint -sha256`. */
+  /**
+   * SHA-256 of the CA certificate (DER) as `openssl x509 -noout -fingerprint -sha256` prints it
+   * (upper-case hex pairs joined by colons): what an operator compares it with.
+   */
   readonly fingerprint: string;
 }
 
@@ -130,7 +133,7 @@ export async function loadInspectCa(dir: string, now: Date = new Date()): Promis
     signingAlgorithm: sign,
     notAfter: cert.notAfter,
     constraints: readNameConstraints(cert),
-    fingerprint: createHash('sha256').update(node.raw).digest('hex'),
+    fingerprint: node.fingerprint256,
   };
 }
 
