@@ -364,6 +364,8 @@ describe('name constraints (ca init --permit)', () => {
     expect(() => parsePermitDomain('*.example.com')).toThrow('no wildcards; "example.com" already covers every name under it');
     expect(() => parsePermitDomain('10.0.0.0/8')).toThrow('not an address');
     expect(() => parsePermitDomain('exa mple.com')).toThrow('not a DNS domain name');
+    // The URL parser would read only the name before a delimiter: refused, not shortened.
+    expect(() => parsePermitDomain('example.com/x')).toThrow('not a DNS domain name');
   });
 });
 
