@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../config-error';
-import { parseDuration } from '../config';
+import { MAX_COUNT, parseDuration, parseWholeNumber } from '../config';
 import { AuditUrlError, describeAuditError, openAuditPool, redactAuditUrl, resolveAuditUrl } from '../fleet/audit-url';
 import { DEFAULT_PRUNE_BATCH, pruneHistory } from '../fleet/pg-prune';
 import fs from 'node:fs';
@@ -49,9 +49,8 @@ function pruneArgs(args: string[]): PruneArgs | number {
     const olderThanMs = parseDuration(values['older-than'], '--older-than');
     // Zero would delete the whole history, shipped a moment ago included: never what a typo meant.
     if (olderThanMs <= 0) return fail('--older-than must be more than 0');
-    const batchText = values['batch-size'] ?? String(DEFAULT_PRUNE_BATCH);
-    if (!/^[1-9][0-9]{0,6}$/.test(batchText)) return fail(`--batch-size: expected a whole number from 1, got "${batchText}"`);
-    return { url, olderThanMs, batchSize: Number(batchText) };
+    const batchSize = parseWholeNumber(values['batch-size'] ?? String(DEFAULT_PRUNE_BATCH), '--batch-size', 1, MAX_COUNT);
+    return { url, olderThanMs, batchSize };
   } catch (err) {
     if (err instanceof AuditUrlError || err instanceof ConfigError || (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
       return fail((err as Error).message);

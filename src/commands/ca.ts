@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { parseWholeNumber } from '../config';
 import { createCa } from '../inspect/ca-create';
 import { CA_CERT_FILE, CA_KEY_FILE } from '../inspect/ca-load';
 import { parsePermitDomain } from '../inspect/name-constraints';
@@ -69,11 +70,10 @@ function initArgs(args: string[]): InitArgs | number {
   if (values.out === undefined || values.out === '') return fail('--out DIR is required');
   const name = values.name ?? defaultCaName();
   if (name.trim() === '' || name.length > 64 || /[\u0000-\u001f\u007f]/.test(name)) return fail('--name: expected a printable name of 1 to 64 characters');
-  const daysText = values.days ?? String(DEFAULT_CA_DAYS);
-  const days = /^[0-9]{1,5}$/.test(daysText) ? Number(daysText) : NaN;
-  if (!(days >= 1 && days <= MAX_CA_DAYS)) return fail(`--days: expected a whole number from 1 to ${MAX_CA_DAYS}, got "${daysText}"`);
+  let days: number;
   let permit: string[];
   try {
+    days = parseWholeNumber(values.days ?? String(DEFAULT_CA_DAYS), '--days', 1, MAX_CA_DAYS);
     permit = [...new Set((values.permit ?? []).map(parsePermitDomain))];
   } catch (err) {
     return fail((err as Error).message);

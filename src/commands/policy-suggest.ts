@@ -1,5 +1,6 @@
 import { readdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
+import { parseWholeNumber } from '../config';
 import { isPolicyFileName } from '../policy/provenance';
 import { suggestPolicy } from '../policy/suggest/suggest';
 import { SUGGEST_BY, type SuggestBy, type SuggestSummary } from '../policy/suggest/types';
@@ -29,6 +30,9 @@ review it, and replay it with settings.mode: enforce before enforcing.
 Exit 0 done, 2 bad input.
 `;
 
+/** Nine digits, as many requests as any window holds. */
+const MAX_MIN_REQUESTS = 999_999_999;
+
 interface SuggestArgs {
   policies: string;
   minRequests: number;
@@ -38,9 +42,12 @@ interface SuggestArgs {
 function suggestArgs(values: Values, positionals: string[]): SuggestArgs | string {
   if (positionals.length > 0) return `unexpected argument "${positionals[0]}"`;
   if (typeof values.policies !== 'string') return '--policies DIR is required (the current policies)';
-  const minText = typeof values['min-requests'] === 'string' ? values['min-requests'] : '1';
-  const minRequests = /^[0-9]{1,9}$/.test(minText) ? Number(minText) : NaN;
-  if (!(minRequests >= 1)) return '--min-requests must be a whole number of requests, at least 1';
+  let minRequests: number;
+  try {
+    minRequests = parseWholeNumber(typeof values['min-requests'] === 'string' ? values['min-requests'] : '1', '--min-requests', 1, MAX_MIN_REQUESTS);
+  } catch {
+    return '--min-requests must be a whole number of requests, at least 1';
+  }
   const by = values.by;
   if (by !== undefined && !SUGGEST_BY.includes(by as SuggestBy)) return '--by must be client-group or none';
   return { policies: values.policies, minRequests, by: (by as SuggestBy | undefined) ?? null };
