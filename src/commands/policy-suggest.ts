@@ -2,6 +2,7 @@ import { readdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { parseWholeNumber } from '../config';
 import { isPolicyFileName } from '../policy/provenance';
+import { plural } from '../policy/replay/format-shared';
 import { suggestPolicy } from '../policy/suggest/suggest';
 import { SUGGEST_BY, type SuggestBy, type SuggestSummary } from '../policy/suggest/types';
 import { openRecordedInputs, parseOrUsage, readRecorded, type Values } from './policy';
@@ -56,8 +57,8 @@ function suggestArgs(values: Values, positionals: string[]): SuggestArgs | strin
 function describe(summary: SuggestSummary, out: string | null): string {
   const left = summary.left_out.length;
   const where = out === null ? '' : ` to ${out}`;
-  return `tollgate policy suggest: wrote ${summary.rules} rule${summary.rules === 1 ? '' : 's'}${where} for ${summary.suggested.requests} requests ` +
-    `to ${summary.suggested.destinations} destinations (by ${summary.by}); ${left} destination${left === 1 ? '' : 's'} left out (listed at the end of the file)\n`;
+  return `tollgate policy suggest: wrote ${plural(summary.rules, 'rule')}${where} for ${plural(summary.suggested.requests, 'request')} ` +
+    `to ${plural(summary.suggested.destinations, 'destination')} (by ${summary.by}); ${plural(left, 'destination')} left out (listed at the end of the file)\n`;
 }
 
 /**
