@@ -50,7 +50,7 @@ describe('markers', () => {
   test('only the text between the markers is replaced', () => {
     const filled = fillSections(page, 'page.md', () => 'fresh\n');
     expect(filled).toBe(['# page', '<!-- generated: serve-options -->', 'fresh', '<!-- end generated -->', 'prose'].join('\n'));
-    expect(findSections(filled, 'page.md')).toEqual([{ name: 'serve-options', line: 2, body: 'fresh' }]);
+    expect(findSections(filled, 'page.md')).toEqual([{ name: 'serve-options', line: 2, closeLine: 4, body: 'fresh' }]);
   });
 
   test('an unknown name, a marker left open and a stray close are errors with FILE:LINE', () => {

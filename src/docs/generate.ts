@@ -35,8 +35,9 @@ export async function generateDocs(root: string): Promise<DocsResult> {
   const placed = new Set<string>();
   const files = docFiles(root).map((file) => {
     const current = readFileSync(path.join(root, file), 'utf8');
-    for (const section of findSections(current, file)) placed.add(section.name);
-    return { file, current, generated: fillSections(current, file, (name) => sections.get(name)) };
+    const marked = findSections(current, file);
+    for (const section of marked) placed.add(section.name);
+    return { file, current, generated: fillSections(current, file, (name) => sections.get(name), marked) };
   });
   return { files, unplaced: [...sections.keys()].filter((name) => !placed.has(name)) };
 }
