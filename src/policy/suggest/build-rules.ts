@@ -133,6 +133,6 @@ export function buildRules(
     (a, b) => rank(a.group) - rank(b.group) || byText(a.family, b.family) || Number(a.http) - Number(b.http),
   );
   const rules = ordered.flatMap((b) => bucketRules(b.group, b.family, b.http, b.seen, leftOut).map((rule) => ({ rule, http: b.http })));
-  const names = ruleNames(rules.map(({ rule, http }) => ({ group: rule.group, family: rule.family, http, grouped: options.byGroup })), options.taken);
+  const names = ruleNames(rules.map(({ rule, http }) => ({ group: rule.group, family: rule.family, ipLiteral: rule.ipLiteral, http, grouped: options.byGroup })), options.taken);
   return rules.map(({ rule }, i) => ({ ...rule, name: names[i], ungrouped: options.byGroup && rule.group === null }));
 }
