@@ -3,7 +3,7 @@ import { basename, dirname, resolve } from 'node:path';
 import { parseWholeNumber } from '../config';
 import { isPolicyFileName } from '../policy/provenance';
 import { plural } from '../policy/replay/format-shared';
-import { suggestPolicy } from '../policy/suggest/suggest';
+import { effectiveBy, NoClientGroupsError, suggestPolicy } from '../policy/suggest/suggest';
 import { SUGGEST_BY, type SuggestBy, type SuggestSummary } from '../policy/suggest/types';
 import { openRecordedInputs, parseOrUsage, readRecorded, type Values } from './policy';
 
@@ -97,12 +97,16 @@ export async function runPolicySuggest(args: string[]): Promise<number> {
   const { values } = parsed;
   const inputs = await openRecordedInputs(values, checked.policies, typeof values.since === 'string' ? values.since : '14d', 'suggest');
   if (typeof inputs === 'number') return inputs;
-  if (checked.by === 'client-group' && inputs.policy.clients.length === 0) {
+  let by: SuggestBy;
+  try {
+    by = effectiveBy(inputs.policy, checked.by);
+  } catch (err) {
+    if (!(err instanceof NoClientGroupsError)) throw err;
     await inputs.traffic.close().catch(() => undefined);
     process.stderr.write(`tollgate policy suggest: --by client-group: the policies in ${checked.policies} define no client groups; use --by none\n`);
     return 2;
   }
-  const options = { window: inputs.window, now: inputs.now, minRequests: checked.minRequests, by: checked.by, withPaths: values['with-paths'] === true };
+  const options = { window: inputs.window, now: inputs.now, minRequests: checked.minRequests, by, withPaths: values['with-paths'] === true };
   const result = await readRecorded(inputs, 'suggest', ({ traffic, policy }) => suggestPolicy(traffic, policy, options));
   if (typeof result === 'number') return result;
   const out = typeof values.out === 'string' ? values.out : null;
