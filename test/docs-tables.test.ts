@@ -8,8 +8,8 @@ import { runCli } from './helpers/serve-process';
 const ROOT = path.resolve(__dirname, '..');
 
 describe('generated sections in README.md and docs/*.md', () => {
-  test('each is what `npm run docs` would write now', async () => {
-    const { files } = await generateDocs(ROOT);
+  test('each is what `npm run docs` would write now', () => {
+    const { files } = generateDocs(ROOT);
     const drifted = files.filter((f) => f.current !== f.generated).map((f) => f.file);
     if (drifted.length > 0) {
       throw new Error(`generated sections differ from the code in ${drifted.join(', ')}: run "npm run docs" and commit the result`);
@@ -17,8 +17,8 @@ describe('generated sections in README.md and docs/*.md', () => {
     expect(files.map((f) => f.file)).toContain('docs/operations.md');
   });
 
-  test('every section the generator writes has a place in some page', async () => {
-    const { unplaced } = await generateDocs(ROOT);
+  test('every section the generator writes has a place in some page', () => {
+    const { unplaced } = generateDocs(ROOT);
     expect(unplaced).toEqual([]);
   });
 

@@ -10,7 +10,7 @@ import type { VerifyReport } from '../audit/log/verify-chain';
 import { verifyHistory } from '../fleet/pg-verify';
 import { trafficSource } from './traffic-source';
 
-const PRUNE_HELP = `usage: tollgate audit prune (--audit-url URL | --audit-url-file FILE) --older-than DURATION
+export const PRUNE_HELP = `usage: tollgate audit prune (--audit-url URL | --audit-url-file FILE) --older-than DURATION
                            [--batch-size N]
 
 Delete the shared history's records (PostgreSQL) that started more than DURATION ago (400d, 12h,
@@ -82,7 +82,7 @@ export async function runAuditPrune(args: string[]): Promise<number> {
   }
 }
 
-const VERIFY_HELP = `usage: tollgate audit verify --db FILE [--expect-head HASH] [--audit-key FILE]
+export const VERIFY_HELP = `usage: tollgate audit verify --db FILE [--expect-head HASH] [--audit-key FILE]
        tollgate audit verify (--audit-url URL | --audit-url-file FILE) [--expect-head HASH ...] [--audit-key FILE]
 
 Walk the audit log beside --db FILE (its segments, in order) and recompute the chain of hashes

@@ -20,7 +20,7 @@ function defaultCaName(): string {
   return `tollgate inspection CA (${os.hostname()})`;
 }
 
-const INIT_HELP = `usage: tollgate ca init --out DIR [--name CN] [--days N] [--permit DOMAIN ...]
+export const INIT_HELP = `usage: tollgate ca init --out DIR [--name CN] [--days N] [--permit DOMAIN ...]
 
 Create the certificate authority TLS inspection signs its leaf certificates with (serve
 --inspect-ca DIR): DIR/${CA_CERT_FILE} (the certificate, mode 0644: install it on the workloads) and

@@ -7,7 +7,7 @@ import { effectiveBy, NoClientGroupsError, suggestPolicy } from '../policy/sugge
 import { SUGGEST_BY, type SuggestBy, type SuggestSummary } from '../policy/suggest/types';
 import { openRecordedInputs, parseOrUsage, readRecorded, type Values } from './policy';
 
-const SUGGEST_HELP = `usage: tollgate policy suggest (--db FILE | --audit-url URL | --audit-url-file FILE) --policies DIR
+export const SUGGEST_HELP = `usage: tollgate policy suggest (--db FILE | --audit-url URL | --audit-url-file FILE) --policies DIR
                               [--since 14d] [--min-requests 1] [--by client-group|none]
                               [--with-paths] [--out FILE]
 

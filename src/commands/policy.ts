@@ -16,13 +16,13 @@ import { trafficSource } from './traffic-source';
 
 export const DEFAULT_POLICIES = process.env.TOLLGATE_POLICIES ?? './policies';
 
-const CHECK_HELP = `usage: tollgate policy check [--policies DIR]
+export const CHECK_HELP = `usage: tollgate policy check [--policies DIR]
 
 Validate every *.yaml/*.yml in DIR (default ./policies or $TOLLGATE_POLICIES).
 Prints each problem as FILE:LINE: message. Exit 0 valid, 1 invalid.
 `;
 
-const REPLAY_HELP = `usage: tollgate policy replay (--db FILE | --audit-url URL) --policies DIR [--since 7d]
+export const REPLAY_HELP = `usage: tollgate policy replay (--db FILE | --audit-url URL) --policies DIR [--since 7d]
                              [--format text|markdown|json] [--fail-on-new-denials] [--limit N]
 
 Re-decide the requests recorded in the audit database over the window under the policies in DIR
@@ -41,7 +41,7 @@ No DNS is done: the destination guard is re-checked for IP-literal targets only.
 Exit 0 done, 1 new denials (with --fail-on-new-denials), 2 bad input.
 `;
 
-const UNUSED_HELP = `usage: tollgate policy unused (--db FILE | --audit-url URL) [--policies DIR] [--since 30d]
+export const UNUSED_HELP = `usage: tollgate policy unused (--db FILE | --audit-url URL) [--policies DIR] [--since 30d]
                              [--format text|json]
 
 List the rules of the policies in DIR that decided no request recorded in the window (a hit is a
