@@ -241,10 +241,6 @@ export function parseRangeList(text: string, flag: string): IpRange[] {
   });
 }
 
-function parseProxyProtocolFrom(text: string): IpRange[] {
-  return parseRangeList(text, '--proxy-protocol-from');
-}
-
 /**
  * Build the config from flags, then environment, then defaults. The open-files limit is read
  * here, once, at start (tests pass their own).
@@ -283,7 +279,7 @@ export function resolveServeConfig(
     auditUrl: auditUrlOf(pick('auditUrl'), pick('auditUrlFile')),
     node: parseNodeName(pick('node')),
     accessLog: pick('accessLog') === '' ? null : pick('accessLog'),
-    proxyProtocolFrom: parseProxyProtocolFrom(pick('proxyProtocolFrom')),
+    proxyProtocolFrom: parseRangeList(pick('proxyProtocolFrom'), '--proxy-protocol-from'),
     adminAuthProxy: parseRangeList(pick('adminAuthProxy'), '--admin-auth-proxy'),
     workers: parseWorkers(pick('workers')),
     maxClientConnectionsAuto: pick('maxClientConnections').trim() === 'auto',

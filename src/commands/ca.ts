@@ -13,7 +13,7 @@ import { parsePermitDomain } from '../inspect/name-constraints';
  * platforms accept for any TLS certificate they are shown, and long enough that rolling ca.pem out
  * to every workload is not a monthly chore. --days changes it.
  */
-export const DEFAULT_CA_DAYS = 365;
+const DEFAULT_CA_DAYS = 365;
 const MAX_CA_DAYS = 3650;
 
 function defaultCaName(): string {
