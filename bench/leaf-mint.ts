@@ -17,7 +17,7 @@ const REPO_ROOT = path.resolve(__dirname, '..', '..');
 /** The parts of dist/inspect/ca.js and ca-create.js this bench uses (it loads the build, not src/). */
 interface Issuer {
   contextFor(host: string): Promise<SecureContext>;
-  stats(): { mints: number; hits: number; cached: number };
+  stats(): { cached: number };
 }
 interface CaModule {
   loadInspection(dir: string, trust: string | null, options?: { leafKey?: 'shared' | 'per-leaf'; cacheSize?: number }): Promise<Issuer>;

@@ -151,9 +151,18 @@ export function parseBoolean(text: string, what: string): boolean {
   throw new ConfigError(`${what}: expected 1 or 0 (true or false), got "${text}"`);
 }
 
-function parseCount(text: string, what: string): number {
-  if (!/^[1-9][0-9]{0,6}$/.test(text.trim())) throw new ConfigError(`${what}: expected a whole number from 1, got "${text}"`);
-  return Number(text);
+/** The largest count a flag takes (--max-tunnels, --batch-size...): seven digits, past any real need. */
+export const MAX_COUNT = 9_999_999;
+
+/**
+ * A whole-number flag from `min` to `max`: decimal digits, with surrounding spaces (an environment
+ * variable may carry them) and leading zeros allowed; a sign, a fraction or an exponent is not.
+ */
+export function parseWholeNumber(text: string, flag: string, min: number, max: number): number {
+  const digits = text.trim();
+  const n = /^[0-9]{1,15}$/.test(digits) ? Number(digits) : NaN;
+  if (!(n >= min && n <= max)) throw new ConfigError(`${flag}: expected a whole number from ${min} to ${max}, got "${text}"`);
+  return n;
 }
 
 export function isLoopbackHost(host: string): boolean {
@@ -165,15 +174,17 @@ export function isLoopbackHost(host: string): boolean {
 
 /** `auto`, or a count given by the operator. */
 function parseClientConnections(text: string, limit: DescriptorLimit): number {
-  return text.trim() === 'auto' ? derivedClientConnections(limit) : parseCount(text, '--max-client-connections');
+  return text.trim() === 'auto' ? derivedClientConnections(limit) : parseWholeNumber(text, '--max-client-connections', 1, MAX_COUNT);
 }
 
 /** `auto` is one worker per core the process may use (os.availableParallelism). */
 function parseWorkers(text: string): number {
   if (text.trim() === 'auto') return os.availableParallelism();
-  const n = /^[0-9]{1,3}$/.test(text.trim()) ? Number(text) : NaN;
-  if (!(n >= 1 && n <= 256)) throw new ConfigError(`--workers: expected auto or a number from 1 to 256, got "${text}"`);
-  return n;
+  try {
+    return parseWholeNumber(text, '--workers', 1, 256);
+  } catch {
+    throw new ConfigError(`--workers: expected auto or a number from 1 to 256, got "${text}"`);
+  }
 }
 
 /**
@@ -230,10 +241,6 @@ export function parseRangeList(text: string, flag: string): IpRange[] {
   });
 }
 
-function parseProxyProtocolFrom(text: string): IpRange[] {
-  return parseRangeList(text, '--proxy-protocol-from');
-}
-
 /**
  * Build the config from flags, then environment, then defaults. The open-files limit is read
  * here, once, at start (tests pass their own).
@@ -260,8 +267,8 @@ export function resolveServeConfig(
     tunnelIdleTimeoutMs: parseDuration(pick('tunnelIdleTimeout'), '--tunnel-idle-timeout'),
     tunnelMaxLifetimeMs: parseDuration(pick('tunnelMaxLifetime'), '--tunnel-max-lifetime'),
     requestIdleTimeoutMs: parseDuration(pick('requestIdleTimeout'), '--request-idle-timeout'),
-    maxTunnels: parseCount(pick('maxTunnels'), '--max-tunnels'),
-    maxTunnelsPerSource: parseCount(pick('maxTunnelsPerSource'), '--max-tunnels-per-source'),
+    maxTunnels: parseWholeNumber(pick('maxTunnels'), '--max-tunnels', 1, MAX_COUNT),
+    maxTunnelsPerSource: parseWholeNumber(pick('maxTunnelsPerSource'), '--max-tunnels-per-source', 1, MAX_COUNT),
     maxClientConnections: parseClientConnections(pick('maxClientConnections'), descriptorLimit),
     descriptorLimit,
     usersFile: pick('users') === '' ? null : pick('users'),
@@ -272,7 +279,7 @@ export function resolveServeConfig(
     auditUrl: auditUrlOf(pick('auditUrl'), pick('auditUrlFile')),
     node: parseNodeName(pick('node')),
     accessLog: pick('accessLog') === '' ? null : pick('accessLog'),
-    proxyProtocolFrom: parseProxyProtocolFrom(pick('proxyProtocolFrom')),
+    proxyProtocolFrom: parseRangeList(pick('proxyProtocolFrom'), '--proxy-protocol-from'),
     adminAuthProxy: parseRangeList(pick('adminAuthProxy'), '--admin-auth-proxy'),
     workers: parseWorkers(pick('workers')),
     maxClientConnectionsAuto: pick('maxClientConnections').trim() === 'auto',

@@ -8,8 +8,8 @@ import { runCli } from './helpers/serve-process';
 const ROOT = path.resolve(__dirname, '..');
 
 describe('generated sections in README.md and docs/*.md', () => {
-  test('each is what `npm run docs` would write now', async () => {
-    const { files } = await generateDocs(ROOT);
+  test('each is what `npm run docs` would write now', () => {
+    const { files } = generateDocs(ROOT);
     const drifted = files.filter((f) => f.current !== f.generated).map((f) => f.file);
     if (drifted.length > 0) {
       throw new Error(`generated sections differ from the code in ${drifted.join(', ')}: run "npm run docs" and commit the result`);
@@ -17,8 +17,8 @@ describe('generated sections in README.md and docs/*.md', () => {
     expect(files.map((f) => f.file)).toContain('docs/operations.md');
   });
 
-  test('every section the generator writes has a place in some page', async () => {
-    const { unplaced } = await generateDocs(ROOT);
+  test('every section the generator writes has a place in some page', () => {
+    const { unplaced } = generateDocs(ROOT);
     expect(unplaced).toEqual([]);
   });
 
@@ -50,7 +50,7 @@ describe('markers', () => {
   test('only the text between the markers is replaced', () => {
     const filled = fillSections(page, 'page.md', () => 'fresh\n');
     expect(filled).toBe(['# page', '<!-- generated: serve-options -->', 'fresh', '<!-- end generated -->', 'prose'].join('\n'));
-    expect(findSections(filled, 'page.md')).toEqual([{ name: 'serve-options', line: 2, body: 'fresh' }]);
+    expect(findSections(filled, 'page.md')).toEqual([{ name: 'serve-options', line: 2, closeLine: 4, body: 'fresh' }]);
   });
 
   test('an unknown name, a marker left open and a stray close are errors with FILE:LINE', () => {

@@ -282,10 +282,10 @@ describe('policy suggest: building blocks', () => {
   });
 
   test('names are unique across the policy and valid', () => {
-    const parts = { group: 'ci', family: 'github.com', http: false, grouped: true };
+    const parts = { group: 'ci', family: 'github.com', ipLiteral: false, http: false, grouped: true };
     expect(ruleNames([parts, parts, { ...parts, group: null }], new Set(['ci-github-com']))).toEqual(['ci-github-com-2', 'ci-github-com-3', 'ungrouped-github-com']);
-    expect(ruleNames([{ group: null, family: '_svc', http: false, grouped: false }], new Set())).toEqual(['host-_svc']);
-    const long = ruleNames([{ group: 'g', family: `${'a'.repeat(120)}.com`, http: true, grouped: true }], new Set())[0];
+    expect(ruleNames([{ group: null, family: '_svc', ipLiteral: false, http: false, grouped: false }], new Set())).toEqual(['host-_svc']);
+    const long = ruleNames([{ group: 'g', family: `${'a'.repeat(120)}.com`, ipLiteral: false, http: true, grouped: true }], new Set())[0];
     expect(long.length).toBeLessThanOrEqual(100);
     expect(long).toMatch(/^[A-Za-z0-9][A-Za-z0-9_.:-]*$/);
   });

@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ConfigError, parseBoolean, parseDuration, parseMinFreeDisk, resolveServeConfig } from '../src/config';
+import { ConfigError, parseBoolean, parseDuration, parseMinFreeDisk, parseWholeNumber, resolveServeConfig } from '../src/config';
 import { minFreeBytes, parseSize } from '../src/config-size';
 import { PROXY_TEST_POLICY } from './helpers/policies';
 import { spawnServe, splitHostPort } from './helpers/serve-process';
@@ -10,6 +10,18 @@ import type { ServeProcess } from './helpers/serve-process';
 /** The audit-log options of `serve` (issue 14): --retain, --min-free-disk, --audit-fsync. */
 
 const GiB = 1024 ** 3;
+
+describe('whole-number flags (parseWholeNumber)', () => {
+  test('take decimal digits within the bounds, spaces and leading zeros allowed', () => {
+    expect(parseWholeNumber('30', '--days', 1, 3650)).toBe(30);
+    expect(parseWholeNumber(' 030 ', '--days', 1, 3650)).toBe(30);
+    expect(parseWholeNumber('3650', '--days', 1, 3650)).toBe(3650);
+  });
+
+  test.each(['0', '3651', '', '1.5', '+1', '-1', '1e3', '0x10', 'ten'])('refuse %j with the bounds', (text) => {
+    expect(() => parseWholeNumber(text, '--days', 1, 3650)).toThrow(new ConfigError(`--days: expected a whole number from 1 to 3650, got "${text}"`));
+  });
+});
 
 describe('--retain durations', () => {
   test.each([

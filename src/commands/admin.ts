@@ -15,7 +15,7 @@ const DEFAULT_ADMIN_LISTEN = '127.0.0.1:3129';
 /** What /api/policy says here: the console has no policy of its own; each node reports its version. */
 export const NO_POLICY_IN_ADMIN_MODE = 'no policy in admin mode: tollgate admin reads the shared history only; each node\'s policy version is in GET /api/nodes';
 
-const HELP = `usage: tollgate admin (--audit-url URL | --audit-url-file FILE) [--admin-listen HOST:PORT]
+export const ADMIN_HELP = `usage: tollgate admin (--audit-url URL | --audit-url-file FILE) [--admin-listen HOST:PORT]
 
 The admin UI and API alone, on the fleet's shared audit history in PostgreSQL: no proxy.
 
@@ -71,11 +71,11 @@ export async function runAdmin(args: string[]): Promise<number> {
       strict: true,
     }).values;
   } catch (err) {
-    process.stderr.write(`tollgate admin: ${(err as Error).message}\n\n${HELP}`);
+    process.stderr.write(`tollgate admin: ${(err as Error).message}\n\n${ADMIN_HELP}`);
     return 2;
   }
   if (values.help === true) {
-    process.stdout.write(HELP);
+    process.stdout.write(ADMIN_HELP);
     return 0;
   }
   const log = createLogger();

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../config-error';
-import { parseDuration } from '../config';
+import { MAX_COUNT, parseDuration, parseWholeNumber } from '../config';
 import { AuditUrlError, describeAuditError, openAuditPool, redactAuditUrl, resolveAuditUrl } from '../fleet/audit-url';
 import { DEFAULT_PRUNE_BATCH, pruneHistory } from '../fleet/pg-prune';
 import fs from 'node:fs';
@@ -8,8 +8,9 @@ import { auditLogDir, listSegments } from '../audit/log/segment-files';
 import { AuditKeyError, HEAD_HEX, readAuditKey, verifyChain } from '../audit/log/verify-chain';
 import type { VerifyReport } from '../audit/log/verify-chain';
 import { verifyHistory } from '../fleet/pg-verify';
+import { trafficSource } from './traffic-source';
 
-const PRUNE_HELP = `usage: tollgate audit prune (--audit-url URL | --audit-url-file FILE) --older-than DURATION
+export const PRUNE_HELP = `usage: tollgate audit prune (--audit-url URL | --audit-url-file FILE) --older-than DURATION
                            [--batch-size N]
 
 Delete the shared history's records (PostgreSQL) that started more than DURATION ago (400d, 12h,
@@ -49,9 +50,8 @@ function pruneArgs(args: string[]): PruneArgs | number {
     const olderThanMs = parseDuration(values['older-than'], '--older-than');
     // Zero would delete the whole history, shipped a moment ago included: never what a typo meant.
     if (olderThanMs <= 0) return fail('--older-than must be more than 0');
-    const batchText = values['batch-size'] ?? String(DEFAULT_PRUNE_BATCH);
-    if (!/^[1-9][0-9]{0,6}$/.test(batchText)) return fail(`--batch-size: expected a whole number from 1, got "${batchText}"`);
-    return { url, olderThanMs, batchSize: Number(batchText) };
+    const batchSize = parseWholeNumber(values['batch-size'] ?? String(DEFAULT_PRUNE_BATCH), '--batch-size', 1, MAX_COUNT);
+    return { url, olderThanMs, batchSize };
   } catch (err) {
     if (err instanceof AuditUrlError || err instanceof ConfigError || (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
       return fail((err as Error).message);
@@ -82,7 +82,7 @@ export async function runAuditPrune(args: string[]): Promise<number> {
   }
 }
 
-const VERIFY_HELP = `usage: tollgate audit verify --db FILE [--expect-head HASH] [--audit-key FILE]
+export const VERIFY_HELP = `usage: tollgate audit verify --db FILE [--expect-head HASH] [--audit-key FILE]
        tollgate audit verify (--audit-url URL | --audit-url-file FILE) [--expect-head HASH ...] [--audit-key FILE]
 
 Walk the audit log beside --db FILE (its segments, in order) and recompute the chain of hashes
@@ -100,8 +100,8 @@ the chains (a replica's head witnessed earlier; the copy may have moved on since
 `;
 
 interface VerifyArgs {
-  dir: string | null;
-  url: string | null;
+  /** The local log's folder (--db FILE), or the shared history (--audit-url). */
+  store: { kind: 'log'; dir: string } | { kind: 'pg'; url: string };
   expectHeads: string[];
   key: Buffer | null;
 }
@@ -130,20 +130,16 @@ function verifyArgs(args: string[]): VerifyArgs | number {
     const keyFile = values['audit-key'] ?? (process.env.TOLLGATE_AUDIT_KEY || undefined);
     const key = keyFile === undefined ? null : readAuditKey(keyFile);
     const heads = expectHeads.map((head) => head.toLowerCase());
-    const flagUrl = values['audit-url'] !== undefined || values['audit-url-file'] !== undefined;
-    if (values.db !== undefined && flagUrl) return fail('--db and --audit-url are two stores: verify one at a time');
-    if (values.db === undefined) {
-      const url = resolveAuditUrl({ url: values['audit-url'], file: values['audit-url-file'], env: process.env.TOLLGATE_AUDIT_URL });
-      if (url === null) return fail('--db FILE or --audit-url URL is required');
-      return { dir: null, url, expectHeads: heads, key };
-    }
+    const source = trafficSource(values);
+    if (source.kind === 'invalid') return fail(source.message);
+    if (source.kind === 'pg') return { store: source, expectHeads: heads, key };
     if (heads.length > 1) return fail('--expect-head: one head for a local log (its chain has one end)');
-    const dir = auditLogDir(values.db);
-    if (!fs.existsSync(values.db) && !fs.existsSync(dir)) return fail(`--db ${values.db}: no such store (neither the file nor its log folder exists)`);
-    if (listSegments(dir).length === 0) return fail(`--db ${values.db}: the store has no audit log (${dir} holds no segment)`);
-    return { dir, url: null, expectHeads: heads, key };
+    const dir = auditLogDir(source.file);
+    if (!fs.existsSync(source.file) && !fs.existsSync(dir)) return fail(`--db ${source.file}: no such store (neither the file nor its log folder exists)`);
+    if (listSegments(dir).length === 0) return fail(`--db ${source.file}: the store has no audit log (${dir} holds no segment)`);
+    return { store: { kind: 'log', dir }, expectHeads: heads, key };
   } catch (err) {
-    if (err instanceof AuditKeyError || err instanceof AuditUrlError || (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
+    if (err instanceof AuditKeyError || (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
       return fail((err as Error).message);
     }
     throw err;
@@ -165,10 +161,10 @@ export function describeVerified(report: VerifyReport): string {
 export async function runAuditVerify(args: string[]): Promise<number> {
   const parsed = verifyArgs(args);
   if (typeof parsed === 'number') return parsed;
-  if (parsed.url !== null) return verifyShared(parsed.url, parsed);
+  if (parsed.store.kind === 'pg') return verifyShared(parsed.store.url, parsed);
   let report: VerifyReport;
   try {
-    report = verifyChain(parsed.dir as string, { key: parsed.key });
+    report = verifyChain(parsed.store.dir, { key: parsed.key });
   } catch (err) {
     process.stderr.write(`tollgate audit verify: cannot read the log: ${(err as Error).message}\n`);
     return 2;

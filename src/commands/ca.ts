@@ -1,8 +1,9 @@
-import { createHash, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { parseWholeNumber } from '../config';
 import { createCa } from '../inspect/ca-create';
 import { CA_CERT_FILE, CA_KEY_FILE } from '../inspect/ca-load';
 import { parsePermitDomain } from '../inspect/name-constraints';
@@ -12,14 +13,14 @@ import { parsePermitDomain } from '../inspect/name-constraints';
  * platforms accept for any TLS certificate they are shown, and long enough that rolling ca.pem out
  * to every workload is not a monthly chore. --days changes it.
  */
-export const DEFAULT_CA_DAYS = 365;
+const DEFAULT_CA_DAYS = 365;
 const MAX_CA_DAYS = 3650;
 
 function defaultCaName(): string {
   return `tollgate inspection CA (${os.hostname()})`;
 }
 
-const INIT_HELP = `usage: tollgate ca init --out DIR [--name CN] [--days N] [--permit DOMAIN ...]
+export const INIT_HELP = `usage: tollgate ca init --out DIR [--name CN] [--days N] [--permit DOMAIN ...]
 
 Create the certificate authority TLS inspection signs its leaf certificates with (serve
 --inspect-ca DIR): DIR/${CA_CERT_FILE} (the certificate, mode 0644: install it on the workloads) and
@@ -69,11 +70,10 @@ function initArgs(args: string[]): InitArgs | number {
   if (values.out === undefined || values.out === '') return fail('--out DIR is required');
   const name = values.name ?? defaultCaName();
   if (name.trim() === '' || name.length > 64 || /[\u0000-\u001f\u007f]/.test(name)) return fail('--name: expected a printable name of 1 to 64 characters');
-  const daysText = values.days ?? String(DEFAULT_CA_DAYS);
-  const days = /^[0-9]{1,5}$/.test(daysText) ? Number(daysText) : NaN;
-  if (!(days >= 1 && days <= MAX_CA_DAYS)) return fail(`--days: expected a whole number from 1 to ${MAX_CA_DAYS}, got "${daysText}"`);
+  let days: number;
   let permit: string[];
   try {
+    days = parseWholeNumber(values.days ?? String(DEFAULT_CA_DAYS), '--days', 1, MAX_CA_DAYS);
     permit = [...new Set((values.permit ?? []).map(parsePermitDomain))];
   } catch (err) {
     return fail((err as Error).message);
@@ -123,13 +123,12 @@ export async function runCaInit(args: string[]): Promise<number> {
     return 1;
   }
   const cert = new X509Certificate(ca.certPem);
-  const fingerprint = createHash('sha256').update(cert.raw).digest('hex').replace(/(..)(?!$)/g, '$1:').toUpperCase();
   process.stdout.write(
     `wrote ${certFile} (certificate, 0644) and ${keyFile} (private key, 0600)\n` +
       `  subject:     CN=${parsed.name}\n` +
       `  valid until: ${new Date(cert.validTo).toISOString()} (${parsed.days} days)\n` +
       `  permits:     ${parsed.permit.length > 0 ? parsed.permit.join(', ') : 'any name (no --permit constraints)'}\n` +
-      `  SHA-256:     ${fingerprint}\n` +
+      `  SHA-256:     ${cert.fingerprint256}\n` +
       `next: serve --inspect-ca ${parsed.dir}, and install ${certFile} on the workloads (docs/operations.md: TLS inspection roll-out)\n`,
   );
   return 0;

@@ -1,11 +1,13 @@
 import { readdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
+import { parseWholeNumber } from '../config';
 import { isPolicyFileName } from '../policy/provenance';
-import { suggestPolicy } from '../policy/suggest/suggest';
+import { plural } from '../policy/replay/format-shared';
+import { effectiveBy, NoClientGroupsError, suggestPolicy } from '../policy/suggest/suggest';
 import { SUGGEST_BY, type SuggestBy, type SuggestSummary } from '../policy/suggest/types';
 import { openRecordedInputs, parseOrUsage, readRecorded, type Values } from './policy';
 
-const SUGGEST_HELP = `usage: tollgate policy suggest (--db FILE | --audit-url URL | --audit-url-file FILE) --policies DIR
+export const SUGGEST_HELP = `usage: tollgate policy suggest (--db FILE | --audit-url URL | --audit-url-file FILE) --policies DIR
                               [--since 14d] [--min-requests 1] [--by client-group|none]
                               [--with-paths] [--out FILE]
 
@@ -29,6 +31,9 @@ review it, and replay it with settings.mode: enforce before enforcing.
 Exit 0 done, 2 bad input.
 `;
 
+/** Nine digits, as many requests as any window holds. */
+const MAX_MIN_REQUESTS = 999_999_999;
+
 interface SuggestArgs {
   policies: string;
   minRequests: number;
@@ -38,9 +43,12 @@ interface SuggestArgs {
 function suggestArgs(values: Values, positionals: string[]): SuggestArgs | string {
   if (positionals.length > 0) return `unexpected argument "${positionals[0]}"`;
   if (typeof values.policies !== 'string') return '--policies DIR is required (the current policies)';
-  const minText = typeof values['min-requests'] === 'string' ? values['min-requests'] : '1';
-  const minRequests = /^[0-9]{1,9}$/.test(minText) ? Number(minText) : NaN;
-  if (!(minRequests >= 1)) return '--min-requests must be a whole number of requests, at least 1';
+  let minRequests: number;
+  try {
+    minRequests = parseWholeNumber(typeof values['min-requests'] === 'string' ? values['min-requests'] : '1', '--min-requests', 1, MAX_MIN_REQUESTS);
+  } catch {
+    return '--min-requests must be a whole number of requests, at least 1';
+  }
   const by = values.by;
   if (by !== undefined && !SUGGEST_BY.includes(by as SuggestBy)) return '--by must be client-group or none';
   return { policies: values.policies, minRequests, by: (by as SuggestBy | undefined) ?? null };
@@ -49,8 +57,8 @@ function suggestArgs(values: Values, positionals: string[]): SuggestArgs | strin
 function describe(summary: SuggestSummary, out: string | null): string {
   const left = summary.left_out.length;
   const where = out === null ? '' : ` to ${out}`;
-  return `tollgate policy suggest: wrote ${summary.rules} rule${summary.rules === 1 ? '' : 's'}${where} for ${summary.suggested.requests} requests ` +
-    `to ${summary.suggested.destinations} destinations (by ${summary.by}); ${left} destination${left === 1 ? '' : 's'} left out (listed at the end of the file)\n`;
+  return `tollgate policy suggest: wrote ${plural(summary.rules, 'rule')}${where} for ${plural(summary.suggested.requests, 'request')} ` +
+    `to ${plural(summary.suggested.destinations, 'destination')} (by ${summary.by}); ${plural(left, 'destination')} left out (listed at the end of the file)\n`;
 }
 
 /**
@@ -89,12 +97,16 @@ export async function runPolicySuggest(args: string[]): Promise<number> {
   const { values } = parsed;
   const inputs = await openRecordedInputs(values, checked.policies, typeof values.since === 'string' ? values.since : '14d', 'suggest');
   if (typeof inputs === 'number') return inputs;
-  if (checked.by === 'client-group' && inputs.policy.clients.length === 0) {
+  let by: SuggestBy;
+  try {
+    by = effectiveBy(inputs.policy, checked.by);
+  } catch (err) {
+    if (!(err instanceof NoClientGroupsError)) throw err;
     await inputs.traffic.close().catch(() => undefined);
     process.stderr.write(`tollgate policy suggest: --by client-group: the policies in ${checked.policies} define no client groups; use --by none\n`);
     return 2;
   }
-  const options = { window: inputs.window, now: inputs.now, minRequests: checked.minRequests, by: checked.by, withPaths: values['with-paths'] === true };
+  const options = { window: inputs.window, now: inputs.now, minRequests: checked.minRequests, by, withPaths: values['with-paths'] === true };
   const result = await readRecorded(inputs, 'suggest', ({ traffic, policy }) => suggestPolicy(traffic, policy, options));
   if (typeof result === 'number') return result;
   const out = typeof values.out === 'string' ? values.out : null;

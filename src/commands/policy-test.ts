@@ -11,7 +11,7 @@ import { INNER_KIND } from '../proxy/inspected-tunnel';
 import type { Target } from '../request/target-types';
 import { DEFAULT_POLICIES, parseOrUsage } from './policy';
 
-const TEST_HELP = `usage: tollgate policy test [--policies DIR] [--source IP] [--user NAME] [--method M] TARGET [--json]
+export const TEST_HELP = `usage: tollgate policy test [--policies DIR] [--source IP] [--user NAME] [--method M] TARGET [--json]
 
 Explain the decision for one request, on the policy alone (no DNS; the destination
 guard applies to IP-literal targets).

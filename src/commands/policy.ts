@@ -3,7 +3,7 @@ import { checkPolicies } from '../policy/check';
 import { formatProblem, loadPolicy } from '../policy/load';
 import { formatMarkdown } from '../policy/replay/format-markdown';
 import { formatText } from '../policy/replay/format-text';
-import { AuditUrlError, describeAuditError, resolveAuditUrl } from '../fleet/audit-url';
+import { describeAuditError } from '../fleet/audit-url';
 import { openPgTraffic } from '../policy/replay/pg-recorded-traffic';
 import { openSqliteTraffic, type RecordedTraffic } from '../policy/replay/recorded-traffic';
 import { replayTraffic } from '../policy/replay/replay';
@@ -12,16 +12,17 @@ import { formatUnusedText, unusedRules } from '../policy/replay/unused';
 import { ReplayInputError } from '../policy/replay/input-error';
 import { parseWindow } from '../policy/replay/window';
 import type { TimeWindow } from '../policy/replay/window';
+import { trafficSource } from './traffic-source';
 
 export const DEFAULT_POLICIES = process.env.TOLLGATE_POLICIES ?? './policies';
 
-const CHECK_HELP = `usage: tollgate policy check [--policies DIR]
+export const CHECK_HELP = `usage: tollgate policy check [--policies DIR]
 
 Validate every *.yaml/*.yml in DIR (default ./policies or $TOLLGATE_POLICIES).
 Prints each problem as FILE:LINE: message. Exit 0 valid, 1 invalid.
 `;
 
-const REPLAY_HELP = `usage: tollgate policy replay (--db FILE | --audit-url URL) --policies DIR [--since 7d]
+export const REPLAY_HELP = `usage: tollgate policy replay (--db FILE | --audit-url URL) --policies DIR [--since 7d]
                              [--format text|markdown|json] [--fail-on-new-denials] [--limit N]
 
 Re-decide the requests recorded in the audit database over the window under the policies in DIR
@@ -40,7 +41,7 @@ No DNS is done: the destination guard is re-checked for IP-literal targets only.
 Exit 0 done, 1 new denials (with --fail-on-new-denials), 2 bad input.
 `;
 
-const UNUSED_HELP = `usage: tollgate policy unused (--db FILE | --audit-url URL) [--policies DIR] [--since 30d]
+export const UNUSED_HELP = `usage: tollgate policy unused (--db FILE | --audit-url URL) [--policies DIR] [--since 30d]
                              [--format text|json]
 
 List the rules of the policies in DIR that decided no request recorded in the window (a hit is a
@@ -90,21 +91,6 @@ export function parseOrUsage(
   }
 }
 
-/** Where the recorded traffic is: --db FILE, else the audit URL (flag, file or environment). */
-type TrafficSource = { kind: 'sqlite'; file: string } | { kind: 'pg'; url: string };
-
-function trafficSource(values: Values): TrafficSource | string {
-  const flagged = typeof values['audit-url'] === 'string' || typeof values['audit-url-file'] === 'string';
-  if (typeof values.db === 'string') return flagged ? 'give --db FILE or --audit-url URL, not both' : { kind: 'sqlite', file: values.db };
-  try {
-    const url = resolveAuditUrl({ url: values['audit-url'] as string | undefined, file: values['audit-url-file'] as string | undefined, env: process.env.TOLLGATE_AUDIT_URL });
-    return url === null ? '--db FILE is required (or --audit-url URL, --audit-url-file FILE, TOLLGATE_AUDIT_URL)' : { kind: 'pg', url };
-  } catch (err) {
-    if (err instanceof AuditUrlError) return err.message;
-    throw err;
-  }
-}
-
 /** --db or --audit-url, --policies and --since, checked and opened; problems are bad input (exit 2). */
 export async function openRecordedInputs(values: Values, policiesDir: string, since: string, command: string): Promise<ReplayInput | number> {
   const fail = (message: string): number => {
@@ -112,7 +98,7 @@ export async function openRecordedInputs(values: Values, policiesDir: string, si
     return 2;
   };
   const source = trafficSource(values);
-  if (typeof source === 'string') return fail(source);
+  if (source.kind === 'invalid') return fail(source.message);
   const now = new Date();
   let window: TimeWindow;
   try {

@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { hashPassword } from '../auth/password-hash';
 import { USER_NAME } from '../auth/users-file';
 
-const HELP = `usage: tollgate users add NAME
+export const USERS_HELP = `usage: tollgate users add NAME
 
 Reads a password (from standard input when it is not a terminal, else a prompt that does
 not echo) and prints the users-file line "NAME:$scrypt$...". Append it to the file named by
@@ -49,11 +49,11 @@ async function readPassword(): Promise<string> {
 export async function runUsers(args: string[]): Promise<number> {
   const [sub, name, ...rest] = args;
   if (sub === '--help' || sub === '-h' || sub === undefined) {
-    process.stdout.write(HELP);
+    process.stdout.write(USERS_HELP);
     return sub === undefined ? 2 : 0;
   }
   if (sub !== 'add' || name === undefined || rest.length > 0 || !USER_NAME.test(name)) {
-    process.stderr.write(`tollgate users: expected "add NAME" with NAME of letters, digits, ".", "_", "@", "-"\n\n${HELP}`);
+    process.stderr.write(`tollgate users: expected "add NAME" with NAME of letters, digits, ".", "_", "@", "-"\n\n${USERS_HELP}`);
     return 2;
   }
   const password = await readPassword();

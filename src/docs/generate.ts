@@ -30,21 +30,22 @@ export function docFiles(root: string): string[] {
   return ['README.md', ...docs];
 }
 
-export async function generateDocs(root: string): Promise<DocsResult> {
-  const sections = await renderSections();
+export function generateDocs(root: string): DocsResult {
+  const sections = renderSections();
   const placed = new Set<string>();
   const files = docFiles(root).map((file) => {
     const current = readFileSync(path.join(root, file), 'utf8');
-    for (const section of findSections(current, file)) placed.add(section.name);
-    return { file, current, generated: fillSections(current, file, (name) => sections.get(name)) };
+    const marked = findSections(current, file);
+    for (const section of marked) placed.add(section.name);
+    return { file, current, generated: fillSections(current, file, (name) => sections.get(name), marked) };
   });
   return { files, unplaced: [...sections.keys()].filter((name) => !placed.has(name)) };
 }
 
-async function main(argv: string[]): Promise<number> {
+function main(argv: string[]): number {
   const check = argv.includes('--check');
   const root = path.resolve(__dirname, '..', '..');
-  const result = await generateDocs(root);
+  const result = generateDocs(root);
   const drifted = result.files.filter((f) => f.current !== f.generated);
   for (const f of drifted) {
     if (check) process.stdout.write(`${f.file}: generated sections differ from the code\n`);
@@ -57,13 +58,10 @@ async function main(argv: string[]): Promise<number> {
 }
 
 if (require.main === module) {
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (err: unknown) => {
-      process.stderr.write(`docs: ${err instanceof Error ? err.message : String(err)}\n`);
-      process.exitCode = 1;
-    },
-  );
+  try {
+    process.exitCode = main(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`docs: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  }
 }

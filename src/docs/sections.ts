@@ -1,16 +1,16 @@
 import { SERVE_OPTIONS } from '../config';
-import { runAdmin } from '../commands/admin';
-import { runAuditPrune, runAuditVerify } from '../commands/audit';
-import { runCaInit } from '../commands/ca';
-import { runPolicyCheck, runPolicyReplay, runPolicyUnused } from '../commands/policy';
-import { runPolicySuggest } from '../commands/policy-suggest';
-import { runPolicyTest } from '../commands/policy-test';
-import { runUsers } from '../commands/users';
+import { ADMIN_HELP } from '../commands/admin';
+import { PRUNE_HELP, VERIFY_HELP } from '../commands/audit';
+import { INIT_HELP } from '../commands/ca';
+import { CHECK_HELP, REPLAY_HELP, UNUSED_HELP } from '../commands/policy';
+import { SUGGEST_HELP } from '../commands/policy-suggest';
+import { TEST_HELP } from '../commands/policy-test';
+import { USERS_HELP } from '../commands/users';
 
 /**
  * What the generator can write, by section name. `serve` keeps its options as data
  * (SERVE_OPTIONS), so they become a table; the other commands keep theirs in a help text beside
- * their parseArgs options, so their section is that text, exactly as `--help` prints it.
+ * their parseArgs options, so their section is that text, the constant `--help` prints.
  */
 
 /** The section that documents `tollgate serve`'s options. */
@@ -19,29 +19,29 @@ export const SERVE_SECTION = 'serve-options';
 interface CommandHelp {
   /** The words after `tollgate`, as `tollgate --help` lists them. */
   readonly command: string;
-  /** Prints the help: the command's run function with the arguments cli.ts would pass it. */
-  readonly printHelp: () => number | Promise<number>;
+  /** The help text the command prints for --help. */
+  readonly text: string;
   /** What a person types for it, shown above the text. */
   readonly typed: string;
 }
 
-function help(command: string, run: (args: string[]) => number | Promise<number>): CommandHelp {
-  return { command, printHelp: () => run(['--help']), typed: `tollgate ${command} --help` };
+function help(command: string, text: string): CommandHelp {
+  return { command, text, typed: `tollgate ${command} --help` };
 }
 
 /** Every command but serve. A new command in cli.ts needs a line here (test/docs-tables.test.ts says so). */
 const COMMAND_HELPS: readonly CommandHelp[] = [
-  help('admin', runAdmin),
-  help('policy check', runPolicyCheck),
-  help('policy test', runPolicyTest),
-  help('policy replay', runPolicyReplay),
-  help('policy unused', runPolicyUnused),
-  help('policy suggest', runPolicySuggest),
-  help('audit prune', runAuditPrune),
-  help('audit verify', runAuditVerify),
-  help('ca init', runCaInit),
+  help('admin', ADMIN_HELP),
+  help('policy check', CHECK_HELP),
+  help('policy test', TEST_HELP),
+  help('policy replay', REPLAY_HELP),
+  help('policy unused', UNUSED_HELP),
+  help('policy suggest', SUGGEST_HELP),
+  help('audit prune', PRUNE_HELP),
+  help('audit verify', VERIFY_HELP),
+  help('ca init', INIT_HELP),
   // `users` reads its subcommand first: `users --help` is the help of `users add`.
-  { command: 'users add', printHelp: () => runUsers(['--help']), typed: 'tollgate users --help' },
+  { command: 'users add', text: USERS_HELP, typed: 'tollgate users --help' },
 ];
 
 /** `policy check` -> `help-policy-check`. */
@@ -70,32 +70,14 @@ export function serveOptionsTable(): string {
   ].join('\n');
 }
 
-/** What `run(['--help'])` writes to stdout, caught in this process (no build, no child). */
-async function captureHelp(command: CommandHelp): Promise<string> {
-  const chunks: string[] = [];
-  const write = process.stdout.write;
-  process.stdout.write = ((chunk: string | Uint8Array): boolean => {
-    chunks.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
-    return true;
-  }) as typeof process.stdout.write;
-  let code: number;
-  try {
-    code = await command.printHelp();
-  } finally {
-    process.stdout.write = write;
-  }
-  if (code !== 0) throw new Error(`${command.typed} exited ${code}`);
-  return chunks.join('');
-}
-
-function helpBlock(command: CommandHelp, text: string): string {
+function helpBlock(command: CommandHelp): string {
   const source = `<!-- from ${command.typed} (src/commands): edit the help there, then run npm run docs -->`;
-  return [source, '```text', `$ ${command.typed}`, text.replace(/\n+$/, ''), '```'].join('\n');
+  return [source, '```text', `$ ${command.typed}`, command.text.replace(/\n+$/, ''), '```'].join('\n');
 }
 
 /** Every section the generator writes, by name. */
-export async function renderSections(): Promise<Map<string, string>> {
+export function renderSections(): Map<string, string> {
   const sections = new Map<string, string>([[SERVE_SECTION, serveOptionsTable()]]);
-  for (const command of COMMAND_HELPS) sections.set(helpSectionName(command.command), helpBlock(command, await captureHelp(command)));
+  for (const command of COMMAND_HELPS) sections.set(helpSectionName(command.command), helpBlock(command));
   return sections;
 }

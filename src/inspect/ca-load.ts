@@ -1,7 +1,8 @@
-import { createHash, createPrivateKey, webcrypto, X509Certificate as NodeCertificate } from 'node:crypto';
+import { createPrivateKey, webcrypto, X509Certificate as NodeCertificate } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { readSecretFile, SecretFileError } from '../secret-file';
 import { InspectCaError } from './ca-error';
 import { readNameConstraints } from './name-constraints';
 import type { CaNameConstraints } from './name-constraints';
@@ -23,7 +24,10 @@ export interface InspectCa {
   readonly signingAlgorithm: { readonly name: string; readonly hash: string };
   readonly notAfter: Date;
   readonly constraints: CaNameConstraints | null;
-  /** SHA-256 of the CA certificate (DER), hex: what an operator compares with `openssl x509 -fingerprint -sha256`. */
+  /**
+   * SHA-256 of the CA certificate (DER) as `openssl x509 -noout -fingerprint -sha256` prints it
+   * (upper-case hex pairs joined by colons): what an operator compares it with.
+   */
   readonly fingerprint: string;
 }
 
@@ -45,27 +49,14 @@ function cannotRead(file: string, err: unknown, whenMissing: string): InspectCaE
   return new InspectCaError(`${file}: cannot be read (${code ?? 'error'})`);
 }
 
-/**
- * The key file, refused when group or others may read or write it. The mode is taken from the open
- * descriptor (fstat), so the file checked is the file read. A symbolic link is followed: a
- * Kubernetes secret volume mounts its files as links (give it `defaultMode: 0400`).
- */
+/** The key file, refused when group or others may read or write it (readSecretFile says how). */
 function readKeyFile(file: string): KeyObject {
   let bytes: Buffer;
   try {
-    const fd = fs.openSync(file, 'r');
-    try {
-      const stat = fs.fstatSync(fd);
-      if (!stat.isFile()) throw new InspectCaError(`${file}: not a regular file`);
-      if ((stat.mode & 0o077) !== 0) {
-        throw new InspectCaError(`${file}: the CA key is readable or writable by group or others (mode ${(stat.mode & 0o777).toString(8).padStart(4, '0')}); chmod 600 it`);
-      }
-      bytes = fs.readFileSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
+    bytes = readSecretFile(file, 'the CA key');
   } catch (err) {
-    throw err instanceof InspectCaError ? err : cannotRead(file, err, createHint(file));
+    if (!(err instanceof SecretFileError)) throw err;
+    throw err.code === 'ENOENT' ? new InspectCaError(`${file}: missing${createHint(file)}`) : new InspectCaError(err.message);
   }
   try {
     return createPrivateKey({ key: bytes, format: 'pem' });
@@ -142,7 +133,7 @@ export async function loadInspectCa(dir: string, now: Date = new Date()): Promis
     signingAlgorithm: sign,
     notAfter: cert.notAfter,
     constraints: readNameConstraints(cert),
-    fingerprint: createHash('sha256').update(node.raw).digest('hex'),
+    fingerprint: node.fingerprint256,
   };
 }
 

@@ -22,21 +22,17 @@ export type { InspectCa } from './ca-load';
 export const LEAF_CACHE_SIZE = 1000;
 
 /** A cached leaf is minted again this long before it expires, so no client is served one about to lapse. */
-export const LEAF_RENEW_BEFORE_MS = 3_600_000;
+const LEAF_RENEW_BEFORE_MS = 3_600_000;
 
 /** Told of every contextFor outcome (metrics.ts wires it to the inspect counters). */
 export interface LeafObserver {
   minted(seconds: number): void;
-  /** Served from the cache, or by a mint another call had started. */
-  hit(): void;
+  /** Served from the cache (`hit`), or by a mint another call for the host had started (`joined`). */
+  hit(how: 'hit' | 'joined'): void;
 }
 
 export interface LeafStats {
-  readonly hits: number;
-  /** Calls that waited for a mint another call for the same host had started. */
-  readonly joined: number;
-  readonly mints: number;
-  readonly mintSecondsTotal: number;
+  /** Leaf contexts held in the cache now (the tollgate_inspect_leaf_cache_entries gauge). */
   readonly cached: number;
 }
 
@@ -68,7 +64,6 @@ export class LeafRefusedError extends Error {
 export class LeafIssuer implements Inspection {
   private readonly cache: MintCache<SecureContext>;
   private readonly clock: () => Date;
-  private counts = { hits: 0, joined: 0, mints: 0, mintSecondsTotal: 0 };
 
   private constructor(
     readonly ca: InspectCa,
@@ -99,14 +94,12 @@ export class LeafIssuer implements Inspection {
     }
     const now = this.clock();
     const { value, outcome } = await this.cache.get(name.value, now.getTime(), () => this.mint(name, now));
-    if (outcome === 'hit') this.counts.hits += 1;
-    if (outcome === 'joined') this.counts.joined += 1;
-    if (outcome !== 'minted') this.options.observer?.hit();
+    if (outcome !== 'minted') this.options.observer?.hit(outcome);
     return value;
   }
 
   stats(): LeafStats {
-    return { ...this.counts, cached: this.cache.size };
+    return { cached: this.cache.size };
   }
 
   private async mint(name: LeafName, now: Date): Promise<Minted<SecureContext>> {
@@ -120,8 +113,6 @@ export class LeafIssuer implements Inspection {
     // intermediate CA in ca.pem needs the rest to reach its root.
     const context = createSecureContext({ key: key.privatePem, cert: leaf.certPem + this.ca.chainPem, minVersion: 'TLSv1.2' });
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    this.counts.mints += 1;
-    this.counts.mintSecondsTotal += seconds;
     this.options.observer?.minted(seconds);
     // A leaf cut short by its CA's expiry is renewed halfway through its life instead.
     const lifeMs = leaf.notAfter.getTime() - now.getTime();

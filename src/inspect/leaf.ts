@@ -1,7 +1,7 @@
 import { createPrivateKey, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
-import { endsInNumber } from '../policy/ip-range';
+import { normaliseHost } from '../request/target';
 import { CLOCK_SKEW_MS } from './ca-create';
 import type { InspectCa } from './ca-load';
 import { generateP256, x509 } from './x509';
@@ -41,20 +41,29 @@ export async function newLeafKey(): Promise<LeafKey> {
 /** A host as the SAN holds it: a DNS name, or an address (IPv6 in full, so the library's parser reads it). */
 export type LeafName = { readonly type: 'dns' | 'ip'; readonly value: string };
 
-const LABEL = /^(?!-)[a-z0-9_-]{1,63}(?<!-)$/;
-
 /**
  * The SAN for a normalised policy host (punycode name or IP literal, IPv6 with or without
  * brackets), or null when it is neither: a leaf is never minted for a wildcard or a stray string.
+ * The proxy's own host parser (normaliseHost) judges it, and a host it would spell differently
+ * (127.1, a Unicode name, text after the host) is refused rather than read as another host.
  */
 export function leafNameOf(host: string): LeafName | null {
   const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
-  if (isIP(bare) === 4) return { type: 'ip', value: bare };
   if (isIP(bare) === 6) return { type: 'ip', value: ipaddr.IPv6.parse(bare).toNormalizedString() };
-  const name = bare.toLowerCase().replace(/\.$/, '');
-  // A name ending in a number is an address in another spelling (127.1), never a DNS name.
-  if (name.length > 253 || endsInNumber(name) || !name.split('.').every((label) => LABEL.test(label))) return null;
-  return { type: 'dns', value: name };
+  const spelled = bare.toLowerCase().replace(/\.$/, '');
+  let parsed: ReturnType<typeof normaliseHost>;
+  try {
+    parsed = normaliseHost(spelled);
+  } catch {
+    return null;
+  }
+  if (parsed.host !== spelled) return null;
+  switch (parsed.hostKind) {
+    case 'name': return { type: 'dns', value: parsed.host };
+    case 'ipv4': return { type: 'ip', value: parsed.host };
+    // Only a bracketed spelling parses as IPv6, and it is never what normaliseHost returns: refused.
+    case 'ipv6': return null;
+  }
 }
 
 /**

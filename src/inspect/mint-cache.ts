@@ -25,10 +25,6 @@ export class MintCache<V> {
     return this.entries.size;
   }
 
-  has(key: string): boolean {
-    return this.entries.has(key);
-  }
-
   async get(key: string, nowMs: number, mint: () => Promise<Minted<V>>): Promise<{ value: V; outcome: CacheOutcome }> {
     const cached = this.entries.get(key);
     if (cached !== undefined && nowMs < cached.renewAtMs) {

@@ -1,8 +1,8 @@
-import { domainToASCII } from 'node:url';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { GeneralName, GeneralSubtree, GeneralSubtrees, NameConstraints, id_ce_nameConstraints } from '@peculiar/asn1-x509';
 import { looksLikeIp, parseLiteral, parseRange, rangeContains } from '../policy/ip-range';
 import type { IpRange } from '../policy/ip-range';
+import { normaliseHost } from '../request/target';
 import { x509 } from './x509';
 
 /**
@@ -24,12 +24,14 @@ export interface CaNameConstraints {
  */
 const ALL_ADDRESSES = ['0.0.0.0/0', '::/0'];
 
-const LABEL = /^(?!-)[a-z0-9_-]{1,63}(?<!-)$/;
+/** What ends or hides a host in a URL: the URL parser would read only the part before it as the name. */
+const NOT_IN_A_NAME = /[\u0000-\u0020\u007f/?#@\\]/;
 
 /**
- * One `--permit` value as the constraint will hold it: lower case, punycode. `example.com` covers
- * the name and every name under it (RFC 5280); `.example.com` only the names under it (the
- * OpenSSL and Go reading). Wildcards and addresses are refused with the fix.
+ * One `--permit` value as the constraint will hold it: lower case, punycode, read by the proxy's
+ * own host parser (normaliseHost). `example.com` covers the name and every name under it (RFC
+ * 5280); `.example.com` only the names under it (the OpenSSL and Go reading). Wildcards and
+ * addresses are refused with the fix.
  */
 export function parsePermitDomain(text: string): string {
   const trimmed = text.trim().toLowerCase();
@@ -38,12 +40,21 @@ export function parsePermitDomain(text: string): string {
   if (bare.startsWith('*')) {
     throw new Error(`--permit "${text}": no wildcards; "${bare.replace(/^[*.]+/, '')}" already covers every name under it`);
   }
-  if (looksLikeIp(bare)) throw new Error(`--permit "${text}": names a DNS domain, not an address (a CA with --permit vouches for no address)`);
-  const ascii = domainToASCII(bare.replace(/\.$/, ''));
-  if (ascii === '' || ascii.length > 253 || !ascii.split('.').every((label) => LABEL.test(label))) {
-    throw new Error(`--permit "${text}": not a DNS domain name`);
+  const parsed = NOT_IN_A_NAME.test(bare) ? null : hostOrNull(bare);
+  // looksLikeIp: an IPv6 address or a CIDR is no host to the parser, but plainly meant as an address.
+  if ((parsed !== null && parsed.hostKind !== 'name') || looksLikeIp(bare)) {
+    throw new Error(`--permit "${text}": names a DNS domain, not an address (a CA with --permit vouches for no address)`);
   }
-  return subdomainsOnly ? `.${ascii}` : ascii;
+  if (parsed === null) throw new Error(`--permit "${text}": not a DNS domain name`);
+  return subdomainsOnly ? `.${parsed.host}` : parsed.host;
+}
+
+function hostOrNull(text: string): ReturnType<typeof normaliseHost> | null {
+  try {
+    return normaliseHost(text);
+  } catch {
+    return null;
+  }
 }
 
 /** The extension `ca init --permit` adds: the domains permitted, every address excluded; critical. */

@@ -104,14 +104,22 @@ export function judge(verdict: Exclude<HelloVerdict, { kind: 'need-more' }>, mod
   if (verdict.ech && mode === 'require') return refuse(sni, 'the ClientHello is encrypted (ECH), so the name the server uses cannot be checked (tls: require)');
   // An address has no name to compare: the policy allowed that address, whatever the client calls it.
   if (target.hostKind !== 'name') return { kind: 'pass', sni, held, helloBytes: verdict.bytes };
-  if (sni === null) {
+  if (verdict.sni === null) {
     return refuse(sni, `TLS ClientHello names no server (no SNI), so it cannot be checked against the CONNECT host "${target.host}" (tls: ${mode})`);
   }
-  if (sni !== normalizeHostName(target.host)) {
+  if (!sniNamesHost(verdict.sni, target.host)) {
     const ech = verdict.ech ? ' (its outer name: the ClientHello is encrypted, ECH)' : '';
     return refuse(sni, `TLS SNI "${sni}"${ech} is not the CONNECT host "${target.host}"`);
   }
   return { kind: 'pass', sni, held, helloBytes: verdict.bytes };
+}
+
+/**
+ * Whether a ClientHello's SNI names the CONNECT host (a name, not an address), compared as the
+ * policy compares names. `policy replay` asks the same of a recorded SNI (decide-shape.ts).
+ */
+export function sniNamesHost(sni: string, host: string): boolean {
+  return normalizeHostName(sni) === normalizeHostName(host);
 }
 
 /**

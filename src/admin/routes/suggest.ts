@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { parseRequestFilters, QueryInputError } from '../../audit/query';
 import type { RawRequestFilters, RequestFilters, SearchPace } from '../../audit/query';
 import type { AuditReader } from '../../audit/reader';
-import { suggestPolicy } from '../../policy/suggest/suggest';
+import { NoClientGroupsError, suggestPolicy } from '../../policy/suggest/suggest';
 import type { SuggestBy } from '../../policy/suggest/types';
 import { ExportedShapes, TooManyShapesError } from '../exported-shapes';
 import type { PolicySnapshot } from '../policy-view';
@@ -62,15 +62,15 @@ export function registerSuggestRoutes(app: FastifyInstance, opts: SuggestRoutesO
       const window = suggestWindow(filters, now);
       if (opts.policy === undefined) return reply.code(503).send({ error: opts.noPolicyReason ?? 'no policy is available to this admin app' });
       const { policy } = opts.policy();
-      if (by === 'client-group' && policy.clients.length === 0) {
-        return reply.code(400).send({ error: 'by=client-group: the policy in force defines no client groups; use by=none' });
-      }
       const exportFilters: RequestFilters = { ...filters, window: { sinceMs: window.summary.sinceMs, untilMs: window.exportUntilMs } };
       const traffic = new ExportedShapes(() => opts.reader.exportRecords(exportFilters, opts.pace), sourceLabel(opts.reader.engine, raw), opts.maxShapes);
       try {
         return await suggestPolicy(traffic, policy, { window: window.summary, now, minRequests, by, withPaths: withPaths === '1' });
       } catch (err) {
         if (err instanceof TooManyShapesError) return reply.code(400).send({ error: err.message });
+        if (err instanceof NoClientGroupsError) {
+          return reply.code(400).send({ error: 'by=client-group: the policy in force defines no client groups; use by=none' });
+        }
         throw err;
       }
     },

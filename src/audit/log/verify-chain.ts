@@ -1,5 +1,5 @@
-import fs from 'node:fs';
 import path from 'node:path';
+import { readSecretFile, SecretFileError } from '../../secret-file';
 import {
   chainHashOf, chainInputWith, decodeHeadEntry, EntryDecodeError, HASH_BYTES, readEntryHead, storedHash, ZERO_HASH,
 } from './entry-codec';
@@ -249,21 +249,15 @@ export class AuditKeyError extends Error {
 
 /**
  * --audit-key FILE: the file's bytes are the HMAC key. Refused when empty, or readable or
- * writable by group or others (a key others can read proves nothing). Never echoed.
+ * writable by group or others (readSecretFile: a key others can read proves nothing). Never echoed.
  */
 export function readAuditKey(file: string): Buffer {
-  let stat: fs.Stats;
   let bytes: Buffer;
   try {
-    stat = fs.statSync(file);
-    if (!stat.isFile()) throw new AuditKeyError(`--audit-key ${file}: not a regular file`);
-    if ((stat.mode & 0o077) !== 0) {
-      throw new AuditKeyError(`--audit-key ${file}: the key file is readable or writable by group or others (mode ${(stat.mode & 0o777).toString(8)}); chmod 600 it`);
-    }
-    bytes = fs.readFileSync(file);
+    bytes = readSecretFile(file, 'the key file');
   } catch (err) {
-    if (err instanceof AuditKeyError) throw err;
-    throw new AuditKeyError(`--audit-key ${file}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    if (err instanceof SecretFileError) throw new AuditKeyError(`--audit-key ${err.message}`);
+    throw err;
   }
   if (bytes.length === 0) throw new AuditKeyError(`--audit-key ${file}: the key file is empty`);
   return bytes;

@@ -6,8 +6,7 @@ import { identifyClients, prepareRequest, type PreparedRequest } from '../match-
 import type { RecordedShape } from './recorded-shape';
 import type { Outcome } from './report-types';
 import type { Mode, TlsMode } from '../types';
-import { normalizeHostName } from '../host-match';
-import { SNI_RULE } from '../../proxy/sni-check';
+import { SNI_RULE, sniNamesHost } from '../../proxy/sni-check';
 
 /** What was recorded, or what the proposed policy would record, for one request shape. */
 export interface ShapeOutcome {
@@ -126,5 +125,5 @@ function refusedBySni(shape: RecordedShape, mode: TlsMode): boolean {
   if (shape.sni === null) return false;
   // An address has no name to compare: the policy allowed that address, whatever the client calls it.
   if (shape.hostKind !== 'name') return false;
-  return normalizeHostName(shape.sni) !== normalizeHostName(shape.host);
+  return !sniNamesHost(shape.sni, shape.host);
 }

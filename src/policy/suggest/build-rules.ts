@@ -55,21 +55,22 @@ function applyMinimum(observed: readonly Observed[], min: number, leftOut: LeftO
 
 /** The family's host entries: one glob, or an exact entry per host; hosts the policy cannot express are left out. */
 function hostEntries(family: string, seen: readonly Observed[], leftOut: LeftOutTally): HostEntry[] {
-  const valid = seen.filter((o) => {
-    if (exactEntry(o.host, o.hostKind) !== null) return true;
-    leftOut.add('invalid_host', destinationOf(o), o.requests, '(default)');
-    return false;
-  });
-  const names = [...new Set(valid.filter((o) => o.hostKind === 'name').map((o) => o.host))].sort(byText);
-  const glob = valid.every((o) => o.hostKind === 'name') ? globEntry(family, names) : null;
-  if (glob !== null) return [{ entry: glob, seen: valid, globOf: names }];
+  const valid: Observed[] = [];
   const byHost = new Map<string, HostEntry>();
-  for (const o of valid) {
-    const entry = exactEntry(o.host, o.hostKind) as string;
+  for (const o of seen) {
+    const entry = exactEntry(o.host, o.hostKind);
+    if (entry === null) {
+      leftOut.add('invalid_host', destinationOf(o), o.requests, '(default)');
+      continue;
+    }
+    valid.push(o);
     const item = byHost.get(entry) ?? { entry, seen: [], globOf: null };
     item.seen.push(o);
     byHost.set(entry, item);
   }
+  const names = [...new Set(valid.filter((o) => o.hostKind === 'name').map((o) => o.host))].sort(byText);
+  const glob = valid.every((o) => o.hostKind === 'name') ? globEntry(family, names) : null;
+  if (glob !== null) return [{ entry: glob, seen: valid, globOf: names }];
   return [...byHost.values()].sort((a, b) => byText(a.entry, b.entry));
 }
 
@@ -132,6 +133,6 @@ export function buildRules(
     (a, b) => rank(a.group) - rank(b.group) || byText(a.family, b.family) || Number(a.http) - Number(b.http),
   );
   const rules = ordered.flatMap((b) => bucketRules(b.group, b.family, b.http, b.seen, leftOut).map((rule) => ({ rule, http: b.http })));
-  const names = ruleNames(rules.map(({ rule, http }) => ({ group: rule.group, family: rule.family, http, grouped: options.byGroup })), options.taken);
+  const names = ruleNames(rules.map(({ rule, http }) => ({ group: rule.group, family: rule.family, ipLiteral: rule.ipLiteral, http, grouped: options.byGroup })), options.taken);
   return rules.map(({ rule }, i) => ({ ...rule, name: names[i], ungrouped: options.byGroup && rule.group === null }));
 }

@@ -1,4 +1,5 @@
 import { Document, Scalar, YAMLMap, YAMLSeq } from 'yaml';
+import { plural } from '../replay/format-shared';
 import { POLICY_VERSION } from '../schema';
 import type { SuggestedRule } from './build-rules';
 import { LEFT_OUT_REASONS, type LeftOutDestination, type LeftOutReason, type SuggestSummary } from './types';
@@ -44,8 +45,8 @@ function ruleComment(rule: SuggestedRule): string {
   const ips = [...rule.clientIps].sort();
   const shown = ips.slice(0, MAX_LISTED_CLIENTS).join(', ') + (ips.length > MAX_LISTED_CLIENTS ? ', ...' : '');
   const lines = [
-    `${rule.requests} request${rule.requests === 1 ? '' : 's'} to ${rule.destinations} destination${rule.destinations === 1 ? '' : 's'} ` +
-      `from ${ips.length} client${ips.length === 1 ? '' : 's'} (${shown}), last seen ${new Date(rule.lastSeenMs).toISOString()}`,
+    `${plural(rule.requests, 'request')} to ${plural(rule.destinations, 'destination')} ` +
+      `from ${plural(ips.length, 'client')} (${shown}), last seen ${new Date(rule.lastSeenMs).toISOString()}`,
   ];
   if (rule.globOf !== null) {
     lines.push(`glob: ${rule.globOf.length} hosts of ${rule.family} were seen (the glob also covers ${rule.family} itself): ${rule.globOf.slice(0, 10).join(', ')}${rule.globOf.length > 10 ? ', ...' : ''}`);
@@ -77,7 +78,7 @@ function header(summary: SuggestSummary, label: string, now: Date): string {
   return [
     `Suggested by \`tollgate policy suggest\` at ${now.toISOString()} from ${label},`,
     `traffic from ${summary.window.since} to ${summary.window.until}, policy ${summary.policy.version}:`,
-    `${summary.rules} allow rule${summary.rules === 1 ? '' : 's'} for ${suggested.requests} requests to ${suggested.destinations} destinations`,
+    `${plural(summary.rules, 'allow rule')} for ${plural(suggested.requests, 'request')} to ${plural(suggested.destinations, 'destination')}`,
     'that the current policy only reports (would_deny) or allows by default.',
     'Save it in the policies folder under a name that sorts after every other file (for example',
     '90-suggested.yaml), so the existing rules, explicit denies first, still decide before these.',
@@ -86,7 +87,7 @@ function header(summary: SuggestSummary, label: string, now: Date): string {
 }
 
 function leftOutLine(row: LeftOutDestination): string {
-  return `    ${row.destination}  ${row.requests} request${row.requests === 1 ? '' : 's'}, by ${row.rules.join(', ')}`;
+  return `    ${row.destination}  ${plural(row.requests, 'request')}, by ${row.rules.join(', ')}`;
 }
 
 function closing(summary: SuggestSummary): string {

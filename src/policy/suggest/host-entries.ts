@@ -12,7 +12,7 @@ import { compileHostMatcher, hostMatches, parseHostEntry, viewHost } from '../ho
  */
 
 /** Three or more distinct subdomains of one registrable domain become one `**.` glob (SPEC §6). */
-export const GLOB_MIN_SUBDOMAINS = 3;
+const GLOB_MIN_SUBDOMAINS = 3;
 
 /** The registrable domain of a name, or the name itself (a public suffix, a single label); an IP itself. */
 export function familyOf(host: string, hostKind: HostKind): string {

@@ -10,7 +10,7 @@ import { compilePathPatterns, pathMatches } from '../path-match';
  * when that fails the rule gets no `paths` (wider, never narrower than the traffic).
  */
 
-export const MAX_EXACT_PATHS = 10;
+const MAX_EXACT_PATHS = 10;
 
 const PLAIN_PATH = /^\/[A-Za-z0-9._~%:=&;,$'/-]*$/;
 const PLAIN_SEGMENT = /^[A-Za-z0-9._~%:=&;,$'-]+$/;

@@ -10,6 +10,8 @@ import { NAME_PATTERN } from '../client-schema';
 export interface NameParts {
   group: string | null;
   family: string;
+  /** The family is an IP literal (the host's hostKind said so), named `ip-…`. */
+  ipLiteral: boolean;
   http: boolean;
   /** --by client-group: an every-client rule is named `ungrouped-…` so it stands out. */
   grouped: boolean;
@@ -17,15 +19,14 @@ export interface NameParts {
 
 const MAX_NAME = 100;
 
-function slug(family: string): string {
+function slug(family: string, ipLiteral: boolean): string {
   const text = family.toLowerCase().replace(/[^a-z0-9_]+/g, '-').replace(/^-+|-+$/g, '');
-  const isAddress = /^[0-9a-f:.]+$/.test(family) && /[:]|^[0-9.]+$/.test(family);
-  return isAddress ? `ip-${text}` : text;
+  return ipLiteral ? `ip-${text}` : text;
 }
 
 function baseName(parts: NameParts): string {
   const owner = parts.group ?? (parts.grouped ? 'ungrouped' : '');
-  const name = [owner, slug(parts.family) || 'host', parts.http ? 'http' : ''].filter((p) => p !== '').join('-');
+  const name = [owner, slug(parts.family, parts.ipLiteral) || 'host', parts.http ? 'http' : ''].filter((p) => p !== '').join('-');
   // Names start with a letter or digit (a family such as `_service` would not).
   return /^[A-Za-z0-9]/.test(name) ? name : `host-${name}`;
 }

@@ -7,15 +7,28 @@ import { LEFT_OUT_REASONS, type SuggestBy, type SuggestOptions, type SuggestResu
 
 export type { SuggestBy, SuggestOptions, SuggestResult, SuggestSummary } from './types';
 
-/** --by as given, else `client-group` where the policy defines client groups. */
+/**
+ * `client-group` asked of a policy with no client groups: every rule would be `ungrouped-…`, which
+ * is `none` under another name. The CLI (exit 2) and the admin route (400) say so in their own terms.
+ */
+export class NoClientGroupsError extends Error {
+  override readonly name = 'NoClientGroupsError';
+  constructor() {
+    super('by client-group: the policy defines no client groups; use by none');
+  }
+}
+
+/** --by as given, else `client-group` where the policy defines client groups; throws NoClientGroupsError. */
 export function effectiveBy(policy: Policy, by: SuggestBy | null): SuggestBy {
+  if (by === 'client-group' && policy.clients.length === 0) throw new NoClientGroupsError();
   return by ?? (policy.clients.length > 0 ? 'client-group' : 'none');
 }
 
 /**
  * Allow rules (one YAML policy file) for the window's recorded traffic that `policy` only
  * reports or allows by default, and a summary of what was suggested and what was left out.
- * Reads the traffic in one snapshot and nothing else; the caller opens and closes it.
+ * Reads the traffic in one snapshot and nothing else; the caller opens and closes it. Throws
+ * NoClientGroupsError (effectiveBy) before reading anything.
  */
 export async function suggestPolicy(traffic: ShapeSource, policy: Policy, options: SuggestOptions): Promise<SuggestResult> {
   const by = effectiveBy(policy, options.by);
