@@ -7,6 +7,7 @@ import { TOP } from '../audit/query';
 import type { FacetsQuery } from '../audit/reader';
 import type { Stats, StatsWindow } from '../audit/stats';
 import { StatsTally } from '../audit/stats-filtered';
+import { inTransaction } from './pg-client';
 import { PG_FIRST_SLICE_IDS, PgIdWalk, preparePgWalk } from './pg-request-walk';
 import type { PreparedWalk } from './pg-request-walk';
 
@@ -54,23 +55,19 @@ const QUERY_CANCELED = '57014';
 
 /** The matching records below `before`, in one count bounded by a statement timeout; null past it. */
 async function countBelow(pool: Pool, walk: PreparedWalk, before: number, budgetMs: number): Promise<number | null> {
-  const client = await pool.connect();
   try {
-    await client.query('BEGIN');
-    await client.query("SELECT set_config('statement_timeout', $1, true)", [String(Math.max(1, Math.round(budgetMs)))]);
-    // LIMIT $3 only gives $3 a type: the count is bounded by the ids already.
-    const result = await client.query<{ n: string }>(
-      `SELECT count(*) AS n FROM (SELECT 1 FROM requests AS r WHERE r.id >= $1 AND r.id < $2${walk.where} LIMIT $3) AS m`,
-      [walk.lo, before, Number.MAX_SAFE_INTEGER, ...walk.params.slice(3)],
-    );
-    await client.query('COMMIT');
-    return Number(result.rows[0].n);
+    return await inTransaction(pool, async (client) => {
+      await client.query("SELECT set_config('statement_timeout', $1, true)", [String(Math.max(1, Math.round(budgetMs)))]);
+      // LIMIT $3 only gives $3 a type: the count is bounded by the ids already.
+      const result = await client.query<{ n: string }>(
+        `SELECT count(*) AS n FROM (SELECT 1 FROM requests AS r WHERE r.id >= $1 AND r.id < $2${walk.where} LIMIT $3) AS m`,
+        [walk.lo, before, Number.MAX_SAFE_INTEGER, ...walk.params.slice(3)],
+      );
+      return Number(result.rows[0].n);
+    });
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
     if ((err as { code?: string }).code === QUERY_CANCELED) return null;
     throw err;
-  } finally {
-    client.release();
   }
 }
 

@@ -1,5 +1,5 @@
 import type { Pool, PoolClient } from 'pg';
-import { withClient } from './pg-client';
+import { transaction, withClient } from './pg-client';
 import { ID_ORDER_LOCK } from './pg-ship';
 import { headPayload } from './pg-chain';
 import { readEntryHead, storedHash, ZERO_HASH } from '../audit/log/entry-codec';
@@ -149,8 +149,7 @@ function adjustParams(rows: readonly SideCounts[]): unknown[] {
 }
 
 async function pruneBatch(client: PoolClient, fromMs: number, cutoffMs: number, size: number): Promise<BatchOutcome> {
-  await client.query('BEGIN');
-  try {
+  return transaction(client, async () => {
     const counted = await client.query<SideCounts>(DELETE_BATCH_SQL, [fromMs, cutoffMs, size]);
     const minutes = counted.rows.filter((r) => r.side === 'minute');
     const deleted = minutes.reduce((sum, m) => sum + Number(m.allowed) + Number(m.denied), 0);
@@ -162,13 +161,9 @@ async function pruneBatch(client: PoolClient, fromMs: number, cutoffMs: number, 
       const gone = await client.query<{ removed: string }>(DROP_EMPTY_SQL, [minutes.map((m) => m.bucket), hours]);
       removed = Number(gone.rows[0].removed);
     }
-    await client.query('COMMIT');
     const newestMs = minutes.reduce((max, m) => Math.max(max, Number(m.newest)), fromMs);
     return { deleted, newestMs, removed };
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
+  });
 }
 
 /** Deletes every record that started before `cutoffMs`, batch by batch, until none is left. */
@@ -241,8 +236,7 @@ interface CutStep {
 
 /** One step of a store's cut. */
 async function cutStep(client: PoolClient, storeId: string, cutoffMs: number, batchSize: number, knownFirst: number | null): Promise<CutStep> {
-  await client.query('BEGIN');
-  try {
+  return transaction(client, async () => {
     const store = await client.query<{ chain_entries: string; after: string }>(
       'SELECT chain_entries, COALESCE(chain_after_local_id, -1) AS after FROM audit_stores WHERE store_id = $1 FOR UPDATE',
       [storeId],
@@ -263,7 +257,6 @@ async function cutStep(client: PoolClient, storeId: string, cutoffMs: number, ba
     );
     // A kept record with no entry (a row the chain never made): verify reports it; prune cuts nothing.
     if (kept !== null && kept.rows[0]?.seq === undefined) {
-      await client.query('COMMIT');
       return { deleted: 0, firstSeq: knownFirst };
     }
     // Where the oldest kept record's first entry is; with no record kept, the copy's last entry.
@@ -276,7 +269,6 @@ async function cutStep(client: PoolClient, storeId: string, cutoffMs: number, ba
     // The new first entry: the one right before the kept record, at most a batch further on.
     const to = firstSeq === null ? null : Math.min(keepFrom - 1, firstSeq + batchSize);
     if (firstSeq === null || to === null || to <= firstSeq) {
-      await client.query('COMMIT');
       return { deleted: 0, firstSeq };
     }
     const entry = await client.query<{ entry: Buffer }>('SELECT entry FROM audit_chain WHERE store_id = $1 AND seq = $2', [storeId, to]);
@@ -290,10 +282,6 @@ async function cutStep(client: PoolClient, storeId: string, cutoffMs: number, ba
       }
     }
     const gone = await client.query('DELETE FROM audit_chain WHERE store_id = $1 AND seq >= $2 AND seq < $3', [storeId, firstSeq, to]);
-    await client.query('COMMIT');
     return { deleted: gone.rowCount ?? 0, firstSeq: to };
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
+  });
 }

@@ -3,7 +3,7 @@ import { decodeEntry, EntryDecodeError, readEntryHead } from '../audit/log/entry
 import type { LogEntry } from '../audit/log/entry-codec';
 import { ChainWalk } from '../audit/log/verify-chain';
 import type { VerifyReport } from '../audit/log/verify-chain';
-import { withClient } from './pg-client';
+import { inTransaction } from './pg-client';
 import { COMPLETION_COLUMNS, INSERT_COLUMNS, rowValues } from './pg-ship';
 
 /**
@@ -68,14 +68,8 @@ export async function verifyHistory(pool: Pool, options: PgVerifyOptions): Promi
   const pending = new Set(options.expectHeads ?? []);
   const result: PgVerifyResult = { stores: [], headsNotMet: [] };
   for (const { store_id: storeId } of stores.rows) {
-    result.stores.push(await withClient(pool, async (client) => {
-      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      try {
-        return await verifyStore(client, storeId, options, pending);
-      } finally {
-        await client.query('COMMIT').catch(() => undefined);
-      }
-    }));
+    // Read only: its ROLLBACK on an error ends it as COMMIT would.
+    result.stores.push(await inTransaction(pool, (client) => verifyStore(client, storeId, options, pending), 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'));
   }
   result.headsNotMet = [...pending];
   return result;
