@@ -1,5 +1,5 @@
 import type { Pool, PoolClient } from 'pg';
-import { transaction, withClient } from './pg-client';
+import { inTransaction, transaction, withClient } from './pg-client';
 import { ID_ORDER_LOCK } from './pg-ship';
 import { headPayload } from './pg-chain';
 import { readEntryHead, storedHash, ZERO_HASH } from '../audit/log/entry-codec';
@@ -217,71 +217,81 @@ export async function cutChains(pool: Pool, cutoffMs: number, batchSize: number)
   const stores = await pool.query<{ store_id: string }>('SELECT store_id FROM audit_stores WHERE chain_entries > 0 ORDER BY store_id');
   let removed = 0;
   for (const { store_id: storeId } of stores.rows) {
-    let firstSeq: number | null = null;
+    let at: CutPosition | null = null;
     for (;;) {
-      const step: CutStep = await withClient(pool, (client) => cutStep(client, storeId, cutoffMs, batchSize, firstSeq));
+      const step: CutStep = await inTransaction(pool, (client) => cutStep(client, storeId, cutoffMs, batchSize, at));
       removed += step.deleted;
-      firstSeq = step.firstSeq;
+      at = step.at;
       if (step.deleted === 0) break;
     }
   }
   return removed;
 }
 
-interface CutStep {
-  deleted: number;
-  /** The copy's first seq after the step (carried to the next, so the deleted index entries are not walked again). */
+/** Where a store's cut stands, found in its first step and carried to the next. */
+interface CutPosition {
+  /** The oldest kept record's first entry (with no record kept, the copy's last entry): the cut ends before it. */
+  keepFrom: number;
+  /** The copy's first seq (carried so the deleted index entries are not walked again); null: the copy is empty. */
   firstSeq: number | null;
 }
 
-/** One step of a store's cut. */
-async function cutStep(client: PoolClient, storeId: string, cutoffMs: number, batchSize: number, knownFirst: number | null): Promise<CutStep> {
-  return transaction(client, async () => {
-    const store = await client.query<{ chain_entries: string; after: string }>(
-      'SELECT chain_entries, COALESCE(chain_after_local_id, -1) AS after FROM audit_stores WHERE store_id = $1 FOR UPDATE',
-      [storeId],
-    );
-    await client.query(
-      'UPDATE audit_stores SET chain_cut_ms = GREATEST(COALESCE(chain_cut_ms, $2), $2), chain_cut_seq = chain_entries WHERE store_id = $1',
-      [storeId, cutoffMs],
-    );
-    const oldest = await client.query<{ local_id: string | null }>(
-      'SELECT min(local_id) AS local_id FROM requests WHERE store_id = $1 AND local_id > $2',
-      [storeId, store.rows[0].after],
-    );
-    const oldestKept = oldest.rows[0].local_id;
-    // Walked along the primary key from the copy's start: what lies before it is what is cut.
-    const kept = oldestKept === null ? null : await client.query<{ seq: string | null }>(
-      'SELECT seq FROM audit_chain WHERE store_id = $1 AND seq >= $3 AND local_id = $2 ORDER BY seq LIMIT 1',
-      [storeId, oldestKept, knownFirst ?? 0],
-    );
-    // A kept record with no entry (a row the chain never made): verify reports it; prune cuts nothing.
-    if (kept !== null && kept.rows[0]?.seq === undefined) {
-      return { deleted: 0, firstSeq: knownFirst };
+interface CutStep {
+  deleted: number;
+  /** Null when nothing is to be cut. */
+  at: CutPosition | null;
+}
+
+/**
+ * A store's cut, found once at its first step, the store row held: its cut marks (chain_cut_seq:
+ * the copy's length now), and where the oldest kept record's entries begin. Entries a shipper adds
+ * after this are newer than the cut, so later steps need not look again. Null: a kept record has
+ * no entry (a row the chain never made); verify reports it, and prune cuts nothing.
+ */
+async function findCut(client: PoolClient, storeId: string, cutoffMs: number, store: { chain_entries: string; after: string }): Promise<CutPosition | null> {
+  await client.query(
+    'UPDATE audit_stores SET chain_cut_ms = GREATEST(COALESCE(chain_cut_ms, $2), $2), chain_cut_seq = chain_entries WHERE store_id = $1',
+    [storeId, cutoffMs],
+  );
+  const oldest = await client.query<{ local_id: string | null }>(
+    'SELECT min(local_id) AS local_id FROM requests WHERE store_id = $1 AND local_id > $2',
+    [storeId, store.after],
+  );
+  const oldestKept = oldest.rows[0].local_id;
+  const first = await client.query<{ seq: string | null }>('SELECT min(seq) AS seq FROM audit_chain WHERE store_id = $1', [storeId]);
+  const firstSeq = first.rows[0].seq === null ? null : Number(first.rows[0].seq);
+  if (oldestKept === null) return { keepFrom: Number(store.chain_entries), firstSeq };
+  // Walked along the primary key from the copy's start (audit_chain has no local_id index): once per store.
+  const kept = await client.query<{ seq: string }>(
+    'SELECT seq FROM audit_chain WHERE store_id = $1 AND seq >= $3 AND local_id = $2 ORDER BY seq LIMIT 1',
+    [storeId, oldestKept, firstSeq ?? 0],
+  );
+  return kept.rows[0] === undefined ? null : { keepFrom: Number(kept.rows[0].seq), firstSeq };
+}
+
+/** One step of a store's cut: at most `batchSize` entries before the kept record go. */
+async function cutStep(client: PoolClient, storeId: string, cutoffMs: number, batchSize: number, carried: CutPosition | null): Promise<CutStep> {
+  // Held as its shipper holds it, so a step never interleaves with a batch being added.
+  const store = await client.query<{ chain_entries: string; after: string }>(
+    'SELECT chain_entries, COALESCE(chain_after_local_id, -1) AS after FROM audit_stores WHERE store_id = $1 FOR UPDATE',
+    [storeId],
+  );
+  const at = carried ?? await findCut(client, storeId, cutoffMs, store.rows[0]);
+  if (at === null || at.firstSeq === null) return { deleted: 0, at };
+  const { keepFrom, firstSeq } = at;
+  // The new first entry: the one right before the kept record, at most a batch further on.
+  const to = Math.min(keepFrom - 1, firstSeq + batchSize);
+  if (to <= firstSeq) return { deleted: 0, at };
+  const entry = await client.query<{ entry: Buffer }>('SELECT entry FROM audit_chain WHERE store_id = $1 AND seq = $2', [storeId, to]);
+  const payload = entry.rows[0]?.entry;
+  if (payload !== undefined) {
+    const head = readEntryHead(payload);
+    if (head.type !== 'head') {
+      // An entry written before the chain began: the chain starts after it, from zeros.
+      const hash = storedHash(payload) ?? ZERO_HASH;
+      await client.query('UPDATE audit_chain SET entry = $3 WHERE store_id = $1 AND seq = $2', [storeId, to, headPayload({ id: head.id, hash }, new Date(head.timeMs))]);
     }
-    // Where the oldest kept record's first entry is; with no record kept, the copy's last entry.
-    const keepFrom = kept === null ? Number(store.rows[0].chain_entries) : Number(kept.rows[0].seq);
-    let firstSeq = knownFirst;
-    if (firstSeq === null) {
-      const first = await client.query<{ seq: string | null }>('SELECT min(seq) AS seq FROM audit_chain WHERE store_id = $1', [storeId]);
-      firstSeq = first.rows[0].seq === null ? null : Number(first.rows[0].seq);
-    }
-    // The new first entry: the one right before the kept record, at most a batch further on.
-    const to = firstSeq === null ? null : Math.min(keepFrom - 1, firstSeq + batchSize);
-    if (firstSeq === null || to === null || to <= firstSeq) {
-      return { deleted: 0, firstSeq };
-    }
-    const entry = await client.query<{ entry: Buffer }>('SELECT entry FROM audit_chain WHERE store_id = $1 AND seq = $2', [storeId, to]);
-    const payload = entry.rows[0]?.entry;
-    if (payload !== undefined) {
-      const head = readEntryHead(payload);
-      if (head.type !== 'head') {
-        // An entry written before the chain began: the chain starts after it, from zeros.
-        const hash = storedHash(payload) ?? ZERO_HASH;
-        await client.query('UPDATE audit_chain SET entry = $3 WHERE store_id = $1 AND seq = $2', [storeId, to, headPayload({ id: head.id, hash }, new Date(head.timeMs))]);
-      }
-    }
-    const gone = await client.query('DELETE FROM audit_chain WHERE store_id = $1 AND seq >= $2 AND seq < $3', [storeId, firstSeq, to]);
-    return { deleted: gone.rowCount ?? 0, firstSeq: to };
-  });
+  }
+  const gone = await client.query('DELETE FROM audit_chain WHERE store_id = $1 AND seq >= $2 AND seq < $3', [storeId, firstSeq, to]);
+  return { deleted: gone.rowCount ?? 0, at: { keepFrom, firstSeq: to } };
 }
