@@ -96,18 +96,29 @@ export async function scanFacetRows(
   const conn = db();
   const scanner = openSliceScanner<RawFacetRow>(conn, filters, FACET_COLUMNS);
   if (scanner === null) return { stoppedBelow: null, restart: false };
+  return scanWith(db, conn, scanner, node, add, stop, firstSlice);
+}
+
+/** scanFacetRows on a scanner already open on `conn`. */
+async function scanWith(
+  db: () => Database.Database,
+  conn: Database.Database,
+  scanner: SliceScanner<RawFacetRow>,
+  node: string,
+  add: (rows: FacetRow[]) => void,
+  stop: () => boolean,
+  firstSlice: number,
+): Promise<{ stoppedBelow: number | null; restart: boolean }> {
   const read = (lo: number, hi: number): void => add(scanner.rows(lo, hi).map((row) => toFacetRow(row, node)));
-  for await (const below of slices(scanner as SliceScanner<unknown>, TOP, read, firstSlice)) {
+  for await (const below of slices(scanner, TOP, read, firstSlice)) {
     if (db() !== conn) return { stoppedBelow: null, restart: true };
     if (stop()) return { stoppedBelow: below, restart: false };
   }
   return { stoppedBelow: null, restart: false };
 }
 
-/** The matching records below `before`, counted down in slices until done or out of time. */
-async function countBelow(db: Database.Database, filters: RequestFilters, before: number, budgetMs: number): Promise<{ counted: number; complete: boolean }> {
-  const scanner = openSliceScanner<unknown>(db, filters, 'r.id');
-  if (scanner === null) return { counted: 0, complete: true };
+/** The matching records below `before`, counted down in slices (the tally's scanner) until done or out of time. */
+async function countBelow(scanner: SliceScanner<unknown>, before: number, budgetMs: number): Promise<{ counted: number; complete: boolean }> {
   const deadline = performance.now() + budgetMs;
   let counted = 0;
   for await (const _below of slices(scanner, before, (lo, hi) => void (counted += scanner.count(lo, hi)))) {
@@ -131,10 +142,12 @@ export async function sqliteFacets(
   const deadline = began + budget.tallyMs;
   const tally = new FacetTally(fields);
   const conn = db();
+  const scanner = openSliceScanner<RawFacetRow>(conn, filters, FACET_COLUMNS);
+  if (scanner === null) return facetsAnswer(tally, limit, { exhausted: true, counted: 0, countComplete: true });
   const stop = (): boolean => tally.rows >= cap || performance.now() >= deadline;
-  const scan = await scanFacetRows(db, filters, node, (rows) => tally.add(rows), stop, budget.firstSliceIds);
+  const scan = await scanWith(db, conn, scanner, node, (rows) => tally.add(rows), stop, budget.firstSliceIds ?? FIRST_SLICE);
   if (scan.restart) return sqliteFacets(db, query);
   if (scan.stoppedBelow === null) return facetsAnswer(tally, limit, { exhausted: true, counted: 0, countComplete: true });
-  const rest = await countBelow(conn, filters, scan.stoppedBelow, Math.max(0, began + budget.tallyMs + budget.countMs - performance.now()));
+  const rest = await countBelow(scanner, scan.stoppedBelow, Math.max(0, began + budget.tallyMs + budget.countMs - performance.now()));
   return facetsAnswer(tally, limit, { exhausted: false, counted: rest.counted, countComplete: rest.complete });
 }
