@@ -6,6 +6,8 @@ import type { FacetBudget, FacetField, FacetRow, FacetsAnswer } from './facets';
 import type { RequestFilters } from './filters';
 import { openSliceScanner } from './request-plan';
 import type { SliceScanner } from './request-plan';
+import { nextSliceSize } from './slice-size';
+import type { SliceSizing } from './slice-size';
 
 /**
  * Facets and filtered stats on one replica's SQLite store. The admin app shares the proxy's
@@ -42,17 +44,8 @@ function toFacetRow(row: RawFacetRow, node: string): FacetRow {
 }
 
 /** What one slice should cost, and its bounds in ids. */
-const SLICE_TARGET_MS = 8;
+const SLICE_SIZING: SliceSizing = { targetMs: 8, min: 512, max: 32_768 };
 const FIRST_SLICE = 4096;
-const MIN_SLICE = 512;
-const MAX_SLICE = 32_768;
-
-/** The next slice's size from what this one cost: double when cheap, halve when dear. */
-function nextSize(size: number, ms: number): number {
-  if (ms < SLICE_TARGET_MS / 2) return Math.min(MAX_SLICE, size * 2);
-  if (ms > SLICE_TARGET_MS * 2) return Math.max(MIN_SLICE, Math.floor(size / 2));
-  return size;
-}
 
 /**
  * Slices of [scanner.lo, before), newest first: each yields the id it starts at (every match at
@@ -70,7 +63,7 @@ async function* slices(
     const lo = Math.max(scanner.lo, hi - size);
     const started = performance.now();
     work(lo, hi);
-    size = nextSize(size, performance.now() - started);
+    size = nextSliceSize(size, performance.now() - started, SLICE_SIZING);
     hi = lo;
     if (hi <= scanner.lo) return;
     yield hi;

@@ -4,6 +4,7 @@ import { addressesMatching, hostsMatching, Q_COLUMNS } from './filters';
 import type { MatchFilters, RequestFilters } from './filters';
 import { DISTINCT_CLIENT_IPS } from './distinct';
 import { MergedIds } from './merge-ids';
+import { nextSliceSize } from './slice-size';
 import { statement } from './statement-cache';
 import { idRangeFor } from './time-window';
 
@@ -273,13 +274,6 @@ const MAX_SLICE_IDS = 16_384;
 /** What one slice should cost: short enough that the proxy, on the same thread, barely notices. */
 const SLICE_TARGET_MS = 8;
 
-/** The next slice's size from what this one cost: double when cheap, halve when dear. */
-function nextSlice(size: number, first: number, ms: number): number {
-  if (ms < SLICE_TARGET_MS / 2) return Math.min(MAX_SLICE_IDS, size * 2);
-  if (ms > SLICE_TARGET_MS * 2) return Math.max(first, Math.floor(size / 2));
-  return size;
-}
-
 /** What one slice of a walk found. */
 export interface IdSlice {
   /** Matching ids, newest first, at most the number asked for. */
@@ -335,7 +329,7 @@ export class IdWalk {
     // Used up: the next slice starts below this one, sized by what this one cost.
     this.open = null;
     this.hi = open.lo;
-    this.size = nextSlice(this.size, this.firstSlice, open.ms);
+    this.size = nextSliceSize(this.size, open.ms, { targetMs: SLICE_TARGET_MS, min: this.firstSlice, max: MAX_SLICE_IDS });
     return { ids, resumeBelow: open.lo > walk.lo ? open.lo : null };
   }
 }

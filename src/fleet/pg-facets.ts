@@ -5,6 +5,8 @@ import type { FacetField, FacetRow, FacetsAnswer } from '../audit/facets';
 import type { RequestFilters } from '../audit/filters';
 import { TOP } from '../audit/query';
 import type { FacetsQuery } from '../audit/reader';
+import { nextSliceSize } from '../audit/slice-size';
+import type { SliceSizing } from '../audit/slice-size';
 import type { Stats, StatsWindow } from '../audit/stats';
 import { StatsTally } from '../audit/stats-filtered';
 import { inTransaction } from './pg-client';
@@ -99,9 +101,8 @@ function sliceSql(walk: PreparedWalk, fields: readonly FacetField[]): string {
 }
 
 /** What one slice should cost in PostgreSQL, and its bounds in ids. */
-const SLICE_TARGET_MS = 60;
+const SLICE_SIZING: SliceSizing = { targetMs: 60, min: 4096, max: 4_194_304 };
 const FIRST_SLICE = 65_536;
-const MAX_SLICE = 4_194_304;
 
 export async function pgFacets(pool: Pool, query: FacetsQuery): Promise<FacetsAnswer> {
   const { filters, fields, limit, budget } = query;
@@ -130,7 +131,7 @@ export async function pgFacets(pool: Pool, query: FacetsQuery): Promise<FacetsAn
       } else tally.addCount(row.f as FacetField, row.v, n);
     }
     const ms = performance.now() - started;
-    size = ms < SLICE_TARGET_MS / 2 ? Math.min(MAX_SLICE, size * 2) : ms > SLICE_TARGET_MS * 2 ? Math.max(4096, Math.floor(size / 2)) : size;
+    size = nextSliceSize(size, ms, SLICE_SIZING);
     hi = lo;
     if (hi > walk.lo && (tally.rows >= cap || performance.now() >= deadline)) break;
   }
