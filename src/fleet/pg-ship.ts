@@ -124,9 +124,6 @@ export function rowValues(id: number, open: AuditOpen, completion: AuditCompleti
 /** Where the clients array sits in rowValues. */
 const CLIENTS_AT = INSERT_COLUMNS.indexOf('clients');
 
-/** The columns a completion fills (COMPLETE_SQL); the rest are the open's. */
-export const COMPLETION_COLUMNS: ReadonlySet<string> = new Set(['ended_at_ms', 'status', 'bytes_up', 'bytes_down', 'error']);
-
 /**
  * The batch's rows as one JSON parameter, one positional array per row (INSERT_COLUMNS order): a
  * batch is one statement and one round trip. JSON.stringify is native; the server reads it with
@@ -146,7 +143,11 @@ function rowsJson(rows: StepPlan['rows']): string {
   return JSON.stringify(out);
 }
 
+/** `user` is a reserved word in PostgreSQL: as a column name it is quoted. */
 const quoted = (c: string): string => (c === 'user' ? '"user"' : c);
+
+/** INSERT_COLUMNS as SQL names, in order (the INSERT below, and what pg-verify.ts reads back). */
+export const INSERT_COLUMN_LIST = INSERT_COLUMNS.map(quoted).join(', ');
 
 /**
  * The rows and their side tables in one statement. The side tables read what the INSERT returned,
@@ -164,7 +165,7 @@ const INSERT_SQL = `WITH u AS (
     SELECT ${INSERT_COLUMNS.map((c, i) => `(e->>${i})::${COLUMN_TYPES[c]} AS ${quoted(c)}`).join(', ')}
     FROM jsonb_array_elements($3::jsonb) AS e
   ), ins AS (
-    INSERT INTO requests (store_id, node, ${INSERT_COLUMNS.map(quoted).join(', ')})
+    INSERT INTO requests (store_id, node, ${INSERT_COLUMN_LIST})
     SELECT $1::uuid, $2::text, ${INSERT_COLUMNS.map((c) => `u.${quoted(c)}`).join(', ')} FROM u
     ON CONFLICT (store_id, local_id) DO NOTHING
     RETURNING id, local_id, started_at_ms, host, client_ip, decision, would_deny
