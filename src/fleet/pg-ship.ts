@@ -44,8 +44,8 @@ export interface ShipBatch {
 
 export type ShipOutcome =
   | { kind: 'shipped'; inserted: number; completed: number }
-  /** The stored position differs from `from`: re-read from `position`. */
-  | { kind: 'stale'; position: LogPosition };
+  /** The stored position differs from `from`: re-read from `position`, with the chain's copy `chainEntries` long (as shipStart says). */
+  | { kind: 'stale'; position: LogPosition; chainEntries: number };
 
 /** A nullable text for PostgreSQL (pg-text.ts). */
 function pgNullableText(value: string | number | null): string | null {
@@ -253,7 +253,7 @@ export async function shipBatch(pool: Pool, who: StoreIdentity, batch: ShipBatch
     const position = { segment: Number(row.ship_segment), offset: Number(row.ship_offset) };
     if (position.segment !== batch.from.segment || position.offset !== batch.from.offset) {
       rollbackOnly();
-      return { kind: 'stale', position };
+      return { kind: 'stale', position, chainEntries: Number(row.chain_entries) };
     }
     // Before the rows' UPDATE below moves last_local_id: the chain's copy notes where it began.
     if (batch.chain !== undefined) await shipChainPart(client, who.storeId, Number(row.chain_entries), batch.chain);
