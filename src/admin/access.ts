@@ -54,9 +54,14 @@ export function hasValidBearer(request: FastifyRequest, token: string | null): b
   return token !== null && presented !== null && tokenMatches(presented, token);
 }
 
-export function hasValidSession(request: FastifyRequest, sessions: SessionStore): boolean {
+/** The request's session id when its cookie names a live session; null otherwise. */
+export function liveSession(request: FastifyRequest, sessions: SessionStore): string | null {
   const id = readSessionCookie(request.headers.cookie);
-  return id !== null && sessions.isValid(id);
+  return id !== null && sessions.isValid(id) ? id : null;
+}
+
+export function hasValidSession(request: FastifyRequest, sessions: SessionStore): boolean {
+  return liveSession(request, sessions) !== null;
 }
 
 /** A person at a browser asking for a page (not the API, not a scraper): send them to log in. */

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { LOGIN_PAGE, tokenMatches } from '../access';
+import { hasValidSession, LOGIN_PAGE, tokenMatches } from '../access';
 import { trustedForwardedUser } from '../identity';
 import type { IpRange } from '../../policy/ip-range';
 import type { LoginLimiter } from '../login-limiter';
@@ -121,8 +121,8 @@ export function registerLoginRoutes(app: FastifyInstance, opts: LoginRoutesOptio
 
   /** The UI's sign-out button: the session ends here and now, the cookie is cleared. */
   app.post('/api/logout', async (request, reply) => {
+    const hadSession = hasValidSession(request, opts.sessions);
     const id = readSessionCookie(request.headers.cookie);
-    const hadSession = id !== null && opts.sessions.isValid(id);
     if (id !== null) opts.sessions.revoke(id);
     return reply
       .header('set-cookie', clearedSessionCookie(request.protocol === 'https'))
