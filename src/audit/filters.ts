@@ -19,9 +19,6 @@ export type RawRequestFilters = { [K in NegatableFilter]?: string } & { [K in Ne
   until?: string;
 };
 
-/** Every filter parameter name, negated ones included (the query schemas and saved views use it). */
-export const FILTER_NAMES: readonly string[] = [...NEGATABLE_FILTERS, ...NEGATABLE_FILTERS.map((n) => `not.${n}`), 'since', 'until'];
-
 /** A host filter: one policy host entry or several, comma-separated; matched as policies match. */
 export interface HostFilter {
   text: string;
