@@ -17,9 +17,6 @@ export const LOGIN_ROUTES: ReadonlySet<string> = new Set([
   '/login', '/login.html', '/login.js', '/login.css', '/style.css', '/favicon.ico', '/logout', '/api/logout',
 ]);
 
-/** Where a browser without a session is sent. */
-export const LOGIN_PAGE = '/login.html';
-
 /** Host names a browser uses for a loopback admin; anything else without a token is refused. */
 const LOOPBACK_HOST = /^(localhost|127(?:\.[0-9]{1,3}){3}|\[::1\])(?::[0-9]{1,5})?$/i;
 
@@ -104,7 +101,7 @@ export function registerAccessControl(app: FastifyInstance, opts: AccessOptions)
     if (opts.token === null || bearerOk || LOGIN_ROUTES.has(path)) return;
     if (hasValidSession(request, opts.sessions)) return;
     // The login page is told where the visit was going, so a shared link survives signing in.
-    if (wantsPage(request, path)) return reply.code(303).header('location', loginPageFor(LOGIN_PAGE, request.url)).send();
+    if (wantsPage(request, path)) return reply.code(303).header('location', loginPageFor(request.url)).send();
     return reply.code(401).header('WWW-Authenticate', 'Bearer realm="tollgate"').send({ error: 'authentication required' });
   });
 }

@@ -17,7 +17,7 @@ export interface Identity {
 }
 
 /** Set by an authenticating reverse proxy (oauth2-proxy, nginx auth_request and the like). */
-export const FORWARDED_USER_HEADER = 'x-forwarded-user';
+const FORWARDED_USER_HEADER = 'x-forwarded-user';
 const MAX_FORWARDED_USER = 256;
 
 export interface IdentityOptions {

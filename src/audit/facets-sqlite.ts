@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type Database from 'better-sqlite3';
-import { FACET_SAMPLE_CAP, FacetTally, facetsAnswer } from './facets';
+import { FACET_SAMPLE_CAP, FacetTally, facetsAnswer, NOTHING_LEFT } from './facets';
 import type { FacetBudget, FacetField, FacetRow, FacetsAnswer } from './facets';
 import type { RequestFilters } from './filters';
 import { openSliceScanner } from './request-plan';
@@ -136,11 +136,11 @@ export async function sqliteFacets(
   const tally = new FacetTally(fields);
   const conn = db();
   const scanner = openSliceScanner<RawFacetRow>(conn, filters, FACET_COLUMNS);
-  if (scanner === null) return facetsAnswer(tally, limit, { exhausted: true, counted: 0, countComplete: true });
+  if (scanner === null) return facetsAnswer(tally, limit, NOTHING_LEFT);
   const stop = (): boolean => tally.rows >= cap || performance.now() >= deadline;
   const scan = await scanWith(db, conn, scanner, node, (rows) => tally.add(rows), stop, budget.firstSliceIds ?? FIRST_SLICE);
   if (scan.restart) return sqliteFacets(db, query);
-  if (scan.stoppedBelow === null) return facetsAnswer(tally, limit, { exhausted: true, counted: 0, countComplete: true });
+  if (scan.stoppedBelow === null) return facetsAnswer(tally, limit, NOTHING_LEFT);
   const rest = await countBelow(scanner, scan.stoppedBelow, Math.max(0, began + budget.tallyMs + budget.countMs - performance.now()));
   return facetsAnswer(tally, limit, { exhausted: false, counted: rest.counted, countComplete: rest.complete });
 }

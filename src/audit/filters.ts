@@ -179,7 +179,7 @@ export function parseRequestFilters(raw: RawRequestFilters, now: Date): RequestF
 }
 
 /** Any negated filter is set. */
-export function hasNegated(filters: RequestFilters): boolean {
+function hasNegated(filters: RequestFilters): boolean {
   return Object.values(filters.not).some((value) => value !== null);
 }
 

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { Pool } from 'pg';
-import { FACET_SAMPLE_CAP, FacetTally, facetsAnswer, registrableDomain } from '../audit/facets';
+import { FACET_SAMPLE_CAP, FacetTally, facetsAnswer, NOTHING_LEFT, registrableDomain } from '../audit/facets';
 import type { FacetField, FacetRow, FacetsAnswer } from '../audit/facets';
 import type { RequestFilters } from '../audit/filters';
 import { TOP } from '../audit/query';
@@ -110,7 +110,7 @@ export async function pgFacets(pool: Pool, query: FacetsQuery): Promise<FacetsAn
   const began = performance.now();
   const tally = new FacetTally(fields);
   const walk = await preparePgWalk(pool, filters, 0);
-  if (walk === null) return facetsAnswer(tally, limit, { exhausted: true, counted: 0, countComplete: true });
+  if (walk === null) return facetsAnswer(tally, limit, NOTHING_LEFT);
   const cap = budget.sampleCap ?? FACET_SAMPLE_CAP;
   const deadline = began + budget.tallyMs;
   const sql = sliceSql(walk, fields);
@@ -135,7 +135,7 @@ export async function pgFacets(pool: Pool, query: FacetsQuery): Promise<FacetsAn
     hi = lo;
     if (hi > walk.lo && (tally.rows >= cap || performance.now() >= deadline)) break;
   }
-  if (hi <= walk.lo) return facetsAnswer(tally, limit, { exhausted: true, counted: 0, countComplete: true });
+  if (hi <= walk.lo) return facetsAnswer(tally, limit, NOTHING_LEFT);
   const counted = await countBelow(pool, walk, hi, Math.max(10, began + budget.tallyMs + budget.countMs - performance.now()));
   return facetsAnswer(tally, limit, { exhausted: false, counted: counted ?? 0, countComplete: counted !== null });
 }

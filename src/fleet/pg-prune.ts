@@ -213,7 +213,7 @@ async function markCut(pool: Pool, cutoffMs: number): Promise<void> {
  * chain_cut_seq (the copy's length when it was cut) tell `audit verify` which missing records are
  * gone by design: those whose entry is before chain_cut_seq and that started before chain_cut_ms.
  */
-export async function cutChains(pool: Pool, cutoffMs: number, batchSize: number): Promise<number> {
+async function cutChains(pool: Pool, cutoffMs: number, batchSize: number): Promise<number> {
   const stores = await pool.query<{ store_id: string }>('SELECT store_id FROM audit_stores WHERE chain_entries > 0 ORDER BY store_id');
   let removed = 0;
   for (const { store_id: storeId } of stores.rows) {

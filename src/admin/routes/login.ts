@@ -1,11 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { hasValidSession, LOGIN_PAGE, tokenMatches } from '../access';
+import { hasValidSession, tokenMatches } from '../access';
 import { trustedForwardedUser } from '../identity';
 import type { IpRange } from '../../policy/ip-range';
 import type { LoginLimiter } from '../login-limiter';
-import { loginPageFor, safeNextPath } from '../next-path';
+import { LOGIN_PAGE, loginPageFor, safeNextPath } from '../next-path';
 import { clearedSessionCookie, readSessionCookie, sessionCookie } from '../sessions';
 import type { SessionStore } from '../sessions';
 
@@ -69,7 +69,7 @@ function isFormPost(request: FastifyRequest): boolean {
 function refuse(request: FastifyRequest, reply: FastifyReply, status: 401 | 429, error: string): FastifyReply {
   if (isFormPost(request)) {
     const reason = status === 429 ? 'rate_limited' : 'invalid';
-    return reply.code(303).header('location', loginPageFor(LOGIN_PAGE, presentedNext(request), { error: reason })).send();
+    return reply.code(303).header('location', loginPageFor(presentedNext(request), { error: reason })).send();
   }
   return reply.code(status).send({ error });
 }
