@@ -123,6 +123,8 @@ describe.each(STORES)('saved views and who looked, %s console store', (_name, op
       [{ name: 'x', query: 'not.decision=maybe' }, /not\.decision/],
       [{ name: 'x', query: 'since=yesterday-ish' }, /since/],
       [{ name: 'x', query: 'fields=host' }, /"fields" is not a filter/],
+      [{ name: 'x', query: '__proto__=a' }, /"__proto__" is not a filter/],
+      [{ name: 'x', query: 'decision=maybe&decision=allow' }, /query: decision is not a valid value/],
       [{ name: '', query: 'host=a' }, /name/],
       [{ name: '   ', query: 'host=a' }, /name/],
       [{ name: 'tab\there', query: 'host=a' }, /name/],

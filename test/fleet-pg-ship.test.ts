@@ -45,7 +45,7 @@ describePg('shipping a batch of the local log to PostgreSQL', () => {
     const first = await shipAll();
     expect(first.outcome).toEqual({ kind: 'shipped', inserted: 2, completed: 0 });
     const resent = await shipAll();
-    expect(resent.outcome).toEqual({ kind: 'stale', position: first.read.next });
+    expect(resent.outcome).toEqual({ kind: 'stale', position: first.read.next, chainEntries: 0 });
     writer.appendBatch([{ type: 'complete', id: ids[0], completion: completion(1, { status: 204 }) }]);
     const later = await shipAll(await shippedPosition(pool, STORE.storeId));
     expect(later.outcome).toEqual({ kind: 'shipped', inserted: 0, completed: 1 });

@@ -35,6 +35,7 @@
   }
   if (field) field.focus();
 
+  // Accepts exactly what src/admin/next-path.ts safeNextPath accepts; null for what it refuses.
   function safeNext(value) {
     if (typeof value !== 'string' || value.length === 0 || value.length > 2048) return null;
     if (value.charAt(0) !== '/' || value.charAt(1) === '/' || /[\\\s\u0000-\u001f\u007f]/.test(value)) return null;
@@ -44,7 +45,8 @@
     } catch (err) {
       return null;
     }
-    if (url.origin !== window.location.origin || /^\/log(in|out)(\.|$)/.test(url.pathname)) return null;
+    if (url.origin !== window.location.origin) return null;
+    if (url.pathname === '/login' || url.pathname === '/logout' || url.pathname.indexOf('/login.') === 0) return null;
     return url.pathname + url.search + url.hash;
   }
 }());

@@ -17,9 +17,6 @@ export const LOGIN_ROUTES: ReadonlySet<string> = new Set([
   '/login', '/login.html', '/login.js', '/login.css', '/style.css', '/favicon.ico', '/logout', '/api/logout',
 ]);
 
-/** Where a browser without a session is sent. */
-export const LOGIN_PAGE = '/login.html';
-
 /** Host names a browser uses for a loopback admin; anything else without a token is refused. */
 const LOOPBACK_HOST = /^(localhost|127(?:\.[0-9]{1,3}){3}|\[::1\])(?::[0-9]{1,5})?$/i;
 
@@ -54,9 +51,14 @@ export function hasValidBearer(request: FastifyRequest, token: string | null): b
   return token !== null && presented !== null && tokenMatches(presented, token);
 }
 
-export function hasValidSession(request: FastifyRequest, sessions: SessionStore): boolean {
+/** The request's session id when its cookie names a live session; null otherwise. */
+export function liveSession(request: FastifyRequest, sessions: SessionStore): string | null {
   const id = readSessionCookie(request.headers.cookie);
-  return id !== null && sessions.isValid(id);
+  return id !== null && sessions.isValid(id) ? id : null;
+}
+
+export function hasValidSession(request: FastifyRequest, sessions: SessionStore): boolean {
+  return liveSession(request, sessions) !== null;
 }
 
 /** A person at a browser asking for a page (not the API, not a scraper): send them to log in. */
@@ -99,7 +101,7 @@ export function registerAccessControl(app: FastifyInstance, opts: AccessOptions)
     if (opts.token === null || bearerOk || LOGIN_ROUTES.has(path)) return;
     if (hasValidSession(request, opts.sessions)) return;
     // The login page is told where the visit was going, so a shared link survives signing in.
-    if (wantsPage(request, path)) return reply.code(303).header('location', loginPageFor(LOGIN_PAGE, request.url)).send();
+    if (wantsPage(request, path)) return reply.code(303).header('location', loginPageFor(request.url)).send();
     return reply.code(401).header('WWW-Authenticate', 'Bearer realm="tollgate"').send({ error: 'authentication required' });
   });
 }

@@ -8,7 +8,7 @@ import type { SearchPace } from '../audit/query';
 import type { AuditReader } from '../audit/reader';
 import { SqliteAuditReader } from '../audit/sqlite-reader';
 import type { ProxyMetrics } from '../metrics';
-import { isAuthenticated, registerAccessControl } from './access';
+import { hasValidSession, isAuthenticated, registerAccessControl } from './access';
 import { LOGIN_LIMIT_DEFAULTS, LoginLimiter } from './login-limiter';
 import type { PolicySnapshot } from './policy-view';
 import { registerAuditHeadRoutes } from './routes/audit-head';
@@ -24,7 +24,7 @@ import { registerPolicyRoutes } from './routes/policy';
 import { registerRequestRoutes } from './routes/requests';
 import { registerStatsRoutes } from './routes/stats';
 import { registerSuggestRoutes } from './routes/suggest';
-import { readSessionCookie, SESSION_DEFAULTS, SessionStore } from './sessions';
+import { SESSION_DEFAULTS, SessionStore } from './sessions';
 import { SqliteConsoleStore } from './console-sqlite';
 import type { ConsoleStore } from './console-store';
 import { identify } from './identity';
@@ -173,10 +173,7 @@ export function buildAdminApp(opts: AdminAppOptions): FastifyInstance {
     console: consoleStore,
     clock,
     identify: who,
-    canSignOut: (request) => {
-      const id = readSessionCookie(request.headers.cookie);
-      return token !== null && id !== null && sessions.isValid(id);
-    },
+    canSignOut: (request) => token !== null && hasValidSession(request, sessions),
   });
   registerStatsRoutes(app, { reader, clock });
   registerPolicyRoutes(app, { reader, clock, policy: opts.policy, noPolicyReason: opts.noPolicyReason });

@@ -1,8 +1,7 @@
 import type { FastifyRequest } from 'fastify';
-import { recordedAddressMatches } from '../audit/filters';
+import { inRanges } from '../policy/ip-range';
 import type { IpRange } from '../policy/ip-range';
-import { hasValidBearer } from './access';
-import { readSessionCookie } from './sessions';
+import { hasValidBearer, liveSession } from './access';
 import type { SessionStore } from './sessions';
 
 /**
@@ -18,7 +17,7 @@ export interface Identity {
 }
 
 /** Set by an authenticating reverse proxy (oauth2-proxy, nginx auth_request and the like). */
-export const FORWARDED_USER_HEADER = 'x-forwarded-user';
+const FORWARDED_USER_HEADER = 'x-forwarded-user';
 const MAX_FORWARDED_USER = 256;
 
 export interface IdentityOptions {
@@ -36,7 +35,7 @@ export interface IdentityOptions {
 export function trustedForwardedUser(request: FastifyRequest, authProxy: readonly IpRange[]): string | null {
   if (authProxy.length === 0) return null;
   const peer = request.socket.remoteAddress;
-  if (peer === undefined || !authProxy.some((range) => recordedAddressMatches(range, peer))) return null;
+  if (peer === undefined || !inRanges(authProxy, peer)) return null;
   const header = request.headers[FORWARDED_USER_HEADER];
   if (typeof header !== 'string') return null;
   const name = header.trim();
@@ -49,8 +48,8 @@ export function identify(request: FastifyRequest, opts: IdentityOptions): Identi
   const forwarded = trustedForwardedUser(request, opts.authProxy);
   if (forwarded !== null) return { name: forwarded, source: 'proxy_header' };
   if (hasValidBearer(request, opts.token)) return { name: 'token', source: 'token' };
-  const session = readSessionCookie(request.headers.cookie);
-  if (session !== null && opts.sessions.isValid(session)) {
+  const session = liveSession(request, opts.sessions);
+  if (session !== null) {
     return { name: opts.sessions.label(session) ?? `session ${opts.sessions.publicId(session)}`, source: 'session' };
   }
   return { name: 'loopback', source: 'loopback' };

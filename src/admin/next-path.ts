@@ -1,3 +1,6 @@
+/** Where a browser without a session is sent. */
+export const LOGIN_PAGE = '/login.html';
+
 /**
  * Where a login returns to: the link a signed-out visit asked for (`/login.html?next=...`).
  * Only a path on this admin is accepted, never another site: it must start with one `/`
@@ -5,7 +8,7 @@
  * backslash, control character or space, and resolve to this origin. Anything else, and the
  * login pages themselves (a loop), answer `/`.
  */
-export const MAX_NEXT_LENGTH = 2048;
+const MAX_NEXT_LENGTH = 2048;
 
 const PLACEHOLDER_ORIGIN = 'http://admin.invalid';
 
@@ -25,10 +28,10 @@ export function safeNextPath(value: unknown): string {
 }
 
 /** The login page's address carrying `next` (none for `/`, the default). */
-export function loginPageFor(loginPage: string, next: string, extra: Record<string, string> = {}): string {
+export function loginPageFor(next: string, extra: Record<string, string> = {}): string {
   const params = new URLSearchParams(extra);
   const safe = safeNextPath(next);
   if (safe !== '/') params.set('next', safe);
   const query = params.toString();
-  return query === '' ? loginPage : `${loginPage}?${query}`;
+  return query === '' ? LOGIN_PAGE : `${LOGIN_PAGE}?${query}`;
 }

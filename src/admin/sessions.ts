@@ -19,31 +19,34 @@ export const SESSION_DEFAULTS = Object.freeze({ ttlMs: 12 * 3_600_000, maxSessio
  * is simpler and safer than persisting bearer-equivalent secrets. Only a hash of each id is
  * kept, so the lookup time does not depend on how much of a guessed id is right.
  */
-export class SessionStore {
-  private readonly expiries = new Map<string, number>();
+interface Session {
+  expiresAt: number;
   /** Who logged in, when known (a trusted auth proxy named them): the console's accountability. */
-  private readonly labels = new Map<string, string>();
+  label: string | null;
+}
+
+export class SessionStore {
+  /** By the hash of the id; in creation order, so the first is the oldest. */
+  private readonly sessions = new Map<string, Session>();
 
   constructor(private readonly opts: SessionStoreOptions) {}
 
   /** A new session id; it expires ttlMs from now whatever happens (no sliding renewal). */
   create(label: string | null = null): string {
     this.sweep();
-    while (this.expiries.size >= this.opts.maxSessions) {
-      const oldest = this.expiries.keys().next();
+    while (this.sessions.size >= this.opts.maxSessions) {
+      const oldest = this.sessions.keys().next();
       if (oldest.done === true) break;
-      this.expiries.delete(oldest.value);
-      this.labels.delete(oldest.value);
+      this.sessions.delete(oldest.value);
     }
     const id = randomBytes(32).toString('base64url');
-    this.expiries.set(hashId(id), this.now() + this.opts.ttlMs);
-    if (label !== null) this.labels.set(hashId(id), label);
+    this.sessions.set(hashId(id), { expiresAt: this.now() + this.opts.ttlMs, label });
     return id;
   }
 
-  /** Who logged in with this session, when known. */
+  /** Who logged in with this live session, when known. */
   label(id: string): string | null {
-    return this.labels.get(hashId(id)) ?? null;
+    return this.live(id)?.label ?? null;
   }
 
   /**
@@ -55,36 +58,38 @@ export class SessionStore {
   }
 
   isValid(id: string): boolean {
-    if (!SESSION_ID.test(id)) return false;
-    const key = hashId(id);
-    const expiresAt = this.expiries.get(key);
-    if (expiresAt === undefined) return false;
-    if (expiresAt <= this.now()) {
-      this.expiries.delete(key);
-      return false;
-    }
-    return true;
+    return this.live(id) !== null;
   }
 
   revoke(id: string): void {
-    this.expiries.delete(hashId(id));
-    this.labels.delete(hashId(id));
+    this.sessions.delete(hashId(id));
   }
 
   get size(): number {
-    return this.expiries.size;
+    return this.sessions.size;
   }
 
   get ttlSeconds(): number {
     return Math.floor(this.opts.ttlMs / 1000);
   }
 
+  /** The session, unless the id is malformed, unknown or expired (an expired one is dropped). */
+  private live(id: string): Session | null {
+    if (!SESSION_ID.test(id)) return null;
+    const key = hashId(id);
+    const session = this.sessions.get(key);
+    if (session === undefined) return null;
+    if (session.expiresAt <= this.now()) {
+      this.sessions.delete(key);
+      return null;
+    }
+    return session;
+  }
+
   private sweep(): void {
     const now = this.now();
-    for (const [key, expiresAt] of this.expiries) {
-      if (expiresAt > now) continue;
-      this.expiries.delete(key);
-      this.labels.delete(key);
+    for (const [key, session] of this.sessions) {
+      if (session.expiresAt <= now) this.sessions.delete(key);
     }
   }
 

@@ -1,11 +1,13 @@
 import { performance } from 'node:perf_hooks';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type Database from 'better-sqlite3';
-import { FACET_SAMPLE_CAP, FacetTally, facetsAnswer } from './facets';
+import { FACET_SAMPLE_CAP, FacetTally, facetsAnswer, NOTHING_LEFT } from './facets';
 import type { FacetBudget, FacetField, FacetRow, FacetsAnswer } from './facets';
 import type { RequestFilters } from './filters';
 import { openSliceScanner } from './request-plan';
 import type { SliceScanner } from './request-plan';
+import { nextSliceSize } from './slice-size';
+import type { SliceSizing } from './slice-size';
 
 /**
  * Facets and filtered stats on one replica's SQLite store. The admin app shares the proxy's
@@ -42,17 +44,8 @@ function toFacetRow(row: RawFacetRow, node: string): FacetRow {
 }
 
 /** What one slice should cost, and its bounds in ids. */
-const SLICE_TARGET_MS = 8;
+const SLICE_SIZING: SliceSizing = { targetMs: 8, min: 512, max: 32_768 };
 const FIRST_SLICE = 4096;
-const MIN_SLICE = 512;
-const MAX_SLICE = 32_768;
-
-/** The next slice's size from what this one cost: double when cheap, halve when dear. */
-function nextSize(size: number, ms: number): number {
-  if (ms < SLICE_TARGET_MS / 2) return Math.min(MAX_SLICE, size * 2);
-  if (ms > SLICE_TARGET_MS * 2) return Math.max(MIN_SLICE, Math.floor(size / 2));
-  return size;
-}
 
 /**
  * Slices of [scanner.lo, before), newest first: each yields the id it starts at (every match at
@@ -70,7 +63,7 @@ async function* slices(
     const lo = Math.max(scanner.lo, hi - size);
     const started = performance.now();
     work(lo, hi);
-    size = nextSize(size, performance.now() - started);
+    size = nextSliceSize(size, performance.now() - started, SLICE_SIZING);
     hi = lo;
     if (hi <= scanner.lo) return;
     yield hi;
@@ -96,18 +89,29 @@ export async function scanFacetRows(
   const conn = db();
   const scanner = openSliceScanner<RawFacetRow>(conn, filters, FACET_COLUMNS);
   if (scanner === null) return { stoppedBelow: null, restart: false };
+  return scanWith(db, conn, scanner, node, add, stop, firstSlice);
+}
+
+/** scanFacetRows on a scanner already open on `conn`. */
+async function scanWith(
+  db: () => Database.Database,
+  conn: Database.Database,
+  scanner: SliceScanner<RawFacetRow>,
+  node: string,
+  add: (rows: FacetRow[]) => void,
+  stop: () => boolean,
+  firstSlice: number,
+): Promise<{ stoppedBelow: number | null; restart: boolean }> {
   const read = (lo: number, hi: number): void => add(scanner.rows(lo, hi).map((row) => toFacetRow(row, node)));
-  for await (const below of slices(scanner as SliceScanner<unknown>, TOP, read, firstSlice)) {
+  for await (const below of slices(scanner, TOP, read, firstSlice)) {
     if (db() !== conn) return { stoppedBelow: null, restart: true };
     if (stop()) return { stoppedBelow: below, restart: false };
   }
   return { stoppedBelow: null, restart: false };
 }
 
-/** The matching records below `before`, counted down in slices until done or out of time. */
-async function countBelow(db: Database.Database, filters: RequestFilters, before: number, budgetMs: number): Promise<{ counted: number; complete: boolean }> {
-  const scanner = openSliceScanner<unknown>(db, filters, 'r.id');
-  if (scanner === null) return { counted: 0, complete: true };
+/** The matching records below `before`, counted down in slices (the tally's scanner) until done or out of time. */
+async function countBelow(scanner: SliceScanner<unknown>, before: number, budgetMs: number): Promise<{ counted: number; complete: boolean }> {
   const deadline = performance.now() + budgetMs;
   let counted = 0;
   for await (const _below of slices(scanner, before, (lo, hi) => void (counted += scanner.count(lo, hi)))) {
@@ -131,10 +135,12 @@ export async function sqliteFacets(
   const deadline = began + budget.tallyMs;
   const tally = new FacetTally(fields);
   const conn = db();
+  const scanner = openSliceScanner<RawFacetRow>(conn, filters, FACET_COLUMNS);
+  if (scanner === null) return facetsAnswer(tally, limit, NOTHING_LEFT);
   const stop = (): boolean => tally.rows >= cap || performance.now() >= deadline;
-  const scan = await scanFacetRows(db, filters, node, (rows) => tally.add(rows), stop, budget.firstSliceIds);
+  const scan = await scanWith(db, conn, scanner, node, (rows) => tally.add(rows), stop, budget.firstSliceIds ?? FIRST_SLICE);
   if (scan.restart) return sqliteFacets(db, query);
-  if (scan.stoppedBelow === null) return facetsAnswer(tally, limit, { exhausted: true, counted: 0, countComplete: true });
-  const rest = await countBelow(conn, filters, scan.stoppedBelow, Math.max(0, began + budget.tallyMs + budget.countMs - performance.now()));
+  if (scan.stoppedBelow === null) return facetsAnswer(tally, limit, NOTHING_LEFT);
+  const rest = await countBelow(scanner, scan.stoppedBelow, Math.max(0, began + budget.tallyMs + budget.countMs - performance.now()));
   return facetsAnswer(tally, limit, { exhausted: false, counted: rest.counted, countComplete: rest.complete });
 }

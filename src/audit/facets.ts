@@ -169,12 +169,18 @@ export function parseFacetFields(text: string | undefined): FacetField[] | strin
   return [...new Set(fields)] as FacetField[];
 }
 
+/** What is left of the matches once a tally stops: counted, or none (the tally read them all). */
+export interface FacetsRest {
+  exhausted: boolean;
+  counted: number;
+  countComplete: boolean;
+}
+
+/** The tally read every match: nothing is left to count. */
+export const NOTHING_LEFT: Readonly<FacetsRest> = Object.freeze({ exhausted: true, counted: 0, countComplete: true });
+
 /** What a tally and a count of the rest found, turned into the answer. */
-export function facetsAnswer(
-  tally: FacetTally,
-  limit: number,
-  rest: { exhausted: boolean; counted: number; countComplete: boolean },
-): FacetsAnswer {
+export function facetsAnswer(tally: FacetTally, limit: number, rest: FacetsRest): FacetsAnswer {
   // Nothing left once the rest is counted: the tally was every match after all.
   const all = rest.exhausted || (rest.countComplete && rest.counted === 0);
   return {

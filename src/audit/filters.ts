@@ -19,9 +19,6 @@ export type RawRequestFilters = { [K in NegatableFilter]?: string } & { [K in Ne
   until?: string;
 };
 
-/** Every filter parameter name, negated ones included (the query schemas and saved views use it). */
-export const FILTER_NAMES: readonly string[] = [...NEGATABLE_FILTERS, ...NEGATABLE_FILTERS.map((n) => `not.${n}`), 'since', 'until'];
-
 /** A host filter: one policy host entry or several, comma-separated; matched as policies match. */
 export interface HostFilter {
   text: string;
@@ -68,14 +65,14 @@ export const Q_COLUMNS = ['host', 'path', 'reason', 'rule', 'error', 'client_ip'
 export const MAX_NODE_LENGTH = 255;
 export const MAX_NAME_FILTER_LENGTH = 255;
 
-function parseHost(text: string): HostFilter {
+function parseHost(param: string, text: string): HostFilter {
   if (text.length > MAX_HOST_FILTER_LENGTH) {
-    throw new QueryInputError('host', `host is longer than ${MAX_HOST_FILTER_LENGTH} characters`);
+    throw new QueryInputError(param, `${param} is longer than ${MAX_HOST_FILTER_LENGTH} characters`);
   }
   const entries: HostEntry[] = [];
   for (const raw of text.split(',').map((part) => part.trim())) {
     const parsed = parseHostEntry(raw);
-    if (!parsed.ok) throw new QueryInputError('host', `host: ${parsed.message}`);
+    if (!parsed.ok) throw new QueryInputError(param, `${param}: ${parsed.message}`);
     entries.push(parsed.entry);
   }
   const only = entries.length === 1 ? entries[0] : undefined;
@@ -88,31 +85,31 @@ function parseHost(text: string): HostFilter {
  * and colons, so text that reads as an address (policy rules: ends in a number or holds ":")
  * is taken as one: a group named like an IP address cannot be filtered by name.
  */
-function parseClient(text: string): ClientFilter {
+function parseClient(param: string, text: string): ClientFilter {
   if (looksLikeIp(text)) {
     const parsed = parseRange(text);
-    if (!parsed.ok) throw new QueryInputError('client', `client: ${parsed.message}`);
+    if (!parsed.ok) throw new QueryInputError(param, `${param}: ${parsed.message}`);
     return { kind: 'address', text, range: parsed.range };
   }
   if (!NAME_PATTERN.test(text)) {
-    throw new QueryInputError('client', 'client must be a client group name, an IP address or a CIDR range');
+    throw new QueryInputError(param, `${param} must be a client group name, an IP address or a CIDR range`);
   }
   return { kind: 'group', name: text };
 }
 
-function parseStatus(text: string): StatusFilter {
+function parseStatus(param: string, text: string): StatusFilter {
   if (/^[1-5][0-9]{2}$/.test(text)) return { kind: 'exact', code: Number(text) };
   const cls = /^([1-5])xx$/i.exec(text);
   if (cls) {
     const low = Number(cls[1]) * 100;
     return { kind: 'class', low, high: low + 99 };
   }
-  throw new QueryInputError('status', 'status must be a code from 100 to 599 or a class such as 4xx');
+  throw new QueryInputError(param, `${param} must be a code from 100 to 599 or a class such as 4xx`);
 }
 
-function parseDecision(text: string): Action {
+function parseDecision(param: string, text: string): Action {
   if (text === 'allow' || text === 'deny') return text;
-  throw new QueryInputError('decision', 'decision must be allow or deny');
+  throw new QueryInputError(param, `${param} must be allow or deny`);
 }
 
 function parseBoolean(param: string, text: string): boolean {
@@ -142,39 +139,31 @@ function parseName(param: string, text: string): string {
 }
 
 /** A record id as the API hands them out (the same rule as a cursor's id). */
-function parseTunnelId(text: string): number {
+function parseTunnelId(param: string, text: string): number {
   const id = /^[1-9][0-9]{0,15}$/.test(text) ? Number(text) : NaN;
-  if (!Number.isSafeInteger(id)) throw new QueryInputError('tunnel_id', "tunnel_id must be a tunnel's record id (a whole number from 1)");
+  if (!Number.isSafeInteger(id)) throw new QueryInputError(param, `${param} must be a tunnel's record id (a whole number from 1)`);
   return id;
 }
 
 /**
- * One side of the filters: the positive ones (`prefix` '') or the negated ones ('not.'). Error
- * messages name the parameter as given.
+ * One side of the filters: the positive ones (`prefix` '') or the negated ones ('not.'). Each
+ * parser is given the parameter's name as written (`not.host`), which its errors name.
  */
 function parseMatchFilters(raw: RawRequestFilters, prefix: '' | 'not.'): MatchFilters {
-  const get = (name: NegatableFilter): string | undefined => (raw as Record<string, string | undefined>)[`${prefix}${name}`];
   const named = <T>(name: NegatableFilter, parse: (param: string, text: string) => T): T | null => {
-    const text = get(name);
-    if (text === undefined) return null;
-    try {
-      return parse(`${prefix}${name}`, text);
-    } catch (err) {
-      if (err instanceof QueryInputError && prefix !== '' && !err.message.startsWith(prefix)) {
-        throw new QueryInputError(`${prefix}${name}`, `${prefix}${err.message}`);
-      }
-      throw err;
-    }
+    const param = `${prefix}${name}`;
+    const text = (raw as Record<string, string | undefined>)[param];
+    return text === undefined ? null : parse(param, text);
   };
   return {
-    host: named('host', (_p, t) => parseHost(t)),
-    client: named('client', (_p, t) => parseClient(t)),
-    decision: named('decision', (_p, t) => parseDecision(t)),
+    host: named('host', parseHost),
+    client: named('client', parseClient),
+    decision: named('decision', parseDecision),
     wouldDeny: named('would_deny', parseBoolean),
-    status: named('status', (_p, t) => parseStatus(t)),
+    status: named('status', parseStatus),
     q: named('q', parseQ),
     node: named('node', parseNode),
-    tunnelId: named('tunnel_id', (_p, t) => parseTunnelId(t)),
+    tunnelId: named('tunnel_id', parseTunnelId),
     rule: named('rule', parseName),
     user: named('user', parseName),
   };
@@ -190,7 +179,7 @@ export function parseRequestFilters(raw: RawRequestFilters, now: Date): RequestF
 }
 
 /** Any negated filter is set. */
-export function hasNegated(filters: RequestFilters): boolean {
+function hasNegated(filters: RequestFilters): boolean {
   return Object.values(filters.not).some((value) => value !== null);
 }
 

@@ -4,6 +4,7 @@ import { addressesMatching, hostsMatching, Q_COLUMNS } from './filters';
 import type { MatchFilters, RequestFilters } from './filters';
 import { DISTINCT_CLIENT_IPS } from './distinct';
 import { MergedIds } from './merge-ids';
+import { nextSliceSize } from './slice-size';
 import { statement } from './statement-cache';
 import { idRangeFor } from './time-window';
 
@@ -179,52 +180,38 @@ function rowConditions(resolved: Resolved, driver: Driver): { sql: string[]; par
   return { sql, params };
 }
 
-function fetchSql(driver: Driver, conditions: string[]): string {
+/**
+ * What a driver's statement over [lo, before) selects: its ids newest first, `take` at a time (an
+ * IdWalk's fetch); or a whole id slice, unordered, counted or as columns of `r` (a SliceScanner).
+ */
+type Selecting = { kind: 'ids' } | { kind: 'count' } | { kind: 'columns'; columns: string };
+
+function walkSql(driver: Driver, conditions: string[], selecting: Selecting): string {
   const more = conditions.map((c) => ` AND ${c}`).join('');
-  const tail = 'ORDER BY id DESC LIMIT @take';
+  const select = selecting.kind === 'ids' ? 'r.id AS id' : selecting.kind === 'count' ? 'count(*)' : selecting.columns;
+  const tail = selecting.kind === 'ids' ? ' ORDER BY id DESC LIMIT @take' : '';
   switch (driver.kind) {
     case 'scan':
       // NOT INDEXED keeps the walk on the rowid: the planner would otherwise pick
       // requests_started_at for a since filter and sort every record of the window.
-      return `SELECT r.id AS id FROM requests AS r NOT INDEXED WHERE r.id < @before AND r.id >= @lo${more} ${tail}`;
+      return `SELECT ${select} FROM requests AS r NOT INDEXED WHERE r.id < @before AND r.id >= @lo${more}${tail}`;
     case 'column':
-      return `SELECT r.id AS id FROM requests AS r INDEXED BY ${driver.index}
-        WHERE r.${driver.column} = @key AND r.id < @before AND r.id >= @lo${more} ${tail}`;
+      return `SELECT ${select} FROM requests AS r INDEXED BY ${driver.index}
+        WHERE r.${driver.column} = @key AND r.id < @before AND r.id >= @lo${more}${tail}`;
     case 'tunnel':
       // requests_tunnel_id is partial (tunnel_id IS NOT NULL), which `tunnel_id = ?` implies.
-      return `SELECT r.id AS id FROM requests AS r INDEXED BY requests_tunnel_id
-        WHERE r.tunnel_id = @tunnel_id AND r.id < @before AND r.id >= @lo${more} ${tail}`;
+      return `SELECT ${select} FROM requests AS r INDEXED BY requests_tunnel_id
+        WHERE r.tunnel_id = @tunnel_id AND r.id < @before AND r.id >= @lo${more}${tail}`;
     case 'would_deny':
-      return `SELECT r.id AS id FROM requests AS r INDEXED BY requests_would_deny
-        WHERE r.would_deny = 1 AND r.id < @before AND r.id >= @lo${more} ${tail}`;
+      return `SELECT ${select} FROM requests AS r INDEXED BY requests_would_deny
+        WHERE r.would_deny = 1 AND r.id < @before AND r.id >= @lo${more}${tail}`;
     case 'group': {
-      // CROSS JOIN fixes the order: walk the group's ids, look each record up by rowid.
-      const join = conditions.length > 0 ? ' CROSS JOIN requests AS r ON r.id = rc.request_id' : '';
-      return `SELECT rc.request_id AS id FROM request_clients AS rc${join}
-        WHERE rc.client = @key AND rc.request_id < @before AND rc.request_id >= @lo${more} ${tail}`;
-    }
-  }
-}
-
-/**
- * Every match of a driver in [lo, before), unordered: `select` is `count(*)` (a count) or columns
- * of `r` (the rows). fetchSql's walk without its order and limit, for a whole id slice at a time.
- */
-function sliceSql(driver: Driver, conditions: string[], select: string): string {
-  const more = conditions.map((c) => ` AND ${c}`).join('');
-  switch (driver.kind) {
-    case 'scan':
-      return `SELECT ${select} FROM requests AS r NOT INDEXED WHERE r.id < @before AND r.id >= @lo${more}`;
-    case 'column':
-      return `SELECT ${select} FROM requests AS r INDEXED BY ${driver.index} WHERE r.${driver.column} = @key AND r.id < @before AND r.id >= @lo${more}`;
-    case 'tunnel':
-      return `SELECT ${select} FROM requests AS r INDEXED BY requests_tunnel_id WHERE r.tunnel_id = @tunnel_id AND r.id < @before AND r.id >= @lo${more}`;
-    case 'would_deny':
-      return `SELECT ${select} FROM requests AS r INDEXED BY requests_would_deny WHERE r.would_deny = 1 AND r.id < @before AND r.id >= @lo${more}`;
-    case 'group': {
-      // A count with no row test needs no record: the group's own index range is the answer.
-      const join = select !== 'count(*)' || conditions.length > 0 ? ' CROSS JOIN requests AS r ON r.id = rc.request_id' : '';
-      return `SELECT ${select} FROM request_clients AS rc${join} WHERE rc.client = @key AND rc.request_id < @before AND rc.request_id >= @lo${more}`;
+      // CROSS JOIN fixes the order: walk the group's ids, look each record up by rowid. Ids or a
+      // count with no row test need no record: the group's own index range is the answer.
+      const join = selecting.kind === 'columns' || conditions.length > 0 ? ' CROSS JOIN requests AS r ON r.id = rc.request_id' : '';
+      const ofGroup = selecting.kind === 'ids' ? 'rc.request_id AS id' : select;
+      return `SELECT ${ofGroup} FROM request_clients AS rc${join}
+        WHERE rc.client = @key AND rc.request_id < @before AND rc.request_id >= @lo${more}${tail}`;
     }
   }
 }
@@ -266,7 +253,7 @@ function prepareWalk(db: Database.Database, filters: RequestFilters, after: numb
   if (newest === null) return null;
   return {
     keys: driverKeys(driver),
-    fetch: statement(db, fetchSql(driver, conditions.sql)).pluck(),
+    fetch: statement(db, walkSql(driver, conditions.sql, { kind: 'ids' })).pluck(),
     driver,
     conditions: conditions.sql,
     params: conditions.params,
@@ -286,13 +273,6 @@ export const FIRST_SLICE_IDS = 4096;
 const MAX_SLICE_IDS = 16_384;
 /** What one slice should cost: short enough that the proxy, on the same thread, barely notices. */
 const SLICE_TARGET_MS = 8;
-
-/** The next slice's size from what this one cost: double when cheap, halve when dear. */
-function nextSlice(size: number, first: number, ms: number): number {
-  if (ms < SLICE_TARGET_MS / 2) return Math.min(MAX_SLICE_IDS, size * 2);
-  if (ms > SLICE_TARGET_MS * 2) return Math.max(first, Math.floor(size / 2));
-  return size;
-}
 
 /** What one slice of a walk found. */
 export interface IdSlice {
@@ -349,7 +329,7 @@ export class IdWalk {
     // Used up: the next slice starts below this one, sized by what this one cost.
     this.open = null;
     this.hi = open.lo;
-    this.size = nextSlice(this.size, this.firstSlice, open.ms);
+    this.size = nextSliceSize(this.size, open.ms, { targetMs: SLICE_TARGET_MS, min: this.firstSlice, max: MAX_SLICE_IDS });
     return { ids, resumeBelow: open.lo > walk.lo ? open.lo : null };
   }
 }
@@ -387,8 +367,8 @@ export interface SliceScanner<Row> {
 export function openSliceScanner<Row>(db: Database.Database, filters: RequestFilters, columns: string): SliceScanner<Row> | null {
   const walk = prepareWalk(db, filters, 0);
   if (walk === null) return null;
-  const counting = statement(db, sliceSql(walk.driver, walk.conditions, 'count(*)')).pluck();
-  const reading = statement(db, sliceSql(walk.driver, walk.conditions, columns));
+  const counting = statement(db, walkSql(walk.driver, walk.conditions, { kind: 'count' })).pluck();
+  const reading = statement(db, walkSql(walk.driver, walk.conditions, { kind: 'columns', columns }));
   const each = <T>(lo: number, before: number, run: (params: Params) => T): T[] =>
     walk.keys.map((key) => run({ ...walk.params, key, lo: Math.max(lo, walk.lo), before: Math.min(before, walk.top) }));
   return {

@@ -8,7 +8,7 @@ import type { ListRequestsOptions, RequestPage, SearchPace } from './query';
 import type { AuditRecordJson } from './record-types';
 import { flagNodes } from './reader';
 import type { AuditReader, FacetsQuery, NodesPage } from './reader';
-import { FacetTally, facetsAnswer } from './facets';
+import { FacetTally, facetsAnswer, NOTHING_LEFT } from './facets';
 import type { FacetsAnswer } from './facets';
 import { scanFacetRows, sqliteFacets } from './facets-sqlite';
 import { narrowsBeyondWindow } from './filters';
@@ -77,7 +77,7 @@ export class SqliteAuditReader implements AuditReader {
   }
 
   async facets(query: FacetsQuery): Promise<FacetsAnswer> {
-    if (this.otherNode(query.filters)) return facetsAnswer(new FacetTally(query.fields), query.limit, { exhausted: true, counted: 0, countComplete: true });
+    if (this.otherNode(query.filters)) return facetsAnswer(new FacetTally(query.fields), query.limit, NOTHING_LEFT);
     return sqliteFacets(this.db, { ...query, node: this.node });
   }
 

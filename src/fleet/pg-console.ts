@@ -1,7 +1,8 @@
-import type { Pool, PoolClient } from 'pg';
+import type { Pool } from 'pg';
 import { eventOf, MAX_VIEWS, viewOf, ViewConflictError } from '../admin/console-store';
 import type { ConsoleAction, ConsoleEvent, ConsoleStore, EventRow, SavedView, ViewRow } from '../admin/console-store';
 import type { Identity } from '../admin/identity';
+import { inTransaction } from './pg-client';
 import { pgText } from './pg-text';
 
 /** PostgreSQL's code for a unique constraint broken (a view name taken by a concurrent save). */
@@ -20,7 +21,7 @@ export class PgConsoleStore implements ConsoleStore {
   }
 
   async createView(view: { name: string; query: string }, actor: Identity, at: Date): Promise<SavedView> {
-    return this.inTransaction(async (client) => {
+    return inTransaction(this.pool, async (client) => {
       const count = await client.query<{ n: string }>('SELECT count(*) AS n FROM console_views');
       if (Number(count.rows[0].n) >= MAX_VIEWS) throw new ViewConflictError(`at most ${MAX_VIEWS} views are kept: delete one first`);
       let row: ViewRow;
@@ -40,7 +41,7 @@ export class PgConsoleStore implements ConsoleStore {
   }
 
   async deleteView(id: number, actor: Identity, at: Date): Promise<SavedView | null> {
-    return this.inTransaction(async (client) => {
+    return inTransaction(this.pool, async (client) => {
       const result = await client.query<ViewRow>('DELETE FROM console_views WHERE id = $1 RETURNING id, name, query, created_by, created_at_ms', [id]);
       if (result.rows.length === 0) return null;
       const view = viewOf(result.rows[0]);
@@ -69,20 +70,5 @@ export class PgConsoleStore implements ConsoleStore {
       // jsonb refuses the escape \u0000 (PostgreSQL text holds no NUL): as the shipper does, U+FFFD.
       at.getTime(), pgText(actor.name), actor.source, action, JSON.stringify(detail).replace(/\\u0000/g, '\\ufffd'),
     ]);
-  }
-
-  private async inTransaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
-      const value = await work(client);
-      await client.query('COMMIT');
-      return value;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
   }
 }

@@ -1,12 +1,15 @@
 import { performance } from 'node:perf_hooks';
 import type { Pool } from 'pg';
-import { FACET_SAMPLE_CAP, FacetTally, facetsAnswer, registrableDomain } from '../audit/facets';
+import { FACET_SAMPLE_CAP, FacetTally, facetsAnswer, NOTHING_LEFT, registrableDomain } from '../audit/facets';
 import type { FacetField, FacetRow, FacetsAnswer } from '../audit/facets';
 import type { RequestFilters } from '../audit/filters';
 import { TOP } from '../audit/query';
 import type { FacetsQuery } from '../audit/reader';
+import { nextSliceSize } from '../audit/slice-size';
+import type { SliceSizing } from '../audit/slice-size';
 import type { Stats, StatsWindow } from '../audit/stats';
 import { StatsTally } from '../audit/stats-filtered';
+import { inTransaction } from './pg-client';
 import { PG_FIRST_SLICE_IDS, PgIdWalk, preparePgWalk } from './pg-request-walk';
 import type { PreparedWalk } from './pg-request-walk';
 
@@ -54,23 +57,19 @@ const QUERY_CANCELED = '57014';
 
 /** The matching records below `before`, in one count bounded by a statement timeout; null past it. */
 async function countBelow(pool: Pool, walk: PreparedWalk, before: number, budgetMs: number): Promise<number | null> {
-  const client = await pool.connect();
   try {
-    await client.query('BEGIN');
-    await client.query("SELECT set_config('statement_timeout', $1, true)", [String(Math.max(1, Math.round(budgetMs)))]);
-    // LIMIT $3 only gives $3 a type: the count is bounded by the ids already.
-    const result = await client.query<{ n: string }>(
-      `SELECT count(*) AS n FROM (SELECT 1 FROM requests AS r WHERE r.id >= $1 AND r.id < $2${walk.where} LIMIT $3) AS m`,
-      [walk.lo, before, Number.MAX_SAFE_INTEGER, ...walk.params.slice(3)],
-    );
-    await client.query('COMMIT');
-    return Number(result.rows[0].n);
+    return await inTransaction(pool, async (client) => {
+      await client.query("SELECT set_config('statement_timeout', $1, true)", [String(Math.max(1, Math.round(budgetMs)))]);
+      // LIMIT $3 only gives $3 a type: the count is bounded by the ids already.
+      const result = await client.query<{ n: string }>(
+        `SELECT count(*) AS n FROM (SELECT 1 FROM requests AS r WHERE r.id >= $1 AND r.id < $2${walk.where} LIMIT $3) AS m`,
+        [walk.lo, before, Number.MAX_SAFE_INTEGER, ...walk.params.slice(3)],
+      );
+      return Number(result.rows[0].n);
+    });
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
     if ((err as { code?: string }).code === QUERY_CANCELED) return null;
     throw err;
-  } finally {
-    client.release();
   }
 }
 
@@ -102,9 +101,8 @@ function sliceSql(walk: PreparedWalk, fields: readonly FacetField[]): string {
 }
 
 /** What one slice should cost in PostgreSQL, and its bounds in ids. */
-const SLICE_TARGET_MS = 60;
+const SLICE_SIZING: SliceSizing = { targetMs: 60, min: 4096, max: 4_194_304 };
 const FIRST_SLICE = 65_536;
-const MAX_SLICE = 4_194_304;
 
 export async function pgFacets(pool: Pool, query: FacetsQuery): Promise<FacetsAnswer> {
   const { filters, fields, limit, budget } = query;
@@ -112,7 +110,7 @@ export async function pgFacets(pool: Pool, query: FacetsQuery): Promise<FacetsAn
   const began = performance.now();
   const tally = new FacetTally(fields);
   const walk = await preparePgWalk(pool, filters, 0);
-  if (walk === null) return facetsAnswer(tally, limit, { exhausted: true, counted: 0, countComplete: true });
+  if (walk === null) return facetsAnswer(tally, limit, NOTHING_LEFT);
   const cap = budget.sampleCap ?? FACET_SAMPLE_CAP;
   const deadline = began + budget.tallyMs;
   const sql = sliceSql(walk, fields);
@@ -133,11 +131,11 @@ export async function pgFacets(pool: Pool, query: FacetsQuery): Promise<FacetsAn
       } else tally.addCount(row.f as FacetField, row.v, n);
     }
     const ms = performance.now() - started;
-    size = ms < SLICE_TARGET_MS / 2 ? Math.min(MAX_SLICE, size * 2) : ms > SLICE_TARGET_MS * 2 ? Math.max(4096, Math.floor(size / 2)) : size;
+    size = nextSliceSize(size, ms, SLICE_SIZING);
     hi = lo;
     if (hi > walk.lo && (tally.rows >= cap || performance.now() >= deadline)) break;
   }
-  if (hi <= walk.lo) return facetsAnswer(tally, limit, { exhausted: true, counted: 0, countComplete: true });
+  if (hi <= walk.lo) return facetsAnswer(tally, limit, NOTHING_LEFT);
   const counted = await countBelow(pool, walk, hi, Math.max(10, began + budget.tallyMs + budget.countMs - performance.now()));
   return facetsAnswer(tally, limit, { exhausted: false, counted: counted ?? 0, countComplete: counted !== null });
 }

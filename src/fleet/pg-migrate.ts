@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { Pool, PoolClient } from 'pg';
-import { withClient } from './pg-client';
+import { transaction, withClient } from './pg-client';
 import { MIGRATIONS_DIR, MigrationError, readMigrations } from '../audit/migrate';
 
 /** migrations/postgres/: the shared history's schema, forward-only like SQLite's. */
@@ -43,15 +43,10 @@ export async function applyPgMigrations(pool: Pool, opts: { dir?: string } = {})
       const done: string[] = [];
       for (const migration of migrations) {
         if (applied.has(migration.version)) continue;
-        await client.query('BEGIN');
-        try {
+        await transaction(client, async () => {
           await client.query(migration.sql);
           await client.query('INSERT INTO schema_migrations (version, applied_at_ms) VALUES ($1, $2)', [migration.version, Date.now()]);
-          await client.query('COMMIT');
-        } catch (err) {
-          await client.query('ROLLBACK');
-          throw err;
-        }
+        });
         done.push(migration.version);
       }
       return done;

@@ -1,5 +1,5 @@
 import type { Pool, PoolClient } from 'pg';
-import { withClient } from './pg-client';
+import { inTransaction, transaction, withClient } from './pg-client';
 import { ID_ORDER_LOCK } from './pg-ship';
 import { headPayload } from './pg-chain';
 import { readEntryHead, storedHash, ZERO_HASH } from '../audit/log/entry-codec';
@@ -149,8 +149,7 @@ function adjustParams(rows: readonly SideCounts[]): unknown[] {
 }
 
 async function pruneBatch(client: PoolClient, fromMs: number, cutoffMs: number, size: number): Promise<BatchOutcome> {
-  await client.query('BEGIN');
-  try {
+  return transaction(client, async () => {
     const counted = await client.query<SideCounts>(DELETE_BATCH_SQL, [fromMs, cutoffMs, size]);
     const minutes = counted.rows.filter((r) => r.side === 'minute');
     const deleted = minutes.reduce((sum, m) => sum + Number(m.allowed) + Number(m.denied), 0);
@@ -162,13 +161,9 @@ async function pruneBatch(client: PoolClient, fromMs: number, cutoffMs: number, 
       const gone = await client.query<{ removed: string }>(DROP_EMPTY_SQL, [minutes.map((m) => m.bucket), hours]);
       removed = Number(gone.rows[0].removed);
     }
-    await client.query('COMMIT');
     const newestMs = minutes.reduce((max, m) => Math.max(max, Number(m.newest)), fromMs);
     return { deleted, newestMs, removed };
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
+  });
 }
 
 /** Deletes every record that started before `cutoffMs`, batch by batch, until none is left. */
@@ -218,82 +213,85 @@ async function markCut(pool: Pool, cutoffMs: number): Promise<void> {
  * chain_cut_seq (the copy's length when it was cut) tell `audit verify` which missing records are
  * gone by design: those whose entry is before chain_cut_seq and that started before chain_cut_ms.
  */
-export async function cutChains(pool: Pool, cutoffMs: number, batchSize: number): Promise<number> {
+async function cutChains(pool: Pool, cutoffMs: number, batchSize: number): Promise<number> {
   const stores = await pool.query<{ store_id: string }>('SELECT store_id FROM audit_stores WHERE chain_entries > 0 ORDER BY store_id');
   let removed = 0;
   for (const { store_id: storeId } of stores.rows) {
-    let firstSeq: number | null = null;
+    let at: CutPosition | null = null;
     for (;;) {
-      const step: CutStep = await withClient(pool, (client) => cutStep(client, storeId, cutoffMs, batchSize, firstSeq));
+      const step: CutStep = await inTransaction(pool, (client) => cutStep(client, storeId, cutoffMs, batchSize, at));
       removed += step.deleted;
-      firstSeq = step.firstSeq;
+      at = step.at;
       if (step.deleted === 0) break;
     }
   }
   return removed;
 }
 
-interface CutStep {
-  deleted: number;
-  /** The copy's first seq after the step (carried to the next, so the deleted index entries are not walked again). */
+/** Where a store's cut stands, found in its first step and carried to the next. */
+interface CutPosition {
+  /** The oldest kept record's first entry (with no record kept, the copy's last entry): the cut ends before it. */
+  keepFrom: number;
+  /** The copy's first seq (carried so the deleted index entries are not walked again); null: the copy is empty. */
   firstSeq: number | null;
 }
 
-/** One step of a store's cut. */
-async function cutStep(client: PoolClient, storeId: string, cutoffMs: number, batchSize: number, knownFirst: number | null): Promise<CutStep> {
-  await client.query('BEGIN');
-  try {
-    const store = await client.query<{ chain_entries: string; after: string }>(
-      'SELECT chain_entries, COALESCE(chain_after_local_id, -1) AS after FROM audit_stores WHERE store_id = $1 FOR UPDATE',
-      [storeId],
-    );
-    await client.query(
-      'UPDATE audit_stores SET chain_cut_ms = GREATEST(COALESCE(chain_cut_ms, $2), $2), chain_cut_seq = chain_entries WHERE store_id = $1',
-      [storeId, cutoffMs],
-    );
-    const oldest = await client.query<{ local_id: string | null }>(
-      'SELECT min(local_id) AS local_id FROM requests WHERE store_id = $1 AND local_id > $2',
-      [storeId, store.rows[0].after],
-    );
-    const oldestKept = oldest.rows[0].local_id;
-    // Walked along the primary key from the copy's start: what lies before it is what is cut.
-    const kept = oldestKept === null ? null : await client.query<{ seq: string | null }>(
-      'SELECT seq FROM audit_chain WHERE store_id = $1 AND seq >= $3 AND local_id = $2 ORDER BY seq LIMIT 1',
-      [storeId, oldestKept, knownFirst ?? 0],
-    );
-    // A kept record with no entry (a row the chain never made): verify reports it; prune cuts nothing.
-    if (kept !== null && kept.rows[0]?.seq === undefined) {
-      await client.query('COMMIT');
-      return { deleted: 0, firstSeq: knownFirst };
+interface CutStep {
+  deleted: number;
+  /** Null when nothing is to be cut. */
+  at: CutPosition | null;
+}
+
+/**
+ * A store's cut, found once at its first step, the store row held: its cut marks (chain_cut_seq:
+ * the copy's length now), and where the oldest kept record's entries begin. Entries a shipper adds
+ * after this are newer than the cut, so later steps need not look again. Null: a kept record has
+ * no entry (a row the chain never made); verify reports it, and prune cuts nothing.
+ */
+async function findCut(client: PoolClient, storeId: string, cutoffMs: number, store: { chain_entries: string; after: string }): Promise<CutPosition | null> {
+  await client.query(
+    'UPDATE audit_stores SET chain_cut_ms = GREATEST(COALESCE(chain_cut_ms, $2), $2), chain_cut_seq = chain_entries WHERE store_id = $1',
+    [storeId, cutoffMs],
+  );
+  const oldest = await client.query<{ local_id: string | null }>(
+    'SELECT min(local_id) AS local_id FROM requests WHERE store_id = $1 AND local_id > $2',
+    [storeId, store.after],
+  );
+  const oldestKept = oldest.rows[0].local_id;
+  const first = await client.query<{ seq: string | null }>('SELECT min(seq) AS seq FROM audit_chain WHERE store_id = $1', [storeId]);
+  const firstSeq = first.rows[0].seq === null ? null : Number(first.rows[0].seq);
+  if (oldestKept === null) return { keepFrom: Number(store.chain_entries), firstSeq };
+  // Walked along the primary key from the copy's start (audit_chain has no local_id index): once per store.
+  const kept = await client.query<{ seq: string }>(
+    'SELECT seq FROM audit_chain WHERE store_id = $1 AND seq >= $3 AND local_id = $2 ORDER BY seq LIMIT 1',
+    [storeId, oldestKept, firstSeq ?? 0],
+  );
+  return kept.rows[0] === undefined ? null : { keepFrom: Number(kept.rows[0].seq), firstSeq };
+}
+
+/** One step of a store's cut: at most `batchSize` entries before the kept record go. */
+async function cutStep(client: PoolClient, storeId: string, cutoffMs: number, batchSize: number, carried: CutPosition | null): Promise<CutStep> {
+  // Held as its shipper holds it, so a step never interleaves with a batch being added.
+  const store = await client.query<{ chain_entries: string; after: string }>(
+    'SELECT chain_entries, COALESCE(chain_after_local_id, -1) AS after FROM audit_stores WHERE store_id = $1 FOR UPDATE',
+    [storeId],
+  );
+  const at = carried ?? await findCut(client, storeId, cutoffMs, store.rows[0]);
+  if (at === null || at.firstSeq === null) return { deleted: 0, at };
+  const { keepFrom, firstSeq } = at;
+  // The new first entry: the one right before the kept record, at most a batch further on.
+  const to = Math.min(keepFrom - 1, firstSeq + batchSize);
+  if (to <= firstSeq) return { deleted: 0, at };
+  const entry = await client.query<{ entry: Buffer }>('SELECT entry FROM audit_chain WHERE store_id = $1 AND seq = $2', [storeId, to]);
+  const payload = entry.rows[0]?.entry;
+  if (payload !== undefined) {
+    const head = readEntryHead(payload);
+    if (head.type !== 'head') {
+      // An entry written before the chain began: the chain starts after it, from zeros.
+      const hash = storedHash(payload) ?? ZERO_HASH;
+      await client.query('UPDATE audit_chain SET entry = $3 WHERE store_id = $1 AND seq = $2', [storeId, to, headPayload({ id: head.id, hash }, new Date(head.timeMs))]);
     }
-    // Where the oldest kept record's first entry is; with no record kept, the copy's last entry.
-    const keepFrom = kept === null ? Number(store.rows[0].chain_entries) : Number(kept.rows[0].seq);
-    let firstSeq = knownFirst;
-    if (firstSeq === null) {
-      const first = await client.query<{ seq: string | null }>('SELECT min(seq) AS seq FROM audit_chain WHERE store_id = $1', [storeId]);
-      firstSeq = first.rows[0].seq === null ? null : Number(first.rows[0].seq);
-    }
-    // The new first entry: the one right before the kept record, at most a batch further on.
-    const to = firstSeq === null ? null : Math.min(keepFrom - 1, firstSeq + batchSize);
-    if (firstSeq === null || to === null || to <= firstSeq) {
-      await client.query('COMMIT');
-      return { deleted: 0, firstSeq };
-    }
-    const entry = await client.query<{ entry: Buffer }>('SELECT entry FROM audit_chain WHERE store_id = $1 AND seq = $2', [storeId, to]);
-    const payload = entry.rows[0]?.entry;
-    if (payload !== undefined) {
-      const head = readEntryHead(payload);
-      if (head.type !== 'head') {
-        // An entry written before the chain began: the chain starts after it, from zeros.
-        const hash = storedHash(payload) ?? ZERO_HASH;
-        await client.query('UPDATE audit_chain SET entry = $3 WHERE store_id = $1 AND seq = $2', [storeId, to, headPayload({ id: head.id, hash }, new Date(head.timeMs))]);
-      }
-    }
-    const gone = await client.query('DELETE FROM audit_chain WHERE store_id = $1 AND seq >= $2 AND seq < $3', [storeId, firstSeq, to]);
-    await client.query('COMMIT');
-    return { deleted: gone.rowCount ?? 0, firstSeq: to };
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
   }
+  const gone = await client.query('DELETE FROM audit_chain WHERE store_id = $1 AND seq >= $2 AND seq < $3', [storeId, firstSeq, to]);
+  return { deleted: gone.rowCount ?? 0, at: { keepFrom, firstSeq: to } };
 }

@@ -4,6 +4,7 @@ import { DISTINCT_CLIENT_IPS } from '../audit/distinct';
 import { addressesMatching, hostsMatching, Q_COLUMNS } from '../audit/filters';
 import type { MatchFilters, RequestFilters } from '../audit/filters';
 import type { IdSlice } from '../audit/request-plan';
+import { nextSliceSize } from '../audit/slice-size';
 import { pgText } from './pg-text';
 
 /**
@@ -262,8 +263,7 @@ export class PgIdWalk<Row extends { id: string } = { id: string }> {
     }
     this.openLo = null;
     this.hi = lo;
-    if (this.openMs < PG_SLICE_TARGET_MS / 2) this.size = Math.min(PG_MAX_SLICE_IDS, this.size * 4);
-    else if (this.openMs > PG_SLICE_TARGET_MS * 2) this.size = Math.max(this.firstSlice, Math.floor(this.size / 2));
+    this.size = nextSliceSize(this.size, this.openMs, { targetMs: PG_SLICE_TARGET_MS, min: this.firstSlice, max: PG_MAX_SLICE_IDS, grow: 4 });
     return { ids, rows, resumeBelow: lo > walk.lo ? lo : null };
   }
 }

@@ -3,7 +3,7 @@ import { completionParams, openParams } from '../audit/record-params';
 import type { AuditCompletion, AuditOpen } from '../audit/record-types';
 import type { LogPosition } from '../audit/log/segment-reader';
 import type { StepPlan } from '../audit/log/index-step';
-import { withClient } from './pg-client';
+import { inTransaction } from './pg-client';
 import { pgText } from './pg-text';
 import { shipChainPart } from './pg-chain';
 import type { ChainPart } from './pg-chain';
@@ -44,8 +44,8 @@ export interface ShipBatch {
 
 export type ShipOutcome =
   | { kind: 'shipped'; inserted: number; completed: number }
-  /** The stored position differs from `from`: re-read from `position`. */
-  | { kind: 'stale'; position: LogPosition };
+  /** The stored position differs from `from`: re-read from `position`, with the chain's copy `chainEntries` long (as shipStart says). */
+  | { kind: 'stale'; position: LogPosition; chainEntries: number };
 
 /** A nullable text for PostgreSQL (pg-text.ts). */
 function pgNullableText(value: string | number | null): string | null {
@@ -124,9 +124,6 @@ export function rowValues(id: number, open: AuditOpen, completion: AuditCompleti
 /** Where the clients array sits in rowValues. */
 const CLIENTS_AT = INSERT_COLUMNS.indexOf('clients');
 
-/** The columns a completion fills (COMPLETE_SQL); the rest are the open's. */
-export const COMPLETION_COLUMNS: ReadonlySet<string> = new Set(['ended_at_ms', 'status', 'bytes_up', 'bytes_down', 'error']);
-
 /**
  * The batch's rows as one JSON parameter, one positional array per row (INSERT_COLUMNS order): a
  * batch is one statement and one round trip. JSON.stringify is native; the server reads it with
@@ -146,7 +143,11 @@ function rowsJson(rows: StepPlan['rows']): string {
   return JSON.stringify(out);
 }
 
+/** `user` is a reserved word in PostgreSQL: as a column name it is quoted. */
 const quoted = (c: string): string => (c === 'user' ? '"user"' : c);
+
+/** INSERT_COLUMNS as SQL names, in order (the INSERT below, and what pg-verify.ts reads back). */
+export const INSERT_COLUMN_LIST = INSERT_COLUMNS.map(quoted).join(', ');
 
 /**
  * The rows and their side tables in one statement. The side tables read what the INSERT returned,
@@ -164,7 +165,7 @@ const INSERT_SQL = `WITH u AS (
     SELECT ${INSERT_COLUMNS.map((c, i) => `(e->>${i})::${COLUMN_TYPES[c]} AS ${quoted(c)}`).join(', ')}
     FROM jsonb_array_elements($3::jsonb) AS e
   ), ins AS (
-    INSERT INTO requests (store_id, node, ${INSERT_COLUMNS.map(quoted).join(', ')})
+    INSERT INTO requests (store_id, node, ${INSERT_COLUMN_LIST})
     SELECT $1::uuid, $2::text, ${INSERT_COLUMNS.map((c) => `u.${quoted(c)}`).join(', ')} FROM u
     ON CONFLICT (store_id, local_id) DO NOTHING
     RETURNING id, local_id, started_at_ms, host, client_ip, decision, would_deny
@@ -242,49 +243,42 @@ export const ID_ORDER_LOCK = 0x73686970; // "ship"
 
 /** Ships one batch; see the file comment for what makes it idempotent. */
 export async function shipBatch(pool: Pool, who: StoreIdentity, batch: ShipBatch, nowMs: number = Date.now()): Promise<ShipOutcome> {
-  return withClient(pool, async (client) => {
-    await client.query('BEGIN');
-    try {
-      await touchStore(client, who, batch.policyVersion, nowMs);
-      const stored = await client.query<{ ship_segment: string; ship_offset: string; chain_entries: string }>(
-        'SELECT ship_segment, ship_offset, chain_entries FROM audit_stores WHERE store_id = $1 FOR UPDATE',
-        [who.storeId],
-      );
-      const row = stored.rows[0];
-      const position = { segment: Number(row.ship_segment), offset: Number(row.ship_offset) };
-      if (position.segment !== batch.from.segment || position.offset !== batch.from.offset) {
-        await client.query('ROLLBACK');
-        return { kind: 'stale', position };
-      }
-      // Before the rows' UPDATE below moves last_local_id: the chain's copy notes where it began.
-      if (batch.chain !== undefined) await shipChainPart(client, who.storeId, Number(row.chain_entries), batch.chain);
-      const { rows, completions } = batch.plan;
-      let completed = await applyCompletions(client, who.storeId, completions);
-      let inserted = 0;
-      if (rows.length > 0) {
-        // Ids are handed out by the INSERT; shippers must commit them in that order, or a live
-        // view that read newest_id = 500 never sees a 450 committed a moment later. The lock is
-        // held from here to COMMIT, so only this tail of the transaction is one at a time.
-        await client.query('SELECT pg_advisory_xact_lock($1)', [ID_ORDER_LOCK]);
-        const result = await client.query<{ local_id: string }>(INSERT_SQL, [who.storeId, pgText(who.node), rowsJson(rows)]);
-        inserted = result.rows.length;
-        // A row already there (shipped before, still open) takes the completion this batch carries.
-        const landed = new Set(result.rows.map((r) => Number(r.local_id)));
-        const late = rows.filter((r) => !landed.has(r.id) && r.completion !== null).map((r) => [r.id, r.completion as AuditCompletion] as const);
-        completed += await applyCompletions(client, who.storeId, late);
-      }
-      const newest = rows.at(-1);
-      await client.query(
-        `UPDATE audit_stores SET ship_segment = $2, ship_offset = $3, shipped_entries = shipped_entries + $4,
-           last_local_id = COALESCE($5, last_local_id), last_record_ms = COALESCE($6, last_record_ms)
-         WHERE store_id = $1`,
-        [who.storeId, batch.next.segment, batch.next.offset, batch.entries, newest?.id ?? null, newest?.open.startedAt.getTime() ?? null],
-      );
-      await client.query('COMMIT');
-      return { kind: 'shipped', inserted, completed };
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
+  return inTransaction<ShipOutcome>(pool, async (client, rollbackOnly) => {
+    await touchStore(client, who, batch.policyVersion, nowMs);
+    const stored = await client.query<{ ship_segment: string; ship_offset: string; chain_entries: string }>(
+      'SELECT ship_segment, ship_offset, chain_entries FROM audit_stores WHERE store_id = $1 FOR UPDATE',
+      [who.storeId],
+    );
+    const row = stored.rows[0];
+    const position = { segment: Number(row.ship_segment), offset: Number(row.ship_offset) };
+    if (position.segment !== batch.from.segment || position.offset !== batch.from.offset) {
+      rollbackOnly();
+      return { kind: 'stale', position, chainEntries: Number(row.chain_entries) };
     }
+    // Before the rows' UPDATE below moves last_local_id: the chain's copy notes where it began.
+    if (batch.chain !== undefined) await shipChainPart(client, who.storeId, Number(row.chain_entries), batch.chain);
+    const { rows, completions } = batch.plan;
+    let completed = await applyCompletions(client, who.storeId, completions);
+    let inserted = 0;
+    if (rows.length > 0) {
+      // Ids are handed out by the INSERT; shippers must commit them in that order, or a live
+      // view that read newest_id = 500 never sees a 450 committed a moment later. The lock is
+      // held from here to COMMIT, so only this tail of the transaction is one at a time.
+      await client.query('SELECT pg_advisory_xact_lock($1)', [ID_ORDER_LOCK]);
+      const result = await client.query<{ local_id: string }>(INSERT_SQL, [who.storeId, pgText(who.node), rowsJson(rows)]);
+      inserted = result.rows.length;
+      // A row already there (shipped before, still open) takes the completion this batch carries.
+      const landed = new Set(result.rows.map((r) => Number(r.local_id)));
+      const late = rows.filter((r) => !landed.has(r.id) && r.completion !== null).map((r) => [r.id, r.completion as AuditCompletion] as const);
+      completed += await applyCompletions(client, who.storeId, late);
+    }
+    const newest = rows.at(-1);
+    await client.query(
+      `UPDATE audit_stores SET ship_segment = $2, ship_offset = $3, shipped_entries = shipped_entries + $4,
+         last_local_id = COALESCE($5, last_local_id), last_record_ms = COALESCE($6, last_record_ms)
+       WHERE store_id = $1`,
+      [who.storeId, batch.next.segment, batch.next.offset, batch.entries, newest?.id ?? null, newest?.open.startedAt.getTime() ?? null],
+    );
+    return { kind: 'shipped', inserted, completed };
   });
 }

@@ -3,8 +3,9 @@ import { decodeEntry, EntryDecodeError, readEntryHead } from '../audit/log/entry
 import type { LogEntry } from '../audit/log/entry-codec';
 import { ChainWalk } from '../audit/log/verify-chain';
 import type { VerifyReport } from '../audit/log/verify-chain';
-import { withClient } from './pg-client';
-import { COMPLETION_COLUMNS, INSERT_COLUMNS, rowValues } from './pg-ship';
+import { COMPLETION_COLUMNS } from '../audit/record-params';
+import { inTransaction } from './pg-client';
+import { INSERT_COLUMN_LIST, INSERT_COLUMNS, rowValues } from './pg-ship';
 
 /**
  * `tollgate audit verify --audit-url` (issue 17): every replica's chain, from the copy the shippers
@@ -49,9 +50,8 @@ export interface PgVerifyResult {
   headsNotMet: string[];
 }
 
-const COLUMN_LIST = INSERT_COLUMNS.map((c) => (c === 'user' ? '"user"' : c)).join(', ');
 /** Which columns an open entry and a completion fill (the row's other columns are the other's). */
-const COMPLETION_AT = INSERT_COLUMNS.map((c) => COMPLETION_COLUMNS.has(c));
+const COMPLETION_AT = INSERT_COLUMNS.map((c) => (COMPLETION_COLUMNS as readonly string[]).includes(c));
 
 interface StoreRow {
   store_id: string;
@@ -68,14 +68,8 @@ export async function verifyHistory(pool: Pool, options: PgVerifyOptions): Promi
   const pending = new Set(options.expectHeads ?? []);
   const result: PgVerifyResult = { stores: [], headsNotMet: [] };
   for (const { store_id: storeId } of stores.rows) {
-    result.stores.push(await withClient(pool, async (client) => {
-      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      try {
-        return await verifyStore(client, storeId, options, pending);
-      } finally {
-        await client.query('COMMIT').catch(() => undefined);
-      }
-    }));
+    // Read only: its ROLLBACK on an error ends it as COMMIT would.
+    result.stores.push(await inTransaction(pool, (client) => verifyStore(client, storeId, options, pending), 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'));
   }
   result.headsNotMet = [...pending];
   return result;
@@ -190,7 +184,7 @@ async function rowsOf(client: PoolClient, storeId: string, localIds: number[]): 
   const found = new Map<number, RowFound>();
   if (localIds.length === 0) return found;
   const result = await client.query<{ id: string; v: unknown[] }>(
-    `SELECT id, jsonb_build_array(${COLUMN_LIST}) AS v FROM requests WHERE store_id = $1 AND local_id = ANY($2::bigint[])`,
+    `SELECT id, jsonb_build_array(${INSERT_COLUMN_LIST}) AS v FROM requests WHERE store_id = $1 AND local_id = ANY($2::bigint[])`,
     [storeId, [...new Set(localIds)]],
   );
   for (const row of result.rows) found.set(row.v[0] as number, { id: Number(row.id), values: row.v });

@@ -156,12 +156,7 @@ export class Shipper {
   private async shipOne(): Promise<Exclude<Step, 'failed'>> {
     const { pool, logDir, who } = this.opts;
     if (!this.migrated) await this.migrate();
-    if (this.at === null) {
-      const shipped = await shipStart(pool, who.storeId);
-      this.at = this.ownPosition(shipped.position);
-      this.chainStarts = shipped.chainEntries === 0;
-    }
-    const from = this.at;
+    const from = this.at ?? this.startFrom(await shipStart(pool, who.storeId));
     const read = readStep(logDir, from, this.opts.maxBatchEntries ?? SHIPPER_DEFAULTS.maxBatchEntries, true);
     if (read.entries.length === 0 && read.damage.length === 0) {
       if (this.uncopied !== null) this.keepLocalCopy(this.uncopied, true);
@@ -177,7 +172,8 @@ export class Shipper {
       if (this.stale.note(this.clock().getTime())) {
         throw new ForeignShipperError(who.storeId, 'the ship position in PostgreSQL was moved under this shipper more than 3 times in a minute');
       }
-      this.at = null;
+      // Read with the refusal, under the same row lock: no need to ask again.
+      this.startFrom(outcome);
       return 'more';
     }
     this.at = read.next;
@@ -203,6 +199,13 @@ export class Shipper {
   }
 
   /** PostgreSQL's position for this store, when it can be this log's (ship-position-check.ts). */
+  /** Ships on from where PostgreSQL says this store stands (shipStart, or a stale batch's answer). */
+  private startFrom(stored: { position: LogPosition; chainEntries: number }): LogPosition {
+    this.at = this.ownPosition(stored.position);
+    this.chainStarts = stored.chainEntries === 0;
+    return this.at;
+  }
+
   private ownPosition(position: LogPosition): LogPosition {
     const why = positionOutsideLog(this.opts.logDir, position);
     if (why !== null) throw new ForeignShipperError(this.opts.who.storeId, `its ship position in PostgreSQL (segment ${position.segment}, offset ${position.offset}) is not in this log: ${why}`);

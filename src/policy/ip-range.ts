@@ -117,3 +117,9 @@ export function parseLiteral(text: string): ipaddr.IPv4 | ipaddr.IPv6 | null {
 export function rangeContains(range: IpRange, addr: ipaddr.IPv4 | ipaddr.IPv6): boolean {
   return addr.kind() === range.addr.kind() && addr.match(range.addr, range.bits);
 }
+
+/** A literal address (a socket's peer, a recorded client) is in one of the ranges; false when it is no address. */
+export function inRanges(ranges: readonly IpRange[], ip: string): boolean {
+  const addr = parseLiteral(ip);
+  return addr !== null && ranges.some((range) => rangeContains(range, addr));
+}

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import type { ProxyHeaderRefusal } from '../metrics';
 import type { IpRange } from '../policy/ip-range';
-import { parseLiteral, rangeContains } from '../policy/ip-range';
+import { inRanges, rangeContains } from '../policy/ip-range';
 import { ProxyError } from '../request/errors';
 import { peerAddress, setProxiedClient } from './client-address';
 import type { ClientAddress } from './client-address';
@@ -25,12 +25,6 @@ import { answerFor, writeRawAnswer } from './respond';
  */
 export const PROXY_HEADER_TIMEOUT_MS = 5_000;
 
-/** True when the peer may (and must) send a PROXY header. */
-export function isProxyPeer(from: readonly IpRange[], ip: string): boolean {
-  const address = parseLiteral(ip);
-  return address !== null && from.some((range) => rangeContains(range, address));
-}
-
 /**
  * Take the header (if any) off a new connection, then call `serve` with the socket ready for the
  * HTTP server; a refused connection is answered 400, recorded and closed instead. Never throws.
@@ -44,7 +38,8 @@ export function acceptProxyHeader(ctx: ProxyContext, from: readonly IpRange[], s
     socket.destroy();
     return;
   }
-  const listed = isProxyPeer(from, peer.ip);
+  // A listed peer may (and must) send a PROXY header.
+  const listed = inRanges(from, peer.ip);
   let received: Buffer = Buffer.alloc(0);
   let settled = false;
   const timer = setTimeout(() => settle(onDeadline), PROXY_HEADER_TIMEOUT_MS);

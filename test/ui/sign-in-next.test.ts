@@ -1,3 +1,4 @@
+import { safeNextPath } from '../../src/admin/next-path';
 import { UiSuite, WAIT } from './ui-suite';
 
 jest.setTimeout(60_000);
@@ -51,6 +52,18 @@ describe('login returns to the link it came from', () => {
     await page.waitForURL(`${ui.admin.baseUrl}/`, WAIT);
     await page.locator('table.requests tbody tr').first().waitFor(WAIT);
     expect(new Set(requested)).toEqual(new Set([new URL(ui.admin.baseUrl).host]));
+  });
+
+  it('accepts exactly the next paths the server accepts', async () => {
+    const { page } = ui;
+    const values = ['/logout.html', '/logout/x', '/loginx', '/login', '/logout', '/login.css', '/a/../login.html', '/?q=1#h', '/x/./y', '//x', '/\\x'];
+    const seen: Array<[string, string]> = [];
+    for (const value of values) {
+      await ui.open(`/login.html?next=${encodeURIComponent(value)}`);
+      seen.push([value, await page.inputValue('#next')]);
+    }
+    // The page leaves the field empty where the server would answer `/`.
+    expect(seen).toEqual(values.map((value) => [value, safeNextPath(value) === '/' ? '' : safeNextPath(value)]));
   });
 
   it('a next forced into the form by hand is refused by the server too', async () => {

@@ -1,11 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { LOGIN_PAGE, tokenMatches } from '../access';
+import { hasValidSession, tokenMatches } from '../access';
 import { trustedForwardedUser } from '../identity';
 import type { IpRange } from '../../policy/ip-range';
 import type { LoginLimiter } from '../login-limiter';
-import { loginPageFor, safeNextPath } from '../next-path';
+import { LOGIN_PAGE, loginPageFor, safeNextPath } from '../next-path';
 import { clearedSessionCookie, readSessionCookie, sessionCookie } from '../sessions';
 import type { SessionStore } from '../sessions';
 
@@ -69,7 +69,7 @@ function isFormPost(request: FastifyRequest): boolean {
 function refuse(request: FastifyRequest, reply: FastifyReply, status: 401 | 429, error: string): FastifyReply {
   if (isFormPost(request)) {
     const reason = status === 429 ? 'rate_limited' : 'invalid';
-    return reply.code(303).header('location', loginPageFor(LOGIN_PAGE, presentedNext(request), { error: reason })).send();
+    return reply.code(303).header('location', loginPageFor(presentedNext(request), { error: reason })).send();
   }
   return reply.code(status).send({ error });
 }
@@ -121,8 +121,8 @@ export function registerLoginRoutes(app: FastifyInstance, opts: LoginRoutesOptio
 
   /** The UI's sign-out button: the session ends here and now, the cookie is cleared. */
   app.post('/api/logout', async (request, reply) => {
+    const hadSession = hasValidSession(request, opts.sessions);
     const id = readSessionCookie(request.headers.cookie);
-    const hadSession = id !== null && opts.sessions.isValid(id);
     if (id !== null) opts.sessions.revoke(id);
     return reply
       .header('set-cookie', clearedSessionCookie(request.protocol === 'https'))

@@ -4,6 +4,7 @@ import type { AuditReader } from '../../audit/reader';
 import type { StatsWindow } from '../../audit/stats';
 import { QueryInputError } from '../../audit/query-errors';
 import { parseTimeWindow } from '../../audit/time-window';
+import type { TimeWindow } from '../../audit/time-window';
 import { parseRequestFilters } from '../../audit/filters';
 import type { RawRequestFilters } from '../../audit/filters';
 import { FIRST_SEEN_QUERY_SCHEMA, STATS_QUERY_SCHEMA } from '../query-schema';
@@ -22,9 +23,8 @@ const DAY_MS = 86_400_000;
 const DEFAULT_TOP = 10;
 const DEFAULT_FIRST_SEEN_LIMIT = 100;
 
-/** The window of an aggregate: the last 24 hours unless said otherwise. */
-function statsWindow(query: WindowQuery, now: Date): StatsWindow {
-  const window = parseTimeWindow(query, now);
+/** The window of an aggregate, as parsed: the last 24 hours unless said otherwise. */
+function statsWindow(window: TimeWindow, now: Date): StatsWindow {
   const untilMs = window.untilMs ?? now.getTime();
   const sinceMs = window.sinceMs ?? untilMs - DAY_MS;
   if (sinceMs >= untilMs) throw new QueryInputError('since', 'since must be earlier than until (default: now)');
@@ -40,7 +40,7 @@ export function registerStatsRoutes(app: FastifyInstance, opts: StatsRoutesOptio
       const { top = DEFAULT_TOP, ...raw } = request.query;
       const now = opts.clock();
       const filters = parseRequestFilters(raw, now);
-      return opts.reader.stats(statsWindow(raw, now), top, filters);
+      return opts.reader.stats(statsWindow(filters.window, now), top, filters);
     },
   );
 
@@ -50,7 +50,8 @@ export function registerStatsRoutes(app: FastifyInstance, opts: StatsRoutesOptio
     { schema: { querystring: FIRST_SEEN_QUERY_SCHEMA } },
     async (request) => {
       const { by = 'host', limit = DEFAULT_FIRST_SEEN_LIMIT } = request.query;
-      return opts.reader.firstSeen(statsWindow(request.query, opts.clock()), by, limit);
+      const now = opts.clock();
+      return opts.reader.firstSeen(statsWindow(parseTimeWindow(request.query, now), now), by, limit);
     },
   );
 

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { FILTER_NAMES, parseRequestFilters } from '../../audit/filters';
+import { parseRequestFilters } from '../../audit/filters';
 import type { RawRequestFilters } from '../../audit/filters';
 import { QueryInputError } from '../../audit/query-errors';
 import { CONSOLE_ACTIONS, ViewConflictError } from '../console-store';
@@ -20,29 +20,39 @@ export interface ViewRoutesOptions {
   canSignOut: (request: FastifyRequest) => boolean;
 }
 
-/** A string within the bounds the /api/requests schema gives the same parameter. */
-function withinSchema(name: string, value: string): boolean {
-  const schema = (FILTER_PROPERTIES as Record<string, { maxLength?: number; minLength?: number; enum?: readonly string[] }>)[name];
-  if (schema.enum !== undefined && !schema.enum.includes(value)) return false;
-  return value.length >= (schema.minLength ?? 0) && value.length <= (schema.maxLength ?? Infinity);
+/** The filter part of the /api/requests query schema: a saved view's query is checked against it. */
+const VIEW_FILTERS_SCHEMA = { type: 'object', additionalProperties: false, properties: FILTER_PROPERTIES } as const;
+const FILTER_NAMES = Object.keys(FILTER_PROPERTIES);
+
+/** The schema's first complaint about a view's filters, in the words the console shows. */
+function schemaProblem(errors: ReadonlyArray<{ keyword: string; instancePath: string; params: Record<string, unknown> }>): string {
+  const [first] = errors;
+  const extra = first?.params.additionalProperty;
+  if (first?.keyword === 'additionalProperties' && typeof extra === 'string') {
+    return `query: "${extra}" is not a filter (known: ${FILTER_NAMES.join(', ')})`;
+  }
+  return `query: ${first?.instancePath.slice(1) ?? 'a filter'} is not a valid value for this filter`;
 }
 
 /**
- * A saved view's query: the filters as /api/requests takes them, checked as it checks them (known
- * names only, each once, values that parse), so a view never opens on a 400. Returned without
- * a leading `?`. Relative times (`since=24h`) stay relative: the view means "the last day".
+ * A saved view's query: the filters as /api/requests takes them, checked as it checks them (its
+ * schema's names and bounds, each name once, values that parse), so a view never opens on a
+ * 400. Returned without a leading `?`. Relative times (`since=24h`) stay relative: the view
+ * means "the last day".
  */
-export function checkViewQuery(text: string, now: Date): string {
+function checkViewQuery(request: FastifyRequest, text: string, now: Date): string {
   const query = text.startsWith('?') ? text.slice(1) : text;
   if (query.length > MAX_VIEW_QUERY) throw new QueryInputError('query', `query is longer than ${MAX_VIEW_QUERY} characters`);
-  const params = new URLSearchParams(query);
-  const raw: Record<string, string> = {};
-  for (const [name, value] of params) {
-    if (!FILTER_NAMES.includes(name)) throw new QueryInputError('query', `query: "${name}" is not a filter (known: ${FILTER_NAMES.join(', ')})`);
-    if (name in raw) throw new QueryInputError('query', `query: "${name}" is given twice`);
-    if (!withinSchema(name, value)) throw new QueryInputError('query', `query: ${name} is not a valid value for this filter`);
-    raw[name] = value;
+  // No prototype: a parameter named __proto__ or constructor is a name like any other (not a filter).
+  const raw: Record<string, string> = Object.create(null) as Record<string, string>;
+  let twice: string | null = null;
+  for (const [name, value] of new URLSearchParams(query)) {
+    if (Object.hasOwn(raw, name)) twice ??= name;
+    else raw[name] = value;
   }
+  const validate = request.compileValidationSchema(VIEW_FILTERS_SCHEMA);
+  if (!validate(raw)) throw new QueryInputError('query', schemaProblem(validate.errors ?? []));
+  if (twice !== null) throw new QueryInputError('query', `query: "${twice}" is given twice`);
   try {
     parseRequestFilters(raw as RawRequestFilters, now);
   } catch (err) {
@@ -87,7 +97,7 @@ export function registerViewRoutes(app: FastifyInstance, opts: ViewRoutesOptions
   app.post<{ Body: { name: string; query: string } }>('/api/views', { schema: { body: VIEW_BODY_SCHEMA }, bodyLimit: 8192 }, async (request, reply) => {
     const now = opts.clock();
     const name = checkViewName(request.body.name);
-    const query = checkViewQuery(request.body.query, now);
+    const query = checkViewQuery(request, request.body.query, now);
     try {
       const view = await opts.console.createView({ name, query }, opts.identify(request), now);
       return reply.code(201).send(view);

@@ -67,7 +67,7 @@ export interface PayloadPlace {
   gap?: string;
 }
 
-export function emptyReport(): VerifyReport {
+function emptyReport(): VerifyReport {
   return { verified: 0, unchained: 0, firstId: null, lastId: null, head: { id: 0, hash: ZERO_HASH }, headRecomputed: false, fromCheckpoint: null, break: null };
 }
 
