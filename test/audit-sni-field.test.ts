@@ -15,12 +15,11 @@ import type { AuditReader } from '../src/audit/reader';
 import { MAX_TEXT_LENGTH, OPEN_COLUMNS } from '../src/audit/record-params';
 import type { AuditOpen, AuditRecordJson } from '../src/audit/record-types';
 import { SqliteAuditReader } from '../src/audit/sqlite-reader';
-import { packBatch, packOpen, unpackBatch, unpackOpen } from '../src/cluster/wire';
 import { applyPgMigrations, PG_MIGRATIONS_DIR } from '../src/fleet/pg-migrate';
 import { PgAuditReader } from '../src/fleet/pg-reader';
 import { shipBatch, shippedPosition } from '../src/fleet/pg-ship';
 import { catchUpIndex } from './helpers/audit-index';
-import { completion, openFacts, tempLogDir } from './helpers/audit-log-fixtures';
+import { acrossWire, completion, openFacts, tempLogDir } from './helpers/audit-log-fixtures';
 import { describePg, freshDatabase } from './helpers/postgres';
 import { tempAuditFolder } from './helpers/audit-index-fixtures';
 
@@ -179,21 +178,16 @@ describe('the sni record field through the local audit log', () => {
 });
 
 describe('the sni record field on the cluster wire (serve --workers)', () => {
-  test('it is the last element of a packed open and crosses both ways; an open without one crosses as null', () => {
+  test('it crosses from a worker to the primary in an open and in a finished record; an open without one crosses without it', () => {
     const open = openFacts(1, { peerIp: '10.1.0.5', sni: PLAIN_SNI });
-    const packed = packOpen(open);
-    // Appended: every earlier index keeps the meaning it had before the field.
-    // (tunnel_id, issue 18, came after it: index 20.)
-    expect(packed).toHaveLength(21);
-    expect(packed[19]).toBe(PLAIN_SNI);
-    expect(packed[18]).toBe(open.policyVersion);
-    const crossed = JSON.parse(JSON.stringify(packed)) as typeof packed;
-    expect(unpackOpen(crossed)).toEqual({ ...open, tunnelId: null });
-    expect(packOpen(openFacts(2))[19]).toBeNull();
-    expect(unpackOpen(packOpen(openFacts(2))).sni).toBeNull();
-    const batch = unpackBatch(JSON.parse(JSON.stringify(packBatch([open], [], [[openFacts(3, { sni: 'x.example' }), completion(3)]]))));
-    expect(batch.opens[0].sni).toBe(PLAIN_SNI);
-    expect(batch.finished[0][0].sni).toBe('x.example');
+    const [crossed, finished, without] = acrossWire([
+      { type: 'open', open },
+      { type: 'finished', open: openFacts(3, { sni: 'x.example' }), completion: completion(3) },
+      { type: 'open', open: openFacts(2) },
+    ]);
+    expect(crossed).toEqual({ type: 'open', id: 0, open });
+    expect(finished.type === 'finished' ? finished.open.sni : 'not finished').toBe('x.example');
+    expect(without.type === 'open' ? without.open.sni ?? null : 'not open').toBeNull();
   });
 });
 

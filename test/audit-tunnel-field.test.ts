@@ -9,10 +9,9 @@ import { recordToJson } from '../src/audit/query';
 import { OPEN_COLUMNS } from '../src/audit/record-params';
 import type { AuditRecordJson } from '../src/audit/record-types';
 import { SqliteAuditReader } from '../src/audit/sqlite-reader';
-import { packBatch, packOpen, unpackBatch, unpackOpen } from '../src/cluster/wire';
 import { Exchange } from '../src/proxy/exchange';
 import { catchUpIndex } from './helpers/audit-index';
-import { completion, openFacts } from './helpers/audit-log-fixtures';
+import { acrossWire, completion, openFacts } from './helpers/audit-log-fixtures';
 import {
   adminOn, DENIED_INNER, expectTunnelThroughAdmin, getJson, innerOpen, NODE, NOW, tunnelOpen,
 } from './helpers/tunnel-records';
@@ -202,20 +201,15 @@ describe('the tunnel_id record field through the local audit log', () => {
 });
 
 describe('the tunnel_id record field on the cluster wire (serve --workers)', () => {
-  test('it is the last element of a packed open and crosses both ways, with kind https; an open without one crosses as null', () => {
+  test('it crosses from a worker to the primary with kind https, in an open and a finished record; an open without one crosses without it', () => {
     const open = innerOpen(1, 77, { peerIp: '10.1.0.5', sni: null });
-    const packed = packOpen(open);
-    // Appended: every earlier index keeps the meaning it had before the field.
-    expect(packed).toHaveLength(21);
-    expect(packed[20]).toBe(77);
-    expect(packed[19]).toBeNull();
-    expect(packed[6]).toBe('https');
-    const crossed = JSON.parse(JSON.stringify(packed)) as typeof packed;
-    expect(unpackOpen(crossed)).toEqual(open);
-    expect(packOpen(openFacts(2))[20]).toBeNull();
-    expect(unpackOpen(packOpen(openFacts(2))).tunnelId).toBeNull();
-    const batch = unpackBatch(JSON.parse(JSON.stringify(packBatch([open], [], [[innerOpen(3, 78), completion(3)]]))));
-    expect(batch.opens[0]).toMatchObject({ kind: 'https', tunnelId: 77 });
-    expect(batch.finished[0][0]).toMatchObject({ kind: 'https', tunnelId: 78 });
+    const [crossed, finished, without] = acrossWire([
+      { type: 'open', open },
+      { type: 'finished', open: innerOpen(3, 78), completion: completion(3) },
+      { type: 'open', open: openFacts(2) },
+    ]);
+    expect(crossed).toEqual({ type: 'open', id: 0, open: { ...open, sni: undefined } });
+    expect(finished.type === 'finished' ? finished.open : null).toMatchObject({ kind: 'https', tunnelId: 78 });
+    expect(without.type === 'open' ? without.open.tunnelId ?? null : 'not open').toBeNull();
   });
 });

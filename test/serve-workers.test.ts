@@ -354,6 +354,41 @@ describe('serve --workers: limits per box, failures, bad input', () => {
     }
   });
 
+  // The log store appends the workers' encoded entries as they come; these stores take records
+  // as objects, so the primary decodes them first (pool.ts commitDecoded).
+  it.each([
+    ['--audit-fsync (the writer thread)', (f: ServeFolder) => serveArgs(f, '--audit-fsync')],
+    ['an in-memory --db (the SQLite store)', (f: ServeFolder) => ['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--policies', f.policies, '--db', ':memory:']],
+  ])('records every worker request with %s, the refused one under the id its answer named', async (_, args) => {
+    const origin = await startOrigin((req, res) => res.end(`ok ${req.url}`));
+    const proc = spawnServe([...args(folder), '--workers', '2', '--drain-timeout', '1s']);
+    try {
+      const { proxyPort, adminPort } = await listeningPorts(proc);
+      const statuses = [];
+      for (let i = 0; i < 6; i += 1) statuses.push(await proxiedGet(proxyPort, `http://127.0.0.1:${origin.port}/decoded/${i}`));
+      expect(statuses).toEqual(Array(6).fill(200));
+      const refused = await new Promise<http.IncomingMessage>((resolve, reject) => {
+        http.get({ host: '127.0.0.1', port: proxyPort, path: 'http://refused.example/decoded/no', agent: false }, (res) => resolve(res.resume())).on('error', reject);
+      });
+      expect(refused.statusCode).toBe(403);
+      const refusedId = Number(refused.headers['x-tollgate-request-id']);
+      const items = await waitFor('7 completed records', async () => {
+        const found = (await getJson<{ items: RecordJson[] }>(adminPort, '/api/requests?q=/decoded/&limit=50')).body.items.filter((r) => r.ended_at !== null);
+        return found.length >= 7 ? found : undefined;
+      });
+      expect(items.map((r) => r.path).sort()).toEqual([...Array.from({ length: 6 }, (_, i) => `/decoded/${i}`), '/decoded/no'].sort());
+      expect(new Set(items.map((r) => r.id)).size).toBe(7);
+      expect(items.filter((r) => r.status === 200 && r.decision === 'allow')).toHaveLength(6);
+      expect(items.find((r) => r.path === '/decoded/no')).toMatchObject({ id: refusedId, decision: 'deny', status: 403 });
+      const ready = await getJson<Readiness['body']>(adminPort, '/readyz');
+      expect(ready.body.workers?.map((w) => w.records).reduce((a, b) => a + b, 0)).toBe(7);
+    } finally {
+      proc.child.kill('SIGKILL');
+      await proc.exited;
+      await origin.close();
+    }
+  });
+
   it('refuses to start when a limit is below the number of workers', () => {
     const run = runCli('serve', ...serveArgs(folder, '--workers', '4', '--max-tunnels-per-source', '3'));
     expect(run.status).toBe(1);

@@ -118,10 +118,13 @@ export class DiskWatermark {
  * records of requests already answered, must reach the log.
  */
 export function gateOnFreeDisk(target: BatchTarget, watermark: DiskWatermark): BatchTarget {
-  return {
+  const gated: BatchTarget = {
     writable: () => !watermark.low && target.writable(),
     commitBatch: (opens, completions, finished) => target.commitBatch(opens, completions, finished),
   };
+  const commitPrepared = target.commitPrepared?.bind(target);
+  if (commitPrepared !== undefined) gated.commitPrepared = commitPrepared;
+  return gated;
 }
 
 /** The log line for a change of state. */

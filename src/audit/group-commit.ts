@@ -1,5 +1,6 @@
 import type { AuditCompletion, AuditOpen, AuditSink } from './record-types';
 import type { BatchOutcome, CompletionEntry, FinishedEntry } from './connection';
+import type { PreparedEntry } from './log/entry-codec';
 
 /**
  * What group commit needs from the store: store.ts commits on this thread and returns the
@@ -13,6 +14,12 @@ export interface BatchTarget {
     completions: readonly CompletionEntry[],
     finished: readonly FinishedEntry[],
   ): BatchOutcome | Promise<BatchOutcome>;
+  /**
+   * Entries the log's codec already encoded (a `--workers` worker's batch, cluster/wire.ts),
+   * taken as they are: `ids` one per open or finished entry, in the order given. Only the log
+   * store appends without decoding; where this is absent, the caller decodes (cluster/pool.ts).
+   */
+  commitPrepared?(entries: readonly PreparedEntry[]): BatchOutcome | Promise<BatchOutcome>;
 }
 
 /**

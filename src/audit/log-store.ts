@@ -4,12 +4,12 @@ import type Database from 'better-sqlite3';
 import type { BatchOutcome, CompletionEntry, FinishedEntry } from './connection';
 import { clipText } from './record-params';
 import type { AuditCompletion, AuditOpen } from './record-types';
-import { encodeBatch, EntryEncodeError } from './log/entry-codec';
+import { decodePrepared, EntryEncodeError, isPrepared, prepareOrRefuse, refusedByFrame } from './log/entry-codec';
+import type { PreparedEntry, RefusedEntry } from './log/entry-codec';
 import { IndexConsumer } from './log/index-consumer';
 import type { RecoveryReport } from './log/log-recovery';
 import type { AuditChainHead } from './write-health';
 import { SegmentLog } from './log/segment-log';
-import type { NewEntry } from './log/segment-log';
 import { auditLogDir } from './log/segment-files';
 import { settingsFrom } from './store-options';
 import type { AuditStoreOptions, Settings } from './store-options';
@@ -34,7 +34,8 @@ export class LogAuditStore {
   private readonly state: WriteHealth;
   /** Records opened and not completed: completed at shutdown, kept by retention. */
   private readonly open: Set<number>;
-  private readonly pending = new Map<number, AuditCompletion>();
+  /** Completions held while the log cannot be written, by record id, already encoded. */
+  private readonly pending = new Map<number, PreparedEntry>();
   private dropped = 0;
   private closed = false;
 
@@ -78,61 +79,53 @@ export class LogAuditStore {
 
   /** Appends one batch: opens and finished records get their ids, in that order. */
   commitBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[], finished: readonly FinishedEntry[] = []): BatchOutcome {
-    if (this.closed || this.state.failing) {
-      for (const [id, completion] of completions) this.hold(id, completion);
-      throw this.state.unavailable();
-    }
     // Opens, then finished records: the order their ids are reported in (BatchOutcome).
-    const entries: NewEntry[] = [];
-    for (const open of opens) entries.push({ type: 'open', open });
-    for (const [open, completion] of finished) entries.push({ type: 'finished', open, completion });
-    for (const [id, completion] of completions) entries.push({ type: 'complete', id, completion });
-    let ids: number[];
-    try {
-      ids = this.log.appendBatch(entries);
-    } catch (err) {
-      // One entry the codec refuses (an id or a time out of range) fails that record alone.
-      if (err instanceof EntryEncodeError) return this.commitEncodable(entries, opens.length + finished.length);
-      for (const [id, completion] of completions) this.hold(id, completion);
-      this.state.fail(err);
-      throw this.state.unavailable();
-    }
-    for (let i = 0; i < opens.length; i += 1) this.open.add(ids[i]);
-    for (const [id] of completions) this.open.delete(id);
-    return { ids: ids.slice(0, opens.length + finished.length), refusedCompletions: 0 };
+    const entries: Array<PreparedEntry | RefusedEntry> = [];
+    for (const open of opens) entries.push(prepareOrRefuse({ type: 'open', open }));
+    for (const [open, completion] of finished) entries.push(prepareOrRefuse({ type: 'finished', open, completion }));
+    for (const [id, completion] of completions) entries.push(prepareOrRefuse({ type: 'complete', id, completion }));
+    return this.commitPrepared(entries);
   }
 
   /**
-   * The batch again without the entries the codec refuses: those records get an error in the
-   * outcome (their requests a 503, as the SQLite store answers a record it refuses), the others
-   * are appended as one batch.
+   * Appends entries already encoded (entry-codec.ts prepareEntry: here, or in a `--workers`
+   * worker) as one batch. The outcome's ids are the records' (open and finished entries) in the
+   * order given; an entry the codec refused (an EntryEncodeError in its place, or found here: an
+   * id or a time out of range) fails that record alone, with a 503 for its request, as the SQLite
+   * store answers a record it refuses.
    */
-  private commitEncodable(entries: readonly NewEntry[], records: number): BatchOutcome {
-    const refused = entries.map((entry) => encodeError(entry));
-    const kept = entries.filter((_, i) => refused[i] === null);
-    const keptIds = kept.length === 0 ? [] : this.appendOrFail(kept);
-    const outcome: BatchOutcome = { ids: [], refusedCompletions: 0 };
-    let next = 0;
-    entries.forEach((entry, i) => {
-      const error = refused[i];
-      const id = error === null ? keptIds[next++] : error;
-      if (i < records) outcome.ids.push(id);
-      else if (error !== null) outcome.refusedCompletions += 1;
-      if (typeof id !== 'number') return;
-      if (entry.type === 'open') this.open.add(id);
-      if (entry.type === 'complete') this.open.delete(entry.id);
-    });
-    return outcome;
-  }
-
-  private appendOrFail(entries: readonly NewEntry[]): number[] {
+  commitPrepared(entries: ReadonlyArray<PreparedEntry | RefusedEntry>): BatchOutcome {
+    const kept = entries.filter(isPrepared);
+    if (this.closed || this.state.failing) {
+      this.holdCompletions(kept);
+      throw this.state.unavailable();
+    }
     try {
-      return this.log.appendBatch(entries);
+      if (kept.length > 0) this.log.appendPrepared(kept);
     } catch (err) {
-      for (const entry of entries) if (entry.type === 'complete') this.hold(entry.id, entry.completion);
+      // One entry the codec refuses fails that record alone: the others go again without it.
+      if (err instanceof EntryEncodeError) {
+        const checked = entries.map((entry) => (isPrepared(entry) ? refusedByFrame(entry) ?? entry : entry));
+        if (checked.filter(isPrepared).length < kept.length) return this.commitPrepared(checked);
+      }
+      this.holdCompletions(kept);
       this.state.fail(err);
       throw this.state.unavailable();
     }
+    const outcome: BatchOutcome = { ids: [], refusedCompletions: 0 };
+    for (const entry of entries) {
+      if (!isPrepared(entry)) {
+        // A refused completion is counted; a refused record answers with its error.
+        if (entry.type === 'complete') outcome.refusedCompletions += 1;
+        else outcome.ids.push(entry.error);
+      } else if (entry.type === 'complete') {
+        this.open.delete(entry.id);
+      } else {
+        outcome.ids.push(entry.id);
+        if (entry.type === 'open') this.open.add(entry.id);
+      }
+    }
+    return outcome;
   }
 
   /** Ends every record still open: held completions first (their real ends win). */
@@ -147,7 +140,11 @@ export class LogAuditStore {
 
   /** What a failed shutdown saves beside the database (left-open.ts). */
   heldCompletions(): CompletionEntry[] {
-    return [...this.pending];
+    return [...this.pending.values()].map((entry): CompletionEntry => {
+      const decoded = decodePrepared(entry);
+      if (decoded.type !== 'complete') throw new Error(`held entry ${entry.id} is not a completion`);
+      return [decoded.id, decoded.completion];
+    });
   }
 
   /** A real write now (/readyz): a full or read-only volume shows before a request finds it. */
@@ -183,24 +180,28 @@ export class LogAuditStore {
     } catch (err) {
       return this.state.fail(err);
     }
-    const held = [...this.pending];
+    const held = [...this.pending.values()];
     this.pending.clear();
     this.state.recovered(held.length > 0 ? `; writing ${held.length} held completions` : '');
     if (held.length === 0) return;
     try {
-      this.commitBatch([], held);
+      this.commitPrepared(held);
     } catch {
-      // Held again by commitBatch; the next probe tries again.
+      // Held again by commitPrepared; the next probe tries again.
     }
   }
 
-  private hold(id: number, completion: AuditCompletion): void {
-    if (this.pending.size >= this.settings.maxPendingCompletions && !this.pending.has(id)) {
+  private holdCompletions(entries: readonly PreparedEntry[]): void {
+    for (const entry of entries) if (entry.type === 'complete') this.hold(entry);
+  }
+
+  private hold(entry: PreparedEntry): void {
+    if (this.pending.size >= this.settings.maxPendingCompletions && !this.pending.has(entry.id)) {
       const oldest = this.pending.keys().next().value as number;
       this.pending.delete(oldest);
       this.dropped += 1;
     }
-    this.pending.set(id, completion);
+    this.pending.set(entry.id, entry);
   }
 }
 
@@ -210,17 +211,6 @@ export class LogAuditStore {
  */
 function segmentAgeFor(retainMs: number): number {
   return retainMs <= 0 ? 0 : Math.min(3_600_000, Math.max(1000, Math.floor(retainMs / 4)));
-}
-
-/** Why the codec refuses this entry, or null (encoded apart, with a stand-in id where it gets one). */
-function encodeError(entry: NewEntry): EntryEncodeError | null {
-  try {
-    encodeBatch([entry.type === 'complete' ? entry : { ...entry, id: 1 }]);
-    return null;
-  } catch (err) {
-    if (err instanceof EntryEncodeError) return err;
-    throw err;
-  }
 }
 
 /** What recovery at open found: a torn or damaged tail is cut off and reported, never read. */

@@ -4,6 +4,7 @@ import type { IndexStatus } from './index-protocol';
 import { IndexThread } from './index-thread';
 import type { IndexThreadOptions } from './index-thread';
 import type { AuditOpen } from './record-types';
+import type { PreparedEntry } from './log/entry-codec';
 import type { AuditChainHead, AuditHealth } from './write-health';
 import { LogAuditStore } from './log-store';
 import { openReader, WriterThread } from './writer-thread';
@@ -23,6 +24,8 @@ export class LoggedStore implements ServingStore {
   /** The admin API's reads; the writer thread has one of its own, used under --audit-fsync. */
   private readonly reader: () => Database.Database;
   private readonly closeReader: () => void;
+  /** Workers' encoded entries, appended as they came: without --audit-fsync only (the writer is here then). */
+  readonly commitPrepared?: (entries: readonly PreparedEntry[]) => BatchOutcome;
 
   constructor(
     readonly file: string,
@@ -39,7 +42,9 @@ export class LoggedStore implements ServingStore {
       this.reader = () => thread.db;
       this.closeReader = () => undefined;
     } else {
-      this.writer = new LogAuditStore(file, writerOptions, options.retainMs ?? 0);
+      const store = new LogAuditStore(file, writerOptions, options.retainMs ?? 0);
+      this.writer = store;
+      this.commitPrepared = (entries) => store.commitPrepared(entries);
       const reader = openReader(file);
       this.reader = () => reader;
       this.closeReader = () => reader.close();

@@ -2,10 +2,13 @@ import cluster from 'node:cluster';
 import { AggregatorRegistry } from 'prom-client';
 import type { Worker } from 'node:cluster';
 import path from 'node:path';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { BatchOutcome, CompletionEntry, FinishedEntry } from '../audit/connection';
 import type { AuditOpen } from '../audit/record-types';
 import type { BatchTarget } from '../audit/group-commit';
+import { decodePrepared } from '../audit/log/entry-codec';
+import type { PreparedEntry } from '../audit/log/entry-codec';
 import { RecordEnd } from '../audit/record-types';
 import { AuditUnavailableError } from '../audit/write-health';
 import { workerModule } from '../audit/start-worker';
@@ -15,7 +18,8 @@ import type { MetricsJson } from '../metrics';
 import { workerLimits } from './limits';
 import { idsToRemote, toRemote } from '../audit/remote-error';
 import { isWorkerMessage, toPortable } from './protocol';
-import { unpackBatch } from './wire';
+import { AUDIT_CHANNEL_FD, decodeBatchFrame, encodeAnswerFrame, FrameReader } from './wire';
+import type { BatchAnswer } from './wire';
 import type { PolicyFiles, PrimaryMessage, WorkerMessage } from './protocol';
 
 /** A worker that exits sooner than this after its start is crashing: the next start waits. */
@@ -34,6 +38,8 @@ type WorkerState = 'starting' | 'listening' | 'draining' | 'exited';
 interface Member {
   readonly slot: number;
   readonly worker: Worker;
+  /** Its audit channel (wire.ts): batches in, answers out. */
+  readonly channel: net.Socket;
   readonly startedAt: number;
   state: WorkerState;
   policyVersion: string | null;
@@ -50,13 +56,11 @@ interface Member {
   readonly endedBySettle: Set<number>;
 }
 
-/** A worker's batch waiting for this turn's append. */
+/** A worker's batch waiting for this turn's append: its records first, then its completions. */
 interface QueuedBatch {
   member: Member;
   seq: number;
-  opens: AuditOpen[];
-  completions: CompletionEntry[];
-  finished: FinishedEntry[];
+  entries: PreparedEntry[];
 }
 
 export interface PoolOptions {
@@ -106,6 +110,8 @@ export class WorkerPool {
       exec: path.join(__dirname, 'cluster-entry.js'),
       args: [],
       serialization: 'json',
+      // fd 3 is the cluster's own channel; fd 4 (AUDIT_CHANNEL_FD) the audit records' (wire.ts).
+      stdio: [0, 1, 2, 'ipc', 'pipe'],
     });
     this.lastWritable = opts.target.writable();
     this.writableTimer = setInterval(() => this.tellWritable(), WRITABLE_CHECK_MS);
@@ -207,7 +213,9 @@ export class WorkerPool {
       TOLLGATE_AUDIT_URL: undefined,
       TOLLGATE_AUDIT_URL_FILE: undefined,
     });
-    const member: Member = { slot, worker, startedAt: Date.now(), state: 'starting', policyVersion: null, records: 0, open: new Set(), committing: new Set(), settled: false, endedBySettle: new Set(), lastMetrics: null };
+    const channel = worker.process.stdio[AUDIT_CHANNEL_FD];
+    if (!(channel instanceof net.Socket)) throw new Error('a worker was forked without its audit channel');
+    const member: Member = { slot, worker, channel, startedAt: Date.now(), state: 'starting', policyVersion: null, records: 0, open: new Set(), committing: new Set(), settled: false, endedBySettle: new Set(), lastMetrics: null };
     this.members.set(slot, member);
     const { config } = this.opts;
     worker.on('online', () => this.send(member, { t: 'init', slot, config: toPortable(config), admin: this.opts.admin, limits: workerLimits(config, slot), writable: this.opts.target.writable(), policy: this.opts.policy() }));
@@ -224,6 +232,19 @@ export class WorkerPool {
         start?.failed(message.message);
       } else this.received(member, message);
     });
+    const frames = new FrameReader((frame) => this.queue(member, frame));
+    channel.on('data', (chunk: Buffer) => {
+      try {
+        frames.push(chunk);
+      } catch (err) {
+        // Both ends are this release: a frame that does not parse is a bug. The worker is
+        // replaced (its acknowledged records are in the log; what it left open is completed).
+        this.opts.log.error({ worker: slot, err }, 'audit channel: a frame from a worker does not parse; the worker is replaced');
+        worker.process.kill('SIGKILL');
+      }
+    });
+    // A worker gone mid-write (EPIPE, ECONNRESET) is the exit's to handle.
+    channel.on('error', (err) => this.opts.log.debug({ worker: slot, err }, 'audit channel error'));
     // The IPC channel's errors (a worker gone mid-send) are the exit's to handle.
     worker.on('error', (err) => this.opts.log.warn({ worker: slot, err }, 'worker channel error'));
     worker.on('exit', (code, signal) => {
@@ -234,14 +255,17 @@ export class WorkerPool {
   }
 
   private received(member: Member, message: WorkerMessage): void {
-    if (message.t === 'batch') {
-      this.queued.push({ member, seq: message.seq, ...unpackBatch(message.batch) });
-      this.commitScheduled ??= setImmediate(() => this.commitQueued());
-    } else if (message.t === 'policy') {
+    if (message.t === 'policy') {
       member.policyVersion = message.version;
     } else if (message.t === 'metrics') {
       this.metricsWaiting.get(message.seq)?.(message.metrics);
     }
+  }
+
+  private queue(member: Member, frame: Buffer): void {
+    const { seq, entries } = decodeBatchFrame(frame);
+    this.queued.push({ member, seq, entries });
+    this.commitScheduled ??= setImmediate(() => this.commitQueued());
   }
 
   /**
@@ -256,16 +280,23 @@ export class WorkerPool {
     this.queued = [];
     const { target } = this.opts;
     const refused = !target.writable();
-    const taken = refused ? [] : batches;
-    const opens = taken.flatMap((b) => b.opens);
-    const finished = taken.flatMap((b) => b.finished);
-    // A message read after its worker's death was handled: what settle() completed stays so.
-    const completions = batches.flatMap((b) => (b.member.settled ? b.completions.filter(([id]) => !b.member.endedBySettle.has(id)) : b.completions));
+    // Each batch's records stay together and in order, so its ids are a run of the outcome's.
+    const entries: PreparedEntry[] = [];
+    for (const { member, entries: own } of batches) {
+      for (const entry of own) {
+        if (entry.type !== 'complete') {
+          if (!refused) entries.push(entry);
+        } else if (!(member.settled && member.endedBySettle.has(entry.id))) {
+          // A message read after its worker's death was handled: what settle() completed stays so.
+          entries.push(entry);
+        }
+      }
+    }
     const committing = (async (): Promise<void> => {
       let outcome: BatchOutcome | null = null;
       let failure: unknown = null;
       try {
-        outcome = await target.commitBatch(opens, completions, finished);
+        outcome = await (target.commitPrepared?.(entries) ?? commitDecoded(target, entries));
       } catch (err) {
         failure = err;
       }
@@ -277,36 +308,39 @@ export class WorkerPool {
     }
   }
 
-  /** Each worker its part of the outcome: ids in the order they were sent (all opens, then all finished). */
+  /** Each worker its part of the outcome: the ids of its records, in the order it sent them. */
   private answer(batches: readonly QueuedBatch[], refused: boolean, outcome: BatchOutcome | null, failure: unknown): void {
     const writable = this.opts.target.writable();
-    let nextOpen = 0;
-    let nextFinished = outcome === null ? 0 : batches.reduce((sum, b) => sum + (refused ? 0 : b.opens.length), 0);
+    let next = 0;
     for (const batch of batches) {
       const { member } = batch;
-      // A failed commit's completions are held by the store and written on recovery: not ours to end.
-      for (const [id] of batch.completions) member.open.delete(id);
-      const records = batch.opens.length + batch.finished.length;
-      if (outcome === null || (refused && records > 0)) {
+      const records: PreparedEntry[] = [];
+      for (const entry of batch.entries) {
+        // A failed commit's completions are held by the store and written on recovery: not ours to end.
+        if (entry.type === 'complete') member.open.delete(entry.id);
+        else records.push(entry);
+      }
+      if (outcome === null || (refused && records.length > 0)) {
         // Built only when needed: an Error captures a stack, which costs more than the answer.
         const error = failure ?? new AuditUnavailableError('audit log unavailable: new records are refused (see /readyz)');
-        this.send(member, { t: 'batchDone', seq: batch.seq, ok: false, error: toRemote(error), writable });
+        this.answerWorker(member, batch.seq, writable, { ok: false, error: toRemote(error) });
         continue;
       }
-      const own = refused ? [] : [...outcome.ids.slice(nextOpen, nextOpen + batch.opens.length), ...outcome.ids.slice(nextFinished, nextFinished + batch.finished.length)];
-      if (!refused) {
-        nextOpen += batch.opens.length;
-        nextFinished += batch.finished.length;
-      }
-      const ids = idsToRemote(own);
-      for (let i = 0; i < batch.opens.length; i += 1) {
-        const id = ids[i];
-        if (typeof id === 'number') member.open.add(id);
-      }
-      member.records += records;
-      this.send(member, { t: 'batchDone', seq: batch.seq, ok: true, ids, refusedCompletions: 0, writable });
+      const own = refused ? [] : outcome.ids.slice(next, next + records.length);
+      if (!refused) next += records.length;
+      records.forEach((entry, i) => {
+        const id = own[i];
+        if (entry.type === 'open' && typeof id === 'number') member.open.add(id);
+      });
+      member.records += records.length;
+      this.answerWorker(member, batch.seq, writable, { ok: true, ids: idsToRemote(own), refusedCompletions: 0 });
       if (member.settled) void this.completeLeftOpen(member);
     }
+  }
+
+  private answerWorker(member: Member, seq: number, writable: boolean, answer: BatchAnswer): void {
+    if (member.channel.destroyed || !member.channel.writable) return;
+    member.channel.write(encodeAnswerFrame(seq, writable, answer));
   }
 
   /**
@@ -424,4 +458,24 @@ export class WorkerPool {
     this.draining = true;
     for (const member of this.members.values()) if (!member.worker.isDead()) member.worker.process.kill('SIGKILL');
   }
+}
+
+/**
+ * A target that takes only records as objects (the SQLite store of an in-memory --db, the writer
+ * thread of --audit-fsync): the entries decoded and committed, the ids back in their order.
+ */
+export async function commitDecoded(target: BatchTarget, entries: readonly PreparedEntry[]): Promise<BatchOutcome> {
+  const opens: AuditOpen[] = [];
+  const finished: FinishedEntry[] = [];
+  const completions: CompletionEntry[] = [];
+  /** Per record in order: its index among the opens (≥ 0) or among the finished (-1 - i). */
+  const slots: number[] = [];
+  for (const prepared of entries) {
+    const entry = decodePrepared(prepared);
+    if (entry.type === 'open') slots.push(opens.push(entry.open) - 1);
+    else if (entry.type === 'finished') slots.push(-finished.push([entry.open, entry.completion]));
+    else completions.push([entry.id, entry.completion]);
+  }
+  const outcome = await target.commitBatch(opens, completions, finished);
+  return { ids: slots.map((slot) => (slot >= 0 ? outcome.ids[slot] : outcome.ids[opens.length - 1 - slot])), refusedCompletions: outcome.refusedCompletions };
 }

@@ -1,16 +1,14 @@
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
-import type { RemoteError } from '../audit/writer-protocol';
 import type { ListenAddress, ServeConfig } from '../config';
 import type { ProxyLimits } from '../proxy/context';
 import { parseRange } from '../policy/ip-range';
 import type { PolicyProvenance, PolicySource } from '../policy/provenance';
 import { readDescriptorLimit } from '../descriptors';
-import type { WireBatch } from './wire';
 
 /**
  * The messages between the primary (pool.ts: the audit log, the admin app, shipping) and its
- * proxy workers (worker-main.ts), over the cluster's IPC channel as JSON (audit records packed
- * as arrays, wire.ts).
+ * proxy workers (worker-main.ts), over the cluster's IPC channel as JSON. Audit records do not
+ * take this channel: they have one of their own (wire.ts).
  */
 
 /**
@@ -61,8 +59,6 @@ export interface WorkerInit {
 
 export type PrimaryMessage =
   | WorkerInit
-  | { t: 'batchDone'; seq: number; ok: true; ids: Array<number | RemoteError>; refusedCompletions: number; writable: boolean }
-  | { t: 'batchDone'; seq: number; ok: false; error: RemoteError; writable: boolean }
   /** The audit log's state changed (a failing store, a low disk): opens are refused without a round trip. */
   | { t: 'writable'; writable: boolean }
   /** The primary reloaded the policies or the users file (a change, or SIGHUP): take them. */
@@ -74,7 +70,6 @@ export type PrimaryMessage =
 export type WorkerMessage =
   | { t: 'listening'; port: number; address: string; family: string }
   | { t: 'failed'; message: string }
-  | { t: 'batch'; seq: number; batch: WireBatch }
   | { t: 'policy'; version: string; ok: boolean }
   | { t: 'metrics'; seq: number; metrics: Array<MetricObjectWithValues<MetricValue<string>>> };
 

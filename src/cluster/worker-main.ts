@@ -1,3 +1,4 @@
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { GroupCommit } from '../audit/group-commit';
 import { AUTH_LIMITS } from '../auth/authenticator';
@@ -14,6 +15,7 @@ import { listen, proxyContext } from '../serve-front';
 import { openInspection } from '../serve-inspect';
 import { PrimaryAudit } from './primary-audit';
 import { fromPortable, isPrimaryMessage } from './protocol';
+import { AUDIT_CHANNEL_FD, decodeAnswerFrame, FrameReader } from './wire';
 import type { PrimaryMessage, WorkerInit, WorkerMessage } from './protocol';
 
 /**
@@ -36,6 +38,31 @@ function send(message: WorkerMessage): boolean {
   }
 }
 
+/**
+ * The audit channel to the primary (wire.ts): the socket pool.ts set up as this process's fd 4.
+ * Its end, or a frame that does not parse, fails every waiting batch closed (503).
+ */
+function openAuditChannel(writable: boolean, log: Logger): PrimaryAudit {
+  const socket = new net.Socket({ fd: AUDIT_CHANNEL_FD, readable: true, writable: true });
+  const primary = new PrimaryAudit((frame) => {
+    if (socket.destroyed || !socket.writable) return false;
+    socket.write(frame);
+    return true;
+  }, writable);
+  const frames = new FrameReader((frame) => primary.answered(decodeAnswerFrame(frame)));
+  socket.on('data', (chunk: Buffer) => {
+    try {
+      frames.push(chunk);
+    } catch (err) {
+      log.error({ err }, 'audit channel: a frame from the primary does not parse; no more records can be written');
+      socket.destroy();
+    }
+  });
+  socket.on('error', (err) => log.warn({ err }, 'audit channel error'));
+  socket.on('close', () => primary.disconnected());
+  return primary;
+}
+
 async function run(init: WorkerInit, log: Logger): Promise<(message: PrimaryMessage) => void> {
   const config = fromPortable(init.config);
   // The primary's policy, compiled here: never the folder, which may have changed since.
@@ -47,7 +74,7 @@ async function run(init: WorkerInit, log: Logger): Promise<(message: PrimaryMess
   const metrics = createMetrics();
   // The CA from its folder, as the primary checked it at start: its key never crosses the channel.
   const inspect = await openInspection(config, log, metrics, 'proxy');
-  const primary = new PrimaryAudit(send, init.writable);
+  const primary = openAuditChannel(init.writable, log);
   const audit = new GroupCommit(primary, (seconds) => metrics.auditWrite(seconds));
   const self: SelfAddress[] = [];
   // Reloads are counted once, by the primary's own holder (its metric is the box's).
@@ -83,7 +110,7 @@ async function run(init: WorkerInit, log: Logger): Promise<(message: PrimaryMess
     return draining;
   };
   const handle = (message: PrimaryMessage): void => {
-    if (message.t === 'batchDone' || message.t === 'writable') primary.received(message);
+    if (message.t === 'writable') primary.setWritable(message.writable);
     else if (message.t === 'reload') {
       const result = holder.adopt(message.policy.sources, message.policy.provenance);
       users?.holder.reload();

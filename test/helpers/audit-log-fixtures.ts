@@ -4,7 +4,9 @@ import path from 'node:path';
 import type { AuditCompletion, AuditOpen } from '../../src/audit/record-types';
 import { readLog } from '../../src/audit/log/segment-reader';
 import type { LogDamage, LogItem } from '../../src/audit/log/segment-reader';
+import { decodePrepared, prepareEntry } from '../../src/audit/log/entry-codec';
 import type { LogEntry } from '../../src/audit/log/entry-codec';
+import { decodeBatchFrame, encodeBatchFrame } from '../../src/cluster/wire';
 import type { NewEntry } from '../../src/audit/log/segment-log';
 
 export const STARTED = new Date('2025-03-01T12:00:00.123Z');
@@ -27,6 +29,11 @@ export function openFacts(n: number, overrides: Partial<AuditOpen> = {}): AuditO
 
 export function completion(n: number, overrides: Partial<AuditCompletion> = {}): AuditCompletion {
   return { endedAt: new Date(STARTED.getTime() + n + 500), status: 200, bytesUp: n, bytesDown: 2 * n, error: null, ...overrides };
+}
+
+/** Entries as a `--workers` worker sends them and the primary reads them (cluster/wire.ts). */
+export function acrossWire(entries: readonly NewEntry[]): LogEntry[] {
+  return decodeBatchFrame(encodeBatchFrame(1, entries.map(prepareEntry))).entries.map(decodePrepared);
 }
 
 export function opens(from: number, count: number): NewEntry[] {

@@ -115,7 +115,13 @@ function pushTrailing(fields: unknown[], o: AuditOpen): unknown[] {
   return fields;
 }
 
-function bodyOf(entry: LogEntry): string {
+/** An entry as the proxy hands it over: opens and finished records get their id at append. */
+export type NewEntry =
+  | { type: 'open'; open: AuditOpen }
+  | { type: 'complete'; id: number; completion: AuditCompletion }
+  | { type: 'finished'; open: AuditOpen; completion: AuditCompletion };
+
+function bodyOf(entry: NewEntry): string {
   switch (entry.type) {
     case 'open': return JSON.stringify(pushTrailing(openFields(entry.open), entry.open));
     case 'complete': return JSON.stringify(completionFields(entry.completion));
@@ -127,7 +133,7 @@ function bodyOf(entry: LogEntry): string {
   }
 }
 
-export function entryTime(entry: LogEntry): Date {
+export function entryTime(entry: NewEntry): Date {
   return entry.type === 'open' ? entry.open.startedAt : entry.completion.endedAt;
 }
 
@@ -137,11 +143,66 @@ function checkU48(value: number, what: string): number {
 }
 
 /**
+ * An entry encoded but for its record id and the chain: the JSON body and the entry's time. What
+ * the box's one writer frames (frameEntries), and what a `--workers` worker sends it (cluster/
+ * wire.ts), so the writer neither parses nor re-encodes a record.
+ */
+export interface PreparedEntry {
+  type: LogEntry['type'];
+  /** A completion's record id; an open or finished entry's is 0 until the log gives it one. */
+  id: number;
+  timeMs: number;
+  /** The body as bodyOf made it: a string in the process that encoded it, bytes off the wire. */
+  body: string | Buffer;
+  /** The body's length in UTF-8 bytes. */
+  bodyBytes: number;
+}
+
+/** Throws EntryEncodeError when the entry cannot be written (a time out of range, too large). */
+export function prepareEntry(entry: NewEntry): PreparedEntry {
+  const body = bodyOf(entry);
+  const bodyBytes = Buffer.byteLength(body, 'utf8');
+  if (PREFIX_BYTES + HASH_BYTES + bodyBytes > MAX_PAYLOAD_BYTES) throw new EntryEncodeError(`an audit entry of ${bodyBytes} bytes is too large`);
+  const timeMs = checkU48(entryTime(entry).getTime(), 'audit entry time');
+  return { type: entry.type, id: entry.type === 'complete' ? entry.id : 0, timeMs, body, bodyBytes };
+}
+
+/** An entry the codec refused, kept in its batch's place: its record answers with the error. */
+export interface RefusedEntry {
+  type: LogEntry['type'];
+  error: EntryEncodeError;
+}
+
+export function prepareOrRefuse(entry: NewEntry): PreparedEntry | RefusedEntry {
+  try {
+    return prepareEntry(entry);
+  } catch (err) {
+    if (err instanceof EntryEncodeError) return { type: entry.type, error: err };
+    throw err;
+  }
+}
+
+export function isPrepared(entry: PreparedEntry | RefusedEntry): entry is PreparedEntry {
+  return !('error' in entry);
+}
+
+/** The entry refused if framing it would throw (an id out of range), or null: the rare path's check. */
+export function refusedByFrame(entry: PreparedEntry): RefusedEntry | null {
+  try {
+    frameEntries([entry.type === 'complete' ? entry : { ...entry, id: 1 }], { key: null, head: { id: 0, hash: ZERO_HASH } });
+    return null;
+  } catch (err) {
+    if (err instanceof EntryEncodeError) return { type: entry.type, error: err };
+    throw err;
+  }
+}
+
+/**
  * Every entry of a batch as frames in one Buffer, so that the batch is one write(). Throws
  * EntryEncodeError, before anything is written, when any entry cannot be encoded.
  */
 export function encodeBatch(entries: readonly LogEntry[]): Buffer {
-  return encodeEntries(entries, null).bytes;
+  return frameEntries(entries.map(preparedWithId), null).bytes;
 }
 
 /**
@@ -149,42 +210,52 @@ export function encodeBatch(entries: readonly LogEntry[]): Buffer {
  * which the writer adopts only once the batch is written (a failed write leaves it unchanged).
  */
 export function encodeChainedBatch(entries: readonly LogEntry[], chain: ChainState): { bytes: Buffer; head: ChainHead } {
-  return encodeEntries(entries, chain);
+  return frameEntries(entries.map(preparedWithId), chain);
 }
 
-function encodeEntries(entries: readonly LogEntry[], chain: ChainState | null): { bytes: Buffer; head: ChainHead } {
-  const bodies = entries.map(bodyOf);
-  const lengths = bodies.map((body) => Buffer.byteLength(body, 'utf8'));
+function preparedWithId(entry: LogEntry): PreparedEntry {
+  const prepared = prepareEntry(entry);
+  prepared.id = entry.id;
+  return prepared;
+}
+
+/**
+ * Prepared entries, each with its id, as frames in one Buffer (chained from `chain.head` unless
+ * `chain` is null); returns the head after them. Throws EntryEncodeError before writing anything.
+ */
+export function frameEntries(entries: readonly PreparedEntry[], chain: ChainState | null): { bytes: Buffer; head: ChainHead } {
   const hashBytes = chain === null ? 0 : HASH_BYTES;
   let total = 0;
-  for (const length of lengths) {
-    if (PREFIX_BYTES + hashBytes + length > MAX_PAYLOAD_BYTES) throw new EntryEncodeError(`an audit entry of ${length} bytes is too large`);
-    total += FRAME_HEADER_BYTES + PREFIX_BYTES + hashBytes + length;
+  for (const entry of entries) {
+    checkU48(entry.id, 'audit record id');
+    if (PREFIX_BYTES + hashBytes + entry.bodyBytes > MAX_PAYLOAD_BYTES) throw new EntryEncodeError(`an audit entry of ${entry.bodyBytes} bytes is too large`);
+    total += FRAME_HEADER_BYTES + PREFIX_BYTES + hashBytes + entry.bodyBytes;
   }
   const out = Buffer.allocUnsafe(total);
   // The head as it moves through the batch, as two locals: one object for the batch, not per entry.
   let headId = chain?.head.id ?? 0;
   let headHash = chain?.head.hash ?? ZERO_HASH;
   let at = 0;
-  entries.forEach((entry, i) => {
+  for (const entry of entries) {
     const payload = at + FRAME_HEADER_BYTES;
     const body = payload + PREFIX_BYTES + hashBytes;
     out.writeUInt8(TAG[entry.type], payload);
-    out.writeUIntLE(checkU48(entry.id, 'audit record id'), payload + 1, 6);
-    out.writeUIntLE(checkU48(entryTime(entry).getTime(), 'audit entry time'), payload + 7, 6);
-    out.write(bodies[i], body, 'utf8');
+    out.writeUIntLE(entry.id, payload + 1, 6);
+    out.writeUIntLE(checkU48(entry.timeMs, 'audit entry time'), payload + 7, 6);
+    if (typeof entry.body === 'string') out.write(entry.body, body, 'utf8');
+    else entry.body.copy(out, body);
     if (chain !== null) {
       // Hashed with the tag unchained and h_prev in the slot; then the bit is set and h placed.
       headHash.copy(out, payload + PREFIX_BYTES);
-      const hash = chainHashOf(chain.key, out.subarray(payload, body + lengths[i]));
+      const hash = chainHashOf(chain.key, out.subarray(payload, body + entry.bodyBytes));
       out[payload] |= CHAINED;
       hash.copy(out, payload + PREFIX_BYTES);
       headId = entry.id;
       headHash = hash;
     }
-    sealFrame(out, at, PREFIX_BYTES + hashBytes + lengths[i]);
-    at = body + lengths[i];
-  });
+    sealFrame(out, at, PREFIX_BYTES + hashBytes + entry.bodyBytes);
+    at = body + entry.bodyBytes;
+  }
   return { bytes: out, head: { id: headId, hash: headHash } };
 }
 
@@ -240,9 +311,18 @@ export function decodeHeadEntry(payload: Buffer): ChainHead {
 export function decodeEntry(payload: Buffer): LogEntry {
   const { type, id, timeMs, chained } = readEntryHead(payload);
   if (type === 'head') throw new EntryDecodeError('a head entry is not a record entry');
+  return decodeBody(type, id, timeMs, payload.toString('utf8', PREFIX_BYTES + (chained ? HASH_BYTES : 0)));
+}
+
+/** A prepared entry read back (a worker's record, on the writer's rare paths: held, or not framed). */
+export function decodePrepared(entry: PreparedEntry): LogEntry {
+  return decodeBody(entry.type, entry.id, entry.timeMs, typeof entry.body === 'string' ? entry.body : entry.body.toString('utf8'));
+}
+
+function decodeBody(type: LogEntry['type'], id: number, timeMs: number, text: string): LogEntry {
   let body: unknown;
   try {
-    body = JSON.parse(payload.toString('utf8', PREFIX_BYTES + (chained ? HASH_BYTES : 0)));
+    body = JSON.parse(text);
   } catch {
     throw new EntryDecodeError('entry body is not JSON');
   }

@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { AuditCompletion, AuditOpen } from '../record-types';
-import { encodeChainedBatch, encodeHeadEntry } from './entry-codec';
-import type { ChainHead, LogEntry } from './entry-codec';
+import { encodeHeadEntry, frameEntries, prepareEntry } from './entry-codec';
+import type { ChainHead, NewEntry, PreparedEntry } from './entry-codec';
 import { SEGMENT_HEADER_BYTES, segmentHeader, UnsupportedLogFormatError } from './frame';
 import { DEFAULT_ID_BLOCK, IdReservation, readIdMark } from './id-reservation';
 import { recoverLog } from './log-recovery';
@@ -10,11 +10,7 @@ import type { RecoveryReport } from './log-recovery';
 import type { LogPosition } from './segment-reader';
 import { errnoCode, fsyncDir, segmentName } from './segment-files';
 
-/** An entry as the proxy hands it over: opens and finished records get their id at append. */
-export type NewEntry =
-  | { type: 'open'; open: AuditOpen }
-  | { type: 'complete'; id: number; completion: AuditCompletion }
-  | { type: 'finished'; open: AuditOpen; completion: AuditCompletion };
+export type { NewEntry } from './entry-codec';
 
 export interface SegmentLogOptions {
   /** The log's folder (auditLogDir(--db)); created if missing. */
@@ -145,15 +141,23 @@ export class SegmentLog {
    * cannot be written; EntryEncodeError, before writing, when an entry cannot be encoded.
    */
   appendBatch(entries: readonly NewEntry[]): number[] {
+    return this.appendPrepared(entries.map(prepareEntry));
+  }
+
+  /**
+   * appendBatch for entries already encoded (entry-codec.ts prepareEntry, here or in a worker):
+   * each open and finished entry is given its id in place, in order.
+   */
+  appendPrepared(entries: readonly PreparedEntry[]): number[] {
     if (this.closed) throw new AuditLogWriteError('appending to', this.dir, new Error('the log is closed'));
     // No segment after a failed rotation, or one whose end could not be cut back: start anew.
     if (this.fd < 0 || this.tornEnd) this.startSegment();
-    const withIds = this.withIds(entries);
-    const { bytes, head } = encodeChainedBatch(withIds, { key: this.chainKey, head: this.chainHead });
+    this.giveIds(entries);
+    const { bytes, head } = frameEntries(entries, { key: this.chainKey, head: this.chainHead });
     if (this.size > this.segmentStart && (this.size + bytes.length > this.maxSegmentBytes || this.tooOld())) this.startSegment();
     this.write(bytes);
     this.chainHead = head;
-    return withIds.map((entry) => entry.id);
+    return entries.map((entry) => entry.id);
   }
 
   close(): void {
@@ -166,7 +170,7 @@ export class SegmentLog {
     return this.maxSegmentAgeMs > 0 && this.now() - this.segmentStartedAt >= this.maxSegmentAgeMs;
   }
 
-  private withIds(entries: readonly NewEntry[]): LogEntry[] {
+  private giveIds(entries: readonly PreparedEntry[]): void {
     let needed = 0;
     for (const entry of entries) if (entry.type !== 'complete') needed += 1;
     let next: number;
@@ -175,7 +179,7 @@ export class SegmentLog {
     } catch (err) {
       throw new AuditLogWriteError('reserving ids in', this.dir, err);
     }
-    return entries.map((entry) => (entry.type === 'complete' ? entry : { ...entry, id: next++ }));
+    for (const entry of entries) if (entry.type !== 'complete') entry.id = next++;
   }
 
   private write(bytes: Buffer): void {
