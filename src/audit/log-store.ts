@@ -201,7 +201,8 @@ export class LogAuditStore {
       this.pending.delete(oldest);
       this.dropped += 1;
     }
-    this.pending.set(entry.id, entry);
+    // A worker's entry is a view into the chunk it came in: held alone, it must not keep that alive.
+    this.pending.set(entry.id, typeof entry.body === 'string' ? entry : { ...entry, body: Buffer.from(entry.body) });
   }
 }
 

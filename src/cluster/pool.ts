@@ -83,8 +83,9 @@ export interface PoolOptions {
  * Why one writer: the log's guarantees (ids unique and never reused, one record per request, a
  * record on disk before the first byte) come from one appender that assigns ids in order
  * (log/segment-log.ts); the index, shipping and the access log each follow one log. Workers send
- * their group commits' batches here and wait for the ids, which costs one IPC round trip per
- * batch, not per record (measured in `npm run bench`, docs/operations.md "Using every core").
+ * their group commits' batches here on the audit channel (wire.ts), encoded as the log's entries,
+ * and wait for the ids: one round trip per batch, not per record. What it costs, and what a log
+ * per worker would take instead: docs/performance.md "Workers", docs/architecture.md.
  */
 export class WorkerPool {
   private readonly members = new Map<number, Member>();

@@ -6,8 +6,8 @@ import type { RemoteError } from '../audit/writer-protocol';
  * worker, `stdio[4]` in the primary), not the cluster's JSON channel. A worker sends its group
  * commit's batches as entries the log's codec already encoded (entry-codec.ts prepareEntry), so
  * the primary frames, chains and appends them without parsing or re-encoding a record; it answers
- * with the ids. Node's IPC channel cost about 35 µs per request across both processes (JSON both
- * ways, and its own message handling); this is length-prefixed binary (docs/performance.md).
+ * with the ids. The cluster's JSON channel cost more on both sides, and the primary then parsed
+ * every record and encoded it again (docs/performance.md, "Workers").
  *
  *   frame:  u32 length of what follows | u8 kind | u32 seq | body
  *   batch (kind 1, worker to primary):  u32 count, then per entry

@@ -40,7 +40,7 @@ function send(message: WorkerMessage): boolean {
 
 /**
  * The audit channel to the primary (wire.ts): the socket pool.ts set up as this process's fd 4.
- * Its end, or a frame that does not parse, fails every waiting batch closed (503).
+ * Its end fails every waiting batch closed (503); the IPC channel's end then drains the worker.
  */
 function openAuditChannel(writable: boolean, log: Logger): PrimaryAudit {
   const socket = new net.Socket({ fd: AUDIT_CHANNEL_FD, readable: true, writable: true });
@@ -54,8 +54,10 @@ function openAuditChannel(writable: boolean, log: Logger): PrimaryAudit {
     try {
       frames.push(chunk);
     } catch (err) {
-      log.error({ err }, 'audit channel: a frame from the primary does not parse; no more records can be written');
-      socket.destroy();
+      // Both ends are this release: a bug. The primary replaces this process and completes what
+      // it left open (error worker_exited), as for any worker that dies.
+      log.fatal({ err }, 'audit channel: a frame from the primary does not parse; exiting');
+      process.exit(1);
     }
   });
   socket.on('error', (err) => log.warn({ err }, 'audit channel error'));
