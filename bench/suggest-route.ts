@@ -1,5 +1,5 @@
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -11,7 +11,7 @@ import { generateTraffic, loadDist } from './replay-traffic';
  * GET /api/policy/suggest against `tollgate policy suggest` on the same records: how long the
  * route takes (it groups the filtered set in memory; the CLI groups in SQLite), how long the
  * event loop it shares with the proxy stalls meanwhile, and the heap it holds.
- * Usage: npm run build && tsc -p bench/tsconfig.json && node bench/dist/suggest-route.js [--records N]
+ * Usage: npm run bench:suggest-route [-- --records N] [--out FILE] (bench/results/suggest-route.md)
  */
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..');
@@ -46,8 +46,14 @@ async function timeRoute(app: App, url: string): Promise<{ ms: number; maxStallM
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { records: { type: 'string' } } });
+  const { values } = parseArgs({ options: { records: { type: 'string' }, out: { type: 'string' } } });
   const records = Number(values.records ?? 1_000_000);
+  const out = values.out ?? path.join(REPO_ROOT, 'bench', 'results', 'suggest-route.md');
+  const lines: string[] = [];
+  const say = (line: string): void => {
+    lines.push(line);
+    process.stdout.write(line);
+  };
   const dist = loadDist();
   const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-bench-suggest-'));
   try {
@@ -65,10 +71,10 @@ async function main(): Promise<void> {
     generateTraffic(dist, db, loaded.policy, { records, nowMs: Date.now(), spanMs: 13 * DAY_MS, batch: 50_000 });
     db.pragma('journal_mode = WAL');
     const shapes = (db.prepare(`SELECT count(*) AS n FROM (SELECT DISTINCT kind, method, host, port, path, client_ip, user, decision, would_deny, rule, sni FROM requests)`).get() as { n: number }).n;
-    process.stdout.write(`${records.toLocaleString('en-US')} records, ${shapes.toLocaleString('en-US')} distinct shapes\n`);
+    say(`${records.toLocaleString('en-US')} records, ${shapes.toLocaleString('en-US')} distinct shapes\n`);
 
     const cli = timeCli(path.join(REPO_ROOT, 'dist', 'cli.js'), ['policy', 'suggest', '--db', dbFile, '--policies', policies]);
-    process.stdout.write(`CLI (SQLite groups): ${seconds(cli.ms)} wall\n`);
+    say(`CLI (SQLite groups): ${seconds(cli.ms)} wall\n`);
 
     const { buildAdminApp } = require(path.join(REPO_ROOT, 'dist', 'admin', 'app.js')) as { buildAdminApp: BuildAdminApp };
     const reload = { ok: true, at: new Date().toISOString(), version: 'bench', problems: [] };
@@ -76,15 +82,17 @@ async function main(): Promise<void> {
     await app.ready();
     for (const url of ['/api/policy/suggest', '/api/policy/suggest?not.host=%2A%2A.github.com', '/api/policy/suggest?host=deb.debian.org&with_paths=1']) {
       const run = await timeRoute(app, url);
-      process.stdout.write(`${url}: ${seconds(run.ms)}, ${run.answer.summary.records.in_window.toLocaleString('en-US')} records, ${run.answer.summary.rules} rules; ` +
+      say(`${url}: ${seconds(run.ms)}, ${run.answer.summary.records.in_window.toLocaleString('en-US')} records, ${run.answer.summary.rules} rules; ` +
         `event loop stall max ${run.maxStallMs.toFixed(0)} ms, p99 ${run.p99StallMs.toFixed(0)} ms; heap +${run.heapMb.toFixed(0)} MB\n`);
       if (url === '/api/policy/suggest') {
         const body = (yaml: string) => yaml.slice(yaml.indexOf('\nversion:'));
-        process.stdout.write(`  same rules as the CLI: ${body(run.answer.yaml) === body(cli.stdout)}\n`);
+        say(`  same rules as the CLI: ${body(run.answer.yaml) === body(cli.stdout)}\n`);
       }
     }
     await app.close();
     db.close();
+    const header = `# GET /api/policy/suggest against the CLI\n\nMeasured ${new Date().toISOString()} by \`npm run bench:suggest-route\` (bench/suggest-route.ts); Node ${process.version}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} at the end.\n\n`;
+    writeFileSync(out, header + lines.map((line) => `    ${line}`).join(''));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { parse } from 'yaml';
 import { buildAdminApp } from '../src/admin/app';
-import { shapeKey } from '../src/admin/exported-shapes';
+import { inByteOrder, shapeKey } from '../src/admin/exported-shapes';
+import type { Tally } from '../src/admin/exported-shapes';
+import { seeded as seededRandom } from './helpers/admin-fixture';
 import { openAuditStore } from '../src/audit/store';
 import type { AuditStore } from '../src/audit/store';
 import type { AuditOpen } from '../src/audit/record-types';
@@ -162,6 +164,20 @@ describe('GET /api/policy/suggest', () => {
     });
     const row = store.db.prepare("SELECT json_array('connect', 'CONNECT', 'a.example', 443, NULL, '10.0.8.5', NULL, 'allow', 1, '(default)', NULL) AS k").get() as { k: string };
     expect(key).toBe(row.k);
+  });
+
+  test('shapes come out in the engines\' byte order, sorted in runs and merged, whatever their number', async () => {
+    const random = seededRandom(16);
+    // Characters either side of the surrogates: where UTF-16 order and UTF-8 byte order differ.
+    const alphabet = ['a', 'b', 'é', '\uffee', '\u{1F600}', '\u{10000}', '"', '/'];
+    const keyOf = (): string => Array.from({ length: 1 + Math.floor(random() * 6) }, () => alphabet[Math.floor(random() * alphabet.length)]).join('');
+    for (const count of [0, 1, 8_191, 8_192, 3 * 8_192 + 5]) {
+      const keys = [...new Set(Array.from({ length: count * 2 }, (_, i) => `${keyOf()}-${i}`))].slice(0, count);
+      const tallies: Tally[] = keys.map((key) => ({ key, count: 1, lastMs: 0, astral: /[\ud800-\udfff]/.test(key) }));
+      const merged: string[] = [];
+      for await (const tally of inByteOrder(tallies)) merged.push(tally.key);
+      expect(merged).toEqual([...keys].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))));
+    }
   });
 
   test('bad options are 400 with the reason; past the shape cap, 400 saying how to narrow', async () => {
