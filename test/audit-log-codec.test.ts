@@ -1,7 +1,6 @@
 import zlib from 'node:zlib';
-import {
-  decodeEntry, EntryDecodeError, EntryEncodeError, encodeBatch, readEntryHead,
-} from '../src/audit/log/entry-codec';
+import { EntryEncodeError, encodeBatch } from '../src/audit/log/entry-codec';
+import { decodeEntry, EntryDecodeError, readEntryHead } from '../src/audit/log/entry-decode';
 import type { LogEntry } from '../src/audit/log/entry-codec';
 import { checkFrame, FRAME_HEADER_BYTES, headerProblem, segmentHeader, UnsupportedLogFormatError } from '../src/audit/log/frame';
 import { MAX_TEXT_LENGTH } from '../src/audit/record-params';

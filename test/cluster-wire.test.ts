@@ -1,7 +1,8 @@
-import { decodePrepared, encodeChainedBatch, frameEntries, prepareEntry, ZERO_HASH } from '../src/audit/log/entry-codec';
+import { encodeChainedBatch, frameEntries, prepareEntry, ZERO_HASH } from '../src/audit/log/entry-codec';
+import { decodePrepared } from '../src/audit/log/entry-decode';
 import type { LogEntry, NewEntry } from '../src/audit/log/entry-codec';
 import { openAuditStore } from '../src/audit/store';
-import { commitDecoded } from '../src/cluster/pool';
+import { commitDecoded } from '../src/cluster/worker-batches';
 import { decodeAnswerFrame, decodeBatchFrame, encodeAnswerFrame, encodeBatchFrame, FrameReader, WireError } from '../src/cluster/wire';
 import { completion, openFacts } from './helpers/audit-log-fixtures';
 

@@ -4,22 +4,16 @@ import type { Worker } from 'node:cluster';
 import path from 'node:path';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import type { BatchOutcome, CompletionEntry, FinishedEntry } from '../audit/connection';
-import type { AuditOpen } from '../audit/record-types';
 import type { BatchTarget } from '../audit/group-commit';
-import { decodePrepared } from '../audit/log/entry-codec';
-import type { PreparedEntry } from '../audit/log/entry-codec';
-import { RecordEnd } from '../audit/record-types';
-import { AuditUnavailableError } from '../audit/write-health';
 import { workerModule } from '../audit/start-worker';
 import type { ListenAddress, ServeConfig } from '../config';
 import type { Logger } from '../log';
 import type { MetricsJson } from '../metrics';
 import { workerLimits } from './limits';
-import { idsToRemote, toRemote } from '../audit/remote-error';
 import { isWorkerMessage, toPortable } from './protocol';
-import { AUDIT_CHANNEL_FD, decodeBatchFrame, encodeAnswerFrame, FrameReader } from './wire';
-import type { BatchAnswer } from './wire';
+import { AUDIT_CHANNEL_FD } from './wire';
+import { WorkerBatches } from './worker-batches';
+import type { BatchMember } from './worker-batches';
 import type { PolicyFiles, PrimaryMessage, WorkerMessage } from './protocol';
 
 /** A worker that exits sooner than this after its start is crashing: the next start waits. */
@@ -35,32 +29,13 @@ const WRITABLE_CHECK_MS = 250;
 type WorkerState = 'starting' | 'listening' | 'draining' | 'exited';
 
 /** One worker process: a slot (1…N) is filled by one process at a time, replaced when it dies. */
-interface Member {
-  readonly slot: number;
+interface Member extends BatchMember {
   readonly worker: Worker;
-  /** Its audit channel (wire.ts): batches in, answers out. */
-  readonly channel: net.Socket;
   readonly startedAt: number;
   state: WorkerState;
   policyVersion: string | null;
-  /** Records this process opened or finished (its share of the load, in /readyz). */
-  records: number;
-  /** Record ids it opened and has not completed: completed for it when it dies. */
-  readonly open: Set<number>;
-  /** Its batches being committed: their ids count before the process's death is handled. */
-  readonly committing: Set<Promise<void>>;
   /** Its registry as last reported (summed while it does not answer, kept as retired when it dies). */
   lastMetrics: MetricsJson | null;
-  /** Its death was handled: what it left open was completed (the ids are kept in endedBySettle). */
-  settled: boolean;
-  readonly endedBySettle: Set<number>;
-}
-
-/** A worker's batch waiting for this turn's append: its records first, then its completions. */
-interface QueuedBatch {
-  member: Member;
-  seq: number;
-  entries: PreparedEntry[];
 }
 
 export interface PoolOptions {
@@ -97,11 +72,12 @@ export class WorkerPool {
   private readonly writableTimer: NodeJS.Timeout;
   private restarts = 0;
   private reloadPending: NodeJS.Immediate | null = null;
-  private queued: QueuedBatch[] = [];
   private retired: MetricsJson[] = [];
-  private commitScheduled: NodeJS.Immediate | null = null;
+
+  private readonly batches: WorkerBatches;
 
   constructor(private readonly opts: PoolOptions) {
+    this.batches = new WorkerBatches(opts.target, opts.log);
     // The cluster's round robin (Node's default on Linux): the primary accepts and hands each
     // connection to the next worker. It costs the primary CPU per connection (docs/operations.md "Using every
     // core"), but the shares are even, which the per-worker split of the limits (limits.ts) needs:
@@ -233,19 +209,7 @@ export class WorkerPool {
         start?.failed(message.message);
       } else this.received(member, message);
     });
-    const frames = new FrameReader((frame) => this.queue(member, frame));
-    channel.on('data', (chunk: Buffer) => {
-      try {
-        frames.push(chunk);
-      } catch (err) {
-        // Both ends are this release: a frame that does not parse is a bug. The worker is
-        // replaced (its acknowledged records are in the log; what it left open is completed).
-        this.opts.log.error({ worker: slot, err }, 'audit channel: a frame from a worker does not parse; the worker is replaced');
-        worker.process.kill('SIGKILL');
-      }
-    });
-    // A worker gone mid-write (EPIPE, ECONNRESET) is the exit's to handle.
-    channel.on('error', (err) => this.opts.log.debug({ worker: slot, err }, 'audit channel error'));
+    this.batches.attach(member, () => worker.process.kill('SIGKILL'));
     // The IPC channel's errors (a worker gone mid-send) are the exit's to handle.
     worker.on('error', (err) => this.opts.log.warn({ worker: slot, err }, 'worker channel error'));
     worker.on('exit', (code, signal) => {
@@ -261,87 +225,6 @@ export class WorkerPool {
     } else if (message.t === 'metrics') {
       this.metricsWaiting.get(message.seq)?.(message.metrics);
     }
-  }
-
-  private queue(member: Member, frame: Buffer): void {
-    const { seq, entries } = decodeBatchFrame(frame);
-    this.queued.push({ member, seq, entries });
-    this.commitScheduled ??= setImmediate(() => this.commitQueued());
-  }
-
-  /**
-   * Every batch that arrived in this turn, from any worker, in one append: under load the
-   * workers' batches arrive together, and one write costs about what one batch did. Records are
-   * refused here too while the log cannot take them (a failing store, a low disk), as a worker's
-   * own check may be up to WRITABLE_CHECK_MS behind; completions are written (or held) as ever.
-   */
-  private commitQueued(): void {
-    this.commitScheduled = null;
-    const batches = this.queued;
-    this.queued = [];
-    const { target } = this.opts;
-    const refused = !target.writable();
-    // Each batch's records stay together and in order, so its ids are a run of the outcome's.
-    const entries: PreparedEntry[] = [];
-    for (const { member, entries: own } of batches) {
-      for (const entry of own) {
-        if (entry.type !== 'complete') {
-          if (!refused) entries.push(entry);
-        } else if (!(member.settled && member.endedBySettle.has(entry.id))) {
-          // A message read after its worker's death was handled: what settle() completed stays so.
-          entries.push(entry);
-        }
-      }
-    }
-    const committing = (async (): Promise<void> => {
-      let outcome: BatchOutcome | null = null;
-      let failure: unknown = null;
-      try {
-        outcome = await (target.commitPrepared?.(entries) ?? commitDecoded(target, entries));
-      } catch (err) {
-        failure = err;
-      }
-      this.answer(batches, refused, outcome, failure);
-    })();
-    for (const batch of batches) {
-      batch.member.committing.add(committing);
-      void committing.finally(() => batch.member.committing.delete(committing));
-    }
-  }
-
-  /** Each worker its part of the outcome: the ids of its records, in the order it sent them. */
-  private answer(batches: readonly QueuedBatch[], refused: boolean, outcome: BatchOutcome | null, failure: unknown): void {
-    const writable = this.opts.target.writable();
-    let next = 0;
-    for (const batch of batches) {
-      const { member } = batch;
-      const records: PreparedEntry[] = [];
-      for (const entry of batch.entries) {
-        // A failed commit's completions are held by the store and written on recovery: not ours to end.
-        if (entry.type === 'complete') member.open.delete(entry.id);
-        else records.push(entry);
-      }
-      if (outcome === null || (refused && records.length > 0)) {
-        // Built only when needed: an Error captures a stack, which costs more than the answer.
-        const error = failure ?? new AuditUnavailableError('audit log unavailable: new records are refused (see /readyz)');
-        this.answerWorker(member, batch.seq, writable, { ok: false, error: toRemote(error) });
-        continue;
-      }
-      const own = refused ? [] : outcome.ids.slice(next, next + records.length);
-      if (!refused) next += records.length;
-      records.forEach((entry, i) => {
-        const id = own[i];
-        if (entry.type === 'open' && typeof id === 'number') member.open.add(id);
-      });
-      member.records += records.length;
-      this.answerWorker(member, batch.seq, writable, { ok: true, ids: idsToRemote(own), refusedCompletions: 0 });
-      if (member.settled) void this.completeLeftOpen(member);
-    }
-  }
-
-  private answerWorker(member: Member, seq: number, writable: boolean, answer: BatchAnswer): void {
-    if (member.channel.destroyed || !member.channel.writable) return;
-    member.channel.write(encodeAnswerFrame(seq, writable, answer));
   }
 
   /**
@@ -373,35 +256,10 @@ export class WorkerPool {
     }, delay).unref();
   }
 
-  /**
-   * Its batches in flight committed (those read but not yet appended go now), then what it left
-   * open completed. A batch read even later (Node can report the exit first) is appended and
-   * its opens completed at once (answer()).
-   */
+  /** Its batches settled and what it left open completed; its counters kept for /metrics. */
   private async settle(member: Member): Promise<void> {
-    if (this.commitScheduled !== null) {
-      clearImmediate(this.commitScheduled);
-      this.commitQueued();
-    }
-    await Promise.allSettled([...member.committing]);
-    member.settled = true;
+    await this.batches.settle(member);
     this.retire(member);
-    await this.completeLeftOpen(member);
-  }
-
-  private async completeLeftOpen(member: Member): Promise<void> {
-    const ids = [...member.open];
-    member.open.clear();
-    if (ids.length === 0) return;
-    for (const id of ids) member.endedBySettle.add(id);
-    const completion = { endedAt: new Date(), status: null, bytesUp: 0, bytesDown: 0, error: RecordEnd.workerExited };
-    try {
-      await this.opts.target.commitBatch([], ids.map((id): CompletionEntry => [id, completion]), []);
-      this.opts.log.warn({ worker: member.slot, records: ids.length }, 'completed the records a worker left open (error worker_exited)');
-    } catch (err) {
-      // Held by the store and written when it recovers; at worst completed at the next start.
-      this.opts.log.error({ worker: member.slot, records: ids.length, err }, 'could not complete the records a worker left open; the store holds them');
-    }
   }
 
   private async settleAll(): Promise<void> {
@@ -459,24 +317,4 @@ export class WorkerPool {
     this.draining = true;
     for (const member of this.members.values()) if (!member.worker.isDead()) member.worker.process.kill('SIGKILL');
   }
-}
-
-/**
- * A target that takes only records as objects (the SQLite store of an in-memory --db, the writer
- * thread of --audit-fsync): the entries decoded and committed, the ids back in their order.
- */
-export async function commitDecoded(target: BatchTarget, entries: readonly PreparedEntry[]): Promise<BatchOutcome> {
-  const opens: AuditOpen[] = [];
-  const finished: FinishedEntry[] = [];
-  const completions: CompletionEntry[] = [];
-  /** Per record in order: its index among the opens (≥ 0) or among the finished (-1 - i). */
-  const slots: number[] = [];
-  for (const prepared of entries) {
-    const entry = decodePrepared(prepared);
-    if (entry.type === 'open') slots.push(opens.push(entry.open) - 1);
-    else if (entry.type === 'finished') slots.push(-finished.push([entry.open, entry.completion]));
-    else completions.push([entry.id, entry.completion]);
-  }
-  const outcome = await target.commitBatch(opens, completions, finished);
-  return { ids: slots.map((slot) => (slot >= 0 ? outcome.ids[slot] : outcome.ids[opens.length - 1 - slot])), refusedCompletions: outcome.refusedCompletions };
 }

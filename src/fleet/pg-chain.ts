@@ -1,6 +1,7 @@
 import type { Pool, PoolClient } from 'pg';
 import type { ChainHeadView } from '../admin/routes/audit-head';
-import { decodeHeadEntry, encodeHeadEntry, readEntryHead, storedHash } from '../audit/log/entry-codec';
+import { encodeHeadEntry } from '../audit/log/entry-codec';
+import { decodeHeadEntry, readEntryHead, storedHash } from '../audit/log/entry-decode';
 import type { ChainHead } from '../audit/log/entry-codec';
 import { FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES } from '../audit/log/frame';
 import { listSegments } from '../audit/log/segment-files';

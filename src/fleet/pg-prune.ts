@@ -2,7 +2,8 @@ import type { Pool, PoolClient } from 'pg';
 import { inTransaction, transaction, withClient } from './pg-client';
 import { ID_ORDER_LOCK } from './pg-ship';
 import { headPayload } from './pg-chain';
-import { readEntryHead, storedHash, ZERO_HASH } from '../audit/log/entry-codec';
+import { ZERO_HASH } from '../audit/log/entry-codec';
+import { readEntryHead, storedHash } from '../audit/log/entry-decode';
 
 /**
  * `tollgate audit prune`: deletes the shared history's records that started before a cutoff, in

@@ -1,5 +1,5 @@
 import type { Pool, PoolClient } from 'pg';
-import { decodeEntry, EntryDecodeError, readEntryHead } from '../audit/log/entry-codec';
+import { decodeEntry, EntryDecodeError, readEntryHead } from '../audit/log/entry-decode';
 import type { LogEntry } from '../audit/log/entry-codec';
 import { ChainWalk } from '../audit/log/verify-chain';
 import type { VerifyReport } from '../audit/log/verify-chain';

@@ -1,5 +1,5 @@
-import { EntryDecodeError, readEntryHead } from './entry-codec';
-import type { EntryHead } from './entry-codec';
+import { EntryDecodeError, readEntryHead } from './entry-decode';
+import type { EntryHead } from './entry-decode';
 import { scanSegment } from './segment-scan';
 
 /**

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
-import { EntryDecodeError, readEntryHead, storedHash, ZERO_HASH } from './entry-codec';
+import { ZERO_HASH } from './entry-codec';
+import { EntryDecodeError, readEntryHead, storedHash } from './entry-decode';
 import type { ChainHead } from './entry-codec';
 import type { LogDamage } from './segment-reader';
 import { listSegments } from './segment-files';

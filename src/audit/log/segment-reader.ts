@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { decodeEntry, decodeHeadEntry, EntryDecodeError, readEntryHead } from './entry-codec';
+import { decodeEntry, decodeHeadEntry, EntryDecodeError, readEntryHead } from './entry-decode';
 import type { ChainHead, LogEntry } from './entry-codec';
 import { listSegments } from './segment-files';
 import { scanSegment } from './segment-scan';

@@ -1,8 +1,7 @@
 import path from 'node:path';
 import { readSecretFile, SecretFileError } from '../../secret-file';
-import {
-  chainHashOf, chainInputWith, decodeHeadEntry, EntryDecodeError, HASH_BYTES, readEntryHead, storedHash, ZERO_HASH,
-} from './entry-codec';
+import { chainHashOf, chainInputWith, HASH_BYTES, ZERO_HASH } from './entry-codec';
+import { decodeHeadEntry, EntryDecodeError, readEntryHead, storedHash } from './entry-decode';
 import type { ChainHead } from './entry-codec';
 import { listSegments } from './segment-files';
 import { scanSegment } from './segment-scan';
