@@ -1,9 +1,16 @@
 import { encodeChainedBatch, frameEntries, prepareEntry, ZERO_HASH } from '../src/audit/log/entry-codec';
 import { decodePrepared } from '../src/audit/log/entry-decode';
 import type { LogEntry, NewEntry } from '../src/audit/log/entry-codec';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { LogAuditStore } from '../src/audit/log-store';
 import { openAuditStore } from '../src/audit/store';
+import { PrimaryAudit } from '../src/cluster/primary-audit';
 import { commitDecoded } from '../src/cluster/worker-batches';
 import { decodeAnswerFrame, decodeBatchFrame, encodeAnswerFrame, encodeBatchFrame, FrameReader, WireError } from '../src/cluster/wire';
+import { catchUpIndex } from './helpers/audit-index';
+import { withReader } from './helpers/audit-index-fixtures';
 import { completion, openFacts } from './helpers/audit-log-fixtures';
 
 /**
@@ -106,6 +113,61 @@ describe('the audit channel (cluster/wire.ts)', () => {
       expect(store.db.prepare('SELECT status FROM requests WHERE id = ?').pluck().get(firstOpen)).toBe(204);
     } finally {
       store.close();
+    }
+  });
+
+  test('a length that does not fit is refused even when its bytes arrive in pieces, and the reader takes nothing after it', () => {
+    const reader = new FrameReader(() => undefined);
+    reader.push(Buffer.from([0xff, 0xff]));
+    expect(() => reader.push(Buffer.from([0xff, 0xff, 1, 2, 3]))).toThrow(/bad frame length 4294967295/);
+    expect(() => reader.push(encodeBatchFrame(1, []))).toThrow(/bad frame length/);
+  });
+
+  test('batch numbers wrap within the frame\'s u32: a worker that stays up for weeks keeps recording', async () => {
+    const sent: Buffer[] = [];
+    const primary = new PrimaryAudit((frame) => sent.push(frame) > 0, true);
+    const answer = async (id: number): Promise<unknown> => {
+      const pending = primary.commitBatch([openFacts(id)], [], []);
+      const { seq } = decodeBatchFrame(sent[sent.length - 1]);
+      primary.answered(decodeAnswerFrame(encodeAnswerFrame(seq, true, { ok: true, ids: [id], refusedCompletions: 0 })));
+      return { seq, outcome: await pending };
+    };
+    (primary as unknown as { seq: number }).seq = 2 ** 32 - 2;
+    await expect(answer(1)).resolves.toEqual({ seq: 2 ** 32 - 1, outcome: { ids: [1], refusedCompletions: 0 } });
+    await expect(answer(2)).resolves.toEqual({ seq: 0, outcome: { ids: [2], refusedCompletions: 0 } });
+    await expect(answer(3)).resolves.toEqual({ seq: 1, outcome: { ids: [3], refusedCompletions: 0 } });
+  });
+
+  test('in a worker, an entry the codec refuses fails alone: the rest of the batch is sent and answered', async () => {
+    const sent: Buffer[] = [];
+    const primary = new PrimaryAudit((frame) => sent.push(frame) > 0, true);
+    const pending = primary.commitBatch([openFacts(1), openFacts(2, { startedAt: new Date(2 ** 49) })], [[2 ** 48, completion(1)]], []);
+    const { seq, entries } = decodeBatchFrame(sent[0]);
+    expect(entries.map((e) => e.type)).toEqual(['open']);
+    primary.answered(decodeAnswerFrame(encodeAnswerFrame(seq, true, { ok: true, ids: [41], refusedCompletions: 0 })));
+    const outcome = await pending;
+    expect(outcome.ids[0]).toBe(41);
+    expect(String(outcome.ids[1])).toMatch(/audit entry time .* is out of range/);
+    expect(outcome.refusedCompletions).toBe(1);
+  });
+
+  test('two workers\' batches appended as one: each record gets its own id, with a refused completion between them', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-wire-'));
+    const dbFile = path.join(dir, 'audit.db');
+    const store = new LogAuditStore(dbFile, {});
+    try {
+      const a = crossed([{ type: 'open', open: openFacts(1, { host: 'a-open.example' }) }, { type: 'finished', open: openFacts(2, { host: 'a-finished.example' }), completion: completion(2) }]).entries;
+      const b = crossed([{ type: 'finished', open: openFacts(3, { host: 'b-finished.example' }), completion: completion(3) }, { type: 'open', open: openFacts(4, { host: 'b-open.example' }) }]).entries;
+      // Framing refuses an id past u48 (the worker's codec would have refused it first): the recursion in commitPrepared.
+      const bad = { ...prepareEntry({ type: 'complete', id: 1, completion: completion(5) }), id: 2 ** 48 };
+      const outcome = store.commitPrepared([...a, bad, ...b]);
+      expect(outcome.refusedCompletions).toBe(1);
+      catchUpIndex(dbFile);
+      const hostOf = withReader(dbFile, (db) => new Map((db.prepare('SELECT id, host FROM requests').all() as Array<{ id: number; host: string }>).map((r) => [r.id, r.host])));
+      expect(outcome.ids.map((id) => hostOf.get(id as number))).toEqual(['a-open.example', 'a-finished.example', 'b-finished.example', 'b-open.example']);
+    } finally {
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -62,10 +62,13 @@ export class PrimaryAudit implements BatchTarget {
       if (entry.type !== 'complete') waiting.refusedHere.push(!isPrepared(prepared));
     }
     if (sent.length === 0) return Promise.resolve({ ids: waiting.errors, refusedCompletions: waiting.refusedCompletions });
-    const seq = ++this.seq;
+    // The frame carries a u32: a worker that stays up sends more batches than that in weeks.
+    this.seq = (this.seq + 1) >>> 0;
+    const seq = this.seq;
+    const frame = encodeBatchFrame(seq, sent);
     return new Promise((resolve, reject) => {
       this.waiting.set(seq, { ...waiting, resolve, reject });
-      if (!this.send(encodeBatchFrame(seq, sent))) this.disconnected();
+      if (!this.send(frame)) this.disconnected();
     });
   }
 

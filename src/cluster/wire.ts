@@ -26,7 +26,10 @@ const KIND = { batch: 1, ids: 2, json: 3 } as const;
 const TYPES: ReadonlyArray<PreparedEntry['type']> = ['open', 'complete', 'finished'];
 const FRAME_HEAD = 4 + 1 + 4;
 const ENTRY_HEAD = 1 + 6 + 6 + 4;
-/** Far above a real batch (entries are at most 1 MiB, batches are cut at 1,000 entries). */
+/**
+ * Far above a real batch: entries' text fields are clipped to 2,048 characters, so a batch this
+ * large would hold some hundred thousand records of one turn. A length above it is damage.
+ */
 const MAX_FRAME_BYTES = 256 * 1024 * 1024;
 
 /** What the primary answers for one batch that is not a plain list of ids. */
@@ -146,28 +149,30 @@ function need(frame: Buffer, bytes: number): void {
 
 /**
  * Cuts a byte stream into frames. A frame that arrived whole in one chunk is a view into it (the
- * common case under load: no copy); one split across chunks is joined once.
+ * common case under load: no copy); one split across chunks is joined once. After a bad length it
+ * refuses everything: nothing after it can be framed with certainty.
  */
 export class FrameReader {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  private broken: WireError | null = null;
 
   constructor(private readonly onFrame: (frame: Buffer) => void) {}
 
   push(chunk: Buffer): void {
+    if (this.broken !== null) throw this.broken;
     let data = chunk;
     if (this.pendingBytes > 0) {
       this.pending.push(chunk);
       this.pendingBytes += chunk.length;
-      if (this.pendingBytes < 4 || this.pendingBytes < 4 + Buffer.concat(this.pending, 4).readUInt32LE(0)) return;
+      if (this.pendingBytes < 4 || this.pendingBytes < 4 + this.checkedLength(Buffer.concat(this.pending, 4), 0)) return;
       data = Buffer.concat(this.pending, this.pendingBytes);
       this.pending = [];
       this.pendingBytes = 0;
     }
     let at = 0;
     while (data.length - at >= 4) {
-      const length = data.readUInt32LE(at);
-      if (length < FRAME_HEAD - 4 || length > MAX_FRAME_BYTES) throw new WireError(`bad frame length ${length}`);
+      const length = this.checkedLength(data, at);
       if (data.length - at < 4 + length) break;
       this.onFrame(data.subarray(at, at + 4 + length));
       at += 4 + length;
@@ -176,5 +181,12 @@ export class FrameReader {
       this.pending = [data.subarray(at)];
       this.pendingBytes = data.length - at;
     }
+  }
+
+  private checkedLength(data: Buffer, at: number): number {
+    const length = data.readUInt32LE(at);
+    if (length >= FRAME_HEAD - 4 && length <= MAX_FRAME_BYTES) return length;
+    this.broken = new WireError(`bad frame length ${length}`);
+    throw this.broken;
   }
 }

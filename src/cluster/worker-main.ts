@@ -61,7 +61,15 @@ function openAuditChannel(writable: boolean, log: Logger): PrimaryAudit {
     }
   });
   socket.on('error', (err) => log.warn({ err }, 'audit channel error'));
-  socket.on('close', () => primary.disconnected());
+  // The primary gone closes the IPC channel too, which drains this worker; a channel closed on
+  // its own leaves a worker that can record nothing, so it exits and the primary replaces it.
+  socket.on('close', () => {
+    primary.disconnected();
+    if (process.connected) {
+      log.error('audit channel closed while the primary is still there; exiting');
+      process.exit(1);
+    }
+  });
   return primary;
 }
 

@@ -156,7 +156,8 @@ export function prepareEntry(entry: NewEntry): PreparedEntry {
   const bodyBytes = Buffer.byteLength(body, 'utf8');
   if (PREFIX_BYTES + HASH_BYTES + bodyBytes > MAX_PAYLOAD_BYTES) throw new EntryEncodeError(`an audit entry of ${bodyBytes} bytes is too large`);
   const timeMs = checkU48(entryTime(entry).getTime(), 'audit entry time');
-  return { type: entry.type, id: entry.type === 'complete' ? entry.id : 0, timeMs, body, bodyBytes };
+  const id = entry.type === 'complete' ? checkU48(entry.id, 'audit record id') : 0;
+  return { type: entry.type, id, timeMs, body, bodyBytes };
 }
 
 /** An entry the codec refused, kept in its batch's place: its record answers with the error. */
