@@ -389,6 +389,33 @@ describe('serve --workers: limits per box, failures, bad input', () => {
     }
   });
 
+  it('lets the workers accept for themselves under NODE_CLUSTER_SCHED_POLICY=none, with every guarantee of the records kept', async () => {
+    const origin = await startOrigin((req, res) => res.end(`ok ${req.url}`));
+    const proc = spawnServe(serveArgs(folder, '--workers', '2', '--drain-timeout', '1s'), { NODE_CLUSTER_SCHED_POLICY: 'none' });
+    try {
+      const { proxyPort, adminPort } = await listeningPorts(proc);
+      expect((await proc.waitForLogStarting('workers accept connections themselves')).scheduling).toBe('kernel');
+      const ready = await getJson<Readiness['body'] & { scheduling?: string }>(adminPort, '/readyz');
+      expect(ready.body.scheduling).toBe('kernel');
+      // Concurrent connections, as a load balancer's would be: whichever worker takes each.
+      const statuses = await Promise.all(Array.from({ length: 24 }, (_, i) => proxiedGet(proxyPort, `http://127.0.0.1:${origin.port}/kernel/${i}`)));
+      expect(statuses).toEqual(Array(24).fill(200));
+      const items = await waitFor('24 completed records', async () => {
+        const found = (await getJson<{ items: RecordJson[] }>(adminPort, '/api/requests?q=/kernel/&limit=50')).body.items.filter((r) => r.ended_at !== null);
+        return found.length >= 24 ? found : undefined;
+      });
+      expect(new Set(items.map((r) => r.id)).size).toBe(24);
+      expect(new Set(items.map((r) => r.path)).size).toBe(24);
+      const after = await getJson<Readiness['body']>(adminPort, '/readyz');
+      expect(after.body.workers?.map((w) => w.state)).toEqual(['listening', 'listening']);
+      expect(after.body.workers?.map((w) => w.records).reduce((a, b) => a + b, 0)).toBe(24);
+    } finally {
+      proc.child.kill('SIGKILL');
+      await proc.exited;
+      await origin.close();
+    }
+  });
+
   it('refuses to start when a limit is below the number of workers', () => {
     const run = runCli('serve', ...serveArgs(folder, '--workers', '4', '--max-tunnels-per-source', '3'));
     expect(run.status).toBe(1);

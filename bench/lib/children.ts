@@ -93,7 +93,8 @@ export interface ProxyLaunch {
 
 export async function startProxyProcess(launch: ProxyLaunch): Promise<ProxyProcess> {
   const child = spawn(process.execPath, [...launch.nodeArgs, launch.cli, 'serve', ...launch.serveArgs], {
-    env: { PATH: process.env.PATH, TOLLGATE_LOG_LEVEL: 'info' },
+    // Node's own choice of how connections reach `--workers` (pool.ts), passed on when set.
+    env: { PATH: process.env.PATH, TOLLGATE_LOG_LEVEL: 'info', ...(process.env.NODE_CLUSTER_SCHED_POLICY === undefined ? {} : { NODE_CLUSTER_SCHED_POLICY: process.env.NODE_CLUSTER_SCHED_POLICY }) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const tracked = track(child);

@@ -75,14 +75,24 @@ export class WorkerPool {
   private retired: MetricsJson[] = [];
 
   private readonly batches: WorkerBatches;
+  /**
+   * How connections reach the workers. By default the cluster's round robin: the primary accepts
+   * each connection and hands it to the next worker, so the shares are even, which the per-worker
+   * split of the limits (limits.ts) relies on, at a cost in the primary and the worker per
+   * connection. `NODE_CLUSTER_SCHED_POLICY=none` (Node's own variable) lets every worker accept
+   * from the shared socket itself: about a third less CPU per new tunnel, even shares under
+   * concurrent load, but a few sequential connections may all reach one worker (docs/operations.md
+   * "Using every core").
+   */
+  readonly scheduling: 'round-robin' | 'kernel' = process.env.NODE_CLUSTER_SCHED_POLICY === 'none' ? 'kernel' : 'round-robin';
 
   constructor(private readonly opts: PoolOptions) {
     this.batches = new WorkerBatches(opts.target, opts.log);
-    // The cluster's round robin (Node's default on Linux): the primary accepts and hands each
-    // connection to the next worker. It costs the primary CPU per connection (docs/operations.md "Using every
-    // core"), but the shares are even, which the per-worker split of the limits (limits.ts) needs:
-    // with workers accepting for themselves the kernel gave 3 of 4 sequential tunnels to one.
-    cluster.schedulingPolicy = cluster.SCHED_RR;
+    cluster.schedulingPolicy = this.scheduling === 'kernel' ? cluster.SCHED_NONE : cluster.SCHED_RR;
+    if (this.scheduling === 'kernel') {
+      opts.log.info({ scheduling: this.scheduling }, 'workers accept connections themselves (NODE_CLUSTER_SCHED_POLICY=none): less CPU per new connection; '
+        + 'which worker takes one, and so whose share of each limit it counts against, is the kernel\'s choice');
+    }
     cluster.setupPrimary({
       exec: path.join(__dirname, 'cluster-entry.js'),
       args: [],
@@ -160,7 +170,7 @@ export class WorkerPool {
     const workers = [...this.members.values()]
       .sort((a, b) => a.slot - b.slot)
       .map((m) => ({ slot: m.slot, pid: m.worker.process.pid ?? null, state: m.state, policy_version: m.policyVersion, records: m.records }));
-    return { ok: workers.some((w) => w.state === 'listening'), detail: { workers, worker_restarts: this.restarts } };
+    return { ok: workers.some((w) => w.state === 'listening'), detail: { workers, worker_restarts: this.restarts, scheduling: this.scheduling } };
   }
 
   /**
