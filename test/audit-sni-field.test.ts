@@ -6,7 +6,6 @@ import type { FastifyInstance } from 'fastify';
 import { Pool } from 'pg';
 import { buildAdminApp } from '../src/admin/app';
 import { accessLine } from '../src/audit/access-log/access-follower';
-import { LogAuditStore } from '../src/audit/log-store';
 import { planStep, readStep } from '../src/audit/log/index-step';
 import { SegmentLog } from '../src/audit/log/segment-log';
 import { applyMigrations, MIGRATIONS_DIR, readMigrations } from '../src/audit/migrate';
@@ -18,7 +17,7 @@ import { SqliteAuditReader } from '../src/audit/sqlite-reader';
 import { applyPgMigrations, PG_MIGRATIONS_DIR } from '../src/fleet/pg-migrate';
 import { PgAuditReader } from '../src/fleet/pg-reader';
 import { shipBatch, shippedPosition } from '../src/fleet/pg-ship';
-import { catchUpIndex } from './helpers/audit-index';
+import { writeThroughLog } from './helpers/audit-index';
 import { acrossWire, completion, openFacts, tempLogDir } from './helpers/audit-log-fixtures';
 import { describePg, freshDatabase } from './helpers/postgres';
 import { tempAuditFolder } from './helpers/audit-index-fixtures';
@@ -93,17 +92,11 @@ describe('the sni record field through the local audit log', () => {
 
   test('written through the log (serve\'s store) and its SQLite index, read back through the admin API, CSV and NDJSON', async () => {
     const records = sniRecords();
-    const store = new LogAuditStore(t.dbFile, {});
-    let ids: number[];
-    try {
+    const { written: ids, db } = writeThroughLog(t.dbFile, (store) => {
       const [openId] = store.commitBatch([records[0].open], []).ids as number[];
       const finished = store.commitBatch([], [[openId, completion(1)]], records.slice(1).map((r, i) => [r.open, completion(i + 2, { status: 403 })])).ids as number[];
-      ids = [openId, ...finished];
-    } finally {
-      store.close();
-    }
-    catchUpIndex(t.dbFile);
-    const db = new Database(t.dbFile, { readonly: true });
+      return [openId, ...finished];
+    });
     const app = adminOn(new SqliteAuditReader(() => db, NODE));
     try {
       const stored = db.prepare('SELECT id, sni FROM requests ORDER BY id').all();
@@ -123,14 +116,7 @@ describe('the sni record field through the local audit log', () => {
   });
 
   test('a long sni is clipped like every text column', () => {
-    const store = new LogAuditStore(t.dbFile, {});
-    try {
-      store.commitBatch([], [], [[openFacts(1, { sni: 'a'.repeat(3 * MAX_TEXT_LENGTH) }), completion(1)]]);
-    } finally {
-      store.close();
-    }
-    catchUpIndex(t.dbFile);
-    const db = new Database(t.dbFile, { readonly: true });
+    const { db } = writeThroughLog(t.dbFile, (store) => store.commitBatch([], [], [[openFacts(1, { sni: 'a'.repeat(3 * MAX_TEXT_LENGTH) }), completion(1)]]));
     try {
       expect((db.prepare('SELECT length(sni) FROM requests').pluck().get() as number)).toBe(MAX_TEXT_LENGTH);
     } finally {
@@ -155,15 +141,7 @@ describe('the sni record field through the local audit log', () => {
     old.close();
 
     // This release opens it: 005 applies, nothing is lost, and the next record carries sni.
-    const store = new LogAuditStore(t.dbFile, {});
-    let newId: number;
-    try {
-      [newId] = store.commitBatch([], [], [[openFacts(2, { host: 'new.example', sni: 'new.example' }), completion(2)]]).ids as number[];
-    } finally {
-      store.close();
-    }
-    catchUpIndex(t.dbFile);
-    const db = new Database(t.dbFile, { readonly: true });
+    const { written: newId, db } = writeThroughLog(t.dbFile, (store) => store.commitBatch([], [], [[openFacts(2, { host: 'new.example', sni: 'new.example' }), completion(2)]]).ids[0]);
     const app = adminOn(new SqliteAuditReader(() => db, NODE));
     try {
       expect(db.prepare("SELECT version FROM schema_migrations WHERE version = '005_sni'").pluck().get()).toBe('005_sni');

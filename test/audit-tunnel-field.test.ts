@@ -10,7 +10,7 @@ import { OPEN_COLUMNS } from '../src/audit/record-params';
 import type { AuditRecordJson } from '../src/audit/record-types';
 import { SqliteAuditReader } from '../src/audit/sqlite-reader';
 import { Exchange } from '../src/proxy/exchange';
-import { catchUpIndex } from './helpers/audit-index';
+import { writeThroughLog } from './helpers/audit-index';
 import { acrossWire, completion, openFacts } from './helpers/audit-log-fixtures';
 import {
   adminOn, DENIED_INNER, expectTunnelThroughAdmin, getJson, innerOpen, NODE, NOW, tunnelOpen,
@@ -71,15 +71,7 @@ describe('the tunnel_id record field through the local audit log', () => {
   }
 
   test('written through the log (serve\'s store) and its SQLite index, read back through the admin API, its filter, CSV and NDJSON', async () => {
-    const store = new LogAuditStore(t.dbFile, {});
-    let written: Written;
-    try {
-      written = writeThroughStore(store);
-    } finally {
-      store.close();
-    }
-    catchUpIndex(t.dbFile);
-    const db = new Database(t.dbFile, { readonly: true });
+    const { written, db } = writeThroughLog(t.dbFile, writeThroughStore);
     const app = adminOn(new SqliteAuditReader(() => db, NODE));
     try {
       expect(db.prepare('SELECT id, kind, tunnel_id FROM requests ORDER BY id').all()).toEqual([
@@ -178,15 +170,7 @@ describe('the tunnel_id record field through the local audit log', () => {
     );
     old.close();
 
-    const store = new LogAuditStore(t.dbFile, {});
-    let written: Written;
-    try {
-      written = writeThroughStore(store);
-    } finally {
-      store.close();
-    }
-    catchUpIndex(t.dbFile);
-    const db = new Database(t.dbFile, { readonly: true });
+    const { written, db } = writeThroughLog(t.dbFile, writeThroughStore);
     const app = adminOn(new SqliteAuditReader(() => db, NODE));
     try {
       expect(db.prepare("SELECT version FROM schema_migrations WHERE version = '006_tunnel_id'").pluck().get()).toBe('006_tunnel_id');
