@@ -107,10 +107,10 @@ describe('--proxy-protocol-from, from a listed load balancer (127.0.0.1)', () =>
     expect(proxy.records().length).toBe(before + 1);
   });
 
-  it('after LOCAL, what follows is the load balancer\'s own request: its own address, no peer_ip', async () => {
+  it('after LOCAL, what follows is the load balancer\'s own request: its own address, and peer_ip says it came through the PROXY protocol', async () => {
     const outcome = await sendRaw(proxy.port, Buffer.concat([v2('LOCAL'), get(origin, '/local-then-request')]));
     expect(outcome.status).toBe(403);
-    expect(await recordFor('/local-then-request')).toMatchObject({ client_ip: '127.0.0.1', peer_ip: null, clients: [] });
+    expect(await recordFor('/local-then-request')).toMatchObject({ client_ip: '127.0.0.1', peer_ip: '127.0.0.1', clients: [] });
   });
 
   it('a listed address without a header is refused 400 and recorded as malformed', async () => {

@@ -74,7 +74,8 @@ export function acceptProxyHeader(ctx: ProxyContext, from: readonly IpRange[], s
 
 type Outcome =
   /** Hand the socket to the HTTP server with these bytes put back, as `source`'s when named. */
-  | { outcome: 'serve'; rest: Buffer; source?: ProxiedSource }
+  /** `source`: the header's client; null for a header that names none (LOCAL, UNKNOWN); absent without a header. */
+  | { outcome: 'serve'; rest: Buffer; source?: ProxiedSource | null }
   /** Closed (or never spoke): no request, no record. */
   | { outcome: 'gone'; reason?: ProxyHeaderRefusal }
   | { outcome: 'refuse'; reason: ProxyHeaderRefusal; error: ProxyError };
@@ -95,7 +96,7 @@ function listedVerdict(received: Buffer): Outcome | null {
       return refusal('malformed', `malformed PROXY protocol header: ${parsed.message}`);
     case 'header':
       // LOCAL (a health check) and UNKNOWN name no client: what follows is the balancer's own.
-      return { outcome: 'serve', rest: received.subarray(parsed.length), source: parsed.source ?? undefined };
+      return { outcome: 'serve', rest: received.subarray(parsed.length), source: parsed.source };
   }
 }
 
@@ -128,7 +129,12 @@ function finish(ctx: ProxyContext, socket: Socket, peer: ClientAddress, outcome:
       // Closed while it was being decided: there is nobody left to serve (Node's HTTP parser
       // attached now would never see a 'close' and never be freed).
       if (socket.destroyed) return;
-      if (outcome.source) setProxiedClient(socket, { ip: outcome.source.ip, port: outcome.source.port, peerIp: peer.ip });
+      // After LOCAL or UNKNOWN the balancer is the client (the spec's "real connection
+      // endpoints"); peer_ip still says the connection came through the PROXY protocol.
+      if (outcome.source !== undefined) {
+        const { ip, port } = outcome.source ?? peer;
+        setProxiedClient(socket, { ip, port, peerIp: peer.ip });
+      }
       if (outcome.rest.length > 0) socket.unshift(outcome.rest);
       serve();
       // The HTTP server's 'data' listener does not restart a stream paused above.
