@@ -5,7 +5,7 @@ import type { AccessFollowerOptions, AccessLine } from '../src/audit/access-log/
 import { readAccessPosition } from '../src/audit/access-log/access-position';
 import { FileSink } from '../src/audit/access-log/access-sink';
 import { SegmentLog } from '../src/audit/log/segment-log';
-import type { NewEntry } from '../src/audit/log/segment-log';
+import type { NewEntry } from '../src/audit/log/entry-codec';
 import { getRequest } from '../src/audit/query';
 import { completion, openFacts } from './helpers/audit-log-fixtures';
 import { catchUpIndex } from './helpers/audit-index';

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { SegmentLog } from '../src/audit/log/segment-log';
-import type { NewEntry } from '../src/audit/log/segment-log';
+import type { NewEntry } from '../src/audit/log/entry-codec';
 import { listSegments } from '../src/audit/log/segment-files';
 import type { LogDamage } from '../src/audit/log/segment-reader';
 import { listRequests } from '../src/audit/query';

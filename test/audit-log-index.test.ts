@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import Database from 'better-sqlite3';
 import { SegmentLog } from '../src/audit/log/segment-log';
-import type { NewEntry } from '../src/audit/log/segment-log';
+import type { NewEntry } from '../src/audit/log/entry-codec';
 import { openAuditStore } from '../src/audit/store';
 import { completion, openFacts, opens } from './helpers/audit-log-fixtures';
 import {

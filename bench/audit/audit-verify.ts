@@ -90,7 +90,7 @@ function writeLog(logDir: string, records: number): number {
   try {
     let previous: number[] = [];
     for (let n = 0; n < records; n += BATCH) {
-      const batch: SegmentLogModule.NewEntry[] = [];
+      const batch: EntryCodecModule.NewEntry[] = [];
       for (let i = 0; i < BATCH && n + i < records; i += 1) batch.push({ type: 'open', open: openAt(n + i) });
       for (const id of previous) batch.push({ type: 'complete', id, completion: completionAt(id) });
       previous = log.appendBatch(batch).slice(0, batch.length - previous.length);

@@ -1,5 +1,5 @@
 import type { BatchOutcome, CompletionEntry } from '../../src/audit/connection';
-import type { NewEntry } from '../../src/audit/log/segment-log';
+import type { NewEntry } from '../../src/audit/log/entry-codec';
 import type { AuditOpen } from '../../src/audit/record-types';
 
 /** One batch as the log's appendBatch takes it: the opens (ids assigned by the log), then the completions. */

@@ -4,7 +4,7 @@ import type Database from 'better-sqlite3';
 import type { BatchOutcome, CompletionEntry, FinishedEntry } from './connection';
 import { clipText } from './record-params';
 import type { AuditCompletion, AuditOpen } from './record-types';
-import { EntryEncodeError, isPrepared, prepareOrRefuse, refusedByFrame } from './log/entry-codec';
+import { batchOutcome, EntryEncodeError, isPrepared, prepareBatch, refusedByFrame } from './log/entry-codec';
 import { decodePrepared } from './log/entry-decode';
 import type { PreparedEntry, RefusedEntry } from './log/entry-codec';
 import { IndexConsumer } from './log/index-consumer';
@@ -80,12 +80,7 @@ export class LogAuditStore {
 
   /** Appends one batch: opens and finished records get their ids, in that order. */
   commitBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[], finished: readonly FinishedEntry[] = []): BatchOutcome {
-    // Opens, then finished records: the order their ids are reported in (BatchOutcome).
-    const entries: Array<PreparedEntry | RefusedEntry> = [];
-    for (const open of opens) entries.push(prepareOrRefuse({ type: 'open', open }));
-    for (const [open, completion] of finished) entries.push(prepareOrRefuse({ type: 'finished', open, completion }));
-    for (const [id, completion] of completions) entries.push(prepareOrRefuse({ type: 'complete', id, completion }));
-    return this.commitPrepared(entries);
+    return this.commitPrepared(prepareBatch(opens, completions, finished));
   }
 
   /**
@@ -113,20 +108,12 @@ export class LogAuditStore {
       this.state.fail(err);
       throw this.state.unavailable();
     }
-    const outcome: BatchOutcome = { ids: [], refusedCompletions: 0 };
-    for (const entry of entries) {
-      if (!isPrepared(entry)) {
-        // A refused completion is counted; a refused record answers with its error.
-        if (entry.type === 'complete') outcome.refusedCompletions += 1;
-        else outcome.ids.push(entry.error);
-      } else if (entry.type === 'complete') {
-        this.open.delete(entry.id);
-      } else {
-        outcome.ids.push(entry.id);
-        if (entry.type === 'open') this.open.add(entry.id);
-      }
+    for (const entry of kept) {
+      if (entry.type === 'open') this.open.add(entry.id);
+      else if (entry.type === 'complete') this.open.delete(entry.id);
     }
-    return outcome;
+    // appendPrepared gave each record its id in place.
+    return batchOutcome(entries, (entry) => entry.id);
   }
 
   /** Ends every record still open: held completions first (their real ends win). */

@@ -1,7 +1,7 @@
 import type { BatchOutcome, CompletionEntry, FinishedEntry } from '../audit/connection';
 import type { BatchTarget } from '../audit/group-commit';
-import { isPrepared, prepareOrRefuse } from '../audit/log/entry-codec';
-import type { NewEntry, PreparedEntry } from '../audit/log/entry-codec';
+import { batchOutcome, isPrepared, prepareBatch } from '../audit/log/entry-codec';
+import type { PreparedEntry, RefusedEntry } from '../audit/log/entry-codec';
 import type { AuditOpen } from '../audit/record-types';
 import { AuditUnavailableError } from '../audit/write-health';
 import { fromRemote, outcomeFromRemote } from '../audit/remote-error';
@@ -9,13 +9,10 @@ import { encodeBatchFrame } from './wire';
 import type { AnswerFrame } from './wire';
 
 interface Waiting {
-  /** Per record of the batch, in order: true where the codec refused it here (not sent). */
-  refusedHere: boolean[];
-  refusedCompletions: number;
+  /** The batch as prepared here: entries the codec refused are not sent and keep their place. */
+  entries: Array<PreparedEntry | RefusedEntry>;
   resolve: (outcome: BatchOutcome) => void;
   reject: (err: Error) => void;
-  /** The refused records' errors, in order. */
-  errors: Error[];
 }
 
 /**
@@ -45,29 +42,18 @@ export class PrimaryAudit implements BatchTarget {
 
   commitBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[], finished: readonly FinishedEntry[]): Promise<BatchOutcome> {
     if (this.gone) return Promise.reject(new AuditUnavailableError('audit log unavailable: the primary process is gone'));
-    // Records first (opens, then finished: the order of BatchOutcome's ids), then completions.
-    const entries: NewEntry[] = [];
-    for (const open of opens) entries.push({ type: 'open', open });
-    for (const [open, completion] of finished) entries.push({ type: 'finished', open, completion });
-    for (const [id, completion] of completions) entries.push({ type: 'complete', id, completion });
-    const sent: PreparedEntry[] = [];
-    const waiting: Omit<Waiting, 'resolve' | 'reject'> = { refusedHere: [], refusedCompletions: 0, errors: [] };
-    for (const entry of entries) {
-      // An entry the codec refuses (a time out of range, a record too large) fails that record
-      // alone, here, as the log store does with one process.
-      const prepared = prepareOrRefuse(entry);
-      if (isPrepared(prepared)) sent.push(prepared);
-      else if (entry.type === 'complete') waiting.refusedCompletions += 1;
-      else waiting.errors.push(prepared.error);
-      if (entry.type !== 'complete') waiting.refusedHere.push(!isPrepared(prepared));
-    }
-    if (sent.length === 0) return Promise.resolve({ ids: waiting.errors, refusedCompletions: waiting.refusedCompletions });
+    // An entry the codec refuses (a time out of range, a record too large) fails that record
+    // alone, here, as the log store does with one process.
+    const entries = prepareBatch(opens, completions, finished);
+    const sent = entries.filter(isPrepared);
+    // Nothing to send: every record answers with the error that refused it.
+    if (sent.length === 0) return Promise.resolve(batchOutcome(entries, () => 0));
     // The frame carries a u32: a worker that stays up sends more batches than that in weeks.
     this.seq = (this.seq + 1) >>> 0;
     const seq = this.seq;
     const frame = encodeBatchFrame(seq, sent);
     return new Promise((resolve, reject) => {
-      this.waiting.set(seq, { ...waiting, resolve, reject });
+      this.waiting.set(seq, { entries, resolve, reject });
       if (!this.send(frame)) this.disconnected();
     });
   }
@@ -85,12 +71,11 @@ export class PrimaryAudit implements BatchTarget {
     this.waiting.delete(seq);
     if (!answer.ok) return waiting.reject(fromRemote(answer.error));
     const remote = outcomeFromRemote(answer.ids, answer.refusedCompletions);
-    if (waiting.errors.length === 0 && waiting.refusedCompletions === 0) return waiting.resolve(remote);
-    // Merge the records refused here back into their places.
-    let fromPrimary = 0;
-    let refused = 0;
-    const ids = waiting.refusedHere.map((here) => (here ? waiting.errors[refused++] : remote.ids[fromPrimary++]));
-    waiting.resolve({ ids, refusedCompletions: remote.refusedCompletions + waiting.refusedCompletions });
+    // The primary's ids go to the records it was sent; those refused here keep their errors.
+    let next = 0;
+    const outcome = batchOutcome(waiting.entries, () => remote.ids[next++]);
+    outcome.refusedCompletions += remote.refusedCompletions;
+    waiting.resolve(outcome);
   }
 
   /** The channel closed: nothing can be recorded any more, so nothing is forwarded. */

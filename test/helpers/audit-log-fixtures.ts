@@ -8,7 +8,7 @@ import { prepareEntry } from '../../src/audit/log/entry-codec';
 import { decodePrepared } from '../../src/audit/log/entry-decode';
 import type { LogEntry } from '../../src/audit/log/entry-codec';
 import { decodeBatchFrame, encodeBatchFrame } from '../../src/cluster/wire';
-import type { NewEntry } from '../../src/audit/log/segment-log';
+import type { NewEntry } from '../../src/audit/log/entry-codec';
 
 export const STARTED = new Date('2025-03-01T12:00:00.123Z');
 

@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import { clipText } from '../record-params';
+import type { BatchOutcome, CompletionEntry, FinishedEntry } from '../connection';
 import type { AuditCompletion, AuditOpen } from '../record-types';
 import { FRAME_HEADER_BYTES, MAX_PAYLOAD_BYTES, sealFrame } from './frame';
 
@@ -179,6 +180,34 @@ export function isPrepared(entry: PreparedEntry | RefusedEntry): entry is Prepar
   return !('error' in entry);
 }
 
+/**
+ * A group commit's batch as entries, in the order of BatchOutcome's ids (opens, then finished
+ * records), completions last; an entry the codec refuses keeps its place as a RefusedEntry.
+ */
+export function prepareBatch(opens: readonly AuditOpen[], completions: readonly CompletionEntry[], finished: readonly FinishedEntry[]): Array<PreparedEntry | RefusedEntry> {
+  const entries: Array<PreparedEntry | RefusedEntry> = [];
+  for (const open of opens) entries.push(prepareOrRefuse({ type: 'open', open }));
+  for (const [open, completion] of finished) entries.push(prepareOrRefuse({ type: 'finished', open, completion }));
+  for (const [id, completion] of completions) entries.push(prepareOrRefuse({ type: 'complete', id, completion }));
+  return entries;
+}
+
+/**
+ * A batch's outcome: each record's id (`idOf`, asked of the records that were written, in order)
+ * or the error that refused it; refused completions are counted.
+ */
+export function batchOutcome(entries: ReadonlyArray<PreparedEntry | RefusedEntry>, idOf: (entry: PreparedEntry) => number | Error): BatchOutcome {
+  const outcome: BatchOutcome = { ids: [], refusedCompletions: 0 };
+  for (const entry of entries) {
+    if (entry.type === 'complete') {
+      if (!isPrepared(entry)) outcome.refusedCompletions += 1;
+    } else {
+      outcome.ids.push(isPrepared(entry) ? idOf(entry) : entry.error);
+    }
+  }
+  return outcome;
+}
+
 /** The entry refused if framing it would throw (an id out of range), or null: the rare path's check. */
 export function refusedByFrame(entry: PreparedEntry): RefusedEntry | null {
   try {
@@ -221,6 +250,7 @@ export function frameEntries(entries: readonly PreparedEntry[], chain: ChainStat
   let total = 0;
   for (const entry of entries) {
     checkU48(entry.id, 'audit record id');
+    checkU48(entry.timeMs, 'audit entry time');
     if (PREFIX_BYTES + hashBytes + entry.bodyBytes > MAX_PAYLOAD_BYTES) throw new EntryEncodeError(`an audit entry of ${entry.bodyBytes} bytes is too large`);
     total += FRAME_HEADER_BYTES + PREFIX_BYTES + hashBytes + entry.bodyBytes;
   }
@@ -234,7 +264,7 @@ export function frameEntries(entries: readonly PreparedEntry[], chain: ChainStat
     const body = payload + PREFIX_BYTES + hashBytes;
     out.writeUInt8(TAG[entry.type], payload);
     out.writeUIntLE(entry.id, payload + 1, 6);
-    out.writeUIntLE(checkU48(entry.timeMs, 'audit entry time'), payload + 7, 6);
+    out.writeUIntLE(entry.timeMs, payload + 7, 6);
     if (typeof entry.body === 'string') out.write(entry.body, body, 'utf8');
     else entry.body.copy(out, body);
     if (chain !== null) {

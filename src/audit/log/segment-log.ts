@@ -1,6 +1,5 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import type { AuditCompletion, AuditOpen } from '../record-types';
 import { encodeHeadEntry, frameEntries, prepareEntry } from './entry-codec';
 import type { ChainHead, NewEntry, PreparedEntry } from './entry-codec';
 import { SEGMENT_HEADER_BYTES, segmentHeader, UnsupportedLogFormatError } from './frame';
@@ -9,8 +8,6 @@ import { recoverLog } from './log-recovery';
 import type { RecoveryReport } from './log-recovery';
 import type { LogPosition } from './segment-reader';
 import { errnoCode, fsyncDir, segmentName } from './segment-files';
-
-export type { NewEntry } from './entry-codec';
 
 export interface SegmentLogOptions {
   /** The log's folder (auditLogDir(--db)); created if missing. */
@@ -141,14 +138,16 @@ export class SegmentLog {
    * cannot be written; EntryEncodeError, before writing, when an entry cannot be encoded.
    */
   appendBatch(entries: readonly NewEntry[]): number[] {
-    return this.appendPrepared(entries.map(prepareEntry));
+    const prepared = entries.map(prepareEntry);
+    this.appendPrepared(prepared);
+    return prepared.map((entry) => entry.id);
   }
 
   /**
    * appendBatch for entries already encoded (entry-codec.ts prepareEntry, here or in a worker):
    * each open and finished entry is given its id in place, in order.
    */
-  appendPrepared(entries: readonly PreparedEntry[]): number[] {
+  appendPrepared(entries: readonly PreparedEntry[]): void {
     if (this.closed) throw new AuditLogWriteError('appending to', this.dir, new Error('the log is closed'));
     // No segment after a failed rotation, or one whose end could not be cut back: start anew.
     if (this.fd < 0 || this.tornEnd) this.startSegment();
@@ -157,7 +156,6 @@ export class SegmentLog {
     if (this.size > this.segmentStart && (this.size + bytes.length > this.maxSegmentBytes || this.tooOld())) this.startSegment();
     this.write(bytes);
     this.chainHead = head;
-    return entries.map((entry) => entry.id);
   }
 
   close(): void {
