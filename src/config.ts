@@ -188,17 +188,14 @@ function parseWorkers(text: string): number {
 }
 
 /**
- * With workers each one enforces its share of a box-wide limit (cluster/limits.ts): a limit
- * below the number of workers would leave some worker a share of nothing.
+ * With workers an explicit --max-client-connections is split between them (cluster/limits.ts): a
+ * cap below the number of workers would leave some worker a share of nothing. The tunnel limits
+ * are not split for good: their shares move to whichever worker needs them (cluster/tunnel-lending.ts).
  */
 function checkWorkerShares(config: ServeConfig): void {
-  if (config.workers === 1) return;
-  const limits: Array<[string, number]> = [['--max-tunnels', config.maxTunnels], ['--max-tunnels-per-source', config.maxTunnelsPerSource]];
-  if (!config.maxClientConnectionsAuto) limits.push(['--max-client-connections', config.maxClientConnections]);
-  for (const [flag, value] of limits) {
-    if (value < config.workers) {
-      throw new ConfigError(`${flag} ${value} is below --workers ${config.workers}: each worker enforces its share of the limit, and some would have none`);
-    }
+  if (config.workers === 1 || config.maxClientConnectionsAuto) return;
+  if (config.maxClientConnections < config.workers) {
+    throw new ConfigError(`--max-client-connections ${config.maxClientConnections} is below --workers ${config.workers}: each worker enforces its share of the cap, and some would have none`);
   }
 }
 

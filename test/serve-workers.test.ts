@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Socket } from 'node:net';
 import Database from 'better-sqlite3';
-import { rawConnect, readUntil, startOrigin } from './helpers/proxy-harness';
+import { rawConnect, readAll, readUntil, startOrigin } from './helpers/proxy-harness';
 import { metricValue, openTunnel, waitFor } from './helpers/fleet-ship';
 import type { Origin } from './helpers/proxy-harness';
 import { startEchoServer } from './helpers/raw-origin';
@@ -93,6 +93,17 @@ function closed(socket: Socket): Promise<void> {
 }
 
 /** The proxy's side ended (the tunnels are half-open sockets: our side stays open until we end it). */
+/** A CONNECT's answer head, the socket closed after it. */
+async function connectHead(proxyPort: number, echoPort: number): Promise<{ head: string }> {
+  const socket = await rawConnect(proxyPort);
+  socket.on('error', () => undefined);
+  socket.write(`CONNECT 127.0.0.1:${echoPort} HTTP/1.1\r\nHost: 127.0.0.1:${echoPort}\r\n\r\n`);
+  // The refusal closes the connection: its head and its one-line body.
+  const head = await readAll(socket);
+  socket.destroy();
+  return { head };
+}
+
 function ended(socket: Socket): Promise<Socket> {
   return socket.readableEnded || socket.closed ? Promise.resolve(socket) : new Promise((resolve) => {
     socket.once('end', () => resolve(socket));
@@ -289,17 +300,15 @@ describe('serve --workers: limits per box, failures, bad input', () => {
   });
   afterAll(() => folder.remove());
 
-  it('splits --max-tunnels between the workers: the box holds the limit, the next CONNECT gets 429', async () => {
+  it('holds --max-tunnels per box, whichever worker the kernel gives each CONNECT: the next gets 429', async () => {
     const echo = await startEchoServer();
     const proc = spawnServe(serveArgs(folder, '--workers', '2', '--max-tunnels', '2', '--drain-timeout', '1s'));
     try {
       const { proxyPort } = await listeningPorts(proc);
       const tunnels = [await openTunnel(proxyPort, echo.port), await openTunnel(proxyPort, echo.port)];
-      const third = await rawConnect(proxyPort);
-      third.on('error', () => undefined);
-      third.write(`CONNECT 127.0.0.1:${echo.port} HTTP/1.1\r\nHost: 127.0.0.1:${echo.port}\r\n\r\n`);
-      expect(await readUntil(third, '\r\n\r\n')).toMatch(/^HTTP\/1\.1 429 /);
-      third.destroy();
+      const third = await connectHead(proxyPort, echo.port);
+      expect(third.head).toMatch(/^HTTP\/1\.1 429 /);
+      expect(third.head).toContain('too many open tunnels (limit 2)');
       for (const tunnel of tunnels) tunnel.destroy();
     } finally {
       proc.child.kill('SIGTERM');
@@ -307,6 +316,42 @@ describe('serve --workers: limits per box, failures, bad input', () => {
       await new Promise((resolve) => echo.server.close(resolve));
     }
   });
+
+  // The round robin alternates the workers, so each one in turn takes the box's only slot: the
+  // second worker's even share of a limit of 1 is nothing, and it can only admit by borrowing.
+  for (const [flag, refusal] of [['--max-tunnels', 'too many open tunnels (limit 1)'], ['--max-tunnels-per-source', 'too many open tunnels from 127.0.0.1 (limit 1)']]) {
+    it(`moves the only slot of ${flag} 1 to whichever worker takes the tunnel, and still holds the box to it`, async () => {
+      const echo = await startEchoServer();
+      const proc = spawnServe(serveArgs(folder, '--workers', '2', flag, '1', '--drain-timeout', '1s'), { NODE_CLUSTER_SCHED_POLICY: 'rr' });
+      try {
+        const { proxyPort, adminPort } = await listeningPorts(proc);
+        for (let round = 1; round <= 4; round += 1) {
+          const tunnel = await openTunnel(proxyPort, echo.port);
+          tunnel.destroy();
+          // Its completion is recorded after the worker let go of it.
+          await waitFor(`${round} completed tunnels`, async () => {
+            const items = (await getJson<{ items: RecordJson[] }>(adminPort, '/api/requests?limit=50')).body.items;
+            return items.filter((r) => r.kind === 'connect' && r.ended_at !== null && r.status === 200).length >= round ? true : undefined;
+          });
+        }
+        const ready = (await getJson<Readiness['body'] & { scheduling?: string }>(adminPort, '/readyz')).body;
+        expect(ready.scheduling).toBe('round-robin');
+        const shares = ready.workers?.map((w) => w.records);
+        // Both workers admitted tunnels (a CONNECT's open and its completion each count).
+        expect(shares).toHaveLength(2);
+        for (const records of shares ?? []) expect(records).toBeGreaterThan(0);
+        const held = await openTunnel(proxyPort, echo.port);
+        const next = await connectHead(proxyPort, echo.port);
+        expect(next.head).toMatch(/^HTTP\/1\.1 429 /);
+        expect(next.head).toContain(refusal);
+        held.destroy();
+      } finally {
+        proc.child.kill('SIGTERM');
+        await proc.exited;
+        await new Promise((resolve) => echo.server.close(resolve));
+      }
+    });
+  }
 
   it('leaves no worker behind when the primary is SIGKILLed: they close their connections and exit', async () => {
     const echo = await startEchoServer();
@@ -389,9 +434,9 @@ describe('serve --workers: limits per box, failures, bad input', () => {
     }
   });
 
-  it('lets the workers accept for themselves under NODE_CLUSTER_SCHED_POLICY=none, with every guarantee of the records kept', async () => {
+  it('lets the workers accept for themselves by default, with every guarantee of the records kept', async () => {
     const origin = await startOrigin((req, res) => res.end(`ok ${req.url}`));
-    const proc = spawnServe(serveArgs(folder, '--workers', '2', '--drain-timeout', '1s'), { NODE_CLUSTER_SCHED_POLICY: 'none' });
+    const proc = spawnServe(serveArgs(folder, '--workers', '2', '--drain-timeout', '1s'));
     try {
       const { proxyPort, adminPort } = await listeningPorts(proc);
       expect((await proc.waitForLogStarting('workers accept connections themselves')).scheduling).toBe('kernel');
@@ -416,10 +461,10 @@ describe('serve --workers: limits per box, failures, bad input', () => {
     }
   });
 
-  it('refuses to start when a limit is below the number of workers', () => {
-    const run = runCli('serve', ...serveArgs(folder, '--workers', '4', '--max-tunnels-per-source', '3'));
+  it('refuses to start when an explicit client connection cap is below the number of workers', () => {
+    const run = runCli('serve', ...serveArgs(folder, '--workers', '4', '--max-client-connections', '3'));
     expect(run.status).toBe(1);
-    expect(run.stderr).toContain('--max-tunnels-per-source 3 is below --workers 4');
+    expect(run.stderr).toContain('--max-client-connections 3 is below --workers 4');
   });
 
   it('refuses a worker count that is not a number from 1 to 256 or auto', () => {

@@ -263,9 +263,9 @@ function workersSection(results: CompareResults, plan: ComparePlan): string[] {
     'operations the load generator completed; the median over runs. The load generator shares the 2 cores, so this is',
     'the steady figure; the rates above follow it. "of which the primary": the tree minus the workers\' pids (the',
     'primary holds the audit writer, index and admin threads); with one worker everything is one process.',
-    process.env.NODE_CLUSTER_SCHED_POLICY === 'none'
-      ? 'Connections reached the workers as the kernel chose (`NODE_CLUSTER_SCHED_POLICY=none`: each worker accepts for itself).'
-      : 'Connections reached the workers by the cluster\'s round robin (the default: the primary accepts and hands each over).',
+    process.env.NODE_CLUSTER_SCHED_POLICY === 'rr'
+      ? 'Connections reached the workers by the cluster\'s round robin (`NODE_CLUSTER_SCHED_POLICY=rr`: the primary accepts and hands each over).'
+      : 'Connections reached the workers as the kernel chose (the default: each worker accepts for itself).',
     '',
     ...table(['load', 'unit', ...columns, ...others.map((c) => `${c} ÷ ${main}`)], cpuRows),
     '',

@@ -13,6 +13,8 @@ import { workerLimits } from './limits';
 import { isWorkerMessage, toPortable } from './protocol';
 import { AUDIT_CHANNEL_FD } from './wire';
 import { WorkerBatches } from './worker-batches';
+import { TunnelLedger } from './tunnel-lending';
+import type { Moved, Want } from './tunnel-lending';
 import type { BatchMember } from './worker-batches';
 import type { PolicyFiles, PrimaryMessage, WorkerMessage } from './protocol';
 
@@ -36,6 +38,8 @@ interface Member extends BatchMember {
   policyVersion: string | null;
   /** Its registry as last reported (summed while it does not answer, kept as retired when it dies). */
   lastMetrics: MetricsJson | null;
+  /** Lends asked of it and not answered: answered with nothing when it dies. */
+  readonly lending: Map<number, (moved: Moved | null) => void>;
 }
 
 export interface PoolOptions {
@@ -75,24 +79,27 @@ export class WorkerPool {
   private retired: MetricsJson[] = [];
 
   private readonly batches: WorkerBatches;
+  /** Every slot's shares of the tunnel limits (tunnel-lending.ts). */
+  readonly ledger: TunnelLedger;
+  private lendSeq = 0;
   /**
-   * How connections reach the workers. By default the cluster's round robin: the primary accepts
-   * each connection and hands it to the next worker, so the shares are even, which the per-worker
-   * split of the limits (limits.ts) relies on, at a cost in the primary and the worker per
-   * connection. `NODE_CLUSTER_SCHED_POLICY=none` (Node's own variable) lets every worker accept
-   * from the shared socket itself: about a third less CPU per new tunnel, even shares under
-   * concurrent load, but a few sequential connections may all reach one worker (docs/operations.md
-   * "Using every core").
+   * How connections reach the workers. By default each worker accepts from the shared socket
+   * itself, as the kernel wakes it: nothing per connection in the primary. Node's own
+   * `NODE_CLUSTER_SCHED_POLICY=rr` selects the cluster's round robin instead: the primary accepts
+   * every connection and hands it to the next worker, which spreads even sequential connections
+   * evenly at about a third more CPU per new tunnel (docs/operations.md "Using every core"). The
+   * limits hold per box either way: the tunnel limits' shares move to the worker that needs them
+   * (tunnel-lending.ts).
    */
-  readonly scheduling: 'round-robin' | 'kernel' = process.env.NODE_CLUSTER_SCHED_POLICY === 'none' ? 'kernel' : 'round-robin';
+  readonly scheduling: 'round-robin' | 'kernel' = process.env.NODE_CLUSTER_SCHED_POLICY === 'rr' ? 'round-robin' : 'kernel';
 
   constructor(private readonly opts: PoolOptions) {
     this.batches = new WorkerBatches(opts.target, opts.log);
+    this.ledger = new TunnelLedger(opts.config, opts.config.workers);
     cluster.schedulingPolicy = this.scheduling === 'kernel' ? cluster.SCHED_NONE : cluster.SCHED_RR;
-    if (this.scheduling === 'kernel') {
-      opts.log.info({ scheduling: this.scheduling }, 'workers accept connections themselves (NODE_CLUSTER_SCHED_POLICY=none): less CPU per new connection; '
-        + 'which worker takes one, and so whose share of each limit it counts against, is the kernel\'s choice');
-    }
+    opts.log.info({ scheduling: this.scheduling }, this.scheduling === 'kernel'
+      ? 'workers accept connections themselves (NODE_CLUSTER_SCHED_POLICY=rr for the round robin)'
+      : 'the primary hands connections to the workers in turn (NODE_CLUSTER_SCHED_POLICY=rr)');
     cluster.setupPrimary({
       exec: path.join(__dirname, 'cluster-entry.js'),
       args: [],
@@ -202,10 +209,10 @@ export class WorkerPool {
     });
     const channel = worker.process.stdio[AUDIT_CHANNEL_FD];
     if (!(channel instanceof net.Socket)) throw new Error('a worker was forked without its audit channel');
-    const member: Member = { slot, worker, channel, startedAt: Date.now(), state: 'starting', policyVersion: null, records: 0, open: new Set(), committing: new Set(), settled: false, endedBySettle: new Set(), lastMetrics: null };
+    const member: Member = { slot, worker, channel, startedAt: Date.now(), state: 'starting', policyVersion: null, records: 0, open: new Set(), committing: new Set(), settled: false, endedBySettle: new Set(), lastMetrics: null, lending: new Map() };
     this.members.set(slot, member);
     const { config } = this.opts;
-    worker.on('online', () => this.send(member, { t: 'init', slot, config: toPortable(config), admin: this.opts.admin, limits: workerLimits(config, slot), writable: this.opts.target.writable(), policy: this.opts.policy() }));
+    worker.on('online', () => this.send(member, { t: 'init', slot, config: toPortable(config), admin: this.opts.admin, limits: workerLimits(config, slot), shares: this.ledger.sharesOf(slot), writable: this.opts.target.writable(), policy: this.opts.policy() }));
     worker.on('message', (message: unknown) => {
       if (!isWorkerMessage(message)) return;
       if (message.t === 'listening') {
@@ -225,6 +232,9 @@ export class WorkerPool {
     worker.on('exit', (code, signal) => {
       const wasListening = member.state === 'listening';
       member.state = 'exited';
+      // What it did not answer it never gave: its slot's share is the ledger's to lend now.
+      for (const answer of member.lending.values()) answer(null);
+      member.lending.clear();
       void this.afterExit(member, code, signal, wasListening, start);
     });
   }
@@ -234,7 +244,29 @@ export class WorkerPool {
       member.policyVersion = message.version;
     } else if (message.t === 'metrics') {
       this.metricsWaiting.get(message.seq)?.(message.metrics);
+    } else if (message.t === 'borrow') {
+      const { id } = message;
+      void this.ledger.borrow(member.slot, message.want, (lender, want) => this.askToLend(lender, want))
+        .then((moved) => this.send(member, { t: 'granted', id, moved }));
+    } else if (message.t === 'lent') {
+      const answer = member.lending.get(message.id);
+      member.lending.delete(message.id);
+      answer?.(message.moved);
     }
+  }
+
+  /** What the worker filling `slot` gives up for a borrower; null when the slot has no process. */
+  private askToLend(slot: number, want: Want): Promise<Moved | null> {
+    const member = this.members.get(slot);
+    if (member === undefined || member.state === 'exited') return Promise.resolve(null);
+    const id = ++this.lendSeq;
+    return new Promise((resolve) => {
+      member.lending.set(id, resolve);
+      if (!this.send(member, { t: 'lend', id, want })) {
+        member.lending.delete(id);
+        resolve(member.worker.isDead() ? null : { overall: 0, source: 0 });
+      }
+    });
   }
 
   /**

@@ -4,6 +4,7 @@ import type { ProxyLimits } from '../proxy/context';
 import { parseRange } from '../policy/ip-range';
 import type { PolicyProvenance, PolicySource } from '../policy/provenance';
 import { readDescriptorLimit } from '../descriptors';
+import type { Moved, SlotShares, Want } from './tunnel-lending';
 
 /**
  * The messages between the primary (pool.ts: the audit log, the admin app, shipping) and its
@@ -49,8 +50,10 @@ export interface WorkerInit {
   config: PortableConfig;
   /** The admin listener: the guard refuses connections to it, as to the proxy's own. */
   admin: ListenAddress;
-  /** This worker's share of the box's limits (limits.ts). */
+  /** This worker's limits (limits.ts): the tunnel limits are the box's, of which it holds `shares`. */
   limits: ProxyLimits;
+  /** Its shares of the tunnel limits as its slot holds them now (tunnel-lending.ts). */
+  shares: SlotShares;
   /** Whether the audit log takes records now; changes follow as `writable` messages. */
   writable: boolean;
   /** The primary's policy: workers never read the folder, so they hold what the primary checked. */
@@ -65,13 +68,21 @@ export type PrimaryMessage =
   | { t: 'reload'; policy: PolicyFiles }
   | { t: 'metrics'; seq: number }
   /** SIGTERM reached the primary: stop accepting, finish what is open, exit. */
-  | { t: 'drain' };
+  | { t: 'drain' }
+  /** Another worker is past its share of a tunnel limit: give up what this one can spare. */
+  | { t: 'lend'; id: number; want: Want }
+  /** The answer to this worker's borrow: what the others gave it. */
+  | { t: 'granted'; id: number; moved: Moved };
 
 export type WorkerMessage =
   | { t: 'listening'; port: number; address: string; family: string }
   | { t: 'failed'; message: string }
   | { t: 'policy'; version: string; ok: boolean }
-  | { t: 'metrics'; seq: number; metrics: Array<MetricObjectWithValues<MetricValue<string>>> };
+  | { t: 'metrics'; seq: number; metrics: Array<MetricObjectWithValues<MetricValue<string>>> }
+  /** Past its share of a tunnel limit (tunnel-lending.ts): one more slot, from the other workers. */
+  | { t: 'borrow'; id: number; want: Want }
+  /** The answer to a `lend`: what this worker gave up. */
+  | { t: 'lent'; id: number; moved: Moved };
 
 export function isWorkerMessage(value: unknown): value is WorkerMessage {
   return typeof value === 'object' && value !== null && typeof (value as { t?: unknown }).t === 'string';

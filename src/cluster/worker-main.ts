@@ -14,6 +14,8 @@ import { openUsers } from '../serve';
 import { listen, proxyContext } from '../serve-front';
 import { openInspection } from '../serve-inspect';
 import { PrimaryAudit } from './primary-audit';
+import { WorkerShares } from './tunnel-lending';
+import type { ProxyContext } from '../proxy/context';
 import { fromPortable, isPrimaryMessage } from './protocol';
 import { AUDIT_CHANNEL_FD, decodeAnswerFrame, FrameReader } from './wire';
 import type { PrimaryMessage, WorkerInit, WorkerMessage } from './protocol';
@@ -89,7 +91,12 @@ async function run(init: WorkerInit, log: Logger): Promise<(message: PrimaryMess
   const self: SelfAddress[] = [];
   // Reloads are counted once, by the primary's own holder (its metric is the box's).
   const holder = new PolicyHolder(config.policiesDir, loaded.policy, () => self, log, undefined, loaded.sources);
-  const ctx = proxyContext({ ...config, ...init.limits }, holder, audit, log, metrics, users?.authenticator ?? null, inspect);
+  // Its shares of the tunnel limits, lent and borrowed through the primary (tunnel-lending.ts).
+  const shares = new WorkerShares(config, config.workers, init.slot, init.shares, {
+    overall: () => ctx.tunnels.size,
+    from: (source) => ctx.tunnels.countFrom(source),
+  }, (id, want) => send({ t: 'borrow', id, want }));
+  const ctx: ProxyContext = { ...proxyContext({ ...config, ...init.limits }, holder, audit, log, metrics, users?.authenticator ?? null, inspect), tunnelShares: shares };
   holder.onLoaded((policy) => ctx.parentAgents.retainFor(policy));
   metrics.setOpenTunnels(() => ctx.tunnels.size);
   metrics.setClientConnections(() => ctx.gauges.clientSockets, init.limits.maxClientConnections);
@@ -128,11 +135,14 @@ async function run(init: WorkerInit, log: Logger): Promise<(message: PrimaryMess
     } else if (message.t === 'metrics') {
       void metrics.registry.getMetricsAsJSON().then((json) => send({ t: 'metrics', seq: message.seq, metrics: json }));
     } else if (message.t === 'drain') void drain('the primary is stopping');
+    else if (message.t === 'lend') send({ t: 'lent', id: message.id, moved: shares.lend(message.want) });
+    else if (message.t === 'granted') shares.granted(message.id, message.moved);
   };
   // Without the primary nothing can be recorded, so nothing more is relayed: every connection is
   // closed now (their records stay open in the log; the next start completes them, SPEC §4).
   process.on('disconnect', () => {
     primary.disconnected();
+    shares.disconnected();
     void drain('the primary is gone', 0);
   });
   // Signals to the whole process group (Ctrl-C, a service manager's stop) drain as the primary

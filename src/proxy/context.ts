@@ -7,6 +7,7 @@ import type { ActivePolicy } from '../policy/active-policy';
 import type { Resolver } from './dial';
 import type { ParentAgents } from './parent-agents';
 import type { TunnelRegistry } from './tunnel-registry';
+import type { TunnelShares } from './tunnel-limits';
 import type { IpRange } from '../policy/ip-range';
 import type { Inspection } from '../inspect/types';
 
@@ -68,6 +69,8 @@ export interface ProxyContext {
   readonly parentAgents: ParentAgents;
   /** Client sockets of open tunnels: http.Server does not track them once upgraded. */
   readonly tunnels: TunnelRegistry;
+  /** A `--workers` worker's shares of the tunnel limits (cluster/tunnel-lending.ts); absent in one process. */
+  readonly tunnelShares?: TunnelShares;
   /**
    * --proxy-protocol-from: load balancers that must send a PROXY protocol header (and nobody
    * else may); absent or empty: off, and connections are read as HTTP from the first byte.

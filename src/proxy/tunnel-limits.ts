@@ -5,15 +5,32 @@ import { ProxyError } from '../request/errors';
 /** What a tunnel's client reads once its CONNECT is allowed. */
 export const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');
 
-/** Past a limit the client is told to come back later (429 + Retry-After), after the decision. */
-export function enforceTunnelLimits(ctx: ProxyContext, source: string): void {
+/**
+ * A `--workers` worker's part of the box's tunnel limits (cluster/tunnel-lending.ts): its shares,
+ * and a way to borrow more from the other workers when a CONNECT would take it past one. One
+ * process has none: its part is the whole limit.
+ */
+export interface TunnelShares {
+  overall(): number;
+  forSource(source: string): number;
+  /** Resolves true once this process holds one more slot of each limit wanted, false when no worker had one to spare. */
+  borrow(want: { overall: boolean; source: string | null }): Promise<boolean>;
+}
+
+/**
+ * Past a limit the client is told to come back later (429 + Retry-After), after the decision. The
+ * tunnel is already counted (ctx.tunnels), so "past" is more than the limit. A worker past its
+ * share borrows first, and refuses only when the box has no room.
+ */
+export async function enforceTunnelLimits(ctx: ProxyContext, source: string): Promise<void> {
   const { maxTunnels, maxTunnelsPerSource } = ctx.limits;
-  if (ctx.tunnels.size > maxTunnels) {
-    throw new ProxyError(429, 'too_many_tunnels', `too many open tunnels (limit ${maxTunnels})`);
-  }
-  if (ctx.tunnels.countFrom(source) > maxTunnelsPerSource) {
-    throw new ProxyError(429, 'too_many_tunnels', `too many open tunnels from ${source} (limit ${maxTunnelsPerSource})`);
-  }
+  const shares = ctx.tunnelShares;
+  const overall = ctx.tunnels.size > (shares?.overall() ?? maxTunnels);
+  const fromSource = ctx.tunnels.countFrom(source) > (shares?.forSource(source) ?? maxTunnelsPerSource);
+  if (!overall && !fromSource) return;
+  if (shares !== undefined && (await shares.borrow({ overall, source: fromSource ? source : null }))) return;
+  if (overall) throw new ProxyError(429, 'too_many_tunnels', `too many open tunnels (limit ${maxTunnels})`);
+  throw new ProxyError(429, 'too_many_tunnels', `too many open tunnels from ${source} (limit ${maxTunnelsPerSource})`);
 }
 
 /**

@@ -43,7 +43,7 @@ export async function handleConnect(ctx: ProxyContext, req: IncomingMessage, cli
     exchange.target = target;
     await authenticate(ctx, exchange, req.headers['proxy-authorization']);
     decideTarget(ctx, exchange, target);
-    enforceTunnelLimits(ctx, exchange.clientIp);
+    await enforceTunnelLimits(ctx, exchange.clientIp);
     ensureAuditWritable(ctx);
     if (exchange.decision?.tls === 'inspect') inspection = await planInspection(ctx, exchange, target);
   } catch (err) {
