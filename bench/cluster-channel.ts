@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
  * before). One batch in flight at a time, as group commit sends them; nothing else runs, so every
  * message wakes the other process, which is what a cross-process round trip costs at least.
  * Loads dist/ (`npm run build`).
+ * `oneway` measures the alternative with no round trip (a spool per worker, below).
  * Usage: npm run bench:channel [-- --trips N] [--repeat N] [--out FILE]
  */
 
@@ -29,7 +30,13 @@ interface Codec { prepareEntry(entry: unknown): Prepared }
 
 const load = <T>(rel: string): T => require(path.join(REPO_ROOT, 'dist', rel)) as T;
 
-type Mode = 'json' | 'socket';
+/**
+ * `oneway`: what a worker's spool would cost instead (docs/architecture.md, "What would make
+ * workers flat"): each batch written to a file of the worker's own (one write, as one process
+ * appends to its log) and streamed to the primary, with no answer awaited; a batch per turn of
+ * the worker's event loop, as group commit sends them. The primary decodes every frame.
+ */
+type Mode = 'json' | 'socket' | 'oneway';
 interface Run { mode: Mode; records: number; trips: number; primaryUs: number; workerUs: number }
 
 /** A record as the proxy opens one for a CONNECT (the fields' usual sizes). */
@@ -59,6 +66,28 @@ function worker(): void {
   const socket = new net.Socket({ fd: FD, readable: true, writable: true });
   let seq = 0;
   let started = 0;
+  if (mode === 'oneway') {
+    const spool = fs.openSync(path.join(process.env.CHANNEL_SPOOL_DIR ?? '/tmp', `spool-${process.pid}`), 'a');
+    const stream = (): void => {
+      seq += 1;
+      if (seq > trips) {
+        fs.closeSync(spool);
+        process.send?.({ t: 'done', cpu: cpuUs() - started });
+        return;
+      }
+      const frame = wire.encodeBatchFrame(seq, batch);
+      fs.writeSync(spool, frame);
+      socket.write(frame);
+      setImmediate(stream);
+    };
+    process.on('message', (message: { t: string }) => {
+      if (message.t !== 'go') return;
+      started = cpuUs();
+      stream();
+    });
+    process.send?.({ t: 'ready' });
+    return;
+  }
   const next = (): void => {
     seq += 1;
     if (seq > trips) {
@@ -82,17 +111,30 @@ function worker(): void {
   process.send?.({ t: 'ready' });
 }
 
+const spoolDir = fs.mkdtempSync(path.join((require('node:os') as typeof import('node:os')).tmpdir(), 'tollgate-spool-'));
+
 function runOnce(mode: Mode, records: number, trips: number): Promise<Run> {
   const wire = load<Wire>('cluster/wire.js');
   return new Promise((resolve, reject) => {
-    const child = cluster.fork({ CHANNEL_MODE: mode, CHANNEL_RECORDS: String(records), CHANNEL_TRIPS: String(trips) });
+    const child = cluster.fork({ CHANNEL_MODE: mode, CHANNEL_RECORDS: String(records), CHANNEL_TRIPS: String(trips), CHANNEL_SPOOL_DIR: spoolDir });
     const socket = child.process.stdio[FD];
     if (!(socket instanceof net.Socket)) return reject(new Error('no channel'));
     let started = 0;
+    let received = 0;
+    let workerCpu: number | null = null;
+    // One way: the run ends once the worker is done and every frame it sent has been read.
+    const finishOneWay = (): void => {
+      if (workerCpu === null || received < trips) return;
+      const primaryUs = (cpuUs() - started) / trips;
+      child.kill();
+      resolve({ mode, records, trips, primaryUs, workerUs: workerCpu / trips });
+    };
     const answer = (seq: number, count: number): Buffer => wire.encodeAnswerFrame(seq, true, { ok: true, ids: Array.from({ length: count }, (_, i) => seq * 100 + i), refusedCompletions: 0 });
     const frames = new wire.FrameReader((frame) => {
       const batch = wire.decodeBatchFrame(frame);
-      socket.write(answer(batch.seq, batch.entries.length));
+      if (mode !== 'oneway') return void socket.write(answer(batch.seq, batch.entries.length));
+      received += 1;
+      finishOneWay();
     });
     socket.on('data', (chunk: Buffer) => frames.push(chunk));
     socket.on('error', () => undefined);
@@ -102,6 +144,9 @@ function runOnce(mode: Mode, records: number, trips: number): Promise<Run> {
         child.send({ t: 'go' });
       } else if (message.t === 'batch') {
         child.send({ t: 'batchDone', seq: message.seq, ok: true, ids: (message.entries ?? []).map((_, i) => (message.seq ?? 0) * 100 + i), refusedCompletions: 0, writable: true });
+      } else if (message.t === 'done' && mode === 'oneway') {
+        workerCpu = message.cpu ?? 0;
+        finishOneWay();
       } else if (message.t === 'done') {
         const primaryUs = (cpuUs() - started) / trips;
         const workerUs = (message.cpu ?? 0) / trips;
@@ -125,14 +170,15 @@ async function primary(): Promise<void> {
   for (let r = 0; r < repeat; r += 1) {
     for (const records of [1, 8]) {
       // Alternating, so a change in the machine's load falls on both.
-      for (const mode of ['json', 'socket'] as const) runs.push(await runOnce(mode, records, trips));
+      for (const mode of ['json', 'socket', 'oneway'] as const) runs.push(await runOnce(mode, records, trips));
     }
   }
-  const rows = [1, 8].flatMap((records) => (['json', 'socket'] as const).map((mode) => {
+  fs.rmSync(spoolDir, { recursive: true, force: true });
+  const rows = [1, 8].flatMap((records) => (['json', 'socket', 'oneway'] as const).map((mode) => {
     const mine = runs.filter((run) => run.mode === mode && run.records === records);
     const p = median(mine.map((run) => run.primaryUs));
     const w = median(mine.map((run) => run.workerUs));
-    const label = mode === 'json' ? 'cluster JSON channel (process.send)' : 'audit channel (wire.ts, socket pair)';
+    const label = { json: 'cluster JSON channel (process.send)', socket: 'audit channel (wire.ts, socket pair)', oneway: 'one way: spool file + socket pair, no answer' }[mode];
     return `| ${records} | ${label} | ${p.toFixed(1)} | ${w.toFixed(1)} | ${(p + w).toFixed(1)} |`;
   }));
   const text = [
@@ -140,13 +186,18 @@ async function primary(): Promise<void> {
     '',
     `Measured ${new Date().toISOString()} by \`npm run bench:channel\` (bench/cluster-channel.ts): ${trips.toLocaleString('en-US')} round trips a run, one batch in flight, the median of ${repeat} runs each, modes alternating. CPU from process.cpuUsage() in each process around the trips. Node ${process.version}; load average ${(await import('node:os')).loadavg().map((l) => l.toFixed(2)).join(' ')} at the end.`,
     '',
-    '| records per batch | channel | primary µs per trip | worker µs per trip | both |',
+    '| records per batch | channel | primary µs per batch | worker µs per batch | both |',
     '| --- | --- | --- | --- | --- |',
     ...rows,
     '',
     'Nothing else runs in either process, so each message wakes the other one: this is the least a',
     'round trip costs, and what a worker pays per batch, beyond one process appending its own records',
     '(about 3 µs a batch, `log-append.md`).',
+    '',
+    'One way, the worker pays a file write and a socket write per batch and is never woken; the',
+    'primary may read several batches per wake, so its figure is a floor (under real load the',
+    'workers\' batches also arrive together). It leaves out what the spool design adds on top:',
+    'the primary\'s append (as above), the mapping of completions to ids, and the spool\'s upkeep.',
     '',
   ].join('\n');
   fs.mkdirSync(path.dirname(out), { recursive: true });

@@ -1,57 +1,110 @@
-import { evenShare, TunnelLedger, WorkerShares } from '../src/cluster/tunnel-lending';
-import type { BoxLimits, Moved, Want } from '../src/cluster/tunnel-lending';
+import { LendingDesk } from '../src/cluster/lending-desk';
+import type { Asked } from '../src/cluster/lending-desk';
+import type { PrimaryMessage } from '../src/cluster/protocol';
+import { evenShare, WorkerShares } from '../src/cluster/tunnel-lending';
+import type { BoxLimits } from '../src/cluster/tunnel-lending';
 
 /**
- * The tunnel limits' shares across workers (cluster/tunnel-lending.ts), with the primary's ledger
- * and each worker's shares wired by direct calls: the messages' content and order as pool.ts and
- * worker-main.ts pass them, without processes (test/serve-workers.test.ts runs them for real).
+ * The tunnel limits' shares across workers (cluster/tunnel-lending.ts, lending-desk.ts): the
+ * primary's desk and each worker's shares, their messages passed as pool.ts and worker-main.ts
+ * pass them, each a turn of the event loop later (setImmediate), without processes
+ * (test/serve-workers.test.ts runs them for real).
  */
 
-/** A worker: its shares and the tunnels it holds (per source). */
+/** A worker process: its shares and the tunnels it holds (per source). */
 interface SimWorker {
   slot: number;
   shares: WorkerShares;
   open: Map<string, number>;
   alive: boolean;
+  /** Answers lends (false: a stuck event loop, which answers only when `unstick` is called). */
+  answering: boolean;
+  stuck: Array<() => void>;
+  initSent: boolean;
+  gone: () => boolean;
+  lending: Map<number, Asked>;
 }
 
-function box(limits: BoxLimits, workers: number): { ledger: TunnelLedger; members: SimWorker[]; admit: (slot: number, source: string) => Promise<boolean>; close: (slot: number, source: string) => void } {
-  const ledger = new TunnelLedger(limits, workers);
+interface Box {
+  desk: LendingDesk<SimWorker>;
+  ledger: LendingDesk<SimWorker>['ledger'];
+  members: SimWorker[];
+  /** As enforceTunnelLimits: counted first, checked against the shares, borrowing past them. */
+  admit: (slot: number, source: string) => Promise<boolean>;
+  close: (slot: number, source: string) => void;
+  /** A worker dies; `replace` starts its replacement (its start message from the ledger). */
+  kill: (slot: number) => void;
+  replace: (slot: number) => SimWorker;
+  settled: () => Promise<void>;
+}
+
+const later = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+function box(limits: BoxLimits, workers: number): Box {
   const members: SimWorker[] = [];
+  const desk: LendingDesk<SimWorker> = new LendingDesk(limits, workers, (slot) => members[slot - 1], (member, message: PrimaryMessage) => {
+    if (!member.alive) return false;
+    setImmediate(() => {
+      if (!member.alive) return;
+      if (message.t === 'lend') {
+        const answer = (): void => {
+          if (!member.alive) return;
+          const moved = member.shares.lend(message.want);
+          setImmediate(() => desk.lent(member, message.id, moved));
+        };
+        if (member.answering) answer();
+        else member.stuck.push(answer);
+      } else if (message.t === 'granted') member.shares.granted(message.id, message.moved, message.source);
+    });
+    return true;
+  });
+  const total = (open: Map<string, number>): number => [...open.values()].reduce((a, b) => a + b, 0);
   const start = (slot: number): SimWorker => {
     const open = new Map<string, number>();
-    const member: SimWorker = { slot, open, alive: true, shares: undefined as unknown as WorkerShares };
-    member.shares = new WorkerShares(limits, workers, slot, ledger.sharesOf(slot), {
-      overall: () => [...open.values()].reduce((a, b) => a + b, 0),
-      from: (source) => open.get(source) ?? 0,
-    }, (id, want) => {
-      // The primary: the ledger asks the other slots' live workers, then answers the borrower.
-      void ledger.borrow(slot, want, (lender: number, asked: Want): Promise<Moved | null> => {
-        const other = members[lender - 1];
-        return Promise.resolve(other.alive ? other.shares.lend(asked) : null);
-      }).then((moved) => member.shares.granted(id, moved));
-      return true;
-    });
+    const member: SimWorker = {
+      slot, open, alive: true, answering: true, stuck: [], initSent: true, lending: new Map(),
+      gone: () => !member.alive,
+      shares: new WorkerShares(limits, workers, slot, desk.ledger.sharesOf(slot), {
+        overall: () => total(open),
+        from: (source) => open.get(source) ?? 0,
+      }, (message) => {
+        setImmediate(() => desk.received(member, message));
+        return true;
+      }),
+    };
     members[slot - 1] = member;
     return member;
   };
   for (let slot = 1; slot <= workers; slot += 1) start(slot);
-  /** As enforceTunnelLimits: counted first, then checked against the shares, borrowing past them. */
   const admit = async (slot: number, source: string): Promise<boolean> => {
     const member = members[slot - 1];
     member.open.set(source, (member.open.get(source) ?? 0) + 1);
-    const overall = [...member.open.values()].reduce((a, b) => a + b, 0) > member.shares.overall();
+    const overall = total(member.open) > member.shares.overall();
     const fromSource = (member.open.get(source) ?? 0) > member.shares.forSource(source);
     if (!overall && !fromSource) return true;
     if (await member.shares.borrow({ overall, source: fromSource ? source : null })) return true;
-    member.open.set(source, (member.open.get(source) ?? 0) - 1);
+    if (total(member.open) <= member.shares.overall() && (member.open.get(source) ?? 0) <= member.shares.forSource(source)) return true;
+    close(slot, source);
     return false;
   };
   const close = (slot: number, source: string): void => {
     const member = members[slot - 1];
-    member.open.set(source, (member.open.get(source) ?? 0) - 1);
+    const left = (member.open.get(source) ?? 0) - 1;
+    if (left > 0) member.open.set(source, left);
+    else {
+      member.open.delete(source);
+      member.shares.sourceIdle(source);
+    }
   };
-  return { ledger, members, admit, close };
+  const kill = (slot: number): void => {
+    const member = members[slot - 1];
+    member.alive = false;
+    desk.gone(member);
+  };
+  const settled = async (): Promise<void> => {
+    for (let i = 0; i < 20; i += 1) await later();
+  };
+  return { desk, ledger: desk.ledger, members, admit, close, kill, replace: start, settled };
 }
 
 const sum = (values: number[]): number => values.reduce((a, b) => a + b, 0);
@@ -87,7 +140,7 @@ describe('tunnel limit shares across workers', () => {
     expect(sum(ledger.sourceShares('10.1.1.1'))).toBe(3);
   });
 
-  it('never holds more than the limit, and refuses only when the box is full, under random load', async () => {
+  it('never holds more than the limit, and refuses only when the box is full once the shares settled, under random load', async () => {
     let seed = 42;
     const random = (n: number): number => {
       seed = (seed * 1103515245 + 12345) % 2 ** 31;
@@ -95,7 +148,7 @@ describe('tunnel limit shares across workers', () => {
     };
     const limits = { maxTunnels: 10, maxTunnelsPerSource: 4 };
     const workers = 3;
-    const { ledger, members, admit, close } = box(limits, workers);
+    const { ledger, members, admit, close, settled } = box(limits, workers);
     const sources = ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.4'];
     const held: Array<[number, string]> = [];
     const total = (): number => held.length;
@@ -109,6 +162,9 @@ describe('tunnel limit shares across workers', () => {
       }
       const slot = 1 + random(workers);
       const source = sources[random(sources.length)];
+      // A source's give-back (its tunnels closed) reaches the others a message later.
+      await settled();
+      for (const s of sources) expect(sum(members.map((m) => m.shares.forSource(s)))).toBe(limits.maxTunnelsPerSource);
       const roomBefore = total() < limits.maxTunnels && fromSource(source) < limits.maxTunnelsPerSource;
       const admitted = await admit(slot, source);
       // Exact: admitted exactly when the box had room.
@@ -121,7 +177,7 @@ describe('tunnel limit shares across workers', () => {
       for (const s of sources) {
         expect(fromSource(s)).toBeLessThanOrEqual(limits.maxTunnelsPerSource);
         expect(sum(ledger.sourceShares(s))).toBe(limits.maxTunnelsPerSource);
-        expect(sum(members.map((m) => m.shares.forSource(s)))).toBe(limits.maxTunnelsPerSource);
+        expect(sum(members.map((m) => m.shares.forSource(s)))).toBeLessThanOrEqual(limits.maxTunnelsPerSource);
       }
     }
     expect(refused).toBeGreaterThan(0);
@@ -136,23 +192,91 @@ describe('tunnel limit shares across workers', () => {
     expect(sum(members.map((m) => m.shares.overall()))).toBe(5);
   });
 
-  it('lends a slot with no process from the ledger, and its replacement starts with what is left', async () => {
-    const { ledger, members, admit } = box({ maxTunnels: 4, maxTunnelsPerSource: 4 }, 2);
-    members[1].alive = false;
+  it('admits two CONNECTs that arrive together past one worker\'s share when one borrow brought room for both', async () => {
+    const { members, admit } = box({ maxTunnels: 2, maxTunnelsPerSource: 100 }, 2);
+    // Both counted, both past the share of 1: each borrows; worker 2's one spare slot answers the
+    // first, and the second, answered nothing, finds the room that slot made.
+    const results = await Promise.all([admit(1, '10.0.0.1'), admit(1, '10.0.0.2')]);
+    expect(results).toEqual([true, true]);
+    expect(members.map((m) => m.shares.overall())).toEqual([2, 0]);
+    expect(await admit(2, '10.0.0.3')).toBe(false);
+  });
+
+  it('lends a dead slot\'s share from the ledger, and its replacement starts with what is left', async () => {
+    const { ledger, members, admit, kill, replace } = box({ maxTunnels: 4, maxTunnelsPerSource: 4 }, 2);
+    kill(2);
     expect(await admit(1, '10.0.0.1')).toBe(true);
     expect(await admit(1, '10.0.0.1')).toBe(true);
     // Past its share of 2: half of the dead slot's 2 comes from the ledger alone.
     expect(await admit(1, '10.0.0.1')).toBe(true);
     expect(ledger.sharesOf(2).overall).toBe(1);
-    const replacement = ledger.sharesOf(2);
-    expect(replacement.overall + ledger.sharesOf(1).overall).toBe(4);
-    expect(sum(replacement.sources.map(([, n]) => n)) + sum(ledger.sharesOf(1).sources.map(([, n]) => n))).toBe(4);
+    const replacement = replace(2);
+    expect(replacement.shares.overall() + members[0].shares.overall()).toBe(4);
+    expect(replacement.shares.forSource('10.0.0.1') + members[0].shares.forSource('10.0.0.1')).toBe(4);
+  });
+
+  it('gives a borrow finished after its worker died to the replacement, never losing the slots', async () => {
+    const { ledger, members, admit, kill, replace, settled } = box({ maxTunnels: 2, maxTunnelsPerSource: 100 }, 2);
+    // Worker 1 is slow to answer; worker 2 borrows, then dies, and its replacement starts meanwhile.
+    members[0].answering = false;
+    expect(await admit(2, '10.0.0.1')).toBe(true);
+    const borrowing = admit(2, '10.0.0.2');
+    await settled();
+    kill(2);
+    const replacement = replace(2);
+    for (const answer of members[0].stuck.splice(0)) answer();
+    await settled();
+    expect(await Promise.race([borrowing, later().then(() => 'unanswered')])).toBe('unanswered');
+    expect(ledger.overallShares()).toEqual([0, 2]);
+    // The replacement holds what the ledger says: the box still has its two slots.
+    expect(replacement.shares.overall() + members[0].shares.overall()).toBe(2);
+    expect(await admit(2, '10.0.0.3')).toBe(true);
+    expect(await admit(2, '10.0.0.4')).toBe(true);
+    expect(await admit(1, '10.0.0.5')).toBe(false);
+  });
+
+  it('asks the next worker when one does not answer in time, and gives a late answer\'s slots back to it', async () => {
+    jest.useFakeTimers({ doNotFake: ['setImmediate', 'nextTick', 'queueMicrotask'] });
+    try {
+      const { ledger, members, admit, settled } = box({ maxTunnels: 3, maxTunnelsPerSource: 100 }, 3);
+      members[1].answering = false;
+      expect(await admit(1, '10.0.0.1')).toBe(true);
+      const borrowing = admit(1, '10.0.0.2');
+      await settled();
+      jest.advanceTimersByTime(1_000);
+      // Worker 2 was given up on; worker 3 lent its slot.
+      expect(await borrowing).toBe(true);
+      for (const answer of members[1].stuck.splice(0)) answer();
+      await settled();
+      expect(members.map((m) => m.shares.overall())).toEqual([2, 1, 0]);
+      expect(ledger.overallShares()).toEqual([2, 1, 0]);
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
+  it('gives back a source\'s borrowed slots once its tunnels close, and forgets the source', async () => {
+    const { ledger, members, admit, close, settled } = box({ maxTunnels: 1000, maxTunnelsPerSource: 2 }, 4);
+    for (let i = 0; i < 50; i += 1) {
+      const source = `10.9.0.${i}`;
+      // Slots 3 and 4 have an even share of 0: each source's tunnel there borrows.
+      expect(await admit(4, source)).toBe(true);
+      expect(await admit(3, source)).toBe(true);
+      expect(await admit(2, source)).toBe(false);
+      close(4, source);
+      close(3, source);
+    }
+    await settled();
+    expect(ledger.movedSources()).toBe(0);
+    expect(members.map((m) => m.shares.movedSources())).toEqual([0, 0, 0, 0]);
+    expect(ledger.sourceShares('10.9.0.7')).toEqual([1, 1, 0, 0]);
   });
 
   it('answers a borrow that cannot reach the primary with a refusal, and a primary gone fails the ones waiting', async () => {
-    const shares = new WorkerShares({ maxTunnels: 2, maxTunnelsPerSource: 2 }, 2, 2, { overall: 1, sources: [] }, { overall: () => 2, from: () => 2 }, () => false);
+    const counts = { overall: () => 2, from: () => 2 };
+    const shares = new WorkerShares({ maxTunnels: 2, maxTunnelsPerSource: 2 }, 2, 2, { overall: 1, sources: [] }, counts, () => false);
     expect(await shares.borrow({ overall: true, source: null })).toBe(false);
-    const waiting = new WorkerShares({ maxTunnels: 2, maxTunnelsPerSource: 2 }, 2, 2, { overall: 1, sources: [] }, { overall: () => 2, from: () => 2 }, () => true);
+    const waiting = new WorkerShares({ maxTunnels: 2, maxTunnelsPerSource: 2 }, 2, 2, { overall: 1, sources: [] }, counts, () => true);
     const answer = waiting.borrow({ overall: true, source: '10.0.0.1' });
     waiting.disconnected();
     expect(await answer).toBe(false);
@@ -162,7 +286,7 @@ describe('tunnel limit shares across workers', () => {
   it('grants only when every wanted limit moved: an overall slot alone does not admit a source past its share', async () => {
     const shares = new WorkerShares({ maxTunnels: 4, maxTunnelsPerSource: 2 }, 2, 1, { overall: 2, sources: [] }, { overall: () => 3, from: () => 2 }, () => true);
     const answer = shares.borrow({ overall: true, source: '10.0.0.1' });
-    shares.granted(1, { overall: 1, source: 0 });
+    shares.granted(1, { overall: 1, source: 0 }, '10.0.0.1');
     expect(await answer).toBe(false);
     // What moved stays moved: the shares still add up in the ledger's view.
     expect(shares.overall()).toBe(3);

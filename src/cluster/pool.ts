@@ -13,8 +13,8 @@ import { workerLimits } from './limits';
 import { isWorkerMessage, toPortable } from './protocol';
 import { AUDIT_CHANNEL_FD } from './wire';
 import { WorkerBatches } from './worker-batches';
-import { TunnelLedger } from './tunnel-lending';
-import type { Moved, Want } from './tunnel-lending';
+import { LendingDesk } from './lending-desk';
+import type { LendingMember } from './lending-desk';
 import type { BatchMember } from './worker-batches';
 import type { PolicyFiles, PrimaryMessage, WorkerMessage } from './protocol';
 
@@ -31,15 +31,13 @@ const WRITABLE_CHECK_MS = 250;
 type WorkerState = 'starting' | 'listening' | 'draining' | 'exited';
 
 /** One worker process: a slot (1…N) is filled by one process at a time, replaced when it dies. */
-interface Member extends BatchMember {
+interface Member extends BatchMember, LendingMember {
   readonly worker: Worker;
   readonly startedAt: number;
   state: WorkerState;
   policyVersion: string | null;
   /** Its registry as last reported (summed while it does not answer, kept as retired when it dies). */
   lastMetrics: MetricsJson | null;
-  /** Lends asked of it and not answered: answered with nothing when it dies. */
-  readonly lending: Map<number, (moved: Moved | null) => void>;
 }
 
 export interface PoolOptions {
@@ -79,9 +77,8 @@ export class WorkerPool {
   private retired: MetricsJson[] = [];
 
   private readonly batches: WorkerBatches;
-  /** Every slot's shares of the tunnel limits (tunnel-lending.ts). */
-  readonly ledger: TunnelLedger;
-  private lendSeq = 0;
+  /** Every slot's shares of the tunnel limits, and the lending between them (lending-desk.ts). */
+  private readonly lending: LendingDesk<Member>;
   /**
    * How connections reach the workers. By default each worker accepts from the shared socket
    * itself, as the kernel wakes it: nothing per connection in the primary. Node's own
@@ -95,7 +92,7 @@ export class WorkerPool {
 
   constructor(private readonly opts: PoolOptions) {
     this.batches = new WorkerBatches(opts.target, opts.log);
-    this.ledger = new TunnelLedger(opts.config, opts.config.workers);
+    this.lending = new LendingDesk(opts.config, opts.config.workers, (slot) => this.members.get(slot), (member, message) => this.send(member, message));
     cluster.schedulingPolicy = this.scheduling === 'kernel' ? cluster.SCHED_NONE : cluster.SCHED_RR;
     opts.log.info({ scheduling: this.scheduling }, this.scheduling === 'kernel'
       ? 'workers accept connections themselves (NODE_CLUSTER_SCHED_POLICY=rr for the round robin)'
@@ -209,10 +206,14 @@ export class WorkerPool {
     });
     const channel = worker.process.stdio[AUDIT_CHANNEL_FD];
     if (!(channel instanceof net.Socket)) throw new Error('a worker was forked without its audit channel');
-    const member: Member = { slot, worker, channel, startedAt: Date.now(), state: 'starting', policyVersion: null, records: 0, open: new Set(), committing: new Set(), settled: false, endedBySettle: new Set(), lastMetrics: null, lending: new Map() };
+    const member: Member = { slot, worker, channel, startedAt: Date.now(), state: 'starting', policyVersion: null, records: 0, open: new Set(), committing: new Set(), settled: false, endedBySettle: new Set(), lastMetrics: null, lending: new Map(), initSent: false, gone: () => member.state === 'exited' };
     this.members.set(slot, member);
     const { config } = this.opts;
-    worker.on('online', () => this.send(member, { t: 'init', slot, config: toPortable(config), admin: this.opts.admin, limits: workerLimits(config, slot), shares: this.ledger.sharesOf(slot), writable: this.opts.target.writable(), policy: this.opts.policy() }));
+    worker.on('online', () => {
+      // Its slot's shares as the ledger has them now; every move after this is told to it.
+      member.initSent = true;
+      this.send(member, { t: 'init', slot, config: toPortable(config), admin: this.opts.admin, limits: workerLimits(config, slot), shares: this.lending.ledger.sharesOf(slot), writable: this.opts.target.writable(), policy: this.opts.policy() });
+    });
     worker.on('message', (message: unknown) => {
       if (!isWorkerMessage(message)) return;
       if (message.t === 'listening') {
@@ -232,9 +233,7 @@ export class WorkerPool {
     worker.on('exit', (code, signal) => {
       const wasListening = member.state === 'listening';
       member.state = 'exited';
-      // What it did not answer it never gave: its slot's share is the ledger's to lend now.
-      for (const answer of member.lending.values()) answer(null);
-      member.lending.clear();
+      this.lending.gone(member);
       void this.afterExit(member, code, signal, wasListening, start);
     });
   }
@@ -244,29 +243,11 @@ export class WorkerPool {
       member.policyVersion = message.version;
     } else if (message.t === 'metrics') {
       this.metricsWaiting.get(message.seq)?.(message.metrics);
-    } else if (message.t === 'borrow') {
-      const { id } = message;
-      void this.ledger.borrow(member.slot, message.want, (lender, want) => this.askToLend(lender, want))
-        .then((moved) => this.send(member, { t: 'granted', id, moved }));
+    } else if (message.t === 'borrow' || message.t === 'return') {
+      this.lending.received(member, message);
     } else if (message.t === 'lent') {
-      const answer = member.lending.get(message.id);
-      member.lending.delete(message.id);
-      answer?.(message.moved);
+      this.lending.lent(member, message.id, message.moved);
     }
-  }
-
-  /** What the worker filling `slot` gives up for a borrower; null when the slot has no process. */
-  private askToLend(slot: number, want: Want): Promise<Moved | null> {
-    const member = this.members.get(slot);
-    if (member === undefined || member.state === 'exited') return Promise.resolve(null);
-    const id = ++this.lendSeq;
-    return new Promise((resolve) => {
-      member.lending.set(id, resolve);
-      if (!this.send(member, { t: 'lend', id, want })) {
-        member.lending.delete(id);
-        resolve(member.worker.isDead() ? null : { overall: 0, source: 0 });
-      }
-    });
   }
 
   /**

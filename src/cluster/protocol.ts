@@ -4,7 +4,7 @@ import type { ProxyLimits } from '../proxy/context';
 import { parseRange } from '../policy/ip-range';
 import type { PolicyProvenance, PolicySource } from '../policy/provenance';
 import { readDescriptorLimit } from '../descriptors';
-import type { Moved, SlotShares, Want } from './tunnel-lending';
+import type { Moved, SharesMessage, SlotShares, Want } from './tunnel-lending';
 
 /**
  * The messages between the primary (pool.ts: the audit log, the admin app, shipping) and its
@@ -71,16 +71,16 @@ export type PrimaryMessage =
   | { t: 'drain' }
   /** Another worker is past its share of a tunnel limit: give up what this one can spare. */
   | { t: 'lend'; id: number; want: Want }
-  /** The answer to this worker's borrow: what the others gave it. */
-  | { t: 'granted'; id: number; moved: Moved };
+  /** Slots moved to this worker: the answer to its borrow `id`, or (id 0) slots it did not ask for. */
+  | { t: 'granted'; id: number; moved: Moved; source: string | null };
 
 export type WorkerMessage =
   | { t: 'listening'; port: number; address: string; family: string }
   | { t: 'failed'; message: string }
   | { t: 'policy'; version: string; ok: boolean }
   | { t: 'metrics'; seq: number; metrics: Array<MetricObjectWithValues<MetricValue<string>>> }
-  /** Past its share of a tunnel limit (tunnel-lending.ts): one more slot, from the other workers. */
-  | { t: 'borrow'; id: number; want: Want }
+  /** Past its share of a tunnel limit (tunnel-lending.ts): one more slot, from the other workers; or a source's slots given back. */
+  | SharesMessage
   /** The answer to a `lend`: what this worker gave up. */
   | { t: 'lent'; id: number; moved: Moved };
 

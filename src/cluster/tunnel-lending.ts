@@ -1,4 +1,4 @@
-import type { TunnelShares } from '../proxy/tunnel-limits';
+import type { BorrowWant, TunnelShares } from '../proxy/tunnel-limits';
 
 /**
  * `--max-tunnels` and `--max-tunnels-per-source` are per box (SPEC §6), and with `--workers N`
@@ -13,8 +13,9 @@ import type { TunnelShares } from '../proxy/tunnel-limits';
  * The primary keeps the ledger of every share: a replacement for a worker that died starts with
  * the share its slot held, and a slot with no process (between a death and its replacement)
  * lends from the ledger alone. Per-source shares that moved are kept per source (a source whose
- * shares never moved takes the even split): a map that grows only with sources that once had
- * more tunnels open than one worker's split of `--max-tunnels-per-source`.
+ * shares never moved takes the even split); a worker gives back what it holds above the split
+ * once the source has no tunnel open there, and a source whose shares are all even again is
+ * forgotten, so the maps hold only sources with tunnels open.
  */
 
 /** The even split of `total` between `workers`: the first `total % workers` slots take one more. */
@@ -29,10 +30,7 @@ export interface SlotShares {
 }
 
 /** What a borrower asks for: a slot of the overall limit, of a source's, or both. */
-export interface Want {
-  overall: boolean;
-  source: string | null;
-}
+export type Want = BorrowWant;
 
 /** Slots moved (by a lender, or to a borrower): of the overall limit, and of the source's. */
 export interface Moved {
@@ -75,29 +73,70 @@ export class TunnelLedger {
   /** A source's shares per slot (they add up to --max-tunnels-per-source). */
   sourceShares(source: string): number[] {
     const shares = this.sources.get(source);
-    return Array.from({ length: this.workers }, (_, i) => shares?.get(i + 1) ?? evenShare(this.limits.maxTunnelsPerSource, this.workers, i + 1));
+    return Array.from({ length: this.workers }, (_, i) => shares?.get(i + 1) ?? this.evenSource(i + 1));
+  }
+
+  /** Sources whose shares moved from the even split. */
+  movedSources(): number {
+    return this.sources.size;
   }
 
   /**
-   * `slot` is past its share: the other slots are asked in turn (`ask`: the worker filling it
-   * gives what it can spare, or null when the slot has no process, whose share is then all
-   * spare), until the borrower has what it wanted. Resolves with what was moved to it.
+   * `slot` is past its share: the other slots are asked in turn, starting with the next one (`ask`:
+   * the worker filling it gives what it can spare, or null when the slot has no process, whose
+   * share is then all spare), until the borrower has what it wanted. Each lender's slots come off
+   * its share as it answers; the borrower's share grows by all of them at the end, in the same turn
+   * as the caller tells the worker filling `slot` now (pool.ts), so a replacement started meanwhile
+   * gets them either in its start message or in that answer, never both or neither.
    */
   async borrow(slot: number, want: Want, ask: (lender: number, want: Want) => Promise<Moved | null>): Promise<Moved> {
     const got: Moved = { overall: 0, source: 0 };
-    for (let lender = 1; lender <= this.workers; lender += 1) {
+    for (let step = 1; step < this.workers; step += 1) {
+      const lender = ((slot - 1 + step) % this.workers) + 1;
       const still: Want = { overall: want.overall && got.overall === 0, source: got.source === 0 ? want.source : null };
       if (!still.overall && still.source === null) break;
-      if (lender === slot) continue;
       const lent = (await ask(lender, still)) ?? this.idleShare(lender, still);
       const overall = still.overall ? lent.overall : 0;
       const source = still.source !== null ? lent.source : 0;
-      if (overall > 0) this.move(this.overall, lender, slot, overall);
-      if (source > 0 && still.source !== null) this.move(this.sourceMap(still.source), lender, slot, source);
+      if (overall > 0) this.add(this.overall, lender, -overall);
+      if (source > 0 && still.source !== null) this.add(this.sourceMap(still.source), lender, -source);
       got.overall += overall;
       got.source += source;
     }
+    if (got.overall > 0) this.add(this.overall, slot, got.overall);
+    if (got.source > 0 && want.source !== null) {
+      this.add(this.sourceMap(want.source), slot, got.source);
+      this.forgetIfEven(want.source);
+    }
     return got;
+  }
+
+  /**
+   * `slot` gave back `count` of a source's slots it held above the even split (the source has no
+   * tunnel open there): they go to the slots below it. Returns who gets how many, for the caller
+   * to tell them; the source is forgotten once every share is even again.
+   */
+  returned(slot: number, source: string, count: number): Array<[number, number]> {
+    const shares = this.sources.get(source);
+    if (shares === undefined || count <= 0) return [];
+    this.add(shares, slot, -count);
+    const credits: Array<[number, number]> = [];
+    let left = count;
+    for (let other = 1; other <= this.workers && left > 0; other += 1) {
+      const below = this.evenSource(other) - (shares.get(other) ?? 0);
+      if (below <= 0) continue;
+      const given = Math.min(below, left);
+      this.add(shares, other, given);
+      credits.push([other, given]);
+      left -= given;
+    }
+    // Nobody below the split (they borrowed it back meanwhile): the giver keeps the rest.
+    if (left > 0) {
+      this.add(shares, slot, left);
+      credits.push([slot, left]);
+    }
+    this.forgetIfEven(source);
+    return credits;
   }
 
   /** A slot with no process holds no tunnel: half of its share is spare, as a worker would give. */
@@ -106,6 +145,10 @@ export class TunnelLedger {
       overall: want.overall ? halfOf(this.overall.get(slot) ?? 0) : 0,
       source: want.source !== null ? halfOf(this.sourceShares(want.source)[slot - 1]) : 0,
     };
+  }
+
+  private evenSource(slot: number): number {
+    return evenShare(this.limits.maxTunnelsPerSource, this.workers, slot);
   }
 
   private sourceMap(source: string): Map<number, number> {
@@ -118,9 +161,15 @@ export class TunnelLedger {
     return shares;
   }
 
-  private move(shares: Map<number, number>, from: number, to: number, count: number): void {
-    shares.set(from, (shares.get(from) ?? 0) - count);
-    shares.set(to, (shares.get(to) ?? 0) + count);
+  private forgetIfEven(source: string): void {
+    const shares = this.sources.get(source);
+    if (shares === undefined) return;
+    for (const [slot, share] of shares) if (share !== this.evenSource(slot)) return;
+    this.sources.delete(source);
+  }
+
+  private add(shares: Map<number, number>, slot: number, count: number): void {
+    shares.set(slot, (shares.get(slot) ?? 0) + count);
   }
 }
 
@@ -130,9 +179,14 @@ export interface TunnelCounts {
   from(source: string): number;
 }
 
+/** What a worker tells the primary about its shares. */
+export type SharesMessage =
+  | { t: 'borrow'; id: number; want: Want }
+  | { t: 'return'; source: string; count: number };
+
 /**
  * A worker's shares of the box's tunnel limits: read on every CONNECT, changed only by lending.
- * `ask` sends a borrow to the primary (false: it cannot be told, and nothing is borrowed).
+ * `tell` sends to the primary (false: it cannot be told, and nothing is borrowed).
  */
 export class WorkerShares implements TunnelShares {
   private overallShare: number;
@@ -147,11 +201,11 @@ export class WorkerShares implements TunnelShares {
     slot: number,
     start: SlotShares,
     private readonly counts: TunnelCounts,
-    private readonly ask: (id: number, want: Want) => boolean,
+    private readonly tell: (message: SharesMessage) => boolean,
   ) {
     this.overallShare = start.overall;
-    this.moved = new Map(start.sources);
     this.evenSource = evenShare(limits.maxTunnelsPerSource, workers, slot);
+    this.moved = new Map(start.sources.filter(([, share]) => share !== this.evenSource));
   }
 
   overall(): number {
@@ -162,23 +216,33 @@ export class WorkerShares implements TunnelShares {
     return this.moved.get(source) ?? this.evenSource;
   }
 
+  /** Sources whose share here is not the even split. */
+  movedSources(): number {
+    return this.moved.size;
+  }
+
   borrow(want: Want): Promise<boolean> {
-    this.seq = (this.seq + 1) % Number.MAX_SAFE_INTEGER;
+    // Ids from 1: 0 is the primary's for slots nobody here asked for (granted()).
+    this.seq = (this.seq % (Number.MAX_SAFE_INTEGER - 1)) + 1;
     const id = this.seq;
     return new Promise((resolve) => {
       this.waiting.set(id, { want, resolve });
-      if (!this.ask(id, want)) this.granted(id, { overall: 0, source: 0 });
+      if (!this.tell({ t: 'borrow', id, want })) this.granted(id, { overall: 0, source: 0 }, want.source);
     });
   }
 
-  /** The primary's answer to a borrow: the shares grow by what was moved here. */
-  granted(id: number, moved: Moved): void {
+  /**
+   * Slots moved here: the answer to a borrow (`id`), or slots nobody here asked for (id 0: a
+   * borrow of the process this one replaced, a neighbour's give-back, a lend the primary stopped
+   * waiting for). Either way the shares grow by them.
+   */
+  granted(id: number, moved: Moved, source: string | null): void {
+    this.overallShare += moved.overall;
+    if (source !== null && moved.source > 0) this.setSource(source, this.forSource(source) + moved.source);
     const waiting = this.waiting.get(id);
     if (waiting === undefined) return;
     this.waiting.delete(id);
     const { want } = waiting;
-    this.overallShare += moved.overall;
-    if (want.source !== null && moved.source > 0) this.moved.set(want.source, this.forSource(want.source) + moved.source);
     waiting.resolve((!want.overall || moved.overall > 0) && (want.source === null || moved.source > 0));
   }
 
@@ -189,13 +253,26 @@ export class WorkerShares implements TunnelShares {
     let source = 0;
     if (want.source !== null) {
       source = halfOf(this.forSource(want.source) - this.counts.from(want.source));
-      if (source > 0) this.moved.set(want.source, this.forSource(want.source) - source);
+      if (source > 0) this.setSource(want.source, this.forSource(want.source) - source);
     }
     return { overall, source };
   }
 
+  /** A source's last tunnel here closed: what this worker holds above the even split goes back. */
+  sourceIdle(source: string): void {
+    const above = this.forSource(source) - this.evenSource;
+    if (above <= 0) return;
+    this.setSource(source, this.evenSource);
+    if (!this.tell({ t: 'return', source, count: above })) this.setSource(source, this.evenSource + above);
+  }
+
   /** The primary is gone: nothing can be borrowed any more. */
   disconnected(): void {
-    for (const id of [...this.waiting.keys()]) this.granted(id, { overall: 0, source: 0 });
+    for (const [id, { want }] of [...this.waiting]) this.granted(id, { overall: 0, source: 0 }, want.source);
+  }
+
+  private setSource(source: string, share: number): void {
+    if (share === this.evenSource) this.moved.delete(source);
+    else this.moved.set(source, share);
   }
 }

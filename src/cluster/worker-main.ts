@@ -91,12 +91,12 @@ async function run(init: WorkerInit, log: Logger): Promise<(message: PrimaryMess
   const self: SelfAddress[] = [];
   // Reloads are counted once, by the primary's own holder (its metric is the box's).
   const holder = new PolicyHolder(config.policiesDir, loaded.policy, () => self, log, undefined, loaded.sources);
-  // Its shares of the tunnel limits, lent and borrowed through the primary (tunnel-lending.ts).
-  const shares = new WorkerShares(config, config.workers, init.slot, init.shares, {
-    overall: () => ctx.tunnels.size,
-    from: (source) => ctx.tunnels.countFrom(source),
-  }, (id, want) => send({ t: 'borrow', id, want }));
+  // Its shares of the tunnel limits, lent and borrowed through the primary (tunnel-lending.ts),
+  // counted from the proxy's own registry once the context exists.
+  const counts = { overall: (): number => ctx.tunnels.size, from: (source: string): number => ctx.tunnels.countFrom(source) };
+  const shares = new WorkerShares(config, config.workers, init.slot, init.shares, counts, send);
   const ctx: ProxyContext = { ...proxyContext({ ...config, ...init.limits }, holder, audit, log, metrics, users?.authenticator ?? null, inspect), tunnelShares: shares };
+  ctx.tunnels.onSourceIdle((source) => shares.sourceIdle(source));
   holder.onLoaded((policy) => ctx.parentAgents.retainFor(policy));
   metrics.setOpenTunnels(() => ctx.tunnels.size);
   metrics.setClientConnections(() => ctx.gauges.clientSockets, init.limits.maxClientConnections);
@@ -136,7 +136,7 @@ async function run(init: WorkerInit, log: Logger): Promise<(message: PrimaryMess
       void metrics.registry.getMetricsAsJSON().then((json) => send({ t: 'metrics', seq: message.seq, metrics: json }));
     } else if (message.t === 'drain') void drain('the primary is stopping');
     else if (message.t === 'lend') send({ t: 'lent', id: message.id, moved: shares.lend(message.want) });
-    else if (message.t === 'granted') shares.granted(message.id, message.moved);
+    else if (message.t === 'granted') shares.granted(message.id, message.moved, message.source);
   };
   // Without the primary nothing can be recorded, so nothing more is relayed: every connection is
   // closed now (their records stay open in the log; the next start completes them, SPEC §4).

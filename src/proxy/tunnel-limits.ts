@@ -10,11 +10,17 @@ export const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\
  * and a way to borrow more from the other workers when a CONNECT would take it past one. One
  * process has none: its part is the whole limit.
  */
+/** What a borrow asks for: a slot of the overall limit, of a source's, or both. */
+export interface BorrowWant {
+  overall: boolean;
+  source: string | null;
+}
+
 export interface TunnelShares {
   overall(): number;
   forSource(source: string): number;
   /** Resolves true once this process holds one more slot of each limit wanted, false when no worker had one to spare. */
-  borrow(want: { overall: boolean; source: string | null }): Promise<boolean>;
+  borrow(want: BorrowWant): Promise<boolean>;
 }
 
 /**
@@ -28,7 +34,11 @@ export async function enforceTunnelLimits(ctx: ProxyContext, source: string): Pr
   const overall = ctx.tunnels.size > (shares?.overall() ?? maxTunnels);
   const fromSource = ctx.tunnels.countFrom(source) > (shares?.forSource(source) ?? maxTunnelsPerSource);
   if (!overall && !fromSource) return;
-  if (shares !== undefined && (await shares.borrow({ overall, source: fromSource ? source : null }))) return;
+  if (shares !== undefined) {
+    if (await shares.borrow({ overall, source: fromSource ? source : null })) return;
+    // Another CONNECT's borrow may have brought the room this one needed meanwhile.
+    if (ctx.tunnels.size <= shares.overall() && ctx.tunnels.countFrom(source) <= shares.forSource(source)) return;
+  }
   if (overall) throw new ProxyError(429, 'too_many_tunnels', `too many open tunnels (limit ${maxTunnels})`);
   throw new ProxyError(429, 'too_many_tunnels', `too many open tunnels from ${source} (limit ${maxTunnelsPerSource})`);
 }

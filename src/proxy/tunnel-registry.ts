@@ -11,6 +11,12 @@ export class TunnelRegistry {
   private readonly open = new Map<Socket, string>();
   private readonly perSource = new Map<string, number>();
   private waiters: Array<() => void> = [];
+  private sourceIdle: ((source: string) => void) | null = null;
+
+  /** Told when a source's last open tunnel is gone (a worker gives back what it borrowed for it). */
+  onSourceIdle(listener: (source: string) => void): void {
+    this.sourceIdle = listener;
+  }
 
   get size(): number {
     return this.open.size;
@@ -33,7 +39,10 @@ export class TunnelRegistry {
     this.open.delete(client);
     const left = this.countFrom(source) - 1;
     if (left > 0) this.perSource.set(source, left);
-    else this.perSource.delete(source);
+    else {
+      this.perSource.delete(source);
+      this.sourceIdle?.(source);
+    }
     if (this.open.size === 0) this.wakeWaiters();
   }
 
