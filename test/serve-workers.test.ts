@@ -317,6 +317,28 @@ describe('serve --workers: limits per box, failures, bad input', () => {
     }
   });
 
+  it('admits exactly --max-tunnels of a burst of concurrent CONNECTs, whichever workers take them', async () => {
+    const echo = await startEchoServer();
+    const proc = spawnServe(serveArgs(folder, '--workers', '2', '--max-tunnels', '7', '--drain-timeout', '1s'));
+    try {
+      const { proxyPort } = await listeningPorts(proc);
+      // 16 at once: both workers borrow from each other while their own CONNECTs are counted.
+      const answers = await Promise.all(Array.from({ length: 16 }, async () => {
+        const socket = await rawConnect(proxyPort);
+        socket.on('error', () => undefined);
+        socket.write(`CONNECT 127.0.0.1:${echo.port} HTTP/1.1\r\nHost: 127.0.0.1:${echo.port}\r\n\r\n`);
+        return { socket, head: await readUntil(socket, '\r\n\r\n') };
+      }));
+      const statuses = answers.map((a) => a.head.split(' ')[1]).sort();
+      expect(statuses).toEqual([...Array(7).fill('200'), ...Array(9).fill('429')]);
+      for (const { socket } of answers) socket.destroy();
+    } finally {
+      proc.child.kill('SIGTERM');
+      await proc.exited;
+      await new Promise((resolve) => echo.server.close(resolve));
+    }
+  });
+
   // The round robin alternates the workers, so each one in turn takes the box's only slot: the
   // second worker's even share of a limit of 1 is nothing, and it can only admit by borrowing.
   for (const [flag, refusal] of [['--max-tunnels', 'too many open tunnels (limit 1)'], ['--max-tunnels-per-source', 'too many open tunnels from 127.0.0.1 (limit 1)']]) {

@@ -80,8 +80,9 @@ async function run(init: WorkerInit, log: Logger): Promise<(message: PrimaryMess
   // The primary's policy, compiled here: never the folder, which may have changed since.
   const loaded = compileSources(init.policy.sources, init.policy.provenance);
   if (!loaded.ok) throw new Error(`the primary's policy does not compile here: ${loaded.problems.map(formatProblem).join('; ')}`);
-  // Connections alternate between the workers, so a guesser's failures do too: each worker
-  // allows its share of the box's failed logins per window (at least one).
+  // Each worker allows its share of the box's failed logins per window (at least one), so a
+  // guesser spread over the workers gets the box's limit at most; one whose connections all reach
+  // one worker is held to that worker's share (docs/operations.md, "Using every core").
   const users = openUsers(config, log, undefined, Math.max(1, Math.ceil(AUTH_LIMITS.failuresPerWindow / config.workers)));
   const metrics = createMetrics();
   // The CA from its folder, as the primary checked it at start: its key never crosses the channel.
