@@ -272,6 +272,22 @@ describe('tunnel limit shares across workers', () => {
     expect(ledger.sourceShares('10.9.0.7')).toEqual([1, 1, 0, 0]);
   });
 
+  it('gives back at once source slots that reach a worker with no tunnel from that source, so the ledger forgets the source', async () => {
+    const { ledger, members, admit, kill, replace, settled } = box({ maxTunnels: 100, maxTunnelsPerSource: 2 }, 2);
+    // Worker 2 (even share 1) borrows for its second tunnel from the source, then dies.
+    expect(await admit(2, '10.3.3.3')).toBe(true);
+    expect(await admit(2, '10.3.3.3')).toBe(true);
+    expect(ledger.sourceShares('10.3.3.3')).toEqual([0, 2]);
+    kill(2);
+    // Its replacement starts with the slot's two and holds no tunnel: it keeps its even one.
+    const replacement = replace(2);
+    replacement.shares.releaseIdle();
+    await settled();
+    expect(ledger.movedSources()).toBe(0);
+    expect([members[0].shares.movedSources(), replacement.shares.movedSources()]).toEqual([0, 0]);
+    expect(members[0].shares.forSource('10.3.3.3') + replacement.shares.forSource('10.3.3.3')).toBe(2);
+  });
+
   it('answers a borrow that cannot reach the primary with a refusal, and a primary gone fails the ones waiting', async () => {
     const counts = { overall: () => 2, from: () => 2 };
     const shares = new WorkerShares({ maxTunnels: 2, maxTunnelsPerSource: 2 }, 2, 2, { overall: 1, sources: [] }, counts, () => false);

@@ -46,6 +46,9 @@ export class LendingDesk<M extends LendingMember> {
 
   /** A worker's message about its shares. */
   received(member: M, message: SharesMessage): void {
+    // Read after its death: its CONNECTs died with it, and what it gave back is still its slot's
+    // in the ledger, which is what its replacement starts with.
+    if (member.gone()) return;
     if (message.t === 'borrow') {
       const { id, want } = message;
       void this.ledger.borrow(member.slot, want, (lender, asked) => this.ask(lender, asked))

@@ -238,7 +238,11 @@ export class WorkerShares implements TunnelShares {
    */
   granted(id: number, moved: Moved, source: string | null): void {
     this.overallShare += moved.overall;
-    if (source !== null && moved.source > 0) this.setSource(source, this.forSource(source) + moved.source);
+    if (source !== null && moved.source > 0) {
+      this.setSource(source, this.forSource(source) + moved.source);
+      // Slots for a source with no tunnel here (a late lend's, a dead predecessor's borrow) go back at once.
+      if (this.counts.from(source) === 0) this.sourceIdle(source);
+    }
     const waiting = this.waiting.get(id);
     if (waiting === undefined) return;
     this.waiting.delete(id);
@@ -264,6 +268,11 @@ export class WorkerShares implements TunnelShares {
     if (above <= 0) return;
     this.setSource(source, this.evenSource);
     if (!this.tell({ t: 'return', source, count: above })) this.setSource(source, this.evenSource + above);
+  }
+
+  /** Once the counts can be read: a start message's sources above the split, none open here, go back. */
+  releaseIdle(): void {
+    for (const source of [...this.moved.keys()]) if (this.counts.from(source) === 0) this.sourceIdle(source);
   }
 
   /** The primary is gone: nothing can be borrowed any more. */

@@ -98,6 +98,7 @@ async function run(init: WorkerInit, log: Logger): Promise<(message: PrimaryMess
   const shares = new WorkerShares(config, config.workers, init.slot, init.shares, counts, send);
   const ctx: ProxyContext = { ...proxyContext({ ...config, ...init.limits }, holder, audit, log, metrics, users?.authenticator ?? null, inspect), tunnelShares: shares };
   ctx.tunnels.onSourceIdle((source) => shares.sourceIdle(source));
+  shares.releaseIdle();
   holder.onLoaded((policy) => ctx.parentAgents.retainFor(policy));
   metrics.setOpenTunnels(() => ctx.tunnels.size);
   metrics.setClientConnections(() => ctx.gauges.clientSockets, init.limits.maxClientConnections);
