@@ -187,18 +187,6 @@ function parseWorkers(text: string): number {
   }
 }
 
-/**
- * With workers an explicit --max-client-connections is split between them (cluster/limits.ts): a
- * cap below the number of workers would leave some worker a share of nothing. The tunnel limits
- * are not split for good: their shares move to whichever worker needs them (cluster/tunnel-lending.ts).
- */
-function checkWorkerShares(config: ServeConfig): void {
-  if (config.workers === 1 || config.maxClientConnectionsAuto) return;
-  if (config.maxClientConnections < config.workers) {
-    throw new ConfigError(`--max-client-connections ${config.maxClientConnections} is below --workers ${config.workers}: each worker enforces its share of the cap, and some would have none`);
-  }
-}
-
 /** --audit-key: refused at start when empty, unreadable or readable by others (never echoed). */
 function auditKeyFileOf(file: string): string | null {
   if (file === '') return null;
@@ -283,7 +271,6 @@ export function resolveServeConfig(
     inspectCa: pick('inspectCa') === '' ? null : pick('inspectCa'),
     inspectTrust: pick('inspectTrust') === '' ? null : pick('inspectTrust'),
   };
-  checkWorkerShares(config);
   if (config.auditUrl !== null && isInMemory(config.dbFile)) {
     throw new ConfigError('--audit-url needs an audit file (--db FILE): an in-memory store has no log to ship from');
   }

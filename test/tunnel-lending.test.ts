@@ -16,6 +16,8 @@ interface SimWorker {
   slot: number;
   shares: WorkerShares;
   open: Map<string, number>;
+  /** Client connections it holds. */
+  clients: number;
   alive: boolean;
   /** Answers lends (false: a stuck event loop, which answers only when `unstick` is called). */
   answering: boolean;
@@ -32,6 +34,8 @@ interface Box {
   /** As enforceTunnelLimits: counted first, checked against the shares, borrowing past them. */
   admit: (slot: number, source: string) => Promise<boolean>;
   close: (slot: number, source: string) => void;
+  /** As admitConnection: counted first, checked against the client share, borrowing past it. */
+  connect: (slot: number) => Promise<boolean>;
   /** A worker dies; `replace` starts its replacement (its start message from the ledger). */
   kill: (slot: number) => void;
   replace: (slot: number) => SimWorker;
@@ -62,11 +66,12 @@ function box(limits: BoxLimits, workers: number): Box {
   const start = (slot: number): SimWorker => {
     const open = new Map<string, number>();
     const member: SimWorker = {
-      slot, open, alive: true, answering: true, stuck: [], initSent: true, lending: new Map(),
+      slot, open, clients: 0, alive: true, answering: true, stuck: [], initSent: true, lending: new Map(),
       gone: () => !member.alive,
       shares: new WorkerShares(limits, workers, slot, desk.ledger.sharesOf(slot), {
         overall: () => total(open),
         from: (source) => open.get(source) ?? 0,
+        clients: () => member.clients,
       }, (message) => {
         setImmediate(() => desk.received(member, message));
         return true;
@@ -82,7 +87,7 @@ function box(limits: BoxLimits, workers: number): Box {
     const overall = total(member.open) > member.shares.overall();
     const fromSource = (member.open.get(source) ?? 0) > member.shares.forSource(source);
     if (!overall && !fromSource) return true;
-    if (await member.shares.borrow({ overall, source: fromSource ? source : null })) return true;
+    if (await member.shares.borrow({ overall, clients: false, source: fromSource ? source : null })) return true;
     if (total(member.open) <= member.shares.overall() && (member.open.get(source) ?? 0) <= member.shares.forSource(source)) return true;
     close(slot, source);
     return false;
@@ -96,6 +101,15 @@ function box(limits: BoxLimits, workers: number): Box {
       member.shares.sourceIdle(source);
     }
   };
+  const connect = async (slot: number): Promise<boolean> => {
+    const member = members[slot - 1];
+    member.clients += 1;
+    if (member.clients <= (member.shares.clients() ?? 0)) return true;
+    if (await member.shares.borrow({ overall: false, clients: true, source: null })) return true;
+    if (member.clients <= (member.shares.clients() ?? 0)) return true;
+    member.clients -= 1;
+    return false;
+  };
   const kill = (slot: number): void => {
     const member = members[slot - 1];
     member.alive = false;
@@ -104,7 +118,7 @@ function box(limits: BoxLimits, workers: number): Box {
   const settled = async (): Promise<void> => {
     for (let i = 0; i < 20; i += 1) await later();
   };
-  return { desk, ledger: desk.ledger, members, admit, close, kill, replace: start, settled };
+  return { desk, ledger: desk.ledger, members, admit, close, connect, kill, replace: start, settled };
 }
 
 const sum = (values: number[]): number => values.reduce((a, b) => a + b, 0);
@@ -116,7 +130,7 @@ describe('tunnel limit shares across workers', () => {
   });
 
   it('admits the whole limit on one worker by borrowing, then refuses the next', async () => {
-    const { ledger, admit } = box({ maxTunnels: 8, maxTunnelsPerSource: 1000 }, 4);
+    const { ledger, admit } = box({ maxTunnels: 8, maxTunnelsPerSource: 1000, maxClientConnections: null }, 4);
     const results: boolean[] = [];
     for (let i = 0; i < 9; i += 1) results.push(await admit(3, `10.0.0.${i}`));
     expect(results).toEqual([...Array(8).fill(true), false]);
@@ -125,7 +139,7 @@ describe('tunnel limit shares across workers', () => {
   });
 
   it('holds a source to its limit across workers, whichever worker its tunnels reach', async () => {
-    const { ledger, admit, close } = box({ maxTunnels: 100, maxTunnelsPerSource: 3 }, 2);
+    const { ledger, admit, close } = box({ maxTunnels: 100, maxTunnelsPerSource: 3, maxClientConnections: null }, 2);
     // Slot 2's even share of 3 is 1: its second and third tunnel from the source borrow.
     expect(await admit(2, '10.1.1.1')).toBe(true);
     expect(await admit(2, '10.1.1.1')).toBe(true);
@@ -146,7 +160,7 @@ describe('tunnel limit shares across workers', () => {
       seed = (seed * 1103515245 + 12345) % 2 ** 31;
       return seed % n;
     };
-    const limits = { maxTunnels: 10, maxTunnelsPerSource: 4 };
+    const limits = { maxTunnels: 10, maxTunnelsPerSource: 4, maxClientConnections: null };
     const workers = 3;
     const { ledger, members, admit, close, settled } = box(limits, workers);
     const sources = ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.4'];
@@ -183,8 +197,18 @@ describe('tunnel limit shares across workers', () => {
     expect(refused).toBeGreaterThan(0);
   });
 
+  it('lends an explicit client connection cap the same way, and leaves `auto` alone', async () => {
+    const { ledger, members, connect } = box({ maxTunnels: 100, maxTunnelsPerSource: 100, maxClientConnections: 3 }, 2);
+    const results = [await connect(2), await connect(2), await connect(2), await connect(2), await connect(1)];
+    expect(results).toEqual([true, true, true, false, false]);
+    expect(ledger.clientShares()).toEqual([0, 3]);
+    expect(members.map((m) => m.shares.clients())).toEqual([0, 3]);
+    const auto = box({ maxTunnels: 100, maxTunnelsPerSource: 100, maxClientConnections: null }, 2);
+    expect(auto.members.map((m) => m.shares.clients())).toEqual([null, null]);
+  });
+
   it('admits exactly the limit when borrows from several workers are in flight at once', async () => {
-    const { ledger, members, admit } = box({ maxTunnels: 5, maxTunnelsPerSource: 1000 }, 3);
+    const { ledger, members, admit } = box({ maxTunnels: 5, maxTunnelsPerSource: 1000, maxClientConnections: null }, 3);
     const slots = [1, 1, 1, 2, 2, 2, 3, 3, 3];
     const results = await Promise.all(slots.map((slot, i) => admit(slot, `10.0.0.${i}`)));
     expect(results.filter(Boolean)).toHaveLength(5);
@@ -193,7 +217,7 @@ describe('tunnel limit shares across workers', () => {
   });
 
   it('admits two CONNECTs that arrive together past one worker\'s share when one borrow brought room for both', async () => {
-    const { members, admit } = box({ maxTunnels: 2, maxTunnelsPerSource: 100 }, 2);
+    const { members, admit } = box({ maxTunnels: 2, maxTunnelsPerSource: 100, maxClientConnections: null }, 2);
     // Both counted, both past the share of 1: each borrows; worker 2's one spare slot answers the
     // first, and the second, answered nothing, finds the room that slot made.
     const results = await Promise.all([admit(1, '10.0.0.1'), admit(1, '10.0.0.2')]);
@@ -203,7 +227,7 @@ describe('tunnel limit shares across workers', () => {
   });
 
   it('lends a dead slot\'s share from the ledger, and its replacement starts with what is left', async () => {
-    const { ledger, members, admit, kill, replace } = box({ maxTunnels: 4, maxTunnelsPerSource: 4 }, 2);
+    const { ledger, members, admit, kill, replace } = box({ maxTunnels: 4, maxTunnelsPerSource: 4, maxClientConnections: null }, 2);
     kill(2);
     expect(await admit(1, '10.0.0.1')).toBe(true);
     expect(await admit(1, '10.0.0.1')).toBe(true);
@@ -216,7 +240,7 @@ describe('tunnel limit shares across workers', () => {
   });
 
   it('gives a borrow finished after its worker died to the replacement, never losing the slots', async () => {
-    const { ledger, members, admit, kill, replace, settled } = box({ maxTunnels: 2, maxTunnelsPerSource: 100 }, 2);
+    const { ledger, members, admit, kill, replace, settled } = box({ maxTunnels: 2, maxTunnelsPerSource: 100, maxClientConnections: null }, 2);
     // Worker 1 is slow to answer; worker 2 borrows, then dies, and its replacement starts meanwhile.
     members[0].answering = false;
     expect(await admit(2, '10.0.0.1')).toBe(true);
@@ -238,7 +262,7 @@ describe('tunnel limit shares across workers', () => {
   it('asks the next worker when one does not answer in time, and gives a late answer\'s slots back to it', async () => {
     jest.useFakeTimers({ doNotFake: ['setImmediate', 'nextTick', 'queueMicrotask'] });
     try {
-      const { ledger, members, admit, settled } = box({ maxTunnels: 3, maxTunnelsPerSource: 100 }, 3);
+      const { ledger, members, admit, settled } = box({ maxTunnels: 3, maxTunnelsPerSource: 100, maxClientConnections: null }, 3);
       members[1].answering = false;
       expect(await admit(1, '10.0.0.1')).toBe(true);
       const borrowing = admit(1, '10.0.0.2');
@@ -256,7 +280,7 @@ describe('tunnel limit shares across workers', () => {
   });
 
   it('gives back a source\'s borrowed slots once its tunnels close, and forgets the source', async () => {
-    const { ledger, members, admit, close, settled } = box({ maxTunnels: 1000, maxTunnelsPerSource: 2 }, 4);
+    const { ledger, members, admit, close, settled } = box({ maxTunnels: 1000, maxTunnelsPerSource: 2, maxClientConnections: null }, 4);
     for (let i = 0; i < 50; i += 1) {
       const source = `10.9.0.${i}`;
       // Slots 3 and 4 have an even share of 0: each source's tunnel there borrows.
@@ -273,7 +297,7 @@ describe('tunnel limit shares across workers', () => {
   });
 
   it('gives back at once source slots that reach a worker with no tunnel from that source, so the ledger forgets the source', async () => {
-    const { ledger, members, admit, kill, replace, settled } = box({ maxTunnels: 100, maxTunnelsPerSource: 2 }, 2);
+    const { ledger, members, admit, kill, replace, settled } = box({ maxTunnels: 100, maxTunnelsPerSource: 2, maxClientConnections: null }, 2);
     // Worker 2 (even share 1) borrows for its second tunnel from the source, then dies.
     expect(await admit(2, '10.3.3.3')).toBe(true);
     expect(await admit(2, '10.3.3.3')).toBe(true);
@@ -289,20 +313,20 @@ describe('tunnel limit shares across workers', () => {
   });
 
   it('answers a borrow that cannot reach the primary with a refusal, and a primary gone fails the ones waiting', async () => {
-    const counts = { overall: () => 2, from: () => 2 };
-    const shares = new WorkerShares({ maxTunnels: 2, maxTunnelsPerSource: 2 }, 2, 2, { overall: 1, sources: [] }, counts, () => false);
-    expect(await shares.borrow({ overall: true, source: null })).toBe(false);
-    const waiting = new WorkerShares({ maxTunnels: 2, maxTunnelsPerSource: 2 }, 2, 2, { overall: 1, sources: [] }, counts, () => true);
-    const answer = waiting.borrow({ overall: true, source: '10.0.0.1' });
+    const counts = { overall: () => 2, from: () => 2, clients: () => 0 };
+    const shares = new WorkerShares({ maxTunnels: 2, maxTunnelsPerSource: 2, maxClientConnections: null }, 2, 2, { overall: 1, clients: 0, sources: [] }, counts, () => false);
+    expect(await shares.borrow({ overall: true, clients: false, source: null })).toBe(false);
+    const waiting = new WorkerShares({ maxTunnels: 2, maxTunnelsPerSource: 2, maxClientConnections: null }, 2, 2, { overall: 1, clients: 0, sources: [] }, counts, () => true);
+    const answer = waiting.borrow({ overall: true, clients: false, source: '10.0.0.1' });
     waiting.disconnected();
     expect(await answer).toBe(false);
     expect(waiting.overall()).toBe(1);
   });
 
   it('grants only when every wanted limit moved: an overall slot alone does not admit a source past its share', async () => {
-    const shares = new WorkerShares({ maxTunnels: 4, maxTunnelsPerSource: 2 }, 2, 1, { overall: 2, sources: [] }, { overall: () => 3, from: () => 2 }, () => true);
-    const answer = shares.borrow({ overall: true, source: '10.0.0.1' });
-    shares.granted(1, { overall: 1, source: 0 }, '10.0.0.1');
+    const shares = new WorkerShares({ maxTunnels: 4, maxTunnelsPerSource: 2, maxClientConnections: null }, 2, 1, { overall: 2, clients: 0, sources: [] }, { overall: () => 3, from: () => 2, clients: () => 0 }, () => true);
+    const answer = shares.borrow({ overall: true, clients: false, source: '10.0.0.1' });
+    shares.granted(1, { overall: 1, clients: 0, source: 0 }, '10.0.0.1');
     expect(await answer).toBe(false);
     // What moved stays moved: the shares still add up in the ledger's view.
     expect(shares.overall()).toBe(3);

@@ -1,5 +1,5 @@
 import type { BoxLimits, Moved, SharesMessage, Want } from './tunnel-lending';
-import { TunnelLedger } from './tunnel-lending';
+import { NOTHING_MOVED, TunnelLedger } from './tunnel-lending';
 import type { PrimaryMessage } from './protocol';
 
 /**
@@ -55,7 +55,7 @@ export class LendingDesk<M extends LendingMember> {
         .then((moved) => this.grant(member.slot, member, id, moved, want.source));
     } else {
       for (const [slot, count] of this.ledger.returned(member.slot, message.source, message.count)) {
-        this.grant(slot, null, 0, { overall: 0, source: count }, message.source);
+        this.grant(slot, null, 0, { ...NOTHING_MOVED, source: count }, message.source);
       }
     }
   }
@@ -67,7 +67,7 @@ export class LendingDesk<M extends LendingMember> {
     member.lending.delete(id);
     if (!asked.timedOut) return asked.answer(moved);
     // Given up on, so the ledger never moved them: they are still this worker's.
-    if (moved.overall > 0 || moved.source > 0) this.send(member, { t: 'granted', id: 0, moved, source: asked.want.source });
+    if (moved.overall > 0 || moved.clients > 0 || moved.source > 0) this.send(member, { t: 'granted', id: 0, moved, source: asked.want.source });
   }
 
   /** A worker died: what it did not answer it never gave, and its slot's share is the ledger's to lend. */
@@ -96,7 +96,7 @@ export class LendingDesk<M extends LendingMember> {
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         asked.timedOut = true;
-        resolve({ overall: 0, source: 0 });
+        resolve(NOTHING_MOVED);
       }, LEND_WAIT_MS);
       timer.unref();
       const asked: Asked = {
@@ -110,7 +110,7 @@ export class LendingDesk<M extends LendingMember> {
       member.lending.set(id, asked);
       if (!this.send(member, { t: 'lend', id, want })) {
         member.lending.delete(id);
-        asked.answer({ overall: 0, source: 0 });
+        asked.answer(NOTHING_MOVED);
       }
     });
   }

@@ -9,7 +9,7 @@ import { workerModule } from '../audit/start-worker';
 import type { ListenAddress, ServeConfig } from '../config';
 import type { Logger } from '../log';
 import type { MetricsJson } from '../metrics';
-import { workerLimits } from './limits';
+import { boxLimits, workerLimits } from './limits';
 import { isWorkerMessage, toPortable } from './protocol';
 import { AUDIT_CHANNEL_FD } from './wire';
 import { WorkerBatches } from './worker-batches';
@@ -92,7 +92,7 @@ export class WorkerPool {
 
   constructor(private readonly opts: PoolOptions) {
     this.batches = new WorkerBatches(opts.target, opts.log);
-    this.lending = new LendingDesk(opts.config, opts.config.workers, (slot) => this.members.get(slot), (member, message) => this.send(member, message));
+    this.lending = new LendingDesk(boxLimits(opts.config), opts.config.workers, (slot) => this.members.get(slot), (member, message) => this.send(member, message));
     cluster.schedulingPolicy = this.scheduling === 'kernel' ? cluster.SCHED_NONE : cluster.SCHED_RR;
     opts.log.info({ scheduling: this.scheduling }, this.scheduling === 'kernel'
       ? 'workers accept connections themselves (NODE_CLUSTER_SCHED_POLICY=rr for the round robin)'
@@ -212,7 +212,7 @@ export class WorkerPool {
     worker.on('online', () => {
       // Its slot's shares as the ledger has them now; every move after this is told to it.
       member.initSent = true;
-      this.send(member, { t: 'init', slot, config: toPortable(config), admin: this.opts.admin, limits: workerLimits(config, slot), shares: this.lending.ledger.sharesOf(slot), writable: this.opts.target.writable(), policy: this.opts.policy() });
+      this.send(member, { t: 'init', slot, config: toPortable(config), admin: this.opts.admin, limits: workerLimits(config), shares: this.lending.ledger.sharesOf(slot), writable: this.opts.target.writable(), policy: this.opts.policy() });
     });
     worker.on('message', (message: unknown) => {
       if (!isWorkerMessage(message)) return;

@@ -1,14 +1,14 @@
 import type { BorrowWant, TunnelShares } from '../proxy/tunnel-limits';
 
 /**
- * `--max-tunnels` and `--max-tunnels-per-source` are per box (SPEC §6), and with `--workers N`
- * no process sees every tunnel. Each worker holds a share of each limit and decides alone while
- * it is within it: no message on a tunnel's path. A worker past its share asks the primary to
- * borrow; the primary asks the other workers in turn, and a worker with spare room gives up half
- * of it (at least one slot) before it answers. A slot is only ever moved, never made, so the
- * shares always add up to the limit: the box never holds more, and it refuses only when no worker
- * has room. Which worker takes a connection (the kernel's choice by default) then changes how
- * often a worker borrows, not what the box allows.
+ * `--max-tunnels`, `--max-tunnels-per-source` and an explicit `--max-client-connections` are per
+ * box (SPEC §6), and with `--workers N` no process sees every connection. Each worker holds a share
+ * of each limit and decides alone while it is within it: no message on a connection's path. A
+ * worker past its share asks the primary to borrow; the primary asks the other workers in turn,
+ * and a worker with spare room gives up half of it (at least one slot) before it answers. A slot
+ * is only ever moved, never made, so the shares always add up to the limit: the box never holds
+ * more, and it refuses only when no worker has room. Which worker takes a connection (the kernel's
+ * choice by default) then changes how often a worker borrows, not what the box allows.
  *
  * The primary keeps the ledger of every share: a replacement for a worker that died starts with
  * the share its slot held, and a slot with no process (between a death and its replacement)
@@ -23,24 +23,30 @@ export function evenShare(total: number, workers: number, slot: number): number 
   return Math.floor(total / workers) + (slot <= total % workers ? 1 : 0);
 }
 
-/** What a slot holds of the two limits: its overall share, and per-source shares that moved. */
+/** What a slot holds: its share of the tunnel limit and of the client cap, and per-source shares that moved. */
 export interface SlotShares {
   overall: number;
+  clients: number;
   sources: Array<[string, number]>;
 }
 
 /** What a borrower asks for: a slot of the overall limit, of a source's, or both. */
 export type Want = BorrowWant;
 
-/** Slots moved (by a lender, or to a borrower): of the overall limit, and of the source's. */
+/** Slots moved (by a lender, or to a borrower): of the tunnel limit, the client cap, a source's limit. */
 export interface Moved {
   overall: number;
+  clients: number;
   source: number;
 }
+
+export const NOTHING_MOVED: Moved = Object.freeze({ overall: 0, clients: 0, source: 0 });
 
 export interface BoxLimits {
   maxTunnels: number;
   maxTunnelsPerSource: number;
+  /** An explicit --max-client-connections; null for `auto`, which is per process and not lent. */
+  maxClientConnections: number | null;
 }
 
 /** Half of what is spare, at least one when any is: a busy worker's neighbour keeps room too. */
@@ -51,23 +57,32 @@ function halfOf(spare: number): number {
 /** The primary's ledger of every slot's shares, and the lending between them. */
 export class TunnelLedger {
   private readonly overall = new Map<number, number>();
+  private readonly clients = new Map<number, number>();
   /** Per source, the slots' shares, once any of them moved from the even split. */
   private readonly sources = new Map<string, Map<number, number>>();
 
   constructor(private readonly limits: BoxLimits, private readonly workers: number) {
-    for (let slot = 1; slot <= workers; slot += 1) this.overall.set(slot, evenShare(limits.maxTunnels, workers, slot));
+    for (let slot = 1; slot <= workers; slot += 1) {
+      this.overall.set(slot, evenShare(limits.maxTunnels, workers, slot));
+      this.clients.set(slot, evenShare(limits.maxClientConnections ?? 0, workers, slot));
+    }
   }
 
   /** What the process filling `slot` starts with (a replacement: what its slot held). */
   sharesOf(slot: number): SlotShares {
     const sources: Array<[string, number]> = [];
     for (const [source, shares] of this.sources) sources.push([source, shares.get(slot) ?? 0]);
-    return { overall: this.overall.get(slot) ?? 0, sources };
+    return { overall: this.overall.get(slot) ?? 0, clients: this.clients.get(slot) ?? 0, sources };
   }
 
   /** Every slot's overall share (they add up to --max-tunnels). */
   overallShares(): number[] {
     return [...this.overall.values()];
+  }
+
+  /** Every slot's share of an explicit --max-client-connections (they add up to it). */
+  clientShares(): number[] {
+    return [...this.clients.values()];
   }
 
   /** A source's shares per slot (they add up to --max-tunnels-per-source). */
@@ -90,20 +105,24 @@ export class TunnelLedger {
    * gets them either in its start message or in that answer, never both or neither.
    */
   async borrow(slot: number, want: Want, ask: (lender: number, want: Want) => Promise<Moved | null>): Promise<Moved> {
-    const got: Moved = { overall: 0, source: 0 };
+    const got: Moved = { ...NOTHING_MOVED };
     for (let step = 1; step < this.workers; step += 1) {
       const lender = ((slot - 1 + step) % this.workers) + 1;
-      const still: Want = { overall: want.overall && got.overall === 0, source: got.source === 0 ? want.source : null };
-      if (!still.overall && still.source === null) break;
+      const still: Want = { overall: want.overall && got.overall === 0, clients: want.clients && got.clients === 0, source: got.source === 0 ? want.source : null };
+      if (!still.overall && !still.clients && still.source === null) break;
       const lent = (await ask(lender, still)) ?? this.idleShare(lender, still);
       const overall = still.overall ? lent.overall : 0;
+      const clients = still.clients ? lent.clients : 0;
       const source = still.source !== null ? lent.source : 0;
       if (overall > 0) this.add(this.overall, lender, -overall);
+      if (clients > 0) this.add(this.clients, lender, -clients);
       if (source > 0 && still.source !== null) this.add(this.sourceMap(still.source), lender, -source);
       got.overall += overall;
+      got.clients += clients;
       got.source += source;
     }
     if (got.overall > 0) this.add(this.overall, slot, got.overall);
+    if (got.clients > 0) this.add(this.clients, slot, got.clients);
     if (got.source > 0 && want.source !== null) {
       this.add(this.sourceMap(want.source), slot, got.source);
       this.forgetIfEven(want.source);
@@ -143,6 +162,7 @@ export class TunnelLedger {
   private idleShare(slot: number, want: Want): Moved {
     return {
       overall: want.overall ? halfOf(this.overall.get(slot) ?? 0) : 0,
+      clients: want.clients ? halfOf(this.clients.get(slot) ?? 0) : 0,
       source: want.source !== null ? halfOf(this.sourceShares(want.source)[slot - 1]) : 0,
     };
   }
@@ -173,10 +193,11 @@ export class TunnelLedger {
   }
 }
 
-/** How many tunnels a worker holds: overall, and from one source. */
+/** What a worker holds: tunnels overall and from one source, and client connections. */
 export interface TunnelCounts {
   overall(): number;
   from(source: string): number;
+  clients(): number;
 }
 
 /** What a worker tells the primary about its shares. */
@@ -185,11 +206,14 @@ export type SharesMessage =
   | { t: 'return'; source: string; count: number };
 
 /**
- * A worker's shares of the box's tunnel limits: read on every CONNECT, changed only by lending.
+ * A worker's shares of the box's limits: read on every CONNECT (and, for an explicit client cap,
+ * every accepted connection), changed only by lending.
  * `tell` sends to the primary (false: it cannot be told, and nothing is borrowed).
  */
 export class WorkerShares implements TunnelShares {
   private overallShare: number;
+  /** Null: the client cap is `auto`, per process, not lent. */
+  private clientShare: number | null;
   private readonly moved: Map<string, number>;
   private readonly evenSource: number;
   private seq = 0;
@@ -204,6 +228,7 @@ export class WorkerShares implements TunnelShares {
     private readonly tell: (message: SharesMessage) => boolean,
   ) {
     this.overallShare = start.overall;
+    this.clientShare = limits.maxClientConnections === null ? null : start.clients;
     this.evenSource = evenShare(limits.maxTunnelsPerSource, workers, slot);
     this.moved = new Map(start.sources.filter(([, share]) => share !== this.evenSource));
   }
@@ -214,6 +239,10 @@ export class WorkerShares implements TunnelShares {
 
   forSource(source: string): number {
     return this.moved.get(source) ?? this.evenSource;
+  }
+
+  clients(): number | null {
+    return this.clientShare;
   }
 
   /** Sources whose share here is not the even split. */
@@ -227,7 +256,7 @@ export class WorkerShares implements TunnelShares {
     const id = this.seq;
     return new Promise((resolve) => {
       this.waiting.set(id, { want, resolve });
-      if (!this.tell({ t: 'borrow', id, want })) this.granted(id, { overall: 0, source: 0 }, want.source);
+      if (!this.tell({ t: 'borrow', id, want })) this.granted(id, NOTHING_MOVED, want.source);
     });
   }
 
@@ -238,6 +267,7 @@ export class WorkerShares implements TunnelShares {
    */
   granted(id: number, moved: Moved, source: string | null): void {
     this.overallShare += moved.overall;
+    if (this.clientShare !== null) this.clientShare += moved.clients;
     if (source !== null && moved.source > 0) {
       this.setSource(source, this.forSource(source) + moved.source);
       // Slots for a source with no tunnel here (a late lend's, a dead predecessor's borrow) go back at once.
@@ -247,19 +277,21 @@ export class WorkerShares implements TunnelShares {
     if (waiting === undefined) return;
     this.waiting.delete(id);
     const { want } = waiting;
-    waiting.resolve((!want.overall || moved.overall > 0) && (want.source === null || moved.source > 0));
+    waiting.resolve((!want.overall || moved.overall > 0) && (!want.clients || moved.clients > 0) && (want.source === null || moved.source > 0));
   }
 
   /** Another worker borrows: half of what is spare here goes, taken off these shares before answering. */
   lend(want: Want): Moved {
     const overall = want.overall ? halfOf(this.overallShare - this.counts.overall()) : 0;
     this.overallShare -= overall;
+    const clients = want.clients && this.clientShare !== null ? halfOf(this.clientShare - this.counts.clients()) : 0;
+    if (this.clientShare !== null) this.clientShare -= clients;
     let source = 0;
     if (want.source !== null) {
       source = halfOf(this.forSource(want.source) - this.counts.from(want.source));
       if (source > 0) this.setSource(want.source, this.forSource(want.source) - source);
     }
-    return { overall, source };
+    return { overall, clients, source };
   }
 
   /** A source's last tunnel here closed: what this worker holds above the even split goes back. */
@@ -277,7 +309,7 @@ export class WorkerShares implements TunnelShares {
 
   /** The primary is gone: nothing can be borrowed any more. */
   disconnected(): void {
-    for (const [id, { want }] of [...this.waiting]) this.granted(id, { overall: 0, source: 0 }, want.source);
+    for (const [id, { want }] of [...this.waiting]) this.granted(id, NOTHING_MOVED, want.source);
   }
 
   private setSource(source: string, share: number): void {

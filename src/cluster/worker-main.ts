@@ -14,7 +14,8 @@ import { openUsers } from '../serve';
 import { listen, proxyContext } from '../serve-front';
 import { openInspection } from '../serve-inspect';
 import { PrimaryAudit } from './primary-audit';
-import { WorkerShares } from './tunnel-lending';
+import { evenShare, WorkerShares } from './tunnel-lending';
+import { boxLimits } from './limits';
 import type { ProxyContext } from '../proxy/context';
 import { fromPortable, isPrimaryMessage } from './protocol';
 import { AUDIT_CHANNEL_FD, decodeAnswerFrame, FrameReader } from './wire';
@@ -94,14 +95,19 @@ async function run(init: WorkerInit, log: Logger): Promise<(message: PrimaryMess
   const holder = new PolicyHolder(config.policiesDir, loaded.policy, () => self, log, undefined, loaded.sources);
   // Its shares of the tunnel limits, lent and borrowed through the primary (tunnel-lending.ts),
   // counted from the proxy's own registry once the context exists.
-  const counts = { overall: (): number => ctx.tunnels.size, from: (source: string): number => ctx.tunnels.countFrom(source) };
-  const shares = new WorkerShares(config, config.workers, init.slot, init.shares, counts, send);
+  const counts = {
+    overall: (): number => ctx.tunnels.size,
+    from: (source: string): number => ctx.tunnels.countFrom(source),
+    clients: (): number => ctx.gauges.clientSockets,
+  };
+  const shares = new WorkerShares(boxLimits(config), config.workers, init.slot, init.shares, counts, send);
   const ctx: ProxyContext = { ...proxyContext({ ...config, ...init.limits }, holder, audit, log, metrics, users?.authenticator ?? null, inspect), tunnelShares: shares };
   ctx.tunnels.onSourceIdle((source) => shares.sourceIdle(source));
   shares.releaseIdle();
   holder.onLoaded((policy) => ctx.parentAgents.retainFor(policy));
   metrics.setOpenTunnels(() => ctx.tunnels.size);
-  metrics.setClientConnections(() => ctx.gauges.clientSockets, init.limits.maxClientConnections);
+  // The box's /metrics sums every worker's: each reports its even part of an explicit cap.
+  metrics.setClientConnections(() => ctx.gauges.clientSockets, config.maxClientConnectionsAuto ? config.maxClientConnections : evenShare(config.maxClientConnections, config.workers, init.slot));
   const server = createProxyServer(ctx);
   let address: AddressInfo;
   try {

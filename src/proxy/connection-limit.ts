@@ -28,13 +28,40 @@ export function isRefusedConnection(socket: Socket): boolean {
   return refused.has(socket);
 }
 
-/** Count a new client connection against the cap; false when it is being refused instead. */
-export function admitConnection(ctx: ProxyContext, socket: Socket): boolean {
-  if (ctx.gauges.clientSockets < ctx.limits.maxClientConnections) {
-    ctx.gauges.clientSockets += 1;
-    socket.once('close', () => (ctx.gauges.clientSockets -= 1));
-    return true;
-  }
+/**
+ * Count a new client connection against the cap; false when it is being refused instead. A
+ * `--workers` worker past its share of an explicit cap borrows first (cluster/tunnel-lending.ts):
+ * the connection is counted while it waits, and nothing of it is read until it is admitted.
+ */
+export function admitConnection(ctx: ProxyContext, socket: Socket): boolean | Promise<boolean> {
+  const shares = ctx.tunnelShares;
+  const share = shares?.clients() ?? null;
+  const uncount = count(ctx, socket);
+  if (ctx.gauges.clientSockets <= (share ?? ctx.limits.maxClientConnections)) return true;
+  if (shares === undefined || share === null) return refuse(ctx, socket, uncount);
+  return shares.borrow({ overall: false, clients: true, source: null }).then((granted) => {
+    // Another connection's borrow may have made the room this one needed meanwhile.
+    if (granted || ctx.gauges.clientSockets <= (shares.clients() ?? 0)) return true;
+    return refuse(ctx, socket, uncount);
+  });
+}
+
+/** Counts the connection until it closes; the returned function takes it off the count at once. */
+function count(ctx: ProxyContext, socket: Socket): () => void {
+  const closed = (): void => {
+    ctx.gauges.clientSockets -= 1;
+  };
+  ctx.gauges.clientSockets += 1;
+  socket.once('close', closed);
+  return () => {
+    socket.off('close', closed);
+    closed();
+  };
+}
+
+/** Past the cap: a refused connection does not count against it while its 503 is answered. */
+function refuse(ctx: ProxyContext, socket: Socket, uncount: () => void): false {
+  uncount();
   refuseConnection(ctx, socket);
   return false;
 }

@@ -10,15 +10,18 @@ export const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\
  * and a way to borrow more from the other workers when a CONNECT would take it past one. One
  * process has none: its part is the whole limit.
  */
-/** What a borrow asks for: a slot of the overall limit, of a source's, or both. */
+/** What a borrow asks for: a slot of the tunnel limit, of the client cap, of a source's tunnel limit. */
 export interface BorrowWant {
   overall: boolean;
+  clients: boolean;
   source: string | null;
 }
 
 export interface TunnelShares {
   overall(): number;
   forSource(source: string): number;
+  /** Of an explicit --max-client-connections; null when it is `auto` (per process, not lent). */
+  clients(): number | null;
   /** Resolves true once this process holds one more slot of each limit wanted, false when no worker had one to spare. */
   borrow(want: BorrowWant): Promise<boolean>;
 }
@@ -35,7 +38,7 @@ export async function enforceTunnelLimits(ctx: ProxyContext, source: string): Pr
   const fromSource = ctx.tunnels.countFrom(source) > (shares?.forSource(source) ?? maxTunnelsPerSource);
   if (!overall && !fromSource) return;
   if (shares !== undefined) {
-    if (await shares.borrow({ overall, source: fromSource ? source : null })) return;
+    if (await shares.borrow({ overall, clients: false, source: fromSource ? source : null })) return;
     // Another CONNECT's borrow may have brought the room this one needed meanwhile.
     if (ctx.tunnels.size <= shares.overall() && ctx.tunnels.countFrom(source) <= shares.forSource(source)) return;
   }
