@@ -118,7 +118,8 @@ describe('records a run could not complete are completed by the next start', () 
     await first.proc.waitForLog('draining');
     // The tunnel ends cleanly during the drain; its completion cannot be written, so it is held.
     tunnel.end();
-    expect((await first.proc.exited).code).toBe(1);
+    // The whole exit, so that a signal shows if it ever dies of one instead.
+    expect(await first.proc.exited).toEqual({ code: 1, signal: null });
     const saved = first.proc.lines.find((l) => l.msg === 'saved held completions beside the audit log; the next start writes them');
     expect(saved).toMatchObject({ held_completions: 1, file: heldCompletionsFile(dbFile) });
     expect(existsSync(String(saved?.file))).toBe(true);

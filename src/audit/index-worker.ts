@@ -115,13 +115,18 @@ let retention: Retention | null = null;
 let segmentTimer: NodeJS.Timeout | null = null;
 
 function answer(message: IndexWorkerMessage): IndexParentMessage {
+  if (message.kind === 'close') {
+    // Nothing starts on a timer any more, whatever the last catch-up does: the parent terminates
+    // this thread next, and a statement that fails while the thread dies (a full disk at shutdown)
+    // aborted the whole process (better-sqlite3 throws into the dying isolate: FATAL ERROR
+    // v8::ToLocalChecked Empty MaybeLocal).
+    consumer.stop();
+    retention?.stop();
+    if (segmentTimer !== null) clearInterval(segmentTimer);
+  }
   try {
     consumer.catchUp();
-    if (message.kind === 'close') {
-      retention?.stop();
-      if (segmentTimer !== null) clearInterval(segmentTimer);
-      consumer.close();
-    }
+    if (message.kind === 'close') consumer.close();
     status.lastError = null;
     return { kind: 'answer', seq: message.seq, ok: true, status: refreshStatus() };
   } catch (err) {
