@@ -54,6 +54,8 @@ export interface ProxyMetrics {
   proxyHeaderRefused(reason: ProxyHeaderRefusal): void;
   /** Read at every scrape: open client connections, against the cap set at start. */
   setClientConnections(open: () => number, limit: number): void;
+  /** A `--workers` worker past its share of a limit asked the others for a slot, and got one or not. */
+  limitBorrowed(limit: LentLimit, granted: boolean): void;
   /** Read at every scrape: the audit volume's free space against --min-free-disk. */
   setAuditDisk(state: () => AuditDiskGauges): void;
   /** Records deleted by --retain. */
@@ -76,6 +78,8 @@ export interface ProxyMetrics {
 /** Why a PROXY protocol header was refused (proxy/proxy-protocol-accept.ts). */
 export const PROXY_HEADER_REFUSALS = ['missing', 'unexpected', 'malformed', 'timeout'] as const;
 export type ProxyHeaderRefusal = (typeof PROXY_HEADER_REFUSALS)[number];
+/** The per-box limits whose shares `--workers` workers lend each other (cluster/tunnel-lending.ts). */
+export type LentLimit = 'max_tunnels' | 'max_tunnels_per_source' | 'max_client_connections';
 
 /** What the ship gauges and counters show (fleet/ship-status.ts ShipStatus). */
 export interface AuditShipGauges {
@@ -301,7 +305,13 @@ function auditShipMetrics(registers: Registry[]): Pick<ProxyMetrics, 'setAuditSh
 }
 
 /** The client connection cap (connection-limit.ts): how close to it, and how often past it. */
-function clientConnectionMetrics(registers: Registry[]): Pick<ProxyMetrics, 'clientConnectionRefused' | 'setClientConnections' | 'proxyHeaderRefused'> {
+function clientConnectionMetrics(registers: Registry[]): Pick<ProxyMetrics, 'clientConnectionRefused' | 'setClientConnections' | 'proxyHeaderRefused' | 'limitBorrowed'> {
+  const borrows = new Counter({
+    name: 'tollgate_limit_borrows_total',
+    help: 'With --workers: a worker past its share of a per-box limit asked the other workers for a slot, by limit and outcome',
+    labelNames: ['limit', 'outcome'] as const,
+    registers,
+  });
   const refused = new Counter({
     name: 'tollgate_client_connections_refused_total', help: 'Client connections answered 503 because --max-client-connections was reached', registers,
   });
@@ -318,6 +328,7 @@ function clientConnectionMetrics(registers: Registry[]): Pick<ProxyMetrics, 'cli
   const limit = new Gauge({ name: 'tollgate_client_connections_limit', help: 'The --max-client-connections in force', registers });
   return {
     clientConnectionRefused: () => refused.inc(),
+    limitBorrowed: (limit, granted) => borrows.inc({ limit, outcome: granted ? 'granted' : 'refused' }),
     proxyHeaderRefused: (reason) => headers.inc({ reason }),
     setClientConnections: (count, max) => {
       open = count;

@@ -343,7 +343,10 @@ describe('serve --workers: limits per box, failures, bad input', () => {
 
   // The round robin alternates the workers, so each one in turn takes the box's only slot: the
   // second worker's even share of a limit of 1 is nothing, and it can only admit by borrowing.
-  for (const [flag, refusal] of [['--max-tunnels', 'too many open tunnels (limit 1)'], ['--max-tunnels-per-source', 'too many open tunnels from 127.0.0.1 (limit 1)']]) {
+  for (const [flag, refusal, limit] of [
+    ['--max-tunnels', 'too many open tunnels (limit 1)', 'max_tunnels'],
+    ['--max-tunnels-per-source', 'too many open tunnels from 127.0.0.1 (limit 1)', 'max_tunnels_per_source'],
+  ]) {
     it(`moves the only slot of ${flag} 1 to whichever worker takes the tunnel, and still holds the box to it`, async () => {
       const echo = await startEchoServer();
       const proc = spawnServe(serveArgs(folder, '--workers', '2', flag, '1', '--drain-timeout', '1s'), { NODE_CLUSTER_SCHED_POLICY: 'rr' });
@@ -364,6 +367,8 @@ describe('serve --workers: limits per box, failures, bad input', () => {
         // Both workers admitted tunnels (a CONNECT's open and its completion each count).
         expect(shares).toHaveLength(2);
         for (const records of shares ?? []) expect(records).toBeGreaterThan(0);
+        // The second worker's tunnels were each a borrow (the box's /metrics sums the workers').
+        expect(await metricValue(adminPort, `tollgate_limit_borrows_total{limit="${limit}",outcome="granted"}`)).toBeGreaterThanOrEqual(1);
         const held = await openTunnel(proxyPort, echo.port);
         const next = await connectHead(proxyPort, echo.port);
         expect(next.head).toMatch(/^HTTP\/1\.1 429 /);
@@ -504,6 +509,7 @@ describe('serve --workers: limits per box, failures, bad input', () => {
       }
       const shares = (await getJson<Readiness['body']>(adminPort, '/readyz')).body.workers?.map((w) => w.records);
       for (const records of shares ?? []) expect(records).toBeGreaterThan(0);
+      expect(await metricValue(adminPort, 'tollgate_limit_borrows_total{limit="max_client_connections",outcome="granted"}')).toBeGreaterThanOrEqual(1);
       const held = await rawConnect(proxyPort);
       held.on('error', () => undefined);
       expect(await get(held, '/cap/held')).toMatch(/^HTTP\/1\.1 200 /);

@@ -40,6 +40,7 @@ export function admitConnection(ctx: ProxyContext, socket: Socket): boolean | Pr
   if (ctx.gauges.clientSockets <= (share ?? ctx.limits.maxClientConnections)) return true;
   if (shares === undefined || share === null) return refuse(ctx, socket, uncount);
   return shares.borrow({ overall: false, clients: true, source: null }).then((granted) => {
+    ctx.metrics.limitBorrowed('max_client_connections', granted);
     // Another connection's borrow may have made the room this one needed meanwhile.
     if (granted || ctx.gauges.clientSockets <= (shares.clients() ?? 0)) return true;
     return refuse(ctx, socket, uncount);

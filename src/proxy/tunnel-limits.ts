@@ -38,7 +38,10 @@ export async function enforceTunnelLimits(ctx: ProxyContext, source: string): Pr
   const fromSource = ctx.tunnels.countFrom(source) > (shares?.forSource(source) ?? maxTunnelsPerSource);
   if (!overall && !fromSource) return;
   if (shares !== undefined) {
-    if (await shares.borrow({ overall, clients: false, source: fromSource ? source : null })) return;
+    const granted = await shares.borrow({ overall, clients: false, source: fromSource ? source : null });
+    if (overall) ctx.metrics.limitBorrowed('max_tunnels', granted);
+    if (fromSource) ctx.metrics.limitBorrowed('max_tunnels_per_source', granted);
+    if (granted) return;
     // Another CONNECT's borrow may have brought the room this one needed meanwhile.
     if (ctx.tunnels.size <= shares.overall() && ctx.tunnels.countFrom(source) <= shares.forSource(source)) return;
   }
