@@ -84,11 +84,13 @@ function box(limits: BoxLimits, workers: number): Box {
   const admit = async (slot: number, source: string): Promise<boolean> => {
     const member = members[slot - 1];
     member.open.set(source, (member.open.get(source) ?? 0) + 1);
-    const overall = total(member.open) > member.shares.overall();
-    const fromSource = (member.open.get(source) ?? 0) > member.shares.forSource(source);
-    if (!overall && !fromSource) return true;
-    if (await member.shares.borrow({ overall, clients: false, source: fromSource ? source : null })) return true;
-    if (total(member.open) <= member.shares.overall() && (member.open.get(source) ?? 0) <= member.shares.forSource(source)) return true;
+    const need = (): { overall: boolean; clients: boolean; source: string | null } | null => {
+      const overall = total(member.open) > member.shares.overall();
+      const fromSource = (member.open.get(source) ?? 0) > member.shares.forSource(source);
+      return overall || fromSource ? { overall, clients: false, source: fromSource ? source : null } : null;
+    };
+    if (need() === null) return true;
+    if (await member.shares.admit(need)) return true;
     close(slot, source);
     return false;
   };
@@ -105,8 +107,8 @@ function box(limits: BoxLimits, workers: number): Box {
     const member = members[slot - 1];
     member.clients += 1;
     if (member.clients <= (member.shares.clients() ?? 0)) return true;
-    if (await member.shares.borrow({ overall: false, clients: true, source: null })) return true;
-    if (member.clients <= (member.shares.clients() ?? 0)) return true;
+    const need = (): { overall: boolean; clients: boolean; source: string | null } | null => (member.clients > (member.shares.clients() ?? 0) ? { overall: false, clients: true, source: null } : null);
+    if (await member.shares.admit(need)) return true;
     member.clients -= 1;
     return false;
   };
@@ -224,6 +226,31 @@ describe('tunnel limit shares across workers', () => {
     expect(results).toEqual([true, true]);
     expect(members.map((m) => m.shares.overall())).toEqual([2, 0]);
     expect(await admit(2, '10.0.0.3')).toBe(false);
+  });
+
+  it('admits the whole limit when a burst reaches the lender while its slot is on the way to the borrower', async () => {
+    const { members, admit } = box({ maxTunnels: 7, maxTunnelsPerSource: 100, maxClientConnections: null }, 2);
+    for (let i = 0; i < 4; i += 1) expect(await admit(1, `10.0.1.${i}`)).toBe(true);
+    // Worker 1 borrows for its fifth; worker 2 (share 3) lends, and takes three of its own while
+    // the slot is still on its way to worker 1, where neither can lend it.
+    const fifth = admit(1, '10.0.1.4');
+    for (let turn = 0; turn < 20 && members[1].shares.overall() === 3; turn += 1) await later();
+    expect(members[0].shares.overall()).toBe(4);
+    const burst = await Promise.all([admit(2, '10.0.2.1'), admit(2, '10.0.2.2'), admit(2, '10.0.2.3')]);
+    expect(await fifth).toBe(true);
+    // Worker 2 gave one slot, not half of its three: it keeps room for two of its own.
+    expect(burst.filter(Boolean)).toHaveLength(2);
+    expect(await admit(2, '10.0.2.4')).toBe(false);
+    expect(await admit(1, '10.0.1.5')).toBe(false);
+  });
+
+  it('admits exactly the room there is when many CONNECTs past a share borrow at once, one borrow at a time', async () => {
+    // Worker 2 has one slot spare; worker 1 gets six CONNECTs past its share of 4 at once.
+    const { members, admit } = box({ maxTunnels: 7, maxTunnelsPerSource: 100, maxClientConnections: null }, 2);
+    for (let i = 0; i < 2; i += 1) expect(await admit(2, `10.0.2.${i}`)).toBe(true);
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => admit(1, `10.0.1.${i}`)));
+    expect(results.filter(Boolean)).toHaveLength(5);
+    expect(members.map((m) => m.shares.overall())).toEqual([5, 2]);
   });
 
   it('lends a dead slot\'s share from the ledger, and its replacement starts with what is left', async () => {

@@ -5,7 +5,7 @@ import type { BorrowWant, TunnelShares } from '../proxy/tunnel-limits';
  * box (SPEC §6), and with `--workers N` no process sees every connection. Each worker holds a share
  * of each limit and decides alone while it is within it: no message on a connection's path. A
  * worker past its share asks the primary to borrow; the primary asks the other workers in turn,
- * and a worker with spare room gives up half of it (at least one slot) before it answers. A slot
+ * and a worker with spare room gives up a slot (half of a large spare) before it answers. A slot
  * is only ever moved, never made, so the shares always add up to the limit: the box never holds
  * more, and it refuses only when no worker has room. Which worker takes a connection (the kernel's
  * choice by default) then changes how often a worker borrows, not what the box allows.
@@ -49,9 +49,18 @@ export interface BoxLimits {
   maxClientConnections: number | null;
 }
 
-/** Half of what is spare, at least one when any is: a busy worker's neighbour keeps room too. */
+/**
+ * Past this much room a lender gives half of it, so that a worker the kernel favours stops asking
+ * for every connection; below it, one slot at a time. Near the limit a slot given beyond the
+ * borrower's need is in flight where neither side can lend it, and a burst on the lender meanwhile
+ * was refused while the box had room (seen: 6 of a limit of 7 admitted from 16 at once).
+ */
+const LEND_HALF_FROM = 16;
+
+/** What a lender with `spare` room gives: one slot, or half of a large spare (it keeps the rest). */
 function halfOf(spare: number): number {
-  return spare <= 0 ? 0 : Math.ceil(spare / 2);
+  if (spare <= 0) return 0;
+  return spare < LEND_HALF_FROM ? 1 : Math.floor(spare / 2);
 }
 
 /** The primary's ledger of every slot's shares, and the lending between them. */
@@ -158,7 +167,7 @@ export class TunnelLedger {
     return credits;
   }
 
-  /** A slot with no process holds no tunnel: half of its share is spare, as a worker would give. */
+  /** A slot with no process holds no tunnel: all of its share is spare, and it gives as a worker would. */
   private idleShare(slot: number, want: Want): Moved {
     return {
       overall: want.overall ? halfOf(this.overall.get(slot) ?? 0) : 0,
@@ -218,6 +227,7 @@ export class WorkerShares implements TunnelShares {
   private readonly evenSource: number;
   private seq = 0;
   private readonly waiting = new Map<number, { want: Want; resolve: (granted: boolean) => void }>();
+  private turns: Promise<void> = Promise.resolve();
 
   constructor(
     limits: BoxLimits,
@@ -250,6 +260,20 @@ export class WorkerShares implements TunnelShares {
     return this.moved.size;
   }
 
+  /**
+   * One borrow at a time: each waits for the one before it, whose slots may be the room it lacked,
+   * then asks `need` what it still lacks (null: the room is there now, admitted without asking).
+   * Borrows side by side refused a connection whose room was on its way to this worker.
+   */
+  admit(need: () => Want | null): Promise<boolean> {
+    const turn = this.turns.then(() => {
+      const want = need();
+      return want === null ? true : this.borrow(want);
+    });
+    this.turns = turn.then(() => undefined, () => undefined);
+    return turn;
+  }
+
   borrow(want: Want): Promise<boolean> {
     // Ids from 1: 0 is the primary's for slots nobody here asked for (granted()).
     this.seq = (this.seq % (Number.MAX_SAFE_INTEGER - 1)) + 1;
@@ -280,7 +304,7 @@ export class WorkerShares implements TunnelShares {
     waiting.resolve((!want.overall || moved.overall > 0) && (!want.clients || moved.clients > 0) && (want.source === null || moved.source > 0));
   }
 
-  /** Another worker borrows: half of what is spare here goes, taken off these shares before answering. */
+  /** Another worker borrows: a slot (half of a large spare) goes, taken off these shares before answering. */
   lend(want: Want): Moved {
     const overall = want.overall ? halfOf(this.overallShare - this.counts.overall()) : 0;
     this.overallShare -= overall;

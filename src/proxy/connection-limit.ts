@@ -39,11 +39,13 @@ export function admitConnection(ctx: ProxyContext, socket: Socket): boolean | Pr
   const uncount = count(ctx, socket);
   if (ctx.gauges.clientSockets <= (share ?? ctx.limits.maxClientConnections)) return true;
   if (shares === undefined || share === null) return refuse(ctx, socket, uncount);
-  return shares.borrow({ overall: false, clients: true, source: null }).then((granted) => {
-    ctx.metrics.limitBorrowed('max_client_connections', granted);
-    // Another connection's borrow may have made the room this one needed meanwhile.
-    if (granted || ctx.gauges.clientSockets <= (shares.clients() ?? 0)) return true;
-    return refuse(ctx, socket, uncount);
+  const turn = { asked: false };
+  return shares.admit(() => {
+    turn.asked = ctx.gauges.clientSockets > (shares.clients() ?? 0);
+    return turn.asked ? { overall: false, clients: true, source: null } : null;
+  }).then((granted) => {
+    if (turn.asked) ctx.metrics.limitBorrowed('max_client_connections', granted);
+    return granted ? true : refuse(ctx, socket, uncount);
   });
 }
 

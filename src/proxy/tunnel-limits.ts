@@ -22,8 +22,12 @@ export interface TunnelShares {
   forSource(source: string): number;
   /** Of an explicit --max-client-connections; null when it is `auto` (per process, not lent). */
   clients(): number | null;
-  /** Resolves true once this process holds one more slot of each limit wanted, false when no worker had one to spare. */
-  borrow(want: BorrowWant): Promise<boolean>;
+  /**
+   * For a connection past a share: one borrow at a time, each asking `need` when its turn comes
+   * what it still lacks (null: admitted). Resolves true once it has the room, false when no worker
+   * had a slot to spare.
+   */
+  admit(need: () => BorrowWant | null): Promise<boolean>;
 }
 
 /**
@@ -38,12 +42,24 @@ export async function enforceTunnelLimits(ctx: ProxyContext, source: string): Pr
   const fromSource = ctx.tunnels.countFrom(source) > (shares?.forSource(source) ?? maxTunnelsPerSource);
   if (!overall && !fromSource) return;
   if (shares !== undefined) {
-    const granted = await shares.borrow({ overall, clients: false, source: fromSource ? source : null });
-    if (overall) ctx.metrics.limitBorrowed('max_tunnels', granted);
-    if (fromSource) ctx.metrics.limitBorrowed('max_tunnels_per_source', granted);
+    // What its turn asked for (null: the room was there by then).
+    const turn: { asked: BorrowWant | null } = { asked: null };
+    const granted = await shares.admit(() => {
+      const pastAll = ctx.tunnels.size > shares.overall();
+      const pastSource = ctx.tunnels.countFrom(source) > shares.forSource(source);
+      turn.asked = pastAll || pastSource ? { overall: pastAll, clients: false, source: pastSource ? source : null } : null;
+      return turn.asked;
+    });
+    const borrowed = turn.asked;
+    if (borrowed !== null) {
+      if (borrowed.overall) ctx.metrics.limitBorrowed('max_tunnels', granted);
+      if (borrowed.source !== null) ctx.metrics.limitBorrowed('max_tunnels_per_source', granted);
+    }
     if (granted) return;
-    // Another CONNECT's borrow may have brought the room this one needed meanwhile.
-    if (ctx.tunnels.size <= shares.overall() && ctx.tunnels.countFrom(source) <= shares.forSource(source)) return;
+    if (borrowed !== null && !borrowed.overall) {
+      throw new ProxyError(429, 'too_many_tunnels', `too many open tunnels from ${source} (limit ${maxTunnelsPerSource})`);
+    }
+    throw new ProxyError(429, 'too_many_tunnels', `too many open tunnels (limit ${maxTunnels})`);
   }
   if (overall) throw new ProxyError(429, 'too_many_tunnels', `too many open tunnels (limit ${maxTunnels})`);
   throw new ProxyError(429, 'too_many_tunnels', `too many open tunnels from ${source} (limit ${maxTunnelsPerSource})`);
