@@ -93,6 +93,14 @@ function closed(socket: Socket): Promise<void> {
 }
 
 /** The proxy's side ended (the tunnels are half-open sockets: our side stays open until we end it). */
+/** Waits until the admin API lists at least `count` completed records for `query`. */
+function completedRecords(adminPort: number, query: string, count: number): Promise<RecordJson[]> {
+  return waitFor(`${count} completed records`, async () => {
+    const found = (await getJson<{ items: RecordJson[] }>(adminPort, `/api/requests?${query}`)).body.items.filter((r) => r.ended_at !== null);
+    return found.length >= count ? found : undefined;
+  });
+}
+
 /** A CONNECT's answer head, the socket closed after it. */
 async function connectHead(proxyPort: number, echoPort: number): Promise<{ head: string }> {
   const socket = await rawConnect(proxyPort);
@@ -446,10 +454,7 @@ describe('serve --workers: limits per box, failures, bad input', () => {
       });
       expect(refused.statusCode).toBe(403);
       const refusedId = Number(refused.headers['x-tollgate-request-id']);
-      const items = await waitFor('7 completed records', async () => {
-        const found = (await getJson<{ items: RecordJson[] }>(adminPort, '/api/requests?q=/decoded/&limit=50')).body.items.filter((r) => r.ended_at !== null);
-        return found.length >= 7 ? found : undefined;
-      });
+      const items = await completedRecords(adminPort, 'q=/decoded/&limit=50', 7);
       expect(items.map((r) => r.path).sort()).toEqual([...Array.from({ length: 6 }, (_, i) => `/decoded/${i}`), '/decoded/no'].sort());
       expect(new Set(items.map((r) => r.id)).size).toBe(7);
       expect(items.filter((r) => r.status === 200 && r.decision === 'allow')).toHaveLength(6);
@@ -474,10 +479,7 @@ describe('serve --workers: limits per box, failures, bad input', () => {
       // Concurrent connections, as a load balancer's would be: whichever worker takes each.
       const statuses = await Promise.all(Array.from({ length: 24 }, (_, i) => proxiedGet(proxyPort, `http://127.0.0.1:${origin.port}/kernel/${i}`)));
       expect(statuses).toEqual(Array(24).fill(200));
-      const items = await waitFor('24 completed records', async () => {
-        const found = (await getJson<{ items: RecordJson[] }>(adminPort, '/api/requests?q=/kernel/&limit=50')).body.items.filter((r) => r.ended_at !== null);
-        return found.length >= 24 ? found : undefined;
-      });
+      const items = await completedRecords(adminPort, 'q=/kernel/&limit=50', 24);
       expect(new Set(items.map((r) => r.id)).size).toBe(24);
       expect(new Set(items.map((r) => r.path)).size).toBe(24);
       const after = await getJson<Readiness['body']>(adminPort, '/readyz');

@@ -9,7 +9,7 @@ import { workerModule } from '../audit/start-worker';
 import type { ListenAddress, ServeConfig } from '../config';
 import type { Logger } from '../log';
 import type { MetricsJson } from '../metrics';
-import { boxLimits, workerLimits } from './limits';
+import { boxLimits } from './limits';
 import { isWorkerMessage, toPortable } from './protocol';
 import { AUDIT_CHANNEL_FD } from './wire';
 import { WorkerBatches } from './worker-batches';
@@ -212,7 +212,7 @@ export class WorkerPool {
     worker.on('online', () => {
       // Its slot's shares as the ledger has them now; every move after this is told to it.
       member.initSent = true;
-      this.send(member, { t: 'init', slot, config: toPortable(config), admin: this.opts.admin, limits: workerLimits(config), shares: this.lending.ledger.sharesOf(slot), writable: this.opts.target.writable(), policy: this.opts.policy() });
+      this.send(member, { t: 'init', slot, config: toPortable(config), admin: this.opts.admin, shares: this.lending.ledger.sharesOf(slot), writable: this.opts.target.writable(), policy: this.opts.policy() });
     });
     worker.on('message', (message: unknown) => {
       if (!isWorkerMessage(message)) return;

@@ -1,6 +1,5 @@
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { ListenAddress, ServeConfig } from '../config';
-import type { ProxyLimits } from '../proxy/context';
 import { parseRange } from '../policy/ip-range';
 import type { PolicyProvenance, PolicySource } from '../policy/provenance';
 import { readDescriptorLimit } from '../descriptors';
@@ -50,9 +49,7 @@ export interface WorkerInit {
   config: PortableConfig;
   /** The admin listener: the guard refuses connections to it, as to the proxy's own. */
   admin: ListenAddress;
-  /** This worker's limits (limits.ts): the tunnel limits are the box's, of which it holds `shares`. */
-  limits: ProxyLimits;
-  /** Its shares of the tunnel limits as its slot holds them now (tunnel-lending.ts). */
+  /** Its shares of the box's limits (the config's) as its slot holds them now (tunnel-lending.ts). */
   shares: SlotShares;
   /** Whether the audit log takes records now; changes follow as `writable` messages. */
   writable: boolean;
@@ -69,7 +66,7 @@ export type PrimaryMessage =
   | { t: 'metrics'; seq: number }
   /** SIGTERM reached the primary: stop accepting, finish what is open, exit. */
   | { t: 'drain' }
-  /** Another worker is past its share of a tunnel limit: give up what this one can spare. */
+  /** Another worker is past its share of a limit: give up what this one can spare. */
   | { t: 'lend'; id: number; want: Want }
   /** Slots moved to this worker: the answer to its borrow `id`, or (id 0) slots it did not ask for. */
   | { t: 'granted'; id: number; moved: Moved; source: string | null };

@@ -30,7 +30,7 @@ export interface SlotShares {
   sources: Array<[string, number]>;
 }
 
-/** What a borrower asks for: a slot of the overall limit, of a source's, or both. */
+/** What a borrower asks for: a slot of the tunnel limit, of the client cap, of a source's tunnel limit. */
 export type Want = BorrowWant;
 
 /** Slots moved (by a lender, or to a borrower): of the tunnel limit, the client cap, a source's limit. */
@@ -58,7 +58,7 @@ export interface BoxLimits {
 const LEND_HALF_FROM = 16;
 
 /** What a lender with `spare` room gives: one slot, or half of a large spare (it keeps the rest). */
-function halfOf(spare: number): number {
+function lendable(spare: number): number {
   if (spare <= 0) return 0;
   return spare < LEND_HALF_FROM ? 1 : Math.floor(spare / 2);
 }
@@ -149,6 +149,8 @@ export class TunnelLedger {
     if (shares === undefined || count <= 0) return [];
     this.add(shares, slot, -count);
     const credits: Array<[number, number]> = [];
+    // The shares add up to the limit less any slots on their way, so the slots below the split
+    // lack at least what the giver held above it.
     let left = count;
     for (let other = 1; other <= this.workers && left > 0; other += 1) {
       const below = this.evenSource(other) - (shares.get(other) ?? 0);
@@ -158,11 +160,6 @@ export class TunnelLedger {
       credits.push([other, given]);
       left -= given;
     }
-    // Nobody below the split (they borrowed it back meanwhile): the giver keeps the rest.
-    if (left > 0) {
-      this.add(shares, slot, left);
-      credits.push([slot, left]);
-    }
     this.forgetIfEven(source);
     return credits;
   }
@@ -170,9 +167,9 @@ export class TunnelLedger {
   /** A slot with no process holds no tunnel: all of its share is spare, and it gives as a worker would. */
   private idleShare(slot: number, want: Want): Moved {
     return {
-      overall: want.overall ? halfOf(this.overall.get(slot) ?? 0) : 0,
-      clients: want.clients ? halfOf(this.clients.get(slot) ?? 0) : 0,
-      source: want.source !== null ? halfOf(this.sourceShares(want.source)[slot - 1]) : 0,
+      overall: want.overall ? lendable(this.overall.get(slot) ?? 0) : 0,
+      clients: want.clients ? lendable(this.clients.get(slot) ?? 0) : 0,
+      source: want.source !== null ? lendable(this.sourceShares(want.source)[slot - 1]) : 0,
     };
   }
 
@@ -306,13 +303,13 @@ export class WorkerShares implements TunnelShares {
 
   /** Another worker borrows: a slot (half of a large spare) goes, taken off these shares before answering. */
   lend(want: Want): Moved {
-    const overall = want.overall ? halfOf(this.overallShare - this.counts.overall()) : 0;
+    const overall = want.overall ? lendable(this.overallShare - this.counts.overall()) : 0;
     this.overallShare -= overall;
-    const clients = want.clients && this.clientShare !== null ? halfOf(this.clientShare - this.counts.clients()) : 0;
+    const clients = want.clients && this.clientShare !== null ? lendable(this.clientShare - this.counts.clients()) : 0;
     if (this.clientShare !== null) this.clientShare -= clients;
     let source = 0;
     if (want.source !== null) {
-      source = halfOf(this.forSource(want.source) - this.counts.from(want.source));
+      source = lendable(this.forSource(want.source) - this.counts.from(want.source));
       if (source > 0) this.setSource(want.source, this.forSource(want.source) - source);
     }
     return { overall, clients, source };

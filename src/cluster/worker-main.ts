@@ -101,7 +101,7 @@ async function run(init: WorkerInit, log: Logger): Promise<(message: PrimaryMess
     clients: (): number => ctx.gauges.clientSockets,
   };
   const shares = new WorkerShares(boxLimits(config), config.workers, init.slot, init.shares, counts, send);
-  const ctx: ProxyContext = { ...proxyContext({ ...config, ...init.limits }, holder, audit, log, metrics, users?.authenticator ?? null, inspect), tunnelShares: shares };
+  const ctx: ProxyContext = { ...proxyContext(config, holder, audit, log, metrics, users?.authenticator ?? null, inspect), tunnelShares: shares };
   ctx.tunnels.onSourceIdle((source) => shares.sourceIdle(source));
   shares.releaseIdle();
   holder.onLoaded((policy) => ctx.parentAgents.retainFor(policy));

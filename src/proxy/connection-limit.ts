@@ -34,39 +34,30 @@ export function isRefusedConnection(socket: Socket): boolean {
  * the connection is counted while it waits, and nothing of it is read until it is admitted.
  */
 export function admitConnection(ctx: ProxyContext, socket: Socket): boolean | Promise<boolean> {
+  const closed = (): void => {
+    ctx.gauges.clientSockets -= 1;
+  };
+  ctx.gauges.clientSockets += 1;
+  socket.once('close', closed);
   const shares = ctx.tunnelShares;
   const share = shares?.clients() ?? null;
-  const uncount = count(ctx, socket);
   if (ctx.gauges.clientSockets <= (share ?? ctx.limits.maxClientConnections)) return true;
-  if (shares === undefined || share === null) return refuse(ctx, socket, uncount);
+  // Past the cap: a refused connection does not count against it while its 503 is answered.
+  const refuse = (): false => {
+    socket.off('close', closed);
+    closed();
+    refuseConnection(ctx, socket);
+    return false;
+  };
+  if (shares === undefined || share === null) return refuse();
   const turn = { asked: false };
   return shares.admit(() => {
     turn.asked = ctx.gauges.clientSockets > (shares.clients() ?? 0);
     return turn.asked ? { overall: false, clients: true, source: null } : null;
   }).then((granted) => {
     if (turn.asked) ctx.metrics.limitBorrowed('max_client_connections', granted);
-    return granted ? true : refuse(ctx, socket, uncount);
+    return granted || refuse();
   });
-}
-
-/** Counts the connection until it closes; the returned function takes it off the count at once. */
-function count(ctx: ProxyContext, socket: Socket): () => void {
-  const closed = (): void => {
-    ctx.gauges.clientSockets -= 1;
-  };
-  ctx.gauges.clientSockets += 1;
-  socket.once('close', closed);
-  return () => {
-    socket.off('close', closed);
-    closed();
-  };
-}
-
-/** Past the cap: a refused connection does not count against it while its 503 is answered. */
-function refuse(ctx: ProxyContext, socket: Socket, uncount: () => void): false {
-  uncount();
-  refuseConnection(ctx, socket);
-  return false;
 }
 
 function refuseConnection(ctx: ProxyContext, socket: Socket): void {

@@ -46,6 +46,13 @@ export function createProxyServer(ctx: ProxyContext): Server {
     for (const listener of startHttp) listener.call(server, socket);
   };
   const from = ctx.proxyProtocolFrom ?? [];
+  const start = (socket: Socket, admitted: boolean): void => {
+    if (from.length === 0 || !admitted) parseHttp(socket);
+    // A header that arrives after SIGTERM closed the listener: the drain has already passed
+    // this connection by (it was not an HTTP connection yet), so it is closed, not served.
+    else acceptProxyHeader(ctx, from, socket, () => (server.listening ? parseHttp(socket) : socket.destroy()));
+    if (admitted) socket.setNoDelay(true);
+  };
   server.on('connection', (socket: Socket) => {
     // An error listener at once, before anything can fail: an `error` with no listener kills the
     // process. Errors are handled where the socket is used; this one only keeps a reset from
@@ -54,18 +61,11 @@ export function createProxyServer(ctx: ProxyContext): Server {
     // Counted from the accept, header or not: a connection waiting for its header holds a
     // descriptor too. Past the cap the 503 names the connecting address (no header is read), and
     // the HTTP parser still reads what arrives, so the answer is not cut by a reset.
-    const start = (admitted: boolean): void => {
-      if (from.length === 0 || !admitted) parseHttp(socket);
-      // A header that arrives after SIGTERM closed the listener: the drain has already passed
-      // this connection by (it was not an HTTP connection yet), so it is closed, not served.
-      else acceptProxyHeader(ctx, from, socket, () => (server.listening ? parseHttp(socket) : socket.destroy()));
-      if (admitted) socket.setNoDelay(true);
-    };
     const admitted = admitConnection(ctx, socket);
-    if (typeof admitted === 'boolean') return start(admitted);
+    if (typeof admitted === 'boolean') return start(socket, admitted);
     // A worker past its share of the cap borrowed (never rejects); a drain that began meanwhile
     // has passed this connection by, so it is closed, not served.
-    void admitted.then((ok) => (server.listening || !ok ? start(ok) : socket.destroy()));
+    void admitted.then((ok) => (server.listening || !ok ? start(socket, ok) : socket.destroy()));
   });
   const readInspected = (secure: Socket): void => void inspected.emit('connection', secure);
   server.on('connect', (req, socket: Duplex, head: Buffer) => {

@@ -5,11 +5,6 @@ import { ProxyError } from '../request/errors';
 /** What a tunnel's client reads once its CONNECT is allowed. */
 export const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');
 
-/**
- * A `--workers` worker's part of the box's tunnel limits (cluster/tunnel-lending.ts): its shares,
- * and a way to borrow more from the other workers when a CONNECT would take it past one. One
- * process has none: its part is the whole limit.
- */
 /** What a borrow asks for: a slot of the tunnel limit, of the client cap, of a source's tunnel limit. */
 export interface BorrowWant {
   overall: boolean;
@@ -17,6 +12,11 @@ export interface BorrowWant {
   source: string | null;
 }
 
+/**
+ * A `--workers` worker's part of the box's limits (cluster/tunnel-lending.ts): its shares, and a
+ * way to borrow more from the other workers when a connection would take it past one. One process
+ * has none: its part is the whole limit.
+ */
 export interface TunnelShares {
   overall(): number;
   forSource(source: string): number;
@@ -36,33 +36,31 @@ export interface TunnelShares {
  * share borrows first, and refuses only when the box has no room.
  */
 export async function enforceTunnelLimits(ctx: ProxyContext, source: string): Promise<void> {
-  const { maxTunnels, maxTunnelsPerSource } = ctx.limits;
+  let past = pastTunnelLimits(ctx, source);
+  if (past === null) return;
   const shares = ctx.tunnelShares;
-  const overall = ctx.tunnels.size > (shares?.overall() ?? maxTunnels);
-  const fromSource = ctx.tunnels.countFrom(source) > (shares?.forSource(source) ?? maxTunnelsPerSource);
-  if (!overall && !fromSource) return;
   if (shares !== undefined) {
     // What its turn asked for (null: the room was there by then).
     const turn: { asked: BorrowWant | null } = { asked: null };
-    const granted = await shares.admit(() => {
-      const pastAll = ctx.tunnels.size > shares.overall();
-      const pastSource = ctx.tunnels.countFrom(source) > shares.forSource(source);
-      turn.asked = pastAll || pastSource ? { overall: pastAll, clients: false, source: pastSource ? source : null } : null;
-      return turn.asked;
-    });
-    const borrowed = turn.asked;
-    if (borrowed !== null) {
-      if (borrowed.overall) ctx.metrics.limitBorrowed('max_tunnels', granted);
-      if (borrowed.source !== null) ctx.metrics.limitBorrowed('max_tunnels_per_source', granted);
+    const granted = await shares.admit(() => (turn.asked = pastTunnelLimits(ctx, source)));
+    if (turn.asked !== null) {
+      if (turn.asked.overall) ctx.metrics.limitBorrowed('max_tunnels', granted);
+      if (turn.asked.source !== null) ctx.metrics.limitBorrowed('max_tunnels_per_source', granted);
     }
     if (granted) return;
-    if (borrowed !== null && !borrowed.overall) {
-      throw new ProxyError(429, 'too_many_tunnels', `too many open tunnels from ${source} (limit ${maxTunnelsPerSource})`);
-    }
-    throw new ProxyError(429, 'too_many_tunnels', `too many open tunnels (limit ${maxTunnels})`);
+    past = turn.asked ?? past;
   }
-  if (overall) throw new ProxyError(429, 'too_many_tunnels', `too many open tunnels (limit ${maxTunnels})`);
+  const { maxTunnels, maxTunnelsPerSource } = ctx.limits;
+  if (past.overall) throw new ProxyError(429, 'too_many_tunnels', `too many open tunnels (limit ${maxTunnels})`);
   throw new ProxyError(429, 'too_many_tunnels', `too many open tunnels from ${source} (limit ${maxTunnelsPerSource})`);
+}
+
+/** Which tunnel limits this process is past (its shares, with workers), or null. */
+function pastTunnelLimits(ctx: ProxyContext, source: string): BorrowWant | null {
+  const shares = ctx.tunnelShares;
+  const overall = ctx.tunnels.size > (shares?.overall() ?? ctx.limits.maxTunnels);
+  const fromSource = ctx.tunnels.countFrom(source) > (shares?.forSource(source) ?? ctx.limits.maxTunnelsPerSource);
+  return overall || fromSource ? { overall, clients: false, source: fromSource ? source : null } : null;
 }
 
 /**
