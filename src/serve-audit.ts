@@ -115,7 +115,7 @@ export function diskReadiness(watermark: DiskWatermark): { ok: boolean; detail: 
 
 /** One line when the audit log starts failing, recovers, or had to be reopened. */
 function logAuditState(log: Logger, change: AuditStateChange): void {
-  const level = change.event === 'failing' ? 'error' : change.event === 'reopened' || change.event === 'damaged' ? 'warn' : 'info';
+  const level = change.event === 'failing' ? 'error' : change.event === 'reopened' || change.event === 'damaged' || change.event === 'spooled' ? 'warn' : 'info';
   log[level]({ audit: change.health }, change.message);
 }
 

@@ -74,6 +74,8 @@ export async function startWorkers(
 ): Promise<ProxyFront> {
   const pool = new WorkerPool({ config, log, target: serving.target, admin: { host: admin.address, port: admin.port }, policy: () => { const { sources, provenance } = holder.sources(); return { sources: [...sources], provenance }; }, onRestart: () => metrics.workerRestarted() });
   holder.onLoaded(() => pool.reload());
+  // An admin read sees every record a worker answered, spooled ones included.
+  serving.store.setSyncBarrier?.(() => pool.flush());
   metrics.setPeers(() => pool.workerMetrics());
   const address = await pool.start();
   return {

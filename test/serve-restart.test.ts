@@ -29,8 +29,10 @@ interface Row {
 }
 
 /** The size of the biggest file in a folder: the newest log segment, here. */
+/** The largest file's size (the `spool/` folder beside the segments is not one). */
 function largestFile(dir: string): number {
-  return Math.max(...readdirSync(dir).map((name) => statSync(path.join(dir, name)).size));
+  const stats = readdirSync(dir).map((name) => statSync(path.join(dir, name)));
+  return Math.max(...stats.filter((stat) => stat.isFile()).map((stat) => stat.size));
 }
 
 function readRecords(dbFile: string): Row[] {

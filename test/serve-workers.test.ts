@@ -12,6 +12,8 @@ import { startEchoServer } from './helpers/raw-origin';
 import { CLI, listeningPorts, runCli, serveArgs, serveFolder, spawnServe } from './helpers/serve-process';
 import type { ServeFolder, ServeProcess } from './helpers/serve-process';
 import { LOOPBACK_POLICY } from './helpers/policies';
+import { readAll as readLogBack } from './helpers/audit-log-fixtures';
+import { auditLogDir } from '../src/audit/log/segment-files';
 
 /**
  * `serve --workers 2` as an operator runs it: the built CLI, real worker processes sharing the
@@ -415,6 +417,66 @@ describe('serve --workers: limits per box, failures, bad input', () => {
     } finally {
       await proc.exited;
       await new Promise((resolve) => echo.server.close(resolve));
+    }
+  });
+
+  it('loses no record a worker answered when the primary is SIGKILLed under load: the next start appends what the workers spooled', async () => {
+    const own = serveFolder('tollgate-workers-spool-');
+    const origin = await startOrigin((req, res) => res.end(`ok ${req.url}`));
+    const served = new Set<string>();
+    origin.server.on('request', (req: http.IncomingMessage) => served.add(req.url ?? ''));
+    const answered: string[] = [];
+    const proc = spawnServe(serveArgs(own, '--workers', '2', '--drain-timeout', '1s'));
+    try {
+      const { proxyPort, adminPort } = await listeningPorts(proc);
+      const pids = ((await getJson<Readiness['body']>(adminPort, '/readyz')).body.workers ?? []).map((w) => w.pid);
+      let n = 0;
+      // Eight clients in a loop; the primary is killed once 120 requests are under way.
+      const client = async (): Promise<void> => {
+        while (n < 400) {
+          const pathname = `/spooled/${(n += 1)}`;
+          if (n === 120) proc.child.kill('SIGKILL');
+          const status = await proxiedGet(proxyPort, `http://127.0.0.1:${origin.port}${pathname}`).catch(() => 0);
+          if (status === 200) answered.push(pathname);
+          else if (n > 120) return;
+        }
+      };
+      await Promise.all(Array.from({ length: 8 }, client));
+      await proc.exited;
+      // The workers go when their primary does; only then is the next start's reading of their spools whole.
+      const alive = (pid: number): boolean => {
+        try {
+          process.kill(pid, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      await waitFor('both workers gone', async () => (pids.some(alive) ? undefined : true), 10_000);
+    } finally {
+      proc.child.kill('SIGKILL');
+      await proc.exited;
+    }
+    expect(answered.length).toBeGreaterThanOrEqual(100);
+    const next = spawnServe(serveArgs(own, '--drain-timeout', '1s'));
+    try {
+      const { adminPort } = await listeningPorts(next);
+      const items = (await getJson<{ items: RecordJson[] }>(adminPort, '/api/requests?q=/spooled/&limit=1000')).body.items;
+      const paths = new Set(items.map((r) => r.path));
+      expect(answered.filter((p) => !paths.has(p))).toEqual([]);
+      // A record is written before the first byte is forwarded: whatever reached the origin is in the log.
+      expect([...served].filter((p) => !paths.has(p))).toEqual([]);
+      // The log itself, not the index (which would not show a record appended twice): each once.
+      const logged = readLogBack(auditLogDir(own.dbFile)).entries.filter(({ entry }) => entry.type !== 'complete').map(({ entry }) => entry.id);
+      expect(new Set(logged).size).toBe(logged.length);
+      expect(logged.length).toBeGreaterThanOrEqual(answered.length);
+      // Nothing is left open: what the dead run left open ended at this start.
+      expect(items.filter((r) => r.ended_at === null)).toEqual([]);
+    } finally {
+      next.child.kill('SIGTERM');
+      await next.exited;
+      await origin.close();
+      own.remove();
     }
   });
 

@@ -124,7 +124,8 @@ export function gateOnFreeDisk(target: BatchTarget, watermark: DiskWatermark): B
   };
   const commitPrepared = target.commitPrepared?.bind(target);
   if (commitPrepared !== undefined) gated.commitPrepared = commitPrepared;
-  return gated;
+  // Records a worker spooled were answered already: they reach the log whatever the disk.
+  return target.numbered === undefined ? gated : { ...gated, numbered: target.numbered };
 }
 
 /** The log line for a change of state. */

@@ -20,6 +20,21 @@ export interface BatchTarget {
    * store appends without decoding; where this is absent, the caller decodes (cluster/pool.ts).
    */
   commitPrepared?(entries: readonly PreparedEntry[]): BatchOutcome | Promise<BatchOutcome>;
+  /**
+   * The log store on this thread (not --audit-fsync's writer thread, not an in-memory --db):
+   * `--workers` workers then give their records ids from blocks it reserves and spool them,
+   * and the primary appends them in id order (cluster/block-merge.ts).
+   */
+  readonly numbered?: NumberedLog;
+}
+
+export interface NumberedLog {
+  /** The folder workers spool their batches in (cluster/spool.ts). */
+  readonly spool: string;
+  /** Reserves `count` consecutive ids and returns the first; throws while the log is failing. */
+  reserveIds(count: number): number;
+  /** Appends entries whose records have their ids, in id order; throws, holding nothing, when it cannot. */
+  commitNumbered(entries: readonly PreparedEntry[]): void;
 }
 
 /**

@@ -10,7 +10,8 @@ import type { PreparedEntry, RefusedEntry } from './log/entry-codec';
 import { IndexConsumer } from './log/index-consumer';
 import type { RecoveryReport } from './log/log-recovery';
 import type { AuditChainHead } from './write-health';
-import { SegmentLog } from './log/segment-log';
+import { AuditLogWriteError, SegmentLog } from './log/segment-log';
+import { removeSpoolFiles, spooledPast, spoolDir } from '../cluster/spool';
 import { auditLogDir } from './log/segment-files';
 import { settingsFrom } from './store-options';
 import type { AuditStoreOptions, Settings } from './store-options';
@@ -59,6 +60,9 @@ export class LogAuditStore {
       index.close();
     }
     this.log = SegmentLog.open({ dir, fsync: this.settings.fsync, firstId, maxSegmentAgeMs: segmentAgeFor(retainMs), chainKey: options.chainKey ?? null, clock: this.settings.clock });
+    this.spool = spoolDir(dir);
+    // Before anything is appended: what workers of an earlier run spooled and the log lacks.
+    const spooled = this.appendSpooled();
     this.damage = describeRecovery(this.log.recovery);
     this.state = new WriteHealth({
       clock: this.settings.clock,
@@ -68,6 +72,70 @@ export class LogAuditStore {
       onStateChange: options.onStateChange,
     });
     if (this.damage !== null) this.state.emit('damaged', `audit log: ${this.damage}`);
+    if (spooled !== null) this.state.emit('spooled', spooled);
+  }
+
+  /** The folder `--workers` workers spool their batches in (cluster/spool.ts). */
+  readonly spool: string;
+
+  /**
+   * Appends the records workers spooled but the log lacks (their primary was killed, or its log
+   * failed, before it appended them), then removes the spools. Null when there were none.
+   */
+  private appendSpooled(): string | null {
+    try {
+      fs.mkdirSync(this.spool, { recursive: true });
+    } catch (err) {
+      throw new AuditLogWriteError('creating', this.spool, err);
+    }
+    const found = spooledPast(this.spool, this.log.recovery.lastId, this.open);
+    if (found.files.length === 0) return null;
+    for (let at = 0; at < found.entries.length; at += SPOOLED_PER_APPEND) {
+      const entries = found.entries.slice(at, at + SPOOLED_PER_APPEND);
+      this.log.appendNumbered(entries);
+      for (const entry of entries) {
+        if (entry.type === 'open') this.open.add(entry.id);
+        else if (entry.type === 'complete') this.open.delete(entry.id);
+      }
+    }
+    const kept = removeSpoolFiles(found.files) ? '' : '; some spool files could not be removed (read again, and skipped, at the next start)';
+    if (found.entries.length === 0 && found.damaged.length === 0 && kept === '') return null;
+    const torn = found.damaged.length === 0 ? '' : `; torn ends skipped in ${found.damaged.join(', ')}`;
+    return `audit log: appended ${found.records} records and ${found.completions} completions that workers spooled and the log lacked${torn}${kept}`;
+  }
+
+  /** Reserves ids for a worker to give its records itself (cluster/block-merge.ts). */
+  reserveIds(count: number): number {
+    if (this.closed || this.state.failing) throw this.state.unavailable();
+    try {
+      return this.log.reserveIds(count);
+    } catch (err) {
+      this.state.fail(err);
+      throw this.state.unavailable();
+    }
+  }
+
+  /**
+   * Appends workers' entries whose records have their ids already, in id order (the merge's
+   * job). Nothing is held here when it fails: the caller keeps the entries and comes back.
+   */
+  commitNumbered(entries: readonly PreparedEntry[]): void {
+    if (this.closed || this.state.failing) throw this.state.unavailable();
+    try {
+      this.log.appendNumbered(entries);
+    } catch (err) {
+      // A worker's codec checked what it sent: an entry refused here is a bug, written without it.
+      if (err instanceof EntryEncodeError) {
+        const kept = entries.filter((entry) => refusedByFrame(entry) === null);
+        if (kept.length < entries.length) return this.commitNumbered(kept);
+      }
+      this.state.fail(err);
+      throw this.state.unavailable();
+    }
+    for (const entry of entries) {
+      if (entry.type === 'open') this.open.add(entry.id);
+      else if (entry.type === 'complete') this.open.delete(entry.id);
+    }
   }
 
   /** Reported in health() for the life of this run: recovery ran once, at open. */
@@ -193,6 +261,9 @@ export class LogAuditStore {
     this.pending.set(entry.id, typeof entry.body === 'string' ? entry : { ...entry, body: Buffer.from(entry.body) });
   }
 }
+
+/** Spooled entries appended at start per write: a long outage's spools do not become one buffer. */
+const SPOOLED_PER_APPEND = 4096;
 
 /**
  * Retention drops whole segments: with --retain, a segment is closed after a quarter of the

@@ -5,6 +5,7 @@ import { IndexThread } from './index-thread';
 import type { IndexThreadOptions } from './index-thread';
 import type { AuditOpen } from './record-types';
 import type { PreparedEntry } from './log/entry-codec';
+import type { NumberedLog } from './group-commit';
 import type { AuditChainHead, AuditHealth } from './write-health';
 import { LogAuditStore } from './log-store';
 import { openReader, WriterThread } from './writer-thread';
@@ -26,6 +27,10 @@ export class LoggedStore implements ServingStore {
   private readonly closeReader: () => void;
   /** Workers' encoded entries, appended as they came: without --audit-fsync only (the writer is here then). */
   readonly commitPrepared?: (entries: readonly PreparedEntry[]) => BatchOutcome;
+  /** The log store itself, for workers that give their records ids (without --audit-fsync only). */
+  readonly numbered?: NumberedLog;
+  /** Runs before every index sync: `--workers` brings the records workers spooled into the log first. */
+  private syncBarrier: (() => Promise<void>) | null = null;
 
   constructor(
     readonly file: string,
@@ -45,6 +50,7 @@ export class LoggedStore implements ServingStore {
       const store = new LogAuditStore(file, writerOptions, options.retainMs ?? 0);
       this.writer = store;
       this.commitPrepared = (entries) => store.commitPrepared(entries);
+      this.numbered = store;
       const reader = openReader(file);
       this.reader = () => reader;
       this.closeReader = () => reader.close();
@@ -85,8 +91,14 @@ export class LoggedStore implements ServingStore {
   }
 
   /** The admin API's read barrier: true once every answered batch is in the index. */
-  syncIndex(): Promise<boolean> {
+  async syncIndex(): Promise<boolean> {
+    if (this.syncBarrier !== null) await this.syncBarrier();
     return this.index.sync();
+  }
+
+  /** What must reach the log before an index sync (the workers' spooled records: cluster/pool.ts). */
+  setSyncBarrier(barrier: () => Promise<void>): void {
+    this.syncBarrier = barrier;
   }
 
   indexStatus(): IndexStatus {

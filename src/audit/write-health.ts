@@ -27,7 +27,7 @@ export interface AuditChainHead {
 
 /** One transition, for a single log line: `message` is written to be logged as it is. */
 export interface AuditStateChange {
-  event: 'failing' | 'recovered' | 'reopened' | 'damaged';
+  event: 'failing' | 'recovered' | 'reopened' | 'damaged' | 'spooled';
   message: string;
   health: AuditHealth;
 }

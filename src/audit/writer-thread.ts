@@ -25,6 +25,7 @@ import type { CallReply, CallRequest, ParentMessage, PortableStoreOptions, Remot
 export type ServingStore = BatchTarget & Pick<AuditStore, 'file' | 'db' | 'isWritable' | 'health' | 'completeOpenRecords' | 'heldCompletions' | 'close'> & {
   /** Stores whose admin reads follow an append-only log (logged-store.ts): the read barrier. */
   syncIndex?(): Promise<boolean>;
+  setSyncBarrier?(barrier: () => Promise<void>): void;
   indexStatus?(): IndexStatus;
   closeIndex?(): Promise<void>;
   /** The audit log's chain head (GET /api/audit/head); null where the store keeps no chain. */

@@ -13,6 +13,9 @@ import { boxLimits } from './limits';
 import { isWorkerMessage, toPortable } from './protocol';
 import { AUDIT_CHANNEL_FD } from './wire';
 import { WorkerBatches } from './worker-batches';
+import type { WorkerRecords } from './worker-batches';
+import { BlockMerge } from './block-merge';
+import { newSpoolName } from './spool';
 import { LendingDesk } from './lending-desk';
 import type { LendingMember } from './lending-desk';
 import type { BatchMember } from './worker-batches';
@@ -76,7 +79,8 @@ export class WorkerPool {
   private reloadPending: NodeJS.Immediate | null = null;
   private retired: MetricsJson[] = [];
 
-  private readonly batches: WorkerBatches;
+  /** The workers' records: merged in id order from their spools, or committed for them on a round trip. */
+  private readonly batches: WorkerRecords;
   /** Every slot's shares of the tunnel limits, and the lending between them (lending-desk.ts). */
   private readonly lending: LendingDesk<Member>;
   /**
@@ -91,7 +95,8 @@ export class WorkerPool {
   readonly scheduling: 'round-robin' | 'kernel' = process.env.NODE_CLUSTER_SCHED_POLICY === 'rr' ? 'round-robin' : 'kernel';
 
   constructor(private readonly opts: PoolOptions) {
-    this.batches = new WorkerBatches(opts.target, opts.log);
+    const numbered = opts.target.numbered;
+    this.batches = numbered === undefined ? new WorkerBatches(opts.target, opts.log) : new BlockMerge(numbered, opts.target, opts.log);
     this.lending = new LendingDesk(boxLimits(opts.config), opts.config.workers, (slot) => this.members.get(slot), (member, message) => this.send(member, message));
     cluster.schedulingPolicy = this.scheduling === 'kernel' ? cluster.SCHED_NONE : cluster.SCHED_RR;
     opts.log.info({ scheduling: this.scheduling }, this.scheduling === 'kernel'
@@ -128,6 +133,14 @@ export class WorkerPool {
         });
       }
     });
+  }
+
+  /**
+   * The admin API's read barrier: what the workers answered is in the log before the index is
+   * read (spooled records reach it in id order, later than they were answered: block-merge.ts).
+   */
+  flush(): Promise<void> {
+    return this.batches.flush();
   }
 
   /** A policy or users file reload in this process: every worker loads them again. */
@@ -206,13 +219,17 @@ export class WorkerPool {
     });
     const channel = worker.process.stdio[AUDIT_CHANNEL_FD];
     if (!(channel instanceof net.Socket)) throw new Error('a worker was forked without its audit channel');
+    // Its spool's own name: a replacement, or a reused pid, never writes into a dead process's files.
+    const spoolName = newSpoolName(slot);
+    const spoolDir = this.opts.target.numbered?.spool;
+    const spool = spoolDir === undefined ? null : { dir: spoolDir, name: spoolName };
     const member: Member = { slot, worker, channel, startedAt: Date.now(), state: 'starting', policyVersion: null, records: 0, open: new Set(), committing: new Set(), settled: false, endedBySettle: new Set(), lastMetrics: null, lending: new Map(), initSent: false, gone: () => member.state === 'exited' };
     this.members.set(slot, member);
     const { config } = this.opts;
     worker.on('online', () => {
       // Its slot's shares as the ledger has them now; every move after this is told to it.
       member.initSent = true;
-      this.send(member, { t: 'init', slot, config: toPortable(config), admin: this.opts.admin, shares: this.lending.ledger.sharesOf(slot), writable: this.opts.target.writable(), policy: this.opts.policy() });
+      this.send(member, { t: 'init', slot, config: toPortable(config), admin: this.opts.admin, shares: this.lending.ledger.sharesOf(slot), writable: this.opts.target.writable(), spool, policy: this.opts.policy() });
     });
     worker.on('message', (message: unknown) => {
       if (!isWorkerMessage(message)) return;
@@ -227,14 +244,16 @@ export class WorkerPool {
         start?.failed(message.message);
       } else this.received(member, message);
     });
-    this.batches.attach(member, () => worker.process.kill('SIGKILL'));
+    this.batches.attach(member, () => worker.process.kill('SIGKILL'), spoolName);
     // The IPC channel's errors (a worker gone mid-send) are the exit's to handle.
     worker.on('error', (err) => this.opts.log.warn({ worker: slot, err }, 'worker channel error'));
     worker.on('exit', (code, signal) => {
       const wasListening = member.state === 'listening';
       member.state = 'exited';
       this.lending.gone(member);
-      void this.afterExit(member, code, signal, wasListening, start);
+      this.afterExit(member, code, signal, wasListening, start).catch((err: unknown) => {
+        this.opts.log.error({ worker: slot, err }, 'handling a worker\'s exit failed');
+      });
     });
   }
 

@@ -53,6 +53,12 @@ export interface WorkerInit {
   shares: SlotShares;
   /** Whether the audit log takes records now; changes follow as `writable` messages. */
   writable: boolean;
+  /**
+   * The spool folder and this process's name in it when the worker gives its records ids and
+   * spools them (block-merge.ts);
+   * null when it waits for the primary's ids (--audit-fsync, an in-memory --db: worker-batches.ts).
+   */
+  spool: { dir: string; name: string } | null;
   /** The primary's policy: workers never read the folder, so they hold what the primary checked. */
   policy: PolicyFiles;
 }

@@ -148,6 +148,91 @@ function need(frame: Buffer, bytes: number): void {
 }
 
 /**
+ * Frames of the spooled mode (cluster/block-merge.ts, cluster/spool-audit.ts), where a worker
+ * gives its records ids from blocks the primary reserved for it and waits for no answer:
+ *
+ *   block   (kind 4, primary to worker):  u8 writable | u48 first id | u32 count | u48 appended
+ *           (`count` ids from `first`; count 0: none can be reserved now. `appended`: every
+ *           record up to that id is in the log, so spool files below it can go)
+ *   want    (kind 5, worker to primary):  u32 count: this worker is running low on ids (a batch
+ *           needs `count` more than it holds, or 0: ahead of need)
+ *   release (kind 6, worker to primary):  u48 up to: the worker gives back every id below it it
+ *           has not used; seq is the token of the sync that asked for it (0: none)
+ *   sync    (kind 7, primary to worker):  no body: give back the ids you hold (seq: a token)
+ */
+const SPOOL_KIND = { block: 4, want: 5, release: 6, sync: 7 } as const;
+
+export interface BlockFrame {
+  writable: boolean;
+  first: number;
+  count: number;
+  appended: number;
+}
+
+export function encodeBlockFrame({ writable, first, count, appended }: BlockFrame): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_HEAD + 1 + 6 + 4 + 6);
+  const at = writeHead(out, SPOOL_KIND.block, 0);
+  out[at] = writable ? 1 : 0;
+  out.writeUIntLE(first, at + 1, 6);
+  out.writeUInt32LE(count, at + 7);
+  out.writeUIntLE(appended, at + 11, 6);
+  return out;
+}
+
+export function encodeWantFrame(count: number): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_HEAD + 4);
+  const at = writeHead(out, SPOOL_KIND.want, 0);
+  out.writeUInt32LE(count, at);
+  return out;
+}
+
+export function encodeReleaseFrame(token: number, upTo: number): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_HEAD + 6);
+  const at = writeHead(out, SPOOL_KIND.release, token);
+  out.writeUIntLE(upTo, at, 6);
+  return out;
+}
+
+export function encodeSyncFrame(token: number): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_HEAD);
+  writeHead(out, SPOOL_KIND.sync, token);
+  return out;
+}
+
+/** What a worker sends in the spooled mode. */
+export type WorkerFrame =
+  | { kind: 'batch'; frame: BatchFrame }
+  | { kind: 'want'; count: number }
+  | { kind: 'release'; token: number; upTo: number };
+
+export function decodeWorkerFrame(frame: Buffer): WorkerFrame {
+  const { kind, seq } = readHead(frame);
+  if (kind === KIND.batch) return { kind: 'batch', frame: decodeBatchFrame(frame) };
+  if (kind === SPOOL_KIND.want) {
+    need(frame, FRAME_HEAD + 4);
+    return { kind: 'want', count: frame.readUInt32LE(FRAME_HEAD) };
+  }
+  if (kind !== SPOOL_KIND.release) throw new WireError(`expected a worker's frame, got frame kind ${kind}`);
+  need(frame, FRAME_HEAD + 6);
+  return { kind: 'release', token: seq, upTo: frame.readUIntLE(FRAME_HEAD, 6) };
+}
+
+/** What the primary sends: an answer (the round trip's mode), a block or a sync (the spooled one's). */
+export type PrimaryFrame =
+  | { kind: 'answer'; answer: AnswerFrame }
+  | { kind: 'block'; block: BlockFrame }
+  | { kind: 'sync'; token: number };
+
+export function decodePrimaryFrame(frame: Buffer): PrimaryFrame {
+  const { kind, seq } = readHead(frame);
+  if (kind === SPOOL_KIND.sync) return { kind: 'sync', token: seq };
+  if (kind !== SPOOL_KIND.block) return { kind: 'answer', answer: decodeAnswerFrame(frame) };
+  need(frame, FRAME_HEAD + 17);
+  const at = FRAME_HEAD;
+  return { kind: 'block', block: { writable: frame[at] === 1, first: frame.readUIntLE(at + 1, 6), count: frame.readUInt32LE(at + 7), appended: frame.readUIntLE(at + 11, 6) } };
+}
+
+/**
  * Cuts a byte stream into frames. A frame that arrived whole in one chunk is a view into it (the
  * common case under load: no copy); one split across chunks is joined once. After a bad length it
  * refuses everything: nothing after it can be framed with certainty.

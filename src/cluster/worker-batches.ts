@@ -27,6 +27,19 @@ export interface BatchMember {
   readonly endedBySettle: Set<number>;
 }
 
+/**
+ * The primary's side of the workers' records, as the pool uses it: merged from their spools
+ * (block-merge.ts) or committed for them on a round trip (below).
+ */
+export interface WorkerRecords {
+  /** Reads the member's channel; `broken` when what it sends does not parse. */
+  attach(member: BatchMember, broken: () => void, spoolName: string): void;
+  /** The worker is gone: its last records in, what it left open completed. */
+  settle(member: BatchMember): Promise<void>;
+  /** The admin API's read barrier: what every worker answered is in the log when it resolves. */
+  flush(): Promise<void>;
+}
+
 /** A worker's batch waiting for this turn's append: its records first, then its completions. */
 interface QueuedBatch {
   member: BatchMember;
@@ -39,7 +52,7 @@ interface QueuedBatch {
  * once a turn to the box's one log, each worker answered with its records' ids (pool.ts keeps
  * the processes themselves).
  */
-export class WorkerBatches {
+export class WorkerBatches implements WorkerRecords {
   private queued: QueuedBatch[] = [];
   private scheduled: NodeJS.Immediate | null = null;
 
@@ -68,6 +81,11 @@ export class WorkerBatches {
     });
     // A worker gone mid-write (EPIPE, ECONNRESET) is the exit's to handle.
     member.channel.on('error', (err) => this.log.debug({ worker: member.slot, err }, 'audit channel error'));
+  }
+
+  /** A worker waits for its batch's answer: what it answered is in the log already. */
+  flush(): Promise<void> {
+    return Promise.resolve();
   }
 
   /**
@@ -154,19 +172,24 @@ export class WorkerBatches {
     }
   }
 
-  private async completeLeftOpen(member: BatchMember): Promise<void> {
-    const ids = [...member.open];
-    member.open.clear();
-    if (ids.length === 0) return;
-    for (const id of ids) member.endedBySettle.add(id);
-    const completion = { endedAt: new Date(), status: null, bytesUp: 0, bytesDown: 0, error: RecordEnd.workerExited };
-    try {
-      await this.target.commitBatch([], ids.map((id): CompletionEntry => [id, completion]), []);
-      this.log.warn({ worker: member.slot, records: ids.length }, 'completed the records a worker left open (error worker_exited)');
-    } catch (err) {
-      // Held by the store and written when it recovers; at worst completed at the next start.
-      this.log.error({ worker: member.slot, records: ids.length, err }, 'could not complete the records a worker left open; the store holds them');
-    }
+  private completeLeftOpen(member: BatchMember): Promise<void> {
+    return completeLeftOpen(this.target, member, this.log);
+  }
+}
+
+/** A dead worker's records still open, completed (error worker_exited) once all of its are in. */
+export async function completeLeftOpen(target: BatchTarget, member: BatchMember, log: Logger): Promise<void> {
+  const ids = [...member.open];
+  member.open.clear();
+  if (ids.length === 0) return;
+  for (const id of ids) member.endedBySettle.add(id);
+  const completion = { endedAt: new Date(), status: null, bytesUp: 0, bytesDown: 0, error: RecordEnd.workerExited };
+  try {
+    await target.commitBatch([], ids.map((id): CompletionEntry => [id, completion]), []);
+    log.warn({ worker: member.slot, records: ids.length }, 'completed the records a worker left open (error worker_exited)');
+  } catch (err) {
+    // Held by the store and written when it recovers; at worst completed at the next start.
+    log.error({ worker: member.slot, records: ids.length, err }, 'could not complete the records a worker left open; the store holds them');
   }
 }
 

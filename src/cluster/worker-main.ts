@@ -18,7 +18,9 @@ import { evenShare, WorkerShares } from './tunnel-lending';
 import { boxLimits } from './limits';
 import type { ProxyContext } from '../proxy/context';
 import { fromPortable, isPrimaryMessage } from './protocol';
-import { AUDIT_CHANNEL_FD, decodeAnswerFrame, FrameReader } from './wire';
+import { AUDIT_CHANNEL_FD, decodePrimaryFrame, FrameReader, WireError } from './wire';
+import { SpoolAudit } from './spool-audit';
+import { SpoolWriter } from './spool';
 import type { PrimaryMessage, WorkerInit, WorkerMessage } from './protocol';
 
 /**
@@ -43,16 +45,26 @@ function send(message: WorkerMessage): boolean {
 
 /**
  * The audit channel to the primary (wire.ts): the socket pool.ts set up as this process's fd 4.
- * Its end fails every waiting batch closed (503); the IPC channel's end then drains the worker.
+ * With a spool folder the worker gives its records ids and spools them (spool-audit.ts);
+ * without, it waits for the primary's ids (primary-audit.ts). Its end fails every batch closed
+ * (503); the IPC channel's end then drains the worker.
  */
-function openAuditChannel(writable: boolean, log: Logger): PrimaryAudit {
+function openAuditChannel(init: WorkerInit, log: Logger): PrimaryAudit | SpoolAudit {
   const socket = new net.Socket({ fd: AUDIT_CHANNEL_FD, readable: true, writable: true });
-  const primary = new PrimaryAudit((frame) => {
+  const sendFrame = (frame: Buffer): boolean => {
     if (socket.destroyed || !socket.writable) return false;
     socket.write(frame);
     return true;
-  }, writable);
-  const frames = new FrameReader((frame) => primary.answered(decodeAnswerFrame(frame)));
+  };
+  const { spool } = init;
+  const target = spool === null ? new PrimaryAudit(sendFrame, init.writable) : new SpoolAudit(sendFrame, new SpoolWriter(spool.dir, spool.name), init.writable);
+  const frames = new FrameReader((frame) => {
+    const decoded = decodePrimaryFrame(frame);
+    if (decoded.kind === 'answer' && target instanceof PrimaryAudit) target.answered(decoded.answer);
+    else if (decoded.kind === 'block' && target instanceof SpoolAudit) target.block(decoded.block);
+    else if (decoded.kind === 'sync' && target instanceof SpoolAudit) target.sync(decoded.token);
+    else throw new WireError(`a ${decoded.kind} frame in the other audit mode`);
+  });
   socket.on('data', (chunk: Buffer) => {
     try {
       frames.push(chunk);
@@ -67,13 +79,13 @@ function openAuditChannel(writable: boolean, log: Logger): PrimaryAudit {
   // The primary gone closes the IPC channel too, which drains this worker; a channel closed on
   // its own leaves a worker that can record nothing, so it exits and the primary replaces it.
   socket.on('close', () => {
-    primary.disconnected();
+    target.disconnected();
     if (process.connected) {
       log.error('audit channel closed while the primary is still there; exiting');
       process.exit(1);
     }
   });
-  return primary;
+  return target;
 }
 
 async function run(init: WorkerInit, log: Logger): Promise<(message: PrimaryMessage) => void> {
@@ -88,7 +100,7 @@ async function run(init: WorkerInit, log: Logger): Promise<(message: PrimaryMess
   const metrics = createMetrics();
   // The CA from its folder, as the primary checked it at start: its key never crosses the channel.
   const inspect = await openInspection(config, log, metrics, 'proxy');
-  const primary = openAuditChannel(init.writable, log);
+  const primary = openAuditChannel(init, log);
   const audit = new GroupCommit(primary, (seconds) => metrics.auditWrite(seconds));
   const self: SelfAddress[] = [];
   // Reloads are counted once, by the primary's own holder (its metric is the box's).

@@ -73,6 +73,11 @@ export class IdReservation {
     return this.nextId;
   }
 
+  /** Ids below `id` are taken (written by someone who had them reserved): never handed out here. */
+  skipTo(id: number): void {
+    if (id > this.nextId) this.nextId = id;
+  }
+
   /**
    * Hands out `count` consecutive ids and returns the first, reserving a block on disk first when
    * the reserved ones run out. Throws (handing out nothing) when the mark cannot be written.

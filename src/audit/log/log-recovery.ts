@@ -43,8 +43,9 @@ function summarise({ sequence, file }: SegmentFile): SegmentSummary {
     }
     try {
       const head = readEntryHead(item.payload);
-      // A checkpoint's id is the last chained entry's, maybe a completion's: not the highest id.
-      if (head.type !== 'head') summary.lastId = Math.max(summary.lastId, head.id);
+      // A record's id only: a completion's, or a checkpoint's (the last chained entry's, maybe a
+      // completion's), names a record that may be far older than the newest.
+      if (head.type === 'open' || head.type === 'finished') summary.lastId = Math.max(summary.lastId, head.id);
       const hash = storedHash(item.payload);
       if (hash === null) {
         summary.unchainedAfter = true;

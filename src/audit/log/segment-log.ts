@@ -152,6 +152,36 @@ export class SegmentLog {
     // No segment after a failed rotation, or one whose end could not be cut back: start anew.
     if (this.fd < 0 || this.tornEnd) this.startSegment();
     this.giveIds(entries);
+    this.appendFramed(entries);
+  }
+
+  /**
+   * Reserves `count` consecutive ids for a `--workers` worker to give its records itself
+   * (cluster/block-merge.ts) and returns the first; none of them is handed out by appendPrepared.
+   */
+  reserveIds(count: number): number {
+    try {
+      return this.ids.take(count);
+    } catch (err) {
+      throw new AuditLogWriteError('reserving ids in', this.dir, err);
+    }
+  }
+
+  /**
+   * appendPrepared for entries whose records already have ids (from reserveIds, or found in a
+   * worker's spool at start), written as they are. The caller keeps ids rising through the log.
+   */
+  appendNumbered(entries: readonly PreparedEntry[]): void {
+    if (this.closed) throw new AuditLogWriteError('appending to', this.dir, new Error('the log is closed'));
+    if (this.fd < 0 || this.tornEnd) this.startSegment();
+    let highest = 0;
+    for (const entry of entries) if (entry.type !== 'complete' && entry.id > highest) highest = entry.id;
+    // An id found in a spool may lie beyond a mark an operator removed: never handed out again.
+    this.ids.skipTo(highest + 1);
+    this.appendFramed(entries);
+  }
+
+  private appendFramed(entries: readonly PreparedEntry[]): void {
     const { bytes, head } = frameEntries(entries, { key: this.chainKey, head: this.chainHead });
     if (this.size > this.segmentStart && (this.size + bytes.length > this.maxSegmentBytes || this.tooOld())) this.startSegment();
     this.write(bytes);
