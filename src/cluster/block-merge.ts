@@ -111,9 +111,16 @@ export class BlockMerge implements WorkerRecords {
    * A worker is gone: its channel read to the end, then the batches only its spool holds, then
    * all it held given back; once its records are in the log, what it left open is completed.
    */
-  async settle(member: BatchMember): Promise<void> {
+  settle(member: BatchMember): Promise<void> {
     const state = this.states.get(member);
-    if (state === undefined) return;
+    if (state === undefined) return Promise.resolve();
+    // Its exit and a drain's settling of every worker both ask: one settling.
+    state.settling ??= this.settleOnce(state);
+    return state.settling;
+  }
+
+  private async settleOnce(state: MergeState): Promise<void> {
+    const { member } = state;
     await channelEnded(member.channel, CHANNEL_END_WAIT_MS);
     state.closed = true;
     const spooled = await spooledAfter(this.log.spool, state.spoolName, (batch) => newerBatch(batch.seq, state.lastSeq));

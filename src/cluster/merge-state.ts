@@ -37,8 +37,10 @@ export interface MergeState {
   drained: Array<() => void>;
   /** Its process is gone and its channel read: nothing more is taken from it. */
   closed: boolean;
+  /** Its settling once its process is gone (block-merge.ts settle). */
+  settling: Promise<void> | null;
 }
 
 export function newMergeState(member: BatchMember, spoolName: string): MergeState {
-  return { member, spoolName, queue: [], at: 0, granted: [], lastId: 0, lastSeq: null, syncs: new Map(), drained: [], closed: false };
+  return { member, spoolName, queue: [], at: 0, granted: [], lastId: 0, lastSeq: null, syncs: new Map(), drained: [], closed: false, settling: null };
 }

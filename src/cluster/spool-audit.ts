@@ -12,6 +12,11 @@ import type { BlockFrame } from './wire';
 const LOW_IDS = 32;
 /** Completions of batches that could not be spooled, kept for the next (the store's own bound). */
 const MAX_CARRIED = 10_000;
+/**
+ * Batches go to the primary together at most this often: each send wakes the primary, and the
+ * spool already holds them, so a record reaches the log up to this much later and nothing waits.
+ */
+const SEND_EVERY_MS = 2;
 
 interface Held {
   next: number;
@@ -22,8 +27,9 @@ interface Held {
  * A worker's audit log in the spooled mode (block-merge.ts has the primary's side): the worker
  * gives its records ids from blocks the primary reserved for it, appends each batch to its spool
  * (one write: in the kernel before a byte is forwarded, SPEC §4, as one process's log write is)
- * and sends the same frame to the primary without waiting for an answer. A batch waits only when
- * the ids it needs have not come yet. A primary that is gone fails every batch closed (503).
+ * and sends the same frames to the primary every few milliseconds, without waiting for an answer.
+ * A batch waits only when the ids it needs have not come yet. A primary that is gone fails every
+ * batch closed (503).
  */
 export class SpoolAudit implements BatchTarget {
   private held: Held[] = [];
@@ -39,6 +45,9 @@ export class SpoolAudit implements BatchTarget {
   private carried: PreparedEntry[] = [];
   private primaryWritable: boolean;
   private gone = false;
+  /** Spooled batches not yet sent, and the timer that sends them. */
+  private unsent: Buffer[] = [];
+  private sendTimer: NodeJS.Timeout | null = null;
 
   constructor(
     /** Writes one frame to the primary; false when the channel is closed. */
@@ -98,12 +107,30 @@ export class SpoolAudit implements BatchTarget {
     // Every block it was given, even one whose last ids went to a batch that could not be spooled.
     this.held = [];
     this.available = 0;
-    this.send(encodeReleaseFrame(token, this.blocksEnd));
+    // After the batches before it: the primary passes them before it takes the release.
+    this.unsent.push(encodeReleaseFrame(token, this.blocksEnd));
+    this.sendSpooled();
+  }
+
+  /** Sends the spooled batches not yet sent (the timer's turn, a sync, a worker draining). */
+  sendSpooled(): void {
+    if (this.sendTimer !== null) {
+      clearTimeout(this.sendTimer);
+      this.sendTimer = null;
+    }
+    if (this.unsent.length === 0) return;
+    const frames = this.unsent.length === 1 ? this.unsent[0] : Buffer.concat(this.unsent);
+    this.unsent = [];
+    // A channel closed now is the primary gone: it reads this worker's spool when it settles it.
+    if (!this.send(frames)) this.disconnected();
   }
 
   /** The channel closed: nothing can be recorded any more, so nothing is forwarded. */
   disconnected(): void {
     this.gone = true;
+    if (this.sendTimer !== null) clearTimeout(this.sendTimer);
+    this.sendTimer = null;
+    this.unsent = [];
     const error = new AuditUnavailableError('audit log unavailable: the primary process is gone');
     for (const { reject } of this.waiting) reject(error);
     this.waiting = [];
@@ -125,10 +152,8 @@ export class SpoolAudit implements BatchTarget {
       throw new AuditUnavailableError(`audit spool cannot be written: ${err instanceof Error ? err.message : String(err)}`);
     }
     this.carried = [];
-    if (!this.send(frame)) {
-      this.disconnected();
-      throw new AuditUnavailableError('audit log unavailable: the primary process is gone');
-    }
+    this.unsent.push(frame);
+    this.sendTimer ??= setTimeout(() => this.sendSpooled(), SEND_EVERY_MS);
     if (this.available < LOW_IDS) this.want(0);
     return batchOutcome(entries, (entry) => entry.id);
   }

@@ -139,6 +139,7 @@ async function run(init: WorkerInit, log: Logger): Promise<(message: PrimaryMess
       ctx.parentAgents.destroyAll();
       // The last completions reach the primary (and its log) before this process goes.
       await audit.drain();
+      if (primary instanceof SpoolAudit) primary.sendSpooled();
       process.exit(0);
     })().catch((err: unknown) => {
       log.error({ err }, 'worker drain failed');
