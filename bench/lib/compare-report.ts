@@ -51,6 +51,7 @@ export function metricsFor(plan: ComparePlan): Metric[] {
     { key: 'latencyP50', label: `(5) ${count(plan.rate)} req/s for ${plan.seconds} s: p50 latency`, unit: 'ms', digits: 2, direct: true, ratio: false },
     { key: 'latencyP99', label: `(5) ${count(plan.rate)} req/s: p99 latency`, unit: 'ms', digits: 2, direct: true, ratio: false },
     { key: 'latencyAddedP99', label: '(5) p99 added by the proxy (p99 − direct p99)', unit: 'ms', digits: 2, direct: false, ratio: false },
+    { key: 'latencyCpu', label: `(5) proxy CPU per request at ${count(plan.rate)} req/s`, unit: 'µs', digits: 0, direct: false, ratio: false },
   ];
 }
 

@@ -48,7 +48,7 @@ export interface WorkerRun {
 }
 
 export const METRIC_KEYS = [
-  'httpRate', 'httpCpu', 'connectRate', 'connectCpu', 'bulkRate', 'bulkCpu', 'idleKiB', 'latencyP50', 'latencyP99', 'latencyAddedP99',
+  'httpRate', 'httpCpu', 'connectRate', 'connectCpu', 'bulkRate', 'bulkCpu', 'idleKiB', 'latencyP50', 'latencyP99', 'latencyAddedP99', 'latencyCpu',
 ] as const;
 export type MetricKey = (typeof METRIC_KEYS)[number];
 

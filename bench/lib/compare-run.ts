@@ -34,7 +34,7 @@ const METRICS_OF: Record<LoadName, MetricKey[]> = {
   http: ['httpRate', 'httpCpu'],
   connect: ['connectRate', 'connectCpu'],
   bulk: ['bulkRate', 'bulkCpu'],
-  latency: ['latencyP50', 'latencyP99', 'latencyAddedP99'],
+  latency: ['latencyP50', 'latencyP99', 'latencyAddedP99', 'latencyCpu'],
 };
 
 const isProxy = (target: TargetName): target is Exclude<TargetName, 'direct'> => target !== 'direct';
@@ -102,7 +102,11 @@ async function runLoad(
     const perGiB = perUnit(cpu, result.bytes / (1 << 30));
     if (perGiB !== null) results.add('bulkCpu', target, perGiB);
   } else {
-    const result = await runHey(route, plan.rate, plan.seconds);
+    // CPU per request at a fixed rate below saturation: the proxy does not compete with the
+    // load generator for the cores, as it does under (1)'s closed loop.
+    const { result, cpu } = await withCpu(pid, () => runHey(route, plan.rate, plan.seconds));
+    const us = perUnit(cpu, result.requests);
+    if (us !== null) results.add('latencyCpu', target, us * 1e6);
     const note = result.errors > 0 ? `hey counted ${result.errors} failed requests` : null;
     results.add('latencyP50', target, result.p50Ms, result.errors, note);
     results.add('latencyP99', target, result.p99Ms, 0);

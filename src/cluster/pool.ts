@@ -60,12 +60,12 @@ export interface PoolOptions {
  * primary, keeps what there must be one of per box: the audit log and its index, shipping, the
  * access log, retention, the admin app and its sessions, the policy watch.
  *
- * Why one writer: the log's guarantees (ids unique and never reused, one record per request, a
- * record on disk before the first byte) come from one appender that assigns ids in order
- * (log/segment-log.ts); the index, shipping and the access log each follow one log. Workers send
- * their group commits' batches here on the audit channel (wire.ts), encoded as the log's entries,
- * and wait for the ids: one round trip per batch, not per record. What it costs, and what a log
- * per worker would take instead: docs/performance.md "Workers", docs/architecture.md.
+ * Why one writer: the index, shipping, the access log, the chain and `audit verify` each follow
+ * one log in id order. Workers give their records ids from blocks reserved here, spool each batch
+ * (before a byte is forwarded) and send it on without waiting; the primary appends them in id order
+ * (block-merge.ts). Where the store takes records as objects (--audit-fsync, an in-memory --db) a
+ * worker waits for the ids instead (worker-batches.ts). Why, and what it costs:
+ * docs/architecture.md "Records without a round trip", docs/performance.md "Workers".
  */
 export class WorkerPool {
   private readonly members = new Map<number, Member>();

@@ -5,13 +5,16 @@ import type { RemoteError } from '../audit/writer-protocol';
  * The audit channel between a worker and the primary: a socket pair of its own (fd 4 in the
  * worker, `stdio[4]` in the primary), not the cluster's JSON channel. A worker sends its group
  * commit's batches as entries the log's codec already encoded (entry-codec.ts prepareEntry), so
- * the primary frames, chains and appends them without parsing or re-encoding a record; it answers
- * with the ids. The cluster's JSON channel cost more on both sides, and the primary then parsed
- * every record and encoded it again (docs/performance.md, "Workers").
+ * the primary frames, chains and appends them without parsing or re-encoding a record. In the
+ * spooled mode (below, and block-merge.ts) the worker has given the ids already and the same frames
+ * fill its spool files; otherwise the primary answers with the ids. The cluster's JSON channel cost
+ * more on both sides, and the primary then parsed every record and encoded it again
+ * (docs/performance.md, "Workers").
  *
  *   frame:  u32 length of what follows | u8 kind | u32 seq | body
  *   batch (kind 1, worker to primary):  u32 count, then per entry
- *           u8 type | u48 id (0 until the log gives one) | u48 time ms | u32 body bytes | body
+ *           u8 type | u48 id (a record's: 0 until the log gives one, unless the worker gave it)
+ *           | u48 time ms | u32 body bytes | body
  *   ids   (kind 2, primary to worker):  u8 writable | u32 count | count × u48 id
  *   json  (kind 3, primary to worker):  u8 writable | UTF-8 JSON of a BatchAnswer (errors, refusals)
  *
