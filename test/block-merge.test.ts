@@ -52,9 +52,9 @@ interface Worker {
 /** A real spool file whose next writes fail on demand, as on a full volume (ENOSPC). */
 class FlakySpool extends SpoolWriter {
   failing = false;
-  override append(frame: Buffer, givenId: number): void {
+  override append(frame: Buffer, seq: number): void {
     if (this.failing) throw Object.assign(new Error('ENOSPC: no space left on device, write (test)'), { code: 'ENOSPC' });
-    super.append(frame, givenId);
+    super.append(frame, seq);
   }
 }
 
@@ -119,6 +119,22 @@ describe('BlockMerge and SpoolAudit', () => {
   /** The log's entries in the order written. */
   function logEntries(): Array<{ type: string; id: number; host: string | null }> {
     return readAll(auditLogDir(dbFile)).entries.map(({ entry }) => ({ type: entry.type, id: entry.id, host: entry.type === 'complete' ? null : entry.open.host }));
+  }
+
+  const completionOf = (id: number): PreparedEntry => prepareEntry({ type: 'complete', id, completion: completion(id) });
+
+  /** The real store behind, refusing appends while `failing` (as a full disk refuses them). */
+  function refusingLog(): NumberedLog & { failing: boolean } {
+    const log = {
+      failing: false,
+      spool: store.spool,
+      reserveIds: (count: number) => store.reserveIds(count),
+      commitNumbered: (entries: readonly PreparedEntry[]) => {
+        if (log.failing) throw new Error('EIO (test)');
+        store.commitNumbered(entries);
+      },
+    };
+    return log;
   }
 
   async function until(what: () => boolean): Promise<void> {
@@ -201,13 +217,12 @@ describe('BlockMerge and SpoolAudit', () => {
     const writer = new SpoolWriter(store.spool, newSpoolName(1));
     const first = store.reserveIds(8);
     const entries = Array.from({ length: 8 }, (_, i) => Object.assign(prepareEntry({ type: 'open', open: openFacts(i) }), { id: first + i }));
-    const completionOf = (id: number): PreparedEntry => prepareEntry({ type: 'complete', id, completion: completion(id) });
     // The first three reached the log before the primary was killed, the first of them completed;
     // the rest only the spool, with completions of a record in the log and of one that is not.
     store.commitNumbered(entries.slice(0, 3));
     store.commitNumbered([completionOf(first)]);
-    writer.append(encodeBatchFrame(1, [...entries.slice(0, 5), completionOf(first)]), first + 4);
-    writer.append(encodeBatchFrame(2, [...entries.slice(5), completionOf(first + 1), completionOf(first + 6)]), first + 7);
+    writer.append(encodeBatchFrame(1, [...entries.slice(0, 5), completionOf(first)]), 1);
+    writer.append(encodeBatchFrame(2, [...entries.slice(5), completionOf(first + 1), completionOf(first + 6)]), 2);
     writer.close();
     store.close();
     const changes: AuditStateChange[] = [];
@@ -229,7 +244,7 @@ describe('BlockMerge and SpoolAudit', () => {
     const first = store.reserveIds(4);
     const entries = Array.from({ length: 4 }, (_, i) => Object.assign(prepareEntry({ type: 'open', open: openFacts(i) }), { id: first + i }));
     store.commitNumbered(entries.slice(0, 3));
-    writer.append(encodeBatchFrame(1, entries), first + 3);
+    writer.append(encodeBatchFrame(1, entries), 1);
     writer.close();
     store.close();
     store = new LogAuditStore(dbFile, {});
@@ -240,7 +255,7 @@ describe('BlockMerge and SpoolAudit', () => {
     store.commitNumbered([prepareEntry({ type: 'complete', id: first, completion: completion(0) })]);
     fs.mkdirSync(store.spool, { recursive: true });
     const again = new SpoolWriter(store.spool, newSpoolName(2));
-    again.append(encodeBatchFrame(1, entries), first + 3);
+    again.append(encodeBatchFrame(1, entries), 1);
     again.close();
     store.close();
     store = new LogAuditStore(dbFile, {});
@@ -251,7 +266,7 @@ describe('BlockMerge and SpoolAudit', () => {
     const writer = new SpoolWriter(store.spool, newSpoolName(2));
     const first = store.reserveIds(2);
     const [one, two] = [0, 1].map((i) => Object.assign(prepareEntry({ type: 'open', open: openFacts(i) }), { id: first + i }));
-    writer.append(encodeBatchFrame(1, [one]), one.id);
+    writer.append(encodeBatchFrame(1, [one]), 1);
     writer.close();
     const file = listSpoolFiles(store.spool)[0].file;
     fs.appendFileSync(file, encodeBatchFrame(2, [two]).subarray(0, 20));
@@ -272,24 +287,16 @@ describe('BlockMerge and SpoolAudit', () => {
   });
 
   test('while the log refuses, merged records are held in order and written once it takes them again', async () => {
-    let failing = false;
-    const flaky: NumberedLog = {
-      spool: store.spool,
-      reserveIds: (count) => store.reserveIds(count),
-      commitNumbered: (entries) => {
-        if (failing) throw new Error('EIO (test)');
-        store.commitNumbered(entries);
-      },
-    };
+    const flaky = refusingLog();
     merge = new BlockMerge(flaky, store, quiet);
     const a = await startWorker(1, flaky);
     const acked = [...(await record(a, 1))];
     await merge.flush();
-    failing = true;
+    flaky.failing = true;
     for (let n = 2; n < 6; n += 1) acked.push(...(await record(a, n)));
     await merge.flush();
     expect(logEntries().map((e) => e.id)).toEqual(acked.slice(0, 1));
-    failing = false;
+    flaky.failing = false;
     await until(() => logEntries().length === 5);
     expect(logEntries().map((e) => e.id)).toEqual(acked);
   });
@@ -331,27 +338,65 @@ describe('BlockMerge and SpoolAudit', () => {
   });
 
   test('what a dead worker left open is completed after its records, even while the log refuses them for a time', async () => {
-    let failing = false;
-    const flaky: NumberedLog = {
-      spool: store.spool,
-      reserveIds: (count) => store.reserveIds(count),
-      commitNumbered: (entries) => {
-        if (failing) throw new Error('EIO (test)');
-        store.commitNumbered(entries);
-      },
-    };
+    const flaky = refusingLog();
     merge = new BlockMerge(flaky, store, quiet);
     const a = await startWorker(1, flaky);
-    failing = true;
+    flaky.failing = true;
     const opened = [...(await record(a, 1)), ...(await record(a, 2))];
     a.socket.end();
     const settling = merge.settle(a.member);
     await until(() => a.member.settled);
-    failing = false;
+    flaky.failing = false;
     await settling;
     await until(() => logEntries().length === 4);
     expect(logEntries().map((e) => [e.type, e.id])).toEqual([['open', opened[0]], ['open', opened[1]], ['complete', opened[0]], ['complete', opened[1]]]);
     // Removed once the log had all of it.
     await until(() => listSpoolFiles(store.spool, a.spoolName).length === 0);
+  });
+
+  test('a worker still starting holds nothing back: its first block is given when it asks', async () => {
+    // A process forked but not yet reading its channel (it starts in hundreds of milliseconds).
+    const [starting] = await socketPair();
+    sockets.push(starting);
+    starting.on('error', () => undefined);
+    merge.attach({ slot: 1, channel: starting, records: 0, open: new Set(), committing: new Set(), settled: false, endedBySettle: new Set() }, () => broken.push(1), newSpoolName(1));
+    const b = await startWorker(2);
+    const [id] = await record(b, 1);
+    const started = Date.now();
+    await merge.flush();
+    expect(logEntries().map((e) => e.id)).toEqual([id]);
+    // Not the barrier's give-up time for a worker that does not answer.
+    expect(Date.now() - started).toBeLessThan(900);
+  });
+
+  test('a read barrier waits for a worker that died with batches only its spool holds', async () => {
+    const a = await startWorker(1);
+    a.dropping = true;
+    const [id] = await record(a, 1);
+    a.socket.destroy();
+    await until(() => a.member.channel.destroyed || !a.member.channel.writable);
+    const flushing = merge.flush();
+    // The pool settles it when the process's exit is reported, a moment later.
+    setTimeout(() => void merge.settle(a.member), 50);
+    await flushing;
+    expect(logEntries().filter((e) => e.type === 'open').map((e) => e.id)).toEqual([id]);
+  });
+
+  test('a closed spool file goes only once its last batch is in the log, not with the record ids before it', () => {
+    const writer = new SpoolWriter(store.spool, newSpoolName(3));
+    const first = store.reserveIds(1);
+    const big = (n: number): PreparedEntry => ({ ...completionOf(first), body: 'x'.repeat(600 * 1024), bodyBytes: 600 * 1024, id: first + n });
+    writer.append(encodeBatchFrame(1, [Object.assign(prepareEntry({ type: 'open', open: openFacts(0) }), { id: first })]), 1);
+    writer.append(encodeBatchFrame(2, [big(0)]), 2);
+    // Past 1 MiB: the file is closed, its last batch (3) holding only a completion; the next begins one.
+    writer.append(encodeBatchFrame(3, [big(0)]), 3);
+    writer.append(encodeBatchFrame(4, [completionOf(first)]), 4);
+    expect(listSpoolFiles(store.spool).map((f) => f.n)).toEqual([1, 2]);
+    // Its only record (batch 1) is in the log, its last completion not yet.
+    writer.appended(2);
+    expect(listSpoolFiles(store.spool).map((f) => f.n)).toEqual([1, 2]);
+    writer.appended(3);
+    expect(listSpoolFiles(store.spool).map((f) => f.n)).toEqual([2]);
+    writer.close();
   });
 });

@@ -114,6 +114,16 @@ async function connectHead(proxyPort: number, echoPort: number): Promise<{ head:
   return { head };
 }
 
+/** Whether a process is still there (signal 0 checks without sending anything). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function ended(socket: Socket): Promise<Socket> {
   return socket.readableEnded || socket.closed ? Promise.resolve(socket) : new Promise((resolve) => {
     socket.once('end', () => resolve(socket));
@@ -404,14 +414,6 @@ describe('serve --workers: limits per box, failures, bad input', () => {
       proc.child.kill('SIGKILL');
       // Nothing can be recorded without the primary: the tunnel is cut at once, not after --drain-timeout.
       await ended(tunnel);
-      const alive = (pid: number): boolean => {
-        try {
-          process.kill(pid, 0);
-          return true;
-        } catch {
-          return false;
-        }
-      };
       await waitFor('both workers gone', async () => (pids.some(alive) ? undefined : true), 10_000);
       tunnel.destroy();
     } finally {
@@ -444,14 +446,6 @@ describe('serve --workers: limits per box, failures, bad input', () => {
       await Promise.all(Array.from({ length: 8 }, client));
       await proc.exited;
       // The workers go when their primary does; only then is the next start's reading of their spools whole.
-      const alive = (pid: number): boolean => {
-        try {
-          process.kill(pid, 0);
-          return true;
-        } catch {
-          return false;
-        }
-      };
       await waitFor('both workers gone', async () => (pids.some(alive) ? undefined : true), 10_000);
     } finally {
       proc.child.kill('SIGKILL');

@@ -3,13 +3,13 @@ import { prepareEntry } from '../audit/log/entry-codec';
 import type { PreparedEntry } from '../audit/log/entry-codec';
 import { RecordEnd } from '../audit/record-types';
 import type { Logger } from '../log';
-import { channelEnded, newerBatch, spooledAfter, within } from './dead-worker';
+import { channelEnded, spooledAfter, within } from './dead-worker';
+import { newerBatch } from './spool';
 import { MergedAppends } from './merged-appends';
 import type { SpoolFile } from './spool';
-import { encodeBlockFrame, encodeSyncFrame, FrameReader, WireError, decodeWorkerFrame } from './wire';
-import type { BatchFrame } from './wire';
+import { encodeBlockFrame, encodeSyncFrame, FrameReader, decodeWorkerFrame } from './wire';
 import type { BatchMember, WorkerRecords } from './worker-batches';
-import { newMergeState } from './merge-state';
+import { newMergeState, takeBatch } from './merge-state';
 import type { Block, MergeState } from './merge-state';
 
 /** Ids per block: one block message per this many records, and the most a quiet worker holds up. */
@@ -50,21 +50,23 @@ export class BlockMerge implements WorkerRecords {
 
   constructor(
     private readonly log: NumberedLog,
-    /** The box's target: its state for the workers, and completions of what a dead worker left open. */
+    /** The box's target: whether it takes records now (told to the workers with each block). */
     private readonly target: BatchTarget,
     private readonly logger: Logger,
   ) {
     this.appends = new MergedAppends(log, logger, () => this.mergeNow());
   }
 
-  /** Reads the member's frames off its channel and gives it its first block; `broken` on a bad frame. */
+  /** Reads the member's frames off its channel; `broken` on a bad frame. */
   attach(member: BatchMember, broken: () => void, spoolName: string): void {
     const state = newMergeState(member, spoolName);
     this.states.set(member, state);
     const frames = new FrameReader((frame) => {
       const decoded = decodeWorkerFrame(frame);
-      if (decoded.kind === 'batch') this.received(state, decoded.frame);
-      else if (decoded.kind === 'want') this.grant(state, decoded.count);
+      if (decoded.kind === 'batch') {
+        takeBatch(state, decoded.frame);
+        this.schedule();
+      } else if (decoded.kind === 'want') this.grant(state, decoded.count);
       else this.released(state, decoded);
     });
     member.channel.on('data', (chunk: Buffer) => {
@@ -79,7 +81,8 @@ export class BlockMerge implements WorkerRecords {
       }
     });
     member.channel.on('error', (err) => this.logger.debug({ worker: member.slot, err }, 'audit channel error'));
-    this.grant(state, 0);
+    // Its first block when it asks (as soon as it reads its channel): a block given to a process
+    // still starting would hold every later one back until it reads.
   }
 
   /**
@@ -90,7 +93,13 @@ export class BlockMerge implements WorkerRecords {
     const waits: Array<Promise<void>> = [];
     for (const state of this.states.values()) {
       const { channel } = state.member;
-      if (channel.destroyed || !channel.writable) continue;
+      // Still starting: no block yet, so no record, and nothing held behind it.
+      if (!state.hadBlock) continue;
+      if (channel.destroyed || !channel.writable) {
+        // Gone, maybe with batches only its spool holds: those come in with its settling.
+        waits.push(within(state.ended, SYNC_WAIT_MS).then(() => undefined));
+        continue;
+      }
       this.tokens = (this.tokens % 0xffff_fffe) + 1;
       const token = this.tokens;
       waits.push(new Promise<void>((resolve) => {
@@ -127,7 +136,7 @@ export class BlockMerge implements WorkerRecords {
     let entries = 0;
     try {
       for (const batch of spooled.batches) {
-        this.received(state, batch);
+        takeBatch(state, batch);
         entries += batch.entries.length;
       }
     } catch (err) {
@@ -135,12 +144,14 @@ export class BlockMerge implements WorkerRecords {
     }
     if (spooled.error !== null) {
       // Its blocks are given back all the same, or no later record could reach the log.
-      this.logger.error({ worker: member.slot, err: spooled.error }, 'a dead worker\'s spool cannot be read: records it answered that its channel did not bring are not in the log (its spool files are kept)');
+      this.logger.error({ worker: member.slot, err: spooled.error }, 'a dead worker\'s spool cannot be read: records it answered that its channel did not bring are not in the log and will not be (later records are)');
     } else if (entries > 0) {
       this.logger.warn({ worker: member.slot, entries }, 'appending entries a dead worker spooled but never sent');
     }
     state.queue.push({ upTo: ALL_IDS, token: 0 });
-    const finished = new Promise<void>((resolve) => state.drained.push(resolve)).then(() => this.finish(state, spooled.error === null ? spooled.files : []));
+    const finished = new Promise<void>((resolve) => state.drained.push(resolve))
+      .then(() => this.finish(state, spooled.error === null ? spooled.files : []))
+      .catch((err: unknown) => this.logger.error({ worker: member.slot, err }, 'settling a dead worker failed'));
     this.mergeNow();
     // Its records wait behind a live worker's block that is neither used nor given back (a
     // stopped process): they go, and what it left open is completed, once that worker moves.
@@ -164,23 +175,10 @@ export class BlockMerge implements WorkerRecords {
     }
     // Kept while the log lacks any of it (a start appends it from there), removed once it has it all.
     this.appends.spent(files);
+    state.end();
   }
 
   /** A batch, checked: each record's id in a block given to this worker, rising. */
-  private received(state: MergeState, batch: BatchFrame): void {
-    for (const entry of batch.entries) {
-      if (entry.type === 'complete') continue;
-      const { id } = entry;
-      while (state.granted.length > 0 && id >= state.granted[0].end) state.granted.shift();
-      const block = state.granted[0];
-      if (block === undefined || id < block.first || id <= state.lastId) throw new WireError(`record id ${id} is not one this worker was given`);
-      state.lastId = id;
-    }
-    state.lastSeq = batch.seq;
-    for (const entry of batch.entries) state.queue.push(entry);
-    this.schedule();
-  }
-
   private released(state: MergeState, { token, upTo }: { token: number; upTo: number }): void {
     while (state.granted.length > 0 && state.granted[0].end <= upTo) state.granted.shift();
     state.queue.push({ upTo, token });
@@ -204,8 +202,9 @@ export class BlockMerge implements WorkerRecords {
       const block: Block = { first, end: first + given, next: first, owner: state, released: false };
       this.blocks.push(block);
       state.granted.push(block);
+      state.hadBlock = true;
     }
-    channel.write(encodeBlockFrame({ writable: this.target.writable(), first, count: given, appended: this.appends.appended }));
+    channel.write(encodeBlockFrame({ writable: this.target.writable(), first, count: given, appended: state.appendedSeq }));
   }
 
   private schedule(): void {
@@ -230,6 +229,7 @@ export class BlockMerge implements WorkerRecords {
       }
     }
     this.appends.append(out);
+    if (this.appends.empty) for (const state of this.states.values()) state.appendedSeq = state.passedSeq;
     const done = this.afterAppend;
     this.afterAppend = [];
     for (const resolve of done) resolve();
@@ -258,7 +258,9 @@ export class BlockMerge implements WorkerRecords {
     const start = state.at;
     while (state.at < queue.length) {
       const item = queue[state.at];
-      if (!('type' in item)) {
+      if ('batchEnd' in item) {
+        state.passedSeq = item.batchEnd;
+      } else if (!('type' in item)) {
         for (const block of this.blocks) if (block.owner === state && block.end <= item.upTo) block.released = true;
         this.dropPassed();
         const resolve = state.syncs.get(item.token);

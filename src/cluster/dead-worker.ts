@@ -8,13 +8,6 @@ import type { BatchFrame } from './wire';
 const READ_TRIES = 3;
 const READ_RETRY_MS = 200;
 
-/** Whether batch `seq` came after `last` (a u32 that wraps; null: nothing received yet). */
-export function newerBatch(seq: number, last: number | null): boolean {
-  if (last === null) return true;
-  const ahead = (seq - last) >>> 0;
-  return ahead !== 0 && ahead < 2 ** 31;
-}
-
 /** Resolves once the channel has delivered everything (it ended or closed), or after `ms`. */
 export function channelEnded(channel: net.Socket, ms: number): Promise<void> {
   if (channel.destroyed || channel.readableEnded) return Promise.resolve();

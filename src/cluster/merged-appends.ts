@@ -16,8 +16,6 @@ const MAX_HELD_COMPLETIONS = 10_000;
  */
 export class MergedAppends {
   private unappended: PreparedEntry[] = [];
-  /** Every record up to this id is in the log (told to the workers, whose spools then go). */
-  private appendedThrough = 0;
   private retry: NodeJS.Timeout | null = null;
   private droppedCompletions = 0;
   /** Dead workers' spool files whose entries have all passed: removed once none is unappended. */
@@ -29,11 +27,6 @@ export class MergedAppends {
     /** Called to try again after a failure (the merge's next turn). */
     private readonly tryAgain: () => void,
   ) {}
-
-  /** The highest record id in the log such that every lower one is in it or was never used. */
-  get appended(): number {
-    return this.appendedThrough;
-  }
 
   /** Whether everything merged is in the log. */
   get empty(): boolean {
@@ -58,7 +51,6 @@ export class MergedAppends {
       return;
     }
     this.unappended = [];
-    for (const entry of batch) if (entry.type !== 'complete' && entry.id > this.appendedThrough) this.appendedThrough = entry.id;
     if (this.droppedCompletions > 0) {
       this.logger.warn({ dropped_completions: this.droppedCompletions }, 'the log takes the workers\' records again; completions beyond the held bound were lost (their records end at shutdown or the next start)');
       this.droppedCompletions = 0;

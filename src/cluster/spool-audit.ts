@@ -38,8 +38,7 @@ export class SpoolAudit implements BatchTarget {
   /** Batches waiting for ids: resolved when a block comes, failed when none can be given. */
   private waiting: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
   private seq = 0;
-  /** The highest record id given so far, and the end of the last block received. */
-  private given = 0;
+  /** The end of the last block received: a release gives back everything below it. */
   private blocksEnd = 0;
   /** Completions whose batch could not be spooled: they go with the next batch. */
   private carried: PreparedEntry[] = [];
@@ -56,6 +55,8 @@ export class SpoolAudit implements BatchTarget {
     writable: boolean,
   ) {
     this.primaryWritable = writable;
+    // Its first block: asked for once it can read the answer (block-merge.ts gives none unasked).
+    this.want(0);
   }
 
   writable(): boolean {
@@ -87,7 +88,7 @@ export class SpoolAudit implements BatchTarget {
   block({ writable, first, count, appended }: BlockFrame): void {
     this.primaryWritable = writable;
     this.wanted = false;
-    this.spool.appended(appended);
+    if (appended !== null) this.spool.appended(appended);
     if (count > 0) {
       this.held.push({ next: first, end: first + count });
       this.available += count;
@@ -110,6 +111,9 @@ export class SpoolAudit implements BatchTarget {
     // After the batches before it: the primary passes them before it takes the release.
     this.unsent.push(encodeReleaseFrame(token, this.blocksEnd));
     this.sendSpooled();
+    // A read barrier (a token) comes with admin reads while this worker may be busy: a block
+    // asked for now spares its next batch the wait. A nudge (0) finds it quiet: none until needed.
+    if (token !== 0) this.want(0);
   }
 
   /** Sends the spooled batches not yet sent (the timer's turn, a sync, a worker draining). */
@@ -138,13 +142,13 @@ export class SpoolAudit implements BatchTarget {
   }
 
   private write(entries: ReadonlyArray<PreparedEntry | RefusedEntry>, prepared: PreparedEntry[]): BatchOutcome {
-    for (const entry of prepared) if (entry.type !== 'complete') this.given = entry.id = this.take();
+    for (const entry of prepared) if (entry.type !== 'complete') entry.id = this.take();
     const sent = this.carried.length === 0 ? prepared : this.carried.concat(prepared);
     // The frame carries a u32: a worker that stays up sends more batches than that in weeks.
     this.seq = (this.seq + 1) >>> 0;
     const frame = encodeBatchFrame(this.seq, sent);
     try {
-      this.spool.append(frame, this.given);
+      this.spool.append(frame, this.seq);
     } catch (err) {
       // Its records' ids go unused (the primary passes over them) and their requests get 503;
       // its completions wait for the next batch, as a store holds them while it cannot write.

@@ -12,9 +12,10 @@ import type { BatchFrame } from './wire';
  * worker forwards a byte (SPEC §4) without waiting for the primary's append. The files hold the
  * audit channel's batch frames as sent (wire.ts), named `<name>.<n>.spool` in the log's `spool/`
  * folder, where the primary gives each worker process a name of its own (`w<slot>-<random>`: a
- * reused pid never meets an older process's files). A worker deletes a file once the primary says every record in it is in the log; the
- * primary reads a dead worker's files for the batches it never received, and at start appends
- * whatever records any spool holds past the log's end (log-store.ts).
+ * reused pid never meets an older process's files). A worker deletes a closed file once the
+ * primary says the last batch in it is in the log; the primary reads a dead worker's files for the
+ * batches it never received, and at start appends whatever records any spool holds past the log's
+ * end (log-store.ts).
  */
 
 export const SPOOL_FOLDER = 'spool';
@@ -145,14 +146,17 @@ export function spooledPast(dir: string, lastId: number, open: ReadonlySet<numbe
   return { entries, records: ids.length, completions: completed, files, damaged };
 }
 
-/**
- * A closed spool file, and the highest record id the worker had given when it wrote its last batch:
- * once that record is in the log, everything in the file is (a completion after it in the stream
- * passes the merge with it).
- */
+/** Whether batch `seq` came after `last` (a u32 that wraps; null: nothing before it). */
+export function newerBatch(seq: number, last: number | null): boolean {
+  if (last === null) return true;
+  const ahead = (seq - last) >>> 0;
+  return ahead !== 0 && ahead < 2 ** 31;
+}
+
+/** A closed spool file and the number of the last batch in it: it goes once that batch is in the log. */
 interface Written {
   file: string;
-  lastId: number;
+  lastSeq: number;
 }
 
 /**
@@ -166,7 +170,7 @@ export class SpoolWriter {
   private file = '';
   private bytes = 0;
   private n = 0;
-  private lastId = 0;
+  private lastSeq = 0;
   private readonly closedFiles: Written[] = [];
 
   constructor(
@@ -174,11 +178,8 @@ export class SpoolWriter {
     private readonly name: string,
   ) {}
 
-  /**
-   * Throws when the frame cannot be written whole; the file then ends where it did. `givenId`:
-   * the highest record id the worker has given so far, this batch's included.
-   */
-  append(frame: Buffer, givenId: number): void {
+  /** Throws when the frame (batch number `seq`) cannot be written whole; the file then ends where it did. */
+  append(frame: Buffer, seq: number): void {
     if (this.fd < 0) this.open();
     try {
       let done = 0;
@@ -193,13 +194,13 @@ export class SpoolWriter {
       throw err;
     }
     this.bytes += frame.length;
-    this.lastId = givenId;
+    this.lastSeq = seq;
     if (this.bytes >= ROTATE_BYTES) this.rotate();
   }
 
-  /** Every record up to `id` is in the log: closed files holding none past it go. */
-  appended(id: number): void {
-    while (this.closedFiles.length > 0 && this.closedFiles[0].lastId <= id) {
+  /** Every entry of this worker's batches up to `seq` is in the log: closed files holding none later go. */
+  appended(seq: number): void {
+    while (this.closedFiles.length > 0 && !newerBatch(this.closedFiles[0].lastSeq, seq)) {
       const { file } = this.closedFiles.shift() as Written;
       try {
         fs.rmSync(file, { force: true });
@@ -218,11 +219,10 @@ export class SpoolWriter {
     this.file = path.join(this.dir, `${this.name}.${this.n}.spool`);
     this.fd = fs.openSync(this.file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_APPEND, 0o640);
     this.bytes = 0;
-    this.lastId = 0;
   }
 
   private rotate(): void {
-    this.closedFiles.push({ file: this.file, lastId: this.lastId });
+    this.closedFiles.push({ file: this.file, lastSeq: this.lastSeq });
     this.closeFile();
   }
 

@@ -155,8 +155,9 @@ function need(frame: Buffer, bytes: number): void {
  * gives its records ids from blocks the primary reserved for it and waits for no answer:
  *
  *   block   (kind 4, primary to worker):  u8 writable | u48 first id | u32 count | u48 appended
- *           (`count` ids from `first`; count 0: none can be reserved now. `appended`: every
- *           record up to that id is in the log, so spool files below it can go)
+ *           (`count` ids from `first`; count 0: none can be reserved now. `appended`: the number
+ *           of this worker's last batch whose entries are all in the log, so its spool files up
+ *           to that batch can go; 2^48 - 1: none yet)
  *   want    (kind 5, worker to primary):  u32 count: this worker is running low on ids (a batch
  *           needs `count` more than it holds, or 0: ahead of need)
  *   release (kind 6, worker to primary):  u48 up to: the worker gives back every id below it it
@@ -169,8 +170,11 @@ export interface BlockFrame {
   writable: boolean;
   first: number;
   count: number;
-  appended: number;
+  /** The worker's last batch number whose entries are all in the log; null: none yet. */
+  appended: number | null;
 }
+
+const NO_BATCH = 2 ** 48 - 1;
 
 export function encodeBlockFrame({ writable, first, count, appended }: BlockFrame): Buffer {
   const out = Buffer.allocUnsafe(FRAME_HEAD + 1 + 6 + 4 + 6);
@@ -178,7 +182,7 @@ export function encodeBlockFrame({ writable, first, count, appended }: BlockFram
   out[at] = writable ? 1 : 0;
   out.writeUIntLE(first, at + 1, 6);
   out.writeUInt32LE(count, at + 7);
-  out.writeUIntLE(appended, at + 11, 6);
+  out.writeUIntLE(appended ?? NO_BATCH, at + 11, 6);
   return out;
 }
 
@@ -232,7 +236,8 @@ export function decodePrimaryFrame(frame: Buffer): PrimaryFrame {
   if (kind !== SPOOL_KIND.block) return { kind: 'answer', answer: decodeAnswerFrame(frame) };
   need(frame, FRAME_HEAD + 17);
   const at = FRAME_HEAD;
-  return { kind: 'block', block: { writable: frame[at] === 1, first: frame.readUIntLE(at + 1, 6), count: frame.readUInt32LE(at + 7), appended: frame.readUIntLE(at + 11, 6) } };
+  const appended = frame.readUIntLE(at + 11, 6);
+  return { kind: 'block', block: { writable: frame[at] === 1, first: frame.readUIntLE(at + 1, 6), count: frame.readUInt32LE(at + 7), appended: appended === NO_BATCH ? null : appended } };
 }
 
 /**
