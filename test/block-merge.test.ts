@@ -362,11 +362,10 @@ describe('BlockMerge and SpoolAudit', () => {
     merge.attach({ slot: 1, channel: starting, records: 0, open: new Set(), committing: new Set(), settled: false, endedBySettle: new Set() }, () => broken.push(1), newSpoolName(1));
     const b = await startWorker(2);
     const [id] = await record(b, 1);
-    const started = Date.now();
     await merge.flush();
     expect(logEntries().map((e) => e.id)).toEqual([id]);
-    // Not the barrier's give-up time for a worker that does not answer.
-    expect(Date.now() - started).toBeLessThan(900);
+    // Neither a block nor the barrier's sync went to it: it was not waited for.
+    expect(starting.bytesWritten).toBe(0);
   });
 
   test('a read barrier waits for a worker that died with batches only its spool holds', async () => {

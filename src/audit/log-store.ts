@@ -93,10 +93,7 @@ export class LogAuditStore {
     for (let at = 0; at < found.entries.length; at += SPOOLED_PER_APPEND) {
       const entries = found.entries.slice(at, at + SPOOLED_PER_APPEND);
       this.log.appendNumbered(entries);
-      for (const entry of entries) {
-        if (entry.type === 'open') this.open.add(entry.id);
-        else if (entry.type === 'complete') this.open.delete(entry.id);
-      }
+      this.track(entries);
     }
     const kept = removeSpoolFiles(found.files) ? '' : '; some spool files could not be removed (read again, and skipped, at the next start)';
     if (found.entries.length === 0 && found.damaged.length === 0 && kept === '') return null;
@@ -132,10 +129,7 @@ export class LogAuditStore {
       this.state.fail(err);
       throw this.state.unavailable();
     }
-    for (const entry of entries) {
-      if (entry.type === 'open') this.open.add(entry.id);
-      else if (entry.type === 'complete') this.open.delete(entry.id);
-    }
+    this.track(entries);
   }
 
   /** Reported in health() for the life of this run: recovery ran once, at open. */
@@ -176,10 +170,7 @@ export class LogAuditStore {
       this.state.fail(err);
       throw this.state.unavailable();
     }
-    for (const entry of kept) {
-      if (entry.type === 'open') this.open.add(entry.id);
-      else if (entry.type === 'complete') this.open.delete(entry.id);
-    }
+    this.track(kept);
     // appendPrepared gave each record its id in place.
     return batchOutcome(entries, (entry) => entry.id);
   }
@@ -201,6 +192,14 @@ export class LogAuditStore {
       if (decoded.type !== 'complete') throw new Error(`held entry ${entry.id} is not a completion`);
       return [decoded.id, decoded.completion];
     });
+  }
+
+  /** The records left open, as entries just appended open and complete them. */
+  private track(entries: readonly PreparedEntry[]): void {
+    for (const entry of entries) {
+      if (entry.type === 'open') this.open.add(entry.id);
+      else if (entry.type === 'complete') this.open.delete(entry.id);
+    }
   }
 
   /** A real write now (/readyz): a full or read-only volume shows before a request finds it. */

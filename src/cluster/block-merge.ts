@@ -178,7 +178,7 @@ export class BlockMerge implements WorkerRecords {
     state.end();
   }
 
-  /** A batch, checked: each record's id in a block given to this worker, rising. */
+  /** The worker gave back its ids below `upTo`: taken in its stream's order, after its entries before it. */
   private released(state: MergeState, { token, upTo }: { token: number; upTo: number }): void {
     while (state.granted.length > 0 && state.granted[0].end <= upTo) state.granted.shift();
     state.queue.push({ upTo, token });
@@ -230,9 +230,11 @@ export class BlockMerge implements WorkerRecords {
     }
     this.appends.append(out);
     if (this.appends.empty) for (const state of this.states.values()) state.appendedSeq = state.passedSeq;
-    const done = this.afterAppend;
-    this.afterAppend = [];
-    for (const resolve of done) resolve();
+    if (this.afterAppend.length > 0) {
+      const done = this.afterAppend;
+      this.afterAppend = [];
+      for (const resolve of done) resolve();
+    }
     let held = false;
     for (const state of this.states.values()) {
       if (state.at < state.queue.length) {
@@ -243,11 +245,15 @@ export class BlockMerge implements WorkerRecords {
         }
         continue;
       }
-      state.queue = [];
-      state.at = 0;
-      const drained = state.drained;
-      state.drained = [];
-      for (const resolve of drained) resolve();
+      if (state.at > 0) {
+        state.queue = [];
+        state.at = 0;
+      }
+      if (state.drained.length > 0) {
+        const drained = state.drained;
+        state.drained = [];
+        for (const resolve of drained) resolve();
+      }
     }
     if (held) this.nudgeLater();
   }

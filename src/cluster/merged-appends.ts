@@ -33,15 +33,20 @@ export class MergedAppends {
     return this.unappended.length === 0;
   }
 
-  /** Appends what is held, then `entries`, in one write; on failure holds them all, in order. */
-  append(entries: readonly PreparedEntry[]): void {
-    for (const entry of entries) this.unappended.push(entry);
-    const batch = this.unappended;
+  /**
+   * Appends what is held, then `entries` (handed over: kept as they are while the log refuses),
+   * in one write; on failure holds them all, in order.
+   */
+  append(entries: PreparedEntry[]): void {
+    const holding = this.unappended.length > 0;
+    if (holding) for (const entry of entries) this.unappended.push(entry);
+    const batch = holding ? this.unappended : entries;
     if (batch.length === 0) return;
     try {
       this.log.commitNumbered(batch);
     } catch (err) {
-      if (batch.length === entries.length) this.logger.error({ err, entries: batch.length }, 'the log cannot take the workers\' records now; they are held (and spooled) until it can');
+      if (!holding) this.logger.error({ err, entries: batch.length }, 'the log cannot take the workers\' records now; they are held (and spooled) until it can');
+      this.unappended = batch;
       this.boundHeld();
       this.retry ??= setTimeout(() => {
         this.retry = null;
@@ -50,6 +55,7 @@ export class MergedAppends {
       this.retry.unref();
       return;
     }
+    if (!holding) return;
     this.unappended = [];
     if (this.droppedCompletions > 0) {
       this.logger.warn({ dropped_completions: this.droppedCompletions }, 'the log takes the workers\' records again; completions beyond the held bound were lost (their records end at shutdown or the next start)');

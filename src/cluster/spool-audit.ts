@@ -77,11 +77,7 @@ export class SpoolAudit implements BatchTarget {
     let need = 0;
     for (const entry of sent) if (entry.type !== 'complete') need += 1;
     if (need <= this.available) return this.write(entries, sent);
-    // Group commit sends one batch at a time when it waits, so ids stay in the order they are used.
-    return new Promise<void>((resolve, reject) => {
-      this.waiting.push({ resolve, reject });
-      this.want(need - this.available);
-    }).then(() => this.commitBatch(opens, completions, finished));
+    return this.writeWhenIds(entries, sent, need);
   }
 
   /** A block from the primary (or none: the log cannot reserve ids now). */
@@ -160,6 +156,20 @@ export class SpoolAudit implements BatchTarget {
     this.sendTimer ??= setTimeout(() => this.sendSpooled(), SEND_EVERY_MS);
     if (this.available < LOW_IDS) this.want(0);
     return batchOutcome(entries, (entry) => entry.id);
+  }
+
+  /**
+   * The batch once the ids it needs have come (encoded once, whatever the wait). Group commit
+   * sends one batch at a time when it waits, so ids stay in the order they are used.
+   */
+  private async writeWhenIds(entries: ReadonlyArray<PreparedEntry | RefusedEntry>, sent: PreparedEntry[], need: number): Promise<BatchOutcome> {
+    while (need > this.available) {
+      await new Promise<void>((resolve, reject) => {
+        this.waiting.push({ resolve, reject });
+        this.want(need - this.available);
+      });
+    }
+    return this.write(entries, sent);
   }
 
   private take(): number {
