@@ -162,7 +162,7 @@ describe('a full database (SQLITE_FULL)', () => {
 
 describe('a database locked by another connection (SQLITE_BUSY)', () => {
   test('waits busy_timeout once, then fails fast until the lock is released', async () => {
-    const { store, changes } = openStore({ busyTimeoutMs: 200 });
+    const { store, changes } = openStore({ busyTimeoutMs: 1000 });
     const other = new Database(dbFile);
     cleanups.push(() => other.close());
     other.exec('BEGIN EXCLUSIVE');
@@ -175,20 +175,21 @@ describe('a database locked by another connection (SQLITE_BUSY)', () => {
       caught = err;
     }
     expect(sqliteCode(caught)).toBe('SQLITE_BUSY');
-    expect(performance.now() - started).toBeGreaterThanOrEqual(190);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(990);
     expect(store.health()).toMatchObject({ writable: false, lastError: expect.stringMatching(/^SQLITE_BUSY: /) });
 
-    // The breaker is open: neither writes nor the readiness probe wait for the lock again.
+    // The breaker is open: neither writes nor the readiness probe wait for the lock again (half the
+    // busy timeout tells "did not wait" from "waited" with room for a busy machine).
     started = performance.now();
     expect(() => store.open(openFacts())).toThrow(AuditUnavailableError);
     expect(store.isWritable()).toBe(false);
-    expect(performance.now() - started).toBeLessThan(100);
+    expect(performance.now() - started).toBeLessThan(500);
 
     const recovered = changes.next('recovered');
     other.exec('COMMIT');
     await recovered;
     expect(store.record(openFacts(), finished())).toBeGreaterThan(0);
-    expect(store.db.pragma('busy_timeout', { simple: true })).toBe(200);
+    expect(store.db.pragma('busy_timeout', { simple: true })).toBe(1000);
   });
 
   test('the default busy timeout is short, because a waiting write stalls the whole event loop', () => {
