@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT, runCli } from './helpers/serve-process';
 
@@ -15,12 +17,13 @@ const tollgate = runCli;
 interface JsonOutcome {
   decision: 'allow' | 'deny';
   would_deny: boolean;
-  rule: string;
+  rule: string | null;
   rule_source: string | null;
   reason: string;
   clients: string[];
   target: { kind: string; host: string; port: number; path: string | null };
   considered: { rule: string; source: string; matched: boolean; why: string }[];
+  notes: string[];
 }
 
 function explainJson(policies: string, ...args: string[]): { status: number | null; outcome: JsonOutcome } {
@@ -248,6 +251,67 @@ describe('tollgate policy test: output', () => {
   });
 });
 
+describe('tollgate policy test: credentials, as settings.auth has the proxy treat them', () => {
+  const folders: string[] = [];
+  afterAll(() => folders.forEach((dir) => fs.rmSync(dir, { recursive: true, force: true })));
+
+  /** A policy allowing only the `bots` group (user ci-bot) to reach bots.example, under `auth`. */
+  function policyWithAuth(auth: 'off' | 'optional' | 'required' | null): string {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-auth-'));
+    folders.push(dir);
+    fs.writeFileSync(path.join(dir, 'policy.yaml'), [
+      'version: 1',
+      ...(auth === null ? [] : ['settings:', `  auth: ${auth}`]),
+      'clients:',
+      '  bots:',
+      '    users: [ci-bot]',
+      'rules:',
+      '  - name: bots-only',
+      '    action: allow',
+      '    clients: [bots]',
+      '    hosts: [bots.example]',
+      '  - name: everyone',
+      '    action: allow',
+      '    hosts: [open.example]',
+      '',
+    ].join('\n'));
+    return dir;
+  }
+
+  test.each([['unset', null], ['off', 'off']] as const)('auth %s: --user changes nothing, as the proxy ignores credentials, and says so', (_name, auth) => {
+    const dir = policyWithAuth(auth);
+    const { status, outcome } = explainJson(dir, '--user', 'ci-bot', 'bots.example:443');
+    expect(status).toBe(1);
+    expect(outcome).toMatchObject({ decision: 'deny', rule: '(default)', clients: [] });
+    expect(outcome.notes).toEqual([expect.stringMatching(/^settings\.auth is off: the proxy ignores proxy credentials/)]);
+    const text = tollgate('policy', 'test', '--policies', dir, '--user', 'ci-bot', 'bots.example:443');
+    expect(text.stdout).toMatch(/^note: settings\.auth is off/m);
+  });
+
+  test.each(['optional', 'required'] as const)('auth %s: --user joins the user\'s groups', (auth) => {
+    const { status, outcome } = explainJson(policyWithAuth(auth), '--user', 'ci-bot', 'bots.example:443');
+    expect(status).toBe(0);
+    expect(outcome).toMatchObject({ decision: 'allow', rule: 'bots-only', clients: ['bots'], notes: [] });
+  });
+
+  test('auth optional: without --user the request is anonymous and reaches the rules', () => {
+    const { status, outcome } = explainJson(policyWithAuth('optional'), 'open.example:443');
+    expect(status).toBe(0);
+    expect(outcome).toMatchObject({ decision: 'allow', rule: 'everyone', notes: [] });
+  });
+
+  test('auth required: without --user the answer is the 407, before any rule', () => {
+    const dir = policyWithAuth('required');
+    const { status, outcome } = explainJson(dir, 'open.example:443');
+    expect(status).toBe(1);
+    expect(outcome).toMatchObject({ decision: 'deny', would_deny: false, rule: null, reason: 'proxy authentication required (407)', considered: [] });
+    expect(outcome.notes).toEqual([expect.stringMatching(/^settings\.auth is required: without credentials the proxy answers 407/)]);
+    const text = tollgate('policy', 'test', '--policies', dir, 'open.example:443');
+    expect(text.status).toBe(1);
+    expect(text.stdout).toMatch(/^rule: \(none\)$/m);
+  });
+});
+
 describe('tollgate policy test: bad input exits 2', () => {
   test.each([
     ['host with no port', ['registry.example'], /host:port/],
@@ -256,6 +320,7 @@ describe('tollgate policy test: bad input exits 2', () => {
     ['two targets', ['a.example:443', 'b.example:443'], /exactly one TARGET/],
     ['no target', [], /exactly one TARGET/],
     ['source is not an IP', ['--source', 'notanip', 'a.example:443'], /--source must be an IP address/],
+    ['method is not a token', ['--method', 'G T', 'http://a.example/'], /--method must be an HTTP method/],
     ['port 0', ['a.example:0'], /port/],
     ['port above 65535', ['a.example:65536'], /port/],
     ['unbracketed IPv6', ['::1:443'], /brackets/],

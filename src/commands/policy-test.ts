@@ -4,7 +4,7 @@ import { explainDecision } from '../policy/explain';
 import type { Explanation } from '../policy/explain';
 import { formatProblem, loadPolicy } from '../policy/load';
 import { GUARD_RULE } from '../proxy/exchange';
-import type { TlsMode } from '../policy/types';
+import type { AuthMode, TlsMode } from '../policy/types';
 import { ProxyError } from '../request/errors';
 import { formatAuthority, normalisePath, parseAbsoluteTarget, parseConnectTarget } from '../request/target';
 import { INNER_KIND } from '../proxy/inspected-tunnel';
@@ -19,7 +19,8 @@ guard applies to IP-literal targets).
               https://host[:port]/path (its CONNECT, then, when the tunnel is
               inspected (tls: inspect), the request inside it)
   --source    client source address (default 127.0.0.1)
-  --user      proxy username
+  --user      proxy username, taken as authenticated; ignored, as the proxy
+              ignores credentials, when settings.auth is off
   --method    HTTP method for a plain HTTP or https target (default GET)
   --json      one JSON object: decision, would_deny, rule, rule_source, reason, ...
 Exit 0 allow (also a report-mode would_deny), 1 deny, 2 bad input.
@@ -47,6 +48,7 @@ export function runPolicyTest(args: string[]): number {
   try {
     if (positionals.length !== 1) throw new ProxyError(400, 'bad_target', 'expected exactly one TARGET');
     if (isIP(source) === 0) throw new ProxyError(400, 'bad_target', `--source must be an IP address, got "${source}"`);
+    if (typeof values.method === 'string' && !HTTP_TOKEN.test(values.method)) throw new ProxyError(400, 'bad_target', `--method must be an HTTP method, got "${values.method}"`);
     if (/^https:\/\//i.test(positionals[0])) ({ connect: target, inner: inside } = parseHttpsTestTarget(positionals[0]));
     else target = parseTestTarget(positionals[0]);
   } catch (err) {
@@ -61,11 +63,14 @@ export function runPolicyTest(args: string[]): number {
   }
   const requestMethod = (typeof values.method === 'string' ? values.method : 'GET').toUpperCase();
   const method = target.kind === 'connect' ? 'CONNECT' : requestMethod;
-  const user = typeof values.user === 'string' ? values.user : null;
-  const explain = (t: Target, m: string): TestOutcome => applyGuard(explainDecision(loaded.policy, {
-    kind: t.kind, host: t.host, hostKind: t.hostKind, port: t.port,
-    method: m, path: t.path, sourceIp: source, user, now: new Date(),
-  }), t, loaded.policy.network);
+  const credentials = credentialStep(loaded.policy.settings.auth, typeof values.user === 'string' ? values.user : null);
+  const explain = (t: Target, m: string): TestOutcome => (credentials.refused ? refusedForCredentials(t, credentials.notes) : {
+    ...applyGuard(explainDecision(loaded.policy, {
+      kind: t.kind, host: t.host, hostKind: t.hostKind, port: t.port,
+      method: m, path: t.path, sourceIp: source, user: credentials.user, now: new Date(),
+    }), t, loaded.policy.network),
+    notes: credentials.notes,
+  });
   const outcome = explain(target, method);
   if (inside !== null) return explainInside(outcome, target, inside, requestMethod, explain, values.json === true);
   process.stdout.write(values.json ? `${JSON.stringify(outcome)}\n` : formatOutcome(outcome, target, method));
@@ -85,10 +90,44 @@ function explainInside(tunnel: TestOutcome, connect: Target, inner: Target, meth
   } else {
     let text = formatOutcome(tunnel, connect, 'CONNECT');
     if (tunnel.decision === 'allow' && !inspected) text += `not inspected (tls: ${tunnel.tls ?? 'any'}): requests inside the tunnel are not decided one by one\n`;
-    if (outcome !== null) text += `inside the tunnel:\n${formatOutcome(outcome, inner, method)}`;
+    if (outcome !== null) text += `inside the tunnel:\n${formatOutcome({ ...outcome, notes: [] }, inner, method)}`;
     process.stdout.write(text);
   }
   return (outcome ?? tunnel).decision === 'allow' ? 0 : 1;
+}
+
+/** RFC 9110's token: what a method can be. */
+const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * What the proxy does with credentials before any rule (SPEC §2, identify the client), as
+ * `settings.auth` asks: `off` ignores them, so `--user` must not change the answer here either;
+ * `required` answers 407 to a request without them. `--user` stands for valid credentials.
+ */
+function credentialStep(mode: AuthMode, user: string | null): { user: string | null; refused: boolean; notes: string[] } {
+  if (mode === 'off' && user !== null) {
+    return { user: null, refused: false, notes: ['settings.auth is off: the proxy ignores proxy credentials, so --user changes nothing'] };
+  }
+  if (mode === 'required' && user === null) {
+    return { user: null, refused: true, notes: ['settings.auth is required: without credentials the proxy answers 407 before any rule (try --user NAME)'] };
+  }
+  return { user, refused: false, notes: [] };
+}
+
+/** The 407 a request without credentials gets under `auth: required`: recorded as a deny with no rule. */
+function refusedForCredentials(target: Target, notes: string[]): TestOutcome {
+  return {
+    decision: 'deny',
+    would_deny: false,
+    rule: null,
+    rule_source: null,
+    reason: 'proxy authentication required (407)',
+    clients: [],
+    tls: null,
+    target: { kind: target.kind, host: target.host, port: target.port, path: target.path },
+    considered: [],
+    notes,
+  };
 }
 
 /** `https://host[:port]/path`: the CONNECT a client sends for it, and the request inside the tunnel. */
@@ -110,7 +149,8 @@ function parseTestTarget(text: string): Target {
 interface TestOutcome {
   decision: 'allow' | 'deny';
   would_deny: boolean;
-  rule: string;
+  /** Null when no rule was reached (a 407). */
+  rule: string | null;
   rule_source: string | null;
   reason: string;
   clients: string[];
@@ -118,12 +158,14 @@ interface TestOutcome {
   tls: TlsMode | null;
   target: { kind: string; host: string; port: number; path: string | null };
   considered: Explanation['considered'];
+  /** What the answer depends on beyond the rules (the credentials step). */
+  notes: string[];
 }
 
 /** An allowed IP-literal target still has to pass the guard, as it would in the proxy. */
-function applyGuard(explanation: Explanation, target: Target, network: Parameters<typeof compileGuard>[0]): TestOutcome {
+function applyGuard(explanation: Explanation, target: Target, network: Parameters<typeof compileGuard>[0]): Omit<TestOutcome, 'notes'> {
   const { decision, considered } = explanation;
-  const outcome: TestOutcome = {
+  const outcome: Omit<TestOutcome, 'notes'> = {
     decision: decision.action,
     would_deny: decision.wouldDeny,
     rule: decision.rule,
@@ -147,7 +189,8 @@ function formatOutcome(outcome: TestOutcome, target: Target, method: string): st
     lines.push(`  ${rule.matched ? 'match' : 'skip '}  ${rule.rule} (${rule.source}): ${rule.why}`);
   }
   const verdict = outcome.would_deny ? 'allow (would_deny: report mode lets this policy denial through)' : outcome.decision;
-  lines.push(`decision: ${verdict}`, `rule: ${outcome.rule}${outcome.rule_source ? ` (${outcome.rule_source})` : ''}`, `reason: ${outcome.reason}`);
+  lines.push(`decision: ${verdict}`, `rule: ${outcome.rule ?? '(none)'}${outcome.rule_source ? ` (${outcome.rule_source})` : ''}`, `reason: ${outcome.reason}`);
+  for (const note of outcome.notes) lines.push(`note: ${note}`);
   if (outcome.clients.length > 0) lines.push(`clients: ${outcome.clients.join(', ')}`);
   if (outcome.decision === 'allow' && outcome.tls === 'inspect') {
     lines.push(`tls: inspect (the tunnel's TLS is terminated with a certificate from the inspection CA; each request inside is decided on its own: try https://${formatAuthority(target)}/PATH)`);
