@@ -10,6 +10,7 @@ import { AuditKeyError, readAuditKey } from './audit/log/verify-chain';
 import { AuditUrlError, resolveAuditUrl } from './fleet/audit-url';
 import { parseRange } from './policy/ip-range';
 import type { IpRange } from './policy/ip-range';
+import { DURATION_EXAMPLES, durationMs } from './duration';
 
 export { ConfigError } from './config-error';
 export { parseMinFreeDisk } from './config-size';
@@ -129,13 +130,10 @@ export function parseListen(text: string, what: string): ListenAddress {
   return { host: match[1] ?? match[2], port };
 }
 
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** Durations like 500ms, 10s, 2m, 24h, 14d; a bare number is seconds. */
+/** Durations like 500ms, 10s, 2m, 24h, 14d, 2w (src/duration.ts); a bare number is seconds. */
 export function parseDuration(text: string, what: string): number {
-  const match = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)?$/.exec(text.trim());
-  if (!match) throw new ConfigError(`${what}: expected a duration such as 500ms, 10s, 2m, 24h or 14d, got "${text}"`);
-  const ms = Math.round(Number(match[1]) * DURATION_UNITS[match[2] ?? 's']);
+  const ms = durationMs(text, 's');
+  if (ms === null) throw new ConfigError(`${what}: expected a duration such as ${DURATION_EXAMPLES}, got "${text}"`);
   if (!Number.isSafeInteger(ms)) throw new ConfigError(`${what}: "${text}" is too long`);
   return ms;
 }

@@ -29,13 +29,15 @@ describe('--retain durations', () => {
     ['1.5d', 129_600_000],
     ['36h', 36 * 3_600_000],
     ['20s', 20_000],
+    ['2w', 14 * 86_400_000],
+    ['250ms', 250],
     ['90', 90_000],
     ['0', 0],
   ])('%s', (text, ms) => {
     expect(parseDuration(text, '--retain')).toBe(ms);
   });
 
-  test.each(['14 days', '2w', '-1d', 'd', '1e9d'])('refuses %s', (text) => {
+  test.each(['14 days', '2y', '-1d', 'd', '1e9d', '9999999999999999d'])('refuses %s', (text) => {
     expect(() => parseDuration(text, '--retain')).toThrow(ConfigError);
   });
 });

@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3';
+import { durationMs } from '../duration';
 import { QueryInputError } from './query-errors';
 import { statement } from './statement-cache';
 
@@ -14,12 +15,6 @@ export interface IdRange {
   hi: number;
 }
 
-const UNIT_MS: Readonly<Record<string, number>> = {
-  s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000,
-};
-
-/** A relative time counts back from now: `90s`, `15m`, `24h`, `7d`, `2w`. */
-const RELATIVE = /^([0-9]{1,6})([smhdw])$/;
 
 /**
  * ISO-8601 as people paste it: a date (midnight UTC), or a date and time with seconds and
@@ -30,14 +25,14 @@ const ISO_DATE = /^\d{4}-\d{2}-\d{2}$/;
 const ISO_DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/i;
 
 /** Ten years: beyond it a relative time is a typo, and the arithmetic stays exact. */
-const MAX_RELATIVE_MS = 3650 * UNIT_MS.d;
+const MAX_RELATIVE_MS = 3650 * 86_400_000;
 
+/** A relative time counts back from now by a duration with its unit (src/duration.ts): `90s`, `7d`, `2w`. */
 export function parseTimeParam(param: string, text: string, now: Date): number {
-  const relative = RELATIVE.exec(text);
-  if (relative) {
-    const ms = Number(relative[1]) * (UNIT_MS[relative[2]] ?? 0);
-    if (ms > MAX_RELATIVE_MS) throw new QueryInputError(param, `${param} reaches back more than 3650 days`);
-    return now.getTime() - ms;
+  const relative = durationMs(text, null);
+  if (relative !== null) {
+    if (relative > MAX_RELATIVE_MS) throw new QueryInputError(param, `${param} reaches back more than 3650 days`);
+    return now.getTime() - relative;
   }
   if (text === 'now') return now.getTime();
   const ms = ISO_DATE.test(text) ? Date.parse(`${text}T00:00:00Z`) : ISO_DATE_TIME.test(text) ? Date.parse(text) : NaN;

@@ -4,13 +4,13 @@
 
 const MINUTE_MS = 60_000;
 const DAY_MS = 86_400_000;
-const UNIT_MS = { s: 1000, m: MINUTE_MS, h: 3_600_000, d: DAY_MS, w: 7 * DAY_MS };
+const UNIT_MS = { ms: 1, s: 1000, m: MINUTE_MS, h: 3_600_000, d: DAY_MS, w: 7 * DAY_MS };
 
 /** "Last …" windows: relative, so a link always shows the latest of them. */
 export const RELATIVE_PRESETS = [['15m', '15 min'], ['1h', '1 h'], ['24h', '24 h'], ['7d', '7 d'], ['30d', '30 d']];
 
-/** The server's relative times (src/audit/time-window.ts): `90s`, `15m`, `24h`, `7d`, `2w`. */
-const RELATIVE = /^([0-9]{1,6})([smhdw])$/;
+/** The server's relative times (src/duration.ts): `90s`, `15m`, `1.5h`, `7d`, `2w`. */
+const RELATIVE = /^([0-9]{1,15}(?:\.[0-9]{1,9})?)(ms|s|m|h|d|w)$/;
 const ISO_DATE = /^\d{4}-\d{2}-\d{2}$/;
 const ISO_ZONED = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/i;
 /** A date and time as people type it, with a space or a T and no zone: read as UTC. */
@@ -58,7 +58,7 @@ export function timeValueMs(text, nowMs = Date.now()) {
   if (typeof text !== 'string' || text === '') return null;
   if (text === 'now') return nowMs;
   const relative = RELATIVE.exec(text);
-  if (relative) return nowMs - Number(relative[1]) * UNIT_MS[relative[2]];
+  if (relative) return nowMs - Math.round(Number(relative[1]) * UNIT_MS[relative[2]]);
   if (ISO_DATE.test(text)) return Date.parse(`${text}T00:00:00Z`);
   if (ISO_ZONED.test(text)) return Date.parse(text);
   return null;

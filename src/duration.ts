@@ -1,0 +1,25 @@
+/**
+ * One duration form for every option, command and query (SPEC §1's `7d`, §6's "any duration of
+ * §1's form"): a number and a unit, ms, s, m, h, d or w (500ms, 90s, 15m, 24h, 7d, 2w).
+ */
+
+const UNIT_MS: Readonly<Record<string, number>> = {
+  ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000,
+};
+
+const DURATION = /^([0-9]{1,15}(?:\.[0-9]{1,9})?)(ms|s|m|h|d|w)?$/;
+
+/** The examples every message about a duration gives. */
+export const DURATION_EXAMPLES = '500ms, 90s, 15m, 24h, 7d or 2w';
+
+/**
+ * Milliseconds of `text` (rounded), or null when it is not a duration. A bare number is in
+ * `bareUnit`, or not a duration when that is null.
+ */
+export function durationMs(text: string, bareUnit: 's' | null): number | null {
+  const match = DURATION.exec(text.trim());
+  if (match === null) return null;
+  const unit = match[2] ?? bareUnit;
+  if (unit === null) return null;
+  return Math.round(Number(match[1]) * UNIT_MS[unit]);
+}
