@@ -27,7 +27,7 @@ usage:
                                            only report or allow by default (adoption)
   tollgate audit prune --audit-url URL --older-than DURATION
                                            delete old records of the shared history (PostgreSQL)
-  tollgate audit verify --db FILE [--expect-head HASH] [--audit-key FILE]
+  tollgate audit verify --db FILE|--audit-url URL [--expect-head HASH] [--audit-key FILE]
                                            check the audit log's chain of hashes (tampering)
   tollgate ca init --out DIR [--name CN] [--days N] [--permit DOMAIN ...]
                                            create the CA that TLS inspection (serve

@@ -1,7 +1,8 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { generateDocs } from '../src/docs/generate';
 import { fillSections, findSections, MarkerError } from '../src/docs/markers';
-import { HELP_COMMANDS, helpSectionName, SERVE_SECTION, serveOptionsTable } from '../src/docs/sections';
+import { HELP_COMMANDS, helpSectionName, LIMITS_SECTION, SERVE_SECTION, serveOptionsTable } from '../src/docs/sections';
 import { SERVE_OPTIONS } from '../src/config';
 import { runCli } from './helpers/serve-process';
 
@@ -37,6 +38,16 @@ describe('the serve options table', () => {
     const rows = serveOptionsTable().split('\n').filter((line) => line.startsWith('| `--'));
     expect(rows).toHaveLength(Object.keys(SERVE_OPTIONS).length);
     expect(rows).toContain('| `--listen` | `TOLLGATE_LISTEN` | `127.0.0.1:3128` | proxy address HOST:PORT (port 0 picks one) |');
+  });
+
+  test('README carries the table of timeouts and limits SPEC §1 names as their reference', () => {
+    const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const [section] = findSections(readme, 'README.md').filter((s) => s.name === LIMITS_SECTION);
+    const flags = [...section.body.matchAll(/^\| `(--[a-z-]+)`/gm)].map((m) => m[1]);
+    expect(flags).toEqual(expect.arrayContaining([
+      '--dns-timeout', '--connect-timeout', '--request-idle-timeout', '--tunnel-idle-timeout',
+      '--tunnel-max-lifetime', '--max-tunnels', '--max-tunnels-per-source', '--drain-timeout',
+    ]));
   });
 
   test('escapes what Markdown would read as emphasis', () => {

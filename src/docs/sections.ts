@@ -1,4 +1,5 @@
 import { SERVE_OPTIONS } from '../config';
+import type { ServeOptionName } from '../config';
 import { ADMIN_HELP } from '../commands/admin';
 import { PRUNE_HELP, VERIFY_HELP } from '../commands/audit';
 import { INIT_HELP } from '../commands/ca';
@@ -15,6 +16,15 @@ import { USERS_HELP } from '../commands/users';
 
 /** The section that documents `tollgate serve`'s options. */
 export const SERVE_SECTION = 'serve-options';
+
+/** README's table of timeouts and limits, which SPEC §1 names as their reference. */
+export const LIMITS_SECTION = 'serve-limits';
+
+/** The options of that table: SPEC §1's list, then the drain grace and client cap beside them. */
+export const LIMIT_OPTIONS: readonly ServeOptionName[] = [
+  'dnsTimeout', 'connectTimeout', 'requestIdleTimeout', 'tunnelIdleTimeout', 'tunnelMaxLifetime',
+  'maxTunnels', 'maxTunnelsPerSource', 'maxClientConnections', 'drainTimeout', 'drainGrace',
+];
 
 interface CommandHelp {
   /** The words after `tollgate`, as `tollgate --help` lists them. */
@@ -58,8 +68,9 @@ function cell(text: string, code = false): string {
   return text.replace(/[|*_<\\]/g, (c) => `\\${c}`);
 }
 
-export function serveOptionsTable(): string {
-  const rows = Object.values(SERVE_OPTIONS).map((o) => {
+/** `names`' rows of SERVE_OPTIONS as a Markdown table (every option when omitted). */
+export function serveOptionsTable(names: readonly ServeOptionName[] = Object.keys(SERVE_OPTIONS) as ServeOptionName[]): string {
+  const rows = names.map((name) => SERVE_OPTIONS[name]).map((o) => {
     return `| ${cell(`--${o.flag}`, true)} | ${cell(o.env, true)} | ${o.fallback === '' ? 'none' : cell(o.fallback, true)} | ${cell(o.help)} |`;
   });
   return [
@@ -77,7 +88,7 @@ function helpBlock(command: CommandHelp): string {
 
 /** Every section the generator writes, by name. */
 export function renderSections(): Map<string, string> {
-  const sections = new Map<string, string>([[SERVE_SECTION, serveOptionsTable()]]);
+  const sections = new Map<string, string>([[SERVE_SECTION, serveOptionsTable()], [LIMITS_SECTION, serveOptionsTable(LIMIT_OPTIONS)]]);
   for (const command of COMMAND_HELPS) sections.set(helpSectionName(command.command), helpBlock(command));
   return sections;
 }
