@@ -88,7 +88,7 @@ export class ShapeDecider {
       groups = identifyClients(this.policy, shape.clientIp);
       this.groupsByIp.set(shape.clientIp, groups);
     }
-    const key = JSON.stringify([shape.kind, shape.method, shape.host, shape.port, shape.path, shape.user, groups]);
+    const key = JSON.stringify([shape.kind, shape.method, shape.host, shape.port, shape.path, this.userOf(shape), groups]);
     let verdict = this.verdicts.get(key);
     if (verdict === undefined) {
       verdict = this.decidePolicy(shape);
@@ -98,10 +98,15 @@ export class ShapeDecider {
     return verdict;
   }
 
+  /** The recorded user, as the proxy would take it: ignored when the proposed `settings.auth` is off. */
+  private userOf(shape: RecordedShape): string | null {
+    return this.policy.settings.auth === 'off' ? null : shape.user;
+  }
+
   private decidePolicy(shape: RecordedShape): PolicyVerdict {
     const req = prepareRequest(this.policy, {
       kind: shape.kind, host: shape.host, hostKind: shape.hostKind, port: shape.port, method: shape.method,
-      path: shape.path, sourceIp: shape.clientIp, user: shape.user, now: this.now,
+      path: shape.path, sourceIp: shape.clientIp, user: this.userOf(shape), now: this.now,
     });
     const decider = firstMatch(this.policy, req);
     const decision = decisionFor(this.policy, req, decider);
