@@ -141,7 +141,8 @@ describe('serve --retain', () => {
   });
 
   test('a served proxy prunes periodically, never an open tunnel, and keeps new records', async () => {
-    const live = await startServed({ config: { retainMs: 2000 } });
+    // 6 s: the requests and reads between two checks must fit in it, however slow the machine.
+    const live = await startServed({ config: { retainMs: 6000 } });
     served = live;
     // The tunnel first: once the later records are past the cutoff, so is it.
     const tunnel: Socket = await rawConnect(live.running.proxyAddress.port);
@@ -150,7 +151,7 @@ describe('serve --retain', () => {
     for (const n of [1, 2, 3]) expect((await live.get(`/early-${n}`)).status).toBe(200);
     const early = (await live.records()).filter((r) => r.path?.startsWith('/early-'));
     expect(early).toHaveLength(3);
-    // Bounded: the passes run every second; the early records are due 2 s after they started.
+    // Bounded: the passes run every second; the early records are due 6 s after they started.
     await live.waitForLog((line) => pruned(line) && (line.pruned as number) >= 1, 15_000);
     const deadline = Date.now() + 15_000;
     let left = await live.records();

@@ -136,7 +136,8 @@ describe('the audit writer thread', () => {
   });
 
   test('if the thread dies, writes fail closed at once and say why; a new thread takes over', async () => {
-    const { store, changes } = openThread({ probeIntervalMs: 300 });
+    // Probes 2 s apart: the checks of the dead thread must run before the next probe replaces it.
+    const { store, changes } = openThread({ probeIntervalMs: 2000 });
     const audit = new GroupCommit(store);
     await audit.open(openFacts(1));
     // The thread's handle is private; ending it from outside is what a fatal error in it does.
@@ -148,7 +149,7 @@ describe('the audit writer thread', () => {
     await expect(audit.record(openFacts(3), ended(0))).rejects.toThrow(/writer thread/);
     expect(store.isWritable()).toBe(false);
     expect(store.health()).toMatchObject({ writable: false, lastError: expect.stringMatching(/exited/) });
-    await changes.seenCount(2);
+    await changes.seenCount(2, 30_000);
     expect(store.writable()).toBe(true);
     const id = await audit.open(openFacts(4));
     expect(store.db.prepare('SELECT host FROM requests WHERE id = ?').pluck().get(id)).toBe('host4.example');

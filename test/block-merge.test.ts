@@ -138,7 +138,7 @@ describe('BlockMerge and SpoolAudit', () => {
   }
 
   async function until(what: () => boolean): Promise<void> {
-    for (let i = 0; i < 200 && !what(); i += 1) await new Promise((resolve) => setTimeout(resolve, 10));
+    for (let i = 0; i < 1_500 && !what(); i += 1) await new Promise((resolve) => setTimeout(resolve, 10));
     expect(what()).toBe(true);
   }
 
@@ -202,10 +202,14 @@ describe('BlockMerge and SpoolAudit', () => {
     a.dropping = true;
     for (let n = 3; n < 10; n += 1) acked.push(...(await record(a, n)));
     a.socket.end();
-    // Its exit and a drain's settling of every worker both ask: settled once, at once.
+    // Its exit and a drain's settling of every worker both ask: settled once (one settling), and
+    // without the 5 s wait for records held behind another worker (the bug's symptom; the bound
+    // leaves room for a slow machine).
     const started = Date.now();
-    await Promise.all([merge.settle(a.member), merge.settle(a.member)]);
-    expect(Date.now() - started).toBeLessThan(2_000);
+    const settling = merge.settle(a.member);
+    expect(merge.settle(a.member)).toBe(settling);
+    await settling;
+    expect(Date.now() - started).toBeLessThan(4_500);
     expect(logEntries().filter((e) => e.type === 'open').map((e) => e.id)).toEqual(acked);
     expect(listSpoolFiles(store.spool, a.spoolName)).toEqual([]);
     // What it left open (all ten) is completed for it.

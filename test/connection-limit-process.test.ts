@@ -102,5 +102,5 @@ describe('client connections under a low open-files limit', () => {
     const refusals = rows.filter((r) => r.status === 503);
     expect(refusals).toHaveLength(refused);
     expect(refusals.every((r) => r.error?.startsWith('too_many_client_connections: ') === true)).toBe(true);
-  }, 20_000);
+  }, 90_000);
 });

@@ -61,7 +61,7 @@ describePg('one store-id shipped from two logs (a cloned volume)', () => {
       // Running, it backs off (1 s, 2 s, ...) instead of spinning.
       copy.start();
       // The retry after the first backoff (1 s) comes; a spinning shipper would be far past 3 by then.
-      await waitFor('the first retry', () => copy.status().failures >= 2, 5_000);
+      await waitFor('the first retry', () => copy.status().failures >= 2, 20_000);
       await copy.stop();
       expect(copy.status().failures).toBeGreaterThanOrEqual(2);
       expect(copy.status().failures).toBeLessThanOrEqual(3);

@@ -94,7 +94,7 @@ describe('serve --proxy-protocol-from (a process)', () => {
       const page = (await (await fetch(`http://127.0.0.1:${adminPort}/api/requests?limit=5`)).json()) as { items: AuditRecordJson[] };
       const found = page.items.find((r) => r.path === '/served');
       return found?.ended_at == null ? undefined : found;
-    }, 5_000);
+    }, 20_000);
     expect(record).toMatchObject({ client_ip: '10.1.2.3', client_port: 45678, peer_ip: '127.0.0.1', clients: ['workloads'], status: 200 });
     const csv = await (await fetch(`http://127.0.0.1:${adminPort}/api/requests/export?format=csv`)).text();
     expect(csv.split('\r\n')[0]).toContain('client_port,peer_ip,clients');

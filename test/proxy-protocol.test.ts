@@ -8,6 +8,9 @@ import { PROXY_HEADER_TIMEOUT_MS } from '../src/proxy/proxy-protocol-accept';
 import type { AuditRecordJson } from '../src/audit/record-types';
 import { SIGNATURE, v1, v2 } from './helpers/proxy-protocol-headers';
 
+/** How long an answer may take: only a failure waits it out, so generous for a slow machine. */
+const ANSWER_LIMIT_MS = 10_000;
+
 /**
  * --proxy-protocol-from on the proxy listener, with raw sockets: v1 and v2 headers before a
  * request, split across writes, garbage, LOCAL health checks, a header from an address that may
@@ -79,7 +82,7 @@ describe('--proxy-protocol-from, from a listed load balancer (127.0.0.1)', () =>
 
   it.each(headers)('%s: the header names the client the policy and the record see', async (name, header, ip, port) => {
     const path = `/${name.replace(/\W+/g, '-')}`;
-    const outcome = await sendRaw(proxy.port, Buffer.concat([header(), get(origin, path)]));
+    const outcome = await sendRaw(proxy.port, Buffer.concat([header(), get(origin, path)]), ANSWER_LIMIT_MS);
     expect(outcome.status).toBe(200);
     expect(outcome.text).toContain(`origin saw ${path}`);
     const record = await recordFor(path);
@@ -102,20 +105,20 @@ describe('--proxy-protocol-from, from a listed load balancer (127.0.0.1)', () =>
     await connectAndLeave(proxy.port, v2('LOCAL'));
     await connectAndLeave(proxy.port);
     // A request after them is recorded; nothing else was.
-    await sendRaw(proxy.port, Buffer.concat([v1('TCP4', '192.0.2.30', 40020), get(origin, '/after-checks')]));
+    await sendRaw(proxy.port, Buffer.concat([v1('TCP4', '192.0.2.30', 40020), get(origin, '/after-checks')]), ANSWER_LIMIT_MS);
     await recordFor('/after-checks');
     expect(proxy.records().length).toBe(before + 1);
   });
 
   it('after LOCAL, what follows is the load balancer\'s own request: its own address, and peer_ip says it came through the PROXY protocol', async () => {
-    const outcome = await sendRaw(proxy.port, Buffer.concat([v2('LOCAL'), get(origin, '/local-then-request')]));
+    const outcome = await sendRaw(proxy.port, Buffer.concat([v2('LOCAL'), get(origin, '/local-then-request')]), ANSWER_LIMIT_MS);
     expect(outcome.status).toBe(403);
     expect(await recordFor('/local-then-request')).toMatchObject({ client_ip: '127.0.0.1', peer_ip: '127.0.0.1', clients: [] });
   });
 
   it('a listed address without a header is refused 400 and recorded as malformed', async () => {
     const missing = await metric(proxy, 'missing');
-    const outcome = await sendRaw(proxy.port, get(origin, '/no-header'));
+    const outcome = await sendRaw(proxy.port, get(origin, '/no-header'), ANSWER_LIMIT_MS);
     expect(outcome.status).toBe(400);
     expect(outcome.text).not.toContain('origin saw');
     const record = await proxy.waitForRecord((r) => r.error?.includes('PROXY protocol header required') === true);
@@ -137,7 +140,7 @@ describe('--proxy-protocol-from, from a listed load balancer (127.0.0.1)', () =>
   it.each(garbage)('garbage (%s) is refused 400, recorded as malformed, and never reaches the origin', async (_name, bytes) => {
     const malformed = await metric(proxy, 'malformed');
     const before = Math.max(0, ...proxy.records().map((r) => r.id));
-    const outcome = await sendRaw(proxy.port, Buffer.concat([bytes, get(origin, '/garbage')]));
+    const outcome = await sendRaw(proxy.port, Buffer.concat([bytes, get(origin, '/garbage')]), ANSWER_LIMIT_MS);
     expect(outcome.status).toBe(400);
     expect(outcome.text).not.toContain('origin saw');
     expect(await metric(proxy, 'malformed')).toBe(malformed + 1);
@@ -202,7 +205,7 @@ describe('--proxy-protocol-from, from an address not listed', () => {
   ])('a %s header is refused 400 and recorded: a workload cannot claim another address', async (_name, header) => {
     const unexpected = await metric(proxy, 'unexpected');
     const newest = Math.max(0, ...proxy.records().map((r) => r.id));
-    const outcome = await sendRaw(proxy.port, Buffer.concat([header(), get(origin, '/claimed')]));
+    const outcome = await sendRaw(proxy.port, Buffer.concat([header(), get(origin, '/claimed')]), ANSWER_LIMIT_MS);
     expect(outcome.status).toBe(400);
     expect(outcome.text).not.toContain('origin saw');
     const record = await proxy.waitForRecord((r) => r.error?.includes('not in --proxy-protocol-from') === true && r.id > newest);
@@ -219,7 +222,7 @@ describe('--proxy-protocol-from, from an address not listed', () => {
       socket.on('error', () => undefined);
       socket.on('close', () => resolve());
     });
-    for (let i = 0; i < 100 && proxy.ctx.gauges.clientSockets > 0; i += 1) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 500 && proxy.ctx.gauges.clientSockets > 0; i += 1) await new Promise((r) => setTimeout(r, 20));
     expect(proxy.ctx.gauges.clientSockets).toBe(0);
     expect(await new Promise<number>((resolve) => proxy.server.getConnections((_err, n) => resolve(n)))).toBe(0);
     // A record wrongly written would still sit in group commit (up to 20 ms): committed first.
@@ -258,7 +261,7 @@ describe('--proxy-protocol-from and --max-client-connections', () => {
       await new Promise((resolve) => idle.once('connect', resolve));
       for (let i = 0; i < 1000 && proxy.ctx.gauges.clientSockets < 1; i += 1) await new Promise((resolve) => setTimeout(resolve, 5));
       expect(proxy.ctx.gauges.clientSockets).toBe(1);
-      const outcome = await sendRaw(proxy.port, v1('TCP4', '192.0.2.90', 1));
+      const outcome = await sendRaw(proxy.port, v1('TCP4', '192.0.2.90', 1), ANSWER_LIMIT_MS);
       expect(outcome.status).toBe(503);
       expect(await proxy.waitForRecord((r) => r.status === 503)).toMatchObject({ client_ip: '127.0.0.1', peer_ip: null });
       idle.destroy();

@@ -71,7 +71,7 @@ function getJson<T>(port: number, pathname: string): Promise<{ status: number; b
 }
 
 /** A plain-HTTP GET through the proxy on a connection of its own (so the workers take turns). */
-function proxiedGet(proxyPort: number, url: string): Promise<number> {
+function proxiedGet(proxyPort: number, url: string, timeoutMs = 3_000): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = http.request({ host: '127.0.0.1', port: proxyPort, method: 'GET', path: url, headers: { host: new URL(url).host }, agent: false }, (res) => {
       res.resume();
@@ -79,7 +79,7 @@ function proxiedGet(proxyPort: number, url: string): Promise<number> {
     });
     req.on('error', reject);
     // A connection the cluster was handing to a worker as it died is never answered (docs/operations.md).
-    req.setTimeout(3_000, () => req.destroy(new Error('no answer within 3 s')));
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     req.end();
   });
 }
@@ -296,7 +296,7 @@ describe('serve --workers 2', () => {
     const draining = await waitFor('/readyz to fail', async () => {
       const ready = await readyz();
       return ready.status === 503 ? ready : undefined;
-    }, 5_000);
+    }, 15_000);
     expect(draining.body.draining).toBe(true);
     // Both workers are draining, not gone: their tunnels still carry bytes.
     for (const tunnel of tunnels) expect(await echoes(tunnel, 'draining\n')).toBe(true);
@@ -670,14 +670,15 @@ describe('serve --drain-grace', () => {
   it('keeps taking new connections while /readyz fails, then drains and exits 0', async () => {
     const folder = serveFolder('tollgate-drain-grace-');
     const origin = await startOrigin((req, res) => res.end(`ok ${req.url}`));
-    const proc = spawnServe(serveArgs(folder, '--workers', '2', '--drain-grace', '3s', '--drain-timeout', '1s'));
+    // A grace of 10 s: the check and the request in it must fit, however slow the machine.
+    const proc = spawnServe(serveArgs(folder, '--workers', '2', '--drain-grace', '10s', '--drain-timeout', '1s'));
     try {
       const { proxyPort, adminPort } = await listeningPorts(proc);
       expect(await proxiedGet(proxyPort, `http://127.0.0.1:${origin.port}/before`)).toBe(200);
       proc.child.kill('SIGTERM');
-      await waitFor('/readyz to fail', async () => ((await getJson(adminPort, '/readyz')).status === 503 ? true : undefined), 2_000);
+      await waitFor('/readyz to fail', async () => ((await getJson(adminPort, '/readyz')).status === 503 ? true : undefined), 5_000);
       // The load balancer has not noticed yet: what it still sends is served, and recorded.
-      expect(await proxiedGet(proxyPort, `http://127.0.0.1:${origin.port}/in-grace`)).toBe(200);
+      expect(await proxiedGet(proxyPort, `http://127.0.0.1:${origin.port}/in-grace`, 4_000)).toBe(200);
       expect((await proc.exited).code).toBe(0);
       expect(proc.lines.some((l) => l.msg === 'not ready (/readyz fails); still taking new connections for the drain grace')).toBe(true);
       const db = new Database(folder.dbFile, { readonly: true });
@@ -692,5 +693,5 @@ describe('serve --drain-grace', () => {
       await origin.close();
       folder.remove();
     }
-  });
+  }, 60_000);
 });

@@ -123,7 +123,8 @@ describe('tls: sni-must-match', () => {
     proxy = await startProxy({
       policies: { 'p.yaml': policy('sni-must-match', `  - name: lax-site\n    action: allow\n    hosts: [lax.test]\n    ports: any\n    tls: any\n`) },
       hosts: { 'allowed.test': ['127.0.0.1'], 'lax.test': ['127.0.0.1'] },
-      timeouts: { helloMs: 500 },
+      // Long enough that a stalled machine cannot turn a late ClientHello into a timeout.
+      timeouts: { helloMs: 5_000 },
     });
   });
   afterAll(async () => {
@@ -228,7 +229,7 @@ describe('tls: sni-must-match against evasions', () => {
 
   beforeAll(async () => {
     origin = await startTlsOrigin();
-    proxy = await startProxy({ policies: { 'p.yaml': policy('sni-must-match') }, hosts: { 'allowed.test': ['127.0.0.1'] }, timeouts: { helloMs: 300 } });
+    proxy = await startProxy({ policies: { 'p.yaml': policy('sni-must-match') }, hosts: { 'allowed.test': ['127.0.0.1'] }, timeouts: { helloMs: 1_000 } });
     helloAllowed = await captureNodeHello({ servername: 'allowed.test' });
     helloOther = await captureNodeHello({ servername: 'other.test' });
   });
@@ -310,7 +311,7 @@ describe('tls: require', () => {
     const proxy = await startProxy({
       policies: { 'p.yaml': policy('require') },
       hosts: { 'allowed.test': ['127.0.0.1'] },
-      timeouts: { helloMs: 300 },
+      timeouts: { helloMs: 1_000 },
     });
     try {
       const plain = await connectTunnel(proxy.port, `allowed.test:${origin.port}`);
@@ -320,7 +321,7 @@ describe('tls: require', () => {
       plain.destroy();
 
       const silent = await connectTunnel(proxy.port, `allowed.test:${origin.port}`);
-      const timedOut = await proxy.waitForRecord((r) => r.kind === 'connect' && r.rule === '(sni)' && r.reason.includes('within 300 ms'));
+      const timedOut = await proxy.waitForRecord((r) => r.kind === 'connect' && r.rule === '(sni)' && r.reason.includes('within 1000 ms'));
       expect(timedOut.decision).toBe('deny');
       silent.destroy();
       expect(origin.received()).toBe(0);
