@@ -15,7 +15,6 @@ export interface IdRange {
   hi: number;
 }
 
-
 /**
  * ISO-8601 as people paste it: a date (midnight UTC), or a date and time with seconds and
  * fractions optional and a zone required: a time without a zone would be read in the server's
