@@ -253,6 +253,26 @@ describe('tunnel limit shares across workers', () => {
     expect(members.map((m) => m.shares.overall())).toEqual([5, 2]);
   });
 
+  it('admits a CONNECT whose room came back while its borrow was out, though the lender had nothing', async () => {
+    // Seen under load in serve-workers.test.ts (--max-tunnels-per-source 1, 2 workers): slot 2
+    // borrowed the source's only slot; its tunnel closes and its give-back reaches the primary
+    // just after slot 1's borrow did. The primary asks slot 2, which has nothing left to lend,
+    // while the give-back credits slot 1 in a message of its own, ahead of the borrow's answer.
+    const { ledger, members, admit, close, settled } = box({ maxTunnels: 100, maxTunnelsPerSource: 1, maxClientConnections: null }, 2);
+    expect(await admit(2, '10.1.1.1')).toBe(true);
+    await settled();
+    expect(ledger.sourceShares('10.1.1.1')).toEqual([0, 1]);
+    const pending = admit(1, '10.1.1.1');
+    close(2, '10.1.1.1');
+    expect(await pending).toBe(true);
+    await settled();
+    expect(ledger.sourceShares('10.1.1.1')).toEqual([1, 0]);
+    expect(members[0].shares.forSource('10.1.1.1')).toBe(1);
+    // Still one for the box: the next one from the source, on either worker, is refused.
+    expect(await admit(2, '10.1.1.1')).toBe(false);
+    expect(await admit(1, '10.1.1.1')).toBe(false);
+  });
+
   it('lends a dead slot\'s share from the ledger, and its replacement starts with what is left', async () => {
     const { ledger, members, admit, kill, replace } = box({ maxTunnels: 4, maxTunnelsPerSource: 4, maxClientConnections: null }, 2);
     kill(2);

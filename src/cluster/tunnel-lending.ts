@@ -263,9 +263,12 @@ export class WorkerShares implements TunnelShares {
    * Borrows side by side refused a connection whose room was on its way to this worker.
    */
   admit(need: () => Want | null): Promise<boolean> {
-    const turn = this.turns.then(() => {
+    const turn = this.turns.then(async () => {
       const want = need();
-      return want === null ? true : this.borrow(want);
+      if (want === null) return true;
+      // Room can come while the borrow is out without being its answer: a neighbour's give-back
+      // (id 0) reaches the primary after this borrow did, and here before the lender's "nothing".
+      return (await this.borrow(want)) || this.hasRoom(want);
     });
     this.turns = turn.then(() => undefined, () => undefined);
     return turn;
@@ -313,6 +316,13 @@ export class WorkerShares implements TunnelShares {
       if (source > 0) this.setSource(want.source, this.forSource(want.source) - source);
     }
     return { overall, clients, source };
+  }
+
+  /** Whether what `want` asked for fits the shares now (the connection asking is counted). */
+  private hasRoom(want: Want): boolean {
+    if (want.overall && this.counts.overall() > this.overallShare) return false;
+    if (want.clients && this.counts.clients() > (this.clientShare ?? 0)) return false;
+    return want.source === null || this.counts.from(want.source) <= this.forSource(want.source);
   }
 
   /** A source's last tunnel here closed: what this worker holds above the even split goes back. */
