@@ -10,7 +10,7 @@ import { AuditKeyError, readAuditKey } from './audit/log/verify-chain';
 import { AuditUrlError, resolveAuditUrl } from './fleet/audit-url';
 import { parseRange } from './policy/ip-range';
 import type { IpRange } from './policy/ip-range';
-import { DURATION_EXAMPLES, durationMs } from './duration';
+import { DURATION_EXAMPLES, durationMs, MAX_TIMER_MS } from './duration';
 
 export { ConfigError } from './config-error';
 export { parseMinFreeDisk } from './config-size';
@@ -132,9 +132,16 @@ export function parseListen(text: string, what: string): ListenAddress {
 
 /** Durations like 500ms, 10s, 2m, 24h, 14d, 2w (src/duration.ts); a bare number is seconds. */
 export function parseDuration(text: string, what: string): number {
-  const ms = durationMs(text, 's');
+  const ms = durationMs(text.trim(), 's');
   if (ms === null) throw new ConfigError(`${what}: expected a duration such as ${DURATION_EXAMPLES}, got "${text}"`);
   if (!Number.isSafeInteger(ms)) throw new ConfigError(`${what}: "${text}" is too long`);
+  return ms;
+}
+
+/** A duration a timer waits for: at most Node's longest timer (24.8 days). */
+export function parseTimerDuration(text: string, what: string): number {
+  const ms = parseDuration(text, what);
+  if (ms > MAX_TIMER_MS) throw new ConfigError(`${what}: "${text}" is longer than a timer can wait (at most 24d)`);
   return ms;
 }
 
@@ -243,13 +250,13 @@ export function resolveServeConfig(
     policiesDir: pick('policies'),
     dbFile: pick('db'),
     adminToken: env.TOLLGATE_ADMIN_TOKEN ? env.TOLLGATE_ADMIN_TOKEN : null,
-    dnsTimeoutMs: parseDuration(pick('dnsTimeout'), '--dns-timeout'),
-    connectTimeoutMs: parseDuration(pick('connectTimeout'), '--connect-timeout'),
-    drainTimeoutMs: parseDuration(pick('drainTimeout'), '--drain-timeout'),
-    drainGraceMs: parseDuration(pick('drainGrace'), '--drain-grace'),
-    tunnelIdleTimeoutMs: parseDuration(pick('tunnelIdleTimeout'), '--tunnel-idle-timeout'),
-    tunnelMaxLifetimeMs: parseDuration(pick('tunnelMaxLifetime'), '--tunnel-max-lifetime'),
-    requestIdleTimeoutMs: parseDuration(pick('requestIdleTimeout'), '--request-idle-timeout'),
+    dnsTimeoutMs: parseTimerDuration(pick('dnsTimeout'), '--dns-timeout'),
+    connectTimeoutMs: parseTimerDuration(pick('connectTimeout'), '--connect-timeout'),
+    drainTimeoutMs: parseTimerDuration(pick('drainTimeout'), '--drain-timeout'),
+    drainGraceMs: parseTimerDuration(pick('drainGrace'), '--drain-grace'),
+    tunnelIdleTimeoutMs: parseTimerDuration(pick('tunnelIdleTimeout'), '--tunnel-idle-timeout'),
+    tunnelMaxLifetimeMs: parseTimerDuration(pick('tunnelMaxLifetime'), '--tunnel-max-lifetime'),
+    requestIdleTimeoutMs: parseTimerDuration(pick('requestIdleTimeout'), '--request-idle-timeout'),
     maxTunnels: parseWholeNumber(pick('maxTunnels'), '--max-tunnels', 1, MAX_COUNT),
     maxTunnelsPerSource: parseWholeNumber(pick('maxTunnelsPerSource'), '--max-tunnels-per-source', 1, MAX_COUNT),
     maxClientConnections: parseClientConnections(pick('maxClientConnections'), descriptorLimit),

@@ -13,13 +13,19 @@ const DURATION = /^([0-9]{1,15}(?:\.[0-9]{1,9})?)(ms|s|m|h|d|w)?$/;
 export const DURATION_EXAMPLES = '500ms, 90s, 15m, 24h, 7d or 2w';
 
 /**
- * Milliseconds of `text` (rounded), or null when it is not a duration. A bare number is in
- * `bareUnit`, or not a duration when that is null.
+ * Milliseconds of `text` (rounded), or null when it is not a duration (nor one that rounds to
+ * nothing). A bare number is in `bareUnit`, or not a duration when that is null.
  */
 export function durationMs(text: string, bareUnit: 's' | null): number | null {
-  const match = DURATION.exec(text.trim());
+  const match = DURATION.exec(text);
   if (match === null) return null;
   const unit = match[2] ?? bareUnit;
   if (unit === null) return null;
-  return Math.round(Number(match[1]) * UNIT_MS[unit]);
+  const amount = Number(match[1]);
+  const ms = Math.round(amount * UNIT_MS[unit]);
+  // Less than half a millisecond but not nothing (0.4ms, 0.0001s): 0 would mean "off" to an option.
+  return ms === 0 && amount > 0 ? null : ms;
 }
+
+/** Node's timers take at most 2^31 - 1 ms (24.8 days); a longer delay fires after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;

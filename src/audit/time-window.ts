@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { durationMs } from '../duration';
+import { DURATION_EXAMPLES, durationMs } from '../duration';
 import { QueryInputError } from './query-errors';
 import { statement } from './statement-cache';
 
@@ -38,7 +38,7 @@ export function parseTimeParam(param: string, text: string, now: Date): number {
   if (!Number.isFinite(ms)) {
     throw new QueryInputError(
       param,
-      `${param} must be an ISO-8601 time with a zone (2025-03-01T12:00:00Z), a date (2025-03-01), or a relative time such as 15m, 24h or 7d`,
+      `${param} must be an ISO-8601 time with a zone (2025-03-01T12:00:00Z), a date (2025-03-01), or a relative time such as ${DURATION_EXAMPLES}`,
     );
   }
   return ms;

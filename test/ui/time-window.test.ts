@@ -37,6 +37,15 @@ function iso(ms: number): string {
   return new Date(ms).toISOString().replace(/\.000Z$/, 'Z');
 }
 
+describe('typed relative times', () => {
+  it('read as the server reads them: ms, s, m, h, d and w, with fractions (the page\'s own module)', async () => {
+    await ui.open('/');
+    const now = Date.parse('2026-03-01T12:00:00Z');
+    const read = await ui.page.evaluate(`import('/js/time-window.js').then((m) => ['500ms', '90s', '1.5h', '2w', '7 d', ' 7d', '2y'].map((t) => m.timeValueMs(t, ${now})))`);
+    expect(read).toEqual([now - 500, now - 90_000, now - 5_400_000, now - 1_209_600_000, null, null, null]);
+  });
+});
+
 describe('the histogram', () => {
   it('sits above the history table; dragging across it narrows the window in the URL and the table', async () => {
     await ui.open('/?since=24h');
