@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { writeAuthPolicy } from './helpers/auth-policy';
 import { REPO_ROOT, runCli } from './helpers/serve-process';
 
 /**
@@ -259,22 +260,7 @@ describe('tollgate policy test: credentials, as settings.auth has the proxy trea
   function policyWithAuth(auth: 'off' | 'optional' | 'required' | null): string {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-auth-'));
     folders.push(dir);
-    fs.writeFileSync(path.join(dir, 'policy.yaml'), [
-      'version: 1',
-      ...(auth === null ? [] : ['settings:', `  auth: ${auth}`]),
-      'clients:',
-      '  bots:',
-      '    users: [ci-bot]',
-      'rules:',
-      '  - name: bots-only',
-      '    action: allow',
-      '    clients: [bots]',
-      '    hosts: [bots.example]',
-      '  - name: everyone',
-      '    action: allow',
-      '    hosts: [open.example]',
-      '',
-    ].join('\n'));
+    writeAuthPolicy(dir, auth);
     return dir;
   }
 

@@ -5,6 +5,7 @@ import { loadPolicy } from '../src/policy/load';
 import type { Policy } from '../src/policy/load';
 import { ShapeDecider } from '../src/policy/replay/decide-shape';
 import type { RecordedShape } from '../src/policy/replay/recorded-shape';
+import { writeAuthPolicy } from './helpers/auth-policy';
 
 /**
  * Replay takes a recorded user as the proxy would under the proposed policy: the proxy ignores
@@ -18,20 +19,7 @@ beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-replay-a
 afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 function policyWithAuth(auth: 'off' | 'optional' | 'required'): Policy {
-  fs.writeFileSync(path.join(dir, 'policy.yaml'), [
-    'version: 1',
-    'settings:',
-    `  auth: ${auth}`,
-    'clients:',
-    '  bots:',
-    '    users: [ci-bot]',
-    'rules:',
-    '  - name: bots-only',
-    '    action: allow',
-    '    clients: [bots]',
-    '    hosts: [bots.example]',
-    '',
-  ].join('\n'));
+  writeAuthPolicy(dir, auth);
   const loaded = loadPolicy(dir);
   if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
   return loaded.policy;
