@@ -1,13 +1,13 @@
 import type { BatchTarget, NumberedLog } from '../audit/group-commit';
 import { prepareEntry } from '../audit/log/entry-codec';
 import type { PreparedEntry } from '../audit/log/entry-codec';
-import { RecordEnd } from '../audit/record-types';
 import type { Logger } from '../log';
 import { channelEnded, spooledAfter, within } from './dead-worker';
 import { newerBatch } from './spool';
 import { MergedAppends } from './merged-appends';
 import type { SpoolFile } from './spool';
-import { encodeBlockFrame, encodeSyncFrame, FrameReader, decodeWorkerFrame } from './wire';
+import { encodeBlockFrame, encodeSyncFrame, decodeWorkerFrame } from './wire';
+import { LEFT_OPEN_COMPLETED, leftOpenCompletions, readChannel } from './worker-batches';
 import type { BatchMember, WorkerRecords } from './worker-batches';
 import { newMergeState, takeBatch } from './merge-state';
 import type { Block, MergeState } from './merge-state';
@@ -61,26 +61,16 @@ export class BlockMerge implements WorkerRecords {
   attach(member: BatchMember, broken: () => void, spoolName: string): void {
     const state = newMergeState(member, spoolName);
     this.states.set(member, state);
-    const frames = new FrameReader((frame) => {
+    // A frame that does not parse, or ids outside its blocks: the worker is replaced, and its
+    // spool brings in what it answered.
+    readChannel(member, this.logger, broken, (frame) => {
       const decoded = decodeWorkerFrame(frame);
       if (decoded.kind === 'batch') {
         takeBatch(state, decoded.frame);
         this.schedule();
       } else if (decoded.kind === 'want') this.grant(state, decoded.count);
       else this.released(state, decoded);
-    });
-    member.channel.on('data', (chunk: Buffer) => {
-      if (state.closed) return;
-      try {
-        frames.push(chunk);
-      } catch (err) {
-        // Both ends are this release: a frame that does not parse, or ids outside its blocks,
-        // is a bug. The worker is replaced; its spool brings in what it answered.
-        this.logger.error({ worker: member.slot, err }, 'audit channel: a frame from a worker does not parse; the worker is replaced');
-        broken();
-      }
-    });
-    member.channel.on('error', (err) => this.logger.debug({ worker: member.slot, err }, 'audit channel error'));
+    }, () => state.closed);
     // Its first block when it asks (as soon as it reads its channel): a block given to a process
     // still starting would hold every later one back until it reads.
   }
@@ -166,12 +156,10 @@ export class BlockMerge implements WorkerRecords {
     const { member } = state;
     this.states.delete(member);
     member.settled = true;
-    const ids = [...member.open];
-    member.open.clear();
-    if (ids.length > 0) {
-      const completion = { endedAt: new Date(), status: null, bytesUp: 0, bytesDown: 0, error: RecordEnd.workerExited };
-      this.appends.append(ids.map((id) => prepareEntry({ type: 'complete', id, completion })));
-      this.logger.warn({ worker: member.slot, records: ids.length }, 'completed the records a worker left open (error worker_exited)');
+    const completions = leftOpenCompletions(member);
+    if (completions.length > 0) {
+      this.appends.append(completions.map(([id, completion]) => prepareEntry({ type: 'complete', id, completion })));
+      this.logger.warn({ worker: member.slot, records: completions.length }, LEFT_OPEN_COMPLETED);
     }
     // Kept while the log lacks any of it (a start appends it from there), removed once it has it all.
     this.appends.spent(files);

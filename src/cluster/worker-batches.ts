@@ -64,23 +64,13 @@ export class WorkerBatches implements WorkerRecords {
 
   /** Reads the member's batches off its channel; `broken` when a frame does not parse. */
   attach(member: BatchMember, broken: () => void): void {
-    const frames = new FrameReader((frame) => {
+    // A frame that does not parse: the worker is replaced (its acknowledged records are in the
+    // log; what it left open is completed).
+    readChannel(member, this.log, broken, (frame) => {
       const { seq, entries } = decodeBatchFrame(frame);
       this.queued.push({ member, seq, entries });
       this.scheduled ??= setImmediate(() => this.commitQueued());
     });
-    member.channel.on('data', (chunk: Buffer) => {
-      try {
-        frames.push(chunk);
-      } catch (err) {
-        // Both ends are this release: a frame that does not parse is a bug. The worker is
-        // replaced (its acknowledged records are in the log; what it left open is completed).
-        this.log.error({ worker: member.slot, err }, 'audit channel: a frame from a worker does not parse; the worker is replaced');
-        broken();
-      }
-    });
-    // A worker gone mid-write (EPIPE, ECONNRESET) is the exit's to handle.
-    member.channel.on('error', (err) => this.log.debug({ worker: member.slot, err }, 'audit channel error'));
   }
 
   /** A worker waits for its batch's answer: what it answered is in the log already. */
@@ -172,25 +162,48 @@ export class WorkerBatches implements WorkerRecords {
     }
   }
 
-  private completeLeftOpen(member: BatchMember): Promise<void> {
-    return completeLeftOpen(this.target, member, this.log);
+  /** A dead worker's records still open, completed once all of its are in. */
+  private async completeLeftOpen(member: BatchMember): Promise<void> {
+    const completions = leftOpenCompletions(member);
+    if (completions.length === 0) return;
+    for (const [id] of completions) member.endedBySettle.add(id);
+    try {
+      await this.target.commitBatch([], completions, []);
+      this.log.warn({ worker: member.slot, records: completions.length }, LEFT_OPEN_COMPLETED);
+    } catch (err) {
+      // Held by the store and written when it recovers; at worst completed at the next start.
+      this.log.error({ worker: member.slot, records: completions.length, err }, 'could not complete the records a worker left open; the store holds them');
+    }
   }
 }
 
-/** A dead worker's records still open, completed (error worker_exited) once all of its are in. */
-export async function completeLeftOpen(target: BatchTarget, member: BatchMember, log: Logger): Promise<void> {
+export const LEFT_OPEN_COMPLETED = 'completed the records a worker left open (error worker_exited)';
+
+/** A dead worker's records still open, as completions (error worker_exited); its open set is emptied. */
+export function leftOpenCompletions(member: BatchMember): CompletionEntry[] {
   const ids = [...member.open];
   member.open.clear();
-  if (ids.length === 0) return;
-  for (const id of ids) member.endedBySettle.add(id);
   const completion = { endedAt: new Date(), status: null, bytesUp: 0, bytesDown: 0, error: RecordEnd.workerExited };
-  try {
-    await target.commitBatch([], ids.map((id): CompletionEntry => [id, completion]), []);
-    log.warn({ worker: member.slot, records: ids.length }, 'completed the records a worker left open (error worker_exited)');
-  } catch (err) {
-    // Held by the store and written when it recovers; at worst completed at the next start.
-    log.error({ worker: member.slot, records: ids.length, err }, 'could not complete the records a worker left open; the store holds them');
-  }
+  return ids.map((id): CompletionEntry => [id, completion]);
+}
+
+/**
+ * Reads a worker's audit channel frame by frame into `onFrame` (nothing once `closed()` says so).
+ * Both ends are this release: a frame that does not parse is a bug, and the worker is replaced
+ * (`broken`). A worker gone mid-write (EPIPE, ECONNRESET) is its exit's to handle.
+ */
+export function readChannel(member: BatchMember, log: Logger, broken: () => void, onFrame: (frame: Buffer) => void, closed = (): boolean => false): void {
+  const frames = new FrameReader(onFrame);
+  member.channel.on('data', (chunk: Buffer) => {
+    if (closed()) return;
+    try {
+      frames.push(chunk);
+    } catch (err) {
+      log.error({ worker: member.slot, err }, 'audit channel: a frame from a worker does not parse; the worker is replaced');
+      broken();
+    }
+  });
+  member.channel.on('error', (err) => log.debug({ worker: member.slot, err }, 'audit channel error'));
 }
 
 function answerWorker(member: BatchMember, seq: number, writable: boolean, answer: BatchAnswer): void {
